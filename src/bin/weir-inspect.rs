@@ -1,0 +1,10 @@
+//! weir-inspect: see `man weir-inspect`; the work is done in `weir::inspect`.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use weir::cli::InspectCli;
+
+fn main() {
+    let cli = InspectCli::parse();
+    weir::plumbing::main("weir-inspect", || weir::inspect::run(&cli.options()));
+}

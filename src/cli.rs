@@ -1,0 +1,274 @@
+//! The command-line definitions of every binary, in one place so that help text, man pages
+//! (`man/`, generated from these by `tests/man.rs` with `WEIR_BLESS=1`) and the code agree.
+
+use crate::conn::{parse_conninfo, quote_conninfo_value};
+use crate::extract::ExtractOptions;
+use crate::inspect::InspectOptions;
+use crate::load::LoadOptions;
+use clap::{Args, Parser};
+
+/// Connection options, as psql, pg_dump and pg_restore spell them.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConnArgs {
+    /// Database to connect to: a name, a postgres:// URI or a key=value conninfo string.
+    /// Unset parts come from PG* environment variables, the service file and ~/.pgpass,
+    /// as with psql.
+    #[arg(value_name = "DBNAME")]
+    pub dbname_pos: Option<String>,
+    /// Same as the DBNAME argument.
+    #[arg(
+        short = 'd',
+        long = "dbname",
+        value_name = "CONNINFO",
+        conflicts_with = "dbname_pos"
+    )]
+    pub dbname: Option<String>,
+    /// Server host name or Unix-socket directory (overrides the conninfo and PGHOST).
+    #[arg(short = 'h', long = "host", value_name = "HOST")]
+    pub host: Option<String>,
+    /// Server port (overrides the conninfo and PGPORT).
+    #[arg(short = 'p', long = "port", value_name = "PORT")]
+    pub port: Option<String>,
+    /// User name (overrides the conninfo and PGUSER). Passwords never go on the command
+    /// line: use PGPASSWORD, PGPASSFILE or ~/.pgpass.
+    #[arg(short = 'U', long = "username", value_name = "USER")]
+    pub user: Option<String>,
+}
+
+impl ConnArgs {
+    /// Folds the flags into one conninfo string for [`crate::conn::ConnParams::resolve`].
+    pub fn conninfo(&self) -> anyhow::Result<Option<String>> {
+        let base = self.dbname.as_ref().or(self.dbname_pos.as_ref());
+        if self.host.is_none() && self.port.is_none() && self.user.is_none() {
+            return Ok(base.cloned());
+        }
+        let mut map = match base {
+            Some(b) => parse_conninfo(b)?,
+            None => Default::default(),
+        };
+        for (k, v) in [
+            ("host", &self.host),
+            ("port", &self.port),
+            ("user", &self.user),
+        ] {
+            if let Some(v) = v {
+                map.insert(k.to_string(), v.clone());
+            }
+        }
+        Ok(Some(
+            map.iter()
+                .map(|(k, v)| format!("{k}={}", quote_conninfo_value(v)))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ))
+    }
+}
+
+/// Write a consistent snapshot of a PostgreSQL database as a weir archive on standard output.
+#[derive(Parser, Debug)]
+#[command(name = "weir-extract", version, disable_help_flag = true)]
+#[command(
+    after_help = "Examples:\n  weir-extract postgres://app@db/prod > prod.weir\n  weir-extract -j 4 -t 'public.*' -T public.audit_log | weir-load -j 4 postgres:///copy"
+)]
+pub struct ExtractCli {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Write the archive to FILE instead of standard output.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+    /// Number of connections that COPY in parallel; big tables are split into page ranges.
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
+    /// Extract only tables matching PATTERN (psql pattern rules; repeatable).
+    #[arg(short = 't', long = "table", value_name = "PATTERN")]
+    pub table: Vec<String>,
+    /// Leave out tables matching PATTERN (repeatable).
+    #[arg(short = 'T', long = "exclude-table", value_name = "PATTERN")]
+    pub exclude_table: Vec<String>,
+    /// Extract only schemas matching PATTERN (repeatable).
+    #[arg(short = 'n', long = "schema", value_name = "PATTERN")]
+    pub schema: Vec<String>,
+    /// Leave out schemas matching PATTERN (repeatable).
+    #[arg(short = 'N', long = "exclude-schema", value_name = "PATTERN")]
+    pub exclude_schema: Vec<String>,
+    /// Keep the definition of tables matching PATTERN but not their rows (repeatable).
+    #[arg(long = "exclude-table-data", value_name = "PATTERN")]
+    pub exclude_table_data: Vec<String>,
+    /// Extract only the rows of TABLE (a pattern) for which the SQL CONDITION holds
+    /// (repeatable), e.g. --where 'public.orders:created_at > now() - interval '"'"'30 days'"'"''.
+    #[arg(long = "where", value_name = "TABLE:CONDITION")]
+    pub r#where: Vec<String>,
+    /// Include roles and tablespaces (pg_dumpall --globals-only; needs a superuser).
+    #[arg(long = "globals")]
+    pub globals: bool,
+    /// Include large objects even when tables or schemas were selected.
+    #[arg(
+        short = 'b',
+        long = "large-objects",
+        alias = "blobs",
+        conflicts_with = "no_large_objects"
+    )]
+    pub large_objects: bool,
+    /// Leave large objects out.
+    #[arg(short = 'B', long = "no-large-objects", alias = "no-blobs")]
+    pub no_large_objects: bool,
+    /// Target size of a data chunk in bytes (rows are never split).
+    #[arg(long = "chunk-size", value_name = "BYTES", default_value_t = 4 << 20, hide = true)]
+    pub chunk_size: usize,
+    /// Print a progress line every few seconds even when stderr is not a terminal.
+    #[arg(long = "progress")]
+    pub progress: bool,
+    /// Print nothing but errors.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    /// Print help.
+    #[arg(long = "help", action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+impl ExtractCli {
+    pub fn options(&self) -> anyhow::Result<ExtractOptions> {
+        Ok(ExtractOptions {
+            conninfo: self.conn.conninfo()?,
+            jobs: self.jobs,
+            tables: self.table.clone(),
+            exclude_tables: self.exclude_table.clone(),
+            schemas: self.schema.clone(),
+            exclude_schemas: self.exclude_schema.clone(),
+            exclude_table_data: self.exclude_table_data.clone(),
+            wheres: self.r#where.clone(),
+            globals: self.globals,
+            blobs: if self.large_objects {
+                Some(true)
+            } else if self.no_large_objects {
+                Some(false)
+            } else {
+                None
+            },
+            chunk_size: self.chunk_size,
+            output: self.file.clone(),
+            progress: self.progress,
+            quiet: self.quiet,
+        })
+    }
+}
+
+/// Restore a weir archive read from standard input into a PostgreSQL database.
+#[derive(Parser, Debug)]
+#[command(name = "weir-load", version, disable_help_flag = true)]
+#[command(
+    after_help = "Examples:\n  weir-load --create postgres://app@db2/prod_copy < prod.weir\n  weir-get s3://b/db.weir | weir-load -j 4 -t public.orders postgres:///staging"
+)]
+pub struct LoadCli {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// Read the archive from FILE instead of standard input.
+    #[arg(short = 'i', long = "input", value_name = "FILE")]
+    pub input: Option<String>,
+    /// Number of connections that load data and build indexes in parallel.
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
+    /// Create the target database first (and drop it again if the load fails).
+    #[arg(short = 'C', long = "create")]
+    pub create: bool,
+    /// Drop the archive's objects from the target before creating them.
+    #[arg(short = 'c', long = "clean")]
+    pub clean: bool,
+    /// With --clean, do not fail on objects that do not exist (always the case in weir).
+    #[arg(long = "if-exists")]
+    pub if_exists: bool,
+    /// Do not set object ownership to match the source; objects belong to the loading user.
+    #[arg(short = 'O', long = "no-owner")]
+    pub no_owner: bool,
+    /// Do not restore access privileges (GRANT/REVOKE).
+    #[arg(short = 'x', long = "no-acl", alias = "no-privileges")]
+    pub no_acl: bool,
+    /// Restore only the schema, no rows (the archive is still verified completely).
+    #[arg(short = 's', long = "schema-only")]
+    pub schema_only: bool,
+    /// Restore only rows, sequences and large objects into existing tables.
+    #[arg(short = 'a', long = "data-only")]
+    pub data_only: bool,
+    /// With --data-only, keep triggers and foreign-key checks from firing during the load
+    /// (needs a superuser).
+    #[arg(long = "disable-triggers")]
+    pub disable_triggers: bool,
+    /// Restore only tables matching PATTERN, with their indexes, constraints, triggers and
+    /// sequences (repeatable).
+    #[arg(short = 't', long = "table", value_name = "PATTERN")]
+    pub table: Vec<String>,
+    /// Restore only objects in schemas matching NAME (repeatable).
+    #[arg(short = 'n', long = "schema", value_name = "NAME")]
+    pub schema: Vec<String>,
+    /// Also restore roles and tablespaces, if the archive has them.
+    #[arg(long = "globals")]
+    pub globals: bool,
+    /// Print a progress line every few seconds even when stderr is not a terminal.
+    #[arg(long = "progress")]
+    pub progress: bool,
+    /// Print nothing but errors.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    /// Print help.
+    #[arg(long = "help", action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+impl LoadCli {
+    pub fn options(&self) -> anyhow::Result<LoadOptions> {
+        Ok(LoadOptions {
+            conninfo: self.conn.conninfo()?,
+            input: self.input.clone(),
+            jobs: self.jobs,
+            create: self.create,
+            clean: self.clean,
+            if_exists: self.if_exists,
+            no_owner: self.no_owner,
+            no_acl: self.no_acl,
+            schema_only: self.schema_only,
+            data_only: self.data_only,
+            disable_triggers: self.disable_triggers,
+            tables: self.table.clone(),
+            schemas: self.schema.clone(),
+            globals: self.globals,
+            progress: self.progress,
+            quiet: self.quiet,
+        })
+    }
+}
+
+/// List, verify or read a weir archive without a database.
+#[derive(Parser, Debug)]
+#[command(name = "weir-inspect", version)]
+#[command(
+    after_help = "Examples:\n  weir-inspect --verify < prod.weir\n  weir-inspect --table public.users --csv prod.weir > users.csv"
+)]
+pub struct InspectCli {
+    /// The archive to read; standard input if absent or -.
+    #[arg(value_name = "FILE")]
+    pub file: Option<String>,
+    /// Verify every entry, count and digest; print one line and exit 0 only if intact.
+    #[arg(long = "verify", conflicts_with_all = ["table", "json"])]
+    pub verify: bool,
+    /// Print the manifest and trailer as JSON.
+    #[arg(long = "json", conflicts_with = "table")]
+    pub json: bool,
+    /// Print the rows of one table (schema.name or a unique name) as COPY text.
+    #[arg(long = "table", value_name = "TABLE")]
+    pub table: Option<String>,
+    /// With --table, print CSV with a header line instead of COPY text.
+    #[arg(long = "csv", requires = "table")]
+    pub csv: bool,
+}
+
+impl InspectCli {
+    pub fn options(&self) -> InspectOptions {
+        InspectOptions {
+            input: self.file.clone(),
+            verify: self.verify,
+            json: self.json,
+            table: self.table.clone(),
+            csv: self.csv,
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! PostgreSQL COPY text format: cutting a COPY stream into chunks on row boundaries, counting
+//! rows, and decoding rows into fields (for CSV output).
+//!
+//! In COPY text format every raw newline byte ends a row, because a newline inside a value is
+//! written as the two bytes `\n` (PostgreSQL documentation, COPY, "Text Format"). So a chunk
+//! cut after a raw `0x0A` never splits a row, and rows are counted by counting `0x0A` bytes.
+
+use anyhow::{Result, bail};
+use sha2::{Digest, Sha256};
+
+/// One chunk of COPY text: whole rows only, with its row count and SHA-256.
+pub struct Chunk {
+    pub data: Vec<u8>,
+    pub rows: u64,
+    pub sha256: [u8; 32],
+}
+
+impl Chunk {
+    pub fn new(data: Vec<u8>) -> Chunk {
+        let rows = count_rows(&data);
+        let sha256 = Sha256::digest(&data).into();
+        Chunk { data, rows, sha256 }
+    }
+}
+
+pub fn count_rows(data: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', data).count() as u64
+}
+
+/// Accumulates a COPY stream and cuts it into chunks of about `target` bytes, each ending at a
+/// row boundary. A single row longer than `target` makes one larger chunk: rows are never split.
+pub struct Chunker {
+    target: usize,
+    buf: Vec<u8>,
+}
+
+impl Chunker {
+    pub fn new(target: usize) -> Chunker {
+        Chunker {
+            target,
+            buf: Vec::with_capacity(target + (target >> 3)),
+        }
+    }
+
+    /// Appends bytes; returns a full chunk when one is ready.
+    pub fn push(&mut self, data: &[u8]) -> Option<Vec<u8>> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() < self.target {
+            return None;
+        }
+        let cut = memchr::memrchr(b'\n', &self.buf)? + 1;
+        let mut rest = Vec::with_capacity(self.target + (self.target >> 3));
+        rest.extend_from_slice(&self.buf[cut..]);
+        self.buf.truncate(cut);
+        Some(std::mem::replace(&mut self.buf, rest))
+    }
+
+    /// Returns what is left at the end of the stream. A COPY stream always ends with a newline;
+    /// anything after the last one means the stream was cut short.
+    pub fn finish(self) -> Result<Option<Vec<u8>>> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        if self.buf.last() != Some(&b'\n') {
+            bail!("COPY data ended in the middle of a row");
+        }
+        Ok(Some(self.buf))
+    }
+}
+
+/// Decodes one COPY text field. `None` is SQL NULL (`\N`).
+pub fn decode_field(f: &[u8]) -> Result<Option<Vec<u8>>> {
+    if f == b"\\N" {
+        return Ok(None);
+    }
+    let mut out = Vec::with_capacity(f.len());
+    let mut i = 0;
+    while i < f.len() {
+        let c = f[i];
+        if c != b'\\' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let Some(&n) = f.get(i + 1) else {
+            bail!("COPY field ends with a lone backslash");
+        };
+        i += 2;
+        match n {
+            b'b' => out.push(8),
+            b'f' => out.push(12),
+            b'n' => out.push(b'\n'),
+            b'r' => out.push(b'\r'),
+            b't' => out.push(b'\t'),
+            b'v' => out.push(11),
+            b'0'..=b'7' => {
+                let mut v = u32::from(n - b'0');
+                let mut k = 0;
+                while k < 2 && i < f.len() && (b'0'..=b'7').contains(&f[i]) {
+                    v = v * 8 + u32::from(f[i] - b'0');
+                    i += 1;
+                    k += 1;
+                }
+                out.push(v as u8);
+            }
+            b'x' if i < f.len() && f[i].is_ascii_hexdigit() => {
+                let mut v = hexval(f[i]);
+                i += 1;
+                if i < f.len() && f[i].is_ascii_hexdigit() {
+                    v = v * 16 + hexval(f[i]);
+                    i += 1;
+                }
+                out.push(v);
+            }
+            other => out.push(other),
+        }
+    }
+    Ok(Some(out))
+}
+
+fn hexval(c: u8) -> u8 {
+    (c as char).to_digit(16).unwrap_or(0) as u8
+}
+
+/// Writes the rows of a COPY text chunk as CSV (RFC 4180, as PostgreSQL's `COPY ... CSV`
+/// writes it: NULL is an empty unquoted field, an empty string is `""`).
+pub fn chunk_to_csv(data: &[u8], out: &mut impl std::io::Write) -> Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let Some(rows) = data.strip_suffix(b"\n") else {
+        bail!("COPY chunk does not end with a newline");
+    };
+    for row in rows.split(|b| *b == b'\n') {
+        let mut first = true;
+        if !row.is_empty() {
+            for field in row.split(|b| *b == b'\t') {
+                if !first {
+                    out.write_all(b",")?;
+                }
+                first = false;
+                write_csv_field(decode_field(field)?.as_deref(), out)?;
+            }
+        }
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// Writes one CSV field, quoting it when it needs quotes.
+pub fn write_csv_field(v: Option<&[u8]>, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    let Some(v) = v else { return Ok(()) };
+    let needs = v.is_empty()
+        || v.iter()
+            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\'));
+    if !needs {
+        return out.write_all(v);
+    }
+    out.write_all(b"\"")?;
+    for part in v.split_inclusive(|b| *b == b'"') {
+        out.write_all(part)?;
+        if part.last() == Some(&b'"') {
+            out.write_all(b"\"")?;
+        }
+    }
+    out.write_all(b"\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunker_cuts_only_at_row_ends() {
+        let mut c = Chunker::new(8);
+        let mut chunks = Vec::new();
+        for piece in [&b"aaaa\nbb"[..], b"bbbbbbbbbb\n", b"c\n", b"dd\n"] {
+            if let Some(ch) = c.push(piece) {
+                chunks.push(ch);
+            }
+        }
+        if let Some(ch) = c.finish().unwrap() {
+            chunks.push(ch);
+        }
+        assert_eq!(chunks.concat(), b"aaaa\nbbbbbbbbbbbb\nc\ndd\n");
+        for ch in &chunks {
+            assert_eq!(ch.last(), Some(&b'\n'));
+        }
+        let mut c = Chunker::new(100);
+        c.push(b"partial");
+        assert!(c.finish().is_err());
+    }
+
+    #[test]
+    fn decodes_every_escape() {
+        let f = br"a\tb\nc\\d\101\x41\x4\b\f\r\v\q";
+        assert_eq!(
+            decode_field(f).unwrap().unwrap(),
+            b"a\tb\nc\\dAA\x04\x08\x0c\r\x0bq"
+        );
+        assert_eq!(decode_field(br"\N").unwrap(), None);
+        assert_eq!(decode_field(br"\\N").unwrap().unwrap(), b"\\N");
+        assert!(decode_field(b"x\\").is_err());
+    }
+
+    #[test]
+    fn csv_quotes_like_postgres() {
+        let mut out = Vec::new();
+        chunk_to_csv(
+            b"1\t\\N\t\ta,b\tsay \"hi\"\n2\tx\\ny\t\\\\\tplain\n",
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "1,,\"\",\"a,b\",\"say \"\"hi\"\"\"\n2,\"x\ny\",\"\\\",plain\n"
+        );
+    }
+}

@@ -1,0 +1,19 @@
+//! weir: PostgreSQL backup, restore and anonymization as Unix pipeline stages.
+//!
+//! Each `src/bin/weir-*.rs` binary is a thin command line over one module here:
+//! [`extract`] (`weir-extract`), [`load`] (`weir-load`), [`inspect`] (`weir-inspect`).
+//! [`archive`] is the stream format they share, [`conn`] resolves connections the libpq way,
+//! [`pgtools`] runs `pg_dump`/`pg_restore`, and [`plumbing`] owns stdin/stdout, exit codes,
+//! signals and progress for every binary.
+#![forbid(unsafe_code)]
+
+pub mod archive;
+pub mod cli;
+pub mod conn;
+pub mod copy_text;
+pub mod extract;
+pub mod inspect;
+pub mod load;
+pub mod pattern;
+pub mod pgtools;
+pub mod plumbing;
