@@ -115,6 +115,14 @@ pub struct ExtractCli {
     /// Target size of a data chunk in bytes (rows are never split).
     #[arg(long = "chunk-size", value_name = "BYTES", default_value_t = 4 << 20, hide = true)]
     pub chunk_size: usize,
+    /// Tables larger than twice this many pages are split into ranges of this many pages.
+    #[arg(
+        long = "split-pages",
+        value_name = "PAGES",
+        default_value_t = 16384,
+        hide = true
+    )]
+    pub split_pages: i64,
     /// Print a progress line every few seconds even when stderr is not a terminal.
     #[arg(long = "progress")]
     pub progress: bool,
@@ -146,6 +154,7 @@ impl ExtractCli {
                 None
             },
             chunk_size: self.chunk_size,
+            split_pages: self.split_pages,
             output: self.file.clone(),
             progress: self.progress,
             quiet: self.quiet,

@@ -124,7 +124,7 @@ fn hexval(c: u8) -> u8 {
 
 /// Writes the rows of a COPY text chunk as CSV (RFC 4180, as PostgreSQL's `COPY ... CSV`
 /// writes it: NULL is an empty unquoted field, an empty string is `""`).
-pub fn chunk_to_csv(data: &[u8], out: &mut impl std::io::Write) -> Result<()> {
+pub fn chunk_to_csv(data: &[u8], single_column: bool, out: &mut impl std::io::Write) -> Result<()> {
     if data.is_empty() {
         return Ok(());
     }
@@ -139,7 +139,7 @@ pub fn chunk_to_csv(data: &[u8], out: &mut impl std::io::Write) -> Result<()> {
                     out.write_all(b",")?;
                 }
                 first = false;
-                write_csv_field(decode_field(field)?.as_deref(), out)?;
+                write_csv_field(decode_field(field)?.as_deref(), single_column, out)?;
             }
         }
         out.write_all(b"\n")?;
@@ -148,11 +148,18 @@ pub fn chunk_to_csv(data: &[u8], out: &mut impl std::io::Write) -> Result<()> {
 }
 
 /// Writes one CSV field, quoting it when it needs quotes.
-pub fn write_csv_field(v: Option<&[u8]>, out: &mut impl std::io::Write) -> std::io::Result<()> {
+pub fn write_csv_field(
+    v: Option<&[u8]>,
+    single_column: bool,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
     let Some(v) = v else { return Ok(()) };
+    // PostgreSQL quotes an empty string (to tell it from NULL), a value holding the delimiter,
+    // the quote or a line break, and in a one-column row a lone `\.`, which would otherwise
+    // read as end-of-data (copyto.c, CopyAttributeOutCSV).
     let needs = v.is_empty()
-        || v.iter()
-            .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r' | b'\\'));
+        || (single_column && v == b"\\.")
+        || v.iter().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'));
     if !needs {
         return out.write_all(v);
     }
@@ -208,12 +215,13 @@ mod tests {
         let mut out = Vec::new();
         chunk_to_csv(
             b"1\t\\N\t\ta,b\tsay \"hi\"\n2\tx\\ny\t\\\\\tplain\n",
+            false,
             &mut out,
         )
         .unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "1,,\"\",\"a,b\",\"say \"\"hi\"\"\"\n2,\"x\ny\",\"\\\",plain\n"
+            "1,,\"\",\"a,b\",\"say \"\"hi\"\"\"\n2,\"x\ny\",\\,plain\n"
         );
     }
 }

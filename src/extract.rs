@@ -34,6 +34,8 @@ pub struct ExtractOptions {
     /// default (in unless tables or schemas were selected).
     pub blobs: Option<bool>,
     pub chunk_size: usize,
+    /// Tables above twice this many pages are COPYed in ranges of this many pages.
+    pub split_pages: i64,
     pub output: Option<String>,
     pub progress: bool,
     pub quiet: bool,
@@ -47,8 +49,9 @@ const SESSION_SETUP: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; 
     SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET row_security = off; \
     SELECT pg_catalog.set_config('search_path', '', false);";
 
-/// Tables above this many pages are split into ranges (on servers with TID range scans).
-const RANGE_PAGES: i64 = 16384;
+/// Tables above twice this many pages (128 MiB of 8 kB pages) are split into ranges, on
+/// servers with TID range scans.
+pub const RANGE_PAGES: i64 = 16384;
 
 struct WorkItem {
     table: u32,
@@ -440,7 +443,12 @@ fn plan(
     }
     let (sequences, seq_sql) = read_sequences(c, &sel, &by_oid)?;
     let blobs = opts.blobs.unwrap_or(!sel.narrowed());
-    let work = work_items(&tables, src.server_num, block_size);
+    let range = if opts.split_pages > 0 {
+        opts.split_pages
+    } else {
+        RANGE_PAGES
+    };
+    let work = work_items(&tables, src.server_num, block_size, range);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -535,15 +543,15 @@ pub fn setval_sql(s: &Sequence) -> String {
 
 /// Splits the data into work: one COPY per table, or page ranges for big tables on servers
 /// with TID range scans (14+), biggest first so the long ones start early.
-fn work_items(tables: &[Table], server_num: u32, block_size: i64) -> Vec<WorkItem> {
+fn work_items(tables: &[Table], server_num: u32, block_size: i64, range: i64) -> Vec<WorkItem> {
     let mut items: Vec<(u64, WorkItem)> = Vec::new();
     for t in tables.iter().filter(|t| t.data) {
         let pages = t.bytes_on_disk as i64 / block_size.max(1);
         let cols = t.column_list();
-        if server_num >= 140000 && pages > 2 * RANGE_PAGES {
+        if server_num >= 140000 && pages > 2 * range {
             let mut start = 0;
             while start < pages {
-                let end = start + RANGE_PAGES;
+                let end = start + range;
                 let mut cond = format!("ctid >= '({start},0)'::pg_catalog.tid");
                 // The last range is open-ended: pages added since the size was read still hold
                 // no rows our snapshot can see, and the range costs nothing to leave open.
@@ -554,7 +562,7 @@ fn work_items(tables: &[Table], server_num: u32, block_size: i64) -> Vec<WorkIte
                     cond.push_str(&format!(" AND {f}"));
                 }
                 items.push((
-                    (RANGE_PAGES * block_size) as u64,
+                    (range * block_size) as u64,
                     WorkItem {
                         table: t.id,
                         query: format!(

@@ -19,6 +19,7 @@ pub struct InspectOptions {
 struct Printer {
     table: Option<String>,
     table_id: Option<u32>,
+    single_column: bool,
     csv: bool,
     out: Option<Output>,
 }
@@ -31,6 +32,7 @@ impl Visitor for Printer {
                 anyhow::bail!("table {} has no data in this archive", t.qualified());
             }
             self.table_id = Some(t.id);
+            self.single_column = t.columns.len() == 1;
             let mut out = Output::open(None, false)?;
             if self.csv {
                 let mut first = true;
@@ -39,7 +41,7 @@ impl Visitor for Printer {
                         out.write_all(b",")?;
                     }
                     first = false;
-                    write_csv_field(Some(c.name.as_bytes()), &mut out)?;
+                    write_csv_field(Some(c.name.as_bytes()), t.columns.len() == 1, &mut out)?;
                 }
                 out.write_all(b"\n")?;
             }
@@ -58,7 +60,7 @@ impl Visitor for Printer {
         }
         let out = self.out.as_mut().expect("opened with the manifest");
         if self.csv {
-            chunk_to_csv(&chunk.data, out)?;
+            chunk_to_csv(&chunk.data, self.single_column, out)?;
         } else {
             out.write_all(&chunk.data)?;
         }
@@ -79,6 +81,7 @@ pub fn run(opts: &InspectOptions) -> Result<()> {
     let mut p = Printer {
         table: opts.table.clone(),
         table_id: None,
+        single_column: false,
         csv: opts.csv,
         out: None,
     };

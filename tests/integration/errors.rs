@@ -1,0 +1,198 @@
+//! Bad input: a clear one-line error, a non-zero exit, and nothing committed.
+
+use crate::harness::*;
+
+const SMALL: &str = "CREATE TABLE t (id int PRIMARY KEY, v text); \
+    INSERT INTO t SELECT g, repeat('v', 50) || g FROM generate_series(1, 5000) g; \
+    CREATE TABLE u (id int); INSERT INTO u SELECT generate_series(1, 10);";
+
+fn small_archive(db: &str) -> Vec<u8> {
+    cluster().create_db(db, SMALL);
+    extract(db, &["--chunk-size", "16384"])
+}
+
+/// Asserts a failed load: exit code, one-line message with `needle`, and no rows committed.
+fn assert_load_fails(archive: &[u8], db: &str, code: i32, needle: &str) {
+    let c = cluster();
+    c.create_db(db, "");
+    let o = weir("weir-load", &["-q", "-j", "2", db], archive);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(code), "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in {err:?}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with("weir-load: "), "{err}");
+    let rows = c.psql(
+        db,
+        "SELECT coalesce(sum(n_live_tup), 0) FROM pg_stat_user_tables",
+    );
+    let has_t = c.psql(db, "SELECT count(*) FROM pg_class WHERE relname = 't'");
+    if has_t.trim() == "1" {
+        assert_eq!(
+            c.psql(db, "SELECT count(*) FROM t").trim(),
+            "0",
+            "rows committed"
+        );
+    }
+    let _ = rows;
+}
+
+/// Byte offsets of each tar entry's data: (name, start, size).
+fn entries(archive: &[u8]) -> Vec<(String, usize, usize)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 512 <= archive.len() {
+        let h = &archive[pos..pos + 512];
+        if h.iter().all(|b| *b == 0) {
+            break;
+        }
+        let name = String::from_utf8_lossy(&h[..100])
+            .trim_end_matches('\0')
+            .to_string();
+        let size = usize::from_str_radix(
+            String::from_utf8_lossy(&h[124..135]).trim_matches(|c| c == '\0' || c == ' '),
+            8,
+        )
+        .unwrap();
+        out.push((name, pos + 512, size));
+        pos += 512 + size.div_ceil(512) * 512;
+    }
+    out
+}
+
+#[test]
+fn truncated_streams_fail_and_commit_nothing() {
+    let archive = small_archive("trunc_src");
+    let ents = entries(&archive);
+    let trailer = ents.iter().find(|e| e.0 == "weir/trailer.json").unwrap();
+    let chunk = ents
+        .iter()
+        .filter(|e| e.0.starts_with("data/"))
+        .nth(3)
+        .unwrap();
+    // Cut inside a data chunk, exactly at an entry boundary before the trailer, and inside it.
+    for (cut, needle) in [
+        (chunk.1 + chunk.2 / 2, "truncated"),
+        (trailer.1 - 512, "without a trailer"),
+        (trailer.1 + 10, "truncated"),
+    ] {
+        assert_load_fails(&archive[..cut], "trunc_dst", 3, needle);
+        let v = weir("weir-inspect", &["--verify"], &archive[..cut]);
+        assert_eq!(v.status.code(), Some(3), "{}", stderr(&v));
+    }
+    // With --create, the half-made database is dropped again.
+    let c = cluster();
+    let _ = c.psql("postgres", "DROP DATABASE IF EXISTS trunc_created");
+    let o = weir(
+        "weir-load",
+        &["-q", "--create", "trunc_created"],
+        &archive[..trailer.1 - 512],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(!c.db_exists("trunc_created"));
+}
+
+#[test]
+fn a_flipped_byte_in_a_chunk_is_detected() {
+    let mut archive = small_archive("flip_src");
+    let ents = entries(&archive);
+    let chunk = ents
+        .iter()
+        .filter(|e| e.0.starts_with("data/"))
+        .nth(1)
+        .unwrap();
+    // Flip a letter, not a newline: the row count stays, only the digest can tell.
+    let pos = (chunk.1..chunk.1 + chunk.2)
+        .find(|i| archive[*i] == b'v')
+        .unwrap();
+    archive[pos] = b'w';
+    assert_load_fails(&archive, "flip_dst", 3, "digest mismatch");
+    let v = weir("weir-inspect", &["--verify"], &archive);
+    assert_eq!(v.status.code(), Some(3));
+    assert!(stderr(&v).contains("digest mismatch"), "{}", stderr(&v));
+}
+
+#[test]
+fn reordered_or_foreign_streams_are_refused() {
+    let a = small_archive("mix_src");
+    let b = extract("mix_src", &["--chunk-size", "16384"]);
+    let ea = entries(&a);
+    let eb = entries(&b);
+    // a's body with b's trailer: the archive ids differ.
+    let ta = ea.iter().find(|e| e.0 == "weir/trailer.json").unwrap().1 - 512;
+    let tb = eb.iter().find(|e| e.0 == "weir/trailer.json").unwrap().1 - 512;
+    let mut mixed = a[..ta].to_vec();
+    mixed.extend_from_slice(&b[tb..]);
+    assert_load_fails(&mixed, "mix_dst", 3, "streams were mixed");
+    // Manifest moved after the schema: not a weir archive any more.
+    let m = &ea[0];
+    let s = &ea[1];
+    let m_end = m.1 + m.2.div_ceil(512) * 512;
+    let s_end = s.1 + s.2.div_ceil(512) * 512;
+    let mut reordered = a[m_end..s_end].to_vec();
+    reordered.extend_from_slice(&a[..m_end]);
+    reordered.extend_from_slice(&a[s_end..]);
+    assert_load_fails(&reordered, "mix_dst", 3, "first entry");
+}
+
+#[test]
+fn garbage_on_stdin_is_not_an_archive() {
+    let garbage: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    assert_load_fails(&garbage, "garbage_dst", 3, "not a weir archive");
+    let o = weir("weir-inspect", &[], b"");
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
+}
+
+#[test]
+fn missing_target_database_without_create() {
+    let archive = small_archive("nodb_src");
+    let o = weir("weir-load", &["-q", "no_such_db"], &archive);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("\"no_such_db\" does not exist") && err.contains("--create"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_table_pattern_is_an_error() {
+    cluster().create_db("pat_src", SMALL);
+    let o = weir("weir-extract", &["-t", "public.nosuch*", "pat_src"], b"");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no table matches pattern \"public.nosuch*\""),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty(), "nothing written");
+    let archive = small_archive("pat_src2");
+    let o = weir("weir-load", &["-t", "nosuch", "pat_dst"], &archive);
+    assert!(
+        stderr(&o).contains("no table in the archive matches pattern"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_closed_pipe_is_exit_141_not_success() {
+    cluster().create_db("pipe_src", SMALL);
+    let c = cluster();
+    let mut cmd = std::process::Command::new(bin("weir-extract"));
+    cmd.arg("pipe_src");
+    let mut child = scrub(&mut cmd, &c.env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 100];
+    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
+    drop(out);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(141), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pipe"), "{}", stderr(&o));
+}

@@ -1,0 +1,8 @@
+//! Every integration test in one binary (one link, one PostgreSQL cluster), each test in its
+//! own databases and temporary directories.
+
+mod harness;
+
+mod connections;
+mod errors;
+mod roundtrip;
