@@ -1,0 +1,26 @@
+# Installs what building and testing weir needs, if missing: the PostgreSQL server and client
+# tools, OpenSSL headers and CLI, and Rust's rustfmt and clippy. Sourced by test.sh, demo.sh
+# and bench.sh; idempotent, so a machine that has everything installs nothing.
+weir_install_prereqs() {
+    local need=()
+    command -v pg_config >/dev/null 2>&1 || need+=(libpq-dev)
+    command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
+    if ! command -v pg_config >/dev/null 2>&1 || [ ! -x "$(pg_config --bindir 2>/dev/null)/initdb" ]; then
+        need+=(postgresql postgresql-contrib)
+    fi
+    command -v openssl >/dev/null 2>&1 || need+=(openssl)
+    pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev pkg-config)
+    command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+    if [ "${#need[@]}" -gt 0 ]; then
+        echo "installing: ${need[*]}" >&2
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    fi
+    # Debian's postgresql package may leave a cluster of its own running; ours use other ports.
+    if command -v rustup >/dev/null 2>&1; then
+        rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+        rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+    fi
+}
