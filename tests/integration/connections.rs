@@ -142,9 +142,7 @@ fn tls_modes_against_a_self_signed_ca() {
             assert!(v.status.success(), "{}", stderr(&v));
         }
     }
-    // The server really negotiated TLS for a verify-full connection.
-    let tls = c.psql("conn_src", "SELECT count(*) FROM pg_stat_ssl WHERE ssl");
-    assert!(tls.trim().parse::<i32>().unwrap() >= 0);
+    // (The wrong-CA case failing is what proves a TLS handshake with verification happened.)
 }
 
 #[test]
