@@ -281,3 +281,207 @@ impl InspectCli {
         }
     }
 }
+
+/// The binaries that have man pages, with their clap commands.
+pub fn commands() -> Vec<clap::Command> {
+    use clap::CommandFactory;
+    vec![
+        ExtractCli::command(),
+        LoadCli::command(),
+        InspectCli::command(),
+    ]
+}
+
+const EXIT_STATUS: &[(&str, &str)] = &[
+    ("0", "Success."),
+    (
+        "1",
+        "Failure: connection, SQL, pg_dump or pg_restore, input or output.",
+    ),
+    ("2", "Usage error."),
+    (
+        "3",
+        "The input is not a weir archive, or it is truncated, corrupt or incomplete.",
+    ),
+    (
+        "141",
+        "The reader of standard output went away before the stream was complete.",
+    ),
+    (
+        "128+n",
+        "Killed by signal n (SIGINT, SIGTERM) after cleaning up.",
+    ),
+];
+
+const CONN_ENV: &[(&str, &str)] = &[
+    (
+        "PGHOST, PGPORT, PGUSER, PGDATABASE",
+        "Connection defaults, as for psql.",
+    ),
+    (
+        "PGPASSWORD, PGPASSFILE",
+        "The password, or the password file (default ~/.pgpass, ignored unless mode 0600).",
+    ),
+    (
+        "PGSERVICE, PGSERVICEFILE, PGSYSCONFDIR",
+        "Connection service file and entry.",
+    ),
+    (
+        "PGSSLMODE, PGSSLROOTCERT, PGSSLCERT, PGSSLKEY",
+        "TLS: disable, allow, prefer, require, verify-ca or verify-full, and certificate files.",
+    ),
+    (
+        "PGAPPNAME, PGCONNECT_TIMEOUT, PGOPTIONS",
+        "Application name, connection timeout in seconds, server options.",
+    ),
+    (
+        "WEIR_PG_BINDIR",
+        "Directory of pg_dump, pg_restore and psql, when not the ones on PATH.",
+    ),
+];
+
+/// (term, explanation) pairs of a man-page section.
+type Pairs = Vec<(&'static str, &'static str)>;
+
+/// EXAMPLES, ENVIRONMENT and SEE ALSO of each page, written by hand.
+fn extra_sections(name: &str) -> (Pairs, Pairs, &'static str) {
+    match name {
+        "weir-extract" => (
+            vec![
+                (
+                    "weir-extract postgres://app@db/prod > prod.weir",
+                    "Back up one database to a file.",
+                ),
+                (
+                    "weir-extract -j 4 -t 'public.*' -T public.audit_log | ssh other weir-load -j 4 postgres:///copy",
+                    "Copy all tables of schema public but one to another server, four connections at each end.",
+                ),
+                (
+                    "weir-extract --where 'public.orders:created_at > now() - interval '\\''7 days'\\''' -t 'public.orders' shop > recent.weir",
+                    "A subset: one week of orders.",
+                ),
+            ],
+            CONN_ENV.to_vec(),
+            "weir-load(1), weir-inspect(1), pg_dump(1)",
+        ),
+        "weir-load" => (
+            vec![
+                (
+                    "weir-load --create postgres://app@db2/prod_copy < prod.weir",
+                    "Restore into a new database.",
+                ),
+                (
+                    "weir-load -j 4 --clean --if-exists staging < prod.weir",
+                    "Replace the objects of an existing database, loading on four connections.",
+                ),
+                (
+                    "weir-load -t public.orders -t public.order_lines scratch < prod.weir",
+                    "Restore two tables with their indexes, constraints, triggers and sequences.",
+                ),
+            ],
+            CONN_ENV.to_vec(),
+            "weir-extract(1), weir-inspect(1), pg_restore(1)",
+        ),
+        _ => (
+            vec![
+                (
+                    "weir-inspect --verify < prod.weir",
+                    "Verify an archive completely; exit status 0 only if it is intact.",
+                ),
+                (
+                    "weir-inspect --table public.users --csv prod.weir > users.csv",
+                    "One table as CSV with a header line.",
+                ),
+                (
+                    "weir-inspect --json prod.weir | jq '.trailer.tables'",
+                    "Counts and digests as JSON.",
+                ),
+            ],
+            vec![],
+            "weir-extract(1), weir-load(1)",
+        ),
+    }
+}
+
+/// Renders the man page of one binary: clap's sections plus the hand-written ones.
+pub fn man_page(cmd: clap::Command) -> Vec<u8> {
+    use roff::{Roff, bold, roman};
+    let name = cmd.get_name().to_string();
+    let man = clap_mangen::Man::new(cmd)
+        .date("2026-11")
+        .source(concat!("weir ", env!("CARGO_PKG_VERSION")));
+    let mut out = Vec::new();
+    man.render_title(&mut out).expect("in memory");
+    man.render_name_section(&mut out).expect("in memory");
+    man.render_synopsis_section(&mut out).expect("in memory");
+    man.render_description_section(&mut out).expect("in memory");
+    man.render_options_section(&mut out).expect("in memory");
+    let (examples, env, see_also) = extra_sections(&name);
+    let mut r = Roff::new();
+    r.control("SH", ["EXAMPLES"]);
+    for (cmdline, what) in examples {
+        r.control("TP", []).text([roman(what)]);
+        r.control("RS", [])
+            .control("EX", [])
+            .text([roman(cmdline)])
+            .control("EE", [])
+            .control("RE", []);
+    }
+    if !env.is_empty() {
+        r.control("SH", ["ENVIRONMENT"]);
+        for (var, what) in env {
+            r.control("TP", []).text([bold(var)]).text([roman(what)]);
+        }
+    }
+    r.control("SH", ["EXIT STATUS"]);
+    for (code, what) in EXIT_STATUS {
+        r.control("TP", []).text([bold(*code)]).text([roman(*what)]);
+    }
+    r.control("SH", ["SEE ALSO"]).text([roman(see_also)]);
+    r.to_writer(&mut out).expect("in memory");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// man/ is committed; this fails when the CLI changed and the pages were not regenerated
+    /// (`WEIR_BLESS=1 cargo test --lib man_pages` rewrites them).
+    #[test]
+    fn man_pages_match_the_cli() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+        for cmd in commands() {
+            let path = dir.join(format!("{}.1", cmd.get_name()));
+            let page = man_page(cmd);
+            if std::env::var_os("WEIR_BLESS").is_some() {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &page).unwrap();
+            } else {
+                let have = std::fs::read(&path).unwrap_or_default();
+                assert!(
+                    have == page,
+                    "{} is out of date: run WEIR_BLESS=1 cargo test --lib man_pages",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn flags_fold_into_one_conninfo() {
+        let a = ConnArgs {
+            dbname_pos: Some("postgres://u@h/db".into()),
+            host: Some("/tmp".into()),
+            ..Default::default()
+        };
+        let ci = a.conninfo().unwrap().unwrap();
+        assert!(
+            ci.contains("host='/tmp'") && ci.contains("dbname='db'") && ci.contains("user='u'"),
+            "{ci}"
+        );
+        for c in commands() {
+            c.debug_assert();
+        }
+    }
+}
