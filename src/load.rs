@@ -94,7 +94,6 @@ struct Loader<'o> {
     workers: Vec<Worker>,
     affinity: HashMap<u32, usize>,
     errors: Arc<Mutex<Vec<anyhow::Error>>>,
-    globals: Option<Vec<u8>>,
     blobs_sql: Option<Vec<u8>>,
     blobs_started: bool,
     progress: Progress,
@@ -125,7 +124,6 @@ impl<'o> Loader<'o> {
             workers: Vec::new(),
             affinity: HashMap::new(),
             errors: Arc::new(Mutex::new(Vec::new())),
-            globals: None,
             blobs_sql: None,
             blobs_started: false,
             progress: Progress::new(None, opts.progress, opts.quiet),
@@ -503,9 +501,6 @@ impl<'o> Loader<'o> {
             if !self.opts.schema_only {
                 self.refresh_matviews(m)?;
             }
-            if self.opts.globals {
-                self.restore_globals()?;
-            }
             Ok(())
         })();
         if let Err(e) = finish {
@@ -597,10 +592,7 @@ impl<'o> Loader<'o> {
         Ok(())
     }
 
-    fn restore_globals(&mut self) -> Result<()> {
-        let Some(sql) = self.globals.take() else {
-            bail!("--globals: the archive holds no globals (extract it with --globals)");
-        };
+    fn restore_globals(&mut self, sql: Vec<u8>) -> Result<()> {
         // Run through psql, which reads pg_dumpall's output natively; a role that exists
         // already is reported and skipped, as when pg_dumpall output is replayed by hand.
         let args = vec![
@@ -672,6 +664,11 @@ impl<'o> Loader<'o> {
 
 impl Visitor for Loader<'_> {
     fn manifest(&mut self, m: &Manifest) -> Result<()> {
+        if self.opts.globals && !m.globals {
+            bail!(
+                "--globals: the archive holds no roles or tablespaces (extract it with --globals)"
+            );
+        }
         self.select(m)?;
         let total: u64 = m
             .tables
@@ -688,10 +685,16 @@ impl Visitor for Loader<'_> {
         if name.starts_with(archive::SCHEMA_PREFIX) {
             return self.schema_part(&data);
         }
+        if name == archive::GLOBALS {
+            // Roles first: the schema's ownership and grants name them.
+            if self.opts.globals {
+                self.restore_globals(data)?;
+            }
+            return Ok(());
+        }
         // The schema parts come first; any other entry means the schema is complete.
         self.begin_data()?;
         match name {
-            archive::GLOBALS => self.globals = Some(data),
             archive::BLOBS_SQL => self.blobs_sql = Some(data),
             // Sequence states come from the manifest; the SQL copy is for the hand-restore path.
             archive::SEQUENCES => {}

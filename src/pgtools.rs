@@ -126,21 +126,7 @@ impl Running {
         crate::plumbing::signals::forget(self.cleanup);
         let err = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
         if !status.success() {
-            let msg = err
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .filter(|l| {
-                    !l.contains("error: aborting") && !l.contains("errors ignored on restore")
-                })
-                .collect::<Vec<_>>();
-            let tail = msg
-                .iter()
-                .rev()
-                .take(3)
-                .rev()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join("; ");
+            let tail = error_summary(&err);
             bail!("{} failed ({status}): {}", self.name, tail);
         }
         Ok(())
@@ -150,5 +136,36 @@ impl Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
         crate::plumbing::signals::forget(self.cleanup);
+    }
+}
+
+/// The useful part of a PostgreSQL tool's stderr: its first `error:` line, and the first line
+/// of the statement it names (`Command was: ...`), else its last lines.
+fn error_summary(err: &str) -> String {
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    if let Some(i) = lines.iter().position(|l| l.contains("error:")) {
+        let mut s = lines[i].trim().to_string();
+        if let Some(cmd) = lines[i + 1..]
+            .iter()
+            .find(|l| l.starts_with("Command was:"))
+        {
+            s.push_str("; ");
+            s.push_str(cmd.trim());
+        }
+        return s;
+    }
+    let n = lines.len();
+    lines[n.saturating_sub(3)..].join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_summary_picks_the_error_and_its_statement() {
+        let err = "pg_restore: while PROCESSING TOC:\npg_restore: error: could not execute query: ERROR:  server \"x\" does not exist\nCommand was: CREATE FOREIGN TABLE t (\n    a integer\n)\nSERVER x;\n";
+        assert_eq!(
+            super::error_summary(err),
+            "pg_restore: error: could not execute query: ERROR:  server \"x\" does not exist; Command was: CREATE FOREIGN TABLE t ("
+        );
     }
 }

@@ -196,3 +196,100 @@ fn a_closed_pipe_is_exit_141_not_success() {
     assert_eq!(o.status.code(), Some(141), "{}", stderr(&o));
     assert!(stderr(&o).contains("pipe"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_pg_dump_older_than_the_server_is_refused_naming_both_versions() {
+    cluster().create_db("old_src", SMALL);
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("pg_dump");
+    std::fs::write(&fake, "#!/bin/sh\necho 'pg_dump (PostgreSQL) 11.22'\n").unwrap();
+    sh(&format!("chmod +x {}", fake.display()));
+    let o = weir_env(
+        "weir-extract",
+        &["old_src"],
+        b"",
+        &[("WEIR_PG_BINDIR", dir.path().to_str().unwrap())],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("pg_dump 11.22 is older than the server (15.")
+            || err.contains("older than the server ("),
+        "{err}"
+    );
+    assert!(err.contains("11.22"), "{err}");
+}
+
+#[test]
+fn row_security_is_never_silently_applied() {
+    let c = cluster();
+    c.create_db(
+        "rls_src",
+        "CREATE ROLE rls_reader LOGIN; \
+         CREATE TABLE secrets (id int, owner text); INSERT INTO secrets VALUES (1, 'a'), (2, 'b'); \
+         ALTER TABLE secrets OWNER TO rls_reader; ALTER TABLE secrets ENABLE ROW LEVEL SECURITY; \
+         ALTER TABLE secrets FORCE ROW LEVEL SECURITY; CREATE POLICY mine ON secrets USING (owner = 'a');",
+    );
+    let o = weir_env(
+        "weir-extract",
+        &["-q", "rls_src"],
+        b"",
+        &[("PGUSER", "rls_reader")],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a filtered dump must fail: {}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("row-level security"), "{}", stderr(&o));
+    c.psql("rls_src", "DROP TABLE secrets; DROP OWNED BY rls_reader");
+    c.psql("postgres", "DROP OWNED BY rls_reader; DROP ROLE rls_reader");
+}
+
+#[test]
+fn sigterm_during_a_load_drops_the_database_it_created() {
+    use std::os::unix::process::ExitStatusExt;
+    let c = cluster();
+    let archive = small_archive("sig_src");
+    let _ = c.psql("postgres", "DROP DATABASE IF EXISTS sig_dst");
+    let mut cmd = std::process::Command::new(bin("weir-load"));
+    cmd.args(["-q", "--create", "sig_dst"]);
+    let mut child = scrub(&mut cmd, &c.env())
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Half the stream, then silence: the load is in progress and waiting for more.
+    std::io::Write::write_all(&mut stdin, &archive[..archive.len() / 2]).unwrap();
+    let mut waited = 0;
+    while !c.db_exists("sig_dst") && waited < 100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        waited += 1;
+    }
+    assert!(
+        c.db_exists("sig_dst"),
+        "the load should have created the database"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    sh(&format!("kill -TERM {}", child.id()));
+    let o = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(
+        o.status.signal(),
+        Some(15),
+        "re-raised SIGTERM: {:?} {}",
+        o.status,
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("interrupted by SIGTERM"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !c.db_exists("sig_dst"),
+        "the half-loaded database must be gone"
+    );
+}

@@ -175,6 +175,8 @@ fn selection_where_and_excluded_data_follow_pg_dump() {
             "public.*",
             "-T",
             "public.all_types",
+            "-T",
+            "public.remote_rows",
             "--exclude-table-data",
             "public.order_notes",
             "--where",
@@ -235,4 +237,43 @@ fn clean_reload_and_data_only_with_disabled_triggers() {
     let (s, d) = (c.content("again_src"), c.content("again_dst"));
     assert_eq!(s["table public.orders"], d["table public.orders"]);
     assert_eq!(s["table public.order_notes"], d["table public.order_notes"]);
+}
+
+#[test]
+fn globals_travel_with_the_archive_when_asked() {
+    let c = cluster();
+    c.create_db(
+        "glob_src",
+        "CREATE TABLE t (x int); ALTER TABLE t OWNER TO app_owner;",
+    );
+    let archive = extract("glob_src", &["--globals"]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.weir"), &archive).unwrap();
+    let out = std::process::Command::new("tar")
+        .args(["-xOf", "a.weir", "weir/globals.sql"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("CREATE ROLE app_owner"));
+    let _ = c.psql("postgres", "DROP DATABASE IF EXISTS glob_dst");
+    // The roles exist in this cluster already; replaying them reports that and goes on.
+    ok(weir(
+        "weir-load",
+        &["-q", "--create", "--globals", "glob_dst"],
+        &archive,
+    ));
+    assert_eq!(
+        c.psql(
+            "glob_dst",
+            "SELECT tableowner FROM pg_tables WHERE tablename = 't'"
+        )
+        .trim(),
+        "app_owner"
+    );
+    let o = weir(
+        "weir-load",
+        &["-q", "--globals", "glob_dst"],
+        &extract("glob_src", &[]),
+    );
+    assert!(stderr(&o).contains("holds no roles"), "{}", stderr(&o));
 }
