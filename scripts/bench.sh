@@ -43,13 +43,13 @@ VACUUM ANALYZE;
 SQL
 psql -X -A -t -d bench -c "SELECT 'dataset: ' || pg_size_pretty(sum(pg_relation_size(oid))) || ' in tables' FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace"
 
-measure() { # label, then the command; prints "label seconds kilobytes"
+measure() { # label, then the command; reports wall time, peak RSS and CPU; prints "seconds kilobytes"
     local label=$1; shift
     psql -X -q -d postgres -c CHECKPOINT
     sync
-    /usr/bin/time -f "%e %M" -o "$work/time" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
-    read -r secs kb < "$work/time"
-    printf '%-28s %8.2f s %9d KiB\n' "$label" "$secs" "$kb" >&2
+    /usr/bin/time -f "%e %M %U %S" -o "$work/time" "$@" >/dev/null 2>"$work/err" || { cat "$work/err" >&2; exit 1; }
+    read -r secs kb usr sys < "$work/time"
+    printf '%-30s %7.2f s wall %8d KiB peak RSS %7.2f s CPU (client side)\n' "$label" "$secs" "$kb" "$(python3 -c "print($usr+$sys)")" >&2
     echo "$secs $kb"
 }
 

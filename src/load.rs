@@ -93,6 +93,11 @@ struct Loader<'o> {
     toc_list: Option<tempfile::NamedTempFile>,
     workers: Vec<Worker>,
     affinity: HashMap<u32, usize>,
+    /// Chunks of big tables, taken by whichever worker is free.
+    shared_tx: Option<Sender<Job>>,
+    shared_rx: Option<Receiver<Job>>,
+    /// Tables at least this big are loaded by every worker at once (see `chunk`).
+    shared_min: u64,
     errors: Arc<Mutex<Vec<anyhow::Error>>>,
     blobs_sql: Option<Vec<u8>>,
     blobs_started: bool,
@@ -123,6 +128,9 @@ impl<'o> Loader<'o> {
             toc_list: None,
             workers: Vec::new(),
             affinity: HashMap::new(),
+            shared_tx: None,
+            shared_rx: None,
+            shared_min: u64::MAX,
             errors: Arc::new(Mutex::new(Vec::new())),
             blobs_sql: None,
             blobs_started: false,
@@ -325,6 +333,18 @@ impl<'o> Loader<'o> {
         self.main().batch_execute("BEGIN")?;
         if !self.opts.schema_only {
             let jobs = self.opts.jobs.max(1);
+            let (tx, rx) = crossbeam_channel::bounded::<Job>(2 * jobs);
+            self.shared_tx = Some(tx);
+            self.shared_rx = Some(rx);
+            if jobs > 1 {
+                let total: u64 = m
+                    .tables
+                    .iter()
+                    .filter(|t| self.selected.contains(&t.id))
+                    .map(|t| t.bytes_on_disk)
+                    .sum();
+                self.shared_min = (total / (2 * jobs as u64)).max(1);
+            }
             for _ in 0..jobs {
                 let w = self.spawn_worker()?;
                 self.workers.push(w);
@@ -424,9 +444,9 @@ impl<'o> Loader<'o> {
                 .context("--disable-triggers")?;
         }
         let (tx, rx) = crossbeam_channel::bounded::<Job>(2);
+        let shared = self.shared_rx.clone().expect("made before the workers");
         let errors = self.errors.clone();
-        let freeze = !self.opts.data_only;
-        let handle = std::thread::spawn(move || match load_worker(&mut client, &rx, freeze) {
+        let handle = std::thread::spawn(move || match load_worker(&mut client, &rx, &shared) {
             Ok(()) => Some(client),
             Err(e) => {
                 errors.lock().unwrap().push(e);
@@ -440,11 +460,17 @@ impl<'o> Loader<'o> {
         })
     }
 
-    fn worker_error(&mut self) -> anyhow::Error {
-        // The worker that failed has dropped its receiver; close the others and collect.
+    fn close_channels(&mut self) {
+        self.shared_tx.take();
+        self.shared_rx.take();
         for w in &mut self.workers {
             w.tx.take();
         }
+    }
+
+    fn worker_error(&mut self) -> anyhow::Error {
+        // The worker that failed has dropped its receiver; close the others and collect.
+        self.close_channels();
         for w in &mut self.workers {
             if let Some(h) = w.handle.take() {
                 let _ = h.join();
@@ -459,9 +485,7 @@ impl<'o> Loader<'o> {
 
     fn complete(&mut self, m: &Manifest, _t: &Trailer) -> Result<()> {
         // Commit only now: the trailer matched, every row of every table is accounted for.
-        for w in &mut self.workers {
-            w.tx.take();
-        }
+        self.close_channels();
         let mut clients = Vec::new();
         for i in 0..self.workers.len() {
             let h = self.workers[i].handle.take().expect("joined once");
@@ -609,9 +633,7 @@ impl<'o> Loader<'o> {
 
     /// Rolls back everything uncommitted and drops a database this load created.
     fn abandon(&mut self) {
-        for w in &mut self.workers {
-            w.tx.take();
-        }
+        self.close_channels();
         for w in &mut self.workers {
             if let Some(h) = w.handle.take() {
                 let _ = h.join();
@@ -711,16 +733,27 @@ impl Visitor for Loader<'_> {
         self.rows += chunk.rows;
         self.bytes += chunk.data.len() as u64;
         self.progress.update(self.bytes, self.rows);
-        // A table stays with one worker: its COPY can then use FREEZE after TRUNCATE in the same
-        // transaction. New tables go to the worker with the least work queued so far.
-        let n = self.workers.len();
-        let w = *self.affinity.entry(table.id).or_insert_with(|| {
-            (0..n)
-                .min_by_key(|i| self.workers[*i].queued)
-                .expect("at least one worker")
-        });
-        self.workers[w].queued += chunk.data.len() as u64;
+        // A table that is big next to the whole load (over 1/(2N) of it) is loaded by all
+        // workers at once: the archive holds its chunks back to back, so one worker alone
+        // would leave the others idle. Every other table stays with one worker, which can
+        // TRUNCATE it and COPY FREEZE into it in its transaction (FREEZE is valid only for a
+        // table created or truncated in the same transaction, PostgreSQL docs, COPY; the
+        // TRUNCATE's exclusive lock is why no other worker may touch it).
+        let shared = table.bytes_on_disk >= self.shared_min;
+        let target = if shared {
+            None
+        } else {
+            let n = self.workers.len();
+            let w = *self.affinity.entry(table.id).or_insert_with(|| {
+                (0..n)
+                    .min_by_key(|i| self.workers[*i].queued)
+                    .expect("at least one worker")
+            });
+            self.workers[w].queued += chunk.data.len() as u64;
+            Some(w)
+        };
         let msg = Job {
+            freeze: !shared && !self.opts.data_only,
             table: table.id,
             copy: if table.columns.is_empty() {
                 table.qualified()
@@ -730,7 +763,11 @@ impl Visitor for Loader<'_> {
             target: table.qualified(),
             chunk,
         };
-        let tx = self.workers[w].tx.as_ref().expect("open until complete");
+        let tx = match target {
+            Some(w) => self.workers[w].tx.as_ref(),
+            None => self.shared_tx.as_ref(),
+        }
+        .expect("open until complete");
         if tx.send(msg).is_err() {
             return Err(self.worker_error());
         }
@@ -780,14 +817,17 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
 
 /// One load connection: runs COPY for each run of chunks of one table, all in one transaction
 /// that the leader commits only after the archive verified.
-fn load_worker(client: &mut postgres::Client, rx: &Receiver<Job>, freeze: bool) -> Result<()> {
+fn load_worker(
+    client: &mut postgres::Client,
+    own: &Receiver<Job>,
+    shared: &Receiver<Job>,
+) -> Result<()> {
     let mut truncated: HashSet<u32> = HashSet::new();
-    let mut pending = rx.recv().ok();
+    let mut pending = next_job(own, shared);
     while let Some(job) = pending.take() {
-        // COPY FREEZE is valid only for a table created or truncated in this transaction
-        // (PostgreSQL docs, COPY). The table is new and empty, so TRUNCATE costs nothing and
-        // the rows land frozen: no later hint-bit rewrite or anti-wraparound vacuum of them.
-        let with = if freeze {
+        // The table is new and empty, so TRUNCATE costs nothing, and the rows land frozen:
+        // no later hint-bit rewrite or anti-wraparound vacuum of them.
+        let with = if job.freeze {
             if truncated.insert(job.table) {
                 let sql = format!("TRUNCATE ONLY {}", job.target);
                 client.batch_execute(&sql).map_err(|e| pg_error(e, &sql))?;
@@ -802,13 +842,13 @@ fn load_worker(client: &mut postgres::Client, rx: &Receiver<Job>, freeze: bool) 
             .map_err(|e| pg_error(e, &sql))?;
         let mut io = w.write_all(&job.chunk.data);
         while io.is_ok() {
-            match rx.recv() {
-                Ok(next) if next.table == job.table => io = w.write_all(&next.chunk.data),
-                Ok(next) => {
+            match next_job(own, shared) {
+                Some(next) if next.table == job.table => io = w.write_all(&next.chunk.data),
+                Some(next) => {
                     pending = Some(next);
                     break;
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         // A server-side failure shows at the next write or at finish; finish tells which.
@@ -822,9 +862,20 @@ fn load_worker(client: &mut postgres::Client, rx: &Receiver<Job>, freeze: bool) 
     Ok(())
 }
 
-/// One run of COPY data for a worker.
+/// The next chunk for a worker, from its own queue or the shared one; `None` once both are
+/// closed.
+fn next_job(own: &Receiver<Job>, shared: &Receiver<Job>) -> Option<Job> {
+    crossbeam_channel::select! {
+        recv(own) -> j => j.ok().or_else(|| shared.recv().ok()),
+        recv(shared) -> j => j.ok().or_else(|| own.recv().ok()),
+    }
+}
+
+/// One chunk of COPY data for a worker.
 struct Job {
     table: u32,
+    /// TRUNCATE first (once per table and worker) and COPY with FREEZE.
+    freeze: bool,
     /// `schema.table (columns)` for COPY.
     copy: String,
     /// `schema.table` for TRUNCATE.
