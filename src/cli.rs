@@ -218,6 +218,9 @@ pub struct LoadCli {
     /// Print nothing but errors.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+    /// Report each phase (schema, data, indexes) as it ends, with elapsed time.
+    #[arg(short = 'v', long = "verbose")]
+    pub verbose: bool,
     /// Print help.
     #[arg(long = "help", action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -242,6 +245,7 @@ impl LoadCli {
             globals: self.globals,
             progress: self.progress,
             quiet: self.quiet,
+            verbose: self.verbose,
         })
     }
 }

@@ -14,8 +14,9 @@ use crate::pattern::Pattern;
 use crate::pgtools;
 use crate::plumbing::{Output, Progress, human_bytes};
 use anyhow::{Context, Result, anyhow, bail};
+use futures_util::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 
 /// What to extract and how; the binary fills it from its command line.
 #[derive(Clone, Debug, Default)]
@@ -288,6 +289,10 @@ fn plan(
         wheres.push((Pattern::table(t)?, cond.to_string()));
     }
     let c = &mut src.client;
+    // Unqualified patterns match what the user's search path makes visible, so the catalog is
+    // read with the default search path, as pg_dump does (expand_table_name_patterns); every
+    // name in these queries is qualified.
+    c.batch_execute("RESET search_path")?;
     let rows = c.query(
         "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
                 pg_catalog.pg_table_is_visible(c.oid), \
@@ -442,6 +447,7 @@ fn plan(
         }
     }
     let (sequences, seq_sql) = read_sequences(c, &sel, &by_oid)?;
+    c.batch_execute("SELECT pg_catalog.set_config('search_path', '', false)")?;
     let blobs = opts.blobs.unwrap_or(!sel.narrowed());
     let range = if opts.split_pages > 0 {
         opts.split_pages
@@ -596,42 +602,44 @@ fn worker(
     out: &crossbeam_channel::Sender<Result<(u32, Chunk)>>,
     chunk_size: usize,
 ) -> Result<()> {
-    let mut c = params.connect()?;
-    c.batch_execute(SESSION_SETUP)?;
-    c.batch_execute(&format!(
-        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}",
-        quote_literal(snapshot)
-    ))?;
-    for item in work.iter() {
-        let mut reader = c
-            .copy_out(item.query.as_str())
-            .map_err(|e| pg_error(e, &item.query))?;
-        let mut chunker = Chunker::new(chunk_size);
-        loop {
-            let buf = reader
-                .fill_buf()
-                .map_err(|e| anyhow!("reading COPY data: {e}"))?;
-            if buf.is_empty() {
-                break;
+    // One runtime per worker, entered once for the whole run: the synchronous client would
+    // enter it once per COPY row, which costs more CPU than the rest of the work together.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let c = params.connect_async().await?;
+        c.batch_execute(SESSION_SETUP).await?;
+        c.batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}",
+            quote_literal(snapshot)
+        ))
+        .await?;
+        // Blocking receives and sends are fine here: this runtime serves only this worker.
+        for item in work.iter() {
+            let stream = c
+                .copy_out(item.query.as_str())
+                .await
+                .map_err(|e| pg_error(e, &item.query))?;
+            let mut stream = std::pin::pin!(stream);
+            let mut chunker = Chunker::new(chunk_size);
+            while let Some(bytes) = stream.next().await {
+                let bytes = bytes.map_err(|e| pg_error(e, &item.query))?;
+                if let Some(data) = chunker.push(&bytes) {
+                    if out.send(Ok((item.table, Chunk::new(data)))).is_err() {
+                        return Ok(());
+                    }
+                }
             }
-            let n = buf.len();
-            let full = chunker.push(buf);
-            reader.consume(n);
-            if let Some(data) = full {
+            if let Some(data) = chunker.finish()? {
                 if out.send(Ok((item.table, Chunk::new(data)))).is_err() {
                     return Ok(());
                 }
             }
         }
-        drop(reader);
-        if let Some(data) = chunker.finish()? {
-            if out.send(Ok((item.table, Chunk::new(data)))).is_err() {
-                return Ok(());
-            }
-        }
-    }
-    c.batch_execute("COMMIT")?;
-    Ok(())
+        c.batch_execute("COMMIT").await?;
+        Ok(())
+    })
 }
 
 /// A PostgreSQL error as one readable line, with the statement that caused it.

@@ -43,6 +43,8 @@ pub struct LoadOptions {
     pub globals: bool,
     pub progress: bool,
     pub quiet: bool,
+    /// Print each phase as it ends, with the time since the start.
+    pub verbose: bool,
 }
 
 pub fn run(opts: &LoadOptions) -> Result<()> {
@@ -329,6 +331,7 @@ impl<'o> Loader<'o> {
             pgtools::spawn("pg_restore", &args, &self.params, Stdio::null(), false)?
                 .wait()
                 .context("restoring the schema (pre-data)")?;
+            self.note("schema (pre-data) restored");
         }
         self.main().batch_execute("BEGIN")?;
         if !self.opts.schema_only {
@@ -505,6 +508,7 @@ impl<'o> Loader<'o> {
         self.main()
             .batch_execute("COMMIT")
             .context("committing large objects")?;
+        self.note("data verified and committed");
         if let Some(created) = &self.created {
             signals::forget(created.cleanup);
         }
@@ -521,9 +525,11 @@ impl<'o> Loader<'o> {
                 pgtools::spawn("pg_restore", &args, &self.params, Stdio::null(), false)?
                     .wait()
                     .context("restoring indexes, constraints and triggers (post-data)")?;
+                self.note("indexes, constraints, triggers (post-data) restored");
             }
             if !self.opts.schema_only {
                 self.refresh_matviews(m)?;
+                self.note("sequences set, materialized views refreshed");
             }
             Ok(())
         })();
@@ -551,6 +557,16 @@ impl<'o> Loader<'o> {
             );
         }
         Ok(())
+    }
+
+    fn note(&mut self, what: &str) {
+        if self.opts.verbose {
+            self.progress.clear();
+            eprintln!(
+                "weir-load: {what} ({:.1} s)",
+                self.progress.elapsed().as_secs_f64()
+            );
+        }
     }
 
     fn set_sequences(&mut self, m: &Manifest) -> Result<()> {

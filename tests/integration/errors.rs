@@ -168,6 +168,13 @@ fn unknown_table_pattern_is_an_error() {
         stderr(&o)
     );
     assert!(o.stdout.is_empty(), "nothing written");
+    // An unqualified pattern matches through the search path, as in pg_dump.
+    let a = extract("pat_src", &["-t", "u"]);
+    let listing = String::from_utf8(ok(weir("weir-inspect", &[], &a))).unwrap();
+    assert!(
+        listing.contains("public.u") && !listing.contains("public.t\n"),
+        "{listing}"
+    );
     let archive = small_archive("pat_src2");
     let o = weir("weir-load", &["-t", "nosuch", "pat_dst"], &archive);
     assert!(
