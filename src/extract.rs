@@ -548,9 +548,13 @@ pub fn setval_sql(s: &Sequence) -> String {
 }
 
 /// Splits the data into work: one COPY per table, or page ranges for big tables on servers
-/// with TID range scans (14+), biggest first so the long ones start early.
+/// with TID range scans (14+). The order takes the first range of every table (biggest table
+/// first), then the second ranges, and so on: workers then read different tables at the same
+/// time, so the archive interleaves them and `weir-load` can load them in parallel, each on
+/// one connection with COPY FREEZE.
 fn work_items(tables: &[Table], server_num: u32, block_size: i64, range: i64) -> Vec<WorkItem> {
-    let mut items: Vec<(u64, WorkItem)> = Vec::new();
+    // (round, table size, item)
+    let mut items: Vec<(usize, u64, WorkItem)> = Vec::new();
     for t in tables.iter().filter(|t| t.data) {
         let pages = t.bytes_on_disk as i64 / block_size.max(1);
         let cols = t.column_list();
@@ -568,7 +572,8 @@ fn work_items(tables: &[Table], server_num: u32, block_size: i64, range: i64) ->
                     cond.push_str(&format!(" AND {f}"));
                 }
                 items.push((
-                    (range * block_size) as u64,
+                    (start / range) as usize,
+                    t.bytes_on_disk,
                     WorkItem {
                         table: t.id,
                         query: format!(
@@ -588,11 +593,11 @@ fn work_items(tables: &[Table], server_num: u32, block_size: i64, range: i64) ->
                 None if t.columns.is_empty() => format!("COPY {} TO STDOUT", t.qualified()),
                 None => format!("COPY {} ({cols}) TO STDOUT", t.qualified()),
             };
-            items.push((t.bytes_on_disk, WorkItem { table: t.id, query }));
+            items.push((0, t.bytes_on_disk, WorkItem { table: t.id, query }));
         }
     }
-    items.sort_by_key(|(size, _)| std::cmp::Reverse(*size));
-    items.into_iter().map(|(_, w)| w).collect()
+    items.sort_by_key(|(round, size, _)| (*round, std::cmp::Reverse(*size)));
+    items.into_iter().map(|(_, _, w)| w).collect()
 }
 
 fn worker(

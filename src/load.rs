@@ -19,11 +19,10 @@ use crate::pattern::Pattern;
 use crate::pgtools;
 use crate::plumbing::{Progress, human_bytes, signals};
 use anyhow::{Context, Result, anyhow, bail};
-use crossbeam_channel::{Receiver, Sender};
-use std::collections::{HashMap, HashSet};
+use async_channel::{Receiver, Sender};
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
@@ -94,13 +93,9 @@ struct Loader<'o> {
     partial: bool,
     toc_list: Option<tempfile::NamedTempFile>,
     workers: Vec<Worker>,
-    affinity: HashMap<u32, usize>,
-    /// Chunks of big tables, taken by whichever worker is free.
-    shared_tx: Option<Sender<Job>>,
-    shared_rx: Option<Receiver<Job>>,
-    /// Tables at least this big are loaded by every worker at once (see `chunk`).
-    shared_min: u64,
-    errors: Arc<Mutex<Vec<anyhow::Error>>>,
+    /// Chunks, taken by whichever worker is free.
+    queue_tx: Option<Sender<Job>>,
+    queue_rx: Option<Receiver<Job>>,
     blobs_sql: Option<Vec<u8>>,
     blobs_started: bool,
     progress: Progress,
@@ -108,10 +103,13 @@ struct Loader<'o> {
     bytes: u64,
 }
 
+/// A load connection on its own thread and runtime. It loads until its queues close, reports
+/// on `ready` whether everything it was given went in, then waits on `decide`: `true` commits,
+/// `false` (or the sender going away) rolls back.
 struct Worker {
-    tx: Option<Sender<Job>>,
-    handle: Option<std::thread::JoinHandle<Option<postgres::Client>>>,
-    queued: u64,
+    ready: std::sync::mpsc::Receiver<Result<()>>,
+    decide: Option<std::sync::mpsc::Sender<bool>>,
+    handle: Option<std::thread::JoinHandle<Result<()>>>,
 }
 
 impl<'o> Loader<'o> {
@@ -129,11 +127,8 @@ impl<'o> Loader<'o> {
             partial: false,
             toc_list: None,
             workers: Vec::new(),
-            affinity: HashMap::new(),
-            shared_tx: None,
-            shared_rx: None,
-            shared_min: u64::MAX,
-            errors: Arc::new(Mutex::new(Vec::new())),
+            queue_tx: None,
+            queue_rx: None,
             blobs_sql: None,
             blobs_started: false,
             progress: Progress::new(None, opts.progress, opts.quiet),
@@ -336,18 +331,10 @@ impl<'o> Loader<'o> {
         self.main().batch_execute("BEGIN")?;
         if !self.opts.schema_only {
             let jobs = self.opts.jobs.max(1);
-            let (tx, rx) = crossbeam_channel::bounded::<Job>(2 * jobs);
-            self.shared_tx = Some(tx);
-            self.shared_rx = Some(rx);
-            if jobs > 1 {
-                let total: u64 = m
-                    .tables
-                    .iter()
-                    .filter(|t| self.selected.contains(&t.id))
-                    .map(|t| t.bytes_on_disk)
-                    .sum();
-                self.shared_min = (total / (2 * jobs as u64)).max(1);
-            }
+            // Bounded: the reader waits when the workers fall behind, which bounds memory.
+            let (tx, rx) = async_channel::bounded::<Job>(2 * jobs);
+            self.queue_tx = Some(tx);
+            self.queue_rx = Some(rx);
             for _ in 0..jobs {
                 let w = self.spawn_worker()?;
                 self.workers.push(w);
@@ -437,73 +424,122 @@ impl<'o> Loader<'o> {
     }
 
     fn spawn_worker(&mut self) -> Result<Worker> {
-        let mut client = self.params.connect()?;
-        client.batch_execute("SELECT pg_catalog.set_config('search_path', '', false); BEGIN")?;
-        if self.opts.disable_triggers {
-            // Disables user triggers and foreign-key checks for this session only; needs a
-            // superuser, as pg_restore --disable-triggers does.
-            client
-                .batch_execute("SET LOCAL session_replication_role = replica")
-                .context("--disable-triggers")?;
-        }
-        let (tx, rx) = crossbeam_channel::bounded::<Job>(2);
-        let shared = self.shared_rx.clone().expect("made before the workers");
-        let errors = self.errors.clone();
-        let handle = std::thread::spawn(move || match load_worker(&mut client, &rx, &shared) {
-            Ok(()) => Some(client),
-            Err(e) => {
-                errors.lock().unwrap().push(e);
-                None
+        let queue = self.queue_rx.clone().expect("made before the workers");
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        let (decide, decide_rx) = std::sync::mpsc::channel::<bool>();
+        let params = self.params.clone();
+        let disable_triggers = self.opts.disable_triggers;
+        // Connect before returning, so a refused connection is reported at once.
+        let (started_tx, started) = std::sync::mpsc::channel::<Result<()>>();
+        let handle = std::thread::spawn(move || -> Result<()> {
+            // The connection's I/O is driven by this runtime whenever the worker awaits, also
+            // while it waits for the next chunk, so the server never waits for our socket.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let client = rt.block_on(async {
+                let c = params.connect_async().await?;
+                c.batch_execute("SELECT pg_catalog.set_config('search_path', '', false); BEGIN")
+                    .await?;
+                if disable_triggers {
+                    // Disables user triggers and foreign-key checks for this session only;
+                    // needs a superuser, as pg_restore --disable-triggers does.
+                    c.batch_execute("SET LOCAL session_replication_role = replica")
+                        .await
+                        .context("--disable-triggers")?;
+                }
+                Ok::<_, anyhow::Error>(c)
+            });
+            let client = match client {
+                Ok(c) => {
+                    let _ = started_tx.send(Ok(()));
+                    c
+                }
+                Err(e) => {
+                    let _ = started_tx.send(Err(e));
+                    return Ok(());
+                }
+            };
+            let loaded = rt.block_on(load_worker(&client, &queue));
+            let ok = loaded.is_ok();
+            let _ = ready_tx.send(loaded);
+            if ok && decide_rx.recv() == Ok(true) {
+                rt.block_on(client.batch_execute("COMMIT"))
+                    .context("committing loaded rows")?;
             }
+            Ok(())
         });
+        started
+            .recv()
+            .map_err(|_| anyhow!("a load worker failed to start"))??;
         Ok(Worker {
-            tx: Some(tx),
+            ready,
+            decide: Some(decide),
             handle: Some(handle),
-            queued: 0,
         })
     }
 
     fn close_channels(&mut self) {
-        self.shared_tx.take();
-        self.shared_rx.take();
-        for w in &mut self.workers {
-            w.tx.take();
-        }
+        self.queue_tx.take();
+        self.queue_rx.take();
     }
 
-    fn worker_error(&mut self) -> anyhow::Error {
-        // The worker that failed has dropped its receiver; close the others and collect.
+    /// Tells every worker to roll back, and waits for them.
+    fn roll_back_workers(&mut self) {
         self.close_channels();
+        for w in &mut self.workers {
+            if let Some(d) = w.decide.take() {
+                let _ = d.send(false);
+            }
+        }
         for w in &mut self.workers {
             if let Some(h) = w.handle.take() {
                 let _ = h.join();
             }
         }
-        self.errors
-            .lock()
-            .unwrap()
-            .pop()
-            .unwrap_or_else(|| anyhow!("a load worker stopped"))
+    }
+
+    fn worker_error(&mut self) -> anyhow::Error {
+        // A worker failed and dropped its queue: collect what it said, roll everyone back.
+        self.close_channels();
+        let mut err = None;
+        for w in &mut self.workers {
+            if let Ok(Err(e)) = w.ready.recv() {
+                err.get_or_insert(e);
+            }
+        }
+        self.roll_back_workers();
+        err.unwrap_or_else(|| anyhow!("a load worker stopped"))
     }
 
     fn complete(&mut self, m: &Manifest, _t: &Trailer) -> Result<()> {
         // Commit only now: the trailer matched, every row of every table is accounted for.
         self.close_channels();
-        let mut clients = Vec::new();
-        for i in 0..self.workers.len() {
-            let h = self.workers[i].handle.take().expect("joined once");
-            match h.join() {
-                Ok(Some(c)) => clients.push(c),
-                _ => return Err(self.worker_error()),
+        let mut failed = None;
+        for w in &mut self.workers {
+            match w.ready.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    failed.get_or_insert(e);
+                }
+                Err(_) => {
+                    failed.get_or_insert(anyhow!("a load worker stopped"));
+                }
             }
         }
-        let errs = std::mem::take(&mut *self.errors.lock().unwrap());
-        if let Some(e) = errs.into_iter().next() {
+        if let Some(e) = failed {
+            self.roll_back_workers();
             return Err(e);
         }
-        for c in &mut clients {
-            c.batch_execute("COMMIT")
-                .context("committing loaded rows")?;
+        for w in &mut self.workers {
+            let _ = w.decide.take().expect("decided once").send(true);
+        }
+        for w in &mut self.workers {
+            match w.handle.take().expect("joined once").join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => bail!("a load worker panicked"),
+            }
         }
         self.main()
             .batch_execute("COMMIT")
@@ -649,12 +685,7 @@ impl<'o> Loader<'o> {
 
     /// Rolls back everything uncommitted and drops a database this load created.
     fn abandon(&mut self) {
-        self.close_channels();
-        for w in &mut self.workers {
-            if let Some(h) = w.handle.take() {
-                let _ = h.join();
-            }
-        }
+        self.roll_back_workers();
         self.main.take();
         if let Some(c) = self.created.take() {
             signals::forget(c.cleanup);
@@ -749,27 +780,15 @@ impl Visitor for Loader<'_> {
         self.rows += chunk.rows;
         self.bytes += chunk.data.len() as u64;
         self.progress.update(self.bytes, self.rows);
-        // A table that is big next to the whole load (over 1/(2N) of it) is loaded by all
-        // workers at once: the archive holds its chunks back to back, so one worker alone
-        // would leave the others idle. Every other table stays with one worker, which can
-        // TRUNCATE it and COPY FREEZE into it in its transaction (FREEZE is valid only for a
-        // table created or truncated in the same transaction, PostgreSQL docs, COPY; the
-        // TRUNCATE's exclusive lock is why no other worker may touch it).
-        let shared = table.bytes_on_disk >= self.shared_min;
-        let target = if shared {
-            None
-        } else {
-            let n = self.workers.len();
-            let w = *self.affinity.entry(table.id).or_insert_with(|| {
-                (0..n)
-                    .min_by_key(|i| self.workers[*i].queued)
-                    .expect("at least one worker")
-            });
-            self.workers[w].queued += chunk.data.len() as u64;
-            Some(w)
-        };
         let msg = Job {
-            freeze: !shared && !self.opts.data_only,
+            // With one connection, every table is loaded by the transaction that TRUNCATEs
+            // it, so COPY FREEZE is valid (PostgreSQL docs, COPY: only for a table created or
+            // truncated in the same transaction). With several, chunks of a table go to
+            // whichever connection is free: measured faster than one table per connection,
+            // because the archive's interleaving of tables rarely matches the speeds at which
+            // they load, and an idle connection then waits for its table's next chunk. The
+            // TRUNCATE's exclusive lock would make FREEZE and sharing exclusive.
+            freeze: self.opts.jobs <= 1 && !self.opts.data_only,
             table: table.id,
             copy: if table.columns.is_empty() {
                 table.qualified()
@@ -779,12 +798,8 @@ impl Visitor for Loader<'_> {
             target: table.qualified(),
             chunk,
         };
-        let tx = match target {
-            Some(w) => self.workers[w].tx.as_ref(),
-            None => self.shared_tx.as_ref(),
-        }
-        .expect("open until complete");
-        if tx.send(msg).is_err() {
+        let tx = self.queue_tx.as_ref().expect("open until complete");
+        if tx.send_blocking(msg).is_err() {
             return Err(self.worker_error());
         }
         Ok(())
@@ -833,33 +848,38 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
 
 /// One load connection: runs COPY for each run of chunks of one table, all in one transaction
 /// that the leader commits only after the archive verified.
-fn load_worker(
-    client: &mut postgres::Client,
-    own: &Receiver<Job>,
-    shared: &Receiver<Job>,
-) -> Result<()> {
+async fn load_worker(client: &tokio_postgres::Client, queue: &Receiver<Job>) -> Result<()> {
+    use futures_util::SinkExt;
     let mut truncated: HashSet<u32> = HashSet::new();
-    let mut pending = next_job(own, shared);
+    let mut pending = queue.recv().await.ok();
     while let Some(job) = pending.take() {
         // The table is new and empty, so TRUNCATE costs nothing, and the rows land frozen:
         // no later hint-bit rewrite or anti-wraparound vacuum of them.
         let with = if job.freeze {
             if truncated.insert(job.table) {
                 let sql = format!("TRUNCATE ONLY {}", job.target);
-                client.batch_execute(&sql).map_err(|e| pg_error(e, &sql))?;
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(|e| pg_error(e, &sql))?;
             }
             " (FREEZE)"
         } else {
             ""
         };
         let sql = format!("COPY {} FROM STDIN{with}", job.copy);
-        let mut w = client
-            .copy_in(sql.as_str())
+        let sink = client
+            .copy_in::<_, bytes::Bytes>(sql.as_str())
+            .await
             .map_err(|e| pg_error(e, &sql))?;
-        let mut io = w.write_all(&job.chunk.data);
-        while io.is_ok() {
-            match next_job(own, shared) {
-                Some(next) if next.table == job.table => io = w.write_all(&next.chunk.data),
+        let mut sink = std::pin::pin!(sink);
+        // The chunk's buffer becomes the message as it is: no copy.
+        let mut sent = sink.send(bytes::Bytes::from(job.chunk.data)).await;
+        while sent.is_ok() {
+            match queue.recv().await.ok() {
+                Some(next) if next.table == job.table => {
+                    sent = sink.send(bytes::Bytes::from(next.chunk.data)).await;
+                }
                 Some(next) => {
                     pending = Some(next);
                     break;
@@ -867,24 +887,13 @@ fn load_worker(
                 None => break,
             }
         }
-        // A server-side failure shows at the next write or at finish; finish tells which.
-        let done = w.finish();
-        match (io, done) {
-            (_, Err(e)) => return Err(pg_error(e, &sql)),
-            (Err(e), Ok(_)) => return Err(anyhow!("{e} [in: {sql}]")),
-            _ => {}
-        }
+        sent.map_err(|e| pg_error(e, &sql))?;
+        sink.as_mut()
+            .finish()
+            .await
+            .map_err(|e| pg_error(e, &sql))?;
     }
     Ok(())
-}
-
-/// The next chunk for a worker, from its own queue or the shared one; `None` once both are
-/// closed.
-fn next_job(own: &Receiver<Job>, shared: &Receiver<Job>) -> Option<Job> {
-    crossbeam_channel::select! {
-        recv(own) -> j => j.ok().or_else(|| shared.recv().ok()),
-        recv(shared) -> j => j.ok().or_else(|| own.recv().ok()),
-    }
 }
 
 /// One chunk of COPY data for a worker.
