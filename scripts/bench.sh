@@ -4,6 +4,7 @@
 #   weir-load -j2 (from a file)       against  pg_restore -j2 (from the pg_dump directory)
 # on a generated mixed-type dataset of about BENCH_GB gigabytes (default 1). Prints wall time,
 # peak RSS and the ratios weir/reference (below 1.0 means weir is faster or smaller).
+# BENCH_RUNS (default 3) runs of each, in alternating order; the best run counts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/prereqs.sh
@@ -35,17 +36,41 @@ measure() { # label, then the command; reports wall time, peak RSS and CPU; prin
     echo "$secs $kb"
 }
 
-echo "== extract"
-read -r e_pg e_pg_kb < <(measure "pg_dump -Fd -j2 -Z0" pg_dump -Fd -j2 -Z0 -f "$work/dump" bench)
-read -r e_w e_w_kb < <(measure "weir-extract -j2 > /dev/null" sh -c "'$bin/weir-extract' -q -j2 bench > /dev/null")
+runs=${BENCH_RUNS:-3}
+best() { python3 -c "import sys; print(min(float(x) for x in sys.argv[1:]))" "$@"; }
+maxi() { python3 -c "import sys; print(max(int(x) for x in sys.argv[1:]))" "$@"; }
+declare -a E_PG E_W L_PG L_W E_PG_KB E_W_KB L_PG_KB L_W_KB
+ext_pg() { rm -rf "$work/dump"; measure "pg_dump -Fd -j2 -Z0" pg_dump -Fd -j2 -Z0 -f "$work/dump" bench; }
+ext_w() { measure "weir-extract -j2 > /dev/null" sh -c "'$bin/weir-extract' -q -j2 bench > /dev/null"; }
+load_pg() {
+    psql -X -q -d postgres -c 'DROP DATABASE IF EXISTS r_pg' -c 'CREATE DATABASE r_pg' 2>/dev/null
+    measure "pg_restore -j2" pg_restore -j2 -d r_pg "$work/dump"
+}
+load_w() {
+    psql -X -q -d postgres -c 'DROP DATABASE IF EXISTS r_weir' 2>/dev/null
+    measure "weir-load -j2" sh -c "'$bin/weir-load' -q -j2 --create r_weir < '$work/bench.weir'"
+}
+# Each pair runs $runs times, alternating which goes first (the second of a pair finds warm
+# caches and recycled WAL segments); the best run of each counts.
+echo "== extract, $runs runs each"
 "$bin/weir-extract" -q -j2 -f "$work/bench.weir" bench
-echo "== load"
-psql -X -q -d postgres -c 'CREATE DATABASE r_pg'
-read -r l_pg l_pg_kb < <(measure "pg_restore -j2" pg_restore -j2 -d r_pg "$work/dump")
-read -r l_w l_w_kb < <(measure "weir-load -j2" sh -c "'$bin/weir-load' -q -j2 --create r_weir < '$work/bench.weir'")
+for i in $(seq "$runs"); do
+    if [ $((i % 2)) = 1 ]; then read -r a b < <(ext_pg); read -r c d < <(ext_w)
+    else read -r c d < <(ext_w); read -r a b < <(ext_pg); fi
+    E_PG+=("$a"); E_PG_KB+=("$b"); E_W+=("$c"); E_W_KB+=("$d")
+done
+echo "== load, $runs runs each"
+for i in $(seq "$runs"); do
+    if [ $((i % 2)) = 1 ]; then read -r a b < <(load_pg); read -r c d < <(load_w)
+    else read -r c d < <(load_w); read -r a b < <(load_pg); fi
+    L_PG+=("$a"); L_PG_KB+=("$b"); L_W+=("$c"); L_W_KB+=("$d")
+done
+e_pg=$(best "${E_PG[@]}"); e_w=$(best "${E_W[@]}"); l_pg=$(best "${L_PG[@]}"); l_w=$(best "${L_W[@]}")
+e_pg_kb=$(maxi "${E_PG_KB[@]}"); e_w_kb=$(maxi "${E_W_KB[@]}"); l_pg_kb=$(maxi "${L_PG_KB[@]}"); l_w_kb=$(maxi "${L_W_KB[@]}")
 
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 echo
+echo "best of $runs: pg_dump $e_pg s, weir-extract $e_w s, pg_restore $l_pg s, weir-load $l_w s"
 echo "ratios, weir / reference (lower is better):"
 echo "  extract wall time  $(ratio "$e_w" "$e_pg")x   (target <= 1.0)"
 echo "  load wall time     $(ratio "$l_w" "$l_pg")x   (target <= 0.8)"
