@@ -9,8 +9,10 @@
 
 pub mod archive;
 pub mod cli;
+pub mod compress;
 pub mod conn;
 pub mod copy_text;
+pub mod encrypt;
 pub mod extract;
 pub mod inspect;
 pub mod load;

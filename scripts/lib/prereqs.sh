@@ -1,5 +1,6 @@
 # Installs what building and testing weir needs, if missing: the PostgreSQL server and client
-# tools, OpenSSL headers and CLI, and Rust's rustfmt and clippy. Sourced by test.sh, demo.sh
+# tools, OpenSSL headers and CLI, the reference zstd/lz4/gzip/bzip2/age/ssh-keygen tools, and
+# Rust's rustfmt and clippy. Sourced by test.sh, demo.sh
 # and bench.sh; idempotent, so a machine that has everything installs nothing.
 weir_install_prereqs() {
     local need=()
@@ -11,6 +12,14 @@ weir_install_prereqs() {
     command -v openssl >/dev/null 2>&1 || need+=(openssl)
     pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev pkg-config)
     command -v runuser >/dev/null 2>&1 || need+=(util-linux)
+    # The reference tools the interoperability tests and the benchmark run against.
+    command -v zstd >/dev/null 2>&1 || need+=(zstd)
+    command -v lz4 >/dev/null 2>&1 || need+=(lz4)
+    command -v bzip2 >/dev/null 2>&1 || need+=(bzip2)
+    command -v gzip >/dev/null 2>&1 || need+=(gzip)
+    command -v age >/dev/null 2>&1 || need+=(age)
+    command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+    command -v python3 >/dev/null 2>&1 || need+=(python3)
     if [ "${#need[@]}" -gt 0 ]; then
         echo "installing: ${need[*]}" >&2
         local sudo=""

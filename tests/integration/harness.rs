@@ -320,8 +320,26 @@ pub fn bin(name: &str) -> PathBuf {
         "weir-extract" => PathBuf::from(env!("CARGO_BIN_EXE_weir-extract")),
         "weir-load" => PathBuf::from(env!("CARGO_BIN_EXE_weir-load")),
         "weir-inspect" => PathBuf::from(env!("CARGO_BIN_EXE_weir-inspect")),
+        "weir-compress" => PathBuf::from(env!("CARGO_BIN_EXE_weir-compress")),
+        "weir-encrypt" => PathBuf::from(env!("CARGO_BIN_EXE_weir-encrypt")),
         other => panic!("unknown binary {other}"),
     }
+}
+
+/// Runs a command (a reference tool such as zstd or age) with `input` on stdin.
+pub fn tool(cmd: &str, args: &[&str], input: &[u8]) -> Output {
+    run_with_input(Command::new(cmd).args(args), input)
+}
+
+/// Runs a weir stage that needs no database, with a scrubbed environment plus `env`.
+pub fn stage(name: &str, args: &[&str], input: &[u8], env: &[(&str, &str)]) -> Output {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut cmd = Command::new(bin(name));
+    cmd.args(args);
+    run_with_input(scrub(&mut cmd, &env), input)
 }
 
 /// Runs a weir binary against the cluster with `input` on stdin.

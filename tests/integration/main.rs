@@ -6,3 +6,4 @@ mod harness;
 mod connections;
 mod errors;
 mod roundtrip;
+mod stages;
