@@ -2,6 +2,8 @@
 # Speed and memory, side by side in one run, on one throwaway cluster:
 #   weir-extract -j2 > /dev/null      against  pg_dump -Fd -j2 -Z0
 #   weir-load -j2 (from a file)       against  pg_restore -j2 (from the pg_dump directory)
+#   weir-compress -T2, weir-compress -d, weir-encrypt, weir-encrypt -d
+#                                     against  zstd -3 -T2, zstd -d, age, age -d (same archive)
 # on a generated mixed-type dataset of about BENCH_GB gigabytes (default 1). Prints wall time,
 # peak RSS and the ratios weir/reference (below 1.0 means weir is faster or smaller).
 # BENCH_RUNS (default 3) runs of each, in alternating order; the best run counts.
@@ -76,3 +78,37 @@ echo "  extract wall time  $(ratio "$e_w" "$e_pg")x   (target <= 1.0)"
 echo "  load wall time     $(ratio "$l_w" "$l_pg")x   (target <= 0.8)"
 echo "  extract peak RSS   $((e_w_kb / 1024)) MiB    (target < 256 MiB; pg_dump $((e_pg_kb / 1024)) MiB)"
 echo "  load peak RSS      $((l_w_kb / 1024)) MiB    (pg_restore $((l_pg_kb / 1024)) MiB)"
+
+# Byte-stream stages on the archive itself: throughput ratio weir/reference (higher is better).
+arch_bytes=$(stat -c %s "$work/bench.weir")
+age-keygen -o "$work/key.txt" 2>/dev/null
+recipient=$(age-keygen -y "$work/key.txt")
+zstd -q -3 -T2 -c < "$work/bench.weir" > "$work/bench.weir.zst"
+age -r "$recipient" < "$work/bench.weir" > "$work/bench.weir.age"
+stage_pair() { # name, reference command, weir command (both read stdin from $3's file)
+    local name=$1 ref=$2 ours=$3 file=$4 a b c d rt=() wt=() rk=() wk=()
+    for i in $(seq "$runs"); do
+        if [ $((i % 2)) = 1 ]; then
+            read -r a b < <(measure "$name: reference" sh -c "$ref < '$file' > /dev/null")
+            read -r c d < <(measure "$name: weir" sh -c "$ours < '$file' > /dev/null")
+        else
+            read -r c d < <(measure "$name: weir" sh -c "$ours < '$file' > /dev/null")
+            read -r a b < <(measure "$name: reference" sh -c "$ref < '$file' > /dev/null")
+        fi
+        rt+=("$a"); rk+=("$b"); wt+=("$c"); wk+=("$d")
+    done
+    local r w
+    r=$(best "${rt[@]}"); w=$(best "${wt[@]}")
+    printf '  %-22s weir %7.0f MB/s, reference %7.0f MB/s: %sx throughput (target >= 0.95); peak RSS weir %d MiB, reference %d MiB\n' \
+        "$name" "$(python3 -c "print($arch_bytes/1e6/$w)")" "$(python3 -c "print($arch_bytes/1e6/$r)")" \
+        "$(python3 -c "print(f'{$r/$w:.2f}')")" "$(( $(maxi "${wk[@]}") / 1024 ))" "$(( $(maxi "${rk[@]}") / 1024 ))" >> "$work/stages"
+}
+echo "== byte-stream stages on the $((arch_bytes / 1000000)) MB archive, $runs runs each"
+: > "$work/stages"
+stage_pair "compress (zstd -3 -T2)" "zstd -q -3 -T2 -c" "'$bin/weir-compress' -3 -T2" "$work/bench.weir"
+stage_pair "decompress (zstd -d)" "zstd -q -d -c" "'$bin/weir-compress' -d" "$work/bench.weir.zst"
+stage_pair "encrypt (age -r)" "age -r $recipient" "'$bin/weir-encrypt' -r $recipient" "$work/bench.weir"
+stage_pair "decrypt (age -d)" "age -d -i '$work/key.txt'" "'$bin/weir-encrypt' -d -i '$work/key.txt'" "$work/bench.weir.age"
+echo
+echo "byte-stream stages:"
+cat "$work/stages"

@@ -17,7 +17,7 @@ use crate::copy_text::Chunk;
 use crate::extract::{pg_error, setval_sql};
 use crate::pattern::Pattern;
 use crate::pgtools;
-use crate::plumbing::{Progress, human_bytes, signals};
+use crate::plumbing::{ExitCode, Progress, coded, human_bytes, signals};
 use anyhow::{Context, Result, anyhow, bail};
 use async_channel::{Receiver, Sender};
 use std::collections::HashSet;
@@ -47,17 +47,18 @@ pub struct LoadOptions {
 }
 
 pub fn run(opts: &LoadOptions) -> Result<()> {
+    let usage = |msg: &str| Err(coded(ExitCode::Usage, msg));
     if opts.schema_only && opts.data_only {
-        bail!("options --schema-only and --data-only cannot be used together");
+        return usage("options --schema-only and --data-only cannot be used together");
     }
     if opts.disable_triggers && !opts.data_only {
-        bail!("option --disable-triggers requires --data-only");
+        return usage("option --disable-triggers requires --data-only");
     }
     if opts.if_exists && !opts.clean {
-        bail!("option --if-exists requires option --clean");
+        return usage("option --if-exists requires option --clean");
     }
     if opts.create && opts.data_only {
-        bail!("options --create and --data-only cannot be used together");
+        return usage("options --create and --data-only cannot be used together");
     }
     let params = ConnParams::resolve(opts.conninfo.as_deref(), "weir-load")?;
     let input = crate::plumbing::open_input(opts.input.as_deref())?;

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod cli;
 mod connections;
 mod errors;
 mod roundtrip;

@@ -1,0 +1,50 @@
+//! What users see, snapshotted: each binary's `--help`, so a change to it shows up as a
+//! reviewed diff in tests/snapshots/ (`WEIR_BLESS=1 cargo test --test integration cli` rewrites
+//! them), and the usage-error exit code.
+
+use crate::harness::*;
+
+const BINARIES: &[&str] = &[
+    "weir-extract",
+    "weir-load",
+    "weir-inspect",
+    "weir-compress",
+    "weir-encrypt",
+];
+
+#[test]
+fn help_text_matches_the_snapshots() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    for b in BINARIES {
+        let o = stage(b, &["--help"], b"", &[]);
+        assert!(o.status.success(), "{b} --help");
+        let path = dir.join(format!("{b}.help.txt"));
+        if std::env::var_os("WEIR_BLESS").is_some() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &o.stdout).unwrap();
+        } else {
+            let want = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                want == o.stdout,
+                "{b} --help changed; review and run WEIR_BLESS=1 cargo test --test integration cli:\n{}",
+                String::from_utf8_lossy(&o.stdout)
+            );
+        }
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    for b in BINARIES {
+        let o = stage(b, &["--no-such-flag"], b"", &[]);
+        assert_eq!(o.status.code(), Some(2), "{b}");
+        assert!(stderr(&o).contains("--no-such-flag"), "{b}: {}", stderr(&o));
+    }
+    let o = stage("weir-load", &["--schema-only", "--data-only"], b"", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("cannot be used together"),
+        "{}",
+        stderr(&o)
+    );
+}
