@@ -14,7 +14,8 @@
 //! non-zero with nothing unauthenticated written.
 
 use crate::plumbing::{ExitCode, Output, coded, open_input};
-use age::secrecy::SecretString;
+use age::secrecy::{ExposeSecret, SecretString};
+use age_core::format::FileKey;
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::str::FromStr;
@@ -50,7 +51,7 @@ fn encrypt(o: &EncryptOptions) -> Result<()> {
         bail!("-i/--identity is for decryption (-d); to encrypt, name recipients with -r or -R");
     }
     let recipients = collect_recipients(o)?;
-    let encryptor = if recipients.is_empty() {
+    let recipients: Vec<BoxedRecipient> = if recipients.is_empty() {
         if !o.passphrase
             && o.passphrase_file.is_none()
             && std::env::var_os(ENV_PASSPHRASE).is_none()
@@ -63,17 +64,29 @@ fn encrypt(o: &EncryptOptions) -> Result<()> {
         let pass = passphrase(o, true)?;
         let mut r = age::scrypt::Recipient::new(pass);
         r.set_work_factor(SCRYPT_LOG_N);
-        age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
-            .map_err(|e| anyhow!("{e}"))?
+        vec![Box::new(r)]
     } else {
         if o.passphrase || o.passphrase_file.is_some() {
             bail!("a passphrase cannot be combined with recipients (age allows one or the other)");
         }
-        age::Encryptor::with_recipients(
-            recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
-        )
-        .map_err(|e| anyhow!("{e}"))?
+        recipients
     };
+    // The age crate writes the header (and so learns the file key); a copy of the key lets us
+    // encrypt the payload on several threads (see age_stream).
+    let captures: Vec<KeyCapture<BoxedRecipient>> =
+        recipients.into_iter().map(KeyCapture::new).collect();
+    let encryptor =
+        age::Encryptor::with_recipients(captures.iter().map(|c| c as &dyn age::Recipient))
+            .map_err(|e| anyhow!("{e}"))?;
+    // finish() adds the empty last chunk of an empty payload: 16 bytes of tag, cut off again.
+    let mut head = encryptor.wrap_output(Vec::new())?.finish()?;
+    head.truncate(head.len() - 16);
+    let nonce = head[head.len() - 16..].to_vec();
+    let file_key = captures
+        .iter()
+        .find_map(KeyCapture::key)
+        .ok_or_else(|| anyhow!("internal: the file key was not seen"))?;
+    let payload_key = crate::age_stream::payload_key(&file_key, &nonce);
     let mut input = open_input(o.input.as_deref())?;
     // Armored output is text; only binary output is refused on a terminal.
     let out = Output::open(o.output.as_deref(), !o.armor)?;
@@ -82,20 +95,10 @@ fn encrypt(o: &EncryptOptions) -> Result<()> {
     } else {
         age::armor::Format::Binary
     };
-    let armored = age::armor::ArmoredWriter::wrap_output(out, format)?;
-    let mut w = encryptor.wrap_output(armored)?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("reading the input"),
-        };
-        w.write_all(&buf[..n]).context("writing the output")?;
-    }
-    // Each layer is finished in turn: the last payload chunk, the armor footer, the buffer.
-    let armored = w.finish().context("finishing the age stream")?;
+    let mut armored = age::armor::ArmoredWriter::wrap_output(out, format)?;
+    armored.write_all(&head).context("writing the output")?;
+    crate::age_stream::encrypt(&payload_key, &mut input, &mut armored).context("encrypting")?;
+    // Each layer is finished in turn: the armor footer, then the buffer.
     let out = armored.finish().context("finishing the armor")?;
     out.finish().context("writing the output")
 }
@@ -265,16 +268,36 @@ fn decrypt(o: &EncryptOptions) -> Result<()> {
     }
     let mut input = BufReader::with_capacity(1 << 20, open_input(o.input.as_deref())?);
     skip_whitespace_before_armor(&mut input)?;
-    // Detects armor by itself and passes binary input through.
-    let mut input = BufReader::new(age::armor::ArmoredReader::new(input));
-    let header = read_checked_header(&mut input)?;
-    let input = BufReader::new(std::io::Cursor::new(header).chain(input));
-    let dec = age::Decryptor::new_buffered(input).map_err(explain)?;
-    let reader = if dec.is_scrypt() {
+    // Binary age files are read as they are; anything else goes through the armor reader,
+    // which decodes armor (and reports what is neither).
+    let binary = input
+        .fill_buf()
+        .context("reading the input")?
+        .starts_with(b"age-encryption.org/");
+    let mut input: Box<dyn BufRead + Send> = if binary {
+        Box::new(input)
+    } else {
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            age::armor::ArmoredReader::new(input),
+        ))
+    };
+    let mut head = read_checked_header(&mut input)?;
+    // The age crate checks the header and its MAC and finds the file key; the payload after
+    // the 16-byte nonce is ours to decrypt, in parallel (see age_stream).
+    let header_len = head.len();
+    (&mut input)
+        .take(16)
+        .read_to_end(&mut head)
+        .map_err(|e| bad(format!("reading the input: {e}")))?;
+    let nonce = head[header_len..].to_vec();
+    let dec = age::Decryptor::new_buffered(std::io::Cursor::new(head)).map_err(explain)?;
+    let file_key = if dec.is_scrypt() {
         let pass = passphrase(o, false)?;
         let mut id = age::scrypt::Identity::new(pass);
         // age's CLI accepts work factors up to 2^22 by default (decrypting takes seconds).
         id.set_max_work_factor(22);
+        let id = KeyCapture::new(id);
         dec.decrypt(std::iter::once(&id as &dyn age::Identity))
             .map_err(|e| match e {
                 // For a passphrase file, the crate says this when the passphrase is wrong.
@@ -282,7 +305,8 @@ fn decrypt(o: &EncryptOptions) -> Result<()> {
                     anyhow!("wrong passphrase (or the file's passphrase stanza is corrupt)")
                 }
                 other => explain(other),
-            })?
+            })?;
+        id.key()
     } else {
         let ids = read_identities(o)?;
         if ids.is_empty() {
@@ -291,29 +315,90 @@ fn decrypt(o: &EncryptOptions) -> Result<()> {
                 "no identities: give -i FILE or WEIR_AGE_IDENTITY_FILE to decrypt (this file is not passphrase-encrypted)",
             ));
         }
-        dec.decrypt(ids.iter().map(|i| i.as_ref()))
-            .map_err(explain)?
+        let ids: Vec<KeyCapture<Box<dyn age::Identity>>> =
+            ids.into_iter().map(KeyCapture::new).collect();
+        dec.decrypt(ids.iter().map(|i| i as &dyn age::Identity))
+            .map_err(explain)?;
+        ids.iter().find_map(KeyCapture::key)
     };
-    let mut reader = BufReader::with_capacity(1 << 20, reader);
+    let file_key = file_key.ok_or_else(|| anyhow!("internal: the file key was not seen"))?;
+    let payload_key = crate::age_stream::payload_key(&file_key, &nonce);
     let mut out = Output::open(o.output.as_deref(), true)?;
-    loop {
-        let buf = match reader.fill_buf() {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(bad(format!(
-                    "the ciphertext is truncated or was tampered with: {e}"
-                )));
-            }
-        };
-        if buf.is_empty() {
-            break;
-        }
-        let n = buf.len();
-        out.write_all(buf).context("writing the output")?;
-        reader.consume(n);
-    }
+    use crate::age_stream::PayloadError;
+    crate::age_stream::decrypt(&payload_key, &mut input, &mut out).map_err(|e| match e {
+        PayloadError::Invalid(m) => bad(format!(
+            "the ciphertext is truncated or was tampered with: {m}"
+        )),
+        PayloadError::Input(e) => bad(format!(
+            "the ciphertext is truncated or was tampered with: {e}"
+        )),
+        PayloadError::Output(e) => anyhow::Error::new(e).context("writing the output"),
+    })?;
     out.finish().context("writing the output")
+}
+
+/// Wraps a recipient or identity and keeps a copy of the file key that passes through it, so
+/// the payload can be handled outside the age crate. The header, its MAC and the recipient
+/// logic stay the crate's.
+struct KeyCapture<T> {
+    inner: T,
+    key: std::sync::Mutex<Option<[u8; 16]>>,
+}
+
+type Unwrapped = Option<Result<FileKey, age::DecryptError>>;
+
+impl<T> KeyCapture<T> {
+    fn new(inner: T) -> Self {
+        KeyCapture {
+            inner,
+            key: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn key(&self) -> Option<[u8; 16]> {
+        *self.key.lock().unwrap()
+    }
+
+    fn keep(&self, r: Unwrapped) -> Unwrapped {
+        if let Some(Ok(k)) = &r {
+            *self.key.lock().unwrap() = Some(*k.expose_secret());
+        }
+        r
+    }
+}
+
+impl age::Recipient for KeyCapture<BoxedRecipient> {
+    fn wrap_file_key(
+        &self,
+        file_key: &FileKey,
+    ) -> std::result::Result<
+        (
+            Vec<age_core::format::Stanza>,
+            std::collections::HashSet<String>,
+        ),
+        age::EncryptError,
+    > {
+        *self.key.lock().unwrap() = Some(*file_key.expose_secret());
+        self.inner.wrap_file_key(file_key)
+    }
+}
+
+impl age::Identity for KeyCapture<Box<dyn age::Identity>> {
+    fn unwrap_stanza(&self, s: &age_core::format::Stanza) -> Unwrapped {
+        self.keep(self.inner.unwrap_stanza(s))
+    }
+    fn unwrap_stanzas(&self, s: &[age_core::format::Stanza]) -> Unwrapped {
+        self.keep(self.inner.unwrap_stanzas(s))
+    }
+}
+
+impl age::Identity for KeyCapture<age::scrypt::Identity> {
+    fn unwrap_stanza(&self, s: &age_core::format::Stanza) -> Unwrapped {
+        self.keep(self.inner.unwrap_stanza(s))
+    }
+    fn unwrap_stanzas(&self, s: &[age_core::format::Stanza]) -> Unwrapped {
+        self.keep(self.inner.unwrap_stanzas(s))
+    }
 }
 
 /// Whitespace before an armored file is allowed (age's armor rules, and the CCTV vector

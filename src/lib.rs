@@ -7,6 +7,7 @@
 //! signals and progress for every binary.
 #![forbid(unsafe_code)]
 
+pub mod age_stream;
 pub mod archive;
 pub mod cli;
 pub mod compress;
