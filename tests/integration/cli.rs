@@ -16,7 +16,8 @@ const BINARIES: &[&str] = &[
 fn help_text_matches_the_snapshots() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
     for b in BINARIES {
-        let o = stage(b, &["--help"], b"", &[]);
+        // A fixed width, so the wrapping does not depend on the terminal of whoever runs it.
+        let o = stage(b, &["--help"], b"", &[("COLUMNS", "100")]);
         assert!(o.status.success(), "{b} --help");
         let path = dir.join(format!("{b}.help.txt"));
         if std::env::var_os("WEIR_BLESS").is_some() {
