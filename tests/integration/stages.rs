@@ -585,3 +585,44 @@ fn official_age_test_vectors() {
     );
     assert!(passed > 80, "only {passed} vectors ran");
 }
+
+#[test]
+fn a_closed_output_pipe_is_exit_141_for_every_stage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, public) = keypair(dir.path(), "k.txt");
+    let data = sample(16 << 20);
+    let z = run_ok(stage("weir-compress", &["-1"], &data, &[]), "compress");
+    let a = run_ok(
+        stage("weir-encrypt", &["-r", &public], &data, &[]),
+        "encrypt",
+    );
+    for (name, args, input) in [
+        ("weir-compress", vec!["-1"], &data),
+        ("weir-compress", vec!["-d"], &z),
+        ("weir-encrypt", vec!["-r", public.as_str()], &data),
+        ("weir-encrypt", vec!["-d", "-i", key.as_str()], &a),
+    ] {
+        let input_file = dir.path().join("input");
+        std::fs::write(&input_file, input).unwrap();
+        let mut cmd = std::process::Command::new(bin(name));
+        cmd.args(&args);
+        let mut child = scrub(&mut cmd, &[])
+            .stdin(std::fs::File::open(&input_file).unwrap())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = child.stdout.take().unwrap();
+        let mut buf = [0u8; 10];
+        std::io::Read::read_exact(&mut out, &mut buf).unwrap();
+        drop(out);
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(141),
+            "{name} {args:?}: {}",
+            stderr(&o)
+        );
+        assert!(stderr(&o).contains("pipe"), "{name}: {}", stderr(&o));
+    }
+}
