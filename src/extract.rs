@@ -112,14 +112,17 @@ pub fn run(opts: &ExtractOptions) -> Result<()> {
 
     let mut rows_total = 0u64;
     let mut bytes_total = 0u64;
+    // Written chunks' buffers go back to the workers (see Chunker::with_pool).
+    let (pool_tx, pool_rx) = crossbeam_channel::bounded::<Vec<u8>>(jobs * 3);
     std::thread::scope(|scope| -> Result<()> {
         for _ in 0..jobs {
+            let pool = pool_rx.clone();
             let work_rx = work_rx.clone();
             let chunk_tx = chunk_tx.clone();
             let params = src.params.clone();
             let snapshot = src.snapshot.clone();
             scope.spawn(move || {
-                if let Err(e) = worker(&params, &snapshot, &work_rx, &chunk_tx, chunk_size) {
+                if let Err(e) = worker(&params, &snapshot, &work_rx, &chunk_tx, chunk_size, pool) {
                     let _ = chunk_tx.send(Err(e));
                 }
             });
@@ -136,6 +139,7 @@ pub fn run(opts: &ExtractOptions) -> Result<()> {
                 rows_total += chunk.rows;
                 bytes_total += chunk.data.len() as u64;
                 w.add_chunk(table, &chunk)?;
+                let _ = pool_tx.try_send(chunk.data);
                 progress.update(bytes_total, rows_total);
             }
             Ok(())
@@ -606,6 +610,7 @@ fn worker(
     work: &crossbeam_channel::Receiver<WorkItem>,
     out: &crossbeam_channel::Sender<Result<(u32, Chunk)>>,
     chunk_size: usize,
+    pool: crossbeam_channel::Receiver<Vec<u8>>,
 ) -> Result<()> {
     // One runtime per worker, entered once for the whole run: the synchronous client would
     // enter it once per COPY row, which costs more CPU than the rest of the work together.
@@ -627,7 +632,7 @@ fn worker(
                 .await
                 .map_err(|e| pg_error(e, &item.query))?;
             let mut stream = std::pin::pin!(stream);
-            let mut chunker = Chunker::new(chunk_size);
+            let mut chunker = Chunker::with_pool(chunk_size, pool.clone());
             while let Some(bytes) = stream.next().await {
                 let bytes = bytes.map_err(|e| pg_error(e, &item.query))?;
                 if let Some(data) = chunker.push(&bytes) {
