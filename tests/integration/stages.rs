@@ -360,12 +360,25 @@ fn age_with_passphrase(
     pass: &str,
     prompts: usize,
 ) {
+    with_terminal("age", args, input, output, pass, prompts)
+}
+
+/// Runs `program args -o output input` on a pseudo-terminal, answering its passphrase
+/// prompts with `pass`.
+fn with_terminal(
+    program: &str,
+    args: &[&str],
+    input: &std::path::Path,
+    output: &std::path::Path,
+    pass: &str,
+    prompts: usize,
+) {
     let script = r#"
 import os, pty, sys, time
-args, inp, out, pw, prompts = sys.argv[1].split(), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+args, inp, out, pw, prompts, prog = sys.argv[1].split(), sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6]
 pid, fd = pty.fork()
 if pid == 0:
-    os.execvp("age", ["age"] + args + ["-o", out, inp])
+    os.execvp(prog, [prog] + args + ["-o", out, inp])
 buf = b""
 for _ in range(prompts):
     # Answer only once the whole prompt is there (it ends with a colon and a space).
@@ -392,12 +405,13 @@ sys.exit(os.waitstatus_to_exitcode(status))
             output.to_str().unwrap(),
             pass,
             &prompts.to_string(),
+            program,
         ],
         b"",
     );
     assert!(
         o.status.success(),
-        "age {args:?} through a pty: {}",
+        "{program} {args:?} through a pty: {}",
         stderr(&o)
     );
 }
@@ -452,6 +466,30 @@ fn passphrase_mode_works_unattended_and_with_age() {
             stage("weir-encrypt", &["-d"], &ct, &[("WEIR_PASSPHRASE", pass)]),
             "-d age -p"
         ) == data
+    );
+    // Our own prompt on the terminal: asked twice when encrypting, once when decrypting.
+    let via_tty = dir.path().join("tty.age");
+    let weir_bin = bin("weir-encrypt").display().to_string();
+    with_terminal(
+        &weir_bin,
+        &["-p"],
+        &dir.path().join("data"),
+        &via_tty,
+        pass,
+        2,
+    );
+    let ct = std::fs::read(&via_tty).unwrap();
+    assert!(
+        run_ok(
+            stage("weir-encrypt", &["-d"], &ct, &[("WEIR_PASSPHRASE", pass)]),
+            "-d"
+        ) == data
+    );
+    let back = dir.path().join("back");
+    with_terminal(&weir_bin, &["-d"], &via_tty, &back, pass, 1);
+    assert!(
+        std::fs::read(&back).unwrap() == data,
+        "decrypted with the passphrase typed at the prompt"
     );
     // Passphrase and recipients do not mix; no recipients at all is a usage error.
     let o = stage("weir-encrypt", &[], &data, &[]);
