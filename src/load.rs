@@ -380,12 +380,7 @@ impl<'o> Loader<'o> {
     /// constraints, triggers, policies, defaults, owned sequences, and foreign keys whose
     /// referenced table is chosen too), found by object OID in the archive's table of contents.
     fn write_toc_list(&mut self, m: &Manifest) -> Result<()> {
-        let chosen: HashSet<u32> = m
-            .tables
-            .iter()
-            .filter(|t| self.selected.contains(&t.id))
-            .map(|t| t.oid)
-            .collect();
+        let chosen = self.chosen_oids(m);
         let mut wanted: HashSet<u32> = chosen.clone();
         for t in m.tables.iter().filter(|t| chosen.contains(&t.oid)) {
             wanted.extend(t.owned_oids.iter().copied());
@@ -606,13 +601,17 @@ impl<'o> Loader<'o> {
         }
     }
 
-    fn set_sequences(&mut self, m: &Manifest) -> Result<()> {
-        let chosen: HashSet<u32> = m
-            .tables
+    /// The source OIDs of the tables being restored.
+    fn chosen_oids(&self, m: &Manifest) -> HashSet<u32> {
+        m.tables
             .iter()
             .filter(|t| self.selected.contains(&t.id))
             .map(|t| t.oid)
-            .collect();
+            .collect()
+    }
+
+    fn set_sequences(&mut self, m: &Manifest) -> Result<()> {
+        let chosen = self.chosen_oids(m);
         let partial = self.partial;
         let mut sql = String::new();
         for s in &m.sequences {
