@@ -3,7 +3,7 @@
 //! counts and digests of everything before it. Written and read in one pass with bounded memory.
 //! `docs/FORMAT.md` is the specification; this module is its reference implementation.
 
-use crate::copy_text::{Chunk, count_rows};
+use crate::copy_text::Chunk;
 use crate::plumbing::{ExitCode, coded};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
@@ -646,11 +646,6 @@ fn truncated_or_corrupt(e: std::io::Error, after: u64) -> anyhow::Error {
     bad(format!(
         "archive is truncated or corrupt after entry {after}: {e}"
     ))
-}
-
-/// Counts rows of a data entry, for tools that pass chunks through.
-pub fn rows_in(data: &[u8]) -> u64 {
-    count_rows(data)
 }
 
 /// Finds tables in the manifest by name for `--table`: `schema.name` or a bare name.

@@ -15,7 +15,7 @@ use crate::pgtools;
 use crate::plumbing::{Output, Progress, human_bytes};
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 
 /// What to extract and how; the binary fills it from its command line.
@@ -386,18 +386,22 @@ fn plan(
             bail!("no table matches pattern \"{}\"", p.text);
         }
     }
-    for p in &sel.schemas {
-        if !rows.iter().any(|r| p.matches_schema(r.get::<_, &str>(1))) {
-            let any = c.query_one(
-                "SELECT count(*) FROM pg_catalog.pg_namespace WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'",
+    if !sel.schemas.is_empty() {
+        // A schema may exist with no tables (only views or functions): pg_dump accepts it.
+        let names: Vec<String> = c
+            .query(
+                "SELECT nspname::text FROM pg_catalog.pg_namespace \
+                 WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'",
                 &[],
-            )?;
-            let _: i64 = any.get(0);
-            bail!("no schema matches pattern \"{}\"", p.text);
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for p in &sel.schemas {
+            if !names.iter().any(|n| p.matches_schema(n)) {
+                bail!("no schema matches pattern \"{}\"", p.text);
+            }
         }
-    }
-    if sel.narrowed() && tables.is_empty() && matviews.is_empty() {
-        bail!("no matching tables were found");
     }
     let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
     let by_oid: HashMap<u32, usize> = tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
@@ -839,11 +843,6 @@ pub fn rfc3339(secs: u64) -> String {
         rem % 3600 / 60,
         rem % 60
     )
-}
-
-/// Tables keyed by id, for readers.
-pub fn tables_by_id(m: &Manifest) -> BTreeMap<u32, &Table> {
-    m.tables.iter().map(|t| (t.id, t)).collect()
 }
 
 #[cfg(test)]

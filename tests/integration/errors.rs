@@ -168,6 +168,26 @@ fn unknown_table_pattern_is_an_error() {
         stderr(&o)
     );
     assert!(o.stdout.is_empty(), "nothing written");
+    // -n: a schema that does not exist is an error; one with only a view is not.
+    let o = weir("weir-extract", &["-q", "-n", "nosuch", "pat_src"], b"");
+    assert!(
+        stderr(&o).contains("no schema matches pattern \"nosuch\""),
+        "{}",
+        stderr(&o)
+    );
+    cluster().psql(
+        "pat_src",
+        "CREATE SCHEMA views_only; CREATE VIEW views_only.v AS SELECT 1 AS one",
+    );
+    let a = extract("pat_src", &["-n", "views_only"]);
+    cluster().create_db("pat_views", "");
+    ok(weir("weir-load", &["-q", "pat_views"], &a));
+    assert_eq!(
+        cluster()
+            .psql("pat_views", "SELECT one FROM views_only.v")
+            .trim(),
+        "1"
+    );
     // An unqualified pattern matches through the search path, as in pg_dump.
     let a = extract("pat_src", &["-t", "u"]);
     let listing = String::from_utf8(ok(weir("weir-inspect", &[], &a))).unwrap();
