@@ -270,11 +270,16 @@ impl Progress {
             ProgressMode::Off
         };
         let now = Instant::now();
+        // Log lines start at once (a log shows the job began), then come every few seconds.
+        let last = match mode {
+            ProgressMode::Lines => now.checked_sub(Duration::from_secs(3600)).unwrap_or(now),
+            _ => now,
+        };
         Progress {
             mode,
             total,
             started: now,
-            last: now,
+            last,
             drawn: false,
         }
     }

@@ -277,3 +277,35 @@ fn globals_travel_with_the_archive_when_asked() {
     );
     assert!(stderr(&o).contains("holds no roles"), "{}", stderr(&o));
 }
+
+#[test]
+fn progress_lines_and_the_closing_summary() {
+    let c = cluster();
+    c.create_db("prog_src", "CREATE TABLE t (id int, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 50000) g;");
+    let o = weir("weir-extract", &["--progress", "prog_src"], b"");
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    // A progress line with rows, bytes, rate, percent and ETA, then the summary.
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" rows, ") && l.contains("%, ETA")),
+        "{err}"
+    );
+    let summary = lines.last().unwrap();
+    assert!(
+        summary.starts_with("weir-extract: 1 tables, 50000 rows, ")
+            && summary.contains(" s (")
+            && summary.ends_with("/s)"),
+        "{summary}"
+    );
+    let o = weir("weir-load", &["--create", "prog_dst"], &o.stdout);
+    assert!(
+        stderr(&o)
+            .trim()
+            .starts_with("weir-load: 1 tables, 50000 rows, "),
+        "{}",
+        stderr(&o)
+    );
+}
