@@ -192,6 +192,16 @@ fn selection_where_and_excluded_data_follow_pg_dump() {
                 (SELECT count(*) FROM pg_namespace WHERE nspname = 'Odd Schema')",
     );
     assert_eq!(got.trim(), "10,0,0,0");
+    // -N leaves a schema out, its tables and their rows.
+    let archive = extract(
+        "sel_src",
+        &["-N", "\"Odd Schema\"", "-T", "public.remote_rows"],
+    );
+    let listing = String::from_utf8(ok(weir("weir-inspect", &[], &archive))).unwrap();
+    assert!(
+        !listing.contains("Odd Schema") && listing.contains("public.orders"),
+        "{listing}"
+    );
 }
 
 #[test]
