@@ -210,16 +210,7 @@ fn a_closed_pipe_is_exit_141_not_success() {
     let c = cluster();
     let mut cmd = std::process::Command::new(bin("weir-extract"));
     cmd.arg("pipe_src");
-    let mut child = scrub(&mut cmd, &c.env())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = child.stdout.take().unwrap();
-    let mut buf = [0u8; 100];
-    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
-    drop(out);
-    let o = child.wait_with_output().unwrap();
+    let o = with_output_closed_early(scrub(&mut cmd, &c.env()), std::process::Stdio::null());
     assert_eq!(o.status.code(), Some(141), "{}", stderr(&o));
     assert!(stderr(&o).contains("pipe"), "{}", stderr(&o));
 }

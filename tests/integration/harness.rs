@@ -365,13 +365,34 @@ pub fn stderr(o: &Output) -> String {
 
 /// Asserts success and returns stdout.
 pub fn ok(o: Output) -> Vec<u8> {
+    run_ok(o, "command")
+}
+
+/// Asserts success of `what` and returns stdout.
+pub fn run_ok(o: Output, what: &str) -> Vec<u8> {
     assert!(
         o.status.success(),
-        "failed ({:?}): {}",
+        "{what} failed ({:?}): {}",
         o.status,
         stderr(&o)
     );
     o.stdout
+}
+
+/// Starts `cmd` (environment already set), reads a few bytes of its output, closes the pipe,
+/// and returns how the command ended: a data stage must then fail, never exit 0.
+pub fn with_output_closed_early(cmd: &mut Command, stdin: Stdio) -> Output {
+    let mut child = cmd
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut buf = [0u8; 10];
+    std::io::Read::read_exact(&mut out, &mut buf).unwrap();
+    drop(out);
+    child.wait_with_output().unwrap()
 }
 
 /// Extracts `db` with extra arguments and returns the archive bytes.

@@ -23,16 +23,6 @@ fn sample(len: usize) -> Vec<u8> {
     v
 }
 
-fn run_ok(o: std::process::Output, what: &str) -> Vec<u8> {
-    assert!(
-        o.status.success(),
-        "{what} failed ({:?}): {}",
-        o.status,
-        stderr(&o)
-    );
-    o.stdout
-}
-
 #[test]
 fn zstd_output_is_read_by_zstd_and_zstd_output_by_us() {
     let data = sample(3 << 20);
@@ -644,17 +634,8 @@ fn a_closed_output_pipe_is_exit_141_for_every_stage() {
         std::fs::write(&input_file, input).unwrap();
         let mut cmd = std::process::Command::new(bin(name));
         cmd.args(&args);
-        let mut child = scrub(&mut cmd, &[])
-            .stdin(std::fs::File::open(&input_file).unwrap())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = child.stdout.take().unwrap();
-        let mut buf = [0u8; 10];
-        std::io::Read::read_exact(&mut out, &mut buf).unwrap();
-        drop(out);
-        let o = child.wait_with_output().unwrap();
+        let input = std::fs::File::open(&input_file).unwrap();
+        let o = with_output_closed_early(scrub(&mut cmd, &[]), input.into());
         assert_eq!(
             o.status.code(),
             Some(141),
