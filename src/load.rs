@@ -91,6 +91,8 @@ struct Loader<'o> {
     pre_data_done: bool,
     /// Table ids whose data we restore.
     selected: HashSet<u32>,
+    /// The `-n` patterns, parsed once.
+    schema_patterns: Vec<Pattern>,
     partial: bool,
     toc_list: Option<tempfile::NamedTempFile>,
     workers: Vec<Worker>,
@@ -125,6 +127,7 @@ impl<'o> Loader<'o> {
             schema_bytes: 0,
             pre_data_done: false,
             selected: HashSet::new(),
+            schema_patterns: Vec::new(),
             partial: false,
             toc_list: None,
             workers: Vec::new(),
@@ -189,6 +192,7 @@ impl<'o> Loader<'o> {
                 self.selected.insert(t.id);
             }
         }
+        self.schema_patterns = schemas;
         Ok(())
     }
 
@@ -610,19 +614,23 @@ impl<'o> Loader<'o> {
             .collect()
     }
 
+    /// With `-n` and no `-t`, objects that belong to no table (sequences, materialized
+    /// views) come along when their schema was chosen.
+    fn schema_only_choice(&self, schema: &str) -> bool {
+        self.opts.tables.is_empty()
+            && self
+                .schema_patterns
+                .iter()
+                .any(|p| p.matches_schema(schema))
+    }
+
     fn set_sequences(&mut self, m: &Manifest) -> Result<()> {
         let chosen = self.chosen_oids(m);
         let partial = self.partial;
         let mut sql = String::new();
         for s in &m.sequences {
             let owned_by_chosen = s.owner_table_oid.is_some_and(|o| chosen.contains(&o));
-            let schema_chosen = self.opts.tables.is_empty()
-                && self
-                    .opts
-                    .schemas
-                    .iter()
-                    .any(|p| Pattern::schema(p).is_ok_and(|p| p.matches_schema(&s.schema)));
-            if !partial || owned_by_chosen || schema_chosen {
+            if !partial || owned_by_chosen || self.schema_only_choice(&s.schema) {
                 sql.push_str(&setval_sql(s));
             }
         }
@@ -637,19 +645,13 @@ impl<'o> Loader<'o> {
     /// Refreshes the populated materialized views. One may read another, so those that fail
     /// are retried after the others until a round makes no progress.
     fn refresh_matviews(&mut self, m: &Manifest) -> Result<()> {
-        let mut todo: Vec<String> =
-            m.matviews
-                .iter()
-                .filter(|v| v.populated)
-                .filter(|v| {
-                    !self.partial
-                        || (self.opts.tables.is_empty()
-                            && self.opts.schemas.iter().any(|p| {
-                                Pattern::schema(p).is_ok_and(|p| p.matches_schema(&v.schema))
-                            }))
-                })
-                .map(|v| format!("{}.{}", quote_ident(&v.schema), quote_ident(&v.name)))
-                .collect();
+        let mut todo: Vec<String> = m
+            .matviews
+            .iter()
+            .filter(|v| v.populated)
+            .filter(|v| !self.partial || self.schema_only_choice(&v.schema))
+            .map(|v| format!("{}.{}", quote_ident(&v.schema), quote_ident(&v.name)))
+            .collect();
         while !todo.is_empty() {
             let mut failed = Vec::new();
             let mut last_err = None;
