@@ -20,3 +20,4 @@ pub mod load;
 pub mod pattern;
 pub mod pgtools;
 pub mod plumbing;
+pub mod storage;

@@ -26,6 +26,11 @@ pub enum ExitCode {
     Usage = 2,
     /// The input is not a weir archive, or it is truncated, corrupt or incomplete.
     BadArchive = 3,
+    /// The object asked for does not exist (weir-get, weir-rm). A WAL `restore_command` must
+    /// tell this apart from a failed fetch.
+    NotFound = 4,
+    /// The object already exists and `--if-none-match` forbade replacing it (weir-put).
+    Exists = 5,
     /// SIGINT or SIGTERM arrived; cleanup ran and the signal was re-raised, so a shell normally
     /// sees 128+signal itself. 130 is what is returned if re-raising did not end the process.
     Interrupted = 130,
@@ -248,6 +253,7 @@ pub struct Progress {
     started: Instant,
     last: Instant,
     drawn: bool,
+    rows: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -281,7 +287,14 @@ impl Progress {
             started: now,
             last,
             drawn: false,
+            rows: true,
         }
+    }
+
+    /// Progress of a byte stream, where rows mean nothing: lines show bytes only.
+    pub fn bytes_only(mut self) -> Progress {
+        self.rows = false;
+        self
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -301,10 +314,14 @@ impl Progress {
         self.last = Instant::now();
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = done as f64 / secs;
+        let rows = if self.rows {
+            format!("{rows} rows, ")
+        } else {
+            String::new()
+        };
         let mut line = format!(
-            "{} {} rows, {} ({}/s)",
+            "{} {rows}{} ({}/s)",
             program(),
-            rows,
             human_bytes(done),
             human_bytes(rate as u64)
         );

@@ -1,6 +1,6 @@
 # Installs what building and testing weir needs, if missing: the PostgreSQL server and client
-# tools, OpenSSL headers and CLI, the reference zstd/lz4/gzip/bzip2/age/ssh-keygen tools, and
-# Rust's rustfmt and clippy. Sourced by test.sh, demo.sh
+# tools, OpenSSL headers and CLI, the reference zstd/lz4/gzip/bzip2/age/ssh-keygen tools, the
+# s3s-fs test server, and Rust's rustfmt and clippy. Sourced by test.sh, demo.sh
 # and bench.sh; idempotent, so a machine that has everything installs nothing.
 weir_install_prereqs() {
     local need=()
@@ -20,12 +20,19 @@ weir_install_prereqs() {
     command -v age >/dev/null 2>&1 || need+=(age)
     command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
     command -v python3 >/dev/null 2>&1 || need+=(python3)
+    # Peak-RSS checks (the storage memory test, the benchmark).
+    [ -x /usr/bin/time ] || need+=(time)
     if [ "${#need[@]}" -gt 0 ]; then
         echo "installing: ${need[*]}" >&2
         local sudo=""
         [ "$(id -u)" = 0 ] || sudo="sudo"
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    fi
+    # The S3-compatible server the storage tests run against (it checks SigV4 signatures).
+    if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
+        echo "installing: s3s-fs 0.14.1 (cargo install)" >&2
+        cargo install s3s-fs --version 0.14.1 --features binary --locked --quiet
     fi
     # Debian's postgresql package may leave a cluster of its own running; ours use other ports.
     if command -v rustup >/dev/null 2>&1; then

@@ -10,6 +10,10 @@ const BINARIES: &[&str] = &[
     "weir-inspect",
     "weir-compress",
     "weir-encrypt",
+    "weir-put",
+    "weir-get",
+    "weir-ls",
+    "weir-rm",
 ];
 
 #[test]

@@ -43,7 +43,7 @@ fn as_owner(bin: &Path, args: &[&str]) -> Output {
     out.unwrap_or_else(|e| panic!("running {}: {e}", bin.display()))
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -322,6 +322,10 @@ pub fn bin(name: &str) -> PathBuf {
         "weir-inspect" => PathBuf::from(env!("CARGO_BIN_EXE_weir-inspect")),
         "weir-compress" => PathBuf::from(env!("CARGO_BIN_EXE_weir-compress")),
         "weir-encrypt" => PathBuf::from(env!("CARGO_BIN_EXE_weir-encrypt")),
+        "weir-put" => PathBuf::from(env!("CARGO_BIN_EXE_weir-put")),
+        "weir-get" => PathBuf::from(env!("CARGO_BIN_EXE_weir-get")),
+        "weir-ls" => PathBuf::from(env!("CARGO_BIN_EXE_weir-ls")),
+        "weir-rm" => PathBuf::from(env!("CARGO_BIN_EXE_weir-rm")),
         other => panic!("unknown binary {other}"),
     }
 }

@@ -2,9 +2,11 @@
 //! own databases and temporary directories.
 
 mod harness;
+mod objstore;
 
 mod cli;
 mod connections;
 mod errors;
 mod roundtrip;
 mod stages;
+mod storage;

@@ -1,0 +1,16 @@
+//! weir-ls: see `man weir-ls`; the work is done in `weir::storage`.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use weir::cli::LsCli;
+
+fn main() {
+    let cli = LsCli::parse();
+    let options = weir::storage::LsOptions {
+        json: cli.json,
+        human: cli.human,
+    };
+    weir::plumbing::main("weir-ls", || {
+        weir::storage::ls(&cli.url, &cli.s3.settings(), options)
+    });
+}

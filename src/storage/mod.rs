@@ -1,0 +1,354 @@
+//! `weir-put`, `weir-get`, `weir-ls` and `weir-rm`: streams to and from object storage.
+//!
+//! Two backends behind one address syntax: `s3://bucket/key` for S3 and S3-compatible services
+//! ([`s3`]), and `file:///path` or a plain path for a local directory ([`local`]). Both give the
+//! same guarantees: an object becomes visible only complete (multipart upload completed, or a
+//! temporary file renamed), a reader sees a missing object as its own exit code, and any error
+//! or signal leaves nothing half-written behind.
+
+pub mod local;
+pub mod parts;
+pub mod s3;
+
+use crate::plumbing::{ExitCode, coded, human_bytes};
+use anyhow::{Result, bail};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// Where an object (or a prefix of objects) lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    S3 { bucket: String, key: String },
+    Local(PathBuf),
+}
+
+impl Location {
+    /// Parses `s3://bucket/key`, `file:///path` or a plain path.
+    pub fn parse(url: &str) -> Result<Location> {
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(coded(
+                    ExitCode::Usage,
+                    format!("{url}: no bucket name (expected s3://BUCKET/KEY)"),
+                ));
+            }
+            return Ok(Location::S3 {
+                bucket: bucket.to_string(),
+                key: key.to_string(),
+            });
+        }
+        if let Some(rest) = url.strip_prefix("file://") {
+            // file:///p and file://localhost/p are local; another host is not ours to reach.
+            let path = rest.strip_prefix("localhost").unwrap_or(rest);
+            if !path.starts_with('/') {
+                return Err(coded(
+                    ExitCode::Usage,
+                    format!("{url}: a file URL needs an absolute path (file:///PATH)"),
+                ));
+            }
+            return Ok(Location::Local(PathBuf::from(percent_decode(path)?)));
+        }
+        if let Some((scheme, _)) = url.split_once("://") {
+            return Err(coded(
+                ExitCode::Usage,
+                format!("{url}: unsupported scheme {scheme}:// (use s3://, file:// or a path)"),
+            ));
+        }
+        if url.is_empty() {
+            return Err(coded(ExitCode::Usage, "empty address"));
+        }
+        Ok(Location::Local(PathBuf::from(url)))
+    }
+
+    /// The address as the user would write it, for messages.
+    pub fn display(&self) -> String {
+        match self {
+            Location::S3 { bucket, key } => format!("s3://{bucket}/{key}"),
+            Location::Local(p) => p.display().to_string(),
+        }
+    }
+
+    /// Put, get and a non-recursive rm need one object, not a bucket or a directory.
+    fn require_key(&self) -> Result<()> {
+        let bad = match self {
+            Location::S3 { key, .. } => key.is_empty() || key.ends_with('/'),
+            Location::Local(p) => p.as_os_str().to_string_lossy().ends_with('/'),
+        };
+        if bad {
+            return Err(coded(
+                ExitCode::Usage,
+                format!(
+                    "{}: names a bucket or directory, not an object",
+                    self.display()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn percent_decode(s: &str) -> Result<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).unwrap_or("");
+            let v = u8::from_str_radix(hex, 16)
+                .map_err(|_| anyhow::anyhow!("bad percent escape in file URL: {s}"))?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| anyhow::anyhow!("file URL is not UTF-8 after decoding"))
+}
+
+/// S3 connection settings; everything unset falls back to the AWS SDK's standard chain
+/// (environment, shared config and credentials files, SSO, web identity, instance roles).
+#[derive(Clone, Debug, Default)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub profile: Option<String>,
+    /// Virtual-hosted-style addressing for a custom endpoint (path style is the default there).
+    pub virtual_hosted: bool,
+    /// Attempts per request, the first included.
+    pub attempts: u32,
+}
+
+/// Transfer settings shared by put and get.
+#[derive(Clone, Debug)]
+pub struct Transfer {
+    /// Bytes of part buffers that may be in memory at once.
+    pub memory: u64,
+    /// At most this many requests at once.
+    pub jobs: u32,
+    pub progress: bool,
+    pub quiet: bool,
+}
+
+/// Default memory budget for part buffers: eight 8 MiB parts.
+pub const DEFAULT_MEMORY: u64 = 64 * parts::MIB;
+
+#[derive(Clone, Debug, Default)]
+pub struct PutOptions {
+    pub expected_size: Option<u64>,
+    pub if_none_match: bool,
+    pub metadata: Vec<(String, String)>,
+    pub content_type: Option<String>,
+    pub storage_class: Option<String>,
+    /// `AES256` (SSE-S3) or `aws:kms` (SSE-KMS).
+    pub sse: Option<String>,
+    pub sse_kms_key_id: Option<String>,
+}
+
+/// One listed object.
+#[derive(Clone, Debug)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// `weir-put`: standard input to one object.
+pub fn put(
+    url: &str,
+    s3: &S3Settings,
+    t: &Transfer,
+    o: &PutOptions,
+    input: Option<&str>,
+) -> Result<()> {
+    let loc = Location::parse(url)?;
+    loc.require_key()?;
+    let reader = crate::plumbing::open_input(input)?;
+    let started = std::time::Instant::now();
+    let n = match &loc {
+        Location::S3 { bucket, key } => s3::put(s3, bucket, key, t, o, reader)?,
+        Location::Local(path) => {
+            if o.storage_class.is_some() || o.sse.is_some() {
+                bail!("--storage-class and --sse apply to S3 only, not to {url}");
+            }
+            local::put(path, t, o, reader)?
+        }
+    };
+    summary(t, "wrote", n, &loc, started);
+    Ok(())
+}
+
+/// `weir-get`: one object to standard output (or `-o FILE`).
+pub fn get(url: &str, s3: &S3Settings, t: &Transfer, output: Option<&str>) -> Result<()> {
+    let loc = Location::parse(url)?;
+    loc.require_key()?;
+    let started = std::time::Instant::now();
+    let n = match &loc {
+        Location::S3 { bucket, key } => s3::get(s3, bucket, key, t, output)?,
+        Location::Local(path) => local::get(path, t, output)?,
+    };
+    summary(t, "read", n, &loc, started);
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LsOptions {
+    pub json: bool,
+    pub human: bool,
+}
+
+/// `weir-ls`: every object whose key starts with the prefix, in key order.
+pub fn ls(url: &str, s3: &S3Settings, o: LsOptions) -> Result<()> {
+    use std::io::Write;
+    let loc = Location::parse(url)?;
+    let objects = match &loc {
+        Location::S3 { bucket, key } => s3::list(s3, bucket, key)?,
+        Location::Local(path) => local::list(path)?,
+    };
+    let mut out = crate::plumbing::Output::open(None, false)?;
+    if o.json {
+        let list: Vec<serde_json::Value> = objects
+            .iter()
+            .map(|ob| {
+                serde_json::json!({
+                    "key": ob.key,
+                    "size": ob.size,
+                    "modified": rfc3339(ob.modified),
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+    } else {
+        for ob in &objects {
+            let size = if o.human {
+                human_bytes(ob.size)
+            } else {
+                ob.size.to_string()
+            };
+            writeln!(out, "{}  {size:>12}  {}", rfc3339(ob.modified), ob.key)?;
+        }
+    }
+    out.finish()?;
+    Ok(())
+}
+
+/// `weir-rm`: one object, or with `recursive` every object under a prefix.
+pub fn rm(url: &str, s3: &S3Settings, recursive: bool, force: bool, quiet: bool) -> Result<()> {
+    let loc = Location::parse(url)?;
+    if !recursive {
+        loc.require_key()?;
+    }
+    let removed = match &loc {
+        Location::S3 { bucket, key } => s3::remove(s3, bucket, key, recursive)?,
+        Location::Local(path) => local::remove(path, recursive)?,
+    };
+    if removed.is_empty() && !force {
+        return Err(coded(
+            ExitCode::NotFound,
+            format!("{}: no such object", loc.display()),
+        ));
+    }
+    if !quiet {
+        for key in &removed {
+            eprintln!("removed {key}");
+        }
+    }
+    Ok(())
+}
+
+fn summary(t: &Transfer, verb: &str, n: u64, loc: &Location, started: std::time::Instant) {
+    if t.quiet || !(t.progress || std::io::IsTerminal::is_terminal(&std::io::stderr())) {
+        return;
+    }
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    eprintln!(
+        "{}: {verb} {} ({n} bytes) {} in {secs:.1} s, {}/s",
+        crate::plumbing::program(),
+        human_bytes(n),
+        if verb == "wrote" {
+            format!("to {}", loc.display())
+        } else {
+            format!("from {}", loc.display())
+        },
+        human_bytes((n as f64 / secs) as u64)
+    );
+}
+
+/// `2026-11-21T21:50:00Z`, as `aws s3api` prints times.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    aws_smithy_types::DateTime::from_secs(secs)
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Parses a size such as `64M`, `1.5G` or `1048576` (binary units, as `zstd --memory`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("not a size: {s}"))?;
+    let mult: u64 = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("not a size: {s} (use K, M, G or T)")),
+    };
+    Ok((v * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            Location::parse("s3://b/a/k").unwrap(),
+            Location::S3 {
+                bucket: "b".into(),
+                key: "a/k".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("s3://b").unwrap(),
+            Location::S3 {
+                bucket: "b".into(),
+                key: "".into()
+            }
+        );
+        assert_eq!(
+            Location::parse("file:///tmp/a%20b").unwrap(),
+            Location::Local("/tmp/a b".into())
+        );
+        assert_eq!(
+            Location::parse("rel/x.weir").unwrap(),
+            Location::Local("rel/x.weir".into())
+        );
+        assert!(Location::parse("gs://b/k").is_err());
+        assert!(Location::parse("s3:///k").is_err());
+        assert!(Location::parse("file://host/x").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("12X").is_err());
+    }
+}

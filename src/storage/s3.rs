@@ -1,0 +1,750 @@
+//! The S3 backend, over the AWS SDK: its standard credential, region and endpoint chain, and
+//! its retry policy (exponential backoff with jitter on throttling, 5xx, timeouts and broken
+//! connections) for every request.
+//!
+//! Uploads: the stream is cut into parts by [`PartPlan`]; parts upload concurrently while the
+//! next is read, and the memory they hold is bounded by a semaphore counted in MiB. Every part
+//! carries its CRC64-NVME, and the completed object declares the whole stream's CRC64-NVME
+//! (a full-object checksum, combined from the parts), so the service verifies both. A failure,
+//! SIGINT or SIGTERM aborts the multipart upload: an object only ever appears complete.
+//!
+//! Downloads: ranged GETs in parallel, written in order, each range resumed at the byte it
+//! stopped at, every range pinned to the object's ETag (a concurrent overwrite is an error, not
+//! a spliced stream); the total length is checked, and the full-object checksum when the service
+//! keeps one.
+
+use super::parts::{MAX_PARTS, MIB, PartPlan, parts_in_flight};
+use super::{ObjectInfo, PutOptions, S3Settings, Transfer};
+use crate::plumbing::{ExitCode, Output, Progress, coded, signals};
+use anyhow::{Context, Result, anyhow, bail};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
+    ObjectIdentifier, ServerSideEncryption, StorageClass,
+};
+use bytes::Bytes;
+use crc_fast::CrcAlgorithm::Crc64Nvme;
+use futures_util::StreamExt;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Ranged GETs fetch this much each.
+const GET_CHUNK: u64 = 8 * MIB;
+/// A body that delivers nothing for this long is treated as a dropped connection and resumed.
+const STALL: Duration = Duration::from_secs(60);
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Builds a client from the SDK's standard chain, with our overrides. A custom endpoint gets
+/// path-style addressing (what MinIO, Ceph and most S3-compatible services expect) and a
+/// default region, since such services rarely care but SigV4 needs one.
+pub async fn client(s: &S3Settings) -> Result<Client> {
+    use aws_config::retry::RetryConfig;
+    use aws_config::timeout::TimeoutConfig;
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(s.attempts.max(1))
+                .with_initial_backoff(Duration::from_millis(250))
+                .with_max_backoff(Duration::from_secs(20)),
+        )
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(STALL)
+                .build(),
+        );
+    if let Some(p) = &s.profile {
+        loader = loader.profile_name(p);
+    }
+    if let Some(r) = &s.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    if let Some(e) = &s.endpoint {
+        loader = loader.endpoint_url(e);
+    }
+    let conf = loader.load().await;
+    let mut b = aws_sdk_s3::config::Builder::from(&conf);
+    if conf.region().is_none() {
+        b = b.region(aws_config::Region::from_static("us-east-1"));
+    }
+    if conf.endpoint_url().is_some() && !s.virtual_hosted {
+        b = b.force_path_style(true);
+    }
+    Ok(Client::from_conf(b.build()))
+}
+
+/// Turns an SDK error into one line that names the object and the problem, with the exit
+/// code a script can act on.
+fn fail<E>(what: &str, err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().unwrap_or("").to_string();
+    let message = err.message().unwrap_or("").to_string();
+    let detail = match (code.is_empty(), message.is_empty()) {
+        (true, _) => format!("HTTP {}", status.unwrap_or(0)),
+        (false, true) => code.clone(),
+        (false, false) => format!("{code}: {message}"),
+    };
+    match (code.as_str(), status) {
+        ("NoSuchBucket", _) => anyhow!("{what}: the bucket does not exist"),
+        ("NoSuchKey" | "NotFound", _) | (_, Some(404)) => {
+            coded(ExitCode::NotFound, format!("{what}: no such object"))
+        }
+        ("PreconditionFailed", _) | (_, Some(412)) => coded(
+            ExitCode::Exists,
+            format!("{what}: already exists (--if-none-match)"),
+        ),
+        ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch", _) | (_, Some(403)) => {
+            anyhow!("{what}: access denied ({detail}); check the credentials")
+        }
+        _ => match &err {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => anyhow!(
+                "{what}: cannot reach the storage service: {}",
+                DisplayErrorContext(&err)
+            ),
+            _ if !code.is_empty() => anyhow!("{what}: {detail}"),
+            _ => anyhow!("{what}: {}", DisplayErrorContext(&err)),
+        },
+    }
+}
+
+fn b64(crc: u64) -> String {
+    aws_smithy_types::base64::encode(crc.to_be_bytes())
+}
+
+fn unb64(s: &str) -> Option<u64> {
+    let v = aws_smithy_types::base64::decode(s).ok()?;
+    Some(u64::from_be_bytes(v.try_into().ok()?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// weir-put
+
+pub fn put(
+    s: &S3Settings,
+    bucket: &str,
+    key: &str,
+    t: &Transfer,
+    o: &PutOptions,
+    input: Box<dyn Read + Send>,
+) -> Result<u64> {
+    runtime()?.block_on(put_async(s, bucket, key, t, o, input))
+}
+
+/// One part read from the input: its bytes, CRC64-NVME, and the memory it holds.
+struct Part {
+    data: Vec<u8>,
+    crc: u64,
+    /// Shorter than asked for: the input ended.
+    last: bool,
+    _memory: OwnedSemaphorePermit,
+}
+
+struct Reader {
+    input: Option<Box<dyn Read + Send>>,
+    memory: Arc<Semaphore>,
+    budget_mib: u32,
+}
+
+impl Reader {
+    /// Reads the next part of `size` bytes on a blocking thread, once its memory is granted.
+    /// A part asks for at most half the budget, so one part can always upload while the next
+    /// is read, whatever the budget.
+    async fn next(&mut self, size: u64) -> Result<Part> {
+        let mib = ((size / MIB) as u32).min(self.budget_mib / 2).max(1);
+        let permit = self.memory.clone().acquire_many_owned(mib).await?;
+        let mut input = self.input.take().expect("reader in use");
+        let (input, data) = tokio::task::spawn_blocking(move || {
+            let mut data = Vec::with_capacity(size as usize);
+            let r = (&mut input).take(size).read_to_end(&mut data);
+            (input, r.map(|_| data))
+        })
+        .await?;
+        self.input = Some(input);
+        let data = data.context("reading standard input")?;
+        Ok(Part {
+            crc: crc_fast::checksum(Crc64Nvme, &data),
+            last: (data.len() as u64) < size,
+            data,
+            _memory: permit,
+        })
+    }
+}
+
+async fn put_async(
+    s: &S3Settings,
+    bucket: &str,
+    key: &str,
+    t: &Transfer,
+    o: &PutOptions,
+    input: Box<dyn Read + Send>,
+) -> Result<u64> {
+    let url = format!("s3://{bucket}/{key}");
+    let client = client(s).await?;
+    if o.if_none_match {
+        // Fail before uploading anything; the conditional write at the end is what makes it
+        // atomic against a concurrent writer.
+        match client.head_object().bucket(bucket).key(key).send().await {
+            Ok(_) => {
+                return Err(coded(
+                    ExitCode::Exists,
+                    format!("{url}: already exists (--if-none-match)"),
+                ));
+            }
+            Err(e) => {
+                let e = fail(&url, e);
+                if crate::plumbing::exit_code_of(&e) != ExitCode::NotFound {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    let plan = PartPlan::new(o.expected_size);
+    let budget_mib = ((t.memory / MIB) as u32).max(2);
+    let mut reader = Reader {
+        input: Some(input),
+        memory: Arc::new(Semaphore::new(budget_mib as usize)),
+        budget_mib,
+    };
+    let mut progress = Progress::new(o.expected_size, t.progress, t.quiet).bytes_only();
+
+    // A stream that fits in one part is one PUT; so is one that ends exactly at the first part
+    // boundary, which is only known once the next read returns nothing.
+    let first = reader.next(plan.size(1)).await?;
+    let second = if first.last {
+        None
+    } else {
+        Some(reader.next(plan.size(2)).await?)
+    };
+    let second = second.filter(|p| !p.data.is_empty());
+    let Some(second) = second else {
+        let n = first.data.len() as u64;
+        single_put(&client, bucket, key, o, first)
+            .await
+            .map_err(|e| fail(&url, e))?;
+        progress.update(n, 0);
+        return Ok(n);
+    };
+
+    let mut create = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+        .checksum_type(ChecksumType::FullObject);
+    if !o.metadata.is_empty() {
+        create = create.set_metadata(Some(o.metadata.iter().cloned().collect()));
+    }
+    create = create
+        .set_content_type(o.content_type.clone())
+        .set_storage_class(o.storage_class.as_deref().map(StorageClass::from))
+        .set_server_side_encryption(o.sse.as_deref().map(ServerSideEncryption::from))
+        .set_ssekms_key_id(o.sse_kms_key_id.clone());
+    let created = create.send().await.map_err(|e| fail(&url, e))?;
+    let upload_id = created
+        .upload_id()
+        .context("the service returned no upload id")?
+        .to_string();
+
+    // On SIGINT/SIGTERM the signal thread aborts the upload before the process ends.
+    let guard = {
+        let (client, bucket, key, id) = (
+            client.clone(),
+            bucket.to_string(),
+            key.to_string(),
+            upload_id.clone(),
+        );
+        signals::on_cleanup(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(async {
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(15),
+                        abort(&client, &bucket, &key, &id),
+                    )
+                    .await;
+                });
+            }
+        })
+    };
+    let uploaded = upload_parts(
+        &client,
+        bucket,
+        key,
+        &upload_id,
+        &url,
+        &plan,
+        &mut reader,
+        first,
+        second,
+        t,
+        &mut progress,
+    )
+    .await;
+    let result = match uploaded {
+        Ok((parts, total, crc)) => {
+            let mut complete = client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .checksum_crc64_nvme(b64(crc))
+                .checksum_type(ChecksumType::FullObject);
+            if o.if_none_match {
+                complete = complete.if_none_match("*");
+            }
+            complete
+                .send()
+                .await
+                .map(|_| total)
+                .map_err(|e| fail(&url, e))
+        }
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        abort(&client, bucket, key, &upload_id).await;
+    }
+    signals::forget(guard);
+    result
+}
+
+async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) {
+    let _ = client
+        .abort_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .send()
+        .await;
+}
+
+async fn single_put(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    o: &PutOptions,
+    part: Part,
+) -> Result<
+    aws_sdk_s3::operation::put_object::PutObjectOutput,
+    SdkError<
+        aws_sdk_s3::operation::put_object::PutObjectError,
+        aws_sdk_s3::config::http::HttpResponse,
+    >,
+> {
+    let mut put = client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_length(part.data.len() as i64)
+        .checksum_crc64_nvme(b64(part.crc))
+        .body(ByteStream::from(Bytes::from(part.data)));
+    if !o.metadata.is_empty() {
+        put = put.set_metadata(Some(o.metadata.iter().cloned().collect()));
+    }
+    if o.if_none_match {
+        put = put.if_none_match("*");
+    }
+    put.set_content_type(o.content_type.clone())
+        .set_storage_class(o.storage_class.as_deref().map(StorageClass::from))
+        .set_server_side_encryption(o.sse.as_deref().map(ServerSideEncryption::from))
+        .set_ssekms_key_id(o.sse_kms_key_id.clone())
+        .customize()
+        // The CRC64-NVME above already protects the body end to end; signing it as well
+        // would hash every byte a second time for no added integrity.
+        .disable_payload_signing()
+        .send()
+        .await
+}
+
+/// Uploads `first`, `second` and the rest of the input as parts; returns the completed parts,
+/// the byte count and the whole stream's CRC64-NVME.
+#[allow(clippy::too_many_arguments)]
+async fn upload_parts(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    url: &str,
+    plan: &PartPlan,
+    reader: &mut Reader,
+    first: Part,
+    second: Part,
+    t: &Transfer,
+    progress: &mut Progress,
+) -> Result<(Vec<CompletedPart>, u64, u64)> {
+    let jobs = Arc::new(Semaphore::new(
+        parts_in_flight(t.memory, plan.size(1), t.jobs) as usize,
+    ));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut done: Vec<CompletedPart> = Vec::new();
+    let (mut total, mut crc) = (0u64, 0u64);
+    let mut next = Some(second);
+    let mut part = first;
+    let mut n: u32 = 1;
+    loop {
+        // The permit travels with the bytes into the task, so the memory counts as in use
+        // until the part is uploaded.
+        let Part {
+            data,
+            crc: part_crc,
+            last,
+            _memory: permit,
+        } = part;
+        let len = data.len() as u64;
+        crc = if n == 1 {
+            part_crc
+        } else {
+            crc_fast::checksum_combine(Crc64Nvme, crc, part_crc, len)
+        };
+        total += len;
+        let (client, bucket, key, id, what, jobs) = (
+            client.clone(),
+            bucket.to_string(),
+            key.to_string(),
+            upload_id.to_string(),
+            format!("{url} (part {n})"),
+            jobs.clone(),
+        );
+        tasks.spawn(async move {
+            let _memory = permit;
+            let _slot = jobs.acquire_owned().await?;
+            let crc = b64(part_crc);
+            let out = client
+                .upload_part()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(id)
+                .part_number(n as i32)
+                .content_length(len as i64)
+                .checksum_crc64_nvme(&crc)
+                .body(ByteStream::from(Bytes::from(data)))
+                .customize()
+                .disable_payload_signing()
+                .send()
+                .await
+                .map_err(|e| fail(&what, e))?;
+            anyhow::Ok(
+                CompletedPart::builder()
+                    .part_number(n as i32)
+                    .set_e_tag(out.e_tag().map(str::to_string))
+                    .checksum_crc64_nvme(crc)
+                    .build(),
+            )
+        });
+        // Fail fast: an error in any finished part stops the reading.
+        while let Some(r) = tasks.try_join_next() {
+            done.push(r??);
+        }
+        progress.update(total, 0);
+        if last || signals::interrupted() {
+            break;
+        }
+        n += 1;
+        if n > MAX_PARTS {
+            bail!(
+                "{url}: the stream is longer than {} bytes, the most 10,000 parts can hold; pass a larger --expected-size",
+                plan.capacity()
+            );
+        }
+        part = match next.take() {
+            Some(p) => p,
+            None => reader.next(plan.size(n)).await?,
+        };
+        if part.data.is_empty() {
+            break;
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        done.push(r??);
+    }
+    done.sort_by_key(|p| p.part_number());
+    Ok((done, total, crc))
+}
+
+// ---------------------------------------------------------------------------------------------
+// weir-get
+
+pub fn get(
+    s: &S3Settings,
+    bucket: &str,
+    key: &str,
+    t: &Transfer,
+    output: Option<&str>,
+) -> Result<u64> {
+    runtime()?.block_on(get_async(s, bucket, key, t, output))
+}
+
+async fn get_async(
+    s: &S3Settings,
+    bucket: &str,
+    key: &str,
+    t: &Transfer,
+    output: Option<&str>,
+) -> Result<u64> {
+    let url = format!("s3://{bucket}/{key}");
+    let client = client(s).await?;
+    let head = match client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => {
+            let e = fail(&url, e);
+            // HEAD has no body, so a missing bucket looks like a missing key; a WAL
+            // restore_command must not mistake one for the other.
+            if crate::plumbing::exit_code_of(&e) == ExitCode::NotFound {
+                if let Err(b) = client.head_bucket().bucket(bucket).send().await {
+                    if b.raw_response().map(|r| r.status().as_u16()) == Some(404) {
+                        bail!("{url}: the bucket does not exist");
+                    }
+                }
+            }
+            return Err(e);
+        }
+    };
+    let size = head.content_length().unwrap_or(0).max(0) as u64;
+    let etag = head.e_tag().map(str::to_string);
+    // A composite checksum is a checksum of part checksums, not of the bytes; only a
+    // full-object one can be compared with what we receive.
+    let expect = match head.checksum_type() {
+        Some(ChecksumType::Composite) => None,
+        _ => head.checksum_crc64_nvme().and_then(unb64),
+    };
+
+    let mut out = Output::open(output, true)?;
+    let mut progress = Progress::new(Some(size), t.progress, t.quiet).bytes_only();
+    let in_flight = parts_in_flight(t.memory, GET_CHUNK, t.jobs) as usize;
+    let client = &client;
+    let ranges = (0..size.div_ceil(GET_CHUNK)).map(|i| {
+        let start = i * GET_CHUNK;
+        (start, (start + GET_CHUNK).min(size))
+    });
+    let mut chunks = futures_util::stream::iter(ranges)
+        .map(|(start, end)| {
+            fetch_range(client, bucket, key, etag.as_deref(), start, end, s.attempts)
+        })
+        .buffered(in_flight.max(1));
+    let mut digest = crc_fast::Digest::new(Crc64Nvme);
+    let mut n = 0u64;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| e.context(url.clone()))?;
+        digest.update(&chunk);
+        n += chunk.len() as u64;
+        tokio::task::block_in_place(|| std::io::Write::write_all(&mut out, &chunk))
+            .context("writing the output")?;
+        progress.update(n, 0);
+    }
+    if n != size {
+        return Err(coded(
+            ExitCode::BadArchive,
+            format!("{url}: received {n} bytes of {size}"),
+        ));
+    }
+    if let Some(want) = expect {
+        let got = digest.finalize();
+        if got != want {
+            return Err(coded(
+                ExitCode::BadArchive,
+                format!(
+                    "{url}: checksum mismatch: CRC64-NVME of the bytes received is {}, the object's is {}",
+                    b64(got),
+                    b64(want)
+                ),
+            ));
+        }
+    }
+    tokio::task::block_in_place(|| out.finish()).context("writing the output")?;
+    Ok(n)
+}
+
+/// Fetches bytes `start..end`, resuming after a dropped or stalled body at the first byte not
+/// yet received. The SDK retries the requests themselves; this loop retries the bodies.
+async fn fetch_range(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    etag: Option<&str>,
+    start: u64,
+    end: u64,
+    attempts: u32,
+) -> Result<Vec<u8>> {
+    let len = (end - start) as usize;
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    let mut failures = 0u32;
+    loop {
+        let from = start + buf.len() as u64;
+        let resp = client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes={from}-{}", end - 1))
+            .set_if_match(etag.map(str::to_string))
+            .send()
+            .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(412) => {
+                bail!("the object changed while it was being read (ETag no longer matches)")
+            }
+            Err(e) => return Err(fail(&format!("bytes {from}-{}", end - 1), e)),
+        };
+        let mut body = resp.body;
+        let broken = loop {
+            match tokio::time::timeout(STALL, body.next()).await {
+                Ok(Some(Ok(bytes))) => {
+                    if buf.len() + bytes.len() > len {
+                        bail!("the service sent more bytes than the range asked for");
+                    }
+                    buf.extend_from_slice(&bytes);
+                }
+                Ok(None) => break None,
+                Ok(Some(Err(e))) => break Some(e.to_string()),
+                Err(_) => break Some(format!("no data for {} s", STALL.as_secs())),
+            }
+        };
+        if buf.len() == len {
+            return Ok(buf);
+        }
+        failures += 1;
+        let why = broken.unwrap_or_else(|| "the body ended early".into());
+        if failures >= attempts.max(1) {
+            bail!(
+                "bytes {start}-{}: giving up after {failures} attempts: {why}",
+                end - 1
+            );
+        }
+        // Exponential backoff with full jitter, as the SDK does for requests.
+        let cap =
+            Duration::from_millis(250 * (1u64 << failures.min(7))).min(Duration::from_secs(20));
+        let jitter = cap.mul_f64(fastrand_unit());
+        tokio::time::sleep(jitter).await;
+    }
+}
+
+/// A number in [0, 1) for jitter; no cryptographic quality needed.
+fn fastrand_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+// ---------------------------------------------------------------------------------------------
+// weir-ls, weir-rm
+
+pub fn list(s: &S3Settings, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>> {
+    runtime()?.block_on(async {
+        let client = client(s).await?;
+        list_async(&client, bucket, prefix).await
+    })
+}
+
+async fn list_async(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<ObjectInfo>> {
+    let what = format!("s3://{bucket}/{prefix}");
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    let mut out = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| fail(&what, e))?;
+        for ob in page.contents() {
+            let Some(key) = ob.key() else { continue };
+            out.push(ObjectInfo {
+                key: format!("s3://{bucket}/{key}"),
+                size: ob.size().unwrap_or(0).max(0) as u64,
+                modified: ob
+                    .last_modified()
+                    .and_then(|d| std::time::SystemTime::try_from(*d).ok())
+                    .unwrap_or(std::time::UNIX_EPOCH),
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub fn remove(s: &S3Settings, bucket: &str, key: &str, recursive: bool) -> Result<Vec<String>> {
+    runtime()?.block_on(async {
+        let client = client(s).await?;
+        let url = format!("s3://{bucket}/{key}");
+        if !recursive {
+            // DELETE succeeds on a missing key; ask first so that rm can say "no such object".
+            if let Err(e) = client.head_object().bucket(bucket).key(key).send().await {
+                let e = fail(&url, e);
+                if crate::plumbing::exit_code_of(&e) == ExitCode::NotFound {
+                    return Ok(vec![]);
+                }
+                return Err(e);
+            }
+            client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| fail(&url, e))?;
+            return Ok(vec![url]);
+        }
+        let objects = list_async(&client, bucket, key).await?;
+        let prefix = format!("s3://{bucket}/");
+        let keys: Vec<String> = objects
+            .into_iter()
+            .map(|o| o.key[prefix.len()..].to_string())
+            .collect();
+        let mut removed = Vec::new();
+        for batch in keys.chunks(1000) {
+            let ids = batch
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = client
+                .delete_objects()
+                .bucket(bucket)
+                .delete(
+                    aws_sdk_s3::types::Delete::builder()
+                        .set_objects(Some(ids))
+                        .quiet(true)
+                        .build()?,
+                )
+                .send()
+                .await
+                .map_err(|e| fail(&url, e))?;
+            if let Some(err) = out.errors().first() {
+                bail!(
+                    "s3://{bucket}/{}: {} ({} of {} deletions failed)",
+                    err.key().unwrap_or("?"),
+                    err.message().or(err.code()).unwrap_or("delete failed"),
+                    out.errors().len(),
+                    batch.len()
+                );
+            }
+            removed.extend(batch.iter().map(|k| format!("{prefix}{k}")));
+        }
+        Ok(removed)
+    })
+}
