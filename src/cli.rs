@@ -439,9 +439,10 @@ impl S3Args {
 /// Transfer settings of weir-put and weir-get.
 #[derive(Args, Debug, Clone)]
 pub struct TransferArgs {
-    /// Memory for part buffers, such as 64M or 1G. Peak memory is this plus about 20 MiB;
-    /// a single part larger than half of it (parts grow after 8 GB) raises it to two parts.
-    #[arg(long = "memory", value_name = "SIZE", default_value = "64M", value_parser = crate::storage::parse_size)]
+    /// Memory for part buffers, such as 48M or 1G: parts in flight plus the one being
+    /// filled (or written). Peak RSS is about this plus 16 MiB. Parts start at 8 MiB and
+    /// double every 1,000 parts; a part larger than half the budget raises it to two parts.
+    #[arg(long = "memory", value_name = "SIZE", default_value = "48M", value_parser = crate::storage::parse_size)]
     pub memory: u64,
     /// At most N requests at once (within --memory).
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]

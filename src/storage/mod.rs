@@ -131,9 +131,6 @@ pub struct Transfer {
     pub quiet: bool,
 }
 
-/// Default memory budget for part buffers: eight 8 MiB parts.
-pub const DEFAULT_MEMORY: u64 = 64 * parts::MIB;
-
 #[derive(Clone, Debug, Default)]
 pub struct PutOptions {
     pub expected_size: Option<u64>,

@@ -37,6 +37,38 @@ const GET_CHUNK: u64 = 8 * MIB;
 /// A body that delivers nothing for this long is treated as a dropped connection and resumed.
 const STALL: Duration = Duration::from_secs(60);
 
+/// Recycled part and range buffers. Reuse is what keeps peak memory at the budget: after the
+/// first multi-MiB buffer is freed, glibc raises its mmap threshold, and fresh buffers then come
+/// from per-thread arenas that fragment and are not given back (measured: a 48 MiB budget
+/// peaked at 95 MiB RSS without reuse).
+#[derive(Clone, Default)]
+struct Pool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl Pool {
+    /// An empty buffer with room for `size` bytes.
+    fn take(&self, size: usize) -> Vec<u8> {
+        let mut free = self.0.lock().unwrap();
+        while let Some(mut v) = free.pop() {
+            if v.capacity() >= size {
+                v.clear();
+                return v;
+            }
+        }
+        Vec::with_capacity(size)
+    }
+
+    fn give(&self, v: Vec<u8>) {
+        self.0.lock().unwrap().push(v);
+    }
+
+    /// Takes back a buffer lent out as `Bytes`, if nobody else still holds it.
+    fn give_bytes(&self, b: Bytes) {
+        if let Ok(m) = b.try_into_mut() {
+            self.give(m.into());
+        }
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -156,6 +188,7 @@ struct Reader {
     input: Option<Box<dyn Read + Send>>,
     memory: Arc<Semaphore>,
     budget_mib: u32,
+    pool: Pool,
 }
 
 impl Reader {
@@ -166,8 +199,8 @@ impl Reader {
         let mib = ((size / MIB) as u32).min(self.budget_mib / 2).max(1);
         let permit = self.memory.clone().acquire_many_owned(mib).await?;
         let mut input = self.input.take().expect("reader in use");
+        let mut data = self.pool.take(size as usize);
         let (input, data) = tokio::task::spawn_blocking(move || {
-            let mut data = Vec::with_capacity(size as usize);
             let r = (&mut input).take(size).read_to_end(&mut data);
             (input, r.map(|_| data))
         })
@@ -217,6 +250,7 @@ async fn put_async(
         input: Some(input),
         memory: Arc::new(Semaphore::new(budget_mib as usize)),
         budget_mib,
+        pool: Pool::default(),
     };
     let mut progress = Progress::new(o.expected_size, t.progress, t.quiet).bytes_only();
 
@@ -416,18 +450,19 @@ async fn upload_parts(
             crc_fast::checksum_combine(Crc64Nvme, crc, part_crc, len)
         };
         total += len;
-        let (client, bucket, key, id, what, jobs) = (
+        let (client, bucket, key, id, what, jobs, pool) = (
             client.clone(),
             bucket.to_string(),
             key.to_string(),
             upload_id.to_string(),
             format!("{url} (part {n})"),
             jobs.clone(),
+            reader.pool.clone(),
         );
         tasks.spawn(async move {
-            let _memory = permit;
             let _slot = jobs.acquire_owned().await?;
             let crc = b64(part_crc);
+            let data = Bytes::from(data);
             let out = client
                 .upload_part()
                 .bucket(bucket)
@@ -436,12 +471,15 @@ async fn upload_parts(
                 .part_number(n as i32)
                 .content_length(len as i64)
                 .checksum_crc64_nvme(&crc)
-                .body(ByteStream::from(Bytes::from(data)))
+                .body(ByteStream::from(data.clone()))
                 .customize()
                 .disable_payload_signing()
                 .send()
                 .await
                 .map_err(|e| fail(&what, e))?;
+            // The buffer goes back before its memory is released, so the reader reuses it.
+            pool.give_bytes(data);
+            drop(permit);
             anyhow::Ok(
                 CompletedPart::builder()
                     .part_number(n as i32)
@@ -538,13 +576,24 @@ async fn get_async(
     let mut progress = Progress::new(Some(size), t.progress, t.quiet).bytes_only();
     let in_flight = parts_in_flight(t.memory, GET_CHUNK, t.jobs) as usize;
     let client = &client;
+    let pool = Pool::default();
     let ranges = (0..size.div_ceil(GET_CHUNK)).map(|i| {
         let start = i * GET_CHUNK;
         (start, (start + GET_CHUNK).min(size))
     });
     let mut chunks = futures_util::stream::iter(ranges)
         .map(|(start, end)| {
-            fetch_range(client, bucket, key, etag.as_deref(), start, end, s.attempts)
+            let buf = pool.take((end - start) as usize);
+            fetch_range(
+                client,
+                bucket,
+                key,
+                etag.as_deref(),
+                start,
+                end,
+                s.attempts,
+                buf,
+            )
         })
         .buffered(in_flight.max(1));
     let mut digest = crc_fast::Digest::new(Crc64Nvme);
@@ -555,6 +604,7 @@ async fn get_async(
         n += chunk.len() as u64;
         tokio::task::block_in_place(|| std::io::Write::write_all(&mut out, &chunk))
             .context("writing the output")?;
+        pool.give(chunk);
         progress.update(n, 0);
     }
     if n != size {
@@ -582,6 +632,7 @@ async fn get_async(
 
 /// Fetches bytes `start..end`, resuming after a dropped or stalled body at the first byte not
 /// yet received. The SDK retries the requests themselves; this loop retries the bodies.
+#[allow(clippy::too_many_arguments)]
 async fn fetch_range(
     client: &Client,
     bucket: &str,
@@ -590,9 +641,9 @@ async fn fetch_range(
     start: u64,
     end: u64,
     attempts: u32,
+    mut buf: Vec<u8>,
 ) -> Result<Vec<u8>> {
     let len = (end - start) as usize;
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
     let mut failures = 0u32;
     loop {
         let from = start + buf.len() as u64;
