@@ -4,6 +4,8 @@
 #   weir-load -j2 (from a file)       against  pg_restore -j2 (from the pg_dump directory)
 #   weir-compress -T2, weir-compress -d, weir-encrypt, weir-encrypt -d
 #                                     against  zstd -3 -T2, zstd -d, age, age -d (same archive)
+#   weir-put, weir-get                against  aws s3 cp -, aws s3 cp URL - (same archive, same
+#                                              local s3s-fs server)
 # on a generated mixed-type dataset of about BENCH_GB gigabytes (default 1). Prints wall time,
 # peak RSS and the ratios weir/reference (below 1.0 means weir is faster or smaller).
 # BENCH_RUNS (default 3) runs of each, in alternating order; the best run counts.
@@ -19,7 +21,8 @@ gb=${BENCH_GB:-1}
 work=$(mktemp -d "${TMPDIR:-/tmp}/weir-bench.XXXXXX")
 chmod 755 "$work"
 SCRATCH_PG_OPTS="-c max_wal_size=8GB -c checkpoint_timeout=30min -c shared_buffers=256MB"
-trap 'scratch_pg_stop; rm -rf "$work"' EXIT
+S3_PID=
+trap 'scratch_pg_stop; [ -z "$S3_PID" ] || kill "$S3_PID" 2>/dev/null; rm -rf "$work"' EXIT
 scratch_pg_start
 
 echo "== generating ~${gb} GB of mixed-type data"
@@ -85,8 +88,8 @@ age-keygen -o "$work/key.txt" 2>/dev/null
 recipient=$(age-keygen -y "$work/key.txt")
 zstd -q -3 -T2 -c < "$work/bench.weir" > "$work/bench.weir.zst"
 age -r "$recipient" < "$work/bench.weir" > "$work/bench.weir.age"
-stage_pair() { # name, reference command, weir command (both read stdin from $3's file)
-    local name=$1 ref=$2 ours=$3 file=$4 a b c d rt=() wt=() rk=() wk=()
+stage_pair() { # name, reference command, weir command, input file[, throughput target]
+    local name=$1 ref=$2 ours=$3 file=$4 target=${5:->= 0.95} a b c d rt=() wt=() rk=() wk=()
     for i in $(seq "$runs"); do
         if [ $((i % 2)) = 1 ]; then
             read -r a b < <(measure "$name: reference" sh -c "$ref < '$file' > /dev/null")
@@ -99,9 +102,12 @@ stage_pair() { # name, reference command, weir command (both read stdin from $3'
     done
     local r w
     r=$(best "${rt[@]}"); w=$(best "${wt[@]}")
-    printf '  %-22s weir %7.0f MB/s, reference %7.0f MB/s: %sx throughput (target >= 0.95); peak RSS weir %d MiB, reference %d MiB\n' \
+    local wkb rkb
+    wkb=$(maxi "${wk[@]}"); rkb=$(maxi "${rk[@]}")
+    printf '  %-26s weir %5.0f MB/s, reference %5.0f MB/s: %sx throughput (target %s); peak RSS weir %d MiB, reference %d MiB: %sx\n' \
         "$name" "$(python3 -c "print($arch_bytes/1e6/$w)")" "$(python3 -c "print($arch_bytes/1e6/$r)")" \
-        "$(python3 -c "print(f'{$r/$w:.2f}')")" "$(( $(maxi "${wk[@]}") / 1024 ))" "$(( $(maxi "${rk[@]}") / 1024 ))" >> "$work/stages"
+        "$(python3 -c "print(f'{$r/$w:.2f}')")" "$target" "$((wkb / 1024))" "$((rkb / 1024))" \
+        "$(python3 -c "print(f'{$wkb/$rkb:.2f}')")" >> "$work/stages"
 }
 echo "== byte-stream stages on the $((arch_bytes / 1000000)) MB archive, $runs runs each"
 : > "$work/stages"
@@ -109,6 +115,25 @@ stage_pair "compress (zstd -3 -T2)" "zstd -q -3 -T2 -c" "'$bin/weir-compress' -3
 stage_pair "decompress (zstd -d)" "zstd -q -d -c" "'$bin/weir-compress' -d" "$work/bench.weir.zst"
 stage_pair "encrypt (age -r)" "age -r $recipient" "'$bin/weir-encrypt' -r $recipient" "$work/bench.weir"
 stage_pair "decrypt (age -d)" "age -d -i '$work/key.txt'" "'$bin/weir-encrypt' -d -i '$work/key.txt'" "$work/bench.weir.age"
+
+# Object storage: one local s3s-fs server; the AWS CLI and weir each upload the archive from
+# standard input, then download one object (written by weir-put, so weir-get also verifies
+# its full-object checksum) to standard output.
+command -v aws >/dev/null 2>&1 || pip install --quiet awscli
+command -v s3s-fs >/dev/null 2>&1 || PATH=${CARGO_HOME:-$HOME/.cargo}/bin:$PATH
+s3port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/s3/bench"
+s3s-fs --host 127.0.0.1 --port "$s3port" --access-key bench --secret-key bench-secret-key "$work/s3" >/dev/null 2>&1 &
+S3_PID=$!
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret-key AWS_REGION=us-east-1 \
+    AWS_ENDPOINT_URL=http://127.0.0.1:$s3port AWS_EC2_METADATA_DISABLED=true
+until python3 -c "import socket; socket.create_connection(('127.0.0.1', $s3port))" 2>/dev/null; do sleep 0.1; done
+echo "== object storage: the $((arch_bytes / 1000000)) MB archive to and from s3s-fs, $runs runs each ($(aws --version 2>&1 | cut -d' ' -f1))"
+"$bin/weir-put" -q s3://bench/archive < "$work/bench.weir"
+stage_pair "upload (aws s3 cp -)" "aws s3 cp - s3://bench/by-aws" "'$bin/weir-put' -q s3://bench/by-weir" "$work/bench.weir" ">= 2.0"
+stage_pair "download (aws s3 cp URL -)" "aws s3 cp s3://bench/archive -" "'$bin/weir-get' -q s3://bench/archive" /dev/null ">= 2.0"
+echo "  (object storage: peak RSS target <= 0.5x)" >> "$work/stages"
+
 echo
 echo "byte-stream stages:"
 cat "$work/stages"

@@ -181,10 +181,36 @@ pub fn get(url: &str, s3: &S3Settings, t: &Transfer, output: Option<&str>) -> Re
     let loc = Location::parse(url)?;
     loc.require_key()?;
     let started = std::time::Instant::now();
-    let n = match &loc {
-        Location::S3 { bucket, key } => s3::get(s3, bucket, key, t, output)?,
-        Location::Local(path) => local::get(path, t, output)?,
+    // With -o the bytes go to a temporary file that is renamed into place only when complete:
+    // a failed download never leaves a plausible-looking partial file (a WAL restore_command
+    // would otherwise find a torn segment under the name it asked for).
+    let file = output.filter(|p| *p != "-");
+    let tmp = file.map(|p| format!("{p}.weir-tmp.{}", std::process::id()));
+    let guard = tmp.clone().map(|t| {
+        crate::plumbing::signals::on_cleanup(move || {
+            let _ = std::fs::remove_file(t);
+        })
+    });
+    let out = tmp.as_deref().or(output);
+    let result = match &loc {
+        Location::S3 { bucket, key } => s3::get(s3, bucket, key, t, out),
+        Location::Local(path) => local::get(path, t, out),
     };
+    let result = match (result, file, &tmp) {
+        (Ok(n), Some(file), Some(tmp)) => std::fs::rename(tmp, file)
+            .map(|_| n)
+            .map_err(|e| anyhow::anyhow!("cannot rename into {file}: {e}")),
+        (r, _, _) => r,
+    };
+    if let Some(tmp) = &tmp {
+        if result.is_err() {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+    if let Some(g) = guard {
+        crate::plumbing::signals::forget(g);
+    }
+    let n = result?;
     summary(t, "read", n, &loc, started);
     Ok(())
 }

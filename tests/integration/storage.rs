@@ -232,6 +232,16 @@ fn errors_name_the_problem_and_exit_non_zero() {
     let o = s3.run("weir-get", &[&format!("s3://{b}/missing")], b"");
     assert_eq!(code(&o), 4, "{}", stderr(&o));
     assert!(stderr(&o).contains("no such object") && o.stdout.is_empty());
+    // -o creates nothing for a missing object, and leaves no temporary file.
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("seg");
+    let o = s3.run(
+        "weir-get",
+        &[&format!("s3://{b}/missing"), "-o", target.to_str().unwrap()],
+        b"",
+    );
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     let o = s3.run("weir-put", &["gs://bucket/key"], b"");
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     let o = s3.run("weir-put", &[&format!("s3://{b}/")], b"");
