@@ -18,7 +18,7 @@ use super::{ObjectInfo, PutOptions, S3Settings, Transfer};
 use crate::plumbing::{ExitCode, Output, Progress, coded, signals};
 use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     ChecksumAlgorithm, ChecksumMode, ChecksumType, CompletedMultipartUpload, CompletedPart,
@@ -141,15 +141,35 @@ where
         ("AccessDenied" | "InvalidAccessKeyId" | "SignatureDoesNotMatch", _) | (_, Some(403)) => {
             anyhow!("{what}: access denied ({detail}); check the credentials")
         }
-        _ => match &err {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => anyhow!(
-                "{what}: cannot reach the storage service: {}",
-                DisplayErrorContext(&err)
-            ),
-            _ if !code.is_empty() => anyhow!("{what}: {detail}"),
-            _ => anyhow!("{what}: {}", DisplayErrorContext(&err)),
-        },
+        _ => {
+            let causes = causes(&err);
+            match &err {
+                _ if causes.contains("no providers in chain provided credentials") => anyhow!(
+                    "{what}: no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an instance or web-identity role)"
+                ),
+                SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                    anyhow!("{what}: cannot reach the storage service: {causes}")
+                }
+                _ if !code.is_empty() => anyhow!("{what}: {detail}"),
+                _ => anyhow!("{what}: {causes}"),
+            }
+        }
     }
+}
+
+/// The error's chain of causes as one line, each message once (the SDK's errors repeat their
+/// sources in their own messages, and its `Debug` output is not for users).
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        let m = e.to_string();
+        if !m.is_empty() && !parts.iter().any(|p| p.contains(&m)) {
+            parts.push(m);
+        }
+        cur = e.source();
+    }
+    parts.join(": ")
 }
 
 fn b64(crc: u64) -> String {

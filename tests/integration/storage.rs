@@ -219,6 +219,17 @@ fn errors_name_the_problem_and_exit_non_zero() {
         );
         assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
     }
+    // No credentials anywhere (no variables, no files, no instance metadata).
+    let mut cmd = s3.command("weir-get", &[&format!("s3://{b}/k")]);
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY");
+    let o = run_with_input(&mut cmd, b"");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no AWS credentials found"),
+        "{}",
+        stderr(&o)
+    );
     // (s3s-fs creates a bucket on the first PUT into it, so only readers can be asked here.)
     for tool in ["weir-get", "weir-ls"] {
         let o = s3.run(tool, &["s3://no-such-bucket/k"], b"");
