@@ -439,10 +439,11 @@ impl S3Args {
 /// Transfer settings of weir-put and weir-get.
 #[derive(Args, Debug, Clone)]
 pub struct TransferArgs {
-    /// Memory for part buffers, such as 48M or 1G: parts in flight plus the one being
-    /// filled (or written). Peak RSS is about this plus 16 MiB. Parts start at 8 MiB and
-    /// double every 1,000 parts; a part larger than half the budget raises it to two parts.
-    #[arg(long = "memory", value_name = "SIZE", default_value = "48M", value_parser = crate::storage::parse_size)]
+    /// Memory budget of the whole process, such as 64M or 1G (at least 36M): peak RSS stays
+    /// under it. All but 20 MiB of it holds part buffers: the parts in flight plus the one
+    /// being filled (or written). Parts start at 8 MiB and double every 1,000 parts; once a
+    /// part is larger than half the buffers, two parts are the floor.
+    #[arg(long = "memory", value_name = "SIZE", default_value = "64M", value_parser = parse_memory)]
     pub memory: u64,
     /// At most N requests at once (within --memory).
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -522,6 +523,15 @@ impl PutCli {
             sse_kms_key_id: self.sse_kms_key_id.clone(),
         }
     }
+}
+
+fn parse_memory(s: &str) -> Result<u64, String> {
+    let n = crate::storage::parse_size(s)?;
+    let min = crate::storage::MIN_MEMORY;
+    if n < min {
+        return Err(format!("at least {} MiB", min >> 20));
+    }
+    Ok(n)
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

@@ -265,7 +265,7 @@ async fn put_async(
         }
     }
     let plan = PartPlan::new(o.expected_size);
-    let budget_mib = ((t.memory / MIB) as u32).max(2);
+    let budget_mib = ((t.buffers() / MIB) as u32).max(2);
     let mut reader = Reader {
         input: Some(input),
         memory: Arc::new(Semaphore::new(budget_mib as usize)),
@@ -446,7 +446,7 @@ async fn upload_parts(
     progress: &mut Progress,
 ) -> Result<(Vec<CompletedPart>, u64, u64)> {
     let jobs = Arc::new(Semaphore::new(
-        parts_in_flight(t.memory, plan.size(1), t.jobs) as usize,
+        parts_in_flight(t.buffers(), plan.size(1), t.jobs) as usize,
     ));
     let mut tasks = tokio::task::JoinSet::new();
     let mut done: Vec<CompletedPart> = Vec::new();
@@ -594,7 +594,7 @@ async fn get_async(
 
     let mut out = Output::open(output, true)?;
     let mut progress = Progress::new(Some(size), t.progress, t.quiet).bytes_only();
-    let in_flight = parts_in_flight(t.memory, GET_CHUNK, t.jobs) as usize;
+    let in_flight = parts_in_flight(t.buffers(), GET_CHUNK, t.jobs) as usize;
     let client = &client;
     let pool = Pool::default();
     let ranges = (0..size.div_ceil(GET_CHUNK)).map(|i| {
