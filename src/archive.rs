@@ -47,12 +47,25 @@ pub struct Manifest {
     pub encoding: String,
     pub data_encoding: String,
     pub snapshot: String,
+    /// True once weir-mask rewrote the archive; `mask` then says how.
     pub masked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<MaskInfo>,
     pub globals: bool,
     pub blobs: bool,
     pub tables: Vec<Table>,
     pub sequences: Vec<Sequence>,
     pub matviews: Vec<MatView>,
+}
+
+/// How an archive was masked.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MaskInfo {
+    /// SHA-256 of the rules file as given.
+    pub rules_sha256: String,
+    /// True when a key made every pseudonym reproducible; false when a random key was used.
+    pub deterministic: bool,
+    pub weir_version: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -78,6 +91,10 @@ pub struct Table {
     pub owned_oids: Vec<u32>,
     /// OIDs of the foreign-key constraints of this table and the tables they reference.
     pub foreign_keys: Vec<ForeignKey>,
+    /// For a partition: the schema and name of the partitioned table at the top of its tree
+    /// (weir-mask rules for a partitioned table apply to all its partitions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_root: Option<[String; 2]>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

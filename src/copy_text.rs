@@ -1,5 +1,5 @@
 //! PostgreSQL COPY text format: cutting a COPY stream into chunks on row boundaries, counting
-//! rows, and decoding rows into fields (for CSV output).
+//! rows, and decoding and encoding fields (CSV output, weir-mask).
 //!
 //! In COPY text format every raw newline byte ends a row, because a newline inside a value is
 //! written as the two bytes `\n` (PostgreSQL documentation, COPY, "Text Format"). So a chunk
@@ -141,6 +141,34 @@ pub fn decode_field(f: &[u8]) -> Result<Option<Vec<u8>>> {
     Ok(Some(out))
 }
 
+/// Encodes one value as a COPY text field, exactly as PostgreSQL's `COPY TO` does
+/// (copyto.c, CopyAttributeOutText): backslash, newline, carriage return, tab, backspace, form
+/// feed and vertical tab are escaped, every other byte is written as it is. `None` is `\N`.
+pub fn encode_field(v: Option<&[u8]>, out: &mut Vec<u8>) {
+    let Some(v) = v else {
+        out.extend_from_slice(b"\\N");
+        return;
+    };
+    let mut start = 0;
+    for (i, &c) in v.iter().enumerate() {
+        let esc = match c {
+            b'\\' => b'\\',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            8 => b'b',
+            12 => b'f',
+            11 => b'v',
+            _ => continue,
+        };
+        out.extend_from_slice(&v[start..i]);
+        out.push(b'\\');
+        out.push(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&v[start..]);
+}
+
 fn hexval(c: u8) -> u8 {
     (c as char).to_digit(16).unwrap_or(0) as u8
 }
@@ -231,6 +259,27 @@ mod tests {
         assert_eq!(decode_field(br"\N").unwrap(), None);
         assert_eq!(decode_field(br"\\N").unwrap().unwrap(), b"\\N");
         assert!(decode_field(b"x\\").is_err());
+    }
+
+    #[test]
+    fn encode_inverts_decode() {
+        let values: [&[u8]; 6] = [
+            b"",
+            b"\\N",
+            b"\\.",
+            b"a\tb\nc\r\\d\x08\x0b\x0c\x01",
+            "né".as_bytes(),
+            b"x",
+        ];
+        for v in values {
+            let mut enc = Vec::new();
+            encode_field(Some(v), &mut enc);
+            assert!(!enc.contains(&b'\n') && !enc.contains(&b'\t'));
+            assert_eq!(decode_field(&enc).unwrap().unwrap(), v);
+        }
+        let mut enc = Vec::new();
+        encode_field(None, &mut enc);
+        assert_eq!(decode_field(&enc).unwrap(), None);
     }
 
     #[test]

@@ -302,7 +302,10 @@ fn plan(
                 pg_catalog.pg_table_is_visible(c.oid), \
                 CASE WHEN c.relkind = 'r' THEN pg_catalog.pg_relation_size(c.oid) ELSE 0 END, \
                 x.cond, c.relispopulated, \
-                pg_catalog.current_setting('block_size')::int8 \
+                pg_catalog.current_setting('block_size')::int8, \
+                (SELECT ARRAY[rn.nspname::text, rc.relname::text] FROM pg_catalog.pg_class rc \
+                   JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
+                  WHERE c.relispartition AND rc.oid = pg_catalog.pg_partition_root(c.oid)) \
          FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          LEFT JOIN LATERAL (SELECT e.extcondition[pg_catalog.array_position(e.extconfig, c.oid)] AS cond, true AS isconfig \
@@ -359,6 +362,7 @@ fn plan(
                 .iter()
                 .any(|p| p.matches_table(&schema, &name, visible));
         let size: i64 = r.get(5);
+        let root: Option<Vec<String>> = r.get(9);
         tables.push(Table {
             id: tables.len() as u32,
             schema,
@@ -377,6 +381,7 @@ fn plan(
             bytes_on_disk: size.max(0) as u64,
             owned_oids: Vec::new(),
             foreign_keys: Vec::new(),
+            partition_root: root.and_then(|v| <[String; 2]>::try_from(v).ok()),
         });
     }
     // An include pattern that matches nothing is a mistake worth stopping for (pg_dump's
@@ -486,6 +491,7 @@ fn plan(
         },
         snapshot: src.snapshot.clone(),
         masked: false,
+        mask: None,
         globals: opts.globals,
         blobs,
         tables,

@@ -17,6 +17,7 @@ pub mod encrypt;
 pub mod extract;
 pub mod inspect;
 pub mod load;
+pub mod mask;
 pub mod pattern;
 pub mod pgtools;
 pub mod plumbing;

@@ -10,6 +10,7 @@ const BINARIES: &[&str] = &[
     "weir-inspect",
     "weir-compress",
     "weir-encrypt",
+    "weir-mask",
     "weir-put",
     "weir-get",
     "weir-ls",

@@ -322,6 +322,7 @@ pub fn bin(name: &str) -> PathBuf {
         "weir-inspect" => PathBuf::from(env!("CARGO_BIN_EXE_weir-inspect")),
         "weir-compress" => PathBuf::from(env!("CARGO_BIN_EXE_weir-compress")),
         "weir-encrypt" => PathBuf::from(env!("CARGO_BIN_EXE_weir-encrypt")),
+        "weir-mask" => PathBuf::from(env!("CARGO_BIN_EXE_weir-mask")),
         "weir-put" => PathBuf::from(env!("CARGO_BIN_EXE_weir-put")),
         "weir-get" => PathBuf::from(env!("CARGO_BIN_EXE_weir-get")),
         "weir-ls" => PathBuf::from(env!("CARGO_BIN_EXE_weir-ls")),

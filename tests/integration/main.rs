@@ -7,6 +7,7 @@ mod objstore;
 mod cli;
 mod connections;
 mod errors;
+mod mask;
 mod roundtrip;
 mod stages;
 mod storage;

@@ -1,0 +1,423 @@
+//! `weir-mask`: anonymizes and filters a weir archive as it streams through.
+//!
+//! The manifest arrives first, so the rules are compiled and checked against every table,
+//! column and type before any row is read. Chunks of tables without rules pass through as
+//! they are, with the digest the reader already computed; chunks of masked tables are cut into
+//! rows and fields, and only the fields that rules touch or read are decoded and re-encoded.
+//! The output's manifest says it was masked (with a digest of the rules) and its trailer is
+//! written anew, so `weir-load` still verifies the stream end to end. Nothing is written for a
+//! table whose input fails to verify: the input's trailer is checked before ours is written.
+
+pub mod keyed;
+pub mod rules;
+pub mod transform;
+pub mod types;
+
+use crate::archive::{ArchiveWriter, Manifest, MaskInfo, Table, Trailer, Visitor, read_archive};
+use crate::copy_text::{Chunk, decode_field, encode_field};
+use crate::plumbing::{ExitCode, Output, coded, open_input};
+use anyhow::{Context, Result, anyhow};
+use keyed::Key;
+use rules::{Plan, TablePlan};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+
+pub struct MaskOptions {
+    pub rules: String,
+    pub key_file: Option<String>,
+    pub preview: Option<usize>,
+    pub input: Option<String>,
+    pub output: Option<String>,
+}
+
+/// The key: `--key-file` (its first line), else `WEIR_MASK_KEY`, else none.
+fn load_key(o: &MaskOptions) -> Result<Option<Key>> {
+    if let Some(f) = &o.key_file {
+        let text =
+            std::fs::read_to_string(f).map_err(|e| anyhow!("cannot read key file {f}: {e}"))?;
+        let line = text.lines().next().unwrap_or("").trim();
+        if line.is_empty() {
+            return Err(coded(ExitCode::Usage, format!("key file {f} is empty")));
+        }
+        return Ok(Some(Key::from_material(line.as_bytes())));
+    }
+    match std::env::var("WEIR_MASK_KEY") {
+        Ok(k) if !k.is_empty() => Ok(Some(Key::from_material(k.as_bytes()))),
+        _ => Ok(None),
+    }
+}
+
+pub fn run(o: &MaskOptions) -> Result<()> {
+    let text = std::fs::read_to_string(&o.rules).map_err(|e| {
+        coded(
+            ExitCode::Usage,
+            format!("cannot read rules {}: {e}", o.rules),
+        )
+    })?;
+    let rules =
+        rules::parse(&text, &o.rules).map_err(|e| coded(ExitCode::Usage, format!("{e:#}")))?;
+    let rules_sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+    let key = load_key(o)?;
+    let deterministic = key.is_some();
+    if !deterministic {
+        eprintln!(
+            "{}: no key (WEIR_MASK_KEY or --key-file): pseudonyms are consistent within this run only",
+            crate::plumbing::program()
+        );
+    }
+    let key = key.unwrap_or_else(Key::random);
+    let input = open_input(o.input.as_deref())?;
+    if let Some(n) = o.preview {
+        let mut v = Preview {
+            rules,
+            key,
+            n,
+            plan: None,
+            manifest: None,
+            shown: Default::default(),
+            out: Output::open(o.output.as_deref(), false)?,
+        };
+        read_archive(input, &mut v)?;
+        return v.out.finish().context("writing the preview");
+    }
+    let out = Output::open(o.output.as_deref(), true)?;
+    let mut v = Masker {
+        rules,
+        key,
+        info: MaskInfo {
+            rules_sha256,
+            deterministic,
+            weir_version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        plan: None,
+        out: Some(out),
+        writer: None,
+        row: RowBuf::default(),
+    };
+    read_archive(input, &mut v)?;
+    let out = v
+        .writer
+        .take()
+        .ok_or_else(|| anyhow!("the archive had no trailer"))?;
+    out.finish().context("writing the output")?;
+    Ok(())
+}
+
+/// Compiles the rules for this archive; a rule error is a usage error, reported before any
+/// output.
+fn compile(rules: &rules::RulesText, m: &Manifest) -> Result<Plan> {
+    rules
+        .compile(m)
+        .map_err(|e| coded(ExitCode::Usage, format!("{e:#}")))
+}
+
+struct Masker {
+    rules: rules::RulesText,
+    key: Key,
+    info: MaskInfo,
+    plan: Option<Plan>,
+    out: Option<Output>,
+    writer: Option<WriterState>,
+    row: RowBuf,
+}
+
+/// The archive writer while the stream runs; after the trailer, the finished output.
+enum WriterState {
+    Writing(Box<ArchiveWriter<Output>>),
+    Done(Output),
+}
+
+impl WriterState {
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            WriterState::Done(out) => out.finish(),
+            WriterState::Writing(_) => Err(std::io::Error::other("archive not finished")),
+        }
+    }
+}
+
+impl Masker {
+    fn writer(&mut self) -> Result<&mut ArchiveWriter<Output>> {
+        match self.writer.as_mut() {
+            Some(WriterState::Writing(w)) => Ok(w),
+            _ => Err(anyhow!("archive entry before the manifest")),
+        }
+    }
+}
+
+impl Visitor for Masker {
+    fn manifest(&mut self, m: &Manifest) -> Result<()> {
+        let plan = compile(&self.rules, m)?;
+        let mut out_m = m.clone();
+        out_m.masked = true;
+        out_m.mask = Some(self.info.clone());
+        for t in &mut out_m.tables {
+            if let Some(p) = plan.tables.get(&t.id) {
+                t.data = t.data && p.data;
+            }
+        }
+        let out = self.out.take().expect("one manifest");
+        self.writer = Some(WriterState::Writing(Box::new(ArchiveWriter::new(
+            out, &out_m,
+        )?)));
+        self.plan = Some(plan);
+        Ok(())
+    }
+
+    fn file(&mut self, name: &str, data: Vec<u8>) -> Result<()> {
+        self.writer()?.add_file(name, &data)
+    }
+
+    fn chunk(&mut self, table: &Table, _no: u64, chunk: Chunk) -> Result<()> {
+        let plan = self.plan.as_ref().and_then(|p| p.tables.get(&table.id));
+        let Some(plan) = plan.filter(|p| p.rewrites_rows() || !p.data) else {
+            // No rules: the bytes and the digest the reader computed go out unchanged.
+            return self.writer()?.add_chunk(table.id, &chunk);
+        };
+        if !plan.data {
+            return Ok(());
+        }
+        let mut out = Vec::with_capacity(chunk.data.len() + chunk.data.len() / 8);
+        let (key, row) = (&self.key, &mut self.row);
+        let plan: &TablePlan = plan;
+        mask_rows(plan, table, key, &chunk.data, &mut out, row, &mut |_, _| {})?;
+        if out.is_empty() {
+            return Ok(());
+        }
+        let masked = Chunk::new(out);
+        self.writer()?.add_chunk(table.id, &masked)
+    }
+
+    fn blob(&mut self, oid: u32, size: u64, data: &mut dyn Read) -> Result<()> {
+        self.writer()?.add_blob(oid, size, data)
+    }
+
+    fn trailer(&mut self, _t: &Trailer) -> Result<()> {
+        // The input verified; only now does our own trailer go out.
+        match self.writer.take() {
+            Some(WriterState::Writing(w)) => {
+                self.writer = Some(WriterState::Done((*w).finish()?));
+                Ok(())
+            }
+            _ => Err(anyhow!("trailer before the manifest")),
+        }
+    }
+}
+
+/// One row's values (decoded where the plan needs them; None is NULL or not decoded).
+type Row = [Option<Vec<u8>>];
+
+/// Reused per-row storage: field boundaries, original and masked values.
+#[derive(Default)]
+struct RowBuf {
+    bounds: Vec<(usize, usize)>,
+    original: Vec<Option<Vec<u8>>>,
+    masked: Vec<Option<Vec<u8>>>,
+    touched: Vec<bool>,
+}
+
+/// Masks the rows of one chunk of `table` into `out`. `seen` gets each row before and after
+/// (after is `None` when the row was filtered out), for the preview.
+fn mask_rows(
+    plan: &TablePlan,
+    table: &Table,
+    key: &Key,
+    data: &[u8],
+    out: &mut Vec<u8>,
+    r: &mut RowBuf,
+    seen: &mut dyn FnMut(&Row, Option<&Row>),
+) -> Result<()> {
+    let ncols = table.columns.len();
+    r.original.resize(ncols, None);
+    r.masked.resize(ncols, None);
+    r.touched.clear();
+    r.touched.resize(ncols, false);
+    for c in &plan.columns {
+        r.touched[c.index] = true;
+    }
+    let bad = |msg: String| {
+        coded(
+            ExitCode::BadArchive,
+            format!("table {}: {msg}", table.qualified()),
+        )
+    };
+    let body = data
+        .strip_suffix(b"\n")
+        .ok_or_else(|| bad("COPY chunk does not end with a newline".into()))?;
+    if body.is_empty() && !data.is_empty() && ncols == 0 {
+        out.extend_from_slice(data);
+        return Ok(());
+    }
+    for line in body.split(|b| *b == b'\n') {
+        if ncols == 0 {
+            out.extend_from_slice(line);
+            out.push(b'\n');
+            continue;
+        }
+        r.bounds.clear();
+        let mut start = 0;
+        for i in memchr::memchr_iter(b'\t', line) {
+            r.bounds.push((start, i));
+            start = i + 1;
+        }
+        r.bounds.push((start, line.len()));
+        if r.bounds.len() != ncols {
+            return Err(bad(format!(
+                "a row has {} fields, the manifest lists {ncols} columns",
+                r.bounds.len()
+            )));
+        }
+        for (i, &(s, e)) in r.bounds.iter().enumerate() {
+            r.original[i] = if plan.decode[i] {
+                decode_field(&line[s..e]).map_err(|e| bad(e.to_string()))?
+            } else {
+                None
+            };
+        }
+        let dropped = plan.keep.as_ref().is_some_and(|c| !c.holds(&r.original))
+            || plan.drop.as_ref().is_some_and(|c| c.holds(&r.original));
+        if dropped {
+            seen(&r.original, None);
+            continue;
+        }
+        r.masked.clone_from(&r.original);
+        for col in &plan.columns {
+            let mut v = r.masked[col.index].take();
+            for step in &col.steps {
+                if step.when.as_ref().is_some_and(|c| !c.holds(&r.original)) {
+                    continue;
+                }
+                let cx = transform::Ctx {
+                    key,
+                    rule: &step.seed,
+                    original_row: &r.original,
+                    masked_row: &r.masked,
+                };
+                v = step
+                    .transformer
+                    .apply(v.as_deref(), &cx)
+                    .map_err(|e| anyhow!("{}: {e:#}", step.name))?;
+            }
+            if let Some(x) = &v {
+                col.ty.fits(x).map_err(|e| {
+                    anyhow!(
+                        "{}: {e}",
+                        col.steps.last().map(|s| s.name.as_str()).unwrap_or("rule")
+                    )
+                })?;
+            }
+            r.masked[col.index] = v;
+        }
+        seen(&r.original, Some(&r.masked));
+        for (i, &(s, e)) in r.bounds.iter().enumerate() {
+            if i > 0 {
+                out.push(b'\t');
+            }
+            if r.touched[i] {
+                encode_field(r.masked[i].as_deref(), out);
+            } else {
+                out.extend_from_slice(&line[s..e]);
+            }
+        }
+        out.push(b'\n');
+    }
+    Ok(())
+}
+
+/// `--preview N`: before and after, for the first N rows of each masked table.
+struct Preview {
+    rules: rules::RulesText,
+    key: Key,
+    n: usize,
+    plan: Option<Plan>,
+    manifest: Option<Manifest>,
+    shown: std::collections::BTreeMap<u32, usize>,
+    out: Output,
+}
+
+impl Visitor for Preview {
+    fn manifest(&mut self, m: &Manifest) -> Result<()> {
+        self.plan = Some(compile(&self.rules, m)?);
+        self.manifest = Some(m.clone());
+        Ok(())
+    }
+
+    fn file(&mut self, _: &str, _: Vec<u8>) -> Result<()> {
+        Ok(())
+    }
+
+    fn chunk(&mut self, table: &Table, _no: u64, chunk: Chunk) -> Result<()> {
+        let Some(plan) = self.plan.as_ref().and_then(|p| p.tables.get(&table.id)) else {
+            return Ok(());
+        };
+        let shown = self.shown.entry(table.id).or_insert(0);
+        if *shown >= self.n || !plan.rewrites_rows() {
+            return Ok(());
+        }
+        let mut lines: Vec<String> = Vec::new();
+        let (n, key) = (self.n, &self.key);
+        let mut count = *shown;
+        let cols: Vec<usize> = plan.columns.iter().map(|c| c.index).collect();
+        let show = |v: &Option<Vec<u8>>| match v {
+            None => "NULL".to_string(),
+            Some(b) => format!("{:?}", String::from_utf8_lossy(b)),
+        };
+        let mut sink = Vec::new();
+        mask_rows(
+            plan,
+            table,
+            key,
+            &chunk.data,
+            &mut sink,
+            &mut RowBuf::default(),
+            &mut |before, after| {
+                if count >= n {
+                    return;
+                }
+                count += 1;
+                match after {
+                    None => lines.push(format!("  row {count}: dropped by the row filter")),
+                    Some(after) => {
+                        let parts: Vec<String> = cols
+                            .iter()
+                            .map(|&i| {
+                                format!(
+                                    "{}: {} -> {}",
+                                    table.columns[i].name,
+                                    show(&before[i]),
+                                    show(&after[i])
+                                )
+                            })
+                            .collect();
+                        lines.push(format!("  row {count}: {}", parts.join(", ")));
+                    }
+                }
+            },
+        )?;
+        if *shown == 0 {
+            writeln!(self.out, "{}.{}", table.schema, table.name)?;
+        }
+        *shown = count;
+        for l in lines {
+            writeln!(self.out, "{l}")?;
+        }
+        Ok(())
+    }
+
+    fn blob(&mut self, _: u32, _: u64, _: &mut dyn Read) -> Result<()> {
+        Ok(())
+    }
+
+    fn trailer(&mut self, _: &Trailer) -> Result<()> {
+        let (Some(plan), Some(m)) = (&self.plan, &self.manifest) else {
+            return Ok(());
+        };
+        for (id, p) in &plan.tables {
+            if !p.data {
+                let t = &m.tables[*id as usize];
+                writeln!(self.out, "{}.{}: data dropped", t.schema, t.name)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,375 @@
+//! The rules file and its compilation against an archive's manifest.
+//!
+//! ```toml
+//! [tables."public.users"]
+//! columns.email = "email"                                   # one transformer by name
+//! columns.name = { type = "full_name" }
+//! columns.id = "permute"                                    # keyed permutation: keys stay keys
+//! columns.note = [{ type = "regex_replace", pattern = "\\d", with = "#" },
+//!                 { type = "truncate", length = 20, when = { column = "vip", equals = "t" } }]
+//! drop_rows = { column = "deleted", equals = "t" }
+//!
+//! [tables."public.audit_*"]
+//! data = false                                              # schema stays, rows go
+//! ```
+//! Everything is checked before the first row: tables and columns must exist (the nearest
+//! name is suggested), each transformer must be able to produce the column's type.
+
+use super::transform::{self, Params, Transformer};
+use super::types::Ty;
+use crate::archive::{Manifest, Table};
+use crate::pattern::Pattern;
+use anyhow::{Result, anyhow, bail};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    tables: BTreeMap<String, TableRules>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableRules {
+    /// false drops the table's rows and keeps its schema.
+    #[serde(default = "yes")]
+    data: bool,
+    keep_rows: Option<CondSpec>,
+    drop_rows: Option<CondSpec>,
+    #[serde(default)]
+    columns: BTreeMap<String, Chain>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Chain {
+    Name(String),
+    One(toml::Table),
+    Many(Vec<toml::Table>),
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct CondSpec {
+    column: String,
+    equals: Option<toml::Value>,
+    not_equals: Option<toml::Value>,
+    #[serde(rename = "in")]
+    one_of: Option<Vec<toml::Value>>,
+    is_null: Option<bool>,
+    matches: Option<String>,
+}
+
+/// A condition on the original values of a row.
+pub struct Condition {
+    pub column: usize,
+    test: Test,
+}
+
+enum Test {
+    Equals(Vec<u8>),
+    NotEquals(Vec<u8>),
+    OneOf(Vec<Vec<u8>>),
+    IsNull(bool),
+    Matches(regex::bytes::Regex),
+}
+
+impl Condition {
+    pub fn holds(&self, row: &[Option<Vec<u8>>]) -> bool {
+        let v = row[self.column].as_deref();
+        match &self.test {
+            Test::Equals(x) => v == Some(x.as_slice()),
+            Test::NotEquals(x) => v.is_some_and(|v| v != x.as_slice()),
+            Test::OneOf(xs) => v.is_some_and(|v| xs.iter().any(|x| x == v)),
+            Test::IsNull(want) => v.is_none() == *want,
+            Test::Matches(re) => v.is_some_and(|v| re.is_match(v)),
+        }
+    }
+}
+
+/// One step of a column's chain.
+pub struct Step {
+    /// `public.users.email[0] (email)`, for messages.
+    pub name: String,
+    /// The canonical rule text that seeds its pseudonyms: the transformer and its parameters,
+    /// not the table or column, so equal rules give equal values everywhere (joins still match).
+    pub seed: Vec<u8>,
+    pub when: Option<Condition>,
+    pub transformer: Transformer,
+}
+
+pub struct ColumnPlan {
+    pub index: usize,
+    pub ty: Ty,
+    pub steps: Vec<Step>,
+    /// Templates run after every other column, so they can read masked values.
+    pub late: bool,
+}
+
+/// What to do with one table of the archive.
+pub struct TablePlan {
+    pub data: bool,
+    pub keep: Option<Condition>,
+    pub drop: Option<Condition>,
+    pub columns: Vec<ColumnPlan>,
+    /// Columns that must be decoded: masked ones and those conditions or templates read.
+    pub decode: Vec<bool>,
+}
+
+impl TablePlan {
+    /// Does the plan change anything in the rows? If not, chunks pass through untouched.
+    pub fn rewrites_rows(&self) -> bool {
+        self.data && (self.keep.is_some() || self.drop.is_some() || !self.columns.is_empty())
+    }
+}
+
+/// The compiled rules: a plan per table id of the manifest.
+pub struct Plan {
+    pub tables: BTreeMap<u32, TablePlan>,
+}
+
+pub fn parse(text: &str, origin: &str) -> Result<RulesText> {
+    let file: RulesFile = toml::from_str(text)
+        .map_err(|e| anyhow!("{origin}: {}", crate::plumbing::one_line(&e.to_string())))?;
+    Ok(RulesText { file })
+}
+
+/// A parsed rules file, not yet checked against an archive.
+pub struct RulesText {
+    file: RulesFile,
+}
+
+/// Does `p` select table `t` or the partitioned table at the top of its tree?
+fn selects(p: &Pattern, t: &Table) -> bool {
+    p.matches_table(&t.schema, &t.name, true)
+        || t.partition_root
+            .as_ref()
+            .is_some_and(|[s, n]| p.matches_table(s, n, true))
+}
+
+impl RulesText {
+    pub fn compile(&self, m: &Manifest) -> Result<Plan> {
+        let mut tables: BTreeMap<u32, TablePlan> = BTreeMap::new();
+        for (pattern, rules) in &self.file.tables {
+            let p = Pattern::table(pattern)?;
+            let matched: Vec<&Table> = m.tables.iter().filter(|t| selects(&p, t)).collect();
+            if matched.is_empty() {
+                // An unqualified pattern is compared with table names, a qualified one with
+                // qualified names; the suggestion is always qualified.
+                let qualified = pattern.contains('.');
+                let near = nearest(
+                    pattern,
+                    m.tables.iter().map(|t| {
+                        if qualified {
+                            format!("{}.{}", t.schema, t.name)
+                        } else {
+                            t.name.clone()
+                        }
+                    }),
+                )
+                .and_then(|n| {
+                    m.tables
+                        .iter()
+                        .find(|t| t.name == n || format!("{}.{}", t.schema, t.name) == n)
+                        .map(|t| format!("{}.{}", t.schema, t.name))
+                });
+                bail!(
+                    "rules for table {pattern}: no table in the archive matches{}",
+                    hint(near)
+                );
+            }
+            for t in matched {
+                if t.relkind == "p" {
+                    continue; // a partitioned parent has no rows; its leaves were matched too
+                }
+                if tables.contains_key(&t.id) {
+                    bail!(
+                        "table {}.{} is matched by two rule sections; give it one",
+                        t.schema,
+                        t.name
+                    );
+                }
+                tables.insert(t.id, compile_table(t, pattern, rules)?);
+            }
+        }
+        Ok(Plan { tables })
+    }
+}
+
+fn hint(n: Option<String>) -> String {
+    n.map(|n| format!(" (did you mean {n}?)"))
+        .unwrap_or_default()
+}
+
+fn compile_table(t: &Table, pattern: &str, rules: &TableRules) -> Result<TablePlan> {
+    let qualified = format!("{}.{}", t.schema, t.name);
+    let column = |name: &str| -> Result<usize> {
+        t.columns
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or_else(|| {
+                anyhow!(
+                    "rules for {pattern}: table {qualified} has no column {name:?}{}",
+                    hint(
+                        nearest(name, t.columns.iter().map(|c| c.name.clone()))
+                            .map(|n| format!("{n:?}"))
+                    )
+                )
+            })
+    };
+    let mut decode = vec![false; t.columns.len()];
+    let cond = |spec: &Option<CondSpec>, decode: &mut Vec<bool>| -> Result<Option<Condition>> {
+        let Some(c) = spec else { return Ok(None) };
+        let index = column(&c.column)?;
+        decode[index] = true;
+        let text = |v: &toml::Value| match v {
+            toml::Value::String(s) => s.clone().into_bytes(),
+            v => v.to_string().into_bytes(),
+        };
+        let tests = [
+            c.equals.as_ref().map(|v| Test::Equals(text(v))),
+            c.not_equals.as_ref().map(|v| Test::NotEquals(text(v))),
+            c.one_of
+                .as_ref()
+                .map(|v| Test::OneOf(v.iter().map(text).collect())),
+            c.is_null.map(Test::IsNull),
+            match &c.matches {
+                Some(re) => Some(Test::Matches(
+                    regex::bytes::Regex::new(re)
+                        .map_err(|e| anyhow!("condition on {}: {e}", c.column))?,
+                )),
+                None => None,
+            },
+        ];
+        let mut tests: Vec<Test> = tests.into_iter().flatten().collect();
+        if tests.len() != 1 {
+            bail!(
+                "condition on {}: give exactly one of equals, not_equals, in, is_null, matches",
+                c.column
+            );
+        }
+        Ok(Some(Condition {
+            column: index,
+            test: tests.pop().unwrap(),
+        }))
+    };
+    let keep = cond(&rules.keep_rows, &mut decode)?;
+    let drop = cond(&rules.drop_rows, &mut decode)?;
+    let mut columns = Vec::new();
+    for (name, chain) in &rules.columns {
+        let index = column(name)?;
+        decode[index] = true;
+        let ty = Ty::parse(&t.columns[index].type_name);
+        let specs: Vec<toml::Table> = match chain {
+            Chain::Name(n) => {
+                let mut tb = toml::Table::new();
+                tb.insert("type".into(), toml::Value::String(n.clone()));
+                vec![tb]
+            }
+            Chain::One(tb) => vec![tb.clone()],
+            Chain::Many(v) => v.clone(),
+        };
+        let mut steps = Vec::new();
+        let mut late = false;
+        for (i, mut spec) in specs.into_iter().enumerate() {
+            let kind = match spec.remove("type") {
+                Some(toml::Value::String(k)) => k,
+                _ => bail!("{qualified}.{name}[{i}]: every transformer needs type = \"...\""),
+            };
+            let step_name = format!("{qualified}.{name}[{i}] ({kind})");
+            let when = match spec.remove("when") {
+                Some(v) => {
+                    let c: CondSpec = v.try_into().map_err(|e| {
+                        anyhow!(
+                            "{step_name}: when: {}",
+                            crate::plumbing::one_line(&e.to_string())
+                        )
+                    })?;
+                    cond(&Some(c), &mut decode)?
+                }
+                None => None,
+            };
+            let seed = format!("{kind}:{spec}").into_bytes();
+            let params = Params::new(&step_name, &spec);
+            let resolve = |n: &str| -> Result<usize> {
+                let i = column(n)?;
+                Ok(i)
+            };
+            let transformer = transform::compile(&kind, &params, &ty, &resolve)?;
+            if let Transformer::Template(parts) = &transformer {
+                late = true;
+                for p in parts {
+                    if let transform::TemplatePart::Column { index, .. } = p {
+                        decode[*index] = true;
+                    }
+                }
+            }
+            steps.push(Step {
+                name: step_name,
+                seed,
+                when,
+                transformer,
+            });
+        }
+        columns.push(ColumnPlan {
+            index,
+            ty,
+            steps,
+            late,
+        });
+    }
+    columns.sort_by_key(|c| (c.late, c.index));
+    Ok(TablePlan {
+        data: rules.data && t.data,
+        keep,
+        drop,
+        columns,
+        decode,
+    })
+}
+
+/// The candidate closest to `name` by edit distance, if it is close enough to be a likely typo.
+pub fn nearest(name: &str, candidates: impl Iterator<Item = impl Into<String>>) -> Option<String> {
+    candidates
+        .map(Into::into)
+        .map(|c: String| (levenshtein(name, &c), c))
+        .filter(|(d, c)| *d <= 3.max(c.chars().count() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_near_names() {
+        assert_eq!(levenshtein("emial", "email"), 2);
+        assert_eq!(
+            nearest("emial", ["id", "email", "name"].into_iter()),
+            Some("email".to_string())
+        );
+        assert_eq!(nearest("zzzzzz", ["id", "email"].into_iter()), None);
+    }
+}

@@ -1,0 +1,1128 @@
+//! The transformers: each compiled once from its TOML parameters against the column's type,
+//! then applied to decoded values. A transformer sees the original bytes of the value and
+//! returns the new bytes; NULL stays NULL except for `null`, `set` and `dictionary`.
+
+use super::keyed::Key;
+use super::types::Ty;
+use anyhow::{Result, anyhow, bail};
+use chrono::{Datelike, NaiveDate, NaiveDateTime};
+use fake::Fake;
+use rand::RngExt;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+
+/// A compiled transformer.
+pub enum Transformer {
+    Null,
+    Set(Option<Vec<u8>>),
+    Replace {
+        from: String,
+        to: String,
+    },
+    RegexReplace {
+        re: regex::Regex,
+        with: String,
+    },
+    Mask {
+        keep_first: usize,
+        keep_last: usize,
+        ch: char,
+        email: bool,
+    },
+    Truncate {
+        length: usize,
+    },
+    DateTrunc {
+        unit: DateUnit,
+    },
+    Bucket {
+        size: f64,
+    },
+    NoiseNumber {
+        relative: f64,
+        ty: Ty,
+    },
+    NoiseTime {
+        seconds: i64,
+    },
+    RandomInt {
+        min: i64,
+        max: i64,
+    },
+    RandomFloat {
+        min: f64,
+        max: f64,
+        scale: Option<u32>,
+    },
+    RandomDate {
+        min: NaiveDate,
+        max: NaiveDate,
+        timestamp: bool,
+    },
+    RandomUuid,
+    RandomBool,
+    Choice(Vec<String>),
+    Fake {
+        kind: FakeKind,
+        unique: bool,
+    },
+    Template(Vec<TemplatePart>),
+    JsonSet {
+        path: Vec<String>,
+        value: serde_json::Value,
+    },
+    JsonDelete {
+        path: Vec<String>,
+    },
+    Dictionary {
+        map: HashMap<Vec<u8>, Option<Vec<u8>>>,
+        missing: Missing,
+    },
+    Command(std::sync::Mutex<Option<External>>, String),
+    PermuteInt {
+        bits: u32,
+    },
+    PermuteUuid,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DateUnit {
+    Month,
+    Year,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Missing {
+    Keep,
+    Null,
+    Error,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FakeKind {
+    FirstName,
+    LastName,
+    FullName,
+    Email,
+    Username,
+    Phone,
+    Company,
+    StreetAddress,
+    City,
+    Country,
+    Ipv4,
+    Ipv6,
+    Mac,
+    CardNumber,
+    Iban,
+}
+
+pub enum TemplatePart {
+    Text(String),
+    /// A column of the row, by index; `original` asks for the value before masking.
+    Column {
+        index: usize,
+        original: bool,
+    },
+}
+
+/// Everything a transformer may look at besides its own value.
+pub struct Ctx<'a> {
+    pub key: &'a Key,
+    /// The rule's canonical text: part of every seed, so different rules draw differently.
+    pub rule: &'a [u8],
+    pub original_row: &'a [Option<Vec<u8>>],
+    pub masked_row: &'a [Option<Vec<u8>>],
+}
+
+const NAMES: &[&str] = &[
+    "null",
+    "set",
+    "replace",
+    "regex_replace",
+    "mask",
+    "truncate",
+    "date_trunc",
+    "bucket",
+    "noise",
+    "random",
+    "choice",
+    "first_name",
+    "last_name",
+    "full_name",
+    "email",
+    "username",
+    "phone",
+    "company",
+    "street_address",
+    "city",
+    "country",
+    "ipv4",
+    "ipv6",
+    "mac",
+    "card_number",
+    "iban",
+    "template",
+    "json_set",
+    "json_delete",
+    "dictionary",
+    "command",
+    "permute",
+];
+
+/// Parameters of one rule, with a note of which were used (an unused one is a typo).
+pub struct Params<'a> {
+    pub rule: &'a str,
+    table: &'a toml::Table,
+    used: std::cell::RefCell<Vec<String>>,
+}
+
+impl<'a> Params<'a> {
+    pub fn new(rule: &'a str, table: &'a toml::Table) -> Params<'a> {
+        Params {
+            rule,
+            table,
+            used: Default::default(),
+        }
+    }
+
+    fn get(&self, k: &str) -> Option<&toml::Value> {
+        self.used.borrow_mut().push(k.to_string());
+        self.table.get(k)
+    }
+
+    fn string(&self, k: &str) -> Result<Option<String>> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Ok(Some(v.to_string())),
+        }
+    }
+
+    fn need_string(&self, k: &str) -> Result<String> {
+        self.string(k)?
+            .ok_or_else(|| anyhow!("{}: needs the parameter {k}", self.rule))
+    }
+
+    fn int(&self, k: &str) -> Result<Option<i64>> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(toml::Value::Integer(i)) => Ok(Some(*i)),
+            Some(v) => bail!("{}: {k} must be an integer, not {v}", self.rule),
+        }
+    }
+
+    fn float(&self, k: &str) -> Result<Option<f64>> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(toml::Value::Integer(i)) => Ok(Some(*i as f64)),
+            Some(toml::Value::Float(f)) => Ok(Some(*f)),
+            Some(v) => bail!("{}: {k} must be a number, not {v}", self.rule),
+        }
+    }
+
+    fn bool(&self, k: &str) -> Result<Option<bool>> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(toml::Value::Boolean(b)) => Ok(Some(*b)),
+            Some(v) => bail!("{}: {k} must be true or false, not {v}", self.rule),
+        }
+    }
+
+    /// Refuses parameters nobody asked for.
+    pub fn finish(&self) -> Result<()> {
+        let used = self.used.borrow();
+        for k in self.table.keys() {
+            if !used.iter().any(|u| u == k) {
+                bail!("{}: unknown parameter {k}", self.rule);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Compiles transformer `kind` for a column of type `ty`. `columns` resolves template names.
+pub fn compile(
+    kind: &str,
+    p: &Params,
+    ty: &Ty,
+    columns: &dyn Fn(&str) -> Result<usize>,
+) -> Result<Transformer> {
+    let rule = p.rule;
+    let wrong_type = |what: &str| {
+        anyhow!(
+            "{rule}: {kind} cannot produce a value of type {} (it works on {what})",
+            type_name(ty)
+        )
+    };
+    let t = match kind {
+        "null" => Transformer::Null,
+        "set" => {
+            let v = match p.get("value") {
+                None => bail!(
+                    "{rule}: set needs value (a string, number, or false for NULL... use the null transformer for NULL)"
+                ),
+                Some(toml::Value::String(s)) => s.clone().into_bytes(),
+                Some(v) => v.to_string().into_bytes(),
+            };
+            ty.fits(&v).map_err(|e| anyhow!("{rule}: {e}"))?;
+            Transformer::Set(Some(v))
+        }
+        "replace" => {
+            need(ty.is_text(), || wrong_type("text"))?;
+            Transformer::Replace {
+                from: p.need_string("from")?,
+                to: p.need_string("to")?,
+            }
+        }
+        "regex_replace" => {
+            need(ty.is_text(), || wrong_type("text"))?;
+            let pat = p.need_string("pattern")?;
+            Transformer::RegexReplace {
+                re: regex::Regex::new(&pat).map_err(|e| anyhow!("{rule}: bad pattern: {e}"))?,
+                with: p.need_string("with")?,
+            }
+        }
+        "mask" => {
+            need(ty.is_text(), || wrong_type("text"))?;
+            let ch = p.string("char")?.unwrap_or_else(|| "*".into());
+            Transformer::Mask {
+                keep_first: p.int("keep_first")?.unwrap_or(0).max(0) as usize,
+                keep_last: p.int("keep_last")?.unwrap_or(0).max(0) as usize,
+                ch: ch.chars().next().unwrap_or('*'),
+                email: p.bool("email")?.unwrap_or(true),
+            }
+        }
+        "truncate" => {
+            need(ty.is_text(), || wrong_type("text"))?;
+            let n = p
+                .int("length")?
+                .ok_or_else(|| anyhow!("{rule}: truncate needs length"))?;
+            Transformer::Truncate {
+                length: n.max(0) as usize,
+            }
+        }
+        "date_trunc" => {
+            need(ty.is_time(), || wrong_type("date and timestamp"))?;
+            let unit = match p.need_string("to")?.as_str() {
+                "month" => DateUnit::Month,
+                "year" => DateUnit::Year,
+                other => bail!("{rule}: date_trunc to {other:?}: use month or year"),
+            };
+            Transformer::DateTrunc { unit }
+        }
+        "bucket" => {
+            need(ty.is_number(), || wrong_type("numbers"))?;
+            let size = p
+                .float("size")?
+                .filter(|s| *s > 0.0)
+                .ok_or_else(|| anyhow!("{rule}: bucket needs a positive size"))?;
+            Transformer::Bucket { size }
+        }
+        "noise" => {
+            if ty.is_number() {
+                let relative = p.float("relative")?.ok_or_else(|| {
+                    anyhow!("{rule}: noise on numbers needs relative (0.1 = up to 10%)")
+                })?;
+                Transformer::NoiseNumber {
+                    relative,
+                    ty: ty.clone(),
+                }
+            } else if ty.is_time() {
+                let iv = p.need_string("interval")?;
+                Transformer::NoiseTime {
+                    seconds: parse_interval(&iv).map_err(|e| anyhow!("{rule}: {e}"))?,
+                }
+            } else {
+                return Err(wrong_type("numbers, dates and timestamps"));
+            }
+        }
+        "random" => match ty {
+            Ty::Int { bits } => {
+                let (lo, hi) = int_range(*bits);
+                let min = p.int("min")?.unwrap_or(0).max(lo);
+                let max = p.int("max")?.unwrap_or(hi).min(hi);
+                need(min <= max, || anyhow!("{rule}: min is above max"))?;
+                Transformer::RandomInt { min, max }
+            }
+            Ty::Float | Ty::Numeric { .. } => Transformer::RandomFloat {
+                min: p.float("min")?.unwrap_or(0.0),
+                max: p.float("max")?.unwrap_or(1.0),
+                scale: match ty {
+                    Ty::Numeric { scale, .. } => Some(*scale),
+                    _ => None,
+                },
+            },
+            Ty::Date | Ty::Timestamp => {
+                let d = |k: &str, def: &str| -> Result<NaiveDate> {
+                    let s = p.string(k)?.unwrap_or_else(|| def.to_string());
+                    NaiveDate::parse_from_str(&s, "%Y-%m-%d")
+                        .map_err(|_| anyhow!("{rule}: {k} {s:?} is not a YYYY-MM-DD date"))
+                };
+                Transformer::RandomDate {
+                    min: d("min", "1970-01-01")?,
+                    max: d("max", "2030-12-31")?,
+                    timestamp: *ty == Ty::Timestamp,
+                }
+            }
+            Ty::Uuid => Transformer::RandomUuid,
+            Ty::Bool => Transformer::RandomBool,
+            _ => {
+                return Err(wrong_type(
+                    "integers, floats, numerics, dates, timestamps, uuids and booleans",
+                ));
+            }
+        },
+        "choice" => {
+            let values = match p.get("values") {
+                Some(toml::Value::Array(a)) if !a.is_empty() => a
+                    .iter()
+                    .map(|v| match v {
+                        toml::Value::String(s) => s.clone(),
+                        v => v.to_string(),
+                    })
+                    .collect::<Vec<_>>(),
+                _ => bail!("{rule}: choice needs values, a non-empty list"),
+            };
+            for v in &values {
+                ty.fits(v.as_bytes()).map_err(|e| anyhow!("{rule}: {e}"))?;
+            }
+            Transformer::Choice(values)
+        }
+        "first_name" | "last_name" | "full_name" | "email" | "username" | "phone" | "company"
+        | "street_address" | "city" | "country" | "ipv4" | "ipv6" | "mac" | "card_number"
+        | "iban" => {
+            let fk = fake_kind(kind);
+            let ok = ty.is_text()
+                || (matches!(fk, FakeKind::Ipv4 | FakeKind::Ipv6) && *ty == Ty::Inet)
+                || (fk == FakeKind::Mac && *ty == Ty::MacAddr);
+            need(ok, || wrong_type("text"))?;
+            let unique_default = matches!(fk, FakeKind::Email | FakeKind::Username);
+            Transformer::Fake {
+                kind: fk,
+                unique: p.bool("unique")?.unwrap_or(unique_default),
+            }
+        }
+        "template" => {
+            need(ty.is_text(), || wrong_type("text"))?;
+            Transformer::Template(
+                parse_template(&p.need_string("template")?, columns)
+                    .map_err(|e| anyhow!("{rule}: {e}"))?,
+            )
+        }
+        "json_set" | "json_delete" => {
+            need(*ty == Ty::Json, || wrong_type("json and jsonb"))?;
+            let path: Vec<String> = p
+                .need_string("path")?
+                .split('.')
+                .map(str::to_string)
+                .collect();
+            if kind == "json_delete" {
+                Transformer::JsonDelete { path }
+            } else {
+                let value = match p.get("value") {
+                    Some(v) => serde_json::to_value(v)?,
+                    None => bail!("{rule}: json_set needs value"),
+                };
+                Transformer::JsonSet { path, value }
+            }
+        }
+        "dictionary" => {
+            let file = p.need_string("file")?;
+            let missing = match p.string("missing")?.as_deref().unwrap_or("keep") {
+                "keep" => Missing::Keep,
+                "null" => Missing::Null,
+                "error" => Missing::Error,
+                o => bail!("{rule}: missing = {o:?}: use keep, null or error"),
+            };
+            Transformer::Dictionary {
+                map: read_dictionary(&file).map_err(|e| anyhow!("{rule}: {e}"))?,
+                missing,
+            }
+        }
+        "command" => {
+            let run = p.need_string("run")?;
+            Transformer::Command(std::sync::Mutex::new(None), run)
+        }
+        "permute" => match ty {
+            Ty::Int { bits } => Transformer::PermuteInt { bits: *bits },
+            Ty::Uuid => Transformer::PermuteUuid,
+            _ => return Err(wrong_type("smallint, integer, bigint and uuid key columns")),
+        },
+        other => {
+            let near = super::rules::nearest(other, NAMES.iter().copied());
+            bail!(
+                "{rule}: unknown transformer {other:?}{}",
+                near.map(|n| format!(" (did you mean {n:?}?)"))
+                    .unwrap_or_default()
+            )
+        }
+    };
+    p.finish()?;
+    Ok(t)
+}
+
+fn need(ok: bool, err: impl FnOnce() -> anyhow::Error) -> Result<()> {
+    if ok { Ok(()) } else { Err(err()) }
+}
+
+fn type_name(ty: &Ty) -> String {
+    match ty {
+        Ty::Text { max: Some(n) } => format!("varchar({n})"),
+        Ty::Text { max: None } => "text".into(),
+        Ty::Int { bits: 16 } => "smallint".into(),
+        Ty::Int { bits: 32 } => "integer".into(),
+        Ty::Int { .. } => "bigint".into(),
+        Ty::Float => "float".into(),
+        Ty::Numeric { .. } => "numeric".into(),
+        Ty::Other(s) => s.clone(),
+        t => format!("{t:?}").to_lowercase(),
+    }
+}
+
+fn int_range(bits: u32) -> (i64, i64) {
+    match bits {
+        16 => (i16::MIN.into(), i16::MAX.into()),
+        32 => (i32::MIN.into(), i32::MAX.into()),
+        _ => (i64::MIN, i64::MAX),
+    }
+}
+
+fn fake_kind(k: &str) -> FakeKind {
+    match k {
+        "first_name" => FakeKind::FirstName,
+        "last_name" => FakeKind::LastName,
+        "full_name" => FakeKind::FullName,
+        "email" => FakeKind::Email,
+        "username" => FakeKind::Username,
+        "phone" => FakeKind::Phone,
+        "company" => FakeKind::Company,
+        "street_address" => FakeKind::StreetAddress,
+        "city" => FakeKind::City,
+        "country" => FakeKind::Country,
+        "ipv4" => FakeKind::Ipv4,
+        "ipv6" => FakeKind::Ipv6,
+        "mac" => FakeKind::Mac,
+        "card_number" => FakeKind::CardNumber,
+        _ => FakeKind::Iban,
+    }
+}
+
+/// `30 days`, `2 hours 30 minutes`, `90 seconds`, `1 week`.
+pub fn parse_interval(s: &str) -> Result<i64> {
+    let words: Vec<&str> = s.split_whitespace().collect();
+    if words.is_empty() || words.len() % 2 != 0 {
+        bail!("interval {s:?}: expected pairs like '30 days' or '2 hours 15 minutes'");
+    }
+    let mut total = 0i64;
+    for pair in words.chunks(2) {
+        let n: i64 = pair[0]
+            .parse()
+            .map_err(|_| anyhow!("interval {s:?}: {} is not a whole number", pair[0]))?;
+        let unit = match pair[1].trim_end_matches('s') {
+            "second" | "sec" => 1,
+            "minute" | "min" => 60,
+            "hour" => 3600,
+            "day" => 86400,
+            "week" => 7 * 86400,
+            u => bail!("interval {s:?}: unknown unit {u:?} (seconds, minutes, hours, days, weeks)"),
+        };
+        total += n * unit;
+    }
+    Ok(total)
+}
+
+fn parse_template(t: &str, columns: &dyn Fn(&str) -> Result<usize>) -> Result<Vec<TemplatePart>> {
+    let mut parts = Vec::new();
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        if rest[open..].starts_with("{{") {
+            parts.push(TemplatePart::Text(rest[..open + 1].to_string()));
+            rest = &rest[open + 2..];
+            continue;
+        }
+        parts.push(TemplatePart::Text(rest[..open].to_string()));
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| anyhow!("template {t:?}: unclosed {{"))?;
+        let name = &rest[open + 1..open + close];
+        let (name, original) = match name.strip_suffix(":original") {
+            Some(n) => (n, true),
+            None => (name, false),
+        };
+        parts.push(TemplatePart::Column {
+            index: columns(name)?,
+            original,
+        });
+        rest = &rest[open + close + 1..];
+    }
+    parts.push(TemplatePart::Text(rest.replace("}}", "}")));
+    Ok(parts)
+}
+
+/// A two-column CSV file (original, replacement); an empty replacement field is NULL when
+/// unquoted, as in PostgreSQL's CSV.
+fn read_dictionary(path: &str) -> Result<HashMap<Vec<u8>, Option<Vec<u8>>>> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("cannot read {path}: {e}"))?;
+    let mut map = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let fields = csv_fields(line);
+        if fields.len() != 2 {
+            bail!(
+                "{path}:{}: expected two fields, found {}",
+                i + 1,
+                fields.len()
+            );
+        }
+        let mut it = fields.into_iter();
+        let (k, v) = (it.next().unwrap(), it.next().unwrap());
+        map.insert(
+            k.unwrap_or_default().into_bytes(),
+            v.map(String::into_bytes),
+        );
+    }
+    Ok(map)
+}
+
+fn csv_fields(line: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut was_quoted) = (false, false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => {
+                quoted = !quoted;
+                was_quoted = true;
+            }
+            ',' if !quoted => {
+                out.push((was_quoted || !cur.is_empty()).then(|| std::mem::take(&mut cur)));
+                was_quoted = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    out.push((was_quoted || !cur.is_empty()).then_some(cur));
+    out
+}
+
+/// A long-running external command: one COPY-escaped value per line in, one per line out.
+pub struct External {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for External {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run_external(
+    slot: &std::sync::Mutex<Option<External>>,
+    cmd: &str,
+    v: Option<&[u8]>,
+) -> Result<Option<Vec<u8>>> {
+    use std::process::{Command, Stdio};
+    let mut guard = slot.lock().unwrap();
+    if guard.is_none() {
+        let mut child = Command::new("sh")
+            .args(["-c", cmd])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| anyhow!("cannot start command {cmd:?}: {e}"))?;
+        let input = child.stdin.take().unwrap();
+        let output = BufReader::new(child.stdout.take().unwrap());
+        *guard = Some(External {
+            child,
+            input,
+            output,
+        });
+    }
+    let ext = guard.as_mut().unwrap();
+    let mut line = Vec::new();
+    crate::copy_text::encode_field(v, &mut line);
+    line.push(b'\n');
+    ext.input
+        .write_all(&line)
+        .and_then(|_| ext.input.flush())
+        .map_err(|e| anyhow!("command {cmd:?} stopped reading: {e}"))?;
+    let mut back = Vec::new();
+    let n = ext.output.read_until(b'\n', &mut back)?;
+    if n == 0 || back.last() != Some(&b'\n') {
+        bail!(
+            "command {cmd:?} ended without answering (it must print one line per line read, and flush)"
+        );
+    }
+    back.pop();
+    crate::copy_text::decode_field(&back)
+}
+
+impl Transformer {
+    /// Applies the transformer to `v` (None is NULL).
+    pub fn apply(&self, v: Option<&[u8]>, cx: &Ctx) -> Result<Option<Vec<u8>>> {
+        // Transformers that decide NULL themselves.
+        match self {
+            Transformer::Null => return Ok(None),
+            Transformer::Set(x) => return Ok(x.clone()),
+            Transformer::Dictionary { map, missing } => {
+                let key = v.unwrap_or(b"");
+                return match map.get(key) {
+                    Some(x) => Ok(x.clone()),
+                    None if v.is_none() => Ok(None),
+                    None => match missing {
+                        Missing::Keep => Ok(v.map(<[u8]>::to_vec)),
+                        Missing::Null => Ok(None),
+                        Missing::Error => bail!(
+                            "value {:?} is not in the dictionary",
+                            String::from_utf8_lossy(key)
+                        ),
+                    },
+                };
+            }
+            Transformer::Command(slot, cmd) => return run_external(slot, cmd, v),
+            Transformer::Template(parts) => return Ok(Some(template(parts, cx))),
+            _ => {}
+        }
+        let Some(v) = v else { return Ok(None) };
+        let text = || std::str::from_utf8(v).map_err(|_| anyhow!("value is not UTF-8"));
+        let out: Vec<u8> = match self {
+            Transformer::Replace { from, to } => text()?.replace(from.as_str(), to).into_bytes(),
+            Transformer::RegexReplace { re, with } => re
+                .replace_all(text()?, with.as_str())
+                .into_owned()
+                .into_bytes(),
+            Transformer::Mask {
+                keep_first,
+                keep_last,
+                ch,
+                email,
+            } => mask(text()?, *keep_first, *keep_last, *ch, *email).into_bytes(),
+            Transformer::Truncate { length } => text()?
+                .chars()
+                .take(*length)
+                .collect::<String>()
+                .into_bytes(),
+            Transformer::DateTrunc { unit } => map_time(text()?, |dt| {
+                let d = dt.date();
+                let d = match unit {
+                    DateUnit::Month => d.with_day(1),
+                    DateUnit::Year => d.with_day(1).and_then(|d| d.with_month(1)),
+                }
+                .unwrap_or(d);
+                d.and_hms_opt(0, 0, 0).unwrap_or(dt)
+            })?,
+            Transformer::Bucket { size } => {
+                let x: f64 = text()?
+                    .parse()
+                    .map_err(|_| anyhow!("{v:?} is not a number"))?;
+                let b = (x / size).floor() * size;
+                format_number(b, text()?).into_bytes()
+            }
+            Transformer::NoiseNumber { relative, ty } => {
+                let x: f64 = text()?.parse().map_err(|_| anyhow!("not a number"))?;
+                let mut rng = cx.key.rng(cx.rule, v);
+                let f = rng.random_range(-relative.abs()..=relative.abs());
+                let y = x * (1.0 + f);
+                match ty {
+                    Ty::Int { .. } => format!("{}", y.round() as i64).into_bytes(),
+                    _ => format_number(y, text()?).into_bytes(),
+                }
+            }
+            Transformer::NoiseTime { seconds } => {
+                let mut rng = cx.key.rng(cx.rule, v);
+                let shift = if *seconds > 0 {
+                    rng.random_range(-*seconds..=*seconds)
+                } else {
+                    0
+                };
+                let date_only = v.len() == 10;
+                map_time(text()?, |dt| {
+                    let s = if date_only {
+                        shift / 86400 * 86400
+                    } else {
+                        shift
+                    };
+                    dt + chrono::Duration::seconds(s)
+                })?
+            }
+            Transformer::RandomInt { min, max } => {
+                let mut rng = cx.key.rng(cx.rule, v);
+                rng.random_range(*min..=*max).to_string().into_bytes()
+            }
+            Transformer::RandomFloat { min, max, scale } => {
+                let mut rng = cx.key.rng(cx.rule, v);
+                let x = if max > min {
+                    rng.random_range(*min..*max)
+                } else {
+                    *min
+                };
+                match scale {
+                    Some(s) => format!("{x:.*}", *s as usize).into_bytes(),
+                    None => x.to_string().into_bytes(),
+                }
+            }
+            Transformer::RandomDate {
+                min,
+                max,
+                timestamp,
+            } => {
+                let mut rng = cx.key.rng(cx.rule, v);
+                let days = (*max - *min).num_days().max(0);
+                let d = *min + chrono::Duration::days(rng.random_range(0..=days));
+                if *timestamp {
+                    let secs: u32 = rng.random_range(0..86400);
+                    let t = d
+                        .and_hms_opt(secs / 3600, secs / 60 % 60, secs % 60)
+                        .unwrap();
+                    let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
+                    s.push_str(tz_suffix(text()?));
+                    s.into_bytes()
+                } else {
+                    d.format("%Y-%m-%d").to_string().into_bytes()
+                }
+            }
+            Transformer::RandomUuid => {
+                let mut rng = cx.key.rng(cx.rule, v);
+                let mut b: [u8; 16] = rng.random();
+                b[6] = (b[6] & 0x0f) | 0x40;
+                b[8] = (b[8] & 0x3f) | 0x80;
+                uuid_text(&b).into_bytes()
+            }
+            Transformer::RandomBool => {
+                let mut rng = cx.key.rng(cx.rule, v);
+                if rng.random::<bool>() {
+                    b"t".to_vec()
+                } else {
+                    b"f".to_vec()
+                }
+            }
+            Transformer::Choice(values) => {
+                let mut rng = cx.key.rng(cx.rule, v);
+                values[rng.random_range(0..values.len())]
+                    .clone()
+                    .into_bytes()
+            }
+            Transformer::Fake { kind, unique } => fake_value(*kind, *unique, v, cx).into_bytes(),
+            Transformer::JsonSet { path, value } => json_edit(v, path, Some(value))?,
+            Transformer::JsonDelete { path } => json_edit(v, path, None)?,
+            Transformer::PermuteInt { bits } => {
+                let x: i64 = text()?
+                    .trim()
+                    .parse()
+                    .map_err(|_| anyhow!("not an integer"))?;
+                let b = bits - 1;
+                let y = if x >= 0 {
+                    cx.key.permute(cx.rule, x as u64, b) as i64
+                } else {
+                    -1 - cx.key.permute(cx.rule, (-(x + 1)) as u64, b) as i64
+                };
+                y.to_string().into_bytes()
+            }
+            Transformer::PermuteUuid => {
+                let b = parse_uuid(text()?).ok_or_else(|| anyhow!("not a uuid"))?;
+                uuid_text(&cx.key.permute_block(cx.rule, b)).into_bytes()
+            }
+            Transformer::Null
+            | Transformer::Set(_)
+            | Transformer::Dictionary { .. }
+            | Transformer::Command(..)
+            | Transformer::Template(_) => unreachable!("handled above"),
+        };
+        Ok(Some(out))
+    }
+}
+
+fn template(parts: &[TemplatePart], cx: &Ctx) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        match p {
+            TemplatePart::Text(t) => out.extend_from_slice(t.as_bytes()),
+            TemplatePart::Column { index, original } => {
+                let row = if *original {
+                    cx.original_row
+                } else {
+                    cx.masked_row
+                };
+                if let Some(Some(v)) = row.get(*index) {
+                    out.extend_from_slice(v);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn mask(s: &str, first: usize, last: usize, ch: char, email: bool) -> String {
+    let (local, domain) = match s.rsplit_once('@') {
+        Some((l, d)) if email => (l, Some(d)),
+        _ => (s, None),
+    };
+    let n = local.chars().count();
+    let mut out: String = local
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i < first || i + last >= n { c } else { ch })
+        .collect();
+    if let Some(d) = domain {
+        out.push('@');
+        out.push_str(d);
+    }
+    out
+}
+
+/// Formats a number with as many decimals as the original had.
+fn format_number(x: f64, original: &str) -> String {
+    let decimals = original.split_once('.').map_or(0, |(_, f)| f.len());
+    format!("{x:.decimals$}")
+}
+
+/// The part of a timestamp after the time (`+00`, `-05:30`), if any.
+fn tz_suffix(s: &str) -> &str {
+    if s.len() > 19 {
+        if let Some(i) = s[19..].find(['+', '-']) {
+            return &s[19 + i..];
+        }
+    }
+    ""
+}
+
+/// Rewrites a date or timestamp in PostgreSQL's ISO output format, keeping its shape (date
+/// only, fractional seconds, time zone suffix). infinity and -infinity stay.
+fn map_time(s: &str, f: impl Fn(NaiveDateTime) -> NaiveDateTime) -> Result<Vec<u8>> {
+    if s == "infinity" || s == "-infinity" {
+        return Ok(s.as_bytes().to_vec());
+    }
+    if s.len() == 10 {
+        let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .map_err(|_| anyhow!("{s:?} is not a date in ISO format"))?;
+        let r = f(d.and_hms_opt(0, 0, 0).unwrap());
+        return Ok(r.date().format("%Y-%m-%d").to_string().into_bytes());
+    }
+    let tz = tz_suffix(s);
+    let main = &s[..s.len() - tz.len()];
+    let dt = NaiveDateTime::parse_from_str(main, "%Y-%m-%d %H:%M:%S%.f")
+        .map_err(|_| anyhow!("{s:?} is not a timestamp in ISO format"))?;
+    let r = f(dt);
+    let frac = main.find('.').is_some();
+    let mut out = if frac {
+        r.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
+    } else {
+        r.format("%Y-%m-%d %H:%M:%S").to_string()
+    };
+    out.push_str(tz);
+    Ok(out.into_bytes())
+}
+
+fn uuid_text(b: &[u8; 16]) -> String {
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn parse_uuid(s: &str) -> Option<[u8; 16]> {
+    let h: String = s
+        .chars()
+        .filter(|c| *c != '-' && *c != '{' && *c != '}')
+        .collect();
+    let v = hex::decode(h).ok()?;
+    v.try_into().ok()
+}
+
+fn json_edit(v: &[u8], path: &[String], value: Option<&serde_json::Value>) -> Result<Vec<u8>> {
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(v).map_err(|e| anyhow!("not JSON: {e}"))?;
+    let (last, parents) = path.split_last().expect("path is never empty");
+    let mut cur = &mut doc;
+    for k in parents {
+        cur = match cur {
+            serde_json::Value::Object(m) => match value {
+                Some(_) => m
+                    .entry(k.clone())
+                    .or_insert_with(|| serde_json::Value::Object(Default::default())),
+                None => match m.get_mut(k) {
+                    Some(x) => x,
+                    None => return Ok(serde_json::to_vec(&doc)?),
+                },
+            },
+            serde_json::Value::Array(a) => match k.parse::<usize>().ok().and_then(|i| a.get_mut(i))
+            {
+                Some(x) => x,
+                None => return Ok(serde_json::to_vec(&doc)?),
+            },
+            _ => return Ok(serde_json::to_vec(&doc)?),
+        };
+    }
+    match (cur, value) {
+        (serde_json::Value::Object(m), Some(val)) => {
+            m.insert(last.clone(), val.clone());
+        }
+        (serde_json::Value::Object(m), None) => {
+            m.remove(last);
+        }
+        (serde_json::Value::Array(a), Some(val)) => {
+            if let Some(x) = last.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                *x = val.clone();
+            }
+        }
+        (serde_json::Value::Array(a), None) => {
+            if let Some(i) = last.parse::<usize>().ok().filter(|i| *i < a.len()) {
+                a.remove(i);
+            }
+        }
+        _ => {}
+    }
+    Ok(serde_json::to_vec(&doc)?)
+}
+
+fn fake_value(kind: FakeKind, unique: bool, v: &[u8], cx: &Ctx) -> String {
+    use fake::faker::address::en::{BuildingNumber, CityName, CountryName, StreetName};
+    use fake::faker::company::en::CompanyName;
+    use fake::faker::internet::en::{IPv4, IPv6, MACAddress, Username};
+    use fake::faker::name::en::{FirstName, LastName, Name};
+    use fake::faker::phone_number::en::PhoneNumber;
+    let mut rng = cx.key.rng(cx.rule, v);
+    // A suffix from the keyed hash keeps values unique in practice (64 bits: a collision among
+    // a million values has odds of about 3 in 10^8) where a column is usually unique.
+    let tag = || {
+        let h = cx.key.hash(cx.rule, v) as u64;
+        base32(h)
+    };
+    match kind {
+        FakeKind::FirstName => FirstName().fake_with_rng(&mut rng),
+        FakeKind::LastName => LastName().fake_with_rng(&mut rng),
+        FakeKind::FullName => Name().fake_with_rng(&mut rng),
+        FakeKind::Email => {
+            let first: String = FirstName().fake_with_rng(&mut rng);
+            let last: String = LastName().fake_with_rng(&mut rng);
+            let domain = ["example.com", "example.net", "example.org"][rng.random_range(0..3)];
+            let mut local = format!("{first}.{last}")
+                .to_lowercase()
+                .replace([' ', '\''], "");
+            if unique {
+                local.push('.');
+                local.push_str(&tag());
+            }
+            format!("{local}@{domain}")
+        }
+        FakeKind::Username => {
+            let u: String = Username().fake_with_rng(&mut rng);
+            if unique { format!("{u}_{}", tag()) } else { u }
+        }
+        FakeKind::Phone => PhoneNumber().fake_with_rng(&mut rng),
+        FakeKind::Company => CompanyName().fake_with_rng(&mut rng),
+        FakeKind::StreetAddress => {
+            let n: String = BuildingNumber().fake_with_rng(&mut rng);
+            let s: String = StreetName().fake_with_rng(&mut rng);
+            format!("{n} {s}")
+        }
+        FakeKind::City => CityName().fake_with_rng(&mut rng),
+        FakeKind::Country => CountryName().fake_with_rng(&mut rng),
+        FakeKind::Ipv4 => IPv4().fake_with_rng(&mut rng),
+        FakeKind::Ipv6 => IPv6().fake_with_rng(&mut rng),
+        FakeKind::Mac => MACAddress().fake_with_rng(&mut rng),
+        FakeKind::CardNumber => {
+            let mut d: Vec<u32> = vec![4];
+            d.extend((0..14).map(|_| rng.random_range(0..10u32)));
+            d.push(luhn_check_digit(&d));
+            d.iter()
+                .map(|x| char::from_digit(*x, 10).unwrap())
+                .collect()
+        }
+        FakeKind::Iban => {
+            let bban: String = (0..18)
+                .map(|_| char::from_digit(rng.random_range(0..10), 10).unwrap())
+                .collect();
+            iban("DE", &bban)
+        }
+    }
+    .to_string()
+}
+
+fn base32(mut x: u64) -> String {
+    const A: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut s = String::with_capacity(13);
+    for _ in 0..13 {
+        s.push(A[(x & 31) as usize] as char);
+        x >>= 5;
+    }
+    s
+}
+
+/// The Luhn check digit for `digits` (the check digit itself not included).
+pub fn luhn_check_digit(digits: &[u32]) -> u32 {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, d)| {
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                *d
+            }
+        })
+        .sum();
+    (10 - sum % 10) % 10
+}
+
+/// An IBAN with valid ISO 13616 check digits for `country` and `bban`.
+pub fn iban(country: &str, bban: &str) -> String {
+    let rearranged = format!("{bban}{country}00");
+    let mut rem: u32 = 0;
+    for c in rearranged.chars() {
+        let v = c.to_digit(36).unwrap();
+        for d in v.to_string().chars() {
+            rem = (rem * 10 + d.to_digit(10).unwrap()) % 97;
+        }
+    }
+    format!("{country}{:02}{bban}", 98 - rem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_digits_are_valid() {
+        // 4111 1111 1111 1111 is the classic valid test number.
+        let d: Vec<u32> = "411111111111111"
+            .chars()
+            .map(|c| c.to_digit(10).unwrap())
+            .collect();
+        assert_eq!(luhn_check_digit(&d), 1);
+        // The IBAN example from ISO 13616.
+        assert_eq!(iban("GB", "WEST12345698765432"), "GB82WEST12345698765432");
+        assert_eq!(
+            mask("alice@example.com", 1, 0, '*', true),
+            "a****@example.com"
+        );
+        assert_eq!(
+            mask("4111222233334444", 0, 4, '#', true),
+            "############4444"
+        );
+        assert_eq!(parse_interval("1 day 2 hours").unwrap(), 93600);
+        assert_eq!(
+            String::from_utf8(map_time("2024-03-17 10:11:12.5+01", |d| d).unwrap()).unwrap(),
+            "2024-03-17 10:11:12.500000+01"
+        );
+    }
+}
