@@ -93,10 +93,22 @@ impl Chunker {
 
 /// Decodes one COPY text field. `None` is SQL NULL (`\N`).
 pub fn decode_field(f: &[u8]) -> Result<Option<Vec<u8>>> {
+    let mut out = Vec::new();
+    Ok(decode_field_into(f, &mut out)?.then_some(out))
+}
+
+/// Decodes one COPY text field into `out` (cleared first), so a caller can reuse the buffer;
+/// returns false for SQL NULL (`\N`).
+pub fn decode_field_into(f: &[u8], out: &mut Vec<u8>) -> Result<bool> {
+    out.clear();
     if f == b"\\N" {
-        return Ok(None);
+        return Ok(false);
     }
-    let mut out = Vec::with_capacity(f.len());
+    if memchr::memchr(b'\\', f).is_none() {
+        out.extend_from_slice(f);
+        return Ok(true);
+    }
+    out.reserve(f.len());
     let mut i = 0;
     while i < f.len() {
         let c = f[i];
@@ -138,7 +150,7 @@ pub fn decode_field(f: &[u8]) -> Result<Option<Vec<u8>>> {
             other => out.push(other),
         }
     }
-    Ok(Some(out))
+    Ok(true)
 }
 
 /// Encodes one value as a COPY text field, exactly as PostgreSQL's `COPY TO` does
@@ -149,6 +161,11 @@ pub fn encode_field(v: Option<&[u8]>, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\\N");
         return;
     };
+    // Most values need no escape at all: one table-driven scan, then one copy.
+    if !v.iter().any(|&c| c < 14 || c == b'\\') {
+        out.extend_from_slice(v);
+        return;
+    }
     let mut start = 0;
     for (i, &c) in v.iter().enumerate() {
         let esc = match c {

@@ -7,6 +7,7 @@
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use sha2::{Digest, Sha256};
+use siphasher::sip::SipHasher13;
 use siphasher::sip128::{Hasher128, SipHasher24};
 use std::hash::Hasher;
 
@@ -36,55 +37,77 @@ impl Key {
         Key::from_material(&m)
     }
 
-    /// 128-bit keyed hash of `rule` (a canonical description of the transformer) and `value`.
-    pub fn hash(&self, rule: &[u8], value: &[u8]) -> u128 {
-        let mut h = SipHasher24::new_with_key(&self.sip);
-        h.write(&(rule.len() as u64).to_le_bytes());
-        h.write(rule);
+    /// The keyed state of one rule: its canonical text absorbed once, so each value costs
+    /// only its own bytes.
+    pub fn for_rule(&self, rule: &[u8]) -> RuleKey {
+        let mut state = SipHasher24::new_with_key(&self.sip);
+        state.write(&(rule.len() as u64).to_le_bytes());
+        state.write(rule);
+        let d = Sha256::digest([&self.perm[..], rule].concat());
+        let word = |i: usize| u64::from_le_bytes(d[i..i + 8].try_into().unwrap());
+        let mut block = [0u8; 16];
+        block.copy_from_slice(&d[16..]);
+        RuleKey {
+            state,
+            round_keys: (word(0), word(8)),
+            block_key: block,
+        }
+    }
+}
+
+/// One rule's keys: the seeded hash state, the Feistel round keys, the block-cipher key.
+#[derive(Clone)]
+pub struct RuleKey {
+    state: SipHasher24,
+    round_keys: (u64, u64),
+    block_key: [u8; 16],
+}
+
+impl RuleKey {
+    /// 128-bit keyed hash of the rule and `value`.
+    pub fn hash(&self, value: &[u8]) -> u128 {
+        let mut h = self.state;
         h.write(value);
         h.finish128().as_u128()
     }
 
     /// A generator for one value; what it yields depends only on key, rule and value.
-    pub fn rng(&self, rule: &[u8], value: &[u8]) -> Xoshiro256PlusPlus {
-        let h = self.hash(rule, value);
+    pub fn rng(&self, value: &[u8]) -> Xoshiro256PlusPlus {
+        Self::rng_from(self.hash(value))
+    }
+
+    /// The generator for an already computed hash.
+    pub fn rng_from(h: u128) -> Xoshiro256PlusPlus {
         let mut seed = [0u8; 32];
         seed[..16].copy_from_slice(&h.to_le_bytes());
         seed[16..].copy_from_slice(&(!h).rotate_left(64).to_le_bytes());
         Xoshiro256PlusPlus::from_seed(seed)
     }
 
-    /// A keyed permutation of the integers `0 .. 2^bits` (bits <= 63): a balanced Feistel
-    /// network on the next even bit count, cycle-walked back into range. A bijection, so
-    /// masked keys never collide.
-    pub fn permute(&self, rule: &[u8], v: u64, bits: u32) -> u64 {
-        let width = bits.div_ceil(2) * 2;
-        let half = width / 2;
-        let mask = (1u64 << half) - 1;
-        let limit = 1u128 << bits;
-        let mut x = v;
-        loop {
-            let (mut l, mut r) = (x >> half, x & mask);
-            for round in 0..4u8 {
-                let mut h = SipHasher24::new_with_key(&self.perm);
-                h.write(rule);
-                h.write(&[round]);
-                h.write(&r.to_le_bytes());
-                let f = h.finish() & mask;
-                (l, r) = (r, l ^ f);
-            }
-            x = (l << half) | r;
-            if u128::from(x) < limit {
-                return x;
-            }
+    /// A keyed permutation of the integers `0 .. 2^bits` (1 <= bits <= 64): four rounds of an
+    /// unbalanced Feistel network (halves of bits/2 and the rest, swapping sides each round),
+    /// SipHash-1-3 as the round function. Every round is invertible, so the whole is a
+    /// bijection on exactly that range: masked keys never collide and never leave it.
+    pub fn permute(&self, v: u64, bits: u32) -> u64 {
+        let mask = |n: u32| if n >= 64 { u64::MAX } else { (1u64 << n) - 1 };
+        let (mut a, mut b) = (bits / 2, bits - bits / 2);
+        let (mut l, mut r) = ((v >> b) & mask(a), v & mask(b));
+        for round in 0..4u64 {
+            let mut h = SipHasher13::new_with_keys(self.round_keys.0, self.round_keys.1);
+            h.write_u64(r);
+            h.write_u64(round);
+            let f = h.finish() & mask(a);
+            // (L: a bits, R: b bits) -> (R: b bits, L ^ F(R): a bits)
+            (l, r) = (r, l ^ f);
+            (a, b) = (b, a);
         }
+        if b >= 64 { r } else { (l << b) | r }
     }
 
     /// A keyed permutation of 16-byte values (UUIDs): one AES-128 block encryption.
-    pub fn permute_block(&self, rule: &[u8], block: [u8; 16]) -> [u8; 16] {
+    pub fn permute_block(&self, block: [u8; 16]) -> [u8; 16] {
         use openssl::symm::{Cipher, Crypter, Mode};
-        let k = Sha256::digest([&self.perm[..], rule].concat());
-        let mut c = Crypter::new(Cipher::aes_128_ecb(), Mode::Encrypt, &k[..16], None)
+        let mut c = Crypter::new(Cipher::aes_128_ecb(), Mode::Encrypt, &self.block_key, None)
             .expect("AES-128 is available");
         c.pad(false);
         let mut out = [0u8; 32];
@@ -106,26 +129,32 @@ mod tests {
 
     #[test]
     fn permutations_are_bijections_within_range() {
-        let k = Key::from_material(b"k");
+        let k = Key::from_material(b"k").for_rule(b"r");
         for bits in [7u32, 8, 15] {
             let n = 1u64 << bits;
             let mut seen = vec![false; n as usize];
             for v in 0..n {
-                let p = k.permute(b"r", v, bits);
+                let p = k.permute(v, bits);
                 assert!(p < n);
                 assert!(!seen[p as usize], "collision at {v}");
                 seen[p as usize] = true;
             }
         }
-        // Keyed: another key gives another permutation.
-        let k2 = Key::from_material(b"other");
+        // Keyed: another key gives another permutation; the rule is part of the key.
+        let k2 = Key::from_material(b"other").for_rule(b"r");
         assert_ne!(
-            (0..16).map(|v| k.permute(b"r", v, 31)).collect::<Vec<_>>(),
-            (0..16).map(|v| k2.permute(b"r", v, 31)).collect::<Vec<_>>()
+            (0..16).map(|v| k.permute(v, 31)).collect::<Vec<_>>(),
+            (0..16).map(|v| k2.permute(v, 31)).collect::<Vec<_>>()
         );
         assert_eq!(
-            k.hash(b"r", b"v"),
-            Key::from_material(b"k").hash(b"r", b"v")
+            k.hash(b"v"),
+            Key::from_material(b"k").for_rule(b"r").hash(b"v")
         );
+        assert_ne!(
+            k.hash(b"v"),
+            Key::from_material(b"k").for_rule(b"q").hash(b"v")
+        );
+        // Whole 64-bit range too (bigint keys).
+        assert_ne!(k.permute(u64::MAX, 64), k.permute(u64::MAX - 1, 64));
     }
 }

@@ -14,7 +14,7 @@ pub mod transform;
 pub mod types;
 
 use crate::archive::{ArchiveWriter, Manifest, MaskInfo, Table, Trailer, Visitor, read_archive};
-use crate::copy_text::{Chunk, decode_field, encode_field};
+use crate::copy_text::{Chunk, decode_field_into, encode_field};
 use crate::plumbing::{ExitCode, Output, coded, open_input};
 use anyhow::{Context, Result, anyhow};
 use keyed::Key;
@@ -105,9 +105,9 @@ pub fn run(o: &MaskOptions) -> Result<()> {
 
 /// Compiles the rules for this archive; a rule error is a usage error, reported before any
 /// output.
-fn compile(rules: &rules::RulesText, m: &Manifest) -> Result<Plan> {
+fn compile(rules: &rules::RulesText, m: &Manifest, key: &Key) -> Result<Plan> {
     rules
-        .compile(m)
+        .compile(m, key)
         .map_err(|e| coded(ExitCode::Usage, format!("{e:#}")))
 }
 
@@ -147,7 +147,7 @@ impl Masker {
 
 impl Visitor for Masker {
     fn manifest(&mut self, m: &Manifest) -> Result<()> {
-        let plan = compile(&self.rules, m)?;
+        let plan = compile(&self.rules, m, &self.key)?;
         let mut out_m = m.clone();
         out_m.masked = true;
         out_m.mask = Some(self.info.clone());
@@ -178,9 +178,15 @@ impl Visitor for Masker {
             return Ok(());
         }
         let mut out = Vec::with_capacity(chunk.data.len() + chunk.data.len() / 8);
-        let (key, row) = (&self.key, &mut self.row);
         let plan: &TablePlan = plan;
-        mask_rows(plan, table, key, &chunk.data, &mut out, row, &mut |_, _| {})?;
+        mask_rows(
+            plan,
+            table,
+            &chunk.data,
+            &mut out,
+            &mut self.row,
+            &mut |_, _| {},
+        )?;
         if out.is_empty() {
             return Ok(());
         }
@@ -221,7 +227,6 @@ struct RowBuf {
 fn mask_rows(
     plan: &TablePlan,
     table: &Table,
-    key: &Key,
     data: &[u8],
     out: &mut Vec<u8>,
     r: &mut RowBuf,
@@ -268,11 +273,14 @@ fn mask_rows(
             )));
         }
         for (i, &(s, e)) in r.bounds.iter().enumerate() {
-            r.original[i] = if plan.decode[i] {
-                decode_field(&line[s..e]).map_err(|e| bad(e.to_string()))?
-            } else {
-                None
-            };
+            if plan.decode[i] {
+                // The buffer of the previous row's value is reused.
+                let slot = &mut r.original[i];
+                let mut buf = slot.take().unwrap_or_default();
+                let present =
+                    decode_field_into(&line[s..e], &mut buf).map_err(|e| bad(e.to_string()))?;
+                *slot = present.then_some(buf);
+            }
         }
         let dropped = plan.keep.as_ref().is_some_and(|c| !c.holds(&r.original))
             || plan.drop.as_ref().is_some_and(|c| c.holds(&r.original));
@@ -280,25 +288,34 @@ fn mask_rows(
             seen(&r.original, None);
             continue;
         }
-        r.masked.clone_from(&r.original);
+        if plan.templates {
+            // Templates read masked values of other columns, so the whole row is kept.
+            r.masked.clone_from(&r.original);
+        }
         for col in &plan.columns {
-            let mut v = r.masked[col.index].take();
+            // The first step that applies reads the original in place; no copy unless needed.
+            let mut v: Option<Option<Vec<u8>>> = None;
             for step in &col.steps {
                 if step.when.as_ref().is_some_and(|c| !c.holds(&r.original)) {
                     continue;
                 }
                 let cx = transform::Ctx {
-                    key,
-                    rule: &step.seed,
+                    rk: &step.key,
                     original_row: &r.original,
                     masked_row: &r.masked,
                 };
-                v = step
-                    .transformer
-                    .apply(v.as_deref(), &cx)
-                    .map_err(|e| anyhow!("{}: {e:#}", step.name))?;
+                let cur = match &v {
+                    Some(x) => x.as_deref(),
+                    None => r.original[col.index].as_deref(),
+                };
+                v = Some(
+                    step.transformer
+                        .apply(cur, &cx)
+                        .map_err(|e| anyhow!("{}: {e:#}", step.name))?,
+                );
             }
-            if let Some(x) = &v {
+            let v = v.unwrap_or_else(|| r.original[col.index].clone());
+            if let Some(x) = v.as_ref().filter(|_| col.check_fit) {
                 col.ty.fits(x).map_err(|e| {
                     anyhow!(
                         "{}: {e}",
@@ -337,7 +354,7 @@ struct Preview {
 
 impl Visitor for Preview {
     fn manifest(&mut self, m: &Manifest) -> Result<()> {
-        self.plan = Some(compile(&self.rules, m)?);
+        self.plan = Some(compile(&self.rules, m, &self.key)?);
         self.manifest = Some(m.clone());
         Ok(())
     }
@@ -355,7 +372,7 @@ impl Visitor for Preview {
             return Ok(());
         }
         let mut lines: Vec<String> = Vec::new();
-        let (n, key) = (self.n, &self.key);
+        let n = self.n;
         let mut count = *shown;
         let cols: Vec<usize> = plan.columns.iter().map(|c| c.index).collect();
         let show = |v: &Option<Vec<u8>>| match v {
@@ -366,7 +383,6 @@ impl Visitor for Preview {
         mask_rows(
             plan,
             table,
-            key,
             &chunk.data,
             &mut sink,
             &mut RowBuf::default(),

@@ -97,9 +97,10 @@ impl Condition {
 pub struct Step {
     /// `public.users.email[0] (email)`, for messages.
     pub name: String,
-    /// The canonical rule text that seeds its pseudonyms: the transformer and its parameters,
-    /// not the table or column, so equal rules give equal values everywhere (joins still match).
-    pub seed: Vec<u8>,
+    /// Keyed by the canonical rule text that seeds its pseudonyms: the transformer and its
+    /// parameters, not the table or column, so equal rules give equal values everywhere
+    /// (joins still match).
+    pub key: super::keyed::RuleKey,
     pub when: Option<Condition>,
     pub transformer: Transformer,
 }
@@ -110,6 +111,9 @@ pub struct ColumnPlan {
     pub steps: Vec<Step>,
     /// Templates run after every other column, so they can read masked values.
     pub late: bool,
+    /// False when every step always yields a value of the column's type (permutations, NULL),
+    /// so the per-value check can be skipped.
+    pub check_fit: bool,
 }
 
 /// What to do with one table of the archive.
@@ -118,6 +122,8 @@ pub struct TablePlan {
     pub keep: Option<Condition>,
     pub drop: Option<Condition>,
     pub columns: Vec<ColumnPlan>,
+    /// Some column has a template, which reads the masked values of others.
+    pub templates: bool,
     /// Columns that must be decoded: masked ones and those conditions or templates read.
     pub decode: Vec<bool>,
 }
@@ -154,7 +160,7 @@ fn selects(p: &Pattern, t: &Table) -> bool {
 }
 
 impl RulesText {
-    pub fn compile(&self, m: &Manifest) -> Result<Plan> {
+    pub fn compile(&self, m: &Manifest, key: &super::keyed::Key) -> Result<Plan> {
         let mut tables: BTreeMap<u32, TablePlan> = BTreeMap::new();
         for (pattern, rules) in &self.file.tables {
             let p = Pattern::table(pattern)?;
@@ -195,7 +201,7 @@ impl RulesText {
                         t.name
                     );
                 }
-                tables.insert(t.id, compile_table(t, pattern, rules)?);
+                tables.insert(t.id, compile_table(t, pattern, rules, key)?);
             }
         }
         Ok(Plan { tables })
@@ -207,7 +213,12 @@ fn hint(n: Option<String>) -> String {
         .unwrap_or_default()
 }
 
-fn compile_table(t: &Table, pattern: &str, rules: &TableRules) -> Result<TablePlan> {
+fn compile_table(
+    t: &Table,
+    pattern: &str,
+    rules: &TableRules,
+    key: &super::keyed::Key,
+) -> Result<TablePlan> {
     let qualified = format!("{}.{}", t.schema, t.name);
     let column = |name: &str| -> Result<usize> {
         t.columns
@@ -296,6 +307,7 @@ fn compile_table(t: &Table, pattern: &str, rules: &TableRules) -> Result<TablePl
                 None => None,
             };
             let seed = format!("{kind}:{spec}").into_bytes();
+            let rule_key = key.for_rule(&seed);
             let params = Params::new(&step_name, &spec);
             let resolve = |n: &str| -> Result<usize> {
                 let i = column(n)?;
@@ -312,16 +324,18 @@ fn compile_table(t: &Table, pattern: &str, rules: &TableRules) -> Result<TablePl
             }
             steps.push(Step {
                 name: step_name,
-                seed,
+                key: rule_key,
                 when,
                 transformer,
             });
         }
+        let check_fit = !steps.iter().all(|s| s.transformer.always_fits());
         columns.push(ColumnPlan {
             index,
             ty,
             steps,
             late,
+            check_fit,
         });
     }
     columns.sort_by_key(|c| (c.late, c.index));
@@ -329,6 +343,7 @@ fn compile_table(t: &Table, pattern: &str, rules: &TableRules) -> Result<TablePl
         data: rules.data && t.data,
         keep,
         drop,
+        templates: columns.iter().any(|c| c.late),
         columns,
         decode,
     })

@@ -2,7 +2,7 @@
 //! then applied to decoded values. A transformer sees the original bytes of the value and
 //! returns the new bytes; NULL stays NULL except for `null`, `set` and `dictionary`.
 
-use super::keyed::Key;
+use super::keyed::RuleKey;
 use super::types::Ty;
 use anyhow::{Result, anyhow, bail};
 use chrono::{Datelike, NaiveDate, NaiveDateTime};
@@ -128,9 +128,9 @@ pub enum TemplatePart {
 
 /// Everything a transformer may look at besides its own value.
 pub struct Ctx<'a> {
-    pub key: &'a Key,
-    /// The rule's canonical text: part of every seed, so different rules draw differently.
-    pub rule: &'a [u8],
+    /// The rule's keys: its canonical text is part of every seed, so different rules draw
+    /// differently.
+    pub rk: &'a RuleKey,
     pub original_row: &'a [Option<Vec<u8>>],
     pub masked_row: &'a [Option<Vec<u8>>],
 }
@@ -670,6 +670,14 @@ fn run_external(
 }
 
 impl Transformer {
+    /// True when every output has the column's type by construction.
+    pub fn always_fits(&self) -> bool {
+        matches!(
+            self,
+            Transformer::Null | Transformer::PermuteInt { .. } | Transformer::PermuteUuid
+        )
+    }
+
     /// Applies the transformer to `v` (None is NULL).
     pub fn apply(&self, v: Option<&[u8]>, cx: &Ctx) -> Result<Option<Vec<u8>>> {
         // Transformers that decide NULL themselves.
@@ -732,7 +740,7 @@ impl Transformer {
             }
             Transformer::NoiseNumber { relative, ty } => {
                 let x: f64 = text()?.parse().map_err(|_| anyhow!("not a number"))?;
-                let mut rng = cx.key.rng(cx.rule, v);
+                let mut rng = cx.rk.rng(v);
                 let f = rng.random_range(-relative.abs()..=relative.abs());
                 let y = x * (1.0 + f);
                 match ty {
@@ -741,7 +749,7 @@ impl Transformer {
                 }
             }
             Transformer::NoiseTime { seconds } => {
-                let mut rng = cx.key.rng(cx.rule, v);
+                let mut rng = cx.rk.rng(v);
                 let shift = if *seconds > 0 {
                     rng.random_range(-*seconds..=*seconds)
                 } else {
@@ -758,11 +766,11 @@ impl Transformer {
                 })?
             }
             Transformer::RandomInt { min, max } => {
-                let mut rng = cx.key.rng(cx.rule, v);
+                let mut rng = cx.rk.rng(v);
                 rng.random_range(*min..=*max).to_string().into_bytes()
             }
             Transformer::RandomFloat { min, max, scale } => {
-                let mut rng = cx.key.rng(cx.rule, v);
+                let mut rng = cx.rk.rng(v);
                 let x = if max > min {
                     rng.random_range(*min..*max)
                 } else {
@@ -778,7 +786,7 @@ impl Transformer {
                 max,
                 timestamp,
             } => {
-                let mut rng = cx.key.rng(cx.rule, v);
+                let mut rng = cx.rk.rng(v);
                 let days = (*max - *min).num_days().max(0);
                 let d = *min + chrono::Duration::days(rng.random_range(0..=days));
                 if *timestamp {
@@ -794,14 +802,14 @@ impl Transformer {
                 }
             }
             Transformer::RandomUuid => {
-                let mut rng = cx.key.rng(cx.rule, v);
+                let mut rng = cx.rk.rng(v);
                 let mut b: [u8; 16] = rng.random();
                 b[6] = (b[6] & 0x0f) | 0x40;
                 b[8] = (b[8] & 0x3f) | 0x80;
                 uuid_text(&b).into_bytes()
             }
             Transformer::RandomBool => {
-                let mut rng = cx.key.rng(cx.rule, v);
+                let mut rng = cx.rk.rng(v);
                 if rng.random::<bool>() {
                     b"t".to_vec()
                 } else {
@@ -809,7 +817,7 @@ impl Transformer {
                 }
             }
             Transformer::Choice(values) => {
-                let mut rng = cx.key.rng(cx.rule, v);
+                let mut rng = cx.rk.rng(v);
                 values[rng.random_range(0..values.len())]
                     .clone()
                     .into_bytes()
@@ -824,15 +832,15 @@ impl Transformer {
                     .map_err(|_| anyhow!("not an integer"))?;
                 let b = bits - 1;
                 let y = if x >= 0 {
-                    cx.key.permute(cx.rule, x as u64, b) as i64
+                    cx.rk.permute(x as u64, b) as i64
                 } else {
-                    -1 - cx.key.permute(cx.rule, (-(x + 1)) as u64, b) as i64
+                    -1 - cx.rk.permute((-(x + 1)) as u64, b) as i64
                 };
                 y.to_string().into_bytes()
             }
             Transformer::PermuteUuid => {
                 let b = parse_uuid(text()?).ok_or_else(|| anyhow!("not a uuid"))?;
-                uuid_text(&cx.key.permute_block(cx.rule, b)).into_bytes()
+                uuid_text(&cx.rk.permute_block(b)).into_bytes()
             }
             Transformer::Null
             | Transformer::Set(_)
@@ -996,31 +1004,55 @@ fn fake_value(kind: FakeKind, unique: bool, v: &[u8], cx: &Ctx) -> String {
     use fake::faker::address::en::{BuildingNumber, CityName, CountryName, StreetName};
     use fake::faker::company::en::CompanyName;
     use fake::faker::internet::en::{IPv4, IPv6, MACAddress, Username};
-    use fake::faker::name::en::{FirstName, LastName, Name};
+    use fake::faker::name::en::{FirstName, LastName};
     use fake::faker::phone_number::en::PhoneNumber;
-    let mut rng = cx.key.rng(cx.rule, v);
+    let h = cx.rk.hash(v);
+    let mut rng = RuleKey::rng_from(h);
     // A suffix from the keyed hash keeps values unique in practice (64 bits: a collision among
     // a million values has odds of about 3 in 10^8) where a column is usually unique.
-    let tag = || {
-        let h = cx.key.hash(cx.rule, v) as u64;
-        base32(h)
-    };
+    let tag = || base32(h as u64);
     match kind {
-        FakeKind::FirstName => FirstName().fake_with_rng(&mut rng),
-        FakeKind::LastName => LastName().fake_with_rng(&mut rng),
-        FakeKind::FullName => Name().fake_with_rng(&mut rng),
+        FakeKind::FirstName => {
+            let s: &str = FirstName().fake_with_rng(&mut rng);
+            s.to_string()
+        }
+        FakeKind::LastName => {
+            let s: &str = LastName().fake_with_rng(&mut rng);
+            s.to_string()
+        }
+        FakeKind::FullName => {
+            // First and last name, composed here: the crate's Name goes through a template
+            // with string replacement, three times slower.
+            let first: &str = FirstName().fake_with_rng(&mut rng);
+            let last: &str = LastName().fake_with_rng(&mut rng);
+            let mut s = String::with_capacity(first.len() + last.len() + 1);
+            s.push_str(first);
+            s.push(' ');
+            s.push_str(last);
+            s
+        }
         FakeKind::Email => {
-            let first: String = FirstName().fake_with_rng(&mut rng);
-            let last: String = LastName().fake_with_rng(&mut rng);
+            let first: &str = FirstName().fake_with_rng(&mut rng);
+            let last: &str = LastName().fake_with_rng(&mut rng);
             let domain = ["example.com", "example.net", "example.org"][rng.random_range(0..3)];
-            let mut local = format!("{first}.{last}")
-                .to_lowercase()
-                .replace([' ', '\''], "");
-            if unique {
-                local.push('.');
-                local.push_str(&tag());
+            let mut s = String::with_capacity(first.len() + last.len() + 32);
+            for (i, part) in [first, last].iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                s.extend(
+                    part.chars()
+                        .filter(|c| c.is_alphanumeric())
+                        .flat_map(char::to_lowercase),
+                );
             }
-            format!("{local}@{domain}")
+            if unique {
+                s.push('.');
+                s.push_str(&tag());
+            }
+            s.push('@');
+            s.push_str(domain);
+            s
         }
         FakeKind::Username => {
             let u: String = Username().fake_with_rng(&mut rng);
