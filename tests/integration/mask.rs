@@ -156,10 +156,12 @@ fn every_transformer_does_what_it_says() {
     c.create_db(
         "mask_kinds",
         "CREATE TABLE t (id int PRIMARY KEY, s text, v varchar(12), d date, ts timestamp, n numeric(8,2), f float8,
-                         i int, b bool, u uuid, ip inet, mac macaddr, j jsonb, k text, big bigint, d2 date);
+                         i int, b bool, u uuid, ip inet, mac macaddr, j jsonb, k text, big bigint, d2 date,
+                         ri int, rb bool, ru uuid, rep text, ip4 inet, country text);
          INSERT INTO t SELECT g, 'secret-' || g || E'\\ttab\\\\back\\nline', 'vvvvvvvvvv' || g % 10,
                 date '2020-05-17' + g, timestamp '2021-03-04 05:06:07' + g * interval '1 day', g * 1.25, g / 3.0,
-                g, g % 2 = 0, md5(g::text)::uuid, '10.0.0.1', '08:00:2b:01:02:03', '{\"a\": {\"b\": 1}, \"c\": [1,2]}', 'k' || g % 3, g * 1000000000000, date '2020-05-17' + g
+                g, g % 2 = 0, md5(g::text)::uuid, '10.0.0.1', '08:00:2b:01:02:03', '{\"a\": {\"b\": 1}, \"c\": [1,2]}', 'k' || g % 3, g * 1000000000000, date '2020-05-17' + g,
+                g, g % 2 = 1, md5(g::text)::uuid, 'a-b-c ' || g, '192.168.0.1', 'Nowhere'
            FROM generate_series(1, 50) g;",
     );
     let dir = tempfile::tempdir().unwrap();
@@ -185,6 +187,12 @@ columns.j = [{{ type = "json_set", path = "a.b", value = "x" }}, {{ type = "json
 columns.k = {{ type = "dictionary", file = "{}", missing = "null" }}
 columns.big = {{ type = "set", value = 42 }}
 columns.d2 = {{ type = "noise", interval = "30 days" }}
+columns.ri = {{ type = "random", min = -5, max = 5 }}
+columns.rb = "random"
+columns.ru = "random"
+columns.rep = {{ type = "replace", from = "-", to = "+" }}
+columns.ip4 = "ipv4"
+columns.country = "country"
 "##,
             dict.display()
         ),
@@ -246,6 +254,29 @@ columns.d2 = {{ type = "noise", interval = "30 days" }}
     assert_ne!(
         q("SELECT count(*) FROM t WHERE d2 = date '2020-05-17' + id"),
         "50"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM t WHERE ri NOT BETWEEN -5 AND 5"),
+        "0"
+    );
+    assert_ne!(q("SELECT count(DISTINCT ri) FROM t"), "1");
+    // Deterministic: equal originals (id % 2 decided rb) give equal outputs.
+    assert_eq!(
+        q("SELECT max(c) FROM (SELECT count(DISTINCT rb) AS c FROM t GROUP BY id % 2) x"),
+        "1"
+    );
+    assert_eq!(
+        q("SELECT count(DISTINCT ru) FROM t WHERE ru <> md5(id::text)::uuid"),
+        "50"
+    );
+    assert_eq!(q("SELECT count(*) FROM t WHERE rep <> 'a+b+c ' || id"), "0");
+    assert_eq!(
+        q("SELECT count(*) FROM t WHERE family(ip4) <> 4 OR ip4 = '192.168.0.1'"),
+        "0"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM t WHERE country = 'Nowhere' OR country = ''"),
+        "0"
     );
 }
 
