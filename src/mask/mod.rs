@@ -326,16 +326,16 @@ fn mask_rows(
             r.masked[col.index] = v;
         }
         seen(&r.original, Some(&r.masked));
+        // Untouched fields are copied in runs, tabs included: one copy per run, not per field.
+        let mut raw_from = 0;
         for (i, &(s, e)) in r.bounds.iter().enumerate() {
-            if i > 0 {
-                out.push(b'\t');
-            }
             if r.touched[i] {
+                out.extend_from_slice(&line[raw_from..s]);
                 encode_field(r.masked[i].as_deref(), out);
-            } else {
-                out.extend_from_slice(&line[s..e]);
+                raw_from = e;
             }
         }
+        out.extend_from_slice(&line[raw_from..]);
         out.push(b'\n');
     }
     Ok(())

@@ -1040,11 +1040,19 @@ fn fake_value(kind: FakeKind, unique: bool, v: &[u8], cx: &Ctx) -> String {
                 if i > 0 {
                     s.push('.');
                 }
-                s.extend(
-                    part.chars()
-                        .filter(|c| c.is_alphanumeric())
-                        .flat_map(char::to_lowercase),
-                );
+                if part.is_ascii() {
+                    s.extend(
+                        part.bytes()
+                            .filter(u8::is_ascii_alphanumeric)
+                            .map(|b| char::from(b.to_ascii_lowercase())),
+                    );
+                } else {
+                    s.extend(
+                        part.chars()
+                            .filter(|c| c.is_alphanumeric())
+                            .flat_map(char::to_lowercase),
+                    );
+                }
             }
             if unique {
                 s.push('.');
