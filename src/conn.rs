@@ -634,7 +634,8 @@ fn parse_uri(s: &str) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-fn percent_decode(s: &str) -> Result<String> {
+/// Decodes `%XX` escapes of a URI component (also used for `file://` addresses).
+pub(crate) fn percent_decode(s: &str) -> Result<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

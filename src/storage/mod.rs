@@ -47,7 +47,9 @@ impl Location {
                     format!("{url}: a file URL needs an absolute path (file:///PATH)"),
                 ));
             }
-            return Ok(Location::Local(PathBuf::from(percent_decode(path)?)));
+            return Ok(Location::Local(PathBuf::from(crate::conn::percent_decode(
+                path,
+            )?)));
         }
         if let Some((scheme, _)) = url.split_once("://") {
             return Err(coded(
@@ -86,25 +88,6 @@ impl Location {
         }
         Ok(())
     }
-}
-
-fn percent_decode(s: &str) -> Result<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = s.get(i + 1..i + 3).unwrap_or("");
-            let v = u8::from_str_radix(hex, 16)
-                .map_err(|_| anyhow::anyhow!("bad percent escape in file URL: {s}"))?;
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| anyhow::anyhow!("file URL is not UTF-8 after decoding"))
 }
 
 /// S3 connection settings; everything unset falls back to the AWS SDK's standard chain
