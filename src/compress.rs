@@ -87,16 +87,7 @@ fn compress(mut input: Box<dyn Read + Send>, out: Output, o: &CompressOptions) -
 }
 
 fn copy(input: &mut dyn Read, out: &mut dyn Write) -> Result<()> {
-    let mut buf = vec![0u8; BLOCK];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("reading the input"),
-        };
-        out.write_all(&buf[..n]).context("writing the output")?;
-    }
+    crate::plumbing::copy(input, out, &mut |_| {}).map(|_| ())
 }
 
 /// What the first bytes say the input is.

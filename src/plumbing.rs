@@ -129,6 +129,29 @@ pub fn open_input(path: Option<&str>) -> anyhow::Result<Box<dyn Read + Send>> {
     }
 }
 
+/// Copies `input` to `out` in [`IO_BUFFER`] blocks, retrying interrupted reads; `progress`
+/// sees the running byte count after each block. Returns the bytes copied.
+pub fn copy(
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(u64),
+) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    let mut buf = vec![0u8; IO_BUFFER];
+    let mut total = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).context("reading the input"),
+        };
+        out.write_all(&buf[..n]).context("writing the output")?;
+        total += n as u64;
+        progress(total);
+    }
+}
+
 /// A buffered output stream: standard output or a file. Must be ended with [`Output::finish`],
 /// which flushes and, for a file, syncs it to disk; dropping it without `finish` loses the tail.
 pub struct Output {

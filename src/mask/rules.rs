@@ -309,11 +309,7 @@ fn compile_table(
             let seed = format!("{kind}:{spec}").into_bytes();
             let rule_key = key.for_rule(&seed);
             let params = Params::new(&step_name, &spec);
-            let resolve = |n: &str| -> Result<usize> {
-                let i = column(n)?;
-                Ok(i)
-            };
-            let transformer = transform::compile(&kind, &params, &ty, &resolve)?;
+            let transformer = transform::compile(&kind, &params, &ty, &column)?;
             if let Transformer::Template(parts) = &transformer {
                 late = true;
                 for p in parts {

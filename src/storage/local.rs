@@ -5,7 +5,7 @@
 //! the complete new one, never a torn file (the same contract as a completed S3 upload).
 
 use super::{ObjectInfo, PutOptions, Transfer};
-use crate::plumbing::{ExitCode, IO_BUFFER, Output, Progress, coded, signals};
+use crate::plumbing::{ExitCode, Output, Progress, coded, signals};
 use anyhow::{Context, Result, bail};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -89,20 +89,7 @@ fn exists(path: &Path) -> anyhow::Error {
 
 fn copy_into(input: &mut dyn Read, out: &mut dyn Write, t: &Transfer) -> Result<u64> {
     let mut progress = Progress::new(None, t.progress, t.quiet).bytes_only();
-    let mut buf = vec![0u8; IO_BUFFER];
-    let mut n = 0u64;
-    loop {
-        let k = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(k) => k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e).context("reading standard input"),
-        };
-        out.write_all(&buf[..k]).context("writing")?;
-        n += k as u64;
-        progress.update(n, 0);
-    }
-    Ok(n)
+    crate::plumbing::copy(input, out, &mut |n| progress.update(n, 0))
 }
 
 pub fn get(path: &Path, t: &Transfer, output: Option<&str>) -> Result<u64> {
