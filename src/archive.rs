@@ -350,7 +350,12 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Writes the trailer and the end-of-archive marker. The caller still has to finish the
     /// returned writer (flush, and so on).
-    pub fn finish(mut self) -> Result<W> {
+    pub fn finish(self) -> Result<W> {
+        Ok(self.finish_with_trailer()?.0)
+    }
+
+    /// [`finish`](Self::finish), also handing back the trailer that went out (for `--stats`).
+    pub fn finish_with_trailer(mut self) -> Result<(W, Trailer)> {
         let trailer = Trailer {
             archive_id: self.archive_id.clone(),
             entries: self.entries,
@@ -360,7 +365,60 @@ impl<W: Write> ArchiveWriter<W> {
         };
         let json = serde_json::to_vec_pretty(&trailer)?;
         self.append(TRAILER, json.len() as u64, &json[..])?;
-        self.tar.into_inner().context("finishing the tar stream")
+        let out = self.tar.into_inner().context("finishing the tar stream")?;
+        Ok((out, trailer))
+    }
+}
+
+/// What one finished archive holds, in a line of JSON: written by `weir-extract --stats` and
+/// `weir-mask --stats` once the archive is complete, and nested into catalog entries by
+/// `scripts/backup.sh` (docs/FORMAT.md, "Stats and catalog entries").
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Stats {
+    pub archive_id: String,
+    pub format_version: u32,
+    pub weir_version: String,
+    pub database: String,
+    pub server_version: String,
+    pub created: String,
+    pub created_unix: u64,
+    /// Tables with data in the archive, their rows and COPY bytes; large objects.
+    pub tables: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    pub blobs: u64,
+    pub globals: bool,
+    pub masked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<MaskInfo>,
+}
+
+impl Stats {
+    pub fn new(m: &Manifest, t: &Trailer) -> Stats {
+        Stats {
+            archive_id: m.archive_id.clone(),
+            format_version: m.format_version,
+            weir_version: m.weir_version.clone(),
+            database: m.database.clone(),
+            server_version: m.server_version.clone(),
+            created: m.created.clone(),
+            created_unix: m.created_unix,
+            tables: m.tables.iter().filter(|t| t.data).count() as u64,
+            rows: t.tables.iter().map(|s| s.rows).sum(),
+            bytes: t.tables.iter().map(|s| s.bytes).sum(),
+            blobs: t.blobs.count,
+            globals: m.globals,
+            masked: m.masked,
+            mask: m.mask.clone(),
+        }
+    }
+
+    /// Writes the stats to `path` through a temporary file and a rename, so a reader never
+    /// sees half a file, and a failed run leaves none.
+    pub fn write(&self, path: &str) -> Result<()> {
+        let mut json = serde_json::to_vec(self)?;
+        json.push(b'\n');
+        crate::plumbing::write_atomically(std::path::Path::new(path), &json)
     }
 }
 

@@ -125,6 +125,10 @@ pub struct ExtractCli {
         hide = true
     )]
     pub split_pages: i64,
+    /// Once the archive is complete, write what it holds (database, tables, rows, bytes) as
+    /// one line of JSON to FILE; a failed run writes nothing.
+    #[arg(long = "stats", value_name = "FILE")]
+    pub stats: Option<String>,
     /// Print a progress line every few seconds even when stderr is not a terminal.
     #[arg(long = "progress")]
     pub progress: bool,
@@ -158,6 +162,7 @@ impl ExtractCli {
             chunk_size: self.chunk_size,
             split_pages: self.split_pages,
             output: self.file.clone(),
+            stats: self.stats.clone(),
             progress: self.progress,
             quiet: self.quiet,
         })
@@ -426,6 +431,10 @@ pub struct MaskCli {
     /// Write to FILE instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<String>,
+    /// Once the output archive is complete, write what it holds (database, tables, rows
+    /// left after filters, bytes, masking) as one line of JSON to FILE.
+    #[arg(long = "stats", value_name = "FILE")]
+    pub stats: Option<String>,
 }
 
 impl MaskCli {
@@ -436,6 +445,7 @@ impl MaskCli {
             preview: self.preview,
             input: self.file.clone(),
             output: self.output.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
@@ -541,6 +551,10 @@ pub struct PutCli {
     /// KMS key id for SSE-KMS (implies --sse aws:kms).
     #[arg(long = "sse-kms-key-id", value_name = "KEY_ID")]
     pub sse_kms_key_id: Option<String>,
+    /// Once the object is complete, write its address and size as one line of JSON to FILE
+    /// (backup.sh nests it into the catalog entry).
+    #[arg(long = "stats", value_name = "FILE")]
+    pub stats: Option<String>,
     #[command(flatten)]
     pub transfer: TransferArgs,
     #[command(flatten)]
@@ -560,6 +574,7 @@ impl PutCli {
                 (s, _) => s.clone(),
             },
             sse_kms_key_id: self.sse_kms_key_id.clone(),
+            stats: self.stats.clone(),
         }
     }
 }
@@ -603,13 +618,17 @@ pub struct GetCli {
 #[derive(Parser, Debug)]
 #[command(name = "weir-ls", version)]
 #[command(
-    after_help = "Every object whose key starts with the prefix is listed, in key order, one per line: time (UTC), size in bytes, address.\n\nExamples:\n  weir-ls s3://backups/prod/\n  weir-ls --json /var/backups/weir | jq '.[].key'"
+    after_help = "Every object whose key starts with the prefix is listed, in key order, one per line: time (UTC), size in bytes, address.\n\nWith --catalog, the complete backups under the prefix are listed instead, oldest first, from the catalog entries that scripts/backup.sh writes beside each backup (NAME.catalog.json). A backup without an entry did not finish and is not listed.\n\nExamples:\n  weir-ls s3://backups/prod/\n  weir-ls --json /var/backups/weir | jq '.[].key'\n  weir-ls --catalog -H s3://backups/prod/"
 )]
 pub struct LsCli {
     /// The prefix: s3://BUCKET/PREFIX, file:///PATH or PATH.
     #[arg(value_name = "URL")]
     pub url: String,
-    /// Print a JSON array of {key, size, modified} objects.
+    /// List complete backups from their catalog entries: time, database, size, tables, rows,
+    /// encryption, masking.
+    #[arg(short = 'c', long = "catalog")]
+    pub catalog: bool,
+    /// Print a JSON array: {key, size, modified} objects, or with --catalog the entries.
     #[arg(long = "json")]
     pub json: bool,
     /// Sizes as 1.2 GB instead of bytes.
@@ -642,6 +661,107 @@ pub struct RmCli {
     pub s3: S3Args,
 }
 
+/// Thin a backup catalog by retention rules, and remove the leftovers of failed runs.
+#[derive(Parser, Debug)]
+#[command(name = "weir-prune", version)]
+#[command(
+    after_help = "Backups are grouped by database; each rule keeps some of every group, and a backup no rule keeps is removed (its catalog entry first, then its data). --keep-daily N keeps the newest backup of each of the N most recent days that have one; weekly (ISO weeks), monthly and yearly likewise. The newest backup of each database is never removed. Data objects without a catalog entry (a failed or interrupted backup) are removed once older than --leftover-age.\n\nExamples:\n  weir-prune --dry-run --keep-daily 7 --keep-weekly 4 --keep-monthly 12 s3://backups/prod/\n  weir-prune --keep-within 30d /var/backups/weir"
+)]
+pub struct PruneCli {
+    /// The catalog's prefix: s3://BUCKET/PREFIX, file:///PATH or PATH.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Keep the N newest backups.
+    #[arg(long = "keep-last", value_name = "N", default_value_t = 0)]
+    pub keep_last: usize,
+    /// Keep the newest backup of each of the last N days that have one.
+    #[arg(long = "keep-daily", value_name = "N", default_value_t = 0)]
+    pub keep_daily: usize,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
+    #[arg(long = "keep-weekly", value_name = "N", default_value_t = 0)]
+    pub keep_weekly: usize,
+    /// Keep the newest backup of each of the last N months that have one.
+    #[arg(long = "keep-monthly", value_name = "N", default_value_t = 0)]
+    pub keep_monthly: usize,
+    /// Keep the newest backup of each of the last N years that have one.
+    #[arg(long = "keep-yearly", value_name = "N", default_value_t = 0)]
+    pub keep_yearly: usize,
+    /// Keep every backup younger than DURATION, such as 14d, 1y6m or 36h (y, m for months,
+    /// w, d, h).
+    #[arg(long = "keep-within", value_name = "DURATION", value_parser = crate::catalog::Within::parse)]
+    pub keep_within: Option<crate::catalog::Within>,
+    /// Show what would be removed and why, and remove nothing.
+    #[arg(short = 'n', long = "dry-run")]
+    pub dry_run: bool,
+    /// Remove data objects without a catalog entry only once they are this old: a younger one
+    /// may belong to a backup still finishing.
+    #[arg(long = "leftover-age", value_name = "DURATION", default_value = "1h", value_parser = parse_age)]
+    pub leftover_age: std::time::Duration,
+    /// Count ages back from TIME (RFC 3339 or YYYY-MM-DD) instead of now: to see what a
+    /// policy would do later.
+    #[arg(long = "now", value_name = "TIME", value_parser = crate::catalog::parse_time)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+    /// Print nothing but errors.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+impl PruneCli {
+    pub fn options(&self) -> crate::catalog::PruneOptions {
+        crate::catalog::PruneOptions {
+            policy: crate::catalog::Policy {
+                last: self.keep_last,
+                daily: self.keep_daily,
+                weekly: self.keep_weekly,
+                monthly: self.keep_monthly,
+                yearly: self.keep_yearly,
+                within: self.keep_within,
+            },
+            dry_run: self.dry_run,
+            leftover_age: self.leftover_age,
+            now: self.now,
+            quiet: self.quiet,
+        }
+    }
+}
+
+/// Run a command on a cron schedule, one run at a time, going on when a run fails.
+#[derive(Parser, Debug)]
+#[command(name = "weir-schedule", version)]
+#[command(
+    after_help = "SCHEDULE is a cron pattern in UTC: five fields (minute hour day-of-month month day-of-week), or six with seconds first as go-cron reads them; @yearly, @monthly, @weekly, @daily and @hourly; or @every DURATION (1h30m, 15m, 90s). A run still going at its next scheduled time makes that time be skipped. SIGTERM or SIGINT is passed on to a running command, and the scheduler exits once it has ended.\n\nExamples:\n  weir-schedule '0 3 * * *' -- scripts/backup.sh\n  weir-schedule --run-now '@every 6h' -- scripts/backup.sh"
+)]
+pub struct ScheduleCli {
+    /// When to run (see below).
+    #[arg(value_name = "SCHEDULE", value_parser = crate::schedule::Schedule::parse)]
+    pub schedule: crate::schedule::Schedule,
+    /// Run once at start too, then on the schedule.
+    #[arg(long = "run-now")]
+    pub run_now: bool,
+    /// The command and its arguments.
+    #[arg(value_name = "COMMAND", last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// `30m`, `1h`, `2d` or `0`: a short age in seconds, minutes, hours or days.
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("not an age: {s} (expected e.g. 30m, 1h, 2d)"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("not an age: {s} (units are s, m, h, d)")),
+    };
+    Ok(std::time::Duration::from_secs(n * mult))
+}
+
 /// The binaries that have man pages, with their clap commands.
 pub fn commands() -> Vec<clap::Command> {
     use clap::CommandFactory;
@@ -656,6 +776,8 @@ pub fn commands() -> Vec<clap::Command> {
         GetCli::command(),
         LsCli::command(),
         RmCli::command(),
+        PruneCli::command(),
+        ScheduleCli::command(),
     ]
 }
 
@@ -682,7 +804,10 @@ const EXIT_STATUS: &[(&str, &str)] = &[
 
 /// The exit codes a page documents: the common ones, plus the storage tools' own.
 fn exit_status(name: &str) -> Vec<(&'static str, &'static str)> {
-    let storage = matches!(name, "weir-put" | "weir-get" | "weir-ls" | "weir-rm");
+    let storage = matches!(
+        name,
+        "weir-put" | "weir-get" | "weir-ls" | "weir-rm" | "weir-prune"
+    );
     let mut v = Vec::new();
     for &(code, what) in EXIT_STATUS {
         match code {
@@ -695,6 +820,11 @@ fn exit_status(name: &str) -> Vec<(&'static str, &'static str)> {
                 "The object arrived shorter than its length or with the wrong checksum.",
             )),
             "3" if storage => {}
+            "1" if name == "weir-schedule" => v.push((
+                "1",
+                "The schedule could not be followed (no next time). A failed run is not an error: it is logged and the schedule goes on.",
+            )),
+            "3" | "141" if name == "weir-schedule" => {}
             _ => v.push((code, what)),
         }
         if code == "3" && matches!(name, "weir-get" | "weir-rm") {
@@ -920,9 +1050,41 @@ fn extra_sections(name: &str) -> (Pairs, Pairs, &'static str) {
                     "weir-ls --json s3://backups/ | jq -r '.[] | select(.size > 1e9) | .key'",
                     "Objects over 1 GB.",
                 ),
+                (
+                    "weir-ls --catalog -H s3://backups/prod/",
+                    "The complete backups: time, database, size, tables, rows, encryption, masking.",
+                ),
             ],
             STORAGE_ENV.to_vec(),
-            "weir-put(1), weir-rm(1)",
+            "weir-put(1), weir-rm(1), weir-prune(1)",
+        ),
+        "weir-prune" => (
+            vec![
+                (
+                    "weir-prune --dry-run --keep-daily 7 --keep-weekly 4 --keep-monthly 12 s3://backups/prod/",
+                    "Show what this policy would remove, and why each backup is kept.",
+                ),
+                (
+                    "weir-prune --keep-within 30d --keep-monthly 24 /var/backups/weir",
+                    "Keep a month of everything and two years of month ends.",
+                ),
+            ],
+            STORAGE_ENV.to_vec(),
+            "weir-ls(1), weir-rm(1), restic-forget(1)",
+        ),
+        "weir-schedule" => (
+            vec![
+                (
+                    "weir-schedule '0 3 * * *' -- scripts/backup.sh",
+                    "Back up every night at 03:00 UTC.",
+                ),
+                (
+                    "weir-schedule --run-now '@every 6h' -- scripts/backup.sh",
+                    "Back up at start, then every six hours.",
+                ),
+            ],
+            vec![],
+            "cron(8), crontab(5)",
         ),
         "weir-rm" => (
             vec![

@@ -38,6 +38,8 @@ pub struct ExtractOptions {
     /// Tables above twice this many pages are COPYed in ranges of this many pages.
     pub split_pages: i64,
     pub output: Option<String>,
+    /// `--stats FILE`: the finished archive's [`archive::Stats`].
+    pub stats: Option<String>,
     pub progress: bool,
     pub quiet: bool,
 }
@@ -162,9 +164,12 @@ pub fn run(opts: &ExtractOptions) -> Result<()> {
     if manifest.blobs {
         write_blobs(&mut w, &mut src.client, &blob_oids)?;
     }
-    let out = w.finish()?;
+    let (out, trailer) = w.finish_with_trailer()?;
     out.finish().context("writing the archive")?;
     src.client.batch_execute("COMMIT")?;
+    if let Some(path) = &opts.stats {
+        archive::Stats::new(&manifest, &trailer).write(path)?;
+    }
     progress.clear();
     if !opts.quiet {
         let secs = progress.elapsed().as_secs_f64();

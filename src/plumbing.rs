@@ -152,6 +152,25 @@ pub fn copy(
     }
 }
 
+/// Writes a small file whole or not at all: a temporary file beside it, then a rename, so a
+/// reader (a Prometheus textfile collector, a script) never sees half of it.
+pub fn write_atomically(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp.{}",
+        name.unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = std::fs::write(&tmp, data)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .with_context(|| format!("cannot write {}", path.display()));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// A buffered output stream: standard output or a file. Must be ended with [`Output::finish`],
 /// which flushes and, for a file, syncs it to disk; dropping it without `finish` loses the tail.
 pub struct Output {

@@ -1,4 +1,4 @@
-//! weir-ls: see `man weir-ls`; the work is done in `weir::storage`.
+//! weir-ls: see `man weir-ls`; the work is done in `weir::storage` (`--catalog`: `weir::catalog`).
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -11,6 +11,10 @@ fn main() {
         human: cli.human,
     };
     weir::plumbing::main("weir-ls", || {
-        weir::storage::ls(&cli.url, &cli.s3.settings(), options)
+        if cli.catalog {
+            weir::catalog::ls(&cli.url, &cli.s3.settings(), cli.json, cli.human)
+        } else {
+            weir::storage::ls(&cli.url, &cli.s3.settings(), options)
+        }
     });
 }

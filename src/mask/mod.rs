@@ -13,7 +13,9 @@ pub mod rules;
 pub mod transform;
 pub mod types;
 
-use crate::archive::{ArchiveWriter, Manifest, MaskInfo, Table, Trailer, Visitor, read_archive};
+use crate::archive::{
+    ArchiveWriter, Manifest, MaskInfo, Stats, Table, Trailer, Visitor, read_archive,
+};
 use crate::copy_text::{Chunk, decode_field_into, encode_field};
 use crate::plumbing::{ExitCode, Output, coded, open_input};
 use anyhow::{Context, Result, anyhow};
@@ -28,6 +30,8 @@ pub struct MaskOptions {
     pub preview: Option<usize>,
     pub input: Option<String>,
     pub output: Option<String>,
+    /// `--stats FILE`: the output archive's [`Stats`], once complete.
+    pub stats: Option<String>,
 }
 
 /// The key: `--key-file` (its first line), else `WEIR_MASK_KEY`, else none.
@@ -93,6 +97,8 @@ pub fn run(o: &MaskOptions) -> Result<()> {
         out: Some(out),
         writer: None,
         row: RowBuf::default(),
+        out_manifest: None,
+        stats: None,
     };
     read_archive(input, &mut v)?;
     let out = v
@@ -100,6 +106,9 @@ pub fn run(o: &MaskOptions) -> Result<()> {
         .take()
         .ok_or_else(|| anyhow!("the archive had no trailer"))?;
     out.finish().context("writing the output")?;
+    if let (Some(path), Some(stats)) = (&o.stats, &v.stats) {
+        stats.write(path)?;
+    }
     Ok(())
 }
 
@@ -119,6 +128,9 @@ struct Masker {
     out: Option<Output>,
     writer: Option<WriterState>,
     row: RowBuf,
+    /// The manifest that went out, and once the trailer did, what the output holds.
+    out_manifest: Option<Manifest>,
+    stats: Option<Stats>,
 }
 
 /// The archive writer while the stream runs; after the trailer, the finished output.
@@ -160,6 +172,7 @@ impl Visitor for Masker {
         self.writer = Some(WriterState::Writing(Box::new(ArchiveWriter::new(
             out, &out_m,
         )?)));
+        self.out_manifest = Some(out_m);
         self.plan = Some(plan);
         Ok(())
     }
@@ -202,7 +215,11 @@ impl Visitor for Masker {
         // The input verified; only now does our own trailer go out.
         match self.writer.take() {
             Some(WriterState::Writing(w)) => {
-                self.writer = Some(WriterState::Done((*w).finish()?));
+                let (out, trailer) = (*w).finish_with_trailer()?;
+                if let Some(m) = &self.out_manifest {
+                    self.stats = Some(Stats::new(m, &trailer));
+                }
+                self.writer = Some(WriterState::Done(out));
                 Ok(())
             }
             _ => Err(anyhow!("trailer before the manifest")),

@@ -141,6 +141,8 @@ pub struct PutOptions {
     /// `AES256` (SSE-S3) or `aws:kms` (SSE-KMS).
     pub sse: Option<String>,
     pub sse_kms_key_id: Option<String>,
+    /// `--stats FILE`: the finished object's address and size, as JSON.
+    pub stats: Option<String>,
 }
 
 /// One listed object.
@@ -173,6 +175,11 @@ pub fn put(
         }
     };
     summary(t, "wrote", n, &loc, started);
+    if let Some(path) = &o.stats {
+        let mut json = serde_json::to_vec(&serde_json::json!({ "url": url, "size": n }))?;
+        json.push(b'\n');
+        crate::plumbing::write_atomically(std::path::Path::new(path), &json)?;
+    }
     Ok(())
 }
 
@@ -255,6 +262,66 @@ pub fn ls(url: &str, s3: &S3Settings, o: LsOptions) -> Result<()> {
     }
     out.finish()?;
     Ok(())
+}
+
+/// Every object whose address starts with `url`, in key order; each key is a full address
+/// (`s3://bucket/key` or a path) that [`Location::parse`] reads back.
+pub fn list(url: &str, s3: &S3Settings) -> Result<Vec<ObjectInfo>> {
+    match Location::parse(url)? {
+        Location::S3 { bucket, key } => s3::list(s3, &bucket, &key),
+        Location::Local(path) => local::list(&path),
+    }
+}
+
+/// Reads small objects whole (at most `limit` bytes each), concurrently where the backend
+/// allows; one result per address, in order.
+pub fn read_many(urls: &[String], s3: &S3Settings, limit: u64) -> Result<Vec<Result<Vec<u8>>>> {
+    let mut out: Vec<Option<Result<Vec<u8>>>> = urls.iter().map(|_| None).collect();
+    // S3 addresses are read per bucket, in one client; local ones directly.
+    let mut buckets: std::collections::BTreeMap<String, Vec<(usize, String)>> = Default::default();
+    for (i, url) in urls.iter().enumerate() {
+        match Location::parse(url)? {
+            Location::S3 { bucket, key } => buckets.entry(bucket).or_default().push((i, key)),
+            Location::Local(path) => {
+                out[i] = Some(match std::fs::metadata(&path) {
+                    Ok(m) if m.len() > limit => {
+                        Err(anyhow::anyhow!("{url}: larger than {limit} bytes"))
+                    }
+                    _ => {
+                        std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {url}: {e}"))
+                    }
+                });
+            }
+        }
+    }
+    for (bucket, items) in buckets {
+        let keys: Vec<String> = items.iter().map(|(_, k)| k.clone()).collect();
+        let results = s3::read_many(s3, &bucket, &keys, limit)?;
+        for ((i, _), r) in items.into_iter().zip(results) {
+            out[i] = Some(r);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|r| r.expect("every address read"))
+        .collect())
+}
+
+/// Deletes the objects at `urls` (S3 in batches of 1,000 per bucket); a missing one is not an
+/// error. Returns the addresses deleted.
+pub fn remove_many(urls: &[String], s3: &S3Settings) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    let mut buckets: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for url in urls {
+        match Location::parse(url)? {
+            Location::S3 { bucket, key } => buckets.entry(bucket).or_default().push(key),
+            Location::Local(path) => removed.extend(local::remove(&path, false)?),
+        }
+    }
+    for (bucket, keys) in buckets {
+        removed.extend(s3::remove_keys(s3, &bucket, &keys)?);
+    }
+    Ok(removed)
 }
 
 /// `weir-rm`: one object, or with `recursive` every object under a prefix.

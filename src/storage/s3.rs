@@ -790,35 +790,89 @@ pub fn remove(s: &S3Settings, bucket: &str, key: &str, recursive: bool) -> Resul
             .into_iter()
             .map(|o| o.key[prefix.len()..].to_string())
             .collect();
-        let mut removed = Vec::new();
-        for batch in keys.chunks(1000) {
-            let ids = batch
-                .iter()
-                .map(|k| ObjectIdentifier::builder().key(k).build())
-                .collect::<Result<Vec<_>, _>>()?;
-            let out = client
-                .delete_objects()
-                .bucket(bucket)
-                .delete(
-                    aws_sdk_s3::types::Delete::builder()
-                        .set_objects(Some(ids))
-                        .quiet(true)
-                        .build()?,
-                )
-                .send()
-                .await
-                .map_err(|e| fail(&url, e))?;
-            if let Some(err) = out.errors().first() {
-                bail!(
-                    "s3://{bucket}/{}: {} ({} of {} deletions failed)",
-                    err.key().unwrap_or("?"),
-                    err.message().or(err.code()).unwrap_or("delete failed"),
-                    out.errors().len(),
-                    batch.len()
-                );
-            }
-            removed.extend(batch.iter().map(|k| format!("{prefix}{k}")));
+        delete_keys(&client, bucket, &keys).await
+    })
+}
+
+/// Deletes the given keys of one bucket, up to 1,000 per request; returns their addresses.
+pub fn remove_keys(s: &S3Settings, bucket: &str, keys: &[String]) -> Result<Vec<String>> {
+    runtime()?.block_on(async {
+        let client = client(s).await?;
+        delete_keys(&client, bucket, keys).await
+    })
+}
+
+async fn delete_keys(client: &Client, bucket: &str, keys: &[String]) -> Result<Vec<String>> {
+    let prefix = format!("s3://{bucket}/");
+    let url = &prefix;
+    let mut removed = Vec::new();
+    for batch in keys.chunks(1000) {
+        let ids = batch
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = client
+            .delete_objects()
+            .bucket(bucket)
+            .delete(
+                aws_sdk_s3::types::Delete::builder()
+                    .set_objects(Some(ids))
+                    .quiet(true)
+                    .build()?,
+            )
+            .send()
+            .await
+            .map_err(|e| fail(url, e))?;
+        if let Some(err) = out.errors().first() {
+            bail!(
+                "s3://{bucket}/{}: {} ({} of {} deletions failed)",
+                err.key().unwrap_or("?"),
+                err.message().or(err.code()).unwrap_or("delete failed"),
+                out.errors().len(),
+                batch.len()
+            );
         }
-        Ok(removed)
+        removed.extend(batch.iter().map(|k| format!("{prefix}{k}")));
+    }
+    Ok(removed)
+}
+
+/// Reads small objects (catalog entries) whole, 16 at a time, in the order asked; each result
+/// is the object's bytes or the error that named it. Objects above `limit` bytes are refused.
+pub fn read_many(
+    s: &S3Settings,
+    bucket: &str,
+    keys: &[String],
+    limit: u64,
+) -> Result<Vec<Result<Vec<u8>>>> {
+    use futures_util::StreamExt;
+    runtime()?.block_on(async {
+        let client = client(s).await?;
+        let reads = keys.iter().map(|key| {
+            let client = &client;
+            async move {
+                let url = format!("s3://{bucket}/{key}");
+                let out = client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| fail(&url, e))?;
+                if out.content_length().unwrap_or(0) as u64 > limit {
+                    bail!("{url}: larger than {limit} bytes");
+                }
+                let body = out
+                    .body
+                    .collect()
+                    .await
+                    .with_context(|| format!("{url}: reading the body"))?;
+                Ok(body.into_bytes().to_vec())
+            }
+        });
+        Ok(futures_util::stream::iter(reads)
+            .buffered(16)
+            .collect::<Vec<_>>()
+            .await)
     })
 }
