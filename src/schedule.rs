@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
+use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
@@ -94,8 +95,10 @@ pub fn run(schedule: &Schedule, command: &[String], run_now: bool) -> Result<()>
         crate::plumbing::signals::on_cleanup(move || {
             let p = pid.load(Ordering::SeqCst);
             if p > 0 && !done.load(Ordering::SeqCst) {
+                // The whole group: a backup is a pipeline, and every stage must hear it
+                // (weir-put aborts its upload), not just the shell that started them.
                 if let Some(p) = rustix::process::Pid::from_raw(p) {
-                    let _ = rustix::process::kill_process(p, rustix::process::Signal::TERM);
+                    let _ = rustix::process::kill_process_group(p, rustix::process::Signal::TERM);
                 }
                 for _ in 0..600 {
                     if done.load(Ordering::SeqCst) {
@@ -125,13 +128,18 @@ pub fn run(schedule: &Schedule, command: &[String], run_now: bool) -> Result<()>
         runs += 1;
         let started = std::time::Instant::now();
         log(&format!("run {runs}: starting {program}"));
-        let status = Command::new(program).args(args).spawn().map(|mut child| {
-            child_done.store(false, Ordering::SeqCst);
-            child_pid.store(child.id() as i32, Ordering::SeqCst);
-            let status = child.wait();
-            child_done.store(true, Ordering::SeqCst);
-            status
-        });
+        // Its own process group, so a signal can reach every process of the run at once.
+        let status = Command::new(program)
+            .args(args)
+            .process_group(0)
+            .spawn()
+            .map(|mut child| {
+                child_done.store(false, Ordering::SeqCst);
+                child_pid.store(child.id() as i32, Ordering::SeqCst);
+                let status = child.wait();
+                child_done.store(true, Ordering::SeqCst);
+                status
+            });
         let secs = started.elapsed().as_secs_f64();
         match status {
             Ok(Ok(s)) if s.success() => log(&format!("run {runs}: succeeded in {secs:.1} s")),

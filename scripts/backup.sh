@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Backs up the databases of one PostgreSQL instance to S3-compatible storage or a local
+# directory, catalogs each complete backup, thins old ones, and writes Prometheus metrics.
+# Configured by environment variables only (README.md, "backup.sh and restore.sh"); the
+# names of postgres-backup-s3 work as they did there.
+#
+#   POSTGRES_HOST=db S3_BUCKET=backups PASSPHRASE=... scripts/backup.sh
+#   SCHEDULE='0 3 * * *' scripts/backup.sh      # runs under weir-schedule until stopped
+#
+# Each database goes through one pipeline:
+#   weir-extract | [weir-mask] | [weir-compress] | [weir-encrypt] | weir-put
+# and enters the catalog (NAME.catalog.json, written last) only when every stage succeeded.
+# A failed database is reported with the stage that failed, its object is removed, the
+# other databases still run, and the script exits non-zero.
+set -uo pipefail
+
+# shellcheck source=lib/weir-env.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib/weir-env.sh"
+
+# Under SCHEDULE, hand over to the scheduler, which runs this script again without it.
+if [ -n "${SCHEDULE:-}" ] && [ "${WEIR_SCHEDULED:-}" != 1 ]; then
+    export WEIR_SCHEDULED=1
+    exec weir-schedule ${BACKUP_RUN_NOW:+--run-now} "$SCHEDULE" -- "${BASH_SOURCE[0]}"
+fi
+
+weir_env_setup || exit 2
+
+compression=${COMPRESSION:-zstd}
+case "$compression" in
+    zstd | none) ;;
+    *) die 2 "COMPRESSION=$compression: expected zstd or none" ;;
+esac
+
+encryption=none
+encrypt_args=()
+if [ -n "${PASSPHRASE:-}" ] && [ -n "${AGE_RECIPIENTS:-}${AGE_RECIPIENTS_FILE:-}" ]; then
+    die 2 "PASSPHRASE and AGE_RECIPIENTS both set: age encrypts to a passphrase or to recipients, not both"
+elif [ -n "${PASSPHRASE:-}" ]; then
+    # The passphrase reaches weir-encrypt through its environment, never its argv.
+    export WEIR_PASSPHRASE="$PASSPHRASE"
+    encryption=age-passphrase
+    encrypt_args=(--passphrase)
+elif [ -n "${AGE_RECIPIENTS:-}${AGE_RECIPIENTS_FILE:-}" ]; then
+    encryption=age
+    for r in ${AGE_RECIPIENTS//,/ }; do encrypt_args+=(-r "$r"); done
+    [ -n "${AGE_RECIPIENTS_FILE:-}" ] && encrypt_args+=(-R "$AGE_RECIPIENTS_FILE")
+fi
+
+mask_args=()
+if [ -n "${MASK_RULES:-}" ]; then
+    [ -r "$MASK_RULES" ] || die 2 "MASK_RULES=$MASK_RULES: cannot read the file"
+    mask_args=(-c "$MASK_RULES")
+    [ -n "${MASK_KEY_FILE:-}" ] && mask_args+=(--key-file "$MASK_KEY_FILE")
+    [ -n "${MASK_KEY:-}" ] && export WEIR_MASK_KEY="$MASK_KEY"
+fi
+
+# PGDUMP_EXTRA_OPTS is split on spaces, as postgres-backup-s3 did; weir-extract takes
+# pg_dump's selection options (-t, -T, -n, -N, --exclude-table-data) and its own.
+read -r -a extract_args <<<"${PGDUMP_EXTRA_OPTS:-}"
+[ -n "${EXTRACT_JOBS:-}" ] && extract_args+=(-j "$EXTRACT_JOBS")
+
+suffix=.weir
+[ "$compression" = zstd ] && suffix+=.zst
+[ "$encryption" != none ] && suffix+=.age
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/weir-backup.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# The stages of one run, so a failure can be named. Each reads stdin and writes stdout.
+stage_compress() {
+    if [ "$compression" = zstd ]; then
+        weir-compress --level "${COMPRESSION_LEVEL:-3}"
+    else
+        cat
+    fi
+}
+stage_encrypt() {
+    if [ "$encryption" != none ]; then weir-encrypt "${encrypt_args[@]}"; else cat; fi
+}
+stage_mask() {
+    if [ ${#mask_args[@]} -gt 0 ]; then
+        weir-mask "${mask_args[@]}" --stats "$work/mask.json"
+    else
+        cat
+    fi
+}
+
+# Writes NAME.catalog.json from the stats the stages left. Written last: its presence is
+# what makes a backup part of the catalog.
+write_entry() {
+    local url=$1 kind=$2 started=$3 duration=$4 archive_json=$5
+    {
+        printf '{"weir_catalog":1,"kind":"%s","time":"%s","time_unix":%s,' \
+            "$kind" "$(date -u -d "@$started" +%Y-%m-%dT%H:%M:%SZ)" "$started"
+        printf '"duration_seconds":%s,"compression":"%s","encryption":"%s",' \
+            "$duration" "$compression" "$encryption"
+        printf '"source":%s,"object":%s,"archive":%s}\n' \
+            "$(json_str "${PGHOST:-local}:${PGPORT:-5432}")" "$(cat "$work/put.json")" "$archive_json"
+    } >"$work/entry.json"
+    weir-put -q --if-none-match "$url$ENTRY_SUFFIX" <"$work/entry.json"
+}
+
+# Backs up one database; returns non-zero (and says why) if any stage failed.
+backup_database() {
+    local db=$1 started stamp url codes t0 stage stats=$work/extract.json
+    [ ${#mask_args[@]} -gt 0 ] && stats=$work/mask.json
+    started=$(date -u +%s)
+    stamp=$(date -u -d "@$started" +%Y%m%dT%H%M%SZ)
+    url="$WEIR_BASE$(key_name "$db")/$(key_name "$db")-$stamp$suffix"
+    rm -f "$work"/*.json
+    t0=$(date +%s.%N)
+    log "$db: backing up to $url"
+    weir-extract -q --stats "$work/extract.json" "${extract_args[@]}" -d "$(conninfo_db "$db")" |
+        stage_mask | stage_compress | stage_encrypt |
+        weir-put -q --if-none-match --stats "$work/put.json" "$url"
+    codes=("${PIPESTATUS[@]}")
+    stage=$(failed_stage "weir-extract weir-mask weir-compress weir-encrypt weir-put" "${codes[@]}")
+    if [ -z "$stage" ]; then
+        if ! write_entry "$url" database "$started" "$(elapsed "$t0")" "$(cat "$stats")"; then
+            stage="catalog entry"
+        fi
+    fi
+    if [ -n "$stage" ]; then
+        # Whatever reached storage is not a backup: remove it, so only the catalog speaks.
+        weir-rm -q -f "$url" >/dev/null 2>&1
+        fail_db "$db" "$stage" "$started" "$(elapsed "$t0")"
+        return 1
+    fi
+    ok_db "$db" "$started" "$(elapsed "$t0")" "$(json_field size "$work/put.json")" \
+        "$(json_field rows "$stats")" "$(json_field tables "$stats")"
+    log "$db: done in $(elapsed "$t0") s, $(json_field size "$work/put.json") bytes"
+}
+
+# The roles and tablespaces, once per run: pg_dumpall --globals-only as SQL.
+backup_globals() {
+    local started stamp url codes t0 stage
+    started=$(date -u +%s)
+    stamp=$(date -u -d "@$started" +%Y%m%dT%H%M%SZ)
+    local gsuffix=${suffix/.weir/.sql}
+    url="${WEIR_BASE}_globals/globals-$stamp$gsuffix"
+    rm -f "$work"/*.json
+    t0=$(date +%s.%N)
+    log "globals: backing up to $url"
+    pg_dumpall --globals-only ${GLOBALS_EXTRA_OPTS:-} |
+        stage_compress | stage_encrypt |
+        weir-put -q --if-none-match --stats "$work/put.json" "$url"
+    codes=("${PIPESTATUS[@]}")
+    stage=$(failed_stage "pg_dumpall weir-compress weir-encrypt weir-put" "${codes[@]}")
+    if [ -z "$stage" ] && ! write_entry "$url" globals "$started" "$(elapsed "$t0")" null; then
+        stage="catalog entry"
+    fi
+    if [ -n "$stage" ]; then
+        weir-rm -q -f "$url" >/dev/null 2>&1
+        fail_db "(globals)" "$stage" "$started" "$(elapsed "$t0")"
+        return 1
+    fi
+    ok_db "(globals)" "$started" "$(elapsed "$t0")" "$(json_field size "$work/put.json")" 0 0
+}
+
+# --- the run ---------------------------------------------------------------------------------
+metrics_load
+databases=()
+all=0
+case "${POSTGRES_DATABASE:-all}" in
+    all | "")
+        all=1
+        mapfile -t databases < <(list_databases) || true
+        [ ${#databases[@]} -gt 0 ] || die 1 "cannot list the databases of ${PGHOST:-the local server} (is it reachable?)"
+        ;;
+    *) IFS=', ' read -r -a databases <<<"$POSTGRES_DATABASE" ;;
+esac
+
+failures=0
+if [ "${BACKUP_GLOBALS:-$all}" = 1 ]; then
+    backup_globals || failures=$((failures + 1))
+fi
+for db in "${databases[@]}"; do
+    backup_database "$db" || failures=$((failures + 1))
+done
+metrics_write
+
+# Retention, after the backups: the newest complete backup of each database is never removed.
+prune_args=()
+[ -n "${KEEP_LAST:-}" ] && prune_args+=(--keep-last "$KEEP_LAST")
+[ -n "${KEEP_DAILY:-}" ] && prune_args+=(--keep-daily "$KEEP_DAILY")
+[ -n "${KEEP_WEEKLY:-}" ] && prune_args+=(--keep-weekly "$KEEP_WEEKLY")
+[ -n "${KEEP_MONTHLY:-}" ] && prune_args+=(--keep-monthly "$KEEP_MONTHLY")
+[ -n "${KEEP_YEARLY:-}" ] && prune_args+=(--keep-yearly "$KEEP_YEARLY")
+[ -n "${KEEP_WITHIN:-}" ] && prune_args+=(--keep-within "$KEEP_WITHIN")
+[ -n "${BACKUP_KEEP_DAYS:-}" ] && prune_args+=(--keep-within "${BACKUP_KEEP_DAYS}d")
+if [ ${#prune_args[@]} -gt 0 ]; then
+    if ! weir-prune -q "${prune_args[@]}" "$WEIR_BASE" >"$work/prune.out"; then
+        log "pruning failed; the backups themselves are complete"
+        failures=$((failures + 1))
+    fi
+fi
+
+if [ "$failures" -gt 0 ]; then
+    log "$failures of $((${#databases[@]} + ${BACKUP_GLOBALS:-$all})) backups failed"
+    exit 1
+fi
+log "all backups complete"
