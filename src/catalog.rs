@@ -113,6 +113,15 @@ pub fn load(url: &str, s3: &S3Settings) -> Result<Catalog> {
             serde_json::from_slice::<Entry>(&b)
                 .map_err(|e| anyhow::anyhow!("not a weir catalog entry: {e}"))
         });
+        // A data object whose entry is unusable is not a leftover either: it is reported, and
+        // left for a person to look at.
+        if parsed.is_err()
+            || parsed
+                .as_ref()
+                .is_ok_and(|e| e.weir_catalog > ENTRY_VERSION)
+        {
+            data.remove(&data_url);
+        }
         match parsed {
             Err(e) => cat.broken.push((ob, format!("{e:#}"))),
             Ok(entry) if entry.weir_catalog > ENTRY_VERSION => {

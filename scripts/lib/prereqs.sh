@@ -20,6 +20,8 @@ weir_install_prereqs() {
     command -v age >/dev/null 2>&1 || need+=(age)
     command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
     command -v python3 >/dev/null 2>&1 || need+=(python3)
+    # backup.sh's failure webhook.
+    command -v curl >/dev/null 2>&1 || need+=(curl)
     # Peak-RSS checks (the storage memory test, the benchmark).
     [ -x /usr/bin/time ] || need+=(time)
     if [ "${#need[@]}" -gt 0 ]; then

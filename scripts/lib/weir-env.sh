@@ -3,6 +3,9 @@
 
 ENTRY_SUFFIX=.catalog.json
 
+# The weir binaries: WEIR_BIN_DIR first (a checkout's target/release, say), then PATH.
+[ -n "${WEIR_BIN_DIR:-}" ] && PATH="$WEIR_BIN_DIR:$PATH"
+
 log() { printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${0##*/}" "$*" >&2; }
 die() {
     local code=$1
@@ -15,8 +18,6 @@ die() {
 # read, so that every tool (weir's, pg_dumpall, psql) sees the same connection, and works
 # out WEIR_BASE: where this instance's backups live.
 weir_env_setup() {
-    # Binaries beside a checkout's target directory, for running from the source tree.
-    [ -n "${WEIR_BIN_DIR:-}" ] && PATH="$WEIR_BIN_DIR:$PATH"
     command -v weir-extract >/dev/null || {
         log "weir-extract is not on PATH (set WEIR_BIN_DIR to the directory of the weir binaries)"
         return 1

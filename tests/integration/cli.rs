@@ -15,6 +15,8 @@ const BINARIES: &[&str] = &[
     "weir-get",
     "weir-ls",
     "weir-rm",
+    "weir-prune",
+    "weir-schedule",
 ];
 
 #[test]

@@ -52,10 +52,38 @@ pub fn free_port() -> u16 {
 }
 
 pub fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(start_cluster)
+    CLUSTER.get_or_init(|| start_cluster("main"))
 }
 
-fn start_cluster() -> Cluster {
+impl Cluster {
+    /// Another instance of our own, for tests that need a whole instance (every database of
+    /// it backed up) or a second one to restore into, or that kill the server. It is stopped
+    /// when the test process ends, or earlier with [`Cluster::kill`].
+    pub fn start(name: &str) -> Cluster {
+        start_cluster(name)
+    }
+
+    /// Stops the server the hard way, as a crash would (`pg_ctl stop -m immediate`).
+    pub fn kill(&self) {
+        let out = as_owner(
+            &self.bindir.join("pg_ctl"),
+            &[
+                "-D",
+                self.dir.join("data").to_str().unwrap(),
+                "-m",
+                "immediate",
+                "stop",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn start_cluster(name: &str) -> Cluster {
     let bindir = PathBuf::from(
         String::from_utf8(
             Command::new("pg_config")
@@ -67,7 +95,7 @@ fn start_cluster() -> Cluster {
         .unwrap()
         .trim(),
     );
-    let base = std::env::temp_dir().join(format!("weir-test-{}", std::process::id()));
+    let base = std::env::temp_dir().join(format!("weir-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
     std::fs::create_dir_all(&base).unwrap();
     sh(&format!(
@@ -327,6 +355,8 @@ pub fn bin(name: &str) -> PathBuf {
         "weir-get" => PathBuf::from(env!("CARGO_BIN_EXE_weir-get")),
         "weir-ls" => PathBuf::from(env!("CARGO_BIN_EXE_weir-ls")),
         "weir-rm" => PathBuf::from(env!("CARGO_BIN_EXE_weir-rm")),
+        "weir-prune" => PathBuf::from(env!("CARGO_BIN_EXE_weir-prune")),
+        "weir-schedule" => PathBuf::from(env!("CARGO_BIN_EXE_weir-schedule")),
         other => panic!("unknown binary {other}"),
     }
 }

@@ -8,6 +8,7 @@ mod cli;
 mod connections;
 mod errors;
 mod mask;
+mod ops;
 mod roundtrip;
 mod stages;
 mod storage;
