@@ -672,19 +672,44 @@ pub struct PruneCli {
     #[arg(value_name = "URL")]
     pub url: String,
     /// Keep the N newest backups.
-    #[arg(long = "keep-last", value_name = "N", default_value_t = 0)]
+    #[arg(
+        long = "keep-last",
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub keep_last: usize,
     /// Keep the newest backup of each of the last N days that have one.
-    #[arg(long = "keep-daily", value_name = "N", default_value_t = 0)]
+    #[arg(
+        long = "keep-daily",
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub keep_daily: usize,
     /// Keep the newest backup of each of the last N ISO weeks that have one.
-    #[arg(long = "keep-weekly", value_name = "N", default_value_t = 0)]
+    #[arg(
+        long = "keep-weekly",
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub keep_weekly: usize,
     /// Keep the newest backup of each of the last N months that have one.
-    #[arg(long = "keep-monthly", value_name = "N", default_value_t = 0)]
+    #[arg(
+        long = "keep-monthly",
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub keep_monthly: usize,
     /// Keep the newest backup of each of the last N years that have one.
-    #[arg(long = "keep-yearly", value_name = "N", default_value_t = 0)]
+    #[arg(
+        long = "keep-yearly",
+        value_name = "N",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
     pub keep_yearly: usize,
     /// Keep every backup younger than DURATION, such as 14d, 1y6m or 36h (y, m for months,
     /// w, d, h).
