@@ -28,7 +28,8 @@ RUN apt-get update -qq \
     && /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y \
     && apt-get install -y -qq --no-install-recommends "postgresql-client-${PG_MAJOR}" libpq5 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /var/lib/weir --create-home weir
+    && useradd --system --uid 10001 --home-dir /var/lib/weir --create-home weir \
+    && mkdir /metrics && chown weir /metrics
 COPY --from=build /out/ /usr/local/bin/
 COPY scripts/backup.sh scripts/restore.sh /opt/weir/
 COPY scripts/lib/weir-env.sh /opt/weir/lib/
