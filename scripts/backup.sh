@@ -65,6 +65,10 @@ suffix=.weir
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/weir-backup.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# A signal ends the run (weir-schedule sends it to every stage too; weir-put aborts its
+# upload); these traps make that an exit, so the EXIT trap still cleans up.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # The stages of one run, so a failure can be named. Each reads stdin and writes stdout.
 stage_compress() {

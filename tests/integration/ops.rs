@@ -631,7 +631,7 @@ fn scheduled_backups_go_on_after_a_failed_run() {
     let metrics = tmp.path().join("weir.prom");
     let metrics_s = metrics.display().to_string();
     // Every two seconds; the database does not exist yet, so the first runs fail.
-    let child = command(
+    let mut child = command(
         "backup.sh",
         &c,
         &[
@@ -645,6 +645,20 @@ fn scheduled_backups_go_on_after_a_failed_run() {
     .stderr(Stdio::piped())
     .spawn()
     .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut pipe = child.stderr.take().unwrap();
+    let sink = log.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(&metrics)
         .map(|t| metric(&t, "weir_backup_failures_total", "later").is_some())
@@ -662,10 +676,17 @@ fn scheduled_backups_go_on_after_a_failed_run() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The scheduler logs each run's end; wait for a success before stopping it.
+    while !log.lock().unwrap().contains("succeeded") {
+        assert!(Instant::now() < deadline, "no run succeeded");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // SIGTERM stops the scheduler (and whatever run is going).
     crate::harness::sh(&format!("kill -TERM {}", child.id()));
-    let out = child.wait_with_output().unwrap();
-    let err = stderr(&out);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert!(!status.success());
+    let err = log.lock().unwrap().clone();
     assert!(err.contains("FAILED (exit status 1)"), "{err}");
     assert!(err.contains("the schedule goes on"), "{err}");
     assert!(err.contains("succeeded"), "{err}");
