@@ -14,7 +14,7 @@
 # other databases still run, and the script exits non-zero.
 set -uo pipefail
 
-# shellcheck source=lib/weir-env.sh
+# shellcheck source-path=SCRIPTDIR source=lib/weir-env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/weir-env.sh"
 
 # Under SCHEDULE, hand over to the scheduler, which runs this script again without it.
@@ -145,7 +145,9 @@ backup_globals() {
     rm -f "$work"/*.json
     t0=$(date +%s.%N)
     log "globals: backing up to $url"
-    pg_dumpall --globals-only ${GLOBALS_EXTRA_OPTS:-} |
+    local -a gopts
+    read -r -a gopts <<<"${GLOBALS_EXTRA_OPTS:-}"
+    pg_dumpall --globals-only "${gopts[@]}" |
         stage_compress | stage_encrypt |
         weir-put -q --if-none-match --stats "$work/put.json" "$url"
     codes=("${PIPESTATUS[@]}")

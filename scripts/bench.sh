@@ -7,6 +7,8 @@
 #   weir-mask (3 pseudonym rules; pass-through; in the backup pipeline), against the targets
 #   weir-put, weir-get                against  aws s3 cp -, aws s3 cp URL - (same archive, same
 #                                              local s3s-fs server)
+#   backup.sh, restore.sh             against  pg_dump -Fc | gpg | aws s3 cp, and back
+#                                              (postgres-backup-s3's job, streaming)
 # on a generated mixed-type dataset of about BENCH_GB gigabytes (default 1). Prints wall time,
 # peak RSS and the ratios weir/reference (below 1.0 means weir is faster or smaller).
 # BENCH_RUNS (default 3) runs of each, in alternating order; the best run counts.
@@ -158,6 +160,37 @@ echo "== object storage: the $((arch_bytes / 1000000)) MB archive to and from s3
 stage_pair "upload (aws s3 cp -)" "aws s3 cp - s3://bench/by-aws" "'$bin/weir-put' -q s3://bench/by-weir" "$work/bench.weir" ">= 2.0"
 stage_pair "download (aws s3 cp URL -)" "aws s3 cp s3://bench/archive -" "'$bin/weir-get' -q s3://bench/archive" /dev/null ">= 2.0"
 echo "  (object storage: peak RSS target <= 0.5x)" >> "$work/stages"
+
+# The whole jobs: scripts/backup.sh and scripts/restore.sh (one database, passphrase, zstd,
+# to s3s-fs) against postgres-backup-s3's pipeline in its streaming form (pg_dump custom
+# format, gpg --symmetric, aws s3 cp; pg_restore from stdin on the way back).
+command -v gpg >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq gnupg >/dev/null; }
+printf 'bench passphrase\n' > "$work/pp"
+jobs_env=(env -u PGHOST -u PGPORT -u PGUSER POSTGRES_HOST="$PGHOST" POSTGRES_PORT="$PGPORT" POSTGRES_USER=postgres
+    POSTGRES_DATABASE=bench BACKUP_GLOBALS=0 S3_BUCKET=bench S3_PREFIX=jobs S3_ENDPOINT="$AWS_ENDPOINT_URL"
+    PASSPHRASE_FILE="$work/pp" WEIR_BIN_DIR="$bin")
+gpg_pp=(--batch --quiet --pinentry-mode loopback --passphrase-file "$work/pp")
+job_runs=${BENCH_JOB_RUNS:-2}
+echo "== backup and restore jobs, $job_runs runs each"
+jb=(); jr=(); pb=(); pr=(); jbk=(); jrk=(); pbk=(); prk=()
+for i in $(seq "$job_runs"); do
+    read -r a b < <(measure "backup.sh" "${jobs_env[@]}" scripts/backup.sh)
+    read -r c d < <(measure "pg_dump|gpg|aws s3 cp" sh -c "pg_dump --format=custom bench | gpg ${gpg_pp[*]} --symmetric | aws s3 cp - s3://bench/pbs3/bench.dump.gpg")
+    psql -X -q -d postgres -c 'DROP DATABASE IF EXISTS r_job'
+    read -r e f < <(measure "restore.sh" "${jobs_env[@]}" RESTORE_TARGET_DATABASE=r_job RESTORE_CREATE=1 RESTORE_JOBS=2 scripts/restore.sh)
+    psql -X -q -d postgres -c 'DROP DATABASE IF EXISTS r_pbs3' -c 'CREATE DATABASE r_pbs3'
+    read -r g h < <(measure "aws s3 cp|gpg -d|pg_restore" sh -c "aws s3 cp s3://bench/pbs3/bench.dump.gpg - | gpg ${gpg_pp[*]} -d | pg_restore -d r_pbs3")
+    jb+=("$a"); jbk+=("$b"); pb+=("$c"); pbk+=("$d"); jr+=("$e"); jrk+=("$f"); pr+=("$g"); prk+=("$h")
+done
+{
+    printf '  %-26s backup.sh %s s, pg_dump|gpg|aws %s s: %sx wall time; peak RSS %d MiB vs %d MiB\n' "backup job (1 database)" \
+        "$(best "${jb[@]}")" "$(best "${pb[@]}")" "$(python3 -c "print(f'{$(best "${jb[@]}")/$(best "${pb[@]}"):.2f}')")" \
+        "$(($(maxi "${jbk[@]}") / 1024))" "$(($(maxi "${pbk[@]}") / 1024))"
+    printf '  %-26s restore.sh %s s, aws|gpg|pg_restore %s s: %sx wall time; peak RSS %d MiB vs %d MiB\n' "restore job (1 database)" \
+        "$(best "${jr[@]}")" "$(best "${pr[@]}")" "$(python3 -c "print(f'{$(best "${jr[@]}")/$(best "${pr[@]}"):.2f}')")" \
+        "$(($(maxi "${jrk[@]}") / 1024))" "$(($(maxi "${prk[@]}") / 1024))"
+    echo "  (stored: weir $("$bin/weir-ls" --catalog s3://bench/jobs/ | awk 'NR > 1 { s = $3 } END { print s }') bytes, pg_dump -Fc+gpg $("$bin/weir-ls" --json s3://bench/pbs3/ | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["size"])') bytes)"
+} >> "$work/stages"
 
 echo
 echo "byte-stream stages:"

@@ -12,7 +12,7 @@
 # passphrase, a corrupt or truncated object fails before the target is touched.
 set -uo pipefail
 
-# shellcheck source=lib/weir-env.sh
+# shellcheck source-path=SCRIPTDIR source=lib/weir-env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib/weir-env.sh"
 weir_env_setup || exit 2
 

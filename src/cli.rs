@@ -672,45 +672,20 @@ pub struct PruneCli {
     #[arg(value_name = "URL")]
     pub url: String,
     /// Keep the N newest backups.
-    #[arg(
-        long = "keep-last",
-        value_name = "N",
-        default_value_t = 0,
-        hide_default_value = true
-    )]
-    pub keep_last: usize,
+    #[arg(long = "keep-last", value_name = "N")]
+    pub keep_last: Option<usize>,
     /// Keep the newest backup of each of the last N days that have one.
-    #[arg(
-        long = "keep-daily",
-        value_name = "N",
-        default_value_t = 0,
-        hide_default_value = true
-    )]
-    pub keep_daily: usize,
+    #[arg(long = "keep-daily", value_name = "N")]
+    pub keep_daily: Option<usize>,
     /// Keep the newest backup of each of the last N ISO weeks that have one.
-    #[arg(
-        long = "keep-weekly",
-        value_name = "N",
-        default_value_t = 0,
-        hide_default_value = true
-    )]
-    pub keep_weekly: usize,
+    #[arg(long = "keep-weekly", value_name = "N")]
+    pub keep_weekly: Option<usize>,
     /// Keep the newest backup of each of the last N months that have one.
-    #[arg(
-        long = "keep-monthly",
-        value_name = "N",
-        default_value_t = 0,
-        hide_default_value = true
-    )]
-    pub keep_monthly: usize,
+    #[arg(long = "keep-monthly", value_name = "N")]
+    pub keep_monthly: Option<usize>,
     /// Keep the newest backup of each of the last N years that have one.
-    #[arg(
-        long = "keep-yearly",
-        value_name = "N",
-        default_value_t = 0,
-        hide_default_value = true
-    )]
-    pub keep_yearly: usize,
+    #[arg(long = "keep-yearly", value_name = "N")]
+    pub keep_yearly: Option<usize>,
     /// Keep every backup younger than DURATION, such as 14d, 1y6m or 36h (y, m for months,
     /// w, d, h).
     #[arg(long = "keep-within", value_name = "DURATION", value_parser = crate::catalog::Within::parse)]
@@ -737,11 +712,11 @@ impl PruneCli {
     pub fn options(&self) -> crate::catalog::PruneOptions {
         crate::catalog::PruneOptions {
             policy: crate::catalog::Policy {
-                last: self.keep_last,
-                daily: self.keep_daily,
-                weekly: self.keep_weekly,
-                monthly: self.keep_monthly,
-                yearly: self.keep_yearly,
+                last: self.keep_last.unwrap_or(0),
+                daily: self.keep_daily.unwrap_or(0),
+                weekly: self.keep_weekly.unwrap_or(0),
+                monthly: self.keep_monthly.unwrap_or(0),
+                yearly: self.keep_yearly.unwrap_or(0),
                 within: self.keep_within,
             },
             dry_run: self.dry_run,

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Installs what building and testing weir needs, if missing: the PostgreSQL server and client
 # tools, OpenSSL headers and CLI, the reference zstd/lz4/gzip/bzip2/age/ssh-keygen tools, the
 # s3s-fs test server, and Rust's rustfmt and clippy. Sourced by test.sh, demo.sh
@@ -20,8 +21,9 @@ weir_install_prereqs() {
     command -v age >/dev/null 2>&1 || need+=(age)
     command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
     command -v python3 >/dev/null 2>&1 || need+=(python3)
-    # backup.sh's failure webhook.
+    # backup.sh's failure webhook; the scripts' lint.
     command -v curl >/dev/null 2>&1 || need+=(curl)
+    command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
     # Peak-RSS checks (the storage memory test, the benchmark).
     [ -x /usr/bin/time ] || need+=(time)
     if [ "${#need[@]}" -gt 0 ]; then

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # A throwaway PostgreSQL cluster in a temporary directory, for the demo and the benchmark.
 # initdb refuses to run as root, so as root the server runs as the `postgres` user.
 # After scratch_pg_start, PGHOST/PGPORT/PGUSER point at it; scratch_pg_stop removes it.

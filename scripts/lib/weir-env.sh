@@ -1,6 +1,8 @@
+# shellcheck shell=bash
 # Shared by backup.sh and restore.sh: the environment variables both read, logging, names,
 # and the metrics and webhook that report a run. Sourced, never run.
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 ENTRY_SUFFIX=.catalog.json
 
 # The weir binaries: WEIR_BIN_DIR first (a checkout's target/release, say), then PATH.
@@ -30,6 +32,7 @@ weir_env_setup() {
     fi
     [ -n "${POSTGRES_PASSWORD:-}" ] && export PGPASSWORD="$POSTGRES_PASSWORD"
     if [ -n "${PASSPHRASE_FILE:-}" ]; then
+        # shellcheck disable=SC2034 # read by the scripts that source this file
         PASSPHRASE=$(head -n1 "$PASSPHRASE_FILE") || return 1
     fi
     [ -n "${S3_ACCESS_KEY_ID:-}" ] && export AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID"
@@ -75,7 +78,8 @@ conninfo_db() {
 # not because a later stage went away (141, broken pipe). Arguments: the stage names as one
 # word list, then each stage's exit status.
 failed_stage() {
-    local -a names=($1)
+    local -a names
+    read -r -a names <<<"$1"
     shift
     local -a codes=("$@")
     local i
