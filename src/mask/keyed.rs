@@ -7,7 +7,6 @@
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use sha2::{Digest, Sha256};
-use siphasher::sip::SipHasher13;
 use siphasher::sip128::{Hasher128, SipHasher24};
 use std::hash::Hasher;
 
@@ -93,10 +92,7 @@ impl RuleKey {
         let (mut a, mut b) = (bits / 2, bits - bits / 2);
         let (mut l, mut r) = ((v >> b) & mask(a), v & mask(b));
         for round in 0..4u64 {
-            let mut h = SipHasher13::new_with_keys(self.round_keys.0, self.round_keys.1);
-            h.write_u64(r);
-            h.write_u64(round);
-            let f = h.finish() & mask(a);
+            let f = sip13_two_words(self.round_keys, r, round) & mask(a);
             // (L: a bits, R: b bits) -> (R: b bits, L ^ F(R): a bits)
             (l, r) = (r, l ^ f);
             (a, b) = (b, a);
@@ -119,6 +115,41 @@ impl RuleKey {
     }
 }
 
+/// SipHash-1-3 of the 16 bytes `m0` then `m1` (little-endian), exactly as `SipHasher13` with
+/// `write_u64(m0); write_u64(m1)` computes it, without the streaming hasher's buffering: the
+/// permutation's round function runs four times per masked key.
+fn sip13_two_words((k0, k1): (u64, u64), m0: u64, m1: u64) -> u64 {
+    let mut v = [
+        k0 ^ 0x736f6d6570736575,
+        k1 ^ 0x646f72616e646f6d,
+        k0 ^ 0x6c7967656e657261,
+        k1 ^ 0x7465646279746573,
+    ];
+    fn round(v: &mut [u64; 4]) {
+        v[0] = v[0].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(13) ^ v[0];
+        v[0] = v[0].rotate_left(32);
+        v[2] = v[2].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(16) ^ v[2];
+        v[0] = v[0].wrapping_add(v[3]);
+        v[3] = v[3].rotate_left(21) ^ v[0];
+        v[2] = v[2].wrapping_add(v[1]);
+        v[1] = v[1].rotate_left(17) ^ v[2];
+        v[2] = v[2].rotate_left(32);
+    }
+    // The message's two words, then the final block: its length (16) in the top byte.
+    for m in [m0, m1, 16u64 << 56] {
+        v[3] ^= m;
+        round(&mut v);
+        v[0] ^= m;
+    }
+    v[2] ^= 0xff;
+    round(&mut v);
+    round(&mut v);
+    round(&mut v);
+    v[0] ^ v[1] ^ v[2] ^ v[3]
+}
+
 fn getrandom_fill(buf: &mut [u8]) {
     openssl::rand::rand_bytes(buf).expect("the system's random source works");
 }
@@ -126,6 +157,21 @@ fn getrandom_fill(buf: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use siphasher::sip::SipHasher13;
+
+    #[test]
+    fn the_round_function_is_siphash13() {
+        for (k, m0, m1) in [
+            (0u64, 0u64, 0u64),
+            (7, u64::MAX, 3),
+            (0x0123456789abcdef, 42, 1),
+        ] {
+            let mut h = SipHasher13::new_with_keys(k, !k);
+            h.write_u64(m0);
+            h.write_u64(m1);
+            assert_eq!(sip13_two_words((k, !k), m0, m1), h.finish());
+        }
+    }
 
     #[test]
     fn permutations_are_bijections_within_range() {
