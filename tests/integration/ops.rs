@@ -694,3 +694,82 @@ fn scheduled_backups_go_on_after_a_failed_run() {
     assert!(metric(&text, "weir_backup_failures_total", "later").unwrap() >= 1.0);
     assert_eq!(metric(&text, "weir_backup_success", "later"), Some(1.0));
 }
+
+#[test]
+fn masked_backups_to_age_recipients_restore_masked() {
+    let c = cluster();
+    c.create_db(
+        "ops_people",
+        "CREATE TABLE people (id int PRIMARY KEY, email text NOT NULL);
+         INSERT INTO people SELECT g, 'person' || g || '@corp.example' FROM generate_series(1, 100) g;",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("key.txt");
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "age-keygen: {}", stderr(&out));
+    let recipient = String::from_utf8(
+        Command::new("age-keygen")
+            .arg("-y")
+            .arg(&key)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let rules = tmp.path().join("mask.toml");
+    std::fs::write(
+        &rules,
+        "[tables.\"public.people\"]\ncolumns.email = \"email\"\n",
+    )
+    .unwrap();
+    let dir = tmp.path().join("backups").display().to_string();
+    let (rules_s, key_s) = (rules.display().to_string(), key.display().to_string());
+    let env = [
+        ("BACKUP_DIR", dir.as_str()),
+        ("POSTGRES_DATABASE", "ops_people"),
+        ("AGE_RECIPIENTS", recipient.trim()),
+        ("MASK_RULES", rules_s.as_str()),
+        ("MASK_KEY", "ops-mask-key"),
+    ];
+    let out = run("backup.sh", c, &env);
+    assert!(out.status.success(), "backup.sh: {}", stderr(&out));
+    let entries = catalog(&dir, &[]);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["encryption"], "age");
+    assert_eq!(entries[0]["archive"]["masked"], true);
+    assert_eq!(entries[0]["archive"]["mask"]["deterministic"], true);
+    assert!(
+        entries[0]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with(".weir.zst.age")
+    );
+
+    // Without the identity, no restore; with it, the masked rows.
+    c.psql("postgres", "DROP DATABASE IF EXISTS ops_people_copy");
+    let mut renv = env.to_vec();
+    renv.extend([
+        ("RESTORE_TARGET_DATABASE", "ops_people_copy"),
+        ("RESTORE_CREATE", "1"),
+    ]);
+    let out = run("restore.sh", c, &renv);
+    assert!(!out.status.success());
+    assert!(!c.db_exists("ops_people_copy"));
+    renv.push(("AGE_IDENTITY_FILE", key_s.as_str()));
+    let out = run("restore.sh", c, &renv);
+    assert!(out.status.success(), "restore.sh: {}", stderr(&out));
+    let left = c.psql(
+        "ops_people_copy",
+        "SELECT count(*) FROM people WHERE email LIKE '%@corp.example'",
+    );
+    assert_eq!(left.trim(), "0", "original e-mails survived the masking");
+    assert_eq!(
+        c.psql("ops_people_copy", "SELECT count(*) FROM people")
+            .trim(),
+        "100"
+    );
+}
