@@ -125,8 +125,10 @@ backup_database() {
         fi
     fi
     if [ -n "$stage" ]; then
-        # Whatever reached storage is not a backup: remove it, so only the catalog speaks.
-        weir-rm -q -f "$url" >/dev/null 2>&1
+        # What weir-put stored is not a backup: remove it, so only the catalog speaks. (A
+        # weir-put that failed stored nothing; with exit 5 the name was taken, by another
+        # run's backup, which must stay.)
+        [ "${codes[4]}" = 0 ] && weir-rm -q -f "$url" >/dev/null 2>&1
         fail_db "$db" "$stage" "$started" "$(elapsed "$t0")"
         return 1
     fi
@@ -156,7 +158,7 @@ backup_globals() {
         stage="catalog entry"
     fi
     if [ -n "$stage" ]; then
-        weir-rm -q -f "$url" >/dev/null 2>&1
+        [ "${codes[3]}" = 0 ] && weir-rm -q -f "$url" >/dev/null 2>&1
         fail_db "(globals)" "$stage" "$started" "$(elapsed "$t0")"
         return 1
     fi

@@ -773,3 +773,49 @@ fn masked_backups_to_age_recipients_restore_masked() {
         "100"
     );
 }
+
+#[test]
+fn a_name_already_taken_fails_the_backup_and_keeps_the_other() {
+    let c = cluster();
+    c.create_db(
+        "ops_taken",
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1);",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups");
+    // Another run's backups hold the names of the next seconds (as when two runs start in the
+    // same second): this run's weir-put must fail with exit 5 and leave them alone.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let now = chrono::DateTime::<chrono::Utc>::from_timestamp(secs, 0).unwrap();
+    std::fs::create_dir_all(dir.join("ops_taken")).unwrap();
+    for s in 0..30 {
+        let stamp = (now + chrono::Duration::seconds(s)).format("%Y%m%dT%H%M%SZ");
+        std::fs::write(
+            dir.join(format!("ops_taken/ops_taken-{stamp}.weir.zst")),
+            b"another run's",
+        )
+        .unwrap();
+    }
+    let dir_s = dir.display().to_string();
+    let out = run(
+        "backup.sh",
+        c,
+        &[("BACKUP_DIR", &dir_s), ("POSTGRES_DATABASE", "ops_taken")],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("FAILED at stage weir-put (exit 5)"),
+        "{}",
+        stderr(&out)
+    );
+    let files = walk(&dir);
+    assert_eq!(files.len(), 30, "{files:?}");
+    assert!(
+        files
+            .iter()
+            .all(|f| std::fs::read(f).unwrap() == b"another run's")
+    );
+}
