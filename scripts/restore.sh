@@ -93,8 +93,11 @@ load_args+=("${extra[@]}")
 
 target=${RESTORE_TARGET_DATABASE:-$source_db}
 if [ -z "$target" ]; then
-    # Named by address only: restore into the database the archive came from.
-    target=$(awk '{ print $2 }' <<<"$line")
+    # Named by address only: restore into the database the archive came from, whose name
+    # backup.sh put in the object's directory, %XX-encoded (a name may hold spaces).
+    dbdir=${url%/*}
+    dbdir=${dbdir##*/}
+    printf -v target '%b' "${dbdir//%/\\x}"
 fi
 log "restoring $url into database $target on ${PGHOST:-the local server}"
 weir-get -q "$url" | stage_decrypt "$url" | stage_decompress "$url" |

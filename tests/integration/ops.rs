@@ -281,6 +281,22 @@ fn backup_an_instance_and_restore_it_elsewhere() {
     let out = run("restore.sh", dst, &pairs(&vars_w));
     assert!(!out.status.success());
     assert!(!dst.db_exists("ops_shop_never"));
+
+    // By address alone: into the database of the same name, space and all.
+    let odd = entries
+        .iter()
+        .find(|e| e["database"] == "odd name")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    dst.psql("postgres", "DROP DATABASE IF EXISTS \"odd name\"");
+    let mut vars_a = vars.clone();
+    vars_a.push(("RESTORE_CREATE", "1".to_string()));
+    let mut cmd = command("restore.sh", dst, &pairs(&vars_a));
+    let out = cmd.arg(&odd).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "restore.sh {odd}: {}", stderr(&out));
+    assert_eq!(src.content("odd name"), dst.content("odd name"));
 }
 
 /// A one-request HTTP server: the body of the first POST it gets.
