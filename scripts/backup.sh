@@ -173,7 +173,12 @@ case "${POSTGRES_DATABASE:-all}" in
     all | "")
         all=1
         mapfile -t databases < <(list_databases) || true
-        [ ${#databases[@]} -gt 0 ] || die 1 "cannot list the databases of ${PGHOST:-the local server} (is it reachable?)"
+        if [ ${#databases[@]} -eq 0 ]; then
+            # An unreachable server is the failure to alert on most: metrics and webhook too.
+            fail_db "(instance)" "listing the databases" "$(date -u +%s)" 0
+            metrics_write
+            die 1 "cannot list the databases of ${PGHOST:-the local server} (is it reachable?)"
+        fi
         ;;
     *) IFS=', ' read -r -a databases <<<"$POSTGRES_DATABASE" ;;
 esac
@@ -185,7 +190,7 @@ fi
 for db in "${databases[@]}"; do
     backup_database "$db" || failures=$((failures + 1))
 done
-metrics_write
+metrics_write || log "cannot write the metrics to $METRICS_FILE"
 
 # Retention, after the backups: the newest complete backup of each database is never removed.
 prune_args=()

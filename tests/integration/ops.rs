@@ -451,6 +451,36 @@ fn a_database_killed_mid_backup_leaves_no_catalog_entry() {
     assert_eq!(v["event"], "failure");
     assert_eq!(v["database"], "victim");
     assert!(v["message"].as_str().unwrap().contains("weir-extract"));
+
+    // The server stays down: a run over every database cannot even list them, and says so
+    // the same ways, keeping what the metrics knew of the earlier run.
+    let out = run(
+        "backup.sh",
+        &c,
+        &[
+            ("BACKUP_DIR", &dir_s),
+            ("METRICS_FILE", &metrics_s),
+            ("WEBHOOK_URL", &hook),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot list the databases"),
+        "{}",
+        stderr(&out)
+    );
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(
+        metric(&text, "weir_backup_success", "(instance)"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "weir_backup_failures_total", "victim"),
+        Some(1.0)
+    );
+    let body = bodies.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(body.contains("listing the databases"), "{body}");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
