@@ -83,13 +83,28 @@ pub struct Catalog {
     pub broken: Vec<(ObjectInfo, String)>,
 }
 
-/// Whether a name looks like a backup's data object (what backup.sh writes), so that pruning
-/// a prefix never touches objects that are not ours.
+/// Whether a name is one backup.sh gives its data objects (`NAME-YYYYMMDDTHHMMSSZ.weir` or
+/// `.sql`, then `.zst`, `.age`), so that pruning a prefix never touches anything else kept
+/// there, such as someone's `notes.sql`.
 fn is_data_name(url: &str) -> bool {
     let name = url.rsplit('/').next().unwrap_or(url);
     let base = name.strip_suffix(".age").unwrap_or(name);
     let base = base.strip_suffix(".zst").unwrap_or(base);
-    base.ends_with(".weir") || base.ends_with(".sql")
+    let Some(stem) = base
+        .strip_suffix(".weir")
+        .or_else(|| base.strip_suffix(".sql"))
+    else {
+        return false;
+    };
+    // The stamp: a dash, 8 digits, T, 6 digits, Z.
+    let b = stem.as_bytes();
+    let n = b.len();
+    n > 17
+        && b[n - 17] == b'-'
+        && b[n - 16..n - 8].iter().all(u8::is_ascii_digit)
+        && b[n - 8] == b'T'
+        && b[n - 7..n - 1].iter().all(u8::is_ascii_digit)
+        && b[n - 1] == b'Z'
 }
 
 /// Lists `url` and reads every entry under it.
@@ -579,9 +594,16 @@ mod tests {
         assert!(is_data_name(
             "s3://b/p/app/app-20261122T030000Z.weir.zst.age"
         ));
-        assert!(is_data_name("/backups/_globals/globals-x.sql.zst"));
-        assert!(is_data_name("x.weir"));
+        assert!(is_data_name(
+            "/backups/_globals/globals-20261122T030000Z.sql.zst"
+        ));
+        assert!(is_data_name("odd%20db-20261122T030000Z.weir"));
+        assert!(!is_data_name("x.weir"));
+        assert!(!is_data_name("/backups/schema.sql"));
         assert!(!is_data_name("s3://b/p/notes.txt"));
-        assert!(!is_data_name("s3://b/p/x.weir.catalog.json"));
+        assert!(!is_data_name(
+            "s3://b/p/app-20261122T030000Z.weir.catalog.json"
+        ));
+        assert!(!is_data_name("app-2026112xT030000Z.weir"));
     }
 }

@@ -552,6 +552,11 @@ fn prune_two_years_of_backups() {
     ));
     std::fs::write(dir.join("app/app-20270101T000000Z.weir.zst"), b"in flight").unwrap();
     std::fs::write(dir.join("app/README.txt"), b"keep me").unwrap();
+    std::fs::write(dir.join("app/schema.sql"), b"keep me too").unwrap();
+    crate::harness::sh(&format!(
+        "touch -d '2 days ago' {}",
+        dir.join("app/schema.sql").display()
+    ));
     std::fs::write(dir.join("legacy/bad.weir.catalog.json"), b"{not json").unwrap();
     std::fs::write(dir.join("legacy/bad.weir"), b"?").unwrap();
     let url = dir.display().to_string();
@@ -637,6 +642,7 @@ fn prune_two_years_of_backups() {
     assert!(!dir.join("app/app-20250505T030000Z.weir.zst.age").exists());
     assert!(dir.join("app/app-20270101T000000Z.weir.zst").exists());
     assert!(dir.join("app/README.txt").exists());
+    assert!(dir.join("app/schema.sql").exists());
     assert!(dir.join("legacy/bad.weir.catalog.json").exists());
     // All three legacy backups fall on distinct days, months of 2025: kept by the same policy.
     assert_eq!(
