@@ -104,9 +104,33 @@ write_entry() {
     weir-put -q --if-none-match "$url$ENTRY_SUFFIX" <"$work/entry.json"
 }
 
+# Ends one backup once its pipeline ran, weir-put its last stage: when every stage succeeded,
+# the catalog entry; otherwise what weir-put stored is removed (a weir-put that failed stored
+# nothing; with exit 5 the name was taken, by another run's backup, which must stay) and the
+# failure is reported. Arguments: name, address, entry kind, start time, `date +%s.%N` at the
+# start, the archive's stats file ("" for none), the stage names, then their exit statuses.
+conclude() {
+    local name=$1 url=$2 kind=$3 started=$4 t0=$5 stats=$6 stages=$7 stage archive=null
+    shift 7
+    local -a codes=("$@")
+    [ -n "$stats" ] && archive=$(cat "$stats")
+    stage=$(failed_stage "$stages" "${codes[@]}")
+    if [ -z "$stage" ] && ! write_entry "$url" "$kind" "$started" "$(elapsed "$t0")" "$archive"; then
+        stage="catalog entry"
+    fi
+    if [ -n "$stage" ]; then
+        [ "${codes[-1]}" = 0 ] && weir-rm -q -f "$url" >/dev/null 2>&1
+        fail_db "$name" "$stage" "$started" "$(elapsed "$t0")"
+        return 1
+    fi
+    ok_db "$name" "$started" "$(elapsed "$t0")" "$(json_field size "$work/put.json")" \
+        "$(json_field rows "$stats")" "$(json_field tables "$stats")"
+    log "$name: done in $(elapsed "$t0") s, $(json_field size "$work/put.json") bytes"
+}
+
 # Backs up one database; returns non-zero (and says why) if any stage failed.
 backup_database() {
-    local db=$1 started stamp url codes t0 stage stats=$work/extract.json
+    local db=$1 started stamp url t0 stats=$work/extract.json
     [ ${#mask_args[@]} -gt 0 ] && stats=$work/mask.json
     started=$(date -u +%s)
     stamp=$(date -u -d "@$started" +%Y%m%dT%H%M%SZ)
@@ -117,52 +141,25 @@ backup_database() {
     weir-extract -q --stats "$work/extract.json" "${extract_args[@]}" -d "$(conninfo_db "$db")" |
         stage_mask | stage_compress | stage_encrypt |
         weir-put -q --if-none-match --stats "$work/put.json" "$url"
-    codes=("${PIPESTATUS[@]}")
-    stage=$(failed_stage "weir-extract weir-mask weir-compress weir-encrypt weir-put" "${codes[@]}")
-    if [ -z "$stage" ]; then
-        if ! write_entry "$url" database "$started" "$(elapsed "$t0")" "$(cat "$stats")"; then
-            stage="catalog entry"
-        fi
-    fi
-    if [ -n "$stage" ]; then
-        # What weir-put stored is not a backup: remove it, so only the catalog speaks. (A
-        # weir-put that failed stored nothing; with exit 5 the name was taken, by another
-        # run's backup, which must stay.)
-        [ "${codes[4]}" = 0 ] && weir-rm -q -f "$url" >/dev/null 2>&1
-        fail_db "$db" "$stage" "$started" "$(elapsed "$t0")"
-        return 1
-    fi
-    ok_db "$db" "$started" "$(elapsed "$t0")" "$(json_field size "$work/put.json")" \
-        "$(json_field rows "$stats")" "$(json_field tables "$stats")"
-    log "$db: done in $(elapsed "$t0") s, $(json_field size "$work/put.json") bytes"
+    conclude "$db" "$url" database "$started" "$t0" "$stats" \
+        "weir-extract weir-mask weir-compress weir-encrypt weir-put" "${PIPESTATUS[@]}"
 }
 
 # The roles and tablespaces, once per run: pg_dumpall --globals-only as SQL.
 backup_globals() {
-    local started stamp url codes t0 stage
+    local started stamp url t0 gopts
     started=$(date -u +%s)
     stamp=$(date -u -d "@$started" +%Y%m%dT%H%M%SZ)
-    local gsuffix=${suffix/.weir/.sql}
-    url="${WEIR_BASE}_globals/globals-$stamp$gsuffix"
+    url="${WEIR_BASE}_globals/globals-$stamp${suffix/.weir/.sql}"
     rm -f "$work"/*.json
     t0=$(date +%s.%N)
     log "globals: backing up to $url"
-    local -a gopts
     read -r -a gopts <<<"${GLOBALS_EXTRA_OPTS:-}"
     pg_dumpall --globals-only "${gopts[@]}" |
         stage_compress | stage_encrypt |
         weir-put -q --if-none-match --stats "$work/put.json" "$url"
-    codes=("${PIPESTATUS[@]}")
-    stage=$(failed_stage "pg_dumpall weir-compress weir-encrypt weir-put" "${codes[@]}")
-    if [ -z "$stage" ] && ! write_entry "$url" globals "$started" "$(elapsed "$t0")" null; then
-        stage="catalog entry"
-    fi
-    if [ -n "$stage" ]; then
-        [ "${codes[3]}" = 0 ] && weir-rm -q -f "$url" >/dev/null 2>&1
-        fail_db "(globals)" "$stage" "$started" "$(elapsed "$t0")"
-        return 1
-    fi
-    ok_db "(globals)" "$started" "$(elapsed "$t0")" "$(json_field size "$work/put.json")" 0 0
+    conclude "(globals)" "$url" globals "$started" "$t0" "" \
+        "pg_dumpall weir-compress weir-encrypt weir-put" "${PIPESTATUS[@]}"
 }
 
 # --- the run ---------------------------------------------------------------------------------

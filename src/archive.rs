@@ -416,9 +416,7 @@ impl Stats {
     /// Writes the stats to `path` through a temporary file and a rename, so a reader never
     /// sees half a file, and a failed run leaves none.
     pub fn write(&self, path: &str) -> Result<()> {
-        let mut json = serde_json::to_vec(self)?;
-        json.push(b'\n');
-        crate::plumbing::write_atomically(std::path::Path::new(path), &json)
+        crate::plumbing::write_json_line(path, self)
     }
 }
 

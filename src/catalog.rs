@@ -240,30 +240,20 @@ pub struct Within {
 impl Within {
     /// Parses `14d`, `1y6m`, `2w`, `36h`: numbers each followed by y, m, w, d or h.
     pub fn parse(s: &str) -> Result<Within, String> {
+        let bad = || format!("not a duration: {s} (expected e.g. 14d, 1y6m, 36h)");
         let mut w = Within::default();
-        let mut num = String::new();
-        for c in s.trim().chars() {
-            if c.is_ascii_digit() {
-                num.push(c);
-                continue;
-            }
-            let n: i64 = num
-                .parse()
-                .map_err(|_| format!("not a duration: {s} (expected e.g. 14d, 1y6m, 36h)"))?;
-            num.clear();
-            match c {
+        for (n, unit) in crate::plumbing::unit_terms(s).ok_or_else(bad)? {
+            match unit {
                 'y' => w.months += 12 * n as u32,
                 'm' => w.months += n as u32,
-                'w' => w.seconds += n * 7 * 86400,
-                'd' => w.seconds += n * 86400,
-                'h' => w.seconds += n * 3600,
+                'w' => w.seconds += n as i64 * 7 * 86400,
+                'd' => w.seconds += n as i64 * 86400,
+                'h' => w.seconds += n as i64 * 3600,
                 _ => return Err(format!("not a duration: {s} (units are y, m, w, d, h)")),
             }
         }
-        if !num.is_empty() || (w.months == 0 && w.seconds == 0) {
-            return Err(format!(
-                "not a duration: {s} (expected e.g. 14d, 1y6m, 36h)"
-            ));
+        if w.months == 0 && w.seconds == 0 {
+            return Err(bad());
         }
         Ok(w)
     }
@@ -368,13 +358,7 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
              --keep-yearly or --keep-within",
         ));
     }
-    let now = o.now.unwrap_or_else(|| {
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        DateTime::<Utc>::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC)
-    });
+    let now = o.now.unwrap_or_else(Utc::now);
     let cat = load(url, s3)?;
     warn_broken(&cat);
     let mut groups: BTreeMap<&str, Vec<&Backup>> = BTreeMap::new();

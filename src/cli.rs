@@ -747,16 +747,20 @@ pub struct ScheduleCli {
 
 /// `30m`, `1h`, `2d` or `0`: a short age in seconds, minutes, hours or days.
 fn parse_age(s: &str) -> Result<std::time::Duration, String> {
-    let t = s.trim();
-    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("not an age: {s} (expected e.g. 30m, 1h, 2d)"))?;
+    let bad = || format!("not an age: {s} (expected e.g. 30m, 1h, 2d)");
+    // A bare number is seconds; otherwise one number with its unit.
+    let (n, unit) = match s.trim().parse::<u64>() {
+        Ok(n) => (n, 's'),
+        Err(_) => match crate::plumbing::unit_terms(s).as_deref() {
+            Some(&[term]) => term,
+            _ => return Err(bad()),
+        },
+    };
     let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86400,
         _ => return Err(format!("not an age: {s} (units are s, m, h, d)")),
     };
     Ok(std::time::Duration::from_secs(n * mult))

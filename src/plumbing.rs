@@ -152,6 +152,23 @@ pub fn copy(
     }
 }
 
+/// Splits a duration such as `1h30m` or `2w3d` into its terms, `[(1, 'h'), (30, 'm')]`: each a
+/// number and one unit letter. None if the text is empty, a number lacks its letter, or a
+/// number does not fit. The callers give the letters their meaning.
+pub fn unit_terms(s: &str) -> Option<Vec<(u64, char)>> {
+    let mut terms = Vec::new();
+    let mut num = String::new();
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+        } else {
+            terms.push((num.parse().ok()?, c));
+            num.clear();
+        }
+    }
+    (num.is_empty() && !terms.is_empty()).then_some(terms)
+}
+
 /// Writes a small file whole or not at all: a temporary file beside it, then a rename, so a
 /// reader (a Prometheus textfile collector, a script) never sees half of it.
 pub fn write_atomically(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {
@@ -169,6 +186,13 @@ pub fn write_atomically(path: &std::path::Path, data: &[u8]) -> anyhow::Result<(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// Writes `value` as one line of JSON to `path`, atomically (the `--stats` files).
+pub fn write_json_line(path: &str, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    let mut json = serde_json::to_vec(value)?;
+    json.push(b'\n');
+    write_atomically(std::path::Path::new(path), &json)
 }
 
 /// A buffered output stream: standard output or a file. Must be ended with [`Output::finish`],

@@ -48,35 +48,21 @@ impl Schedule {
 /// `1h30m`, `15m`, `90s`, `2h`: Go's duration style, as go-cron's `@every` takes.
 fn parse_every(s: &str) -> Option<Duration> {
     let mut total = 0u64;
-    let mut num = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        total += n * match c {
+    for (n, unit) in crate::plumbing::unit_terms(s)? {
+        total += n * match unit {
             'h' => 3600,
             'm' => 60,
             's' => 1,
             _ => return None,
         };
     }
-    (num.is_empty() && total > 0).then(|| Duration::from_secs(total))
-}
-
-fn now() -> DateTime<Utc> {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    DateTime::<Utc>::from_timestamp(d.as_secs() as i64, d.subsec_nanos()).unwrap_or_default()
+    (total > 0).then(|| Duration::from_secs(total))
 }
 
 fn log(msg: &str) {
     eprintln!(
         "{} weir-schedule: {msg}",
-        now().format("%Y-%m-%dT%H:%M:%SZ")
+        Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
     );
 }
 
@@ -110,9 +96,9 @@ pub fn run(schedule: &Schedule, command: &[String], run_now: bool) -> Result<()>
         });
     }
     let mut due = if run_now {
-        now()
+        Utc::now()
     } else {
-        schedule.next_after(now())?
+        schedule.next_after(Utc::now())?
     };
     let (mut runs, mut failures) = (0u64, 0u64);
     log(&format!(
@@ -121,8 +107,8 @@ pub fn run(schedule: &Schedule, command: &[String], run_now: bool) -> Result<()>
     ));
     loop {
         // Sleep in short steps: the clock may jump (suspend, NTP), and a signal must not wait.
-        while now() < due {
-            let left = (due - now()).to_std().unwrap_or_default();
+        while Utc::now() < due {
+            let left = (due - Utc::now()).to_std().unwrap_or_default();
             std::thread::sleep(left.min(Duration::from_millis(500)));
         }
         runs += 1;
@@ -160,7 +146,7 @@ pub fn run(schedule: &Schedule, command: &[String], run_now: bool) -> Result<()>
         if crate::plumbing::signals::interrupted() {
             return Ok(());
         }
-        let next = schedule.next_after(now())?;
+        let next = schedule.next_after(Utc::now())?;
         let skipped = skipped_slots(schedule, due, next)?;
         if skipped > 0 {
             log(&format!(

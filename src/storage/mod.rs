@@ -176,9 +176,7 @@ pub fn put(
     };
     summary(t, "wrote", n, &loc, started);
     if let Some(path) = &o.stats {
-        let mut json = serde_json::to_vec(&serde_json::json!({ "url": url, "size": n }))?;
-        json.push(b'\n');
-        crate::plumbing::write_atomically(std::path::Path::new(path), &json)?;
+        crate::plumbing::write_json_line(path, &serde_json::json!({ "url": url, "size": n }))?;
     }
     Ok(())
 }
@@ -231,11 +229,7 @@ pub struct LsOptions {
 /// `weir-ls`: every object whose key starts with the prefix, in key order.
 pub fn ls(url: &str, s3: &S3Settings, o: LsOptions) -> Result<()> {
     use std::io::Write;
-    let loc = Location::parse(url)?;
-    let objects = match &loc {
-        Location::S3 { bucket, key } => s3::list(s3, bucket, key)?,
-        Location::Local(path) => local::list(path)?,
-    };
+    let objects = list(url, s3)?;
     let mut out = crate::plumbing::Output::open(None, false)?;
     if o.json {
         let list: Vec<serde_json::Value> = objects

@@ -804,7 +804,6 @@ pub fn remove_keys(s: &S3Settings, bucket: &str, keys: &[String]) -> Result<Vec<
 
 async fn delete_keys(client: &Client, bucket: &str, keys: &[String]) -> Result<Vec<String>> {
     let prefix = format!("s3://{bucket}/");
-    let url = &prefix;
     let mut removed = Vec::new();
     for batch in keys.chunks(1000) {
         let ids = batch
@@ -822,7 +821,7 @@ async fn delete_keys(client: &Client, bucket: &str, keys: &[String]) -> Result<V
             )
             .send()
             .await
-            .map_err(|e| fail(url, e))?;
+            .map_err(|e| fail(&prefix, e))?;
         if let Some(err) = out.errors().first() {
             bail!(
                 "s3://{bucket}/{}: {} ({} of {} deletions failed)",
