@@ -16,7 +16,7 @@ pub mod types;
 use crate::archive::{
     ArchiveWriter, Manifest, MaskInfo, Stats, Table, Trailer, Visitor, read_archive,
 };
-use crate::copy_text::{Chunk, decode_field_into, encode_field};
+use crate::copy_text::{Chunk, Delimiters, decode_field_into, encode_field};
 use crate::plumbing::{ExitCode, Output, coded, open_input};
 use anyhow::{Context, Result, anyhow};
 use keyed::Key;
@@ -237,6 +237,8 @@ struct RowBuf {
     original: Vec<Option<Vec<u8>>>,
     masked: Vec<Option<Vec<u8>>>,
     touched: Vec<bool>,
+    /// A transformer's output buffer, swapped with the column's after each step.
+    spare: Vec<u8>,
 }
 
 /// Masks the rows of one chunk of `table` into `out`. `seen` gets each row before and after
@@ -270,24 +272,30 @@ fn mask_rows(
         out.extend_from_slice(data);
         return Ok(());
     }
-    // Lines found with memchr: a per-byte split closure cost as much as the masking itself.
     let mut line_start = 0;
-    let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
-    for end in ends {
+    let mut delims = Delimiters::new(body);
+    while line_start <= body.len() {
+        // The row's field bounds, relative to the row; its end is a newline or the body's end.
+        r.bounds.clear();
+        let mut start = line_start;
+        let end = loop {
+            match delims.next() {
+                Some(i) if body[i] == b'\t' => {
+                    r.bounds.push((start - line_start, i - line_start));
+                    start = i + 1;
+                }
+                Some(i) => break i,
+                None => break body.len(),
+            }
+        };
         let line = &body[line_start..end];
+        r.bounds.push((start - line_start, line.len()));
         line_start = end + 1;
         if ncols == 0 {
             out.extend_from_slice(line);
             out.push(b'\n');
             continue;
         }
-        r.bounds.clear();
-        let mut start = 0;
-        for i in memchr::memchr_iter(b'\t', line) {
-            r.bounds.push((start, i));
-            start = i + 1;
-        }
-        r.bounds.push((start, line.len()));
         if r.bounds.len() != ncols {
             return Err(bad(format!(
                 "a row has {} fields, the manifest lists {ncols} columns",
@@ -315,8 +323,15 @@ fn mask_rows(
             r.masked.clone_from(&r.original);
         }
         for col in &plan.columns {
-            // The first step that applies reads the original in place; no copy unless needed.
-            let mut v: Option<Option<Vec<u8>>> = None;
+            // The previous row's buffer for this column takes the new value; with templates
+            // the slot holds this row's value, which a template may read, so it stays.
+            let mut buf = match plan.templates {
+                false => r.masked[col.index].take().unwrap_or_default(),
+                true => Vec::new(),
+            };
+            // The first step that applies reads the original in place; each later one reads
+            // the previous result from `buf` and writes into the spare buffer, then they swap.
+            let mut present: Option<bool> = None;
             for step in &col.steps {
                 if step.when.as_ref().is_some_and(|c| !c.holds(&r.original)) {
                     continue;
@@ -326,17 +341,27 @@ fn mask_rows(
                     original_row: &r.original,
                     masked_row: &r.masked,
                 };
-                let cur = match &v {
-                    Some(x) => x.as_deref(),
+                let cur = match present {
+                    Some(true) => Some(buf.as_slice()),
+                    Some(false) => None,
                     None => r.original[col.index].as_deref(),
                 };
-                v = Some(
-                    step.transformer
-                        .apply(cur, &cx)
-                        .map_err(|e| anyhow!("{}: {e:#}", step.name))?,
-                );
+                let out = step
+                    .transformer
+                    .apply_into(cur, &cx, &mut r.spare)
+                    .map_err(|e| anyhow!("{}: {e:#}", step.name))?;
+                std::mem::swap(&mut buf, &mut r.spare);
+                present = Some(out);
             }
-            let v = v.unwrap_or_else(|| r.original[col.index].clone());
+            let v = match present {
+                Some(true) => Some(buf),
+                Some(false) => None,
+                None => r.original[col.index].as_ref().map(|o| {
+                    buf.clear();
+                    buf.extend_from_slice(o);
+                    buf
+                }),
+            };
             if let Some(x) = v.as_ref().filter(|_| col.check_fit) {
                 col.ty.fits(x).map_err(|e| {
                     anyhow!(
