@@ -190,9 +190,11 @@ impl Visitor for Masker {
         if !plan.data {
             return Ok(());
         }
-        let mut out = Vec::with_capacity(chunk.data.len() + chunk.data.len() / 8);
+        // Room for pseudonyms longer than the originals, so the buffer seldom grows (a
+        // realloc copies everything written so far).
+        let mut out = Vec::with_capacity(chunk.data.len() + chunk.data.len() / 2);
         let plan: &TablePlan = plan;
-        mask_rows(
+        let rows = mask_rows(
             plan,
             table,
             &chunk.data,
@@ -203,7 +205,7 @@ impl Visitor for Masker {
         if out.is_empty() {
             return Ok(());
         }
-        let masked = Chunk::new(out);
+        let masked = Chunk::with_rows(out, rows);
         self.writer()?.add_chunk(table.id, &masked)
     }
 
@@ -241,8 +243,8 @@ struct RowBuf {
     spare: Vec<u8>,
 }
 
-/// Masks the rows of one chunk of `table` into `out`. `seen` gets each row before and after
-/// (after is `None` when the row was filtered out), for the preview.
+/// Masks the rows of one chunk of `table` into `out`, and says how many it wrote. `seen` gets
+/// each row before and after (after is `None` when the row was filtered out), for the preview.
 fn mask_rows(
     plan: &TablePlan,
     table: &Table,
@@ -250,7 +252,7 @@ fn mask_rows(
     out: &mut Vec<u8>,
     r: &mut RowBuf,
     seen: &mut dyn FnMut(&Row, Option<&Row>),
-) -> Result<()> {
+) -> Result<u64> {
     let ncols = table.columns.len();
     r.original.resize(ncols, None);
     r.masked.resize(ncols, None);
@@ -270,8 +272,9 @@ fn mask_rows(
         .ok_or_else(|| bad("COPY chunk does not end with a newline".into()))?;
     if body.is_empty() && !data.is_empty() && ncols == 0 {
         out.extend_from_slice(data);
-        return Ok(());
+        return Ok(crate::copy_text::count_rows(data));
     }
+    let mut written = 0;
     let mut line_start = 0;
     let mut delims = Delimiters::new(body);
     while line_start <= body.len() {
@@ -294,6 +297,7 @@ fn mask_rows(
         if ncols == 0 {
             out.extend_from_slice(line);
             out.push(b'\n');
+            written += 1;
             continue;
         }
         if r.bounds.len() != ncols {
@@ -384,8 +388,9 @@ fn mask_rows(
         }
         out.extend_from_slice(&line[raw_from..]);
         out.push(b'\n');
+        written += 1;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// `--preview N`: before and after, for the first N rows of each masked table.

@@ -1165,7 +1165,7 @@ fn fake_name_into(kind: FakeKind, unique: bool, v: &[u8], cx: &Ctx, out: &mut Ve
                 // collision among a million values has odds of about 3 in 10^8) where a
                 // column is usually unique.
                 out.push(b'.');
-                out.extend_from_slice(base32(h as u64).as_bytes());
+                base32_into(h as u64, out);
             }
             out.push(b'@');
             out.extend_from_slice(domain.as_bytes());
@@ -1174,14 +1174,19 @@ fn fake_name_into(kind: FakeKind, unique: bool, v: &[u8], cx: &Ctx, out: &mut Ve
     }
 }
 
-fn base32(mut x: u64) -> String {
+/// `x` in 13 base32 digits (lowest first), appended to `out`: a short unique tag.
+fn base32_into(mut x: u64, out: &mut Vec<u8>) {
     const A: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let mut s = String::with_capacity(13);
     for _ in 0..13 {
-        s.push(A[(x & 31) as usize] as char);
+        out.push(A[(x & 31) as usize]);
         x >>= 5;
     }
-    s
+}
+
+fn base32(x: u64) -> String {
+    let mut out = Vec::with_capacity(13);
+    base32_into(x, &mut out);
+    String::from_utf8(out).expect("ASCII")
 }
 
 /// The Luhn check digit for `digits` (the check digit itself not included).
