@@ -204,20 +204,29 @@ struct TableAcc {
     rows: u64,
     bytes: u64,
     digests: BTreeMap<u64, [u8; 32]>,
+    /// The chunks are not hashed here: they pass through a stage unchanged, under their own
+    /// numbers, and their table's digest is carried over from the input's trailer
+    /// ([`Visitor::carries`]). `digests` then holds only the chunk numbers.
+    carried: bool,
+    /// Writer: the carried digest, once the input's trailer gave it.
+    carried_sha256: Option<String>,
 }
 
 impl TableAcc {
     fn sum(&self, id: u32) -> TableSum {
-        let mut h = Sha256::new();
-        for d in self.digests.values() {
-            h.update(d);
-        }
+        let sha256 = self.carried_sha256.clone().unwrap_or_else(|| {
+            let mut h = Sha256::new();
+            for d in self.digests.values() {
+                h.update(d);
+            }
+            hex::encode(h.finalize())
+        });
         TableSum {
             id,
             rows: self.rows,
             bytes: self.bytes,
             chunks: self.digests.len() as u64,
-            sha256: hex::encode(h.finalize()),
+            sha256,
         }
     }
 }
@@ -319,6 +328,9 @@ impl<W: Write> ArchiveWriter<W> {
             .tables
             .get(&table)
             .ok_or_else(|| anyhow!("chunk for table {table}, which the manifest does not list"))?;
+        if acc.carried {
+            bail!("table {table}: chunks both carried and rewritten");
+        }
         let no = acc.digests.len() as u64;
         let name = chunk_name(table, no);
         self.append(&name, chunk.data.len() as u64, &chunk.data[..])?;
@@ -326,6 +338,45 @@ impl<W: Write> ArchiveWriter<W> {
         acc.rows += chunk.rows;
         acc.bytes += chunk.data.len() as u64;
         acc.digests.insert(no, chunk.sha256);
+        Ok(())
+    }
+
+    /// Adds a chunk that passes through unchanged under its input number `no`, unhashed: its
+    /// table's digest is taken from the input's trailer by [`carry_digests`](Self::carry_digests).
+    pub fn add_carried_chunk(&mut self, table: u32, no: u64, chunk: &Chunk) -> Result<()> {
+        let acc = self
+            .tables
+            .get_mut(&table)
+            .ok_or_else(|| anyhow!("chunk for table {table}, which the manifest does not list"))?;
+        if !acc.carried && !acc.digests.is_empty() {
+            bail!("table {table}: chunks both carried and rewritten");
+        }
+        acc.carried = true;
+        if acc.digests.insert(no, [0; 32]).is_some() {
+            bail!("table {table}: chunk {no} twice");
+        }
+        acc.rows += chunk.rows;
+        acc.bytes += chunk.data.len() as u64;
+        let name = chunk_name(table, no);
+        self.append(&name, chunk.data.len() as u64, &chunk.data[..])
+    }
+
+    /// Takes the digests of the tables whose chunks were carried from the input's trailer,
+    /// which the reader checked the counts of: the same chunks under the same numbers have the
+    /// same digest, so whoever verifies this archive verifies those chunks against the digest
+    /// computed where they were written.
+    pub fn carry_digests(&mut self, input: &Trailer) -> Result<()> {
+        for (id, acc) in self.tables.iter_mut().filter(|(_, a)| a.carried) {
+            let ts = input
+                .tables
+                .iter()
+                .find(|t| t.id == *id)
+                .ok_or_else(|| anyhow!("table {id}: not in the input's trailer"))?;
+            if (ts.rows, ts.bytes, ts.chunks) != (acc.rows, acc.bytes, acc.digests.len() as u64) {
+                bail!("table {id}: the carried chunks do not match the input's trailer");
+            }
+            acc.carried_sha256 = Some(ts.sha256.clone());
+        }
         Ok(())
     }
 
@@ -356,6 +407,14 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// [`finish`](Self::finish), also handing back the trailer that went out (for `--stats`).
     pub fn finish_with_trailer(mut self) -> Result<(W, Trailer)> {
+        if let Some(id) = self
+            .tables
+            .iter()
+            .find(|(_, a)| a.carried && a.carried_sha256.is_none())
+            .map(|(id, _)| id)
+        {
+            bail!("table {id}: carried chunks without a carried digest");
+        }
         let trailer = Trailer {
             archive_id: self.archive_id.clone(),
             entries: self.entries,
@@ -454,6 +513,13 @@ pub trait Visitor {
     /// A non-data entry other than the manifest and trailer (schema part, globals, ...).
     fn file(&mut self, name: &str, data: Vec<u8>) -> Result<()>;
     fn chunk(&mut self, table: &Table, chunk_no: u64, chunk: Chunk) -> Result<()>;
+    /// Whether the visitor passes `table`'s chunks on unchanged, under their own numbers, and
+    /// carries the table's digest over from the trailer ([`ArchiveWriter::carry_digests`]).
+    /// The reader then spares hashing them: their `sha256` is zero, their counts are still
+    /// checked, and whoever reads the output verifies the bytes.
+    fn carries(&self, _table: &Table) -> bool {
+        false
+    }
     /// A large object. The visitor may read `data` (which hashes as it goes); whatever it leaves
     /// unread is read and hashed afterwards.
     fn blob(&mut self, oid: u32, size: u64, data: &mut dyn Read) -> Result<()>;
@@ -504,7 +570,13 @@ pub fn read_archive(input: impl Read, v: &mut dyn Visitor) -> Result<(Manifest, 
     let mut tables: BTreeMap<u32, TableAcc> = manifest
         .tables
         .iter()
-        .map(|t| (t.id, TableAcc::default()))
+        .map(|t| {
+            let acc = TableAcc {
+                carried: v.carries(t),
+                ..TableAcc::default()
+            };
+            (t.id, acc)
+        })
         .collect();
     let mut files = vec![FileSum {
         name: MANIFEST.into(),
@@ -545,8 +617,17 @@ pub fn read_archive(input: impl Read, v: &mut dyn Visitor) -> Result<(Manifest, 
                     "data entry {name:?} ends in the middle of a row"
                 )));
             }
-            let chunk = Chunk::new(data);
             let acc = tables.get_mut(&id).expect("same ids as by_id");
+            let chunk = if acc.carried {
+                let rows = crate::copy_text::count_rows(&data);
+                Chunk {
+                    data,
+                    rows,
+                    sha256: [0; 32],
+                }
+            } else {
+                Chunk::new(data)
+            };
             if acc.digests.insert(no, chunk.sha256).is_some() {
                 return Err(bad(format!("data entry {name:?} appears twice")));
             }
@@ -655,7 +736,7 @@ fn verify_trailer(
                 got.rows, got.bytes, ts.rows, ts.bytes
             )));
         }
-        if got.sha256 != ts.sha256 {
+        if !acc.carried && got.sha256 != ts.sha256 {
             return Err(bad(format!(
                 "table {name}: data digest mismatch: corrupt stream"
             )));

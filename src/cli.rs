@@ -435,6 +435,11 @@ pub struct MaskCli {
     /// left after filters, bytes, masking) as one line of JSON to FILE.
     #[arg(long = "stats", value_name = "FILE")]
     pub stats: Option<String>,
+    /// Also verify the chunks of tables that pass through unchanged. By default their bytes
+    /// go on unhashed, under the digests weir-extract computed, which weir-load and
+    /// weir-inspect --verify check; every table that is rewritten is always verified first.
+    #[arg(long = "verify")]
+    pub verify: bool,
 }
 
 impl MaskCli {
@@ -446,6 +451,7 @@ impl MaskCli {
             input: self.file.clone(),
             output: self.output.clone(),
             stats: self.stats.clone(),
+            verify: self.verify,
         }
     }
 }

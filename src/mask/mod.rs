@@ -2,11 +2,12 @@
 //!
 //! The manifest arrives first, so the rules are compiled and checked against every table,
 //! column and type before any row is read. Chunks of tables without rules pass through as
-//! they are, with the digest the reader already computed; chunks of masked tables are cut into
-//! rows and fields, and only the fields that rules touch or read are decoded and re-encoded.
-//! The output's manifest says it was masked (with a digest of the rules) and its trailer is
-//! written anew, so `weir-load` still verifies the stream end to end. Nothing is written for a
-//! table whose input fails to verify: the input's trailer is checked before ours is written.
+//! they are, unhashed, and their digests are carried over from the input's trailer (all of
+//! them hashed and checked here with `--verify`); chunks of masked tables are verified, cut
+//! into rows and fields, and only the fields that rules touch or read are decoded and
+//! re-encoded. The output's manifest says it was masked (with a digest of the rules) and its
+//! trailer is written anew, so `weir-load` still verifies the stream end to end. Our trailer
+//! goes out only after the input's was checked.
 
 pub mod keyed;
 pub mod rules;
@@ -32,6 +33,9 @@ pub struct MaskOptions {
     pub output: Option<String>,
     /// `--stats FILE`: the output archive's [`Stats`], once complete.
     pub stats: Option<String>,
+    /// `--verify`: hash the tables that pass through unchanged too, instead of carrying their
+    /// digests over.
+    pub verify: bool,
 }
 
 /// The key: `--key-file` (its first line), else `WEIR_MASK_KEY`, else none.
@@ -99,6 +103,7 @@ pub fn run(o: &MaskOptions) -> Result<()> {
         row: RowBuf::default(),
         out_manifest: None,
         stats: None,
+        verify: o.verify,
     };
     read_archive(input, &mut v)?;
     let out = v
@@ -131,6 +136,7 @@ struct Masker {
     /// The manifest that went out, and once the trailer did, what the output holds.
     out_manifest: Option<Manifest>,
     stats: Option<Stats>,
+    verify: bool,
 }
 
 /// The archive writer while the stream runs; after the trailer, the finished output.
@@ -157,6 +163,12 @@ impl Masker {
     }
 }
 
+/// The plan for a table whose rows are rewritten or dropped; `None` passes it through.
+fn rewrite_plan<'p>(plan: Option<&'p Plan>, table: &Table) -> Option<&'p TablePlan> {
+    let plan = plan?.tables.get(&table.id)?;
+    (plan.rewrites_rows() || !plan.data).then_some(plan)
+}
+
 impl Visitor for Masker {
     fn manifest(&mut self, m: &Manifest) -> Result<()> {
         let plan = compile(&self.rules, m, &self.key)?;
@@ -181,11 +193,19 @@ impl Visitor for Masker {
         self.writer()?.add_file(name, &data)
     }
 
-    fn chunk(&mut self, table: &Table, _no: u64, chunk: Chunk) -> Result<()> {
-        let plan = self.plan.as_ref().and_then(|p| p.tables.get(&table.id));
-        let Some(plan) = plan.filter(|p| p.rewrites_rows() || !p.data) else {
-            // No rules: the bytes and the digest the reader computed go out unchanged.
-            return self.writer()?.add_chunk(table.id, &chunk);
+    fn carries(&self, table: &Table) -> bool {
+        !self.verify && rewrite_plan(self.plan.as_ref(), table).is_none()
+    }
+
+    fn chunk(&mut self, table: &Table, no: u64, chunk: Chunk) -> Result<()> {
+        let carried = self.carries(table);
+        let Some(plan) = rewrite_plan(self.plan.as_ref(), table) else {
+            // No rules: the bytes go out unchanged, with their digest carried over (or, with
+            // --verify, the one the reader computed and checked).
+            return match carried {
+                true => self.writer()?.add_carried_chunk(table.id, no, &chunk),
+                false => self.writer()?.add_chunk(table.id, &chunk),
+            };
         };
         if !plan.data {
             return Ok(());
@@ -213,10 +233,11 @@ impl Visitor for Masker {
         self.writer()?.add_blob(oid, size, data)
     }
 
-    fn trailer(&mut self, _t: &Trailer) -> Result<()> {
+    fn trailer(&mut self, t: &Trailer) -> Result<()> {
         // The input verified; only now does our own trailer go out.
         match self.writer.take() {
-            Some(WriterState::Writing(w)) => {
+            Some(WriterState::Writing(mut w)) => {
+                w.carry_digests(t)?;
                 let (out, trailer) = (*w).finish_with_trailer()?;
                 if let Some(m) = &self.out_manifest {
                     self.stats = Some(Stats::new(m, &trailer));

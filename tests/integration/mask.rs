@@ -1,7 +1,7 @@
 //! weir-mask: every transformer on a real database round trip (extract, mask, load), keys that
 //! still join after masking, determinism with a key and without, no original value left in a
-//! masked column, rule errors that name the rule, the preview, and the COPY text codec against
-//! PostgreSQL itself.
+//! masked column, untouched tables carried with their digests, rule errors that name the rule,
+//! the preview, and the COPY text codec against PostgreSQL itself.
 
 use crate::harness::*;
 use std::process::Command;
@@ -442,6 +442,98 @@ fn rule_errors_name_the_rule_before_any_output() {
         &[KEY],
     );
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+}
+
+/// Tables without rules go through unhashed, under the digests weir-extract computed: the
+/// output still verifies end to end, a byte flipped in such a table fails the load (not the
+/// mask, unless --verify), and a table that is rewritten is always verified first.
+#[test]
+fn untouched_tables_carry_their_digests_to_the_load() {
+    let c = cluster();
+    c.create_db(
+        "mask_carry",
+        "CREATE TABLE users (id int PRIMARY KEY, email text);
+         INSERT INTO users SELECT g, 'u' || g || '@corp.example' FROM generate_series(1, 300) g;
+         CREATE TABLE notes (id int, body text);
+         INSERT INTO notes SELECT g, 'note-' || g || '-kept' FROM generate_series(1, 300) g;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(&dir, "[tables.users]\ncolumns.email = \"email\"");
+    let archive = extract("mask_carry", &[]);
+    let digests = |a: &[u8]| -> serde_json::Value {
+        let j = String::from_utf8(ok(weir("weir-inspect", &["--json"], a))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        v["trailer"]["tables"].clone()
+    };
+    let masked = run_ok(mask(&rules, &archive, &[KEY]), "weir-mask");
+    let (before, after) = (digests(&archive), digests(&masked));
+    let find = |v: &serde_json::Value, id: u64| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    // users is table 0 or 1; whichever it is, its digest changed and the other's did not.
+    let (u, n) = (find(&before, 0), find(&before, 1));
+    let (u2, n2) = (find(&after, 0), find(&after, 1));
+    assert!(
+        (u["sha256"] == u2["sha256"]) != (n["sha256"] == n2["sha256"]),
+        "{before} {after}"
+    );
+    // --verify hashes everything and writes the same archive.
+    let verified = run_ok(
+        stage("weir-mask", &["-c", &rules, "--verify"], &archive, &[KEY]),
+        "weir-mask --verify",
+    );
+    assert!(verified == masked);
+
+    // A flipped byte in the untouched table: weir-mask passes it on, weir-load refuses it and
+    // leaves no database behind; with --verify weir-mask refuses it itself.
+    let flip = |a: &[u8], needle: &[u8]| {
+        let mut a = a.to_vec();
+        let at = a.windows(needle.len()).position(|w| w == needle).unwrap();
+        a[at] ^= 0x01;
+        a
+    };
+    let bad = flip(&archive, b"note-150-kept");
+    let passed = run_ok(
+        mask(&rules, &bad, &[KEY]),
+        "weir-mask of a corrupt untouched table",
+    );
+    let v = weir("weir-inspect", &["--verify"], &passed);
+    assert_eq!(v.status.code(), Some(3));
+    assert!(
+        stderr(&v).contains("notes\": data digest mismatch"),
+        "{}",
+        stderr(&v)
+    );
+    let l = weir("weir-load", &["-q", "--create", "mask_carry_dst"], &passed);
+    assert_eq!(l.status.code(), Some(3), "{}", stderr(&l));
+    assert_eq!(
+        c.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'mask_carry_dst'"
+        )
+        .trim(),
+        "0"
+    );
+    let o = stage("weir-mask", &["-c", &rules, "--verify"], &bad, &[KEY]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("notes\": data digest mismatch"),
+        "{}",
+        stderr(&o)
+    );
+    // A flipped byte in the masked table is refused by weir-mask, with or without --verify.
+    let o = mask(&rules, &flip(&archive, b"u150@corp"), &[KEY]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("users\": data digest mismatch"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
