@@ -121,25 +121,28 @@ stage_pair "decrypt (age -d)" "age -d -i '$work/key.txt'" "'$bin/weir-encrypt' -
 
 # weir-mask: three deterministic pseudonym rules on public.users (a keyed permutation of id,
 # full_name, email), pinned to one core; the other tables through an empty rule set (pure
-# pass-through, also one core); and the backup pipeline with and without weir-mask.
+# pass-through, also one core: by default their digests are carried over unhashed, with
+# --verify hashed and checked too); and the backup pipeline with and without weir-mask.
 printf '[tables."public.users"]\ncolumns.id = "permute"\ncolumns.name = "full_name"\ncolumns.email = "email"\n' > "$work/mask.toml"
 : > "$work/empty.toml"
 "$bin/weir-extract" -q -t public.users bench > "$work/users.weir"
 "$bin/weir-extract" -q -T public.users bench > "$work/rest.weir"
 export WEIR_MASK_KEY=bench-mask-key
 echo "== weir-mask, $runs runs each"
-mt=(); pt=(); pp=(); pm=()
+mt=(); pt=(); pv=(); pp=(); pm=()
 for i in $(seq "$runs"); do
     read -r a _ < <(measure "weir-mask users (1 core)" taskset -c 0 "$bin/weir-mask" -c "$work/mask.toml" "$work/users.weir")
     read -r b _ < <(measure "weir-mask others (1 core)" taskset -c 0 "$bin/weir-mask" -c "$work/empty.toml" "$work/rest.weir")
+    read -r v _ < <(measure "weir-mask --verify others" taskset -c 0 "$bin/weir-mask" --verify -c "$work/empty.toml" "$work/rest.weir")
     read -r c _ < <(measure "extract | compress" sh -c "'$bin/weir-extract' -q -j2 bench | '$bin/weir-compress' -T2")
     read -r d _ < <(measure "extract | mask | compress" sh -c "'$bin/weir-extract' -q -j2 bench | '$bin/weir-mask' -c '$work/mask.toml' | '$bin/weir-compress' -T2")
-    mt+=("$a"); pt+=("$b"); pp+=("$c"); pm+=("$d")
+    mt+=("$a"); pt+=("$b"); pv+=("$v"); pp+=("$c"); pm+=("$d")
 done
 users_bytes=$(stat -c %s "$work/users.weir"); rest_bytes=$(stat -c %s "$work/rest.weir")
 {
     printf '  %-26s %5.0f MB/s on one core (target >= 150)\n' "mask 3 pseudonym rules" "$(python3 -c "print($users_bytes/1e6/$(best "${mt[@]}"))")"
     printf '  %-26s %5.0f MB/s on one core (target >= 1000)\n' "mask pass-through" "$(python3 -c "print($rest_bytes/1e6/$(best "${pt[@]}"))")"
+    printf '  %-26s %5.0f MB/s on one core\n' "mask pass-through --verify" "$(python3 -c "print($rest_bytes/1e6/$(best "${pv[@]}"))")"
     printf '  %-26s %s s with weir-mask, %s s without: %sx wall time (target <= 1.10)\n' "extract|mask|compress" "$(best "${pm[@]}")" "$(best "${pp[@]}")" "$(python3 -c "print(f'{$(best "${pm[@]}")/$(best "${pp[@]}"):.2f}')")"
 } >> "$work/stages"
 

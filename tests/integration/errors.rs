@@ -206,7 +206,11 @@ fn unknown_table_pattern_is_an_error() {
 
 #[test]
 fn a_closed_pipe_is_exit_141_not_success() {
-    cluster().create_db("pipe_src", SMALL);
+    // More than the 1 MiB a stage widens its output pipe to, so the writer must block.
+    cluster().create_db(
+        "pipe_src",
+        "CREATE TABLE t AS SELECT g, repeat(md5(g::text), 4) AS v FROM generate_series(1, 40000) g",
+    );
     let c = cluster();
     let mut cmd = std::process::Command::new(bin("weir-extract"));
     cmd.arg("pipe_src");
