@@ -702,10 +702,7 @@ impl Transformer {
                 Ok(true)
             }
             (Transformer::PermuteInt { bits }, Some(v)) => {
-                let x = std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|t| t.trim().parse::<i64>().ok())
-                    .ok_or_else(|| anyhow!("not an integer"))?;
+                let x = parse_int(v).ok_or_else(|| anyhow!("not an integer"))?;
                 let b = bits - 1;
                 let y = if x >= 0 {
                     cx.rk.permute(x as u64, b) as i64
@@ -1089,6 +1086,23 @@ fn fake_value(kind: FakeKind, unique: bool, v: &[u8], cx: &Ctx) -> String {
 }
 
 /// An integer's decimal text, without the formatting machinery (once per masked key).
+/// An integer as PostgreSQL writes one (`-` and digits), read without going through `str`;
+/// anything else (surrounding spaces, a `+`) takes the general parser, which decides.
+fn parse_int(v: &[u8]) -> Option<i64> {
+    let (neg, digits) = match v.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, v),
+    };
+    if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        return std::str::from_utf8(v).ok()?.trim().parse().ok();
+    }
+    // Up to 18 digits cannot overflow.
+    let n = digits
+        .iter()
+        .fold(0i64, |n, d| n * 10 + i64::from(d - b'0'));
+    Some(if neg { -n } else { n })
+}
+
 fn int_text_into(x: i64, out: &mut Vec<u8>) {
     let mut digits = [0u8; 20];
     let mut n = x.unsigned_abs();
@@ -1223,6 +1237,35 @@ pub fn iban(country: &str, bban: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_parse_as_rust_does() {
+        for t in [
+            "0",
+            "7",
+            "-7",
+            "0042",
+            "-0",
+            "123456789012345678",
+            "-123456789012345678",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            " 12 ",
+            "+5",
+            "",
+            "-",
+            "1-2",
+            "12a",
+            "١٢",
+        ] {
+            assert_eq!(
+                parse_int(t.as_bytes()),
+                t.trim().parse::<i64>().ok(),
+                "{t:?}"
+            );
+        }
+    }
 
     #[test]
     fn integers_as_text() {
