@@ -198,13 +198,12 @@ impl Visitor for Masker {
     }
 
     fn chunk(&mut self, table: &Table, no: u64, chunk: Chunk) -> Result<()> {
-        let carried = self.carries(table);
         let Some(plan) = rewrite_plan(self.plan.as_ref(), table) else {
             // No rules: the bytes go out unchanged, with their digest carried over (or, with
             // --verify, the one the reader computed and checked).
-            return match carried {
-                true => self.writer()?.add_carried_chunk(table.id, no, &chunk),
-                false => self.writer()?.add_chunk(table.id, &chunk),
+            return match self.verify {
+                false => self.writer()?.add_carried_chunk(table.id, no, &chunk),
+                true => self.writer()?.add_chunk(table.id, &chunk),
             };
         };
         if !plan.data {

@@ -689,7 +689,6 @@ impl Transformer {
         )
     }
 
-    /// Applies the transformer to `v` (None is NULL).
     /// Like [`Transformer::apply`], but into `out` (cleared first), returning whether the
     /// result is a value (false: NULL). The pseudonyms that dominate masking costs are written
     /// straight into the caller's reused buffer: an allocation and a free per value was a
@@ -722,6 +721,7 @@ impl Transformer {
         }
     }
 
+    /// Applies the transformer to `v` (None is NULL).
     pub fn apply(&self, v: Option<&[u8]>, cx: &Ctx) -> Result<Option<Vec<u8>>> {
         // Transformers that decide NULL themselves.
         match self {
