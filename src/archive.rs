@@ -324,35 +324,29 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Adds one COPY chunk of table `table`; the chunk number is the next free one for it.
     pub fn add_chunk(&mut self, table: u32, chunk: &Chunk) -> Result<()> {
-        let acc = self
-            .tables
-            .get(&table)
-            .ok_or_else(|| anyhow!("chunk for table {table}, which the manifest does not list"))?;
-        if acc.carried {
-            bail!("table {table}: chunks both carried and rewritten");
-        }
-        let no = acc.digests.len() as u64;
-        let name = chunk_name(table, no);
-        self.append(&name, chunk.data.len() as u64, &chunk.data[..])?;
-        let acc = self.tables.get_mut(&table).expect("checked above");
-        acc.rows += chunk.rows;
-        acc.bytes += chunk.data.len() as u64;
-        acc.digests.insert(no, chunk.sha256);
-        Ok(())
+        let no = self.chunks_of(table);
+        self.put_chunk(table, no, chunk, false)
     }
 
     /// Adds a chunk that passes through unchanged under its input number `no`, unhashed: its
     /// table's digest is taken from the input's trailer by [`carry_digests`](Self::carry_digests).
     pub fn add_carried_chunk(&mut self, table: u32, no: u64, chunk: &Chunk) -> Result<()> {
+        self.put_chunk(table, no, chunk, true)
+    }
+
+    /// Writes chunk `no` of `table` and counts it; a table's chunks are either all carried or
+    /// all hashed here.
+    fn put_chunk(&mut self, table: u32, no: u64, chunk: &Chunk, carried: bool) -> Result<()> {
         let acc = self
             .tables
             .get_mut(&table)
             .ok_or_else(|| anyhow!("chunk for table {table}, which the manifest does not list"))?;
-        if !acc.carried && !acc.digests.is_empty() {
+        if acc.carried != carried && !acc.digests.is_empty() {
             bail!("table {table}: chunks both carried and rewritten");
         }
-        acc.carried = true;
-        if acc.digests.insert(no, [0; 32]).is_some() {
+        acc.carried = carried;
+        let digest = if carried { [0; 32] } else { chunk.sha256 };
+        if acc.digests.insert(no, digest).is_some() {
             bail!("table {table}: chunk {no} twice");
         }
         acc.rows += chunk.rows;
