@@ -535,7 +535,7 @@ const CCTV_SKIPPED: &[(&str, &str)] = &[(
 
 #[test]
 fn official_age_test_vectors() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/testdata/age-cctv");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/age-cctv");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         panic!("the age test vectors are expected at {}", dir.display());
     };
