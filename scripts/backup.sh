@@ -89,19 +89,16 @@ stage_mask() {
     fi
 }
 
-# Writes NAME.catalog.json from the stats the stages left. Written last: its presence is
-# what makes a backup part of the catalog.
+# Records the backup in the catalog (NAME.catalog.json, written by weir-catalog from the stats
+# the stages left), last: its presence is what makes a backup part of the catalog. Prints the
+# backup's SIZE ROWS TABLES for the metrics.
 write_entry() {
-    local url=$1 kind=$2 started=$3 duration=$4 archive_json=$5
-    {
-        printf '{"weir_catalog":1,"kind":"%s","time":"%s","time_unix":%s,' \
-            "$kind" "$(date -u -d "@$started" +%Y-%m-%dT%H:%M:%SZ)" "$started"
-        printf '"duration_seconds":%s,"compression":"%s","encryption":"%s",' \
-            "$duration" "$compression" "$encryption"
-        printf '"source":%s,"object":%s,"archive":%s}\n' \
-            "$(json_str "${PGHOST:-local}:${PGPORT:-5432}")" "$(cat "$work/put.json")" "$archive_json"
-    } >"$work/entry.json"
-    weir-put -q --if-none-match "$url$ENTRY_SUFFIX" <"$work/entry.json"
+    local url=$1 kind=$2 t0=$3 stats=$4
+    local -a archive=()
+    [ -n "$stats" ] && archive=(--archive-stats "$stats")
+    weir-catalog add --kind "$kind" --started "$t0" --object-stats "$work/put.json" \
+        "${archive[@]}" --compression "$compression" --encryption "$encryption" \
+        --source "${PGHOST:-local}:${PGPORT:-5432}" "$url"
 }
 
 # Ends one backup once its pipeline ran, weir-put its last stage: when every stage succeeded,
@@ -110,12 +107,11 @@ write_entry() {
 # failure is reported. Arguments: name, address, entry kind, start time, `date +%s.%N` at the
 # start, the archive's stats file ("" for none), the stage names, then their exit statuses.
 conclude() {
-    local name=$1 url=$2 kind=$3 started=$4 t0=$5 stats=$6 stages=$7 stage archive=null
+    local name=$1 url=$2 kind=$3 started=$4 t0=$5 stats=$6 stages=$7 stage size rows tables
     shift 7
     local -a codes=("$@")
-    [ -n "$stats" ] && archive=$(cat "$stats")
     stage=$(failed_stage "$stages" "${codes[@]}")
-    if [ -z "$stage" ] && ! write_entry "$url" "$kind" "$started" "$(elapsed "$t0")" "$archive"; then
+    if [ -z "$stage" ] && ! read -r size rows tables < <(write_entry "$url" "$kind" "$t0" "$stats"); then
         stage="catalog entry"
     fi
     if [ -n "$stage" ]; then
@@ -123,20 +119,19 @@ conclude() {
         fail_db "$name" "$stage" "$started" "$(elapsed "$t0")"
         return 1
     fi
-    ok_db "$name" "$started" "$(elapsed "$t0")" "$(json_field size "$work/put.json")" \
-        "$(json_field rows "$stats")" "$(json_field tables "$stats")"
-    log "$name: done in $(elapsed "$t0") s, $(json_field size "$work/put.json") bytes"
+    ok_db "$name" "$started" "$(elapsed "$t0")" "$size" "$rows" "$tables"
+    log "$name: done in $(elapsed "$t0") s, $size bytes"
 }
 
 # Backs up one database; returns non-zero (and says why) if any stage failed.
 backup_database() {
     local db=$1 started stamp url t0 stats=$work/extract.json
     [ ${#mask_args[@]} -gt 0 ] && stats=$work/mask.json
-    started=$(date -u +%s)
+    t0=$(date +%s.%N)
+    started=${t0%.*}
     stamp=$(date -u -d "@$started" +%Y%m%dT%H%M%SZ)
     url="$WEIR_BASE$(key_name "$db")/$(key_name "$db")-$stamp$suffix"
     rm -f "$work"/*.json
-    t0=$(date +%s.%N)
     log "$db: backing up to $url"
     weir-extract -q --stats "$work/extract.json" "${extract_args[@]}" -d "$(conninfo_db "$db")" |
         stage_mask | stage_compress | stage_encrypt |
@@ -148,11 +143,11 @@ backup_database() {
 # The roles and tablespaces, once per run: pg_dumpall --globals-only as SQL.
 backup_globals() {
     local started stamp url t0 gopts
-    started=$(date -u +%s)
+    t0=$(date +%s.%N)
+    started=${t0%.*}
     stamp=$(date -u -d "@$started" +%Y%m%dT%H%M%SZ)
     url="${WEIR_BASE}_globals/globals-$stamp${suffix/.weir/.sql}"
     rm -f "$work"/*.json
-    t0=$(date +%s.%N)
     log "globals: backing up to $url"
     read -r -a gopts <<<"${GLOBALS_EXTRA_OPTS:-}"
     pg_dumpall --globals-only "${gopts[@]}" |

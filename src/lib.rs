@@ -1,29 +1,26 @@
 //! weir: PostgreSQL backup, restore and anonymization as Unix pipeline stages.
 //!
-//! Each `src/bin/weir-*.rs` binary is a thin command line over one module here:
-//! [`extract`] (`weir-extract`), [`load`] (`weir-load`), [`inspect`] (`weir-inspect`).
-//! [`archive`] is the stream format they share, [`conn`] resolves connections the libpq way,
-//! [`pgtools`] runs `pg_dump`/`pg_restore`, and [`plumbing`] owns stdin/stdout, exit codes,
-//! signals and progress for every binary. [`mask`] is `weir-mask`; [`compress`] and
-//! [`encrypt`] are the byte-stream stages; [`storage`] is `weir-put`, `weir-get`, `weir-ls`
-//! and `weir-rm`; [`catalog`] is `weir-ls --catalog` and `weir-prune`; [`schedule`] is
-//! `weir-schedule`.
+//! Each `src/bin/weir-*.rs` binary is a thin command line (defined in [`cli`]) over one module
+//! here. The folders are the architecture, from the bottom up:
+//! - [`plumbing`], stdin/stdout, exit codes, signals and progress, for every binary;
+//! - [`pg`], what speaks PostgreSQL: libpq-style connections, `pg_dump`/`pg_restore`/`psql`,
+//!   SQL quoting and errors, name patterns, COPY text;
+//! - [`archive`], the weir archive format, written and read with verification;
+//! - [`dump`], the logical-dump jobs, `weir-extract`, `weir-load`, `weir-inspect`;
+//! - [`mask`], `weir-mask`, anonymization inside the archive stream;
+//! - [`stream`], the byte-stream stages, `weir-compress` and `weir-encrypt`;
+//! - [`storage`], `weir-put`, `weir-get`, `weir-ls`, `weir-rm` over S3 or a directory;
+//! - [`catalog`], catalog entries, `weir-ls --catalog`, `weir-prune`;
+//! - [`schedule`], `weir-schedule`.
 #![forbid(unsafe_code)]
 
-pub mod age_stream;
 pub mod archive;
 pub mod catalog;
 pub mod cli;
-pub mod compress;
-pub mod conn;
-pub mod copy_text;
-pub mod encrypt;
-pub mod extract;
-pub mod inspect;
-pub mod load;
+pub mod dump;
 pub mod mask;
-pub mod pattern;
-pub mod pgtools;
+pub mod pg;
 pub mod plumbing;
 pub mod schedule;
 pub mod storage;
+pub mod stream;

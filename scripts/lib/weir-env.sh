@@ -2,9 +2,6 @@
 # Shared by backup.sh and restore.sh: the environment variables both read, logging, names,
 # and the metrics and webhook that report a run. Sourced, never run.
 
-# shellcheck disable=SC2034 # used by the scripts that source this file
-ENTRY_SUFFIX=.catalog.json
-
 # The weir binaries: WEIR_BIN_DIR first (a checkout's target/release, say), then PATH.
 [ -n "${WEIR_BIN_DIR:-}" ] && PATH="$WEIR_BIN_DIR:$PATH"
 
@@ -107,9 +104,6 @@ json_str() {
     s=${s//$'\t'/\\t}
     printf '"%s"' "$s"
 }
-
-# A top-level number from the one-line JSON our tools write with --stats.
-json_field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p" "$2" 2>/dev/null | head -n1; }
 
 # Seconds since $1 (a `date +%s.%N` reading), with millisecond precision.
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'; }

@@ -1,4 +1,4 @@
-//! weir-compress: see `man weir-compress`; the work is done in `weir::compress`.
+//! weir-compress: see `man weir-compress`; the work is done in `weir::stream::compress`.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -6,7 +6,9 @@ use weir::cli::CompressCli;
 
 fn main() {
     // zstd-style level flags (-1 .. -19) are rewritten before clap sees them.
-    let args = weir::compress::normalize_level_args(std::env::args());
+    let args = weir::stream::compress::normalize_level_args(std::env::args());
     let cli = CompressCli::parse_from(args);
-    weir::plumbing::main("weir-compress", || weir::compress::run(&cli.options()));
+    weir::plumbing::main("weir-compress", || {
+        weir::stream::compress::run(&cli.options())
+    });
 }

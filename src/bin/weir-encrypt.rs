@@ -1,4 +1,4 @@
-//! weir-encrypt: see `man weir-encrypt`; the work is done in `weir::encrypt`.
+//! weir-encrypt: see `man weir-encrypt`; the work is done in `weir::stream::encrypt`.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -6,5 +6,7 @@ use weir::cli::EncryptCli;
 
 fn main() {
     let cli = EncryptCli::parse();
-    weir::plumbing::main("weir-encrypt", || weir::encrypt::run(&cli.options()));
+    weir::plumbing::main("weir-encrypt", || {
+        weir::stream::encrypt::run(&cli.options())
+    });
 }

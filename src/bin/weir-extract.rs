@@ -1,4 +1,4 @@
-//! weir-extract: see `man weir-extract`; the work is done in `weir::extract`.
+//! weir-extract: see `man weir-extract`; the work is done in `weir::dump::extract`.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -6,5 +6,5 @@ use weir::cli::ExtractCli;
 
 fn main() {
     let cli = ExtractCli::parse();
-    weir::plumbing::main("weir-extract", || weir::extract::run(&cli.options()?));
+    weir::plumbing::main("weir-extract", || weir::dump::extract::run(&cli.options()?));
 }

@@ -1,4 +1,4 @@
-//! weir-inspect: see `man weir-inspect`; the work is done in `weir::inspect`.
+//! weir-inspect: see `man weir-inspect`; the work is done in `weir::dump::inspect`.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -6,5 +6,5 @@ use weir::cli::InspectCli;
 
 fn main() {
     let cli = InspectCli::parse();
-    weir::plumbing::main("weir-inspect", || weir::inspect::run(&cli.options()));
+    weir::plumbing::main("weir-inspect", || weir::dump::inspect::run(&cli.options()));
 }

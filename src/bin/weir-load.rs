@@ -1,4 +1,4 @@
-//! weir-load: see `man weir-load`; the work is done in `weir::load`.
+//! weir-load: see `man weir-load`; the work is done in `weir::dump::load`.
 #![forbid(unsafe_code)]
 
 use clap::Parser;
@@ -6,5 +6,5 @@ use weir::cli::LoadCli;
 
 fn main() {
     let cli = LoadCli::parse();
-    weir::plumbing::main("weir-load", || weir::load::run(&cli.options()?));
+    weir::plumbing::main("weir-load", || weir::dump::load::run(&cli.options()?));
 }

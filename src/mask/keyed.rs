@@ -32,7 +32,7 @@ impl Key {
     /// join, but different every run.
     pub fn random() -> Key {
         let mut m = [0u8; 32];
-        getrandom_fill(&mut m);
+        crate::plumbing::random_bytes(&mut m);
         Key::from_material(&m)
     }
 
@@ -148,10 +148,6 @@ fn sip13_two_words((k0, k1): (u64, u64), m0: u64, m1: u64) -> u64 {
     round(&mut v);
     round(&mut v);
     v[0] ^ v[1] ^ v[2] ^ v[3]
-}
-
-fn getrandom_fill(buf: &mut [u8]) {
-    openssl::rand::rand_bytes(buf).expect("the system's random source works");
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ pub mod types;
 use crate::archive::{
     ArchiveWriter, Manifest, MaskInfo, Stats, Table, Trailer, Visitor, read_archive,
 };
-use crate::copy_text::{Chunk, Delimiters, decode_field_into, encode_field};
+use crate::pg::copy_text::{Chunk, Delimiters, decode_field_into, encode_field};
 use crate::plumbing::{ExitCode, Output, coded, open_input};
 use anyhow::{Context, Result, anyhow};
 use keyed::Key;
@@ -292,7 +292,7 @@ fn mask_rows(
         .ok_or_else(|| bad("COPY chunk does not end with a newline".into()))?;
     if body.is_empty() && !data.is_empty() && ncols == 0 {
         out.extend_from_slice(data);
-        return Ok(crate::copy_text::count_rows(data));
+        return Ok(crate::pg::copy_text::count_rows(data));
     }
     let mut written = 0;
     let mut line_start = 0;

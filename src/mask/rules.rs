@@ -18,7 +18,7 @@
 use super::transform::{self, Params, Transformer};
 use super::types::Ty;
 use crate::archive::{Manifest, Table};
-use crate::pattern::Pattern;
+use crate::pg::pattern::Pattern;
 use anyhow::{Result, anyhow, bail};
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -663,7 +663,7 @@ fn run_external(
     }
     let ext = guard.as_mut().unwrap();
     let mut line = Vec::new();
-    crate::copy_text::encode_field(v, &mut line);
+    crate::pg::copy_text::encode_field(v, &mut line);
     line.push(b'\n');
     ext.input
         .write_all(&line)
@@ -677,7 +677,7 @@ fn run_external(
         );
     }
     back.pop();
-    crate::copy_text::decode_field(&back)
+    crate::pg::copy_text::decode_field(&back)
 }
 
 impl Transformer {

@@ -10,7 +10,7 @@ pub mod local;
 pub mod parts;
 pub mod s3;
 
-use crate::plumbing::{ExitCode, coded, human_bytes};
+use crate::plumbing::{ExitCode, coded, human_bytes, rfc3339};
 use anyhow::{Result, bail};
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -47,9 +47,9 @@ impl Location {
                     format!("{url}: a file URL needs an absolute path (file:///PATH)"),
                 ));
             }
-            return Ok(Location::Local(PathBuf::from(crate::conn::percent_decode(
-                path,
-            )?)));
+            return Ok(Location::Local(PathBuf::from(
+                crate::pg::conn::percent_decode(path)?,
+            )));
         }
         if let Some((scheme, _)) = url.split_once("://") {
             return Err(coded(
@@ -101,6 +101,8 @@ pub struct S3Settings {
     pub virtual_hosted: bool,
     /// Attempts per request, the first included.
     pub attempts: u32,
+    /// Errors carry the SDK's own detail (`-v`).
+    pub verbose: bool,
 }
 
 /// Transfer settings shared by put and get.
@@ -161,9 +163,34 @@ pub fn put(
     o: &PutOptions,
     input: Option<&str>,
 ) -> Result<()> {
+    let reader = crate::plumbing::open_input(input)?;
+    put_from(url, s3, t, o, reader)
+}
+
+/// A small object written whole, create-only (exit 5 if it exists): catalog entries.
+pub fn put_bytes(url: &str, s3: &S3Settings, data: Vec<u8>) -> Result<()> {
+    let t = Transfer {
+        memory: MIN_MEMORY,
+        jobs: 1,
+        progress: false,
+        quiet: true,
+    };
+    let o = PutOptions {
+        if_none_match: true,
+        ..Default::default()
+    };
+    put_from(url, s3, &t, &o, Box::new(std::io::Cursor::new(data)))
+}
+
+fn put_from(
+    url: &str,
+    s3: &S3Settings,
+    t: &Transfer,
+    o: &PutOptions,
+    reader: Box<dyn std::io::Read + Send>,
+) -> Result<()> {
     let loc = Location::parse(url)?;
     loc.require_key()?;
-    let reader = crate::plumbing::open_input(input)?;
     let started = std::time::Instant::now();
     let n = match &loc {
         Location::S3 { bucket, key } => s3::put(s3, bucket, key, t, o, reader)?,
@@ -358,17 +385,6 @@ fn summary(t: &Transfer, verb: &str, n: u64, loc: &Location, started: std::time:
         },
         human_bytes((n as f64 / secs) as u64)
     );
-}
-
-/// `2026-11-21T21:50:00Z`, as `aws s3api` prints times.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    aws_smithy_types::DateTime::from_secs(secs)
-        .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| "?".into())
 }
 
 /// Parses a size such as `64M`, `1.5G` or `1048576` (binary units, as `zstd --memory`).

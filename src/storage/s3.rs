@@ -80,6 +80,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// path-style addressing (what MinIO, Ceph and most S3-compatible services expect) and a
 /// default region, since such services rarely care but SigV4 needs one.
 pub async fn client(s: &S3Settings) -> Result<Client> {
+    VERBOSE.store(s.verbose, std::sync::atomic::Ordering::Relaxed);
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -144,9 +145,16 @@ where
         _ => {
             let causes = causes(&err);
             match &err {
-                _ if causes.contains("no providers in chain provided credentials") => anyhow!(
-                    "{what}: no AWS credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an instance or web-identity role)"
-                ),
+                _ if is_credentials_error(&err) => {
+                    let detail = if VERBOSE.load(std::sync::atomic::Ordering::Relaxed) {
+                        format!(" (the SDK said: {causes})")
+                    } else {
+                        " (-v shows the SDK's detail)".into()
+                    };
+                    anyhow!(
+                        "{what}: no usable AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or run with an instance or web-identity role{detail}"
+                    )
+                }
                 SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
                     anyhow!("{what}: cannot reach the storage service: {causes}")
                 }
@@ -156,6 +164,28 @@ where
         }
     }
 }
+
+/// Whether the request failed before it was sent because no provider in the SDK's chain
+/// (environment, profile, SSO, web identity, ECS, IMDS) produced credentials. The SDK reports
+/// that as a dispatch failure whose text is the last provider's complaint ("failed to load
+/// IMDS session token"), which tells a user nothing about what to set.
+fn is_credentials_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+            .is_some()
+            || e.to_string()
+                .contains("no providers in chain provided credentials")
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// `-v`: errors carry the SDK's own detail. Set once from the settings, when a client is made.
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The error's chain of causes as one line, each message once (the SDK's errors repeat their
 /// sources in their own messages, and its `Debug` output is not for users).
@@ -720,10 +750,9 @@ async fn fetch_range(
 
 /// A number in [0, 1) for jitter; no cryptographic quality needed.
 fn fastrand_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::process::id() as u64);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    let mut b = [0u8; 8];
+    crate::plumbing::random_bytes(&mut b);
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,25 +4,14 @@
 
 use crate::harness::*;
 
-const BINARIES: &[&str] = &[
-    "weir-extract",
-    "weir-load",
-    "weir-inspect",
-    "weir-compress",
-    "weir-encrypt",
-    "weir-mask",
-    "weir-put",
-    "weir-get",
-    "weir-ls",
-    "weir-rm",
-    "weir-prune",
-    "weir-schedule",
-];
+fn binaries() -> Vec<String> {
+    weir::cli::PAGES.iter().map(|p| p.name()).collect()
+}
 
 #[test]
 fn help_text_matches_the_snapshots() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
-    for b in BINARIES {
+    for b in &binaries() {
         // A fixed width, so the wrapping does not depend on the terminal of whoever runs it.
         let o = stage(b, &["--help"], b"", &[("COLUMNS", "100")]);
         assert!(o.status.success(), "{b} --help");
@@ -43,10 +32,16 @@ fn help_text_matches_the_snapshots() {
 
 #[test]
 fn usage_errors_exit_2_with_one_line() {
-    for b in BINARIES {
+    for b in &binaries() {
         let o = stage(b, &["--no-such-flag"], b"", &[]);
         assert_eq!(o.status.code(), Some(2), "{b}");
         assert!(stderr(&o).contains("--no-such-flag"), "{b}: {}", stderr(&o));
+    }
+    // Zero workers is out of range, as pg_restore -j 0 is.
+    for b in ["weir-extract", "weir-load"] {
+        let o = stage(b, &["-j", "0", "db"], b"", &[]);
+        assert_eq!(o.status.code(), Some(2), "{b} -j 0");
+        assert!(stderr(&o).contains("at least 1"), "{b}: {}", stderr(&o));
     }
     let o = stage("weir-load", &["--schema-only", "--data-only"], b"", &[]);
     assert_eq!(o.status.code(), Some(2));

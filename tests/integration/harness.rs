@@ -342,23 +342,14 @@ pub fn run_with_input(cmd: &mut Command, input: &[u8]) -> Output {
     out
 }
 
-/// A weir binary, built by cargo for this test run.
+/// A weir binary, built by cargo for this test run: every binary lands in the same directory,
+/// so one `CARGO_BIN_EXE_` path finds them all (`weir::cli::PAGES` names them).
 pub fn bin(name: &str) -> PathBuf {
-    match name {
-        "weir-extract" => PathBuf::from(env!("CARGO_BIN_EXE_weir-extract")),
-        "weir-load" => PathBuf::from(env!("CARGO_BIN_EXE_weir-load")),
-        "weir-inspect" => PathBuf::from(env!("CARGO_BIN_EXE_weir-inspect")),
-        "weir-compress" => PathBuf::from(env!("CARGO_BIN_EXE_weir-compress")),
-        "weir-encrypt" => PathBuf::from(env!("CARGO_BIN_EXE_weir-encrypt")),
-        "weir-mask" => PathBuf::from(env!("CARGO_BIN_EXE_weir-mask")),
-        "weir-put" => PathBuf::from(env!("CARGO_BIN_EXE_weir-put")),
-        "weir-get" => PathBuf::from(env!("CARGO_BIN_EXE_weir-get")),
-        "weir-ls" => PathBuf::from(env!("CARGO_BIN_EXE_weir-ls")),
-        "weir-rm" => PathBuf::from(env!("CARGO_BIN_EXE_weir-rm")),
-        "weir-prune" => PathBuf::from(env!("CARGO_BIN_EXE_weir-prune")),
-        "weir-schedule" => PathBuf::from(env!("CARGO_BIN_EXE_weir-schedule")),
-        other => panic!("unknown binary {other}"),
-    }
+    assert!(
+        weir::cli::PAGES.iter().any(|p| p.name() == name),
+        "unknown binary {name}"
+    );
+    PathBuf::from(env!("CARGO_BIN_EXE_weir-extract")).with_file_name(name)
 }
 
 /// Runs a command (a reference tool such as zstd or age) with `input` on stdin.

@@ -592,7 +592,7 @@ fn the_copy_codec_round_trips_arbitrary_values_through_postgres() {
     let mut input = Vec::new();
     for (i, v) in values.iter().enumerate() {
         input.extend_from_slice(format!("{i}\t").as_bytes());
-        weir::copy_text::encode_field(Some(v.as_bytes()), &mut input);
+        weir::pg::copy_text::encode_field(Some(v.as_bytes()), &mut input);
         input.push(b'\n');
     }
     input.extend_from_slice(b"99999\t\\N\n");
@@ -620,7 +620,7 @@ fn the_copy_codec_round_trips_arbitrary_values_through_postgres() {
     for (line, v) in back.split(|b| *b == b'\n').zip(values.iter()) {
         let field = &line[line.iter().position(|b| *b == b'\t').unwrap() + 1..];
         assert_eq!(
-            weir::copy_text::decode_field(field).unwrap().as_deref(),
+            weir::pg::copy_text::decode_field(field).unwrap().as_deref(),
             Some(v.as_bytes())
         );
     }

@@ -3,8 +3,9 @@
 //! counts and digests of everything before it. Written and read in one pass with bounded memory.
 //! `docs/FORMAT.md` is the specification; this module is its reference implementation.
 
-use crate::copy_text::Chunk;
-use crate::plumbing::{ExitCode, coded};
+use crate::pg::copy_text::Chunk;
+use crate::pg::sql::{quote_ident, quote_literal};
+use crate::plumbing::bad_input;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -129,20 +130,29 @@ pub struct MatView {
     pub populated: bool,
 }
 
+impl Sequence {
+    /// The statement that restores the sequence's state, exactly as the archive stores it.
+    pub fn setval_sql(&self) -> String {
+        let name = format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name));
+        format!(
+            "SELECT pg_catalog.setval({}, {}, {});\n",
+            quote_literal(&name),
+            self.last_value,
+            self.is_called
+        )
+    }
+}
+
 impl Table {
     pub fn qualified(&self) -> String {
-        format!(
-            "{}.{}",
-            crate::conn::quote_ident(&self.schema),
-            crate::conn::quote_ident(&self.name)
-        )
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.name))
     }
 
     /// The column list for `COPY ... (cols)`; empty for a table with no columns.
     pub fn column_list(&self) -> String {
         self.columns
             .iter()
-            .map(|c| crate::conn::quote_ident(&c.name))
+            .map(|c| quote_ident(&c.name))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -520,10 +530,6 @@ pub trait Visitor {
     fn trailer(&mut self, t: &Trailer) -> Result<()>;
 }
 
-fn bad(msg: impl Into<String>) -> anyhow::Error {
-    coded(ExitCode::BadArchive, msg)
-}
-
 /// Reads and verifies a whole archive from `input`, calling the visitor for each entry.
 /// Returns the verified trailer. Any mismatch, truncation or stray entry is an error with exit
 /// code [`ExitCode::BadArchive`].
@@ -531,30 +537,34 @@ pub fn read_archive(input: impl Read, v: &mut dyn Visitor) -> Result<(Manifest, 
     let mut ar = tar::Archive::new(input);
     let mut entries = ar
         .entries()
-        .map_err(|e| bad(format!("not a weir archive: {e}")))?;
+        .map_err(|e| bad_input(format!("not a weir archive: {e}")))?;
     // The manifest must be the first entry.
     let first = match entries.next() {
-        None => return Err(bad("not a weir archive: the input is empty")),
-        Some(Err(e)) => return Err(bad(format!("not a weir archive (not a tar stream): {e}"))),
+        None => return Err(bad_input("not a weir archive: the input is empty")),
+        Some(Err(e)) => {
+            return Err(bad_input(format!(
+                "not a weir archive (not a tar stream): {e}"
+            )));
+        }
         Some(Ok(e)) => e,
     };
     let first_name = entry_name(&first)?;
     if first_name != MANIFEST {
-        return Err(bad(format!(
+        return Err(bad_input(format!(
             "not a weir archive: the first entry is {first_name:?}, not {MANIFEST}"
         )));
     }
     let manifest_bytes = read_entry(first, &first_name)?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
-        .map_err(|e| bad(format!("not a weir archive: unreadable manifest: {e}")))?;
+        .map_err(|e| bad_input(format!("not a weir archive: unreadable manifest: {e}")))?;
     if manifest.format != FORMAT_NAME {
-        return Err(bad(format!(
+        return Err(bad_input(format!(
             "not a weir archive: manifest format is {:?}",
             manifest.format
         )));
     }
     if manifest.format_version > FORMAT_VERSION {
-        return Err(bad(format!(
+        return Err(bad_input(format!(
             "archive format version {} is newer than this weir reads ({FORMAT_VERSION}); upgrade weir",
             manifest.format_version
         )));
@@ -585,35 +595,35 @@ pub fn read_archive(input: impl Read, v: &mut dyn Visitor) -> Result<(Manifest, 
         let entry = entry.map_err(|e| truncated_or_corrupt(e, count))?;
         let name = entry_name(&entry)?;
         if trailer.is_some() {
-            return Err(bad(format!(
+            return Err(bad_input(format!(
                 "entry {name:?} follows the trailer: the stream was altered or concatenated"
             )));
         }
         if name == TRAILER {
             let bytes = read_entry(entry, &name)?;
             let t: Trailer = serde_json::from_slice(&bytes)
-                .map_err(|e| bad(format!("unreadable trailer: {e}")))?;
+                .map_err(|e| bad_input(format!("unreadable trailer: {e}")))?;
             trailer = Some(t);
             continue;
         }
         count += 1;
         if let Some(rest) = name.strip_prefix("data/") {
             let (id, no) = parse_chunk_name(rest)
-                .ok_or_else(|| bad(format!("malformed data entry name {name:?}")))?;
+                .ok_or_else(|| bad_input(format!("malformed data entry name {name:?}")))?;
             let table = by_id.get(&id).ok_or_else(|| {
-                bad(format!(
+                bad_input(format!(
                     "data entry {name:?} names table {id}, which the manifest does not list"
                 ))
             })?;
             let data = read_entry(entry, &name)?;
             if !data.is_empty() && data.last() != Some(&b'\n') {
-                return Err(bad(format!(
+                return Err(bad_input(format!(
                     "data entry {name:?} ends in the middle of a row"
                 )));
             }
             let acc = tables.get_mut(&id).expect("same ids as by_id");
             let chunk = if acc.carried {
-                let rows = crate::copy_text::count_rows(&data);
+                let rows = crate::pg::copy_text::count_rows(&data);
                 Chunk {
                     data,
                     rows,
@@ -623,7 +633,7 @@ pub fn read_archive(input: impl Read, v: &mut dyn Visitor) -> Result<(Manifest, 
                 Chunk::new(data)
             };
             if acc.digests.insert(no, chunk.sha256).is_some() {
-                return Err(bad(format!("data entry {name:?} appears twice")));
+                return Err(bad_input(format!("data entry {name:?} appears twice")));
             }
             acc.rows += chunk.rows;
             acc.bytes += chunk.data.len() as u64;
@@ -631,14 +641,19 @@ pub fn read_archive(input: impl Read, v: &mut dyn Visitor) -> Result<(Manifest, 
         } else if let Some(oid) = name.strip_prefix("blobs/") {
             let oid: u32 = oid
                 .parse()
-                .map_err(|_| bad(format!("malformed large object entry name {name:?}")))?;
-            let size = entry.header().size().map_err(|e| bad(e.to_string()))?;
+                .map_err(|_| bad_input(format!("malformed large object entry name {name:?}")))?;
+            let size = entry
+                .header()
+                .size()
+                .map_err(|e| bad_input(e.to_string()))?;
             let mut hr = HashingReader::new(entry);
             v.blob(oid, size, &mut hr)?;
             std::io::copy(&mut hr, &mut std::io::sink())
                 .map_err(|e| truncated_or_corrupt(e, count))?;
             if hr.count != size {
-                return Err(bad(format!("large object entry {name:?} is truncated")));
+                return Err(bad_input(format!(
+                    "large object entry {name:?} is truncated"
+                )));
             }
             blobs.add(oid, size, &hr.hasher.finalize());
         } else {
@@ -652,7 +667,7 @@ pub fn read_archive(input: impl Read, v: &mut dyn Visitor) -> Result<(Manifest, 
         }
     }
     let Some(t) = trailer else {
-        return Err(bad(
+        return Err(bad_input(
             "archive is incomplete: it ends without a trailer (truncated stream, or the writer failed)",
         ));
     };
@@ -670,7 +685,7 @@ fn verify_trailer(
     blobs: &BlobAcc,
 ) -> Result<()> {
     if t.archive_id != m.archive_id {
-        return Err(bad(format!(
+        return Err(bad_input(format!(
             "trailer belongs to archive {}, but the manifest is of archive {}: streams were mixed",
             t.archive_id, m.archive_id
         )));
@@ -680,13 +695,13 @@ fn verify_trailer(
         for f in files {
             match want.get(&f.name) {
                 None => {
-                    return Err(bad(format!(
+                    return Err(bad_input(format!(
                         "entry {:?} is not listed in the trailer",
                         f.name
                     )));
                 }
                 Some(w) if *w != f => {
-                    return Err(bad(format!(
+                    return Err(bad_input(format!(
                         "entry {:?} does not match the trailer: corrupt stream",
                         f.name
                     )));
@@ -694,13 +709,13 @@ fn verify_trailer(
                 _ => {}
             }
         }
-        return Err(bad(
+        return Err(bad_input(
             "entries listed in the trailer are missing or out of order",
         ));
     }
     for ts in &t.tables {
         let acc = tables.get(&ts.id).ok_or_else(|| {
-            bad(format!(
+            bad_input(format!(
                 "trailer lists table {}, which the manifest does not",
                 ts.id
             ))
@@ -719,37 +734,37 @@ fn verify_trailer(
                 .last()
                 .is_some_and(|k| *k + 1 != ts.chunks)
         {
-            return Err(bad(format!(
+            return Err(bad_input(format!(
                 "table {name}: {} of {} data chunks present",
                 got.chunks, ts.chunks
             )));
         }
         if got.rows != ts.rows || got.bytes != ts.bytes {
-            return Err(bad(format!(
+            return Err(bad_input(format!(
                 "table {name}: {} rows / {} bytes read, trailer says {} / {}",
                 got.rows, got.bytes, ts.rows, ts.bytes
             )));
         }
         if !acc.carried && got.sha256 != ts.sha256 {
-            return Err(bad(format!(
+            return Err(bad_input(format!(
                 "table {name}: data digest mismatch: corrupt stream"
             )));
         }
     }
     if t.tables.len() != tables.len() {
-        return Err(bad(
+        return Err(bad_input(
             "trailer does not account for every table of the manifest",
         ));
     }
     let b = blobs.sum();
     if b != t.blobs {
-        return Err(bad(format!(
+        return Err(bad_input(format!(
             "large objects: {} ({} bytes) read, trailer says {} ({} bytes), or digest mismatch",
             b.count, b.bytes, t.blobs.count, t.blobs.bytes
         )));
     }
     if count != t.entries {
-        return Err(bad(format!(
+        return Err(bad_input(format!(
             "{count} entries read, trailer says {}",
             t.entries
         )));
@@ -771,27 +786,32 @@ fn parse_chunk_name(rest: &str) -> Option<(u32, u64)> {
 
 fn entry_name<R: Read>(e: &tar::Entry<R>) -> Result<String> {
     let p = e.path_bytes().into_owned();
-    String::from_utf8(p).map_err(|_| bad("archive entry name is not UTF-8"))
+    String::from_utf8(p).map_err(|_| bad_input("archive entry name is not UTF-8"))
 }
 
 fn read_entry<R: Read>(mut e: tar::Entry<R>, name: &str) -> Result<Vec<u8>> {
-    let size = e.header().size().map_err(|x| bad(format!("{name}: {x}")))?;
+    let size = e
+        .header()
+        .size()
+        .map_err(|x| bad_input(format!("{name}: {x}")))?;
     if size > MAX_ENTRY {
-        return Err(bad(format!(
+        return Err(bad_input(format!(
             "entry {name:?} claims {size} bytes: corrupt header"
         )));
     }
     let mut buf = Vec::with_capacity(size as usize);
     e.read_to_end(&mut buf)
-        .map_err(|x| bad(format!("archive is truncated inside entry {name:?}: {x}")))?;
+        .map_err(|x| bad_input(format!("archive is truncated inside entry {name:?}: {x}")))?;
     if buf.len() as u64 != size {
-        return Err(bad(format!("archive is truncated inside entry {name:?}")));
+        return Err(bad_input(format!(
+            "archive is truncated inside entry {name:?}"
+        )));
     }
     Ok(buf)
 }
 
 fn truncated_or_corrupt(e: std::io::Error, after: u64) -> anyhow::Error {
-    bad(format!(
+    bad_input(format!(
         "archive is truncated or corrupt after entry {after}: {e}"
     ))
 }

@@ -7,7 +7,7 @@
 //! threads. Decompression detects the format from the magic bytes, reads concatenated frames,
 //! and treats a stream that ends inside a frame as an error, never as success.
 
-use crate::plumbing::{ExitCode, Output, coded, open_input};
+use crate::plumbing::{Output, bad_input, open_input};
 use anyhow::{Context, Result};
 use std::io::{BufRead, BufReader, Read, Write};
 
@@ -103,21 +103,17 @@ fn sniff(head: &[u8]) -> Option<&'static str> {
     }
 }
 
-fn bad(msg: impl Into<String>) -> anyhow::Error {
-    coded(ExitCode::BadArchive, msg)
-}
-
 fn decompress(input: Box<dyn Read + Send>, out: Output) -> Result<()> {
     let mut input = BufReader::with_capacity(BLOCK, input);
     let head = input.fill_buf().context("reading the input")?;
     if head.is_empty() {
-        return Err(bad(
+        return Err(bad_input(
             "unexpected end of input: it is empty, not compressed data",
         ));
     }
     let head = head.get(..4.min(head.len())).unwrap_or_default().to_vec();
     let format = sniff(&head).ok_or_else(|| {
-        bad(format!(
+        bad_input(format!(
             "unknown format: input starts with {} (not zstd, lz4, gzip or bzip2 data)",
             hex::encode(&head)
         ))
@@ -136,7 +132,7 @@ fn decompress(input: Box<dyn Read + Send>, out: Output) -> Result<()> {
         _ => copy_decoded(&mut bzip2::bufread::MultiBzDecoder::new(input), &mut out),
     };
     result.map_err(|e| match e {
-        Decode::Input(e) => bad(format!("{format} data is truncated or corrupt: {e}")),
+        Decode::Input(e) => bad_input(format!("{format} data is truncated or corrupt: {e}")),
         Decode::Output(e) => anyhow::Error::new(e).context("writing the output"),
     })?;
     out.finish().context("writing the output")

@@ -13,7 +13,7 @@
 //! and marks the last chunk, so a truncated or altered file fails; the stage then exits
 //! non-zero with nothing unauthenticated written.
 
-use crate::plumbing::{ExitCode, Output, coded, open_input};
+use crate::plumbing::{ExitCode, Output, bad_input, coded, open_input};
 use age::secrecy::{ExposeSecret, SecretString};
 use age_core::format::FileKey;
 use anyhow::{Context, Result, anyhow, bail};
@@ -86,7 +86,7 @@ fn encrypt(o: &EncryptOptions) -> Result<()> {
         .iter()
         .find_map(KeyCapture::key)
         .ok_or_else(|| anyhow!("internal: the file key was not seen"))?;
-    let payload_key = crate::age_stream::payload_key(&file_key, &nonce);
+    let payload_key = crate::stream::age_stream::payload_key(&file_key, &nonce);
     let mut input = open_input(o.input.as_deref())?;
     // Armored output is text; only binary output is refused on a terminal.
     let out = Output::open(o.output.as_deref(), !o.armor)?;
@@ -97,7 +97,8 @@ fn encrypt(o: &EncryptOptions) -> Result<()> {
     };
     let mut armored = age::armor::ArmoredWriter::wrap_output(out, format)?;
     armored.write_all(&head).context("writing the output")?;
-    crate::age_stream::encrypt(&payload_key, &mut input, &mut armored).context("encrypting")?;
+    crate::stream::age_stream::encrypt(&payload_key, &mut input, &mut armored)
+        .context("encrypting")?;
     // Each layer is finished in turn: the armor footer, then the buffer.
     let out = armored.finish().context("finishing the armor")?;
     out.finish().context("writing the output")
@@ -236,29 +237,27 @@ fn read_identities(o: &EncryptOptions) -> Result<Vec<Box<dyn age::Identity>>> {
     Ok(out)
 }
 
-fn bad(msg: impl Into<String>) -> anyhow::Error {
-    coded(ExitCode::BadArchive, msg)
-}
-
 /// Explains an age error in terms of what the user can do about it.
 fn explain(e: age::DecryptError) -> anyhow::Error {
     use age::DecryptError as D;
     match e {
         D::NoMatchingKeys => anyhow!("no identity matches any recipient of this file (wrong key?)"),
         D::KeyDecryptionFailed => anyhow!("wrong passphrase, or the file key cannot be decrypted"),
-        D::DecryptionFailed => bad("the file is corrupt or was tampered with (decryption failed)"),
-        D::InvalidMac => {
-            bad("the header does not verify: wrong passphrase, or the header was tampered with")
+        D::DecryptionFailed => {
+            bad_input("the file is corrupt or was tampered with (decryption failed)")
         }
-        D::InvalidHeader => bad("not an age file, or its header is corrupt"),
-        D::UnknownFormat => bad("not an age file of a version this tool reads"),
+        D::InvalidMac => bad_input(
+            "the header does not verify: wrong passphrase, or the header was tampered with",
+        ),
+        D::InvalidHeader => bad_input("not an age file, or its header is corrupt"),
+        D::UnknownFormat => bad_input("not an age file of a version this tool reads"),
         D::ExcessiveWork { required, target } => anyhow!(
             "the passphrase's scrypt work factor 2^{required} is above the limit 2^{target}"
         ),
         D::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            bad("the age header is truncated")
+            bad_input("the age header is truncated")
         }
-        other => bad(format!("{other}")),
+        other => bad_input(format!("{other}")),
     }
 }
 
@@ -289,7 +288,7 @@ fn decrypt(o: &EncryptOptions) -> Result<()> {
     (&mut input)
         .take(16)
         .read_to_end(&mut head)
-        .map_err(|e| bad(format!("reading the input: {e}")))?;
+        .map_err(|e| bad_input(format!("reading the input: {e}")))?;
     let nonce = head[header_len..].to_vec();
     let dec = age::Decryptor::new_buffered(std::io::Cursor::new(head)).map_err(explain)?;
     let file_key = if dec.is_scrypt() {
@@ -322,18 +321,20 @@ fn decrypt(o: &EncryptOptions) -> Result<()> {
         ids.iter().find_map(KeyCapture::key)
     };
     let file_key = file_key.ok_or_else(|| anyhow!("internal: the file key was not seen"))?;
-    let payload_key = crate::age_stream::payload_key(&file_key, &nonce);
+    let payload_key = crate::stream::age_stream::payload_key(&file_key, &nonce);
     let mut out = Output::open(o.output.as_deref(), true)?;
-    use crate::age_stream::PayloadError;
-    crate::age_stream::decrypt(&payload_key, &mut input, &mut out).map_err(|e| match e {
-        PayloadError::Invalid(m) => bad(format!(
-            "the ciphertext is truncated or was tampered with: {m}"
-        )),
-        PayloadError::Input(e) => bad(format!(
-            "the ciphertext is truncated or was tampered with: {e}"
-        )),
-        PayloadError::Output(e) => anyhow::Error::new(e).context("writing the output"),
-    })?;
+    use crate::stream::age_stream::PayloadError;
+    crate::stream::age_stream::decrypt(&payload_key, &mut input, &mut out).map_err(
+        |e| match e {
+            PayloadError::Invalid(m) => bad_input(format!(
+                "the ciphertext is truncated or was tampered with: {m}"
+            )),
+            PayloadError::Input(e) => bad_input(format!(
+                "the ciphertext is truncated or was tampered with: {e}"
+            )),
+            PayloadError::Output(e) => anyhow::Error::new(e).context("writing the output"),
+        },
+    )?;
     out.finish().context("writing the output")
 }
 
@@ -430,7 +431,7 @@ fn read_checked_header(r: &mut impl BufRead) -> Result<Vec<u8>> {
         let n = r
             .take((MAX_HEADER - start) as u64)
             .read_until(b'\n', &mut header)
-            .map_err(|e| bad(format!("reading the age header: {e}")))?;
+            .map_err(|e| bad_input(format!("reading the age header: {e}")))?;
         if n == 0 || header.len() >= MAX_HEADER {
             return Ok(header);
         }
@@ -449,14 +450,14 @@ fn read_checked_header(r: &mut impl BufRead) -> Result<Vec<u8>> {
     let mut i = 1;
     while i < lines.len() - 1 {
         if !line(i).starts_with(b"-> ") {
-            return Err(bad(
+            return Err(bad_input(
                 "not an age file, or its header is corrupt (unexpected header line)",
             ));
         }
         i += 1;
         loop {
             if i >= lines.len() - 1 || line(i).starts_with(b"-> ") {
-                return Err(bad(
+                return Err(bad_input(
                     "the age header is corrupt: a stanza ends without its final short line",
                 ));
             }
@@ -466,7 +467,9 @@ fn read_checked_header(r: &mut impl BufRead) -> Result<Vec<u8>> {
                     .iter()
                     .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
             {
-                return Err(bad("the age header is corrupt: malformed stanza body line"));
+                return Err(bad_input(
+                    "the age header is corrupt: malformed stanza body line",
+                ));
             }
             i += 1;
             if body.len() < 64 {

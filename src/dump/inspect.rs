@@ -2,7 +2,7 @@
 //! table's rows as COPY text or CSV.
 
 use crate::archive::{self, Manifest, Table, Trailer, Visitor};
-use crate::copy_text::{Chunk, chunk_to_csv, write_csv_field};
+use crate::pg::copy_text::{Chunk, chunk_to_csv, write_csv_field};
 use crate::plumbing::{Output, human_bytes};
 use anyhow::Result;
 use std::io::{Read, Write};

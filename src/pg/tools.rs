@@ -2,7 +2,7 @@
 //! checking their versions against the server, passing the resolved connection through the
 //! environment, and turning a failure into one line that names the tool and its message.
 
-use crate::conn::ConnParams;
+use crate::pg::conn::ConnParams;
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::Read;
 use std::path::PathBuf;
@@ -94,10 +94,9 @@ pub fn spawn(
     let pid = child.id() as i32;
     // On SIGINT/SIGTERM the child is told to stop too, so no dump keeps running unseen.
     let cleanup = crate::plumbing::signals::on_cleanup(move || {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status();
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
     });
     Ok(Running {
         name: name.into(),

@@ -12,11 +12,11 @@
 //! `--create` made for this load is dropped again.
 
 use crate::archive::{self, Manifest, Table, Trailer, Visitor};
-use crate::conn::{ConnParams, quote_ident};
-use crate::copy_text::Chunk;
-use crate::extract::{pg_error, setval_sql};
-use crate::pattern::Pattern;
-use crate::pgtools;
+use crate::pg::conn::ConnParams;
+use crate::pg::copy_text::Chunk;
+use crate::pg::pattern::Pattern;
+use crate::pg::sql::{pg_error, quote_ident};
+use crate::pg::tools;
 use crate::plumbing::{ExitCode, Progress, coded, human_bytes, signals};
 use anyhow::{Context, Result, anyhow, bail};
 use async_channel::{Receiver, Sender};
@@ -328,7 +328,7 @@ impl<'o> Loader<'o> {
             args.push("--single-transaction".into());
             args.push(format!("--dbname={}", self.params.dbname_conninfo()));
             args.push(self.schema_path()?);
-            pgtools::spawn("pg_restore", &args, &self.params, Stdio::null(), false)?
+            tools::spawn("pg_restore", &args, &self.params, Stdio::null(), false)?
                 .wait()
                 .context("restoring the schema (pre-data)")?;
             self.note("schema (pre-data) restored");
@@ -359,7 +359,7 @@ impl<'o> Loader<'o> {
         // Every section, and the same filters as the restore itself.
         args.extend(self.restore_args("pre-data").into_iter().skip(2));
         args.push(self.schema_path()?);
-        let mut p = pgtools::spawn("pg_restore", &args, &self.params, Stdio::null(), true)?;
+        let mut p = tools::spawn("pg_restore", &args, &self.params, Stdio::null(), true)?;
         let mut script = String::new();
         p.stdout().expect("piped").read_to_string(&mut script)?;
         p.wait().context("preparing --clean")?;
@@ -400,7 +400,7 @@ impl<'o> Loader<'o> {
             }
         }
         let args = vec!["--list".to_string(), self.schema_path()?];
-        let mut p = pgtools::spawn("pg_restore", &args, &self.params, Stdio::null(), true)?;
+        let mut p = tools::spawn("pg_restore", &args, &self.params, Stdio::null(), true)?;
         let mut toc = String::new();
         p.stdout().expect("piped").read_to_string(&mut toc)?;
         p.wait().context("listing the schema")?;
@@ -558,7 +558,7 @@ impl<'o> Loader<'o> {
                 args.push(format!("--jobs={}", self.opts.jobs.max(1)));
                 args.push(format!("--dbname={}", self.params.dbname_conninfo()));
                 args.push(self.schema_path()?);
-                pgtools::spawn("pg_restore", &args, &self.params, Stdio::null(), false)?
+                tools::spawn("pg_restore", &args, &self.params, Stdio::null(), false)?
                     .wait()
                     .context("restoring indexes, constraints and triggers (post-data)")?;
                 self.note("indexes, constraints, triggers (post-data) restored");
@@ -631,7 +631,7 @@ impl<'o> Loader<'o> {
         for s in &m.sequences {
             let owned_by_chosen = s.owner_table_oid.is_some_and(|o| chosen.contains(&o));
             if !partial || owned_by_chosen || self.schema_only_choice(&s.schema) {
-                sql.push_str(&setval_sql(s));
+                sql.push_str(&s.setval_sql());
             }
         }
         if !sql.is_empty() {
@@ -680,7 +680,7 @@ impl<'o> Loader<'o> {
             "ON_ERROR_STOP=0".into(),
             format!("--dbname={}", self.params.dbname_conninfo()),
         ];
-        let mut p = pgtools::spawn("psql", &args, &self.params, Stdio::piped(), false)?;
+        let mut p = tools::spawn("psql", &args, &self.params, Stdio::piped(), false)?;
         p.stdin().expect("piped").write_all(&sql)?;
         p.wait().context("restoring globals")
     }

@@ -681,16 +681,6 @@ fn connect_error_text(e: &postgres::Error) -> String {
     msg
 }
 
-/// Quotes an SQL identifier (always, so any name survives).
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-/// Quotes an SQL string literal.
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

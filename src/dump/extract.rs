@@ -8,11 +8,12 @@
 //! through a bounded channel, which bounds memory whatever the table sizes.
 
 use crate::archive::{self, ArchiveWriter, Column, ForeignKey, Manifest, MatView, Sequence, Table};
-use crate::conn::{ConnParams, quote_ident, quote_literal};
-use crate::copy_text::{Chunk, Chunker};
-use crate::pattern::Pattern;
-use crate::pgtools;
-use crate::plumbing::{Output, Progress, human_bytes};
+use crate::pg::conn::ConnParams;
+use crate::pg::copy_text::{Chunk, Chunker};
+use crate::pg::pattern::Pattern;
+use crate::pg::sql::{pg_error, quote_ident, quote_literal};
+use crate::pg::tools;
+use crate::plumbing::{Output, Progress, human_bytes, random_bytes, rfc3339, unix_seconds};
 use anyhow::{Context, Result, anyhow, bail};
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -75,7 +76,7 @@ struct Source {
 pub fn run(opts: &ExtractOptions) -> Result<()> {
     let params = ConnParams::resolve(opts.conninfo.as_deref(), "weir-extract")?;
     let mut src = open_source(params)?;
-    let pg_dump_version = pgtools::check_not_older("pg_dump", src.server_num, &src.server_version)?;
+    let pg_dump_version = tools::check_not_older("pg_dump", src.server_num, &src.server_version)?;
     let (manifest, work, seq_sql) = plan(&mut src, opts, &pg_dump_version)?;
     let blob_oids: Vec<(u32, String)> = if manifest.blobs {
         src.client
@@ -473,16 +474,13 @@ fn plan(
         RANGE_PAGES
     };
     let work = work_items(&tables, src.server_num, block_size, range);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = std::time::SystemTime::now();
     let manifest = Manifest {
         format: archive::FORMAT_NAME.into(),
         format_version: archive::FORMAT_VERSION,
-        archive_id: random_id()?,
+        archive_id: random_id(),
         weir_version: env!("CARGO_PKG_VERSION").into(),
-        created_unix: now,
+        created_unix: unix_seconds(now),
         created: rfc3339(now),
         server_version: src.server_version.clone(),
         server_version_num: src.server_num,
@@ -549,21 +547,10 @@ fn read_sequences(
             is_called: v.get(1),
             owner_table_oid: owner.filter(|t| tables.contains_key(t)),
         };
-        sql.push_str(&setval_sql(&s));
+        sql.push_str(&s.setval_sql());
         out.push(s);
     }
     Ok((out, sql))
-}
-
-/// The statement that restores a sequence's state, exactly as the archive stores it.
-pub fn setval_sql(s: &Sequence) -> String {
-    let name = format!("{}.{}", quote_ident(&s.schema), quote_ident(&s.name));
-    format!(
-        "SELECT pg_catalog.setval({}, {}, {});\n",
-        quote_literal(&name),
-        s.last_value,
-        s.is_called
-    )
 }
 
 /// Splits the data into work: one COPY per table, or page ranges for big tables on servers
@@ -667,32 +654,6 @@ fn worker(
     })
 }
 
-/// A PostgreSQL error as one readable line, with the statement that caused it.
-pub fn pg_error(e: postgres::Error, what: &str) -> anyhow::Error {
-    match e.as_db_error() {
-        Some(db) => {
-            let mut m = db.message().to_string();
-            if let Some(d) = db.detail() {
-                m.push_str(&format!(" ({d})"));
-            }
-            anyhow!("{m} [in: {}]", shorten(what))
-        }
-        None => anyhow!("{e} [in: {}]", shorten(what)),
-    }
-}
-
-fn shorten(s: &str) -> String {
-    if s.len() > 200 {
-        let mut end = 200;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}...", &s[..end])
-    } else {
-        s.to_string()
-    }
-}
-
 /// Streams `pg_dump --schema-only` on our snapshot into the archive, in bounded parts.
 fn write_schema<W: Write>(
     w: &mut ArchiveWriter<W>,
@@ -718,7 +679,7 @@ fn write_schema<W: Write>(
         args.push(format!("--exclude-schema={s}"));
     }
     args.push(format!("--dbname={}", src.params.dbname_conninfo()));
-    let mut dump = pgtools::spawn(
+    let mut dump = tools::spawn(
         "pg_dump",
         &args,
         &src.params,
@@ -750,7 +711,7 @@ fn write_globals<W: Write>(w: &mut ArchiveWriter<W>, params: &ConnParams) -> Res
         "--globals-only".to_string(),
         format!("--dbname={}", params.dbname_conninfo()),
     ];
-    let mut d = pgtools::spawn(
+    let mut d = tools::spawn(
         "pg_dumpall",
         &args,
         params,
@@ -827,43 +788,8 @@ impl Read for BlobReader<'_> {
     }
 }
 
-fn random_id() -> Result<String> {
+fn random_id() -> String {
     let mut b = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .context("reading /dev/urandom")?;
-    Ok(hex::encode(b))
-}
-
-/// Formats Unix seconds as RFC 3339 UTC (civil-from-days, H. Hinnant's algorithm).
-pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86400) as i64;
-    let rem = secs % 86400;
-    let z = days + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z - era * 146097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_known_dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
-    }
+    random_bytes(&mut b);
+    hex::encode(b)
 }

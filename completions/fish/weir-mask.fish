@@ -1,0 +1,8 @@
+complete -c weir-mask -s c -l config -d 'The rules (TOML): per table, per column, chains of transformers; row filters; tables whose data is dropped' -r
+complete -c weir-mask -l key-file -d 'Read the masking key from the first line of FILE (else WEIR_MASK_KEY): with a key, every pseudonym depends only on key, rule and original value' -r
+complete -c weir-mask -l preview -d 'Print, for the first N rows of each masked table, the masked columns before and after, instead of writing an archive' -r
+complete -c weir-mask -s o -l output -d 'Write to FILE instead of standard output' -r
+complete -c weir-mask -l stats -d 'Once the output archive is complete, write what it holds (database, tables, rows left after filters, bytes, masking) as one line of JSON to FILE' -r
+complete -c weir-mask -l verify -d 'Also verify the chunks of tables that pass through unchanged. By default their bytes go on unhashed, under the digests weir-extract computed, which weir-load and weir-inspect --verify check; every table that is rewritten is always verified first'
+complete -c weir-mask -s h -l help -d 'Print help'
+complete -c weir-mask -s V -l version -d 'Print version'
