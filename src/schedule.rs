@@ -66,35 +66,58 @@ fn log(msg: &str) {
     );
 }
 
+/// The running command, for the signal handler: its process group, and whether it ended.
+#[derive(Clone, Default)]
+struct Running {
+    pid: Arc<AtomicI32>,
+    done: Arc<AtomicBool>,
+}
+
+impl Running {
+    /// On a signal, plumbing's handler runs this: pass the signal on to a running command and
+    /// give it a minute to clean up, then let the scheduler exit.
+    fn forward_signals(&self) {
+        let r = self.clone();
+        r.done.store(true, Ordering::SeqCst);
+        crate::plumbing::signals::on_cleanup(move || {
+            let p = r.pid.load(Ordering::SeqCst);
+            if p <= 0 || r.done.load(Ordering::SeqCst) {
+                return;
+            }
+            // The whole group: a backup is a pipeline, and every stage must hear it
+            // (weir-put aborts its upload), not just the shell that started them.
+            if let Some(p) = rustix::process::Pid::from_raw(p) {
+                let _ = rustix::process::kill_process_group(p, rustix::process::Signal::TERM);
+            }
+            for _ in 0..600 {
+                if r.done.load(Ordering::SeqCst) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+    }
+
+    /// Runs the command once, in its own process group so that a signal can reach every
+    /// process of the run at once.
+    fn run(&self, program: &str, args: &[String]) -> std::io::Result<std::process::ExitStatus> {
+        let mut child = Command::new(program).args(args).process_group(0).spawn()?;
+        self.done.store(false, Ordering::SeqCst);
+        self.pid.store(child.id() as i32, Ordering::SeqCst);
+        let status = child.wait();
+        self.done.store(true, Ordering::SeqCst);
+        status
+    }
+}
+
 /// Runs `command` at every time `schedule` matches, until SIGTERM or SIGINT; with `run_now`,
 /// once at start as well.
 pub fn run(schedule: &Schedule, command: &[String], run_now: bool) -> Result<()> {
     let (program, args) = command
         .split_first()
         .context("no command to run (weir-schedule SCHEDULE -- COMMAND [ARGS...])")?;
-    // On a signal, plumbing's handler runs this: pass the signal on to a running command and
-    // give it time to clean up, then let the scheduler exit.
-    let child_pid = Arc::new(AtomicI32::new(0));
-    let child_done = Arc::new(AtomicBool::new(true));
-    {
-        let (pid, done) = (child_pid.clone(), child_done.clone());
-        crate::plumbing::signals::on_cleanup(move || {
-            let p = pid.load(Ordering::SeqCst);
-            if p > 0 && !done.load(Ordering::SeqCst) {
-                // The whole group: a backup is a pipeline, and every stage must hear it
-                // (weir-put aborts its upload), not just the shell that started them.
-                if let Some(p) = rustix::process::Pid::from_raw(p) {
-                    let _ = rustix::process::kill_process_group(p, rustix::process::Signal::TERM);
-                }
-                for _ in 0..600 {
-                    if done.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        });
-    }
+    let running = Running::default();
+    running.forward_signals();
     let mut due = if run_now {
         Utc::now()
     } else {
@@ -114,29 +137,18 @@ pub fn run(schedule: &Schedule, command: &[String], run_now: bool) -> Result<()>
         runs += 1;
         let started = std::time::Instant::now();
         log(&format!("run {runs}: starting {program}"));
-        // Its own process group, so a signal can reach every process of the run at once.
-        let status = Command::new(program)
-            .args(args)
-            .process_group(0)
-            .spawn()
-            .map(|mut child| {
-                child_done.store(false, Ordering::SeqCst);
-                child_pid.store(child.id() as i32, Ordering::SeqCst);
-                let status = child.wait();
-                child_done.store(true, Ordering::SeqCst);
-                status
-            });
+        let status = running.run(program, args);
         let secs = started.elapsed().as_secs_f64();
         match status {
-            Ok(Ok(s)) if s.success() => log(&format!("run {runs}: succeeded in {secs:.1} s")),
-            Ok(Ok(s)) => {
+            Ok(s) if s.success() => log(&format!("run {runs}: succeeded in {secs:.1} s")),
+            Ok(s) => {
                 failures += 1;
                 log(&format!(
                     "run {runs}: FAILED ({}) after {secs:.1} s; {failures} of {runs} runs failed; the schedule goes on",
                     describe(s)
                 ));
             }
-            Ok(Err(e)) | Err(e) => {
+            Err(e) => {
                 failures += 1;
                 log(&format!(
                     "run {runs}: FAILED: cannot run {program}: {e}; the schedule goes on"
@@ -146,19 +158,24 @@ pub fn run(schedule: &Schedule, command: &[String], run_now: bool) -> Result<()>
         if crate::plumbing::signals::interrupted() {
             return Ok(());
         }
-        let next = schedule.next_after(Utc::now())?;
-        let skipped = skipped_slots(schedule, due, next)?;
-        if skipped > 0 {
-            log(&format!(
-                "run {runs} outlasted {skipped} scheduled time(s); they were skipped"
-            ));
-        }
-        log(&format!(
-            "next run at {}",
-            next.format("%Y-%m-%dT%H:%M:%SZ")
-        ));
-        due = next;
+        due = next_due(schedule, due, runs)?;
     }
+}
+
+/// The next time to run, saying so, and saying which slots a long run made it skip.
+fn next_due(schedule: &Schedule, due: DateTime<Utc>, runs: u64) -> Result<DateTime<Utc>> {
+    let next = schedule.next_after(Utc::now())?;
+    let skipped = skipped_slots(schedule, due, next)?;
+    if skipped > 0 {
+        log(&format!(
+            "run {runs} outlasted {skipped} scheduled time(s); they were skipped"
+        ));
+    }
+    log(&format!(
+        "next run at {}",
+        next.format("%Y-%m-%dT%H:%M:%SZ")
+    ));
+    Ok(next)
 }
 
 /// How many slots fell between the run that started at `started` and the next one.

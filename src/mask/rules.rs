@@ -213,6 +213,10 @@ fn hint(n: Option<String>) -> String {
         .unwrap_or_default()
 }
 
+/// Compiles one table's rules against its columns. One piece, though long: each kind of rule
+/// (columns, conditions, filters, templates) is checked against the same column resolver and
+/// error wording, in the order the TOML reads; issue 13 (typed conditions, validation against
+/// the schema) rewrites this function, and will cut it along the new checks.
 fn compile_table(
     t: &Table,
     pattern: &str,

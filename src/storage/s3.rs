@@ -277,22 +277,7 @@ async fn put_async(
     let url = format!("s3://{bucket}/{key}");
     let client = client(s).await?;
     if o.if_none_match {
-        // Fail before uploading anything; the conditional write at the end is what makes it
-        // atomic against a concurrent writer.
-        match client.head_object().bucket(bucket).key(key).send().await {
-            Ok(_) => {
-                return Err(coded(
-                    ExitCode::Exists,
-                    format!("{url}: already exists (--if-none-match)"),
-                ));
-            }
-            Err(e) => {
-                let e = fail(&url, e);
-                if crate::plumbing::exit_code_of(&e) != ExitCode::NotFound {
-                    return Err(e);
-                }
-            }
-        }
+        refuse_existing(&client, bucket, key, &url).await?;
     }
     let plan = PartPlan::new(o.expected_size);
     let budget_mib = ((t.buffers() / MIB) as u32).max(2);
@@ -322,49 +307,8 @@ async fn put_async(
         return Ok(n);
     };
 
-    let mut create = client
-        .create_multipart_upload()
-        .bucket(bucket)
-        .key(key)
-        .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
-        .checksum_type(ChecksumType::FullObject);
-    if !o.metadata.is_empty() {
-        create = create.set_metadata(Some(o.metadata.iter().cloned().collect()));
-    }
-    create = create
-        .set_content_type(o.content_type.clone())
-        .set_storage_class(o.storage_class.as_deref().map(StorageClass::from))
-        .set_server_side_encryption(o.sse.as_deref().map(ServerSideEncryption::from))
-        .set_ssekms_key_id(o.sse_kms_key_id.clone());
-    let created = create.send().await.map_err(|e| fail(&url, e))?;
-    let upload_id = created
-        .upload_id()
-        .context("the service returned no upload id")?
-        .to_string();
-
-    // On SIGINT/SIGTERM the signal thread aborts the upload before the process ends.
-    let guard = {
-        let (client, bucket, key, id) = (
-            client.clone(),
-            bucket.to_string(),
-            key.to_string(),
-            upload_id.clone(),
-        );
-        signals::on_cleanup(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                rt.block_on(async {
-                    let _ = tokio::time::timeout(
-                        Duration::from_secs(15),
-                        abort(&client, &bucket, &key, &id),
-                    )
-                    .await;
-                });
-            }
-        })
-    };
+    let upload_id = create_upload(&client, bucket, key, o, &url).await?;
+    let guard = abort_on_signal(&client, bucket, key, &upload_id);
     let uploaded = upload_parts(
         &client,
         bucket,
@@ -381,26 +325,8 @@ async fn put_async(
     .await;
     let result = match uploaded {
         Ok((parts, total, crc)) => {
-            let mut complete = client
-                .complete_multipart_upload()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(&upload_id)
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(parts))
-                        .build(),
-                )
-                .checksum_crc64_nvme(b64(crc))
-                .checksum_type(ChecksumType::FullObject);
-            if o.if_none_match {
-                complete = complete.if_none_match("*");
-            }
-            complete
-                .send()
-                .await
-                .map(|_| total)
-                .map_err(|e| fail(&url, e))
+            let done = complete_upload(&client, bucket, key, &upload_id, parts, crc, o).await;
+            done.map(|_| total).map_err(|e| fail(&url, e))
         }
         Err(e) => Err(e),
     };
@@ -409,6 +335,112 @@ async fn put_async(
     }
     signals::forget(guard);
     result
+}
+
+/// `--if-none-match`: fail before uploading anything. The conditional write at the end is what
+/// makes it atomic against a concurrent writer.
+async fn refuse_existing(client: &Client, bucket: &str, key: &str, url: &str) -> Result<()> {
+    match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(_) => Err(coded(
+            ExitCode::Exists,
+            format!("{url}: already exists (--if-none-match)"),
+        )),
+        Err(e) => {
+            let e = fail(url, e);
+            if crate::plumbing::exit_code_of(&e) != ExitCode::NotFound {
+                return Err(e);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Starts a multipart upload whose completion declares a full-object CRC64-NVME, with the
+/// object's metadata and encryption settings; returns its id.
+async fn create_upload(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    o: &PutOptions,
+    url: &str,
+) -> Result<String> {
+    let mut create = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+        .checksum_type(ChecksumType::FullObject);
+    if !o.metadata.is_empty() {
+        create = create.set_metadata(Some(o.metadata.iter().cloned().collect()));
+    }
+    create = create
+        .set_content_type(o.content_type.clone())
+        .set_storage_class(o.storage_class.as_deref().map(StorageClass::from))
+        .set_server_side_encryption(o.sse.as_deref().map(ServerSideEncryption::from))
+        .set_ssekms_key_id(o.sse_kms_key_id.clone());
+    let created = create.send().await.map_err(|e| fail(url, e))?;
+    Ok(created
+        .upload_id()
+        .context("the service returned no upload id")?
+        .to_string())
+}
+
+/// On SIGINT/SIGTERM the signal thread aborts the upload before the process ends; returns
+/// the cleanup's handle, to forget once the upload completed or was aborted.
+fn abort_on_signal(client: &Client, bucket: &str, key: &str, upload_id: &str) -> u64 {
+    let (client, bucket, key, id) = (
+        client.clone(),
+        bucket.to_string(),
+        key.to_string(),
+        upload_id.to_string(),
+    );
+    signals::on_cleanup(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            let abort = abort(&client, &bucket, &key, &id);
+            let _ = tokio::time::timeout(Duration::from_secs(15), abort).await;
+        });
+    })
+}
+
+/// Completes the upload with its parts and the whole stream's CRC, create-only with
+/// `--if-none-match`.
+async fn complete_upload(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    parts: Vec<aws_sdk_s3::types::CompletedPart>,
+    crc: u64,
+    o: &PutOptions,
+) -> Result<
+    aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadOutput,
+    SdkError<
+        aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadError,
+        aws_sdk_s3::config::http::HttpResponse,
+    >,
+> {
+    let mut complete = client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
+        .checksum_crc64_nvme(b64(crc))
+        .checksum_type(ChecksumType::FullObject);
+    if o.if_none_match {
+        complete = complete.if_none_match("*");
+    }
+    complete.send().await
 }
 
 async fn abort(client: &Client, bucket: &str, key: &str, upload_id: &str) {
@@ -459,6 +491,48 @@ async fn single_put(
         .await
 }
 
+/// One part's request.
+struct UploadPart {
+    client: Client,
+    bucket: String,
+    key: String,
+    upload_id: String,
+    /// The part, for messages.
+    what: String,
+    number: u32,
+    crc: u64,
+}
+
+impl UploadPart {
+    /// Sends the part unsigned, with its CRC64-NVME (which the service checks), and returns
+    /// its completion record. The buffer goes back to the pool for the reader to reuse.
+    async fn send(self, data: Vec<u8>, pool: &Pool) -> Result<CompletedPart> {
+        let crc = b64(self.crc);
+        let data = Bytes::from(data);
+        let out = self
+            .client
+            .upload_part()
+            .bucket(self.bucket)
+            .key(self.key)
+            .upload_id(self.upload_id)
+            .part_number(self.number as i32)
+            .content_length(data.len() as i64)
+            .checksum_crc64_nvme(&crc)
+            .body(ByteStream::from(data.clone()))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| fail(&self.what, e))?;
+        pool.give_bytes(data);
+        Ok(CompletedPart::builder()
+            .part_number(self.number as i32)
+            .set_e_tag(out.e_tag().map(str::to_string))
+            .checksum_crc64_nvme(crc)
+            .build())
+    }
+}
+
 /// Uploads `first`, `second` and the rest of the input as parts; returns the completed parts,
 /// the byte count and the whole stream's CRC64-NVME.
 #[allow(clippy::too_many_arguments)]
@@ -500,43 +574,21 @@ async fn upload_parts(
             crc_fast::checksum_combine(Crc64Nvme, crc, part_crc, len)
         };
         total += len;
-        let (client, bucket, key, id, what, jobs, pool) = (
-            client.clone(),
-            bucket.to_string(),
-            key.to_string(),
-            upload_id.to_string(),
-            format!("{url} (part {n})"),
-            jobs.clone(),
-            reader.pool.clone(),
-        );
+        let upload = UploadPart {
+            client: client.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            what: format!("{url} (part {n})"),
+            number: n,
+            crc: part_crc,
+        };
+        let (jobs, pool) = (jobs.clone(), reader.pool.clone());
         tasks.spawn(async move {
             let _slot = jobs.acquire_owned().await?;
-            let crc = b64(part_crc);
-            let data = Bytes::from(data);
-            let out = client
-                .upload_part()
-                .bucket(bucket)
-                .key(key)
-                .upload_id(id)
-                .part_number(n as i32)
-                .content_length(len as i64)
-                .checksum_crc64_nvme(&crc)
-                .body(ByteStream::from(data.clone()))
-                .customize()
-                .disable_payload_signing()
-                .send()
-                .await
-                .map_err(|e| fail(&what, e))?;
-            // The buffer goes back before its memory is released, so the reader reuses it.
-            pool.give_bytes(data);
+            let done = upload.send(data, &pool).await;
             drop(permit);
-            anyhow::Ok(
-                CompletedPart::builder()
-                    .part_number(n as i32)
-                    .set_e_tag(out.e_tag().map(str::to_string))
-                    .checksum_crc64_nvme(crc)
-                    .build(),
-            )
+            done
         });
         // Fail fast: an error in any finished part stops the reading.
         while let Some(r) = tasks.try_join_next() {
@@ -590,29 +642,7 @@ async fn get_async(
 ) -> Result<u64> {
     let url = format!("s3://{bucket}/{key}");
     let client = client(s).await?;
-    let head = match client
-        .head_object()
-        .bucket(bucket)
-        .key(key)
-        .checksum_mode(ChecksumMode::Enabled)
-        .send()
-        .await
-    {
-        Ok(h) => h,
-        Err(e) => {
-            let e = fail(&url, e);
-            // HEAD has no body, so a missing bucket looks like a missing key; a WAL
-            // restore_command must not mistake one for the other.
-            if crate::plumbing::exit_code_of(&e) == ExitCode::NotFound {
-                if let Err(b) = client.head_bucket().bucket(bucket).send().await {
-                    if b.raw_response().map(|r| r.status().as_u16()) == Some(404) {
-                        bail!("{url}: the bucket does not exist");
-                    }
-                }
-            }
-            return Err(e);
-        }
-    };
+    let head = head(&client, bucket, key, &url).await?;
     let size = head.content_length().unwrap_or(0).max(0) as u64;
     let etag = head.e_tag().map(str::to_string);
     // A composite checksum is a checksum of part checksums, not of the bytes; only a
@@ -681,6 +711,36 @@ async fn get_async(
     }
     tokio::task::block_in_place(|| out.finish()).context("writing the output")?;
     Ok(n)
+}
+
+/// The object's length, ETag and checksums; a missing object is exit 4, a missing bucket 1.
+async fn head(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    url: &str,
+) -> Result<aws_sdk_s3::operation::head_object::HeadObjectOutput> {
+    let asked = client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await;
+    let e = match asked {
+        Ok(h) => return Ok(h),
+        Err(e) => fail(url, e),
+    };
+    // HEAD has no body, so a missing bucket looks like a missing key; a WAL restore_command
+    // must not mistake one for the other.
+    if crate::plumbing::exit_code_of(&e) == ExitCode::NotFound {
+        if let Err(b) = client.head_bucket().bucket(bucket).send().await {
+            if b.raw_response().map(|r| r.status().as_u16()) == Some(404) {
+                bail!("{url}: the bucket does not exist");
+            }
+        }
+    }
+    Err(e)
 }
 
 /// Fetches bytes `start..end`, resuming after a dropped or stalled body at the first byte not

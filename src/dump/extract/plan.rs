@@ -1,0 +1,482 @@
+//! What an extraction takes: the catalog read inside the snapshot (tables, partitions,
+//! materialized views, columns, what each table owns, foreign keys, sequences), pg_dump's
+//! selection rules applied to it, the chosen tables locked, and the work cut into COPY items.
+
+use super::{ExtractOptions, Source};
+use crate::archive::{self, Column, ForeignKey, Manifest, MatView, Sequence, Table};
+use crate::pg::pattern::Pattern;
+use crate::pg::sql::quote_ident;
+use crate::plumbing::{random_bytes, rfc3339, unix_seconds};
+use anyhow::{Result, anyhow, bail};
+use std::collections::{HashMap, HashSet};
+
+/// Tables above twice this many pages (128 MiB of 8 kB pages) are split into ranges, on
+/// servers with TID range scans.
+pub const RANGE_PAGES: i64 = 16384;
+
+/// One COPY for a worker: a table, or a page range of one.
+pub struct WorkItem {
+    pub table: u32,
+    pub query: String,
+}
+
+/// The archive's manifest, the work, and the sequences' `setval` script.
+pub struct Plan {
+    pub manifest: Manifest,
+    pub work: Vec<WorkItem>,
+    pub sequences_sql: String,
+}
+
+struct Selection {
+    tables: Vec<Pattern>,
+    exclude_tables: Vec<Pattern>,
+    schemas: Vec<Pattern>,
+    exclude_schemas: Vec<Pattern>,
+}
+
+impl Selection {
+    fn new(o: &ExtractOptions) -> Result<Selection> {
+        Ok(Selection {
+            tables: o
+                .tables
+                .iter()
+                .map(|p| Pattern::table(p))
+                .collect::<Result<_>>()?,
+            exclude_tables: o
+                .exclude_tables
+                .iter()
+                .map(|p| Pattern::table(p))
+                .collect::<Result<_>>()?,
+            schemas: o
+                .schemas
+                .iter()
+                .map(|p| Pattern::schema(p))
+                .collect::<Result<_>>()?,
+            exclude_schemas: o
+                .exclude_schemas
+                .iter()
+                .map(|p| Pattern::schema(p))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// pg_dump's rules: with `-t`, exactly the matching tables (`-n`/`-N` do not apply);
+    /// otherwise every table of the schemas `-n` selects and `-N` does not exclude; `-T`
+    /// always excludes.
+    fn wants(&self, schema: &str, name: &str, visible: bool) -> bool {
+        if self
+            .exclude_tables
+            .iter()
+            .any(|p| p.matches_table(schema, name, visible))
+        {
+            return false;
+        }
+        if !self.tables.is_empty() {
+            return self
+                .tables
+                .iter()
+                .any(|p| p.matches_table(schema, name, visible));
+        }
+        if !self.schemas.is_empty() && !self.schemas.iter().any(|p| p.matches_schema(schema)) {
+            return false;
+        }
+        !self
+            .exclude_schemas
+            .iter()
+            .any(|p| p.matches_schema(schema))
+    }
+
+    fn narrowed(&self) -> bool {
+        !self.tables.is_empty() || !self.schemas.is_empty()
+    }
+}
+
+/// What of a chosen table's rows goes in: `--exclude-table-data` leaves them out, `--where`
+/// and an extension configuration table's own condition filter them.
+struct Filters {
+    no_data: Vec<Pattern>,
+    wheres: Vec<(Pattern, String)>,
+}
+
+impl Filters {
+    fn new(opts: &ExtractOptions) -> Result<Filters> {
+        let no_data = opts
+            .exclude_table_data
+            .iter()
+            .map(|p| Pattern::table(p))
+            .collect::<Result<_>>()?;
+        let mut wheres = Vec::new();
+        for w in &opts.wheres {
+            let (t, cond) = w
+                .split_once(':')
+                .ok_or_else(|| anyhow!("--where {w:?}: expected TABLE:CONDITION"))?;
+            wheres.push((Pattern::table(t)?, cond.to_string()));
+        }
+        Ok(Filters { no_data, wheres })
+    }
+
+    fn keeps_data(&self, schema: &str, name: &str, visible: bool) -> bool {
+        !self
+            .no_data
+            .iter()
+            .any(|p| p.matches_table(schema, name, visible))
+    }
+
+    /// The table's row filter, `(a) AND (b)`, if any.
+    fn condition(
+        &self,
+        schema: &str,
+        name: &str,
+        visible: bool,
+        ext: Option<String>,
+    ) -> Option<String> {
+        let mut filters: Vec<String> = Vec::new();
+        if let Some(c) = ext.filter(|c| !c.trim().is_empty()) {
+            let c = c.trim();
+            let c = c
+                .strip_prefix("WHERE ")
+                .or_else(|| c.strip_prefix("where "))
+                .unwrap_or(c);
+            filters.push(c.to_string());
+        }
+        for (p, cond) in &self.wheres {
+            if p.matches_table(schema, name, visible) {
+                filters.push(cond.clone());
+            }
+        }
+        (!filters.is_empty()).then(|| {
+            let parts: Vec<String> = filters.iter().map(|f| format!("({f})")).collect();
+            parts.join(" AND ")
+        })
+    }
+}
+
+/// Reads the catalog inside the snapshot and decides what goes into the archive.
+pub fn plan(src: &mut Source, opts: &ExtractOptions, pg_dump_version: &str) -> Result<Plan> {
+    let sel = Selection::new(opts)?;
+    let filters = Filters::new(opts)?;
+    let c = &mut src.client;
+    // Unqualified patterns match what the user's search path makes visible, so the catalog is
+    // read with the default search path, as pg_dump does (expand_table_name_patterns); every
+    // name in these queries is qualified.
+    c.batch_execute("RESET search_path")?;
+    let (mut tables, matviews, block_size) = read_relations(c, &sel, &filters)?;
+    check_schemas(c, &sel)?;
+    let by_oid: HashMap<u32, usize> = tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
+    read_details(c, &mut tables, &by_oid)?;
+    lock(c, &tables)?;
+    let (sequences, sequences_sql) = read_sequences(c, &sel, &by_oid)?;
+    c.batch_execute("SELECT pg_catalog.set_config('search_path', '', false)")?;
+    let blobs = opts.blobs.unwrap_or(!sel.narrowed());
+    let range = if opts.split_pages > 0 {
+        opts.split_pages
+    } else {
+        RANGE_PAGES
+    };
+    let work = work_items(&tables, src.server_num, block_size, range);
+    let now = std::time::SystemTime::now();
+    let manifest = Manifest {
+        format: archive::FORMAT_NAME.into(),
+        format_version: archive::FORMAT_VERSION,
+        archive_id: random_id(),
+        weir_version: env!("CARGO_PKG_VERSION").into(),
+        created_unix: unix_seconds(now),
+        created: rfc3339(now),
+        server_version: src.server_version.clone(),
+        server_version_num: src.server_num,
+        pg_dump_version: pg_dump_version.into(),
+        database: src.database.clone(),
+        encoding: src.encoding.clone(),
+        data_encoding: if src.encoding == "SQL_ASCII" {
+            "SQL_ASCII".into()
+        } else {
+            "UTF8".into()
+        },
+        snapshot: src.snapshot.clone(),
+        masked: false,
+        mask: None,
+        globals: opts.globals,
+        blobs,
+        tables,
+        sequences,
+        matviews,
+    };
+    Ok(Plan {
+        manifest,
+        work,
+        sequences_sql,
+    })
+}
+
+/// The tables (with their filters) and materialized views the selection takes, and the
+/// server's block size. Every include pattern must match.
+fn read_relations(
+    c: &mut postgres::Client,
+    sel: &Selection,
+    filters: &Filters,
+) -> Result<(Vec<Table>, Vec<MatView>, i64)> {
+    let rows = c.query(
+        "SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, \
+                pg_catalog.pg_table_is_visible(c.oid), \
+                CASE WHEN c.relkind = 'r' THEN pg_catalog.pg_relation_size(c.oid) ELSE 0 END, \
+                x.cond, c.relispopulated, \
+                pg_catalog.current_setting('block_size')::int8, \
+                (SELECT ARRAY[rn.nspname::text, rc.relname::text] FROM pg_catalog.pg_class rc \
+                   JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
+                  WHERE c.relispartition AND rc.oid = pg_catalog.pg_partition_root(c.oid)) \
+         FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN LATERAL (SELECT e.extcondition[pg_catalog.array_position(e.extconfig, c.oid)] AS cond, true AS isconfig \
+                            FROM pg_catalog.pg_extension e WHERE c.oid = ANY (e.extconfig)) x ON true \
+         WHERE c.relkind IN ('r', 'p', 'm') AND c.relpersistence <> 't' \
+           AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' \
+           AND (x.isconfig OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')) \
+         ORDER BY n.nspname, c.relname",
+        &[],
+    )?;
+    let mut tables = Vec::new();
+    let mut matviews = Vec::new();
+    let mut used_patterns: HashSet<usize> = HashSet::new();
+    let mut block_size: i64 = 8192;
+    for r in &rows {
+        let (oid, schema, name, kind): (u32, String, String, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        let visible: bool = r.get(4);
+        block_size = r.get(8);
+        for (i, p) in sel.tables.iter().enumerate() {
+            if p.matches_table(&schema, &name, visible) {
+                used_patterns.insert(i);
+            }
+        }
+        if !sel.wants(&schema, &name, visible) {
+            continue;
+        }
+        if kind == "m" {
+            matviews.push(MatView {
+                schema,
+                name,
+                populated: r.get(7),
+            });
+            continue;
+        }
+        let size: i64 = r.get(5);
+        let root: Option<Vec<String>> = r.get(9);
+        tables.push(Table {
+            id: tables.len() as u32,
+            filter: filters.condition(&schema, &name, visible, r.get(6)),
+            data: kind == "r" && filters.keeps_data(&schema, &name, visible),
+            schema,
+            name,
+            oid,
+            relkind: kind,
+            columns: Vec::new(),
+            bytes_on_disk: size.max(0) as u64,
+            owned_oids: Vec::new(),
+            foreign_keys: Vec::new(),
+            partition_root: root.and_then(|v| <[String; 2]>::try_from(v).ok()),
+        });
+    }
+    // An include pattern that matches nothing is a mistake worth stopping for (pg_dump's
+    // --strict-names behaviour, applied always: a backup that silently skips a table is worse).
+    for (i, p) in sel.tables.iter().enumerate() {
+        if !used_patterns.contains(&i) {
+            bail!("no table matches pattern \"{}\"", p.text);
+        }
+    }
+    Ok((tables, matviews, block_size))
+}
+
+/// Every `-n` pattern must match a schema.
+fn check_schemas(c: &mut postgres::Client, sel: &Selection) -> Result<()> {
+    if sel.schemas.is_empty() {
+        return Ok(());
+    }
+    {
+        // A schema may exist with no tables (only views or functions): pg_dump accepts it.
+        let names: Vec<String> = c
+            .query(
+                "SELECT nspname::text FROM pg_catalog.pg_namespace \
+                 WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for p in &sel.schemas {
+            if !names.iter().any(|n| p.matches_schema(n)) {
+                bail!("no schema matches pattern \"{}\"", p.text);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Columns, what each table owns (for partial restores) and its foreign keys.
+fn read_details(
+    c: &mut postgres::Client,
+    tables: &mut [Table],
+    by_oid: &HashMap<u32, usize>,
+) -> Result<()> {
+    let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
+    // Columns, leaving out generated ones as pg_dump does (they are recomputed on load).
+    for r in c.query(
+        "SELECT a.attrelid, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod) \
+         FROM pg_catalog.pg_attribute a \
+         WHERE a.attrelid = ANY ($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
+         ORDER BY a.attrelid, a.attnum",
+        &[&oids],
+    )? {
+        let i = by_oid[&r.get::<_, u32>(0)];
+        tables[i].columns.push(Column {
+            name: r.get(1),
+            type_name: r.get(2),
+        });
+    }
+    for r in c.query(
+        "SELECT indrelid, indexrelid FROM pg_catalog.pg_index WHERE indrelid = ANY ($1) \
+         UNION ALL SELECT conrelid, oid FROM pg_catalog.pg_constraint WHERE conrelid = ANY ($1) AND contype <> 'f' \
+         UNION ALL SELECT tgrelid, oid FROM pg_catalog.pg_trigger WHERE tgrelid = ANY ($1) AND NOT tgisinternal \
+         UNION ALL SELECT polrelid, oid FROM pg_catalog.pg_policy WHERE polrelid = ANY ($1) \
+         UNION ALL SELECT adrelid, oid FROM pg_catalog.pg_attrdef WHERE adrelid = ANY ($1) \
+         UNION ALL SELECT d.refobjid, d.objid FROM pg_catalog.pg_depend d \
+           JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
+           WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass \
+             AND d.refobjid = ANY ($1) AND d.deptype IN ('a', 'i')",
+        &[&oids],
+    )? {
+        let i = by_oid[&r.get::<_, u32>(0)];
+        tables[i].owned_oids.push(r.get(1));
+    }
+    for r in c.query(
+        "SELECT conrelid, oid, confrelid FROM pg_catalog.pg_constraint WHERE contype = 'f' AND conrelid = ANY ($1)",
+        &[&oids],
+    )? {
+        let i = by_oid[&r.get::<_, u32>(0)];
+        tables[i].foreign_keys.push(ForeignKey {
+            oid: r.get(1),
+            references_oid: r.get(2),
+        });
+    }
+    Ok(())
+}
+
+/// Holds the tables against concurrent DROP or ALTER for the whole run, as pg_dump does.
+fn lock(c: &mut postgres::Client, tables: &[Table]) -> Result<()> {
+    for batch in tables.chunks(500) {
+        let names: Vec<String> = batch.iter().map(|t| t.qualified()).collect();
+        c.batch_execute(&format!(
+            "LOCK TABLE {} IN ACCESS SHARE MODE",
+            names.join(", ")
+        ))?;
+    }
+    Ok(())
+}
+
+fn read_sequences(
+    c: &mut postgres::Client,
+    sel: &Selection,
+    tables: &HashMap<u32, usize>,
+) -> Result<(Vec<Sequence>, String)> {
+    let mut out = Vec::new();
+    let mut sql = String::new();
+    for r in c.query(
+        "SELECT c.oid, n.nspname::text, c.relname::text, pg_catalog.pg_table_is_visible(c.oid), \
+                (SELECT d.refobjid FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass \
+                   AND d.objid = c.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass \
+                   AND d.deptype IN ('a', 'i') LIMIT 1) \
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'S' AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' \
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+                WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') \
+         ORDER BY n.nspname, c.relname",
+        &[],
+    )? {
+        let (oid, schema, name, visible): (u32, String, String, bool) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        let owner: Option<u32> = r.get(4);
+        let wanted = match owner {
+            Some(t) if tables.contains_key(&t) => true,
+            _ => sel.wants(&schema, &name, visible),
+        };
+        if !wanted {
+            continue;
+        }
+        let q = format!(
+            "SELECT last_value, is_called FROM {}.{}",
+            quote_ident(&schema),
+            quote_ident(&name)
+        );
+        let v = c.query_one(&q, &[])?;
+        let s = Sequence {
+            schema,
+            name,
+            oid,
+            last_value: v.get(0),
+            is_called: v.get(1),
+            owner_table_oid: owner.filter(|t| tables.contains_key(t)),
+        };
+        sql.push_str(&s.setval_sql());
+        out.push(s);
+    }
+    Ok((out, sql))
+}
+
+/// Splits the data into work: one COPY per table, or page ranges for big tables on servers
+/// with TID range scans (14+). The order takes the first range of every table (biggest table
+/// first), then the second ranges, and so on: workers then read different tables at the same
+/// time, so the archive interleaves them and `weir-load` can load them in parallel, each on
+/// one connection with COPY FREEZE.
+fn work_items(tables: &[Table], server_num: u32, block_size: i64, range: i64) -> Vec<WorkItem> {
+    // (round, table size, item)
+    let mut items: Vec<(usize, u64, WorkItem)> = Vec::new();
+    for t in tables.iter().filter(|t| t.data) {
+        let pages = t.bytes_on_disk as i64 / block_size.max(1);
+        let cols = t.column_list();
+        if server_num >= 140000 && pages > 2 * range {
+            let mut start = 0;
+            while start < pages {
+                let end = start + range;
+                let mut cond = format!("ctid >= '({start},0)'::pg_catalog.tid");
+                // The last range is open-ended: pages added since the size was read still hold
+                // no rows our snapshot can see, and the range costs nothing to leave open.
+                if end < pages {
+                    cond.push_str(&format!(" AND ctid < '({end},0)'::pg_catalog.tid"));
+                }
+                if let Some(f) = &t.filter {
+                    cond.push_str(&format!(" AND {f}"));
+                }
+                items.push((
+                    (start / range) as usize,
+                    t.bytes_on_disk,
+                    WorkItem {
+                        table: t.id,
+                        query: format!(
+                            "COPY (SELECT {cols} FROM ONLY {} WHERE {cond}) TO STDOUT",
+                            t.qualified()
+                        ),
+                    },
+                ));
+                start = end;
+            }
+        } else {
+            let query = match &t.filter {
+                Some(f) => format!(
+                    "COPY (SELECT {cols} FROM ONLY {} WHERE {f}) TO STDOUT",
+                    t.qualified()
+                ),
+                None if t.columns.is_empty() => format!("COPY {} TO STDOUT", t.qualified()),
+                None => format!("COPY {} ({cols}) TO STDOUT", t.qualified()),
+            };
+            items.push((0, t.bytes_on_disk, WorkItem { table: t.id, query }));
+        }
+    }
+    items.sort_by_key(|(round, size, _)| (*round, std::cmp::Reverse(*size)));
+    items.into_iter().map(|(_, _, w)| w).collect()
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 16];
+    random_bytes(&mut b);
+    hex::encode(b)
+}

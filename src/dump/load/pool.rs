@@ -1,0 +1,246 @@
+//! The load workers: N connections, each on its own thread and single-threaded runtime, each
+//! holding one open transaction, fed COPY chunks through one bounded queue by whichever is
+//! free. Nothing they load is visible until [`Pool::commit`]; [`Pool::roll_back`] (or
+//! dropping the pool) discards it all. weir-load uses it for archives; CDC apply will use it
+//! for change streams.
+
+use crate::pg::conn::ConnParams;
+use crate::pg::copy_text::Chunk;
+use crate::pg::sql::pg_error;
+use anyhow::{Context, Result, anyhow, bail};
+use async_channel::{Receiver, Sender};
+use std::collections::HashSet;
+
+/// One chunk of COPY data for a worker.
+pub struct Job {
+    pub table: u32,
+    /// TRUNCATE first (once per table and worker) and COPY with FREEZE.
+    pub freeze: bool,
+    /// `schema.table (columns)` for COPY.
+    pub copy: String,
+    /// `schema.table` for TRUNCATE.
+    pub target: String,
+    pub chunk: Chunk,
+}
+
+/// A load connection on its own thread and runtime. It loads until the queue closes, reports
+/// on `ready` whether everything it was given went in, then waits on `decide`: `true` commits,
+/// `false` (or the sender going away) rolls back.
+struct Worker {
+    ready: std::sync::mpsc::Receiver<Result<()>>,
+    decide: Option<std::sync::mpsc::Sender<bool>>,
+    handle: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+pub struct Pool {
+    workers: Vec<Worker>,
+    /// Chunks, taken by whichever worker is free; `None` once closed.
+    queue: Option<Sender<Job>>,
+}
+
+impl Pool {
+    /// Connects `jobs` workers, each in an open transaction (with triggers and foreign-key
+    /// checks off for the session when `disable_triggers`). A refused connection is an error
+    /// here, before any chunk is queued.
+    pub fn start(params: &ConnParams, jobs: usize, disable_triggers: bool) -> Result<Pool> {
+        // Bounded: the reader waits when the workers fall behind, which bounds memory.
+        let (tx, rx) = async_channel::bounded::<Job>(2 * jobs.max(1));
+        let mut pool = Pool {
+            workers: Vec::new(),
+            queue: Some(tx),
+        };
+        for _ in 0..jobs.max(1) {
+            let w = spawn_worker(params.clone(), rx.clone(), disable_triggers)?;
+            pool.workers.push(w);
+        }
+        Ok(pool)
+    }
+
+    /// Queues one chunk, waiting while every worker is busy. A worker that failed stops
+    /// taking chunks; its error is returned, and every worker rolled back.
+    pub fn send(&mut self, job: Job) -> Result<()> {
+        let tx = self.queue.as_ref().expect("open until commit or roll back");
+        if tx.send_blocking(job).is_err() {
+            return Err(self.worker_error());
+        }
+        Ok(())
+    }
+
+    /// Closes the queue, waits until every worker loaded all it took, and only if all did,
+    /// commits every worker's transaction. On any failure all of them roll back.
+    pub fn commit(&mut self) -> Result<()> {
+        self.queue.take();
+        let mut failed = None;
+        for w in &mut self.workers {
+            match w.ready.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    failed.get_or_insert(e);
+                }
+                Err(_) => {
+                    failed.get_or_insert(anyhow!("a load worker stopped"));
+                }
+            }
+        }
+        if let Some(e) = failed {
+            self.roll_back();
+            return Err(e);
+        }
+        for w in &mut self.workers {
+            let _ = w.decide.take().expect("decided once").send(true);
+        }
+        for w in &mut self.workers {
+            match w.handle.take().expect("joined once").join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(e),
+                Err(_) => bail!("a load worker panicked"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells every worker to roll back, and waits for them.
+    pub fn roll_back(&mut self) {
+        self.queue.take();
+        for w in &mut self.workers {
+            if let Some(d) = w.decide.take() {
+                let _ = d.send(false);
+            }
+        }
+        for w in &mut self.workers {
+            if let Some(h) = w.handle.take() {
+                let _ = h.join();
+            }
+        }
+    }
+
+    fn worker_error(&mut self) -> anyhow::Error {
+        // A worker failed and dropped its queue: collect what it said, roll everyone back.
+        self.queue.take();
+        let mut err = None;
+        for w in &mut self.workers {
+            if let Ok(Err(e)) = w.ready.recv() {
+                err.get_or_insert(e);
+            }
+        }
+        self.roll_back();
+        err.unwrap_or_else(|| anyhow!("a load worker stopped"))
+    }
+}
+
+impl Drop for Pool {
+    /// Uncommitted work never survives the pool: dropping it is a roll back.
+    fn drop(&mut self) {
+        self.roll_back();
+    }
+}
+
+fn spawn_worker(
+    params: ConnParams,
+    queue: Receiver<Job>,
+    disable_triggers: bool,
+) -> Result<Worker> {
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let (decide, decide_rx) = std::sync::mpsc::channel::<bool>();
+    // Connect before returning, so a refused connection is reported at once.
+    let (started_tx, started) = std::sync::mpsc::channel::<Result<()>>();
+    let handle = std::thread::spawn(move || -> Result<()> {
+        // The connection's I/O is driven by this runtime whenever the worker awaits, also
+        // while it waits for the next chunk, so the server never waits for our socket.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let client = match rt.block_on(connect(&params, disable_triggers)) {
+            Ok(c) => {
+                let _ = started_tx.send(Ok(()));
+                c
+            }
+            Err(e) => {
+                let _ = started_tx.send(Err(e));
+                return Ok(());
+            }
+        };
+        let loaded = rt.block_on(load_worker(&client, &queue));
+        let ok = loaded.is_ok();
+        let _ = ready_tx.send(loaded);
+        if ok && decide_rx.recv() == Ok(true) {
+            rt.block_on(client.batch_execute("COMMIT"))
+                .context("committing loaded rows")?;
+        }
+        Ok(())
+    });
+    started
+        .recv()
+        .map_err(|_| anyhow!("a load worker failed to start"))??;
+    Ok(Worker {
+        ready,
+        decide: Some(decide),
+        handle: Some(handle),
+    })
+}
+
+/// A worker's connection, in its transaction, with an empty search path (every name the
+/// workers send is qualified).
+async fn connect(params: &ConnParams, disable_triggers: bool) -> Result<tokio_postgres::Client> {
+    let c = params.connect_async().await?;
+    c.batch_execute("SELECT pg_catalog.set_config('search_path', '', false); BEGIN")
+        .await?;
+    if disable_triggers {
+        // Disables user triggers and foreign-key checks for this session only; needs a
+        // superuser, as pg_restore --disable-triggers does.
+        c.batch_execute("SET LOCAL session_replication_role = replica")
+            .await
+            .context("--disable-triggers")?;
+    }
+    Ok(c)
+}
+
+/// One load connection: runs COPY for each run of chunks of one table, all in one transaction
+/// that the leader commits only after the archive verified.
+async fn load_worker(client: &tokio_postgres::Client, queue: &Receiver<Job>) -> Result<()> {
+    use futures_util::SinkExt;
+    let mut truncated: HashSet<u32> = HashSet::new();
+    let mut pending = queue.recv().await.ok();
+    while let Some(job) = pending.take() {
+        // The table is new and empty, so TRUNCATE costs nothing, and the rows land frozen:
+        // no later hint-bit rewrite or anti-wraparound vacuum of them.
+        let with = if job.freeze {
+            if truncated.insert(job.table) {
+                let sql = format!("TRUNCATE ONLY {}", job.target);
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(|e| pg_error(e, &sql))?;
+            }
+            " (FREEZE)"
+        } else {
+            ""
+        };
+        let sql = format!("COPY {} FROM STDIN{with}", job.copy);
+        let sink = client
+            .copy_in::<_, bytes::Bytes>(sql.as_str())
+            .await
+            .map_err(|e| pg_error(e, &sql))?;
+        let mut sink = std::pin::pin!(sink);
+        // The chunk's buffer becomes the message as it is: no copy.
+        let mut sent = sink.send(bytes::Bytes::from(job.chunk.data)).await;
+        while sent.is_ok() {
+            match queue.recv().await.ok() {
+                Some(next) if next.table == job.table => {
+                    sent = sink.send(bytes::Bytes::from(next.chunk.data)).await;
+                }
+                Some(next) => {
+                    pending = Some(next);
+                    break;
+                }
+                None => break,
+            }
+        }
+        sent.map_err(|e| pg_error(e, &sql))?;
+        sink.as_mut()
+            .finish()
+            .await
+            .map_err(|e| pg_error(e, &sql))?;
+    }
+    Ok(())
+}

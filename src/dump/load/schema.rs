@@ -1,0 +1,125 @@
+//! The archive's schema (pg_dump custom format), spooled to a private temporary file because
+//! `pg_restore` reads it more than once (pre-data, post-data, the `--clean` DROPs, the table
+//! of contents) and seeks in it for `-j`; and the `pg_restore` runs over it.
+
+use super::LoadOptions;
+use crate::pg::conn::ConnParams;
+use crate::pg::tools;
+use anyhow::{Context, Result, anyhow};
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::process::Stdio;
+
+#[derive(Default)]
+pub struct SchemaFile {
+    file: Option<tempfile::NamedTempFile>,
+    /// `--use-list` for a partial restore by table.
+    use_list: Option<tempfile::NamedTempFile>,
+}
+
+impl SchemaFile {
+    /// Appends one schema part of the archive.
+    pub fn append(&mut self, data: &[u8]) -> Result<()> {
+        if self.file.is_none() {
+            self.file = Some(tempfile::Builder::new().prefix("weir-schema-").tempfile()?);
+        }
+        self.file.as_mut().expect("just made").write_all(data)?;
+        Ok(())
+    }
+
+    /// The schema is complete: flushed for pg_restore to read.
+    pub fn finish(&mut self) -> Result<()> {
+        if let Some(f) = self.file.as_mut() {
+            f.flush()?;
+        }
+        Ok(())
+    }
+
+    fn path(&self) -> Result<String> {
+        let f = self
+            .file
+            .as_ref()
+            .ok_or_else(|| anyhow!("the archive has no schema"))?;
+        Ok(f.path().display().to_string())
+    }
+
+    /// Restricts every later section to the table-of-contents entries of these objects.
+    pub fn restrict_to(&mut self, wanted: &HashSet<u32>, params: &ConnParams) -> Result<()> {
+        let toc =
+            self.pg_restore_output(vec!["--list".to_string()], params, "listing the schema")?;
+        let mut list = tempfile::Builder::new().prefix("weir-list-").tempfile()?;
+        list.write_all(super::selection::use_list(&toc, wanted).as_bytes())?;
+        list.flush()?;
+        self.use_list = Some(list);
+        Ok(())
+    }
+
+    /// pg_restore options shared by every section.
+    fn section_args(&self, opts: &LoadOptions, section: &str) -> Vec<String> {
+        let mut a = vec![format!("--section={section}"), "--exit-on-error".into()];
+        if opts.no_owner {
+            a.push("--no-owner".into());
+        }
+        if opts.no_acl {
+            a.push("--no-acl".into());
+        }
+        for s in &opts.schemas {
+            a.push(format!("--schema={s}"));
+        }
+        if let Some(l) = &self.use_list {
+            a.push(format!("--use-list={}", l.path().display()));
+        }
+        a
+    }
+
+    /// Restores one section into the target; `extra` adds `--single-transaction` or `--jobs`.
+    pub fn restore(
+        &self,
+        opts: &LoadOptions,
+        params: &ConnParams,
+        section: &str,
+        extra: &[String],
+        what: &str,
+    ) -> Result<()> {
+        let mut args = self.section_args(opts, section);
+        args.extend_from_slice(extra);
+        args.push(format!("--dbname={}", params.dbname_conninfo()));
+        args.push(self.path()?);
+        tools::spawn("pg_restore", &args, params, Stdio::null(), false)?
+            .wait()
+            .context(what.to_string())
+    }
+
+    /// `--clean`: the DROP statements pg_restore writes for what the archive will create (all
+    /// sections, so foreign keys go before their tables), with the restore's own filters.
+    pub fn drop_statements(&self, opts: &LoadOptions, params: &ConnParams) -> Result<String> {
+        let mut args = vec![
+            "--clean".to_string(),
+            "--if-exists".into(),
+            "--file=-".into(),
+        ];
+        args.extend(self.section_args(opts, "pre-data").into_iter().skip(2));
+        let script = self.pg_restore_output(args, params, "preparing --clean")?;
+        // The DROPs come first, before the first object's "-- Name:" header.
+        let head = script.split("\n--\n-- Name: ").next().unwrap_or("");
+        Ok(head
+            .lines()
+            .filter(|l| !l.starts_with('\\'))
+            .map(|l| format!("{l}\n"))
+            .collect())
+    }
+
+    fn pg_restore_output(
+        &self,
+        mut args: Vec<String>,
+        params: &ConnParams,
+        what: &str,
+    ) -> Result<String> {
+        args.push(self.path()?);
+        let mut p = tools::spawn("pg_restore", &args, params, Stdio::null(), true)?;
+        let mut out = String::new();
+        p.stdout().expect("piped").read_to_string(&mut out)?;
+        p.wait().context(what.to_string())?;
+        Ok(out)
+    }
+}
