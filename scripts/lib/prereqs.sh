@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # Installs what building and testing weir needs, if missing: the PostgreSQL server and client
 # tools, OpenSSL headers and CLI, the reference zstd/lz4/gzip/bzip2/age/ssh-keygen tools, the
-# s3s-fs test server, and Rust's rustfmt and clippy. Sourced by test.sh, demo.sh
+# s3s-fs test server, podman and debootstrap for the image, and Rust's rustfmt and clippy. Sourced by test.sh, demo.sh
 # and bench.sh; idempotent, so a machine that has everything installs nothing.
 weir_install_prereqs() {
     local need=()
@@ -26,6 +26,12 @@ weir_install_prereqs() {
     command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
     # Peak-RSS checks (the storage memory test, the benchmark).
     [ -x /usr/bin/time ] || need+=(time)
+    # The Docker image, built and run by the test suite with podman (scripts/lib/image.sh).
+    if [ -z "${WEIR_SKIP_IMAGE:-}" ]; then
+        command -v podman >/dev/null 2>&1 || need+=(podman)
+        command -v runc >/dev/null 2>&1 || need+=(runc)
+        command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+    fi
     if [ "${#need[@]}" -gt 0 ]; then
         echo "installing: ${need[*]}" >&2
         local sudo=""

@@ -7,6 +7,7 @@ mod objstore;
 mod cli;
 mod connections;
 mod errors;
+mod image;
 mod mask;
 mod ops;
 mod roundtrip;
