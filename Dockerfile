@@ -5,7 +5,7 @@
 #   docker run --rm -e ... -e RESTORE_DATABASE=app weir restore.sh
 #
 # Stage 1 builds the binaries; stage 2 is a slim Debian with only what the scripts run:
-# the weir binaries (stripped), their man pages and bash completions, PostgreSQL's client
+# the weir binaries (stripped), their man pages and bash, zsh and fish completions, PostgreSQL's client
 # tools (pg_dump, pg_restore, psql, pg_dumpall) from the PGDG repository so that they are as
 # new as the servers they back up, bash, curl for the webhook, and tini to reap processes as
 # PID 1. Where PGDG is out of reach, --build-arg PG_SOURCE=debian --build-arg PG_MAJOR=15
@@ -38,6 +38,8 @@ RUN apt-get update -qq \
 COPY --from=build /out/ /usr/local/bin/
 COPY man/ /usr/local/share/man/man1/
 COPY completions/bash/ /usr/share/bash-completion/completions/
+COPY completions/zsh/ /usr/share/zsh/vendor-completions/
+COPY completions/fish/ /usr/share/fish/vendor_completions.d/
 COPY scripts/backup.sh scripts/restore.sh /opt/weir/
 COPY scripts/lib/weir-env.sh /opt/weir/lib/
 ENV PATH="/opt/weir:/usr/lib/postgresql/${PG_MAJOR}/bin:${PATH}"

@@ -100,7 +100,8 @@ fn backup_and_restore_inside_the_image() {
 
     // What the image ships besides: every binary, stripped, with its completions and man page.
     let check = "for b in /usr/local/bin/weir-*; do n=${b##*/}; \
-                 test -f /usr/share/bash-completion/completions/$n || { echo no completion for $n; exit 1; }; \
+                 for c in bash-completion/completions/$n zsh/vendor-completions/_$n fish/vendor_completions.d/$n.fish; do \
+                   test -f /usr/share/$c || { echo no completion $c; exit 1; }; done; \
                  test -f /usr/local/share/man/man1/$n.1 || { echo no man page for $n; exit 1; }; \
                  \"$b\" --version >/dev/null || exit 1; done; ls /usr/local/bin | grep -c '^weir-'";
     let out = podman(&image, &[], &["bash", "-c", check]);
