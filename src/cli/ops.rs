@@ -154,7 +154,7 @@ pub const SCHEDULE: Page = Page {
     )],
 };
 
-/// Write and read the backup catalog: the entry that makes a stored backup complete.
+/// Record finished backups in the catalog: the entry that makes a stored backup complete.
 #[derive(Parser, Debug)]
 #[command(name = "weir-catalog", version)]
 #[command(
