@@ -150,6 +150,8 @@ backup_globals() {
     rm -f "$work"/*.json
     log "globals: backing up to $url"
     read -r -a gopts <<<"${GLOBALS_EXTRA_OPTS:-}"
+    # A masked run keeps no secrets, the roles' password verifiers included.
+    [ ${#mask_args[@]} -gt 0 ] && gopts+=(--no-role-passwords)
     pg_dumpall --globals-only "${gopts[@]}" |
         stage_compress | stage_encrypt |
         weir-put -q --if-none-match --stats "$work/put.json" "$url"

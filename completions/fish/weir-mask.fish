@@ -4,5 +4,6 @@ complete -c weir-mask -l preview -d 'Print, for the first N rows of each masked 
 complete -c weir-mask -s o -l output -d 'Write to FILE instead of standard output' -r
 complete -c weir-mask -l stats -d 'Once the output archive is complete, write what it holds (database, tables, rows left after filters, bytes, masking) as one line of JSON to FILE' -r
 complete -c weir-mask -l verify -d 'Also verify the chunks of tables that pass through unchanged. By default their bytes go on unhashed, under the digests weir-extract computed, which weir-load and weir-inspect --verify check; every table that is rewritten is always verified first'
+complete -c weir-mask -l keep-role-passwords -d 'Keep the roles\' password verifiers (SCRAM or MD5 hashes) in an archive with globals. By default they are removed, as pg_dumpall --no-role-passwords leaves them out: the roles are restored without passwords'
 complete -c weir-mask -s h -l help -d 'Print help'
 complete -c weir-mask -s V -l version -d 'Print version'

@@ -72,6 +72,13 @@ pub struct MaskInfo {
     /// True when a key made every pseudonym reproducible; false when a random key was used.
     pub deterministic: bool,
     pub weir_version: String,
+    /// With globals in the archive: `removed` (the roles' password verifiers were taken out,
+    /// as `pg_dumpall --no-role-passwords` leaves them out) or `kept` (`--keep-role-passwords`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_passwords: Option<String>,
+    /// What passed through unmasked although it may hold personal data (`large objects`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unmasked: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -268,6 +268,11 @@ pub struct MaskCli {
     /// weir-inspect --verify check; every table that is rewritten is always verified first.
     #[arg(long = "verify")]
     pub verify: bool,
+    /// Keep the roles' password verifiers (SCRAM or MD5 hashes) in an archive with globals.
+    /// By default they are removed, as pg_dumpall --no-role-passwords leaves them out: the
+    /// roles are restored without passwords.
+    #[arg(long = "keep-role-passwords")]
+    pub keep_role_passwords: bool,
 }
 
 impl MaskCli {
@@ -280,6 +285,7 @@ impl MaskCli {
             output: self.output.clone(),
             stats: self.stats.clone(),
             verify: self.verify,
+            keep_role_passwords: self.keep_role_passwords,
         }
     }
 }

@@ -132,7 +132,7 @@ fn list(out: &mut impl Write, m: &Manifest, t: &Trailer) -> Result<()> {
     )?;
     writeln!(out, "created:   {} by weir {}", m.created, m.weir_version)?;
     writeln!(out, "snapshot:  {}", m.snapshot)?;
-    writeln!(out, "masked:    {}", if m.masked { "yes" } else { "no" })?;
+    writeln!(out, "masked:    {}", masked_line(m, t.blobs.count))?;
     writeln!(out, "globals:   {}", if m.globals { "yes" } else { "no" })?;
     writeln!(
         out,
@@ -178,4 +178,30 @@ fn list(out: &mut impl Write, m: &Manifest, t: &Trailer) -> Result<()> {
         human_bytes(bytes)
     )?;
     Ok(())
+}
+/// `yes`, with what the masking did not cover: large objects (when there are any) pass
+/// through as they are, and role passwords may have been kept on request.
+fn masked_line(m: &Manifest, blobs: u64) -> String {
+    let Some(info) = m.mask.as_ref().filter(|_| m.masked) else {
+        return if m.masked { "yes".into() } else { "no".into() };
+    };
+    let mut notes = Vec::new();
+    if blobs > 0 && info.unmasked.iter().any(|u| u == "large objects") {
+        notes.push(format!("{blobs} large objects NOT masked"));
+    }
+    match info.role_passwords.as_deref() {
+        Some("kept") => notes.push("role password hashes KEPT".to_string()),
+        Some(r) => notes.push(format!("role passwords {r}")),
+        None => {}
+    }
+    let how = if info.deterministic {
+        "keyed"
+    } else {
+        "random key"
+    };
+    if notes.is_empty() {
+        format!("yes ({how})")
+    } else {
+        format!("yes ({how}; {})", notes.join("; "))
+    }
 }

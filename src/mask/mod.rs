@@ -9,6 +9,7 @@
 //! trailer is written anew, so `weir-load` still verifies the stream end to end. Our trailer
 //! goes out only after the input's was checked.
 
+pub mod globals;
 pub mod keyed;
 pub mod rules;
 pub mod transform;
@@ -36,6 +37,8 @@ pub struct MaskOptions {
     /// `--verify`: hash the tables that pass through unchanged too, instead of carrying their
     /// digests over.
     pub verify: bool,
+    /// `--keep-role-passwords`: leave the roles' password verifiers in the globals.
+    pub keep_role_passwords: bool,
 }
 
 /// The key: `--key-file` (its first line), else `WEIR_MASK_KEY`, else none.
@@ -96,6 +99,8 @@ pub fn run(o: &MaskOptions) -> Result<()> {
             rules_sha256,
             deterministic,
             weir_version: env!("CARGO_PKG_VERSION").to_string(),
+            role_passwords: None,
+            unmasked: Vec::new(),
         },
         plan: None,
         out: Some(out),
@@ -104,6 +109,7 @@ pub fn run(o: &MaskOptions) -> Result<()> {
         out_manifest: None,
         stats: None,
         verify: o.verify,
+        keep_role_passwords: o.keep_role_passwords,
     };
     read_archive(input, &mut v)?;
     let out = v
@@ -137,6 +143,7 @@ struct Masker {
     out_manifest: Option<Manifest>,
     stats: Option<Stats>,
     verify: bool,
+    keep_role_passwords: bool,
 }
 
 /// The archive writer while the stream runs; after the trailer, the finished output.
@@ -174,7 +181,20 @@ impl Visitor for Masker {
         let plan = compile(&self.rules, m, &self.key)?;
         let mut out_m = m.clone();
         out_m.masked = true;
-        out_m.mask = Some(self.info.clone());
+        let mut info = self.info.clone();
+        if m.globals {
+            let fate = if self.keep_role_passwords {
+                "kept"
+            } else {
+                "removed"
+            };
+            info.role_passwords = Some(fate.into());
+        }
+        // No rule reaches the contents of large objects: say so where a reader looks.
+        if m.blobs {
+            info.unmasked.push("large objects".into());
+        }
+        out_m.mask = Some(info);
         for t in &mut out_m.tables {
             if let Some(p) = plan.tables.get(&t.id) {
                 t.data = t.data && p.data;
@@ -190,6 +210,12 @@ impl Visitor for Masker {
     }
 
     fn file(&mut self, name: &str, data: Vec<u8>) -> Result<()> {
+        if name == crate::archive::GLOBALS && !self.keep_role_passwords {
+            let sql = String::from_utf8(data)
+                .map_err(|_| crate::plumbing::bad_input("the globals are not UTF-8"))?;
+            let (sql, _) = globals::strip_role_passwords(&sql);
+            return self.writer()?.add_file(name, sql.as_bytes());
+        }
         self.writer()?.add_file(name, &data)
     }
 

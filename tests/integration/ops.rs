@@ -819,6 +819,23 @@ fn masked_backups_to_age_recipients_restore_masked() {
         "SELECT count(*) FROM people WHERE email LIKE '%@corp.example'",
     );
     assert_eq!(left.trim(), "0", "original e-mails survived the masking");
+    // The roles of a masked run come without their password verifiers (issue 13, item 3).
+    let plain = tmp.path().join("plain").display().to_string();
+    let genv = [
+        ("BACKUP_DIR", plain.as_str()),
+        ("POSTGRES_DATABASE", "ops_people"),
+        ("BACKUP_GLOBALS", "1"),
+        ("COMPRESSION", "none"),
+        ("MASK_RULES", rules_s.as_str()),
+        ("MASK_KEY", "ops-mask-key"),
+    ];
+    let out = run("backup.sh", c, &genv);
+    assert!(out.status.success(), "backup.sh: {}", stderr(&out));
+    let g = catalog(&plain, &[]);
+    let g = g.iter().find(|e| e["database"] == "(globals)").unwrap();
+    let sql = std::fs::read_to_string(g["url"].as_str().unwrap()).unwrap();
+    assert!(sql.contains("CREATE ROLE weir;"), "{sql}");
+    assert!(!sql.contains("SCRAM-SHA-256$"), "{sql}");
     assert_eq!(
         c.psql("ops_people_copy", "SELECT count(*) FROM people")
             .trim(),
