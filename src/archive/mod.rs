@@ -133,6 +133,9 @@ pub struct Sequence {
     /// The table that owns the sequence (serial and identity columns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner_table_oid: Option<u32>,
+    /// And the column it feeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner_column: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -100,6 +100,25 @@ impl RuleKey {
         if b >= 64 { r } else { (l << b) | r }
     }
 
+    /// The permutation of non-negative integer keys, the same whatever the column's type: a
+    /// value keeps its bit length (a value in `2^(L-1) .. 2^L` is permuted within that range,
+    /// 0 stays 0). Every smallint, integer and bigint range is a union of such ranges, so an
+    /// `integer` key and its `bigint` foreign key mask to the same value and each stays in its
+    /// type (issue 13). It also bounds the masked keys of a sequence: values up to its last
+    /// value stay below the next power of two, where the restored sequence then continues.
+    /// What it reveals of a key is its magnitude within a factor of two.
+    pub fn permute_key(&self, v: u64) -> u64 {
+        if v == 0 {
+            return 0;
+        }
+        let bits = 63 - v.leading_zeros();
+        let top = 1u64 << bits;
+        if bits == 0 {
+            return v;
+        }
+        top | self.permute(v - top, bits)
+    }
+
     /// A keyed permutation of 16-byte values (UUIDs): one AES-128 block encryption.
     pub fn permute_block(&self, block: [u8; 16]) -> [u8; 16] {
         use openssl::symm::{Cipher, Crypter, Mode};
@@ -196,6 +215,24 @@ mod tests {
             k.hash(b"v"),
             Key::from_material(b"k").for_rule(b"q").hash(b"v")
         );
+        // Keys keep their bit length, so every type's range maps onto itself, and the same
+        // value permutes to the same value in every type.
+        let mut seen = std::collections::HashSet::new();
+        for v in 0..(1u64 << 16) {
+            let p = k.permute_key(v);
+            assert_eq!(64 - p.leading_zeros(), 64 - v.leading_zeros(), "{v} -> {p}");
+            assert!(seen.insert(p), "collision at {v}");
+        }
+        for v in [
+            (1u64 << 31) - 1,
+            1 << 31,
+            (1 << 62) + 12345,
+            i64::MAX as u64,
+        ] {
+            let p = k.permute_key(v);
+            assert_eq!(p.leading_zeros(), v.leading_zeros(), "{v} -> {p}");
+        }
+        assert_ne!(k.permute_key(1 << 20), 1 << 20);
         // Whole 64-bit range too (bigint keys).
         assert_ne!(k.permute(u64::MAX, 64), k.permute(u64::MAX - 1, 64));
     }

@@ -170,6 +170,42 @@ impl Masker {
     }
 }
 
+/// A sequence that feeds a permuted key column continues, after the restore, above every
+/// masked key: `permute_key` keeps each key below the next power of two of the sequence's
+/// last value, so the sequence is set to that power of two less one (issue 13: rows inserted
+/// with the default after a restore must not collide with the permuted ones).
+fn continue_sequences_past_permuted_keys(m: &mut Manifest, plan: &Plan) {
+    let permuted = |s: &crate::archive::Sequence| -> bool {
+        let (Some(oid), Some(col)) = (s.owner_table_oid, s.owner_column.as_deref()) else {
+            return false;
+        };
+        let Some(t) = m.tables.iter().find(|t| t.oid == oid) else {
+            return false;
+        };
+        let Some(index) = t.columns.iter().position(|c| c.name == col) else {
+            return false;
+        };
+        let Some(tp) = plan.tables.get(&t.id) else {
+            return false;
+        };
+        let cp = tp.columns.iter().find(|c| c.index == index);
+        cp.is_some_and(|c| {
+            c.steps
+                .iter()
+                .any(|s| matches!(s.transformer, transform::Transformer::PermuteInt))
+        })
+    };
+    let bumped: Vec<usize> = (0..m.sequences.len())
+        .filter(|&i| permuted(&m.sequences[i]) && m.sequences[i].last_value > 0)
+        .collect();
+    for i in bumped {
+        let s = &mut m.sequences[i];
+        let bits = 64 - (s.last_value as u64).leading_zeros();
+        s.last_value = ((1u128 << bits) - 1).min(i64::MAX as u128) as i64;
+        s.is_called = true;
+    }
+}
+
 /// The plan for a table whose rows are rewritten or dropped; `None` passes it through.
 fn rewrite_plan<'p>(plan: Option<&'p Plan>, table: &Table) -> Option<&'p TablePlan> {
     let plan = plan?.tables.get(&table.id)?;
@@ -195,6 +231,7 @@ impl Visitor for Masker {
             info.unmasked.push("large objects".into());
         }
         out_m.mask = Some(info);
+        continue_sequences_past_permuted_keys(&mut out_m, &plan);
         for t in &mut out_m.tables {
             if let Some(p) = plan.tables.get(&t.id) {
                 t.data = t.data && p.data;
@@ -210,6 +247,12 @@ impl Visitor for Masker {
     }
 
     fn file(&mut self, name: &str, data: Vec<u8>) -> Result<()> {
+        if name == crate::archive::SEQUENCES {
+            // The SQL copy of the sequence states, as the output's manifest now has them.
+            let m = self.out_manifest.as_ref().expect("manifest first");
+            let sql: String = m.sequences.iter().map(|s| s.setval_sql()).collect();
+            return self.writer()?.add_file(name, sql.as_bytes());
+        }
         if name == crate::archive::GLOBALS && !self.keep_role_passwords {
             let sql = String::from_utf8(data)
                 .map_err(|_| crate::plumbing::bad_input("the globals are not UTF-8"))?;

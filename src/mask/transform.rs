@@ -80,9 +80,8 @@ pub enum Transformer {
         missing: Missing,
     },
     Command(std::sync::Mutex<Option<External>>, String),
-    PermuteInt {
-        bits: u32,
-    },
+    /// Integer keys of any width, through [`super::keyed::RuleKey::permute_key`].
+    PermuteInt,
     PermuteUuid,
 }
 
@@ -458,7 +457,7 @@ pub fn compile(
             Transformer::Command(std::sync::Mutex::new(None), run)
         }
         "permute" => match ty {
-            Ty::Int { bits } => Transformer::PermuteInt { bits: *bits },
+            Ty::Int { .. } => Transformer::PermuteInt,
             Ty::Uuid => Transformer::PermuteUuid,
             _ => return Err(wrong_type("smallint, integer, bigint and uuid key columns")),
         },
@@ -687,7 +686,7 @@ impl Transformer {
     pub fn always_fits(&self) -> bool {
         matches!(
             self,
-            Transformer::Null | Transformer::PermuteInt { .. } | Transformer::PermuteUuid
+            Transformer::Null | Transformer::PermuteInt | Transformer::PermuteUuid
         )
     }
 
@@ -702,13 +701,13 @@ impl Transformer {
                 fake_name_into(*kind, *unique, v, cx, out);
                 Ok(true)
             }
-            (Transformer::PermuteInt { bits }, Some(v)) => {
+            (Transformer::PermuteInt, Some(v)) => {
                 let x = parse_int(v).ok_or_else(|| anyhow!("not an integer"))?;
-                let b = bits - 1;
+                // Negative values map to negative values of the same magnitude class.
                 let y = if x >= 0 {
-                    cx.rk.permute(x as u64, b) as i64
+                    cx.rk.permute_key(x as u64) as i64
                 } else {
-                    -1 - cx.rk.permute((-(x + 1)) as u64, b) as i64
+                    -1 - cx.rk.permute_key((-(x + 1)) as u64) as i64
                 };
                 int_text_into(y, out);
                 Ok(true)
@@ -871,7 +870,7 @@ impl Transformer {
             Transformer::Fake { kind, unique } => fake_value(*kind, *unique, v, cx).into_bytes(),
             Transformer::JsonSet { path, value } => json_edit(v, path, Some(value))?,
             Transformer::JsonDelete { path } => json_edit(v, path, None)?,
-            Transformer::PermuteInt { .. } => {
+            Transformer::PermuteInt => {
                 let mut out = Vec::new();
                 self.apply_into(Some(v), cx, &mut out)?;
                 out

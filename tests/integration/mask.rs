@@ -710,3 +710,78 @@ fn a_masked_archive_holds_no_role_password_hashes() {
     let listing = String::from_utf8(ok(weir("weir-inspect", &[], &kept))).unwrap();
     assert!(listing.contains("role password hashes KEPT"), "{listing}");
 }
+
+/// Issue 13, items 1 and 2: a key permutes to the same value whatever the width of its column
+/// (an integer key and its bigint and smallint-referencing foreign keys still join, so the
+/// restore's foreign keys validate), and a sequence feeding a permuted key continues above
+/// every masked key (10,000 inserts with the default after the restore all succeed).
+#[test]
+fn permuted_keys_join_across_widths_and_sequences_continue_past_them() {
+    let c = cluster();
+    c.create_db(
+        "mask_keys_src",
+        "CREATE TABLE parent (id serial PRIMARY KEY, name text);
+         INSERT INTO parent (name) SELECT 'p' || g FROM generate_series(1, 100000) g;
+         CREATE TABLE child (id bigserial PRIMARY KEY, parent_id int8 NOT NULL REFERENCES parent (id));
+         INSERT INTO child (parent_id) SELECT 1 + (g * 7919) % 100000 FROM generate_series(1, 20000) g;
+         CREATE TABLE tiny (id smallint PRIMARY KEY);
+         INSERT INTO tiny SELECT g FROM generate_series(1, 32767) g;
+         CREATE TABLE tiny_ref (tiny_id int4 REFERENCES tiny (id), big_id int8);
+         INSERT INTO tiny_ref SELECT g, 5000000000 + g FROM generate_series(1, 32767, 7) g;",
+    );
+    let archive = extract("mask_keys_src", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        &dir,
+        r#"
+[tables."public.parent"]
+columns.id = "permute"
+[tables."public.child"]
+columns.parent_id = "permute"
+[tables."public.tiny"]
+columns.id = "permute"
+[tables."public.tiny_ref"]
+columns.tiny_id = "permute"
+columns.big_id = "permute"
+"#,
+    );
+    let masked = ok(mask(&rules, &archive, &[KEY]));
+    // The load validates every foreign key in post-data: it fails if a key and its FK differ.
+    load("mask_keys_dst", &masked);
+    let q = |sql: &str| c.psql("mask_keys_dst", sql).trim().to_string();
+    assert_eq!(
+        q("SELECT count(*) FROM child JOIN parent ON parent.id = child.parent_id"),
+        "20000"
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM tiny_ref JOIN tiny ON tiny.id = tiny_ref.tiny_id"),
+        "4681"
+    );
+    // Really permuted, each within its magnitude, the bigints above 2^32 among them.
+    let fixed: u32 = q("SELECT count(*) FROM parent WHERE name = 'p' || id")
+        .parse()
+        .unwrap();
+    assert!(fixed < 100, "{fixed} of 100000 keys kept their value");
+    assert_eq!(
+        q("SELECT count(*) FROM parent WHERE id BETWEEN 65536 AND 131071"),
+        q("SELECT count(*) FROM generate_series(65536, 100000)")
+    );
+    assert_eq!(
+        q("SELECT count(*) FROM tiny_ref WHERE big_id BETWEEN 4294967296 AND 8589934591"),
+        "4681"
+    );
+    assert_ne!(
+        q("SELECT count(*) FROM tiny_ref WHERE big_id - 5000000000 = tiny_id::int8"),
+        "4681"
+    );
+    // The sequence continues above the masked keys: 10,000 default inserts, no collision.
+    c.psql(
+        "mask_keys_dst",
+        "INSERT INTO parent (name) SELECT 'new' || g FROM generate_series(1, 10000) g",
+    );
+    assert_eq!(q("SELECT count(*) FROM parent"), "110000");
+    assert_eq!(
+        q("SELECT min(id) FROM parent WHERE name LIKE 'new%'"),
+        "131072"
+    );
+}

@@ -384,7 +384,11 @@ fn read_sequences(
         "SELECT c.oid, n.nspname::text, c.relname::text, pg_catalog.pg_table_is_visible(c.oid), \
                 (SELECT d.refobjid FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass \
                    AND d.objid = c.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass \
-                   AND d.deptype IN ('a', 'i') LIMIT 1) \
+                   AND d.deptype IN ('a', 'i') LIMIT 1), \
+                (SELECT a.attname::text FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_attribute a \
+                   ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+                  WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid \
+                   AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1) \
          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind = 'S' AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' \
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
@@ -415,6 +419,7 @@ fn read_sequences(
             last_value: v.get(0),
             is_called: v.get(1),
             owner_table_oid: owner.filter(|t| tables.contains_key(t)),
+            owner_column: owner.filter(|t| tables.contains_key(t)).and(r.get(5)),
         };
         sql.push_str(&s.setval_sql());
         out.push(s);

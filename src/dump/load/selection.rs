@@ -196,6 +196,7 @@ mod tests {
             last_value: 5,
             is_called: true,
             owner_table_oid: Some(100),
+            owner_column: Some("id".into()),
         }];
         m
     }
