@@ -428,3 +428,16 @@ pub fn extract(db: &str, args: &[&str]) -> Vec<u8> {
     a.push(db);
     ok(weir("weir-extract", &a, b""))
 }
+
+/// One entry of an archive, as `tar` reads it.
+pub fn tar_entry(archive: &[u8], name: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.weir"), archive).unwrap();
+    let out = std::process::Command::new("tar")
+        .args(["-xOf", "a.weir", name])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}

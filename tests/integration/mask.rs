@@ -631,19 +631,6 @@ fn the_copy_codec_round_trips_arbitrary_values_through_postgres() {
     );
 }
 
-/// One entry of an archive, as `tar` reads it.
-fn tar_entry(archive: &[u8], name: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.weir"), archive).unwrap();
-    let out = Command::new("tar")
-        .args(["-xOf", "a.weir", name])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "tar: {}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Issue 13, item 3: a masked archive holds no role's password verifier (the roles stay, as
 /// pg_dumpall --no-role-passwords writes them), --keep-role-passwords keeps them and says so,
 /// and large objects, which no rule reaches, are named as unmasked.

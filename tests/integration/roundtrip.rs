@@ -257,14 +257,7 @@ fn globals_travel_with_the_archive_when_asked() {
         "CREATE TABLE t (x int); ALTER TABLE t OWNER TO app_owner;",
     );
     let archive = extract("glob_src", &["--globals"]);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("a.weir"), &archive).unwrap();
-    let out = std::process::Command::new("tar")
-        .args(["-xOf", "a.weir", "weir/globals.sql"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("CREATE ROLE app_owner"));
+    assert!(tar_entry(&archive, "weir/globals.sql").contains("CREATE ROLE app_owner"));
     let _ = c.psql("postgres", "DROP DATABASE IF EXISTS glob_dst");
     // The roles exist in this cluster already; replaying them reports that and goes on.
     ok(weir(
