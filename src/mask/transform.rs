@@ -730,10 +730,12 @@ impl Transformer {
             Transformer::Null => return Ok(None),
             Transformer::Set(x) => return Ok(x.clone()),
             Transformer::Dictionary { map, missing } => {
-                let key = v.unwrap_or(b"");
+                // NULL is no value to look up: it stays NULL, whatever the empty key maps to.
+                let Some(key) = v else {
+                    return Ok(None);
+                };
                 return match map.get(key) {
                     Some(x) => Ok(x.clone()),
-                    None if v.is_none() => Ok(None),
                     None => match missing {
                         Missing::Keep => Ok(v.map(<[u8]>::to_vec)),
                         Missing::Null => Ok(None),
@@ -915,6 +917,12 @@ fn mask(s: &str, first: usize, last: usize, ch: char, email: bool) -> String {
         _ => (s, None),
     };
     let n = local.chars().count();
+    // A value no longer than the parts to keep would come out whole: then nothing is kept.
+    let (first, last) = if n <= first + last {
+        (0, 0)
+    } else {
+        (first, last)
+    };
     let mut out: String = local
         .chars()
         .enumerate()

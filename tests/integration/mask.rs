@@ -772,3 +772,37 @@ columns.big_id = "permute"
         "131072"
     );
 }
+
+/// Issue 13, item 10: a dictionary's empty key does not map NULL, and `mask` of a value no
+/// longer than keep_first + keep_last masks it whole instead of passing it through.
+#[test]
+fn dictionaries_leave_null_alone_and_short_values_are_masked_whole() {
+    let c = cluster();
+    c.create_db(
+        "mask_edges",
+        "CREATE TABLE t (id int PRIMARY KEY, k text, s text);
+         INSERT INTO t VALUES (1, NULL, 'ab'), (2, '', 'abc'), (3, 'x', 'abcdefgh');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dict = dir.path().join("dict.csv");
+    std::fs::write(&dict, "\"\",empty\nx,ex\n").unwrap();
+    let rules = write_rules(
+        &dir,
+        &format!(
+            "[tables.t]\ncolumns.k = {{ type = \"dictionary\", file = \"{}\" }}\n\
+             columns.s = {{ type = \"mask\", keep_first = 2, keep_last = 1 }}\n",
+            dict.display()
+        ),
+    );
+    let masked = ok(mask(&rules, &extract("mask_edges", &[]), &[KEY]));
+    load("mask_edges_dst", &masked);
+    let rows = c.psql(
+        "mask_edges_dst",
+        "SELECT id, coalesce(k, '<null>'), s FROM t ORDER BY id",
+    );
+    assert_eq!(
+        rows.trim(),
+        "1|<null>|**\n2|empty|***\n3|ex|ab*****h",
+        "{rows}"
+    );
+}
