@@ -5,7 +5,7 @@
 use super::keyed::RuleKey;
 use super::types::Ty;
 use anyhow::{Result, anyhow, bail};
-use chrono::{Datelike, NaiveDate, NaiveDateTime};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime};
 use fake::Fake;
 use fake::locales::{Data, EN};
 use rand::RngExt;
@@ -841,9 +841,8 @@ impl Transformer {
                     let t = d
                         .and_hms_opt(secs / 3600, secs / 60 % 60, secs % 60)
                         .unwrap();
-                    let mut s = t.format("%Y-%m-%d %H:%M:%S").to_string();
-                    s.push_str(tz_suffix(text()?));
-                    s.into_bytes()
+                    // In the original's shape (its time zone suffix, if any).
+                    map_time(text()?, |_| t)?
                 } else {
                     d.format("%Y-%m-%d").to_string().into_bytes()
                 }
@@ -941,40 +940,64 @@ fn format_number(x: f64, original: &str) -> String {
     format!("{x:.decimals$}")
 }
 
-/// The part of a timestamp after the time (`+00`, `-05:30`), if any.
-fn tz_suffix(s: &str) -> &str {
-    if s.len() > 19 {
-        if let Some(i) = s[19..].find(['+', '-']) {
-            return &s[19 + i..];
-        }
-    }
-    ""
-}
-
 /// Rewrites a date or timestamp in PostgreSQL's ISO output format, keeping its shape (date
-/// only, fractional seconds, time zone suffix). infinity and -infinity stay.
+/// only, fractional seconds, time zone suffix). infinity and -infinity stay. Years are as
+/// PostgreSQL writes them: four digits or more (`10000-01-01`), and ` BC` at the very end for
+/// years before 1 (`0044-03-15 BC`, year 1 BC being astronomical year 0).
 fn map_time(s: &str, f: impl Fn(NaiveDateTime) -> NaiveDateTime) -> Result<Vec<u8>> {
     if s == "infinity" || s == "-infinity" {
         return Ok(s.as_bytes().to_vec());
     }
-    if s.len() == 10 {
-        let d = NaiveDate::parse_from_str(s, "%Y-%m-%d")
-            .map_err(|_| anyhow!("{s:?} is not a date in ISO format"))?;
-        let r = f(d.and_hms_opt(0, 0, 0).unwrap());
-        return Ok(r.date().format("%Y-%m-%d").to_string().into_bytes());
-    }
-    let tz = tz_suffix(s);
-    let main = &s[..s.len() - tz.len()];
-    let dt = NaiveDateTime::parse_from_str(main, "%Y-%m-%d %H:%M:%S%.f")
-        .map_err(|_| anyhow!("{s:?} is not a timestamp in ISO format"))?;
-    let r = f(dt);
-    let frac = main.find('.').is_some();
-    let mut out = if frac {
-        r.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
-    } else {
-        r.format("%Y-%m-%d %H:%M:%S").to_string()
+    let bad = || anyhow!("{s:?} is not a date or timestamp in ISO format");
+    let (body, bc) = match s.strip_suffix(" BC") {
+        Some(b) => (b, true),
+        None => (s, false),
     };
-    out.push_str(tz);
+    let (date, time) = match body.split_once(' ') {
+        Some((d, t)) => (d, Some(t)),
+        None => (body, None),
+    };
+    let mut parts = date.splitn(3, '-');
+    let mut num = |min_len: usize| -> Result<u32> {
+        let p = parts
+            .next()
+            .filter(|p| p.len() >= min_len && p.bytes().all(|b| b.is_ascii_digit()));
+        p.and_then(|p| p.parse().ok()).ok_or_else(bad)
+    };
+    let (year, month, day) = (num(4)? as i32, num(2)?, num(2)?);
+    let astro = if bc { 1 - year } else { year };
+    let d = NaiveDate::from_ymd_opt(astro, month, day).ok_or_else(bad)?;
+    let (clock, tz) = match time {
+        Some(t) => {
+            // HH:MM:SS, optional fraction, then the zone, if any, from its sign on.
+            let zone_at = t
+                .get(8..)
+                .and_then(|r| r.find(['+', '-']))
+                .map_or(t.len(), |i| i + 8);
+            let clock =
+                NaiveTime::parse_from_str(&t[..zone_at], "%H:%M:%S%.f").map_err(|_| bad())?;
+            (Some((clock, t[..zone_at].contains('.'))), &t[zone_at..])
+        }
+        None => (None, ""),
+    };
+    let r = f(d.and_time(clock.map_or(NaiveTime::MIN, |(c, _)| c)));
+    let (y, bc_out) = match r.year() {
+        y if y <= 0 => (1 - y, true),
+        y => (y, false),
+    };
+    let mut out = format!("{y:04}-{:02}-{:02}", r.month(), r.day());
+    if let Some((_, frac)) = clock {
+        let t = if frac {
+            r.format(" %H:%M:%S%.6f")
+        } else {
+            r.format(" %H:%M:%S")
+        };
+        out.push_str(&t.to_string());
+        out.push_str(tz);
+    }
+    if bc_out {
+        out.push_str(" BC");
+    }
     Ok(out.into_bytes())
 }
 
@@ -1247,6 +1270,34 @@ pub fn iban(country: &str, bban: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_keep_their_shape_bc_and_five_digit_years_included() {
+        let same = |s: &str| String::from_utf8(map_time(s, |t| t).unwrap()).unwrap();
+        for s in [
+            "2020-05-17",
+            "0044-03-15 BC",
+            "10000-01-01",
+            "2021-03-04 05:06:07",
+            "2021-03-04 05:06:07.250000+05:30",
+            "0001-01-01 00:00:00+00 BC",
+            "12345-06-07 08:09:10-08",
+        ] {
+            assert_eq!(same(s), s);
+        }
+        let month = |s: &str| {
+            let r = map_time(s, |t| t.date().with_day(1).unwrap().and_time(t.time())).unwrap();
+            String::from_utf8(r).unwrap()
+        };
+        assert_eq!(month("0044-03-15 BC"), "0044-03-01 BC");
+        let back = |s: &str| {
+            let r = map_time(s, |t| t - chrono::Duration::days(1)).unwrap();
+            String::from_utf8(r).unwrap()
+        };
+        assert_eq!(back("0001-01-01"), "0001-12-31 BC");
+        assert!(map_time("2020-13-01", |t| t).is_err());
+        assert!(map_time("20-01-01", |t| t).is_err());
+    }
 
     #[test]
     fn integers_parse_as_rust_does() {

@@ -806,3 +806,38 @@ fn dictionaries_leave_null_alone_and_short_values_are_masked_whole() {
         "{rows}"
     );
 }
+
+/// Issue 13, item 10: BC dates and years past 9999, as PostgreSQL writes them, go through the
+/// date transformers and load back.
+#[test]
+fn bc_dates_and_five_digit_years_are_masked_and_load() {
+    let c = cluster();
+    c.create_db(
+        "mask_years",
+        "CREATE TABLE t (id int PRIMARY KEY, d date, ts timestamptz, n date);
+         INSERT INTO t VALUES (1, '0044-03-15 BC', '0044-03-15 12:30:00+00 BC', '10000-06-15'),
+                              (2, '12345-07-08', '12345-07-08 01:02:03.5+00', '0001-01-01 BC');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        &dir,
+        "[tables.t]\ncolumns.d = { type = \"date_trunc\", to = \"month\" }\n\
+         columns.ts = { type = \"date_trunc\", to = \"year\" }\n\
+         columns.n = { type = \"noise\", interval = \"3 days\" }\n",
+    );
+    let masked = ok(mask(&rules, &extract("mask_years", &[]), &[KEY]));
+    load("mask_years_dst", &masked);
+    let q = |sql: &str| c.psql("mask_years_dst", sql).trim().to_string();
+    assert_eq!(
+        q("SET TimeZone = 'UTC'; SELECT d, ts FROM t ORDER BY id"),
+        "0044-03-01 BC|0044-01-01 00:00:00+00 BC\n12345-07-01|12345-01-01 00:00:00+00"
+    );
+    // Noise of at most three days keeps each value near its original, across year 1 too.
+    assert_eq!(
+        q(
+            "SELECT count(*) FROM t WHERE (id = 1 AND abs(n - '10000-06-15'::date) <= 3) \
+           OR (id = 2 AND abs(n - '0001-01-01 BC'::date) <= 3)"
+        ),
+        "2"
+    );
+}
