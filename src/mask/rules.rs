@@ -339,6 +339,11 @@ fn compile_table(
         });
     }
     columns.sort_by_key(|c| (c.late, c.index));
+    let columns = order_templates(columns, &|i| {
+        t.columns
+            .get(i)
+            .map_or(String::new(), |c| format!("{qualified}.{}", c.name))
+    })?;
     Ok(TablePlan {
         data: rules.data && t.data,
         keep,
@@ -347,6 +352,50 @@ fn compile_table(
         columns,
         decode,
     })
+}
+
+/// Orders the template columns (the late ones, already after all others) so that a template
+/// reading another template's column runs after it and gets its masked value, whatever the
+/// column order (issue 13). Templates that read each other in a circle are a rule error.
+fn order_templates(
+    columns: Vec<ColumnPlan>,
+    name: &dyn Fn(usize) -> String,
+) -> Result<Vec<ColumnPlan>> {
+    let late: Vec<usize> = columns.iter().filter(|c| c.late).map(|c| c.index).collect();
+    let reads = |c: &ColumnPlan| -> Vec<usize> {
+        let parts = c.steps.iter().filter_map(|s| match &s.transformer {
+            Transformer::Template(parts) => Some(parts),
+            _ => None,
+        });
+        parts
+            .flatten()
+            .filter_map(|p| match p {
+                transform::TemplatePart::Column {
+                    index,
+                    original: false,
+                } => Some(*index),
+                _ => None,
+            })
+            .filter(|i| *i != c.index && late.contains(i))
+            .collect()
+    };
+    let (mut done, mut pending): (Vec<ColumnPlan>, Vec<ColumnPlan>) =
+        columns.into_iter().partition(|c| !c.late);
+    while !pending.is_empty() {
+        let placed: Vec<usize> = done.iter().map(|c| c.index).collect();
+        let Some(next) = pending
+            .iter()
+            .position(|c| reads(c).iter().all(|i| placed.contains(i)))
+        else {
+            let names: Vec<String> = pending.iter().map(|c| name(c.index)).collect();
+            bail!(
+                "templates read each other in a circle: {}",
+                names.join(", ")
+            );
+        };
+        done.push(pending.remove(next));
+    }
+    Ok(done)
 }
 
 /// The candidate closest to `name` by edit distance, if it is close enough to be a likely typo.

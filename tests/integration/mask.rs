@@ -841,3 +841,41 @@ fn bc_dates_and_five_digit_years_are_masked_and_load() {
         "2"
     );
 }
+
+/// Issue 13, item 6: a template that reads another template's column gets its masked value,
+/// whatever the order of the columns; templates that read each other in a circle are refused.
+#[test]
+fn templates_read_masked_templates_whatever_the_column_order() {
+    let c = cluster();
+    c.create_db(
+        "mask_tpl",
+        "CREATE TABLE t (a text, b text, c text); INSERT INTO t VALUES ('a0', 'b0', 'c0');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        &dir,
+        "[tables.t]\ncolumns.a = { type = \"template\", template = \"{b}!\" }\n\
+         columns.b = { type = \"template\", template = \"{c}?\" }\n\
+         columns.c = { type = \"set\", value = \"X\" }\n",
+    );
+    let archive = extract("mask_tpl", &[]);
+    let masked = ok(mask(&rules, &archive, &[KEY]));
+    load("mask_tpl_dst", &masked);
+    assert_eq!(
+        c.psql("mask_tpl_dst", "SELECT a, b, c FROM t").trim(),
+        "X?!|X?|X"
+    );
+    let circle = write_rules(
+        &dir,
+        "[tables.t]\ncolumns.a = { type = \"template\", template = \"{b}\" }\n\
+         columns.b = { type = \"template\", template = \"{a}\" }\n",
+    );
+    let o = mask(&circle, &archive, &[KEY]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("in a circle: public.t.a, public.t.b"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty());
+}
