@@ -302,6 +302,14 @@ impl Visitor for Masker {
     }
 
     fn trailer(&mut self, t: &Trailer) -> Result<()> {
+        // Every command must end in step with the values it was given before the output may
+        // become a complete archive.
+        let plans = self.plan.iter().flat_map(|p| p.tables.values());
+        for step in plans.flat_map(|tp| tp.columns.iter().flat_map(|c| c.steps.iter())) {
+            step.transformer
+                .finish()
+                .map_err(|e| anyhow!("{}: {e:#}", step.name))?;
+        }
         // The input verified; only now does our own trailer go out.
         match self.writer.take() {
             Some(WriterState::Writing(mut w)) => {

@@ -79,7 +79,12 @@ pub enum Transformer {
         map: HashMap<Vec<u8>, Option<Vec<u8>>>,
         missing: Missing,
     },
-    Command(std::sync::Mutex<Option<External>>, String),
+    /// The shell command, started at the first value, and how long it may take per value.
+    Command(
+        std::sync::Mutex<Option<External>>,
+        String,
+        std::time::Duration,
+    ),
     /// Integer keys of any width, through [`super::keyed::RuleKey::permute_key`].
     PermuteInt,
     PermuteUuid,
@@ -454,7 +459,12 @@ pub fn compile(
         }
         "command" => {
             let run = p.need_string("run")?;
-            Transformer::Command(std::sync::Mutex::new(None), run)
+            let secs = p.int("timeout")?.unwrap_or(COMMAND_TIMEOUT_SECS);
+            if secs < 1 {
+                bail!("{rule}: command timeout must be at least 1 (seconds)");
+            }
+            let timeout = std::time::Duration::from_secs(secs as u64);
+            Transformer::Command(std::sync::Mutex::new(None), run, timeout)
         }
         "permute" => match ty {
             Ty::Int { .. } => Transformer::PermuteInt,
@@ -628,9 +638,13 @@ fn csv_fields(line: &str) -> Vec<Option<String>> {
 /// A long-running external command: one COPY-escaped value per line in, one per line out.
 pub struct External {
     child: std::process::Child,
-    input: std::process::ChildStdin,
-    output: BufReader<std::process::ChildStdout>,
+    input: Option<std::process::ChildStdin>,
+    /// Lines the command wrote, read on a thread so that a silent command can time out.
+    lines: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
 }
+
+/// A command's default time to answer one value, in seconds (`timeout` overrides it).
+pub const COMMAND_TIMEOUT_SECS: i64 = 30;
 
 impl Drop for External {
     fn drop(&mut self) {
@@ -639,14 +653,9 @@ impl Drop for External {
     }
 }
 
-fn run_external(
-    slot: &std::sync::Mutex<Option<External>>,
-    cmd: &str,
-    v: Option<&[u8]>,
-) -> Result<Option<Vec<u8>>> {
-    use std::process::{Command, Stdio};
-    let mut guard = slot.lock().unwrap();
-    if guard.is_none() {
+impl External {
+    fn start(cmd: &str) -> Result<External> {
+        use std::process::{Command, Stdio};
         let mut child = Command::new("sh")
             .args(["-c", cmd])
             .stdin(Stdio::piped())
@@ -654,31 +663,102 @@ fn run_external(
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| anyhow!("cannot start command {cmd:?}: {e}"))?;
-        let input = child.stdin.take().unwrap();
-        let output = BufReader::new(child.stdout.take().unwrap());
-        *guard = Some(External {
+        let input = child.stdin.take();
+        let mut output = BufReader::new(child.stdout.take().expect("piped"));
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            loop {
+                let mut line = Vec::new();
+                match output.read_until(b'\n', &mut line) {
+                    Ok(0) => return,
+                    r => {
+                        let failed = r.is_err();
+                        if tx.send(r.map(|_| line)).is_err() || failed {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(External {
             child,
             input,
-            output,
-        });
+            lines,
+        })
     }
-    let ext = guard.as_mut().unwrap();
+
+    /// The end of the stream: the command's input is closed, and it must then end without
+    /// another line. A line it wrote beyond the values it read means its answers were off by
+    /// one somewhere, so the output, already partly written, must not become a valid archive.
+    pub fn finish(mut self, cmd: &str, timeout: std::time::Duration) -> Result<()> {
+        self.input.take();
+        match self.lines.recv_timeout(timeout) {
+            Ok(_) => bail!(
+                "command {cmd:?} wrote more lines than it read: its answers do not line up with the values"
+            ),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                bail!(
+                    "command {cmd:?} did not end within {}s of its input's end",
+                    timeout.as_secs()
+                )
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("command {cmd:?} failed: {status}");
+        }
+        Ok(())
+    }
+}
+
+fn run_external(
+    slot: &std::sync::Mutex<Option<External>>,
+    cmd: &str,
+    timeout: std::time::Duration,
+    v: Option<&[u8]>,
+) -> Result<Option<Vec<u8>>> {
+    let mut guard = slot.lock().unwrap();
+    if guard.is_none() {
+        *guard = Some(External::start(cmd)?);
+    }
+    let ext = guard.as_mut().expect("just started");
     let mut line = Vec::new();
     crate::pg::copy_text::encode_field(v, &mut line);
     line.push(b'\n');
-    ext.input
+    let input = ext.input.as_mut().expect("open until finish");
+    input
         .write_all(&line)
-        .and_then(|_| ext.input.flush())
+        .and_then(|_| input.flush())
         .map_err(|e| anyhow!("command {cmd:?} stopped reading: {e}"))?;
-    let mut back = Vec::new();
-    let n = ext.output.read_until(b'\n', &mut back)?;
-    if n == 0 || back.last() != Some(&b'\n') {
+    let mut back = match ext.lines.recv_timeout(timeout) {
+        Ok(line) => line?,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => bail!(
+            "command {cmd:?} gave no answer within {}s (it must print one line per line read, and flush; see timeout)",
+            timeout.as_secs()
+        ),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Vec::new(),
+    };
+    if back.last() != Some(&b'\n') {
         bail!(
             "command {cmd:?} ended without answering (it must print one line per line read, and flush)"
         );
     }
     back.pop();
     crate::pg::copy_text::decode_field(&back)
+}
+
+impl Transformer {
+    /// Ends a `command` transformer's program (see [`External::finish`]); others have nothing
+    /// to end.
+    pub fn finish(&self) -> Result<()> {
+        if let Transformer::Command(slot, cmd, timeout) = self {
+            if let Some(ext) = slot.lock().unwrap().take() {
+                ext.finish(cmd, *timeout)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Transformer {
@@ -746,7 +826,9 @@ impl Transformer {
                     },
                 };
             }
-            Transformer::Command(slot, cmd) => return run_external(slot, cmd, v),
+            Transformer::Command(slot, cmd, timeout) => {
+                return run_external(slot, cmd, *timeout, v);
+            }
             Transformer::Template(parts) => return Ok(Some(template(parts, cx))),
             _ => {}
         }

@@ -879,3 +879,44 @@ fn templates_read_masked_templates_whatever_the_column_order() {
     );
     assert!(o.stdout.is_empty());
 }
+
+/// Issue 13, item 9: a command that writes more lines than it read, or none within its
+/// timeout, is an error naming the rule, and the output never becomes a complete archive.
+#[test]
+fn commands_that_lose_step_or_hang_fail_the_stream() {
+    let c = cluster();
+    c.create_db(
+        "mask_cmd",
+        "CREATE TABLE t (id int, s text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g;",
+    );
+    let archive = extract("mask_cmd", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    for (run, timeout, says) in [
+        // Two answers for the first value: every later value would shift by one.
+        ("sed -u 1p", 30, "more lines than it read"),
+        // Reads, never answers.
+        ("cat > /dev/null", 1, "no answer within 1s"),
+    ] {
+        let rules = write_rules(
+            &dir,
+            &format!(
+                "[tables.t]\ncolumns.s = {{ type = \"command\", run = \"{}\", timeout = {timeout} }}\n",
+                run.replace('\\', "\\\\").replace('"', "\\\"")
+            ),
+        );
+        let o = mask(&rules, &archive, &[KEY]);
+        assert_ne!(o.status.code(), Some(0), "{run}");
+        let err = stderr(&o);
+        assert!(
+            err.contains("public.t.s[0] (command)") && err.contains(says),
+            "{run}: {err}"
+        );
+        let v = weir("weir-inspect", &["--verify"], &o.stdout);
+        assert_eq!(
+            v.status.code(),
+            Some(3),
+            "{run}: the output verified: {}",
+            stderr(&v)
+        );
+    }
+}
