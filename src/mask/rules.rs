@@ -70,6 +70,8 @@ struct CondSpec {
 pub struct Condition {
     pub column: usize,
     test: Test,
+    /// How the column's value is brought to the form the constants were compiled to.
+    canon: super::constant::Canon,
 }
 
 enum Test {
@@ -82,13 +84,14 @@ enum Test {
 
 impl Condition {
     pub fn holds(&self, row: &[Option<Vec<u8>>]) -> bool {
-        let v = row[self.column].as_deref();
+        let raw = row[self.column].as_deref();
+        let v = || raw.and_then(|v| self.canon.apply(v));
         match &self.test {
-            Test::Equals(x) => v == Some(x.as_slice()),
-            Test::NotEquals(x) => v.is_some_and(|v| v != x.as_slice()),
-            Test::OneOf(xs) => v.is_some_and(|v| xs.iter().any(|x| x == v)),
-            Test::IsNull(want) => v.is_none() == *want,
-            Test::Matches(re) => v.is_some_and(|v| re.is_match(v)),
+            Test::Equals(x) => v().is_some_and(|v| *v == **x),
+            Test::NotEquals(x) => raw.is_some() && v().is_none_or(|v| *v != **x),
+            Test::OneOf(xs) => v().is_some_and(|v| xs.iter().any(|x| **x == *v)),
+            Test::IsNull(want) => raw.is_none() == *want,
+            Test::Matches(re) => raw.is_some_and(|v| re.is_match(v)),
         }
     }
 }
@@ -243,16 +246,19 @@ fn compile_table(
         let Some(c) = spec else { return Ok(None) };
         let index = column(&c.column)?;
         decode[index] = true;
-        let text = |v: &toml::Value| match v {
-            toml::Value::String(s) => s.clone().into_bytes(),
-            v => v.to_string().into_bytes(),
-        };
+        let ty = Ty::parse(&t.columns[index].type_name);
+        let typed = |v: &toml::Value| super::constant::compile(v, &ty, &c.column);
         let tests = [
-            c.equals.as_ref().map(|v| Test::Equals(text(v))),
-            c.not_equals.as_ref().map(|v| Test::NotEquals(text(v))),
-            c.one_of
+            c.equals.as_ref().map(typed).transpose()?.map(Test::Equals),
+            c.not_equals
                 .as_ref()
-                .map(|v| Test::OneOf(v.iter().map(text).collect())),
+                .map(typed)
+                .transpose()?
+                .map(Test::NotEquals),
+            match &c.one_of {
+                Some(v) => Some(Test::OneOf(v.iter().map(typed).collect::<Result<_>>()?)),
+                None => None,
+            },
             c.is_null.map(Test::IsNull),
             match &c.matches {
                 Some(re) => Some(Test::Matches(
@@ -272,6 +278,7 @@ fn compile_table(
         Ok(Some(Condition {
             column: index,
             test: tests.pop().unwrap(),
+            canon: super::constant::Canon::of(&ty),
         }))
     };
     let keep = cond(&rules.keep_rows, &mut decode)?;

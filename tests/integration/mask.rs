@@ -920,3 +920,47 @@ fn commands_that_lose_step_or_hang_fail_the_stream() {
         );
     }
 }
+
+/// Issue 13, item 4: conditions compare as the column's type: `equals = true` matches a
+/// boolean's `t`, `equals = 0` matches `0.00` in a numeric column, dates compare as dates; a
+/// constant no value of the type can equal is a rule error (exit 2), not a silent no-op.
+#[test]
+fn conditions_compare_as_the_columns_type() {
+    let c = cluster();
+    c.create_db(
+        "mask_typed",
+        "CREATE TABLE t (id int, vip bool, amount numeric(10,2), born date, note text);
+         INSERT INTO t VALUES (1, true, 0, '2020-05-07', 'a'), (2, false, 1.5, '2021-01-01', 'b'),
+                              (3, true, 2.25, '2020-05-07', 'c');",
+    );
+    let archive = extract("mask_typed", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        &dir,
+        r#"
+[tables.t]
+drop_rows = { column = "amount", equals = 0 }
+columns.note = { type = "set", value = "vip", when = { column = "vip", equals = true } }
+columns.id = { type = "set", value = 99, when = { column = "born", in = ["2020-5-7"] } }
+"#,
+    );
+    let masked = ok(mask(&rules, &archive, &[KEY]));
+    load("mask_typed_dst", &masked);
+    let rows = c.psql("mask_typed_dst", "SELECT id, note FROM t ORDER BY amount");
+    assert_eq!(rows.trim(), "2|b\n99|vip", "{rows}");
+    for (cond, says) in [
+        ("{ column = \"vip\", equals = \"maybe\" }", "not a boolean"),
+        (
+            "{ column = \"amount\", equals = \"0.001\" }",
+            "more decimals",
+        ),
+        ("{ column = \"id\", equals = 1.5 }", "not an integer"),
+        ("{ column = \"born\", equals = \"soon\" }", "not a date"),
+    ] {
+        let bad = write_rules(&dir, &format!("[tables.t]\ndrop_rows = {cond}\n"));
+        let o = mask(&bad, &archive, &[KEY]);
+        assert_eq!(o.status.code(), Some(2), "{cond}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{cond}: {}", stderr(&o));
+        assert!(o.stdout.is_empty());
+    }
+}

@@ -1,0 +1,190 @@
+//! The constants of conditions (`equals`, `not_equals`, `in`), compared as values of the
+//! column's type, not as text (issue 13): `equals = true` matches a boolean's `t`, `equals = 0`
+//! matches `0.00` in a numeric column, `"2020-5-7"` matches the date `2020-05-07`. A constant
+//! that no value of the type can equal is a rule error, never a condition that silently never
+//! holds.
+
+use super::types::Ty;
+use anyhow::{Result, anyhow, bail};
+
+/// How a column's value is brought to the form its constants were compiled to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Canon {
+    /// PostgreSQL's output is already canonical (text, integers, booleans, dates, ...).
+    Raw,
+    /// numeric: `1.50` and `1.5` are one value.
+    Decimal,
+    /// real, double precision: compared as the floats they are (`1e2` is `100`).
+    Float,
+}
+
+impl Canon {
+    pub fn of(ty: &Ty) -> Canon {
+        match ty {
+            Ty::Numeric { .. } => Canon::Decimal,
+            Ty::Float => Canon::Float,
+            _ => Canon::Raw,
+        }
+    }
+
+    /// A column value in comparable form; `None` when it cannot be brought to it (then it
+    /// equals no constant).
+    pub fn apply<'a>(self, v: &'a [u8]) -> Option<std::borrow::Cow<'a, [u8]>> {
+        match self {
+            Canon::Raw => Some(std::borrow::Cow::Borrowed(v)),
+            Canon::Decimal => {
+                let s = std::str::from_utf8(v).ok()?;
+                decimal(s).map(|d| std::borrow::Cow::Owned(d.into_bytes()))
+            }
+            Canon::Float => {
+                let f: f64 = std::str::from_utf8(v).ok()?.parse().ok()?;
+                Some(std::borrow::Cow::Owned(float(f).into_bytes()))
+            }
+        }
+    }
+}
+
+/// The constant as the column's canonical value, or why no value of the type equals it.
+pub fn compile(v: &toml::Value, ty: &Ty, column: &str) -> Result<Vec<u8>> {
+    let text = match v {
+        toml::Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    let refuse = |what: &str| {
+        anyhow!("condition on {column}: {text} is not {what}, so no value of the column equals it")
+    };
+    Ok(match ty {
+        Ty::Bool => match text.to_ascii_lowercase().as_str() {
+            "t" | "true" | "yes" | "on" | "1" => b"t".to_vec(),
+            "f" | "false" | "no" | "off" | "0" => b"f".to_vec(),
+            _ => return Err(refuse("a boolean")),
+        },
+        Ty::Int { bits } => {
+            let n: i64 = text.trim().parse().map_err(|_| refuse("an integer"))?;
+            let lim = 1i128 << (bits - 1);
+            if (n as i128) < -lim || (n as i128) >= lim {
+                bail!(
+                    "condition on {column}: {n} is out of range for a {bits}-bit integer, so no value of the column equals it"
+                );
+            }
+            n.to_string().into_bytes()
+        }
+        Ty::Numeric { scale, precision } => {
+            let d = decimal(text.trim()).ok_or_else(|| refuse("a number"))?;
+            let decimals = d.split_once('.').map_or(0, |(_, f)| f.len());
+            if precision.is_some() && decimals > *scale as usize {
+                bail!(
+                    "condition on {column}: {text} has more decimals than numeric's scale {scale}, so no value of the column equals it"
+                );
+            }
+            d.into_bytes()
+        }
+        Ty::Float => {
+            let f: f64 = text.trim().parse().map_err(|_| refuse("a number"))?;
+            float(f).into_bytes()
+        }
+        Ty::Date => {
+            let d = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+                .map_err(|_| refuse("a date (YYYY-MM-DD)"))?;
+            d.format("%Y-%m-%d").to_string().into_bytes()
+        }
+        _ => text.into_bytes(),
+    })
+}
+
+/// A float written one way (Rust's shortest round-trip form; `-0` as `0`).
+fn float(f: f64) -> String {
+    if f == 0.0 { "0".into() } else { f.to_string() }
+}
+
+/// A decimal number written one way: no `+`, no leading zeros, no trailing fractional zeros,
+/// `-0` as `0`; exponents expanded is not attempted (PostgreSQL writes numeric without them).
+fn decimal(s: &str) -> Option<String> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let ok = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    if (int.is_empty() && frac.is_empty()) || !ok(int) || !ok(frac) {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let frac = frac.trim_end_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    let mut out = String::new();
+    if neg && (int != "0" || !frac.is_empty()) {
+        out.push('-');
+    }
+    out.push_str(int);
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_take_the_column_type() {
+        let c =
+            |v: toml::Value, ty: Ty| compile(&v, &ty, "c").map(|b| String::from_utf8(b).unwrap());
+        assert_eq!(c(true.into(), Ty::Bool).unwrap(), "t");
+        assert_eq!(c("off".into(), Ty::Bool).unwrap(), "f");
+        assert!(c("maybe".into(), Ty::Bool).is_err());
+        assert_eq!(
+            c(
+                0.into(),
+                Ty::Numeric {
+                    precision: Some(10),
+                    scale: 2
+                }
+            )
+            .unwrap(),
+            "0"
+        );
+        assert_eq!(
+            c(
+                "1.50".into(),
+                Ty::Numeric {
+                    precision: None,
+                    scale: 0
+                }
+            )
+            .unwrap(),
+            "1.5"
+        );
+        assert!(
+            c(
+                "0.001".into(),
+                Ty::Numeric {
+                    precision: Some(10),
+                    scale: 2
+                }
+            )
+            .is_err()
+        );
+        assert!(c("1.5".into(), Ty::Int { bits: 32 }).is_err());
+        assert!(c(40000.into(), Ty::Int { bits: 16 }).is_err());
+        assert_eq!(c("2020-5-7".into(), Ty::Date).unwrap(), "2020-05-07");
+        assert!(c("yesterday".into(), Ty::Date).is_err());
+        assert_eq!(c(12.into(), Ty::Text { max: None }).unwrap(), "12");
+        for (a, b) in [
+            ("0.00", "0"),
+            ("-0.0", "0"),
+            ("007.10", "7.1"),
+            ("-1.50", "-1.5"),
+        ] {
+            assert_eq!(
+                Canon::Decimal.apply(a.as_bytes()).unwrap().as_ref(),
+                b.as_bytes()
+            );
+        }
+        assert!(Canon::Decimal.apply(b"NaN").is_none());
+        assert_eq!(c("1e2".into(), Ty::Float).unwrap(), "100");
+        assert_eq!(Canon::Float.apply(b"100").unwrap().as_ref(), b"100");
+    }
+}
