@@ -145,6 +145,14 @@ pub struct MatView {
     pub populated: bool,
 }
 
+impl Manifest {
+    /// `weir/sequences.sql`: the `setval` of every sequence, in manifest order, for the
+    /// hand-restore path (weir-load itself sets them from the manifest).
+    pub fn sequences_sql(&self) -> String {
+        self.sequences.iter().map(Sequence::setval_sql).collect()
+    }
+}
+
 impl Sequence {
     /// The statement that restores the sequence's state, exactly as the archive stores it.
     pub fn setval_sql(&self) -> String {

@@ -176,11 +176,12 @@ impl Masker {
 /// last value, so the sequence is set to that power of two less one (issue 13: rows inserted
 /// with the default after a restore must not collide with the permuted ones).
 fn continue_sequences_past_permuted_keys(m: &mut Manifest, plan: &Plan) {
+    let tables = &m.tables;
     let permuted = |s: &crate::archive::Sequence| -> bool {
         let (Some(oid), Some(col)) = (s.owner_table_oid, s.owner_column.as_deref()) else {
             return false;
         };
-        let Some(t) = m.tables.iter().find(|t| t.oid == oid) else {
+        let Some(t) = tables.iter().find(|t| t.oid == oid) else {
             return false;
         };
         let Some(index) = t.columns.iter().position(|c| c.name == col) else {
@@ -196,11 +197,10 @@ fn continue_sequences_past_permuted_keys(m: &mut Manifest, plan: &Plan) {
                 .any(|s| matches!(s.transformer, transform::Transformer::PermuteInt))
         })
     };
-    let bumped: Vec<usize> = (0..m.sequences.len())
-        .filter(|&i| permuted(&m.sequences[i]) && m.sequences[i].last_value > 0)
-        .collect();
-    for i in bumped {
-        let s = &mut m.sequences[i];
+    for s in m.sequences.iter_mut() {
+        if s.last_value <= 0 || !permuted(s) {
+            continue;
+        }
         let bits = 64 - (s.last_value as u64).leading_zeros();
         s.last_value = ((1u128 << bits) - 1).min(i64::MAX as u128) as i64;
         s.is_called = true;
@@ -250,8 +250,11 @@ impl Visitor for Masker {
     fn file(&mut self, name: &str, data: Vec<u8>) -> Result<()> {
         if name == crate::archive::SEQUENCES {
             // The SQL copy of the sequence states, as the output's manifest now has them.
-            let m = self.out_manifest.as_ref().expect("manifest first");
-            let sql: String = m.sequences.iter().map(|s| s.setval_sql()).collect();
+            let sql = self
+                .out_manifest
+                .as_ref()
+                .expect("manifest first")
+                .sequences_sql();
             return self.writer()?.add_file(name, sql.as_bytes());
         }
         if name == crate::archive::GLOBALS && !self.keep_role_passwords {

@@ -87,7 +87,7 @@ pub fn run(opts: &ExtractOptions) -> Result<()> {
         &src,
         opts,
         plan.work,
-        &plan.sequences_sql,
+        &manifest.sequences_sql(),
         &mut progress,
     )?;
     // Every table with data has at least one chunk, so a reader (or `cat data/N/*`) finds it.

@@ -20,11 +20,10 @@ pub struct WorkItem {
     pub query: String,
 }
 
-/// The archive's manifest, the work, and the sequences' `setval` script.
+/// The archive's manifest and the work.
 pub struct Plan {
     pub manifest: Manifest,
     pub work: Vec<WorkItem>,
-    pub sequences_sql: String,
 }
 
 struct Selection {
@@ -165,7 +164,7 @@ pub fn plan(src: &mut Source, opts: &ExtractOptions, pg_dump_version: &str) -> R
     let by_oid: HashMap<u32, usize> = tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
     read_details(c, &mut tables, &by_oid)?;
     lock(c, &tables)?;
-    let (sequences, sequences_sql) = read_sequences(c, &sel, &by_oid)?;
+    let sequences = read_sequences(c, &sel, &by_oid)?;
     c.batch_execute("SELECT pg_catalog.set_config('search_path', '', false)")?;
     let blobs = opts.blobs.unwrap_or(!sel.narrowed());
     let range = if opts.split_pages > 0 {
@@ -201,11 +200,7 @@ pub fn plan(src: &mut Source, opts: &ExtractOptions, pg_dump_version: &str) -> R
         sequences,
         matviews,
     };
-    Ok(Plan {
-        manifest,
-        work,
-        sequences_sql,
-    })
+    Ok(Plan { manifest, work })
 }
 
 /// The tables (with their filters) and materialized views the selection takes, and the
@@ -377,9 +372,8 @@ fn read_sequences(
     c: &mut postgres::Client,
     sel: &Selection,
     tables: &HashMap<u32, usize>,
-) -> Result<(Vec<Sequence>, String)> {
+) -> Result<Vec<Sequence>> {
     let mut out = Vec::new();
-    let mut sql = String::new();
     for r in c.query(
         "SELECT c.oid, n.nspname::text, c.relname::text, pg_catalog.pg_table_is_visible(c.oid), \
                 (SELECT d.refobjid FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::regclass \
@@ -421,10 +415,9 @@ fn read_sequences(
             owner_table_oid: owner.filter(|t| tables.contains_key(t)),
             owner_column: owner.filter(|t| tables.contains_key(t)).and(r.get(5)),
         };
-        sql.push_str(&s.setval_sql());
         out.push(s);
     }
-    Ok((out, sql))
+    Ok(out)
 }
 
 /// Splits the data into work: one COPY per table, or page ranges for big tables on servers
