@@ -104,6 +104,14 @@ pub struct Table {
     pub owned_oids: Vec<u32>,
     /// OIDs of the foreign-key constraints of this table and the tables they reference.
     pub foreign_keys: Vec<ForeignKey>,
+    /// The primary key, unique constraints, unique indexes and exclusion constraints: what a
+    /// rule must not make two rows collide on (weir-mask checks its rules against them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unique: Vec<UniqueKey>,
+    /// The columns that decide which partition a row belongs to, at every level above this
+    /// table (a rule that changed one would send rows to a partition that refuses them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partition_key: Vec<String>,
     /// For a partition: the schema and name of the partitioned table at the top of its tree
     /// (weir-mask rules for a partitioned table apply to all its partitions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -121,6 +129,32 @@ pub struct Column {
 pub struct ForeignKey {
     pub oid: u32,
     pub references_oid: u32,
+    /// The constraint's name, its columns, and the referenced columns in the same order
+    /// (absent from archives of earlier weir versions).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references_columns: Vec<String>,
+}
+
+/// One index that refuses duplicates (or, for an exclusion constraint, conflicts).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UniqueKey {
+    /// The index's name, which is also the constraint's for a primary key or UNIQUE constraint.
+    pub name: String,
+    /// `primary`, `unique` (a constraint), `index` (a unique index alone) or `exclusion`.
+    pub kind: String,
+    /// Every column the key reads: plain key columns in key order, then the columns that key
+    /// expressions read.
+    pub columns: Vec<String>,
+    /// A partial index: only rows that satisfy its WHERE clause are checked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// NULLS NOT DISTINCT (PostgreSQL 15): two NULLs collide too.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nulls_not_distinct: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -11,6 +11,7 @@
 
 pub mod constant;
 pub mod globals;
+pub mod integrity;
 pub mod keyed;
 pub mod rules;
 pub mod transform;

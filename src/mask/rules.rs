@@ -40,6 +40,22 @@ struct TableRules {
     drop_rows: Option<CondSpec>,
     #[serde(default)]
     columns: BTreeMap<String, Chain>,
+    /// Columns whose rules the user vouches keep distinct values distinct, where weir cannot
+    /// tell (a template built from a key, a command).
+    #[serde(default)]
+    assume_unique: Vec<String>,
+}
+
+impl Default for TableRules {
+    fn default() -> TableRules {
+        TableRules {
+            data: true,
+            keep_rows: None,
+            drop_rows: None,
+            columns: BTreeMap::new(),
+            assume_unique: Vec::new(),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -162,53 +178,106 @@ fn selects(p: &Pattern, t: &Table) -> bool {
             .is_some_and(|[s, n]| p.matches_table(s, n, true))
 }
 
+/// One column's rule as written, or as inherited from the key the column references.
+#[derive(Clone)]
+pub struct ColumnRule {
+    pub specs: Vec<toml::Table>,
+    /// `public.parent.id` when the rule came over a foreign key from that column.
+    pub from: Option<String>,
+}
+
+/// The column rules of every table, by table id and column name.
+pub type ColumnRules = BTreeMap<u32, BTreeMap<String, ColumnRule>>;
+
+impl Chain {
+    fn specs(&self) -> Vec<toml::Table> {
+        match self {
+            Chain::Name(n) => {
+                let mut tb = toml::Table::new();
+                tb.insert("type".into(), toml::Value::String(n.clone()));
+                vec![tb]
+            }
+            Chain::One(tb) => vec![tb.clone()],
+            Chain::Many(v) => v.clone(),
+        }
+    }
+}
+
 impl RulesText {
     pub fn compile(&self, m: &Manifest, key: &super::keyed::Key) -> Result<Plan> {
-        let mut tables: BTreeMap<u32, TablePlan> = BTreeMap::new();
+        let sections = self.sections(m)?;
+        let mut rules: ColumnRules = sections
+            .iter()
+            .map(|(id, (_, r))| {
+                let columns = r.columns.iter().map(|(c, chain)| {
+                    let rule = ColumnRule {
+                        specs: chain.specs(),
+                        from: None,
+                    };
+                    (c.clone(), rule)
+                });
+                (*id, columns.collect())
+            })
+            .collect();
+        super::integrity::inherit_over_foreign_keys(m, &mut rules)?;
+        let none = TableRules::default();
+        let mut tables = BTreeMap::new();
+        for t in m.tables.iter().filter(|t| t.relkind != "p") {
+            let columns = rules.remove(&t.id).unwrap_or_default();
+            let (pattern, section) = match sections.get(&t.id) {
+                Some((p, r)) => (p.to_string(), *r),
+                None if columns.is_empty() => continue,
+                None => (format!("{}.{}", t.schema, t.name), &none),
+            };
+            let cx = TableCx { t, pattern, key };
+            tables.insert(t.id, cx.compile(section, &columns)?);
+        }
+        Ok(Plan { tables })
+    }
+
+    /// Each table's rule section, checked: every pattern matches a table, no table is matched
+    /// twice. Partitioned parents are left out: their leaves were matched too.
+    fn sections<'a>(&'a self, m: &Manifest) -> Result<BTreeMap<u32, (&'a str, &'a TableRules)>> {
+        let mut out = BTreeMap::new();
         for (pattern, rules) in &self.file.tables {
             let p = Pattern::table(pattern)?;
             let matched: Vec<&Table> = m.tables.iter().filter(|t| selects(&p, t)).collect();
             if matched.is_empty() {
-                // An unqualified pattern is compared with table names, a qualified one with
-                // qualified names; the suggestion is always qualified.
-                let qualified = pattern.contains('.');
-                let near = nearest(
-                    pattern,
-                    m.tables.iter().map(|t| {
-                        if qualified {
-                            format!("{}.{}", t.schema, t.name)
-                        } else {
-                            t.name.clone()
-                        }
-                    }),
-                )
-                .and_then(|n| {
-                    m.tables
-                        .iter()
-                        .find(|t| t.name == n || format!("{}.{}", t.schema, t.name) == n)
-                        .map(|t| format!("{}.{}", t.schema, t.name))
-                });
                 bail!(
                     "rules for table {pattern}: no table in the archive matches{}",
-                    hint(near)
+                    hint(nearest_table(pattern, m))
                 );
             }
-            for t in matched {
-                if t.relkind == "p" {
-                    continue; // a partitioned parent has no rows; its leaves were matched too
-                }
-                if tables.contains_key(&t.id) {
+            for t in matched.into_iter().filter(|t| t.relkind != "p") {
+                if out.insert(t.id, (pattern.as_str(), rules)).is_some() {
                     bail!(
                         "table {}.{} is matched by two rule sections; give it one",
                         t.schema,
                         t.name
                     );
                 }
-                tables.insert(t.id, compile_table(t, pattern, rules, key)?);
             }
         }
-        Ok(Plan { tables })
+        Ok(out)
     }
+}
+
+/// The table nearest to a pattern that matched nothing. An unqualified pattern is compared
+/// with table names, a qualified one with qualified names; the suggestion is always qualified.
+fn nearest_table(pattern: &str, m: &Manifest) -> Option<String> {
+    let qualified = pattern.contains('.');
+    let name = |t: &Table| {
+        if qualified {
+            format!("{}.{}", t.schema, t.name)
+        } else {
+            t.name.clone()
+        }
+    };
+    let near = nearest(pattern, m.tables.iter().map(name))?;
+    m.tables
+        .iter()
+        .find(|t| name(t) == near)
+        .map(|t| format!("{}.{}", t.schema, t.name))
 }
 
 fn hint(n: Option<String>) -> String {
@@ -216,38 +285,88 @@ fn hint(n: Option<String>) -> String {
         .unwrap_or_default()
 }
 
-/// Compiles one table's rules against its columns. One piece, though long: each kind of rule
-/// (columns, conditions, filters, templates) is checked against the same column resolver and
-/// error wording, in the order the TOML reads; issue 13 (typed conditions, validation against
-/// the schema) rewrites this function, and will cut it along the new checks.
-fn compile_table(
-    t: &Table,
-    pattern: &str,
-    rules: &TableRules,
-    key: &super::keyed::Key,
-) -> Result<TablePlan> {
-    let qualified = format!("{}.{}", t.schema, t.name);
-    let column = |name: &str| -> Result<usize> {
+/// One table being compiled: resolves its column names with the same wording everywhere.
+struct TableCx<'a> {
+    t: &'a Table,
+    pattern: String,
+    key: &'a super::keyed::Key,
+}
+
+impl TableCx<'_> {
+    fn qualified(&self) -> String {
+        format!("{}.{}", self.t.schema, self.t.name)
+    }
+
+    fn column(&self, name: &str) -> Result<usize> {
+        let t = self.t;
         t.columns
             .iter()
             .position(|c| c.name == name)
             .ok_or_else(|| {
+                let near = nearest(name, t.columns.iter().map(|c| c.name.clone()));
                 anyhow!(
-                    "rules for {pattern}: table {qualified} has no column {name:?}{}",
-                    hint(
-                        nearest(name, t.columns.iter().map(|c| c.name.clone()))
-                            .map(|n| format!("{n:?}"))
-                    )
+                    "rules for {}: table {} has no column {name:?}{}",
+                    self.pattern,
+                    self.qualified(),
+                    hint(near.map(|n| format!("{n:?}")))
                 )
             })
-    };
-    let mut decode = vec![false; t.columns.len()];
-    let cond = |spec: &Option<CondSpec>, decode: &mut Vec<bool>| -> Result<Option<Condition>> {
+    }
+
+    fn ty(&self, index: usize) -> Ty {
+        Ty::parse(&self.t.columns[index].type_name)
+    }
+
+    fn compile(
+        &self,
+        rules: &TableRules,
+        columns: &BTreeMap<String, ColumnRule>,
+    ) -> Result<TablePlan> {
+        let mut decode = vec![false; self.t.columns.len()];
+        let keep = self.condition(rules.keep_rows.as_ref(), &mut decode)?;
+        let drop = self.condition(rules.drop_rows.as_ref(), &mut decode)?;
+        let mut plans = Vec::new();
+        for (name, rule) in columns {
+            plans.push(self.column_plan(name, rule, &mut decode)?);
+        }
+        plans.sort_by_key(|c| (c.late, c.index));
+        let plans = order_templates(plans, &|i| {
+            self.t.columns.get(i).map_or(String::new(), |c| {
+                format!("{}.{}", self.qualified(), c.name)
+            })
+        })?;
+        for name in &rules.assume_unique {
+            let i = self.column(name)?;
+            if !plans.iter().any(|c| c.index == i) {
+                bail!(
+                    "rules for {}: assume_unique names {name:?}, which has no rule",
+                    self.pattern
+                );
+            }
+        }
+        super::integrity::check_partition_key(self.t, &plans)?;
+        super::integrity::check_unique(self.t, &plans, &rules.assume_unique)?;
+        Ok(TablePlan {
+            data: rules.data && self.t.data,
+            keep,
+            drop,
+            templates: plans.iter().any(|c| c.late),
+            columns: plans,
+            decode,
+        })
+    }
+
+    /// A condition (`keep_rows`, `drop_rows`, `when`), its constants typed as the column.
+    fn condition(&self, spec: Option<&CondSpec>, decode: &mut [bool]) -> Result<Option<Condition>> {
         let Some(c) = spec else { return Ok(None) };
-        let index = column(&c.column)?;
+        let index = self.column(&c.column)?;
         decode[index] = true;
-        let ty = Ty::parse(&t.columns[index].type_name);
+        let ty = self.ty(index);
         let typed = |v: &toml::Value| super::constant::compile(v, &ty, &c.column);
+        let one_of = |v: &Vec<toml::Value>| v.iter().map(typed).collect::<Result<Vec<_>>>();
+        let regex = |re: &String| {
+            regex::bytes::Regex::new(re).map_err(|e| anyhow!("condition on {}: {e}", c.column))
+        };
         let tests = [
             c.equals.as_ref().map(typed).transpose()?.map(Test::Equals),
             c.not_equals
@@ -255,18 +374,13 @@ fn compile_table(
                 .map(typed)
                 .transpose()?
                 .map(Test::NotEquals),
-            match &c.one_of {
-                Some(v) => Some(Test::OneOf(v.iter().map(typed).collect::<Result<_>>()?)),
-                None => None,
-            },
+            c.one_of.as_ref().map(one_of).transpose()?.map(Test::OneOf),
             c.is_null.map(Test::IsNull),
-            match &c.matches {
-                Some(re) => Some(Test::Matches(
-                    regex::bytes::Regex::new(re)
-                        .map_err(|e| anyhow!("condition on {}: {e}", c.column))?,
-                )),
-                None => None,
-            },
+            c.matches
+                .as_ref()
+                .map(regex)
+                .transpose()?
+                .map(Test::Matches),
         ];
         let mut tests: Vec<Test> = tests.into_iter().flatten().collect();
         if tests.len() != 1 {
@@ -280,85 +394,83 @@ fn compile_table(
             test: tests.pop().unwrap(),
             canon: super::constant::Canon::of(&ty),
         }))
-    };
-    let keep = cond(&rules.keep_rows, &mut decode)?;
-    let drop = cond(&rules.drop_rows, &mut decode)?;
-    let mut columns = Vec::new();
-    for (name, chain) in &rules.columns {
-        let index = column(name)?;
+    }
+
+    fn column_plan(
+        &self,
+        name: &str,
+        rule: &ColumnRule,
+        decode: &mut [bool],
+    ) -> Result<ColumnPlan> {
+        let index = self.column(name)?;
         decode[index] = true;
-        let ty = Ty::parse(&t.columns[index].type_name);
-        let specs: Vec<toml::Table> = match chain {
-            Chain::Name(n) => {
-                let mut tb = toml::Table::new();
-                tb.insert("type".into(), toml::Value::String(n.clone()));
-                vec![tb]
-            }
-            Chain::One(tb) => vec![tb.clone()],
-            Chain::Many(v) => v.clone(),
-        };
+        let ty = self.ty(index);
         let mut steps = Vec::new();
-        let mut late = false;
-        for (i, mut spec) in specs.into_iter().enumerate() {
-            let kind = match spec.remove("type") {
-                Some(toml::Value::String(k)) => k,
-                _ => bail!("{qualified}.{name}[{i}]: every transformer needs type = \"...\""),
-            };
-            let step_name = format!("{qualified}.{name}[{i}] ({kind})");
-            let when = match spec.remove("when") {
-                Some(v) => {
-                    let c: CondSpec = v.try_into().map_err(|e| {
-                        anyhow!(
-                            "{step_name}: when: {}",
-                            crate::plumbing::one_line(&e.to_string())
-                        )
-                    })?;
-                    cond(&Some(c), &mut decode)?
-                }
-                None => None,
-            };
-            let seed = format!("{kind}:{spec}").into_bytes();
-            let rule_key = key.for_rule(&seed);
-            let params = Params::new(&step_name, &spec);
-            let transformer = transform::compile(&kind, &params, &ty, &column)?;
-            if let Transformer::Template(parts) = &transformer {
-                late = true;
-                for p in parts {
-                    if let transform::TemplatePart::Column { index, .. } = p {
-                        decode[*index] = true;
-                    }
-                }
-            }
-            steps.push(Step {
-                name: step_name,
-                key: rule_key,
-                when,
-                transformer,
-            });
+        for (i, spec) in rule.specs.iter().enumerate() {
+            steps.push(self.step(name, i, rule, spec.clone(), &ty, decode)?);
         }
+        let late = steps
+            .iter()
+            .any(|s| matches!(s.transformer, Transformer::Template(_)));
         let check_fit = !steps.iter().all(|s| s.transformer.always_fits());
-        columns.push(ColumnPlan {
+        Ok(ColumnPlan {
             index,
             ty,
             steps,
             late,
             check_fit,
-        });
+        })
     }
-    columns.sort_by_key(|c| (c.late, c.index));
-    let columns = order_templates(columns, &|i| {
-        t.columns
-            .get(i)
-            .map_or(String::new(), |c| format!("{qualified}.{}", c.name))
-    })?;
-    Ok(TablePlan {
-        data: rules.data && t.data,
-        keep,
-        drop,
-        templates: columns.iter().any(|c| c.late),
-        columns,
-        decode,
-    })
+
+    /// Step `i` of column `name`'s chain.
+    fn step(
+        &self,
+        name: &str,
+        i: usize,
+        rule: &ColumnRule,
+        mut spec: toml::Table,
+        ty: &Ty,
+        decode: &mut [bool],
+    ) -> Result<Step> {
+        let q = self.qualified();
+        let kind = match spec.remove("type") {
+            Some(toml::Value::String(k)) => k,
+            _ => bail!("{q}.{name}[{i}]: every transformer needs type = \"...\""),
+        };
+        let from = rule
+            .from
+            .as_ref()
+            .map(|f| format!(", from {f}"))
+            .unwrap_or_default();
+        let step_name = format!("{q}.{name}[{i}] ({kind}{from})");
+        let when = match spec.remove("when") {
+            Some(v) => {
+                let c: CondSpec = v.try_into().map_err(|e| {
+                    let e = crate::plumbing::one_line(&e.to_string());
+                    anyhow!("{step_name}: when: {e}")
+                })?;
+                self.condition(Some(&c), decode)?
+            }
+            None => None,
+        };
+        // Seeded by the rule's text without its condition: equal rules give equal values.
+        let rule_key = self.key.for_rule(format!("{kind}:{spec}").as_bytes());
+        let params = Params::new(&step_name, &spec);
+        let transformer = transform::compile(&kind, &params, ty, &|c| self.column(c))?;
+        if let Transformer::Template(parts) = &transformer {
+            for p in parts {
+                if let transform::TemplatePart::Column { index, .. } = p {
+                    decode[*index] = true;
+                }
+            }
+        }
+        Ok(Step {
+            name: step_name,
+            key: rule_key,
+            when,
+            transformer,
+        })
+    }
 }
 
 /// Orders the template columns (the late ones, already after all others) so that a template

@@ -123,6 +123,24 @@ pub enum FakeKind {
 }
 
 impl FakeKind {
+    /// Kinds whose values carry enough of the keyed hash to stay distinct without a tag.
+    fn always_distinct(self) -> bool {
+        matches!(self, FakeKind::Ipv6 | FakeKind::Iban)
+    }
+
+    /// Kinds that `unique = true` can tag: free text, where a suffix keeps the form.
+    fn can_tag(self) -> bool {
+        !matches!(
+            self,
+            FakeKind::Phone
+                | FakeKind::Ipv4
+                | FakeKind::Ipv6
+                | FakeKind::Mac
+                | FakeKind::CardNumber
+                | FakeKind::Iban
+        )
+    }
+
     /// The kinds built from the name lists, written by [`fake_name_into`].
     fn is_name(self) -> bool {
         matches!(
@@ -415,10 +433,13 @@ pub fn compile(
                 || (fk == FakeKind::Mac && *ty == Ty::MacAddr);
             need(ok, || wrong_type("text"))?;
             let unique_default = matches!(fk, FakeKind::Email | FakeKind::Username);
-            Transformer::Fake {
-                kind: fk,
-                unique: p.bool("unique")?.unwrap_or(unique_default),
+            let unique = p.bool("unique")?.unwrap_or(unique_default);
+            if unique && !fk.can_tag() {
+                bail!(
+                    "{rule}: {kind} has a fixed form that a unique tag would break; use unique = false (or hash or permute for a unique column)"
+                );
             }
+            Transformer::Fake { kind: fk, unique }
         }
         "template" => {
             need(ty.is_text(), || wrong_type("text"))?;
@@ -762,6 +783,32 @@ impl Transformer {
 }
 
 impl Transformer {
+    /// True when distinct values always give distinct values, so a unique key stays unique:
+    /// permutations are bijections; the fakes marked unique, `random` on a uuid and IPv6
+    /// addresses carry at least 60 bits of the value's keyed hash (two of a million values
+    /// collide with odds below 10^-6); a dictionary does when its values are distinct and a
+    /// value it lacks cannot stay as it was. NULL is distinct from NULL unless the key says
+    /// NULLS NOT DISTINCT (`nulls_collide`). Templates are judged by the caller, which knows
+    /// the columns they read.
+    pub fn keeps_distinct(&self, nulls_collide: bool) -> bool {
+        match self {
+            Transformer::PermuteInt | Transformer::PermuteUuid | Transformer::RandomUuid => true,
+            Transformer::Null => !nulls_collide,
+            Transformer::Fake { kind, unique } => *unique || kind.always_distinct(),
+            Transformer::Dictionary { map, missing } => {
+                let values: Vec<&Vec<u8>> = map.values().flatten().collect();
+                let nulls = map.values().filter(|v| v.is_none()).count()
+                    + usize::from(*missing == Missing::Null);
+                let distinct: std::collections::HashSet<&Vec<u8>> =
+                    values.iter().copied().collect();
+                *missing != Missing::Keep
+                    && distinct.len() == values.len()
+                    && (!nulls_collide || nulls <= 1)
+            }
+            _ => false,
+        }
+    }
+
     /// True when every output has the column's type by construction.
     pub fn always_fits(&self) -> bool {
         matches!(
@@ -1172,14 +1219,19 @@ fn fake_value(kind: FakeKind, unique: bool, v: &[u8], cx: &Ctx) -> String {
             if unique { format!("{u}_{}", tag()) } else { u }
         }
         FakeKind::Phone => PhoneNumber().fake_with_rng(&mut rng),
-        FakeKind::Company => CompanyName().fake_with_rng(&mut rng),
-        FakeKind::StreetAddress => {
-            let n: String = BuildingNumber().fake_with_rng(&mut rng);
-            let s: String = StreetName().fake_with_rng(&mut rng);
-            format!("{n} {s}")
+        FakeKind::Company | FakeKind::StreetAddress | FakeKind::City | FakeKind::Country => {
+            let v: String = match kind {
+                FakeKind::Company => CompanyName().fake_with_rng(&mut rng),
+                FakeKind::StreetAddress => {
+                    let n: String = BuildingNumber().fake_with_rng(&mut rng);
+                    let s: String = StreetName().fake_with_rng(&mut rng);
+                    format!("{n} {s}")
+                }
+                FakeKind::City => CityName().fake_with_rng(&mut rng),
+                _ => CountryName().fake_with_rng(&mut rng),
+            };
+            if unique { format!("{v} {}", tag()) } else { v }
         }
-        FakeKind::City => CityName().fake_with_rng(&mut rng),
-        FakeKind::Country => CountryName().fake_with_rng(&mut rng),
         FakeKind::Ipv4 => IPv4().fake_with_rng(&mut rng),
         FakeKind::Ipv6 => IPv6().fake_with_rng(&mut rng),
         FakeKind::Mac => MACAddress().fake_with_rng(&mut rng),
@@ -1300,6 +1352,11 @@ fn fake_name_into(kind: FakeKind, unique: bool, v: &[u8], cx: &Ctx, out: &mut Ve
             out.extend_from_slice(domain.as_bytes());
         }
         _ => unreachable!("not a name kind"),
+    }
+    // Names take the tag after a space; an e-mail address took it in its local part.
+    if unique && kind != FakeKind::Email {
+        out.push(b' ');
+        base32_into(h as u64, out);
     }
 }
 

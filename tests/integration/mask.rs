@@ -964,3 +964,119 @@ columns.id = { type = "set", value = 99, when = { column = "born", in = ["2020-5
         assert!(o.stdout.is_empty());
     }
 }
+
+const KEYED: &str = "
+CREATE TABLE people (id int PRIMARY KEY, name text UNIQUE, nick text, city text, email text UNIQUE);
+CREATE UNIQUE INDEX people_lower_nick ON people (lower(nick));
+INSERT INTO people SELECT g, 'Person ' || g, 'nick' || g, 'City ' || (g % 7), 'p' || g || '@x.example'
+  FROM generate_series(1, 5000) g;
+CREATE TABLE pets (id int PRIMARY KEY, owner int REFERENCES people, owner_name text REFERENCES people (name));
+INSERT INTO pets SELECT g, 1 + g % 5000, 'Person ' || (1 + g % 5000) FROM generate_series(1, 3000) g;
+CREATE TABLE visits (id int, region text, at date, who int REFERENCES people) PARTITION BY LIST (region);
+CREATE TABLE visits_eu PARTITION OF visits FOR VALUES IN ('eu');
+CREATE TABLE visits_us PARTITION OF visits FOR VALUES IN ('us');
+INSERT INTO visits SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, date '2024-01-01' + g % 300,
+       1 + g % 5000 FROM generate_series(1, 2000) g;
+";
+
+/// Issue 13, items 7 and 8 and FK propagation: rules are checked against the unique, partition
+/// and foreign keys the manifest records. A rule that could make two rows collide on a unique
+/// key (before: the load failed at the index build), changes a partition key, or leaves a
+/// foreign key pointing nowhere is refused with the constraint or column named; a key's rule
+/// reaches every column that references it, and the result restores with every key valid.
+#[test]
+fn rules_keep_unique_partition_and_foreign_keys_valid() {
+    let c = cluster();
+    c.create_db("mask_constraints", KEYED);
+    let archive = extract("mask_constraints", &[]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&tar_entry(&archive, "weir/manifest.json")).unwrap();
+    let people = &manifest["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "people")
+        .unwrap();
+    assert_eq!(
+        people["unique"][2],
+        serde_json::json!({"name": "people_lower_nick", "kind": "index", "columns": ["nick"]})
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (rules, want) in [
+        (
+            "[tables.people]\ncolumns.name = \"full_name\"",
+            "public.people.name[0] (full_name): two rows could get the same name, which unique constraint people_name_key (name) refuses",
+        ),
+        (
+            "[tables.people]\ncolumns.nick = { type = \"regex_replace\", pattern = \"\\\\d\", with = \"#\" }",
+            "unique index people_lower_nick (nick)",
+        ),
+        (
+            "[tables.people]\ncolumns.id = { type = \"permute\", when = { column = \"city\", equals = \"City 1\" } }",
+            "has a condition (when), and public.pets.owner references it (pets_owner_fkey)",
+        ),
+        (
+            "[tables.people]\ncolumns.email = { type = \"template\", template = \"{city}.{id}@x.example\" }",
+            "list \"email\" in the table's assume_unique",
+        ),
+        (
+            "[tables.visits]\ncolumns.region = \"city\"",
+            "region is a partition key of public.visits",
+        ),
+        (
+            "[tables.pets]\ncolumns.owner = \"permute\"",
+            "rules mask public.pets.owner but not public.people.id, which it references (pets_owner_fkey)",
+        ),
+        (
+            "[tables.people]\ncolumns.id = \"permute\"\n[tables.pets]\ncolumns.owner = { type = \"random\", min = 1, max = 9 }",
+            "rules for public.pets.owner and public.people.id, which it references (pets_owner_fkey), differ",
+        ),
+        (
+            "[tables.people]\ncolumns.city = { type = \"city\", unique = true }\ncolumns.id = \"permute\"\nassume_unique = [\"nick\"]",
+            "assume_unique names \"nick\", which has no rule",
+        ),
+        (
+            "[tables.people]\ncolumns.city = { type = \"phone\", unique = true }",
+            "phone has a fixed form",
+        ),
+    ] {
+        let path = write_rules(&dir, rules);
+        let o = mask(&path, &archive, &[KEY]);
+        assert_eq!(o.status.code(), Some(2), "{rules}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{rules}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{rules}: output written");
+    }
+    // Rules that keep every key: the id's permutation reaches pets.owner and visits.who, the
+    // unique names reach pets.owner_name, a template of the id keeps nick unique, and the
+    // user vouches for the e-mail template.
+    let rules = write_rules(
+        &dir,
+        r#"
+[tables.people]
+columns.id = "permute"
+columns.name = { type = "full_name", unique = true }
+columns.nick = { type = "template", template = "nick_{id}" }
+columns.email = { type = "template", template = "{city}.{id}@x.example" }
+columns.city = "city"
+assume_unique = ["email"]
+[tables.pets]
+columns.owner_name = { type = "full_name", unique = true }
+"#,
+    );
+    let masked = run_ok(mask(&rules, &archive, &[KEY]), "weir-mask");
+    load("mask_constraints_dst", &masked);
+    let q = |sql: &str| c.psql("mask_constraints_dst", sql).trim().to_string();
+    let joins = "SELECT (SELECT count(*) FROM pets JOIN people ON people.id = pets.owner), \
+                 (SELECT count(*) FROM pets JOIN people ON people.name = pets.owner_name \
+                    AND people.id = pets.owner), \
+                 (SELECT count(*) FROM visits JOIN people ON people.id = visits.who), \
+                 (SELECT count(DISTINCT name) FROM people), \
+                 (SELECT count(*) FROM people WHERE name LIKE 'Person %' OR nick = 'nick' || id)";
+    assert_eq!(q(joins), "3000|3000|2000|5000|0");
+    // The templates read the masked id and city.
+    assert_eq!(
+        q("SELECT count(*) FROM people WHERE nick = 'nick_' || id \
+           AND email = city || '.' || id || '@x.example'"),
+        "5000"
+    );
+}

@@ -1,9 +1,10 @@
 //! What an extraction takes: the catalog read inside the snapshot (tables, partitions,
-//! materialized views, columns, what each table owns, foreign keys, sequences), pg_dump's
-//! selection rules applied to it, the chosen tables locked, and the work cut into COPY items.
+//! materialized views, columns, what each table owns, foreign, unique and partition keys,
+//! sequences), pg_dump's selection rules applied to it, the chosen tables locked, and the work
+//! cut into COPY items.
 
 use super::{ExtractOptions, Source};
-use crate::archive::{self, Column, ForeignKey, Manifest, MatView, Sequence, Table};
+use crate::archive::{self, Column, ForeignKey, Manifest, MatView, Sequence, Table, UniqueKey};
 use crate::pg::pattern::Pattern;
 use crate::pg::sql::quote_ident;
 use crate::plumbing::{random_bytes, rfc3339, unix_seconds};
@@ -162,7 +163,7 @@ pub fn plan(src: &mut Source, opts: &ExtractOptions, pg_dump_version: &str) -> R
     let (mut tables, matviews, block_size) = read_relations(c, &sel, &filters)?;
     check_schemas(c, &sel)?;
     let by_oid: HashMap<u32, usize> = tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
-    read_details(c, &mut tables, &by_oid)?;
+    read_details(c, &mut tables, &by_oid, src.server_num)?;
     lock(c, &tables)?;
     let sequences = read_sequences(c, &sel, &by_oid)?;
     c.batch_execute("SELECT pg_catalog.set_config('search_path', '', false)")?;
@@ -269,6 +270,8 @@ fn read_relations(
             bytes_on_disk: size.max(0) as u64,
             owned_oids: Vec::new(),
             foreign_keys: Vec::new(),
+            unique: Vec::new(),
+            partition_key: Vec::new(),
             partition_root: root.and_then(|v| <[String; 2]>::try_from(v).ok()),
         });
     }
@@ -312,6 +315,7 @@ fn read_details(
     c: &mut postgres::Client,
     tables: &mut [Table],
     by_oid: &HashMap<u32, usize>,
+    server_num: u32,
 ) -> Result<()> {
     let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
     // Columns, leaving out generated ones as pg_dump does (they are recomputed on load).
@@ -343,15 +347,111 @@ fn read_details(
         let i = by_oid[&r.get::<_, u32>(0)];
         tables[i].owned_oids.push(r.get(1));
     }
-    for r in c.query(
-        "SELECT conrelid, oid, confrelid FROM pg_catalog.pg_constraint WHERE contype = 'f' AND conrelid = ANY ($1)",
-        &[&oids],
-    )? {
+    read_foreign_keys(c, tables, by_oid, &oids)?;
+    read_unique_keys(c, tables, by_oid, &oids, server_num)?;
+    read_partition_keys(c, tables, by_oid, &oids)
+}
+
+/// The names of a constraint's columns in key order: `conkey` or `confkey` of `rel`.
+const KEY_NAMES: &str = "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(KEY) WITH ORDINALITY k(n, o) \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = REL AND a.attnum = k.n ORDER BY k.o)";
+
+fn key_names(key: &str, rel: &str) -> String {
+    KEY_NAMES.replace("KEY", key).replace("REL", rel)
+}
+
+fn read_foreign_keys(
+    c: &mut postgres::Client,
+    tables: &mut [Table],
+    by_oid: &HashMap<u32, usize>,
+    oids: &[u32],
+) -> Result<()> {
+    let q = format!(
+        "SELECT conrelid, oid, confrelid, conname::text, {}, {} \
+         FROM pg_catalog.pg_constraint WHERE contype = 'f' AND conrelid = ANY ($1) ORDER BY conrelid, conname",
+        key_names("conkey", "conrelid"),
+        key_names("confkey", "confrelid")
+    );
+    for r in c.query(&q, &[&oids])? {
         let i = by_oid[&r.get::<_, u32>(0)];
         tables[i].foreign_keys.push(ForeignKey {
             oid: r.get(1),
             references_oid: r.get(2),
+            name: r.get(3),
+            columns: r.get(4),
+            references_columns: r.get(5),
         });
+    }
+    Ok(())
+}
+
+/// Primary keys, unique constraints and indexes, exclusion constraints. The columns are the
+/// plain key columns, then those that key expressions and a partial index's predicate read
+/// (from the index's dependencies on its table's columns, recorded for both).
+fn read_unique_keys(
+    c: &mut postgres::Client,
+    tables: &mut [Table],
+    by_oid: &HashMap<u32, usize>,
+    oids: &[u32],
+    server_num: u32,
+) -> Result<()> {
+    let nulls = if server_num >= 150000 {
+        "i.indnullsnotdistinct"
+    } else {
+        "false"
+    };
+    let q = format!(
+        "SELECT i.indrelid, ic.relname::text, \
+                CASE WHEN i.indisprimary THEN 'primary' WHEN i.indisexclusion THEN 'exclusion' \
+                     WHEN con.oid IS NOT NULL THEN 'unique' ELSE 'index' END, \
+                {} || ARRAY(SELECT a.attname::text FROM pg_catalog.pg_depend d \
+                   JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = d.refobjsubid \
+                  WHERE i.indexprs IS NOT NULL AND d.classid = 'pg_catalog.pg_class'::regclass \
+                    AND d.objid = i.indexrelid AND d.refobjid = i.indrelid AND d.refobjsubid > 0 \
+                    AND d.refobjsubid <> ALL (i.indkey::int2[]) ORDER BY a.attnum), \
+                i.indpred IS NOT NULL, {nulls} \
+         FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+         LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.contype = 'u' \
+         WHERE i.indrelid = ANY ($1) AND (i.indisunique OR i.indisexclusion) \
+         ORDER BY i.indrelid, NOT i.indisprimary, ic.relname",
+        key_names("i.indkey::int2[]", "i.indrelid")
+    );
+    for r in c.query(&q, &[&oids])? {
+        let i = by_oid[&r.get::<_, u32>(0)];
+        tables[i].unique.push(UniqueKey {
+            name: r.get(1),
+            kind: r.get(2),
+            columns: r.get(3),
+            partial: r.get(4),
+            nulls_not_distinct: r.get(5),
+        });
+    }
+    Ok(())
+}
+
+/// For each partition, the columns its ancestors partition by. PostgreSQL records every
+/// column a partition key reads, expressions included, as an internal dependency of the
+/// partitioned table on its own column (StorePartitionKey in src/backend/catalog/heap.c).
+fn read_partition_keys(
+    c: &mut postgres::Client,
+    tables: &mut [Table],
+    by_oid: &HashMap<u32, usize>,
+    oids: &[u32],
+) -> Result<()> {
+    for r in c.query(
+        "SELECT t.oid, ARRAY(SELECT DISTINCT a.attname::text \
+           FROM pg_catalog.pg_partition_ancestors(t.oid) p(relid) \
+           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass \
+            AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.objid = p.relid \
+            AND d.refobjid = p.relid AND d.objsubid > 0 AND d.deptype = 'i' \
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attname = \
+                (SELECT pa.attname FROM pg_catalog.pg_attribute pa WHERE pa.attrelid = p.relid AND pa.attnum = d.objsubid) \
+           ORDER BY 1) \
+         FROM pg_catalog.pg_class t WHERE t.oid = ANY ($1) AND t.relispartition",
+        &[&oids],
+    )? {
+        let i = by_oid[&r.get::<_, u32>(0)];
+        tables[i].partition_key = r.get(1);
     }
     Ok(())
 }

@@ -178,10 +178,16 @@ mod tests {
             ForeignKey {
                 oid: 150,
                 references_oid: 200,
+                name: String::new(),
+                columns: Vec::new(),
+                references_columns: Vec::new(),
             },
             ForeignKey {
                 oid: 151,
                 references_oid: 300,
+                name: String::new(),
+                columns: Vec::new(),
+                references_columns: Vec::new(),
             },
         ];
         m.tables = vec![
