@@ -59,6 +59,9 @@ pub struct Manifest {
     pub mask: Option<MaskInfo>,
     pub globals: bool,
     pub blobs: bool,
+    /// How `--subset` chose the rows, when it did; each table's `subset` says its part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<SubsetInfo>,
     pub tables: Vec<Table>,
     pub sequences: Vec<Sequence>,
     pub matviews: Vec<MatView>,
@@ -81,6 +84,16 @@ pub struct MaskInfo {
     pub unmasked: Vec<String>,
 }
 
+/// The `--subset` arguments an archive was extracted with.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SubsetInfo {
+    /// `TABLE:CONDITION`, as given.
+    pub seeds: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_fks: Vec<String>,
+    pub dependents: bool,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Table {
     /// The table's number in this archive; data entries are named after it, never after the
@@ -97,6 +110,11 @@ pub struct Table {
     /// The row filter applied at extraction (`--where`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<String>,
+    /// With `--subset`: `seed` (rows that satisfy a subset condition, and those the closure
+    /// reached), `referenced` (rows the closure reached), `restricted` (every row except those
+    /// that reference a row left out); absent: every row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
     /// Source size on disk, for progress estimates.
     pub bytes_on_disk: u64,
     /// OIDs of the schema objects that belong to this table (indexes, constraints, triggers,

@@ -41,6 +41,19 @@ pub struct ExtractCli {
     /// (repeatable), e.g. --where 'public.orders:created_at > now() - interval '"'"'30 days'"'"''.
     #[arg(long = "where", value_name = "TABLE:CONDITION")]
     pub r#where: Vec<String>,
+    /// Extract the rows of TABLE for which CONDITION holds, every row they reference through
+    /// foreign keys (transitively), and of the tables that reference these only the rows that
+    /// point at kept rows, so the result restores with every key valid (repeatable).
+    #[arg(long = "subset", value_name = "TABLE:CONDITION")]
+    pub subset: Vec<String>,
+    /// With --subset, also keep the rows that reference the subset's rows (transitively), and
+    /// the rows these reference.
+    #[arg(long = "subset-dependents")]
+    pub subset_dependents: bool,
+    /// A foreign key the schema does not declare, for --subset, e.g.
+    /// 'public.events(user_id)->public.users(id)' (repeatable).
+    #[arg(long = "virtual-fk", value_name = "CHILD(COLS)->PARENT(COLS)")]
+    pub virtual_fk: Vec<String>,
     /// Include roles and tablespaces (pg_dumpall --globals-only; needs a superuser).
     #[arg(long = "globals")]
     pub globals: bool,
@@ -92,6 +105,11 @@ impl ExtractCli {
             exclude_schemas: self.exclude_schema.clone(),
             exclude_table_data: self.exclude_table_data.clone(),
             wheres: self.r#where.clone(),
+            subset: crate::dump::extract::subset::SubsetSpec {
+                seeds: self.subset.clone(),
+                virtual_fks: self.virtual_fk.clone(),
+                dependents: self.subset_dependents,
+            },
             globals: self.globals,
             blobs: if self.large_objects {
                 Some(true)
@@ -331,7 +349,11 @@ pub const EXTRACT: Page = Page {
         ),
         (
             "weir-extract --where 'public.orders:created_at > now() - interval '\\''7 days'\\''' -t 'public.orders' shop > recent.weir",
-            "A subset: one week of orders.",
+            "One week of orders, and nothing else.",
+        ),
+        (
+            "weir-extract --subset 'public.orders:id % 10 = 0' --virtual-fk 'public.events(user_id)->public.users(id)' shop | weir-load --create shop_sample",
+            "A tenth of the orders with every row they reference, restored with all foreign keys valid.",
         ),
     ],
     environment: CONN_ENV,

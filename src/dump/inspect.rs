@@ -134,6 +134,14 @@ fn list(out: &mut impl Write, m: &Manifest, t: &Trailer) -> Result<()> {
     writeln!(out, "snapshot:  {}", m.snapshot)?;
     writeln!(out, "masked:    {}", masked_line(m, t.blobs.count))?;
     writeln!(out, "globals:   {}", if m.globals { "yes" } else { "no" })?;
+    if let Some(s) = &m.subset {
+        let dependents = if s.dependents {
+            ", with dependents"
+        } else {
+            ""
+        };
+        writeln!(out, "subset:    {}{dependents}", s.seeds.join("; "))?;
+    }
     writeln!(
         out,
         "sequences: {}   large objects: {} ({})   materialized views: {}",

@@ -13,3 +13,4 @@ mod ops;
 mod roundtrip;
 mod stages;
 mod storage;
+mod subset;

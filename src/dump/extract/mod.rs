@@ -8,6 +8,7 @@
 //! through a bounded channel, which bounds memory whatever the table sizes.
 
 mod plan;
+pub mod subset;
 
 pub use plan::RANGE_PAGES;
 
@@ -33,6 +34,8 @@ pub struct ExtractOptions {
     pub exclude_table_data: Vec<String>,
     /// `TABLE:CONDITION` row filters.
     pub wheres: Vec<String>,
+    /// `--subset`, `--virtual-fk`, `--subset-dependents`.
+    pub subset: subset::SubsetSpec,
     pub globals: bool,
     /// `Some(true)` forces large objects in, `Some(false)` leaves them out; `None` is pg_dump's
     /// default (in unless tables or schemas were selected).

@@ -3,8 +3,11 @@
 //! sequences), pg_dump's selection rules applied to it, the chosen tables locked, and the work
 //! cut into COPY items.
 
+use super::subset;
 use super::{ExtractOptions, Source};
-use crate::archive::{self, Column, ForeignKey, Manifest, MatView, Sequence, Table, UniqueKey};
+use crate::archive::{
+    self, Column, ForeignKey, Manifest, MatView, Sequence, SubsetInfo, Table, UniqueKey,
+};
 use crate::pg::pattern::Pattern;
 use crate::pg::sql::quote_ident;
 use crate::plumbing::{random_bytes, rfc3339, unix_seconds};
@@ -164,6 +167,24 @@ pub fn plan(src: &mut Source, opts: &ExtractOptions, pg_dump_version: &str) -> R
     check_schemas(c, &sel)?;
     let by_oid: HashMap<u32, usize> = tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
     read_details(c, &mut tables, &by_oid, src.server_num)?;
+    let subset = subset::plan(&tables, &opts.subset)?;
+    if let Some(s) = &subset {
+        if src.server_num < 140000 {
+            bail!("--subset needs PostgreSQL 14 or newer (it hashes row addresses)");
+        }
+        for t in &mut tables {
+            t.subset = s.role(t.id).map(str::to_string);
+            // Planned now, so a mistake in a condition stops us before the archive starts.
+            if let Some(q) = s.select(t) {
+                c.batch_execute(&format!("EXPLAIN {q}")).map_err(|e| {
+                    let m = e
+                        .as_db_error()
+                        .map_or(e.to_string(), |d| d.message().into());
+                    anyhow!("--subset: {m} (planning the rows of {})", t.qualified())
+                })?;
+            }
+        }
+    }
     lock(c, &tables)?;
     let sequences = read_sequences(c, &sel, &by_oid)?;
     c.batch_execute("SELECT pg_catalog.set_config('search_path', '', false)")?;
@@ -173,7 +194,7 @@ pub fn plan(src: &mut Source, opts: &ExtractOptions, pg_dump_version: &str) -> R
     } else {
         RANGE_PAGES
     };
-    let work = work_items(&tables, src.server_num, block_size, range);
+    let work = work_items(&tables, subset.as_ref(), src.server_num, block_size, range);
     let now = std::time::SystemTime::now();
     let manifest = Manifest {
         format: archive::FORMAT_NAME.into(),
@@ -197,6 +218,11 @@ pub fn plan(src: &mut Source, opts: &ExtractOptions, pg_dump_version: &str) -> R
         mask: None,
         globals: opts.globals,
         blobs,
+        subset: (!opts.subset.seeds.is_empty()).then(|| SubsetInfo {
+            seeds: opts.subset.seeds.clone(),
+            virtual_fks: opts.subset.virtual_fks.clone(),
+            dependents: opts.subset.dependents,
+        }),
         tables,
         sequences,
         matviews,
@@ -261,6 +287,7 @@ fn read_relations(
         tables.push(Table {
             id: tables.len() as u32,
             filter: filters.condition(&schema, &name, visible, r.get(6)),
+            subset: None,
             data: kind == "r" && filters.keeps_data(&schema, &name, visible),
             schema,
             name,
@@ -525,10 +552,21 @@ fn read_sequences(
 /// first), then the second ranges, and so on: workers then read different tables at the same
 /// time, so the archive interleaves them and `weir-load` can load them in parallel, each on
 /// one connection with COPY FREEZE.
-fn work_items(tables: &[Table], server_num: u32, block_size: i64, range: i64) -> Vec<WorkItem> {
+/// A subset table is one COPY: each query computes the closure, which a split would repeat.
+fn work_items(
+    tables: &[Table],
+    subset: Option<&subset::Subset>,
+    server_num: u32,
+    block_size: i64,
+    range: i64,
+) -> Vec<WorkItem> {
     // (round, table size, item)
     let mut items: Vec<(usize, u64, WorkItem)> = Vec::new();
     for t in tables.iter().filter(|t| t.data) {
+        if let Some(query) = subset.and_then(|s| s.copy_query(t)) {
+            items.push((0, t.bytes_on_disk, WorkItem { table: t.id, query }));
+            continue;
+        }
         let pages = t.bytes_on_disk as i64 / block_size.max(1);
         let cols = t.column_list();
         if server_num >= 140000 && pages > 2 * range {
