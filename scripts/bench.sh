@@ -146,6 +146,23 @@ users_bytes=$(stat -c %s "$work/users.weir"); rest_bytes=$(stat -c %s "$work/res
     printf '  %-26s %s s with weir-mask, %s s without: %sx wall time (target <= 1.10)\n' "extract|mask|compress" "$(best "${pm[@]}")" "$(best "${pp[@]}")" "$(python3 -c "print(f'{$(best "${pm[@]}")/$(best "${pp[@]}"):.2f}')")"
 } >> "$work/stages"
 
+# weir-extract --subset: a tenth of the events with every user they reference (through a
+# declared virtual key: the bench schema has none), against the same two tables whole.
+echo "== weir-extract --subset, $runs runs each"
+st=(); ft=()
+subset_args=(-q -j2 -t public.events -t public.users)
+for i in $(seq "$runs"); do
+    read -r a _ < <(measure "extract --subset (10% of events)" "$bin/weir-extract" "${subset_args[@]}" \
+        --subset 'public.events:id % 10 = 0' --virtual-fk 'public.events(user_id)->public.users(id)' \
+        --stats "$work/subset.json")
+    read -r b _ < <(measure "extract events and users" "$bin/weir-extract" "${subset_args[@]}" \
+        --stats "$work/whole.json")
+    st+=("$a"); ft+=("$b")
+done
+rows() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['rows'])" "$1"; }
+printf '  %-26s %s s for %s rows; whole tables %s s for %s rows\n' "extract --subset 10%" \
+    "$(best "${st[@]}")" "$(rows "$work/subset.json")" "$(best "${ft[@]}")" "$(rows "$work/whole.json")" >> "$work/stages"
+
 # Object storage: one local s3s-fs server; the AWS CLI and weir each upload the archive from
 # standard input, then download one object (written by weir-put, so weir-get also verifies
 # its full-object checksum) to standard output.

@@ -117,10 +117,14 @@ impl Output {
             Some(p) => {
                 let f = File::create(Path::new(p))
                     .map_err(|e| anyhow::anyhow!("cannot create {p}: {e}"))?;
-                let sync = f.try_clone()?;
+                // Only a regular file can be synced: fsync of /dev/null or a FIFO is EINVAL.
+                let sync = match f.metadata()?.is_file() {
+                    true => Some(f.try_clone()?),
+                    false => None,
+                };
                 Ok(Output {
                     inner: BufWriter::with_capacity(IO_BUFFER, Box::new(f)),
-                    file: Some(sync),
+                    file: sync,
                 })
             }
         }
