@@ -4,6 +4,7 @@
 //! can recompute the mapping. Keys of key columns go through keyed permutations instead, which
 //! can never collide.
 
+use hmac::{KeyInit, Mac};
 use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use sha2::{Digest, Sha256};
@@ -46,10 +47,22 @@ impl Key {
         let word = |i: usize| u64::from_le_bytes(d[i..i + 8].try_into().unwrap());
         let mut block = [0u8; 16];
         block.copy_from_slice(&d[16..]);
+        // The `hash` transformer's HMAC key: its own derivation, so its output reveals nothing
+        // of the keys behind the pseudonyms.
+        let mac_key = Sha256::digest(
+            [
+                b"weir-mask hash v1\0".as_slice(),
+                &self.sip,
+                &self.perm,
+                rule,
+            ]
+            .concat(),
+        );
         RuleKey {
             state,
             round_keys: (word(0), word(8)),
             block_key: block,
+            mac: hmac::Hmac::new_from_slice(&mac_key).expect("HMAC takes any key length"),
         }
     }
 }
@@ -60,6 +73,7 @@ pub struct RuleKey {
     state: SipHasher24,
     round_keys: (u64, u64),
     block_key: [u8; 16],
+    mac: hmac::Hmac<Sha256>,
 }
 
 impl RuleKey {
@@ -68,6 +82,14 @@ impl RuleKey {
         let mut h = self.state;
         h.write(value);
         h.finish128().as_u128()
+    }
+
+    /// HMAC-SHA-256 (RFC 2104) of `value` under the rule's own key: for tokens and
+    /// passwords, where 128 bits of SipHash would be too short to publish.
+    pub fn mac(&self, value: &[u8]) -> [u8; 32] {
+        let mut m = self.mac.clone();
+        m.update(value);
+        m.finalize().into_bytes().into()
     }
 
     /// A generator for one value; what it yields depends only on key, rule and value.

@@ -88,6 +88,11 @@ pub enum Transformer {
     /// Integer keys of any width, through [`super::keyed::RuleKey::permute_key`].
     PermuteInt,
     PermuteUuid,
+    /// Keyed HMAC-SHA-256 of the value, in hex or base64, cut to `length` characters.
+    Hash {
+        base64: bool,
+        length: Option<usize>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +206,7 @@ const NAMES: &[&str] = &[
     "dictionary",
     "command",
     "permute",
+    "hash",
 ];
 
 /// Parameters of one rule, with a note of which were used (an unused one is a typo).
@@ -486,6 +492,19 @@ pub fn compile(
             }
             let timeout = std::time::Duration::from_secs(secs as u64);
             Transformer::Command(std::sync::Mutex::new(None), run, timeout)
+        }
+        "hash" => {
+            need(ty.is_text(), || wrong_type("text"))?;
+            let base64 = match p.string("encoding")?.as_deref().unwrap_or("hex") {
+                "hex" => false,
+                "base64" => true,
+                o => bail!("{rule}: encoding = {o:?}: use hex or base64"),
+            };
+            let length = match p.int("length")? {
+                Some(n) if n < 1 => bail!("{rule}: length must be at least 1"),
+                n => n.map(|n| n as usize),
+            };
+            Transformer::Hash { base64, length }
         }
         "permute" => match ty {
             Ty::Int { .. } => Transformer::PermuteInt,
@@ -784,7 +803,7 @@ impl Transformer {
 
 impl Transformer {
     /// True when distinct values always give distinct values, so a unique key stays unique:
-    /// permutations are bijections; the fakes marked unique, `random` on a uuid and IPv6
+    /// permutations are bijections; `hash` keeps at least 64 bits; the fakes marked unique, `random` on a uuid and IPv6
     /// addresses carry at least 60 bits of the value's keyed hash (two of a million values
     /// collide with odds below 10^-6); a dictionary does when its values are distinct and a
     /// value it lacks cannot stay as it was. NULL is distinct from NULL unless the key says
@@ -794,6 +813,10 @@ impl Transformer {
         match self {
             Transformer::PermuteInt | Transformer::PermuteUuid | Transformer::RandomUuid => true,
             Transformer::Null => !nulls_collide,
+            // At least 64 bits of the MAC: 16 hex or 11 base64 characters.
+            Transformer::Hash { base64, length } => {
+                length.is_none_or(|n| n * if *base64 { 6 } else { 4 } >= 64)
+            }
             Transformer::Fake { kind, unique } => *unique || kind.always_distinct(),
             Transformer::Dictionary { map, missing } => {
                 let values: Vec<&Vec<u8>> = map.values().flatten().collect();
@@ -1008,6 +1031,16 @@ impl Transformer {
             Transformer::PermuteUuid => {
                 let b = parse_uuid(text()?).ok_or_else(|| anyhow!("not a uuid"))?;
                 uuid_text(&cx.rk.permute_block(b)).into_bytes()
+            }
+            Transformer::Hash { base64, length } => {
+                let mac = cx.rk.mac(v);
+                let mut text = if *base64 {
+                    openssl::base64::encode_block(&mac)
+                } else {
+                    hex::encode(mac)
+                };
+                text.truncate(length.unwrap_or(usize::MAX).min(text.len()));
+                text.into_bytes()
             }
             Transformer::Null
             | Transformer::Set(_)

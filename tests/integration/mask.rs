@@ -1080,3 +1080,74 @@ columns.owner_name = { type = "full_name", unique = true }
         "5000"
     );
 }
+
+/// Keyed hashing: HMAC-SHA-256 under a key derived from the mask key and the rule (checked
+/// here against Python's hmac module), hex or base64, cut to a length; NULL stays NULL; the
+/// same value hashes the same in every table; too short a hash is refused on a unique column.
+#[test]
+fn hash_is_keyed_hmac_sha256_in_hex_or_base64() {
+    let c = cluster();
+    c.create_db(
+        "mask_hash",
+        "CREATE TABLE t (id int PRIMARY KEY, token text UNIQUE, pw text, short text);
+         INSERT INTO t VALUES (1, 'tok-1', 'hunter2', 'abc'), (2, 'tok-2', NULL, 'abd');
+         CREATE TABLE u (token text);
+         INSERT INTO u VALUES ('tok-1');",
+    );
+    let archive = extract("mask_hash", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        &dir,
+        r#"
+[tables.t]
+columns.token = "hash"
+columns.pw = { type = "hash", encoding = "base64" }
+columns.short = { type = "hash", length = 16 }
+[tables.u]
+columns.token = "hash"
+"#,
+    );
+    let masked = ok(mask(&rules, &archive, &[KEY]));
+    load("mask_hash_dst", &masked);
+    let q = |sql: &str| c.psql("mask_hash_dst", sql).trim().to_string();
+    let expect = |rule: &str, value: &str, base64: bool| {
+        let py = format!(
+            "import hashlib, hmac, base64, sys\n\
+             d = hashlib.sha256(b'weir-mask key v1\\0' + sys.argv[1].encode()).digest()\n\
+             k = hashlib.sha256(b'weir-mask hash v1\\0' + d + sys.argv[2].encode()).digest()\n\
+             m = hmac.new(k, sys.argv[3].encode(), hashlib.sha256).digest()\n\
+             print(base64.b64encode(m).decode() if {} else m.hex())",
+            if base64 { "True" } else { "False" }
+        );
+        let o = std::process::Command::new("python3")
+            .args(["-c", &py, KEY.1, rule, value])
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(
+        q("SELECT token FROM t WHERE id = 1"),
+        expect("hash:", "tok-1", false)
+    );
+    assert_eq!(
+        q("SELECT token FROM u"),
+        q("SELECT token FROM t WHERE id = 1")
+    );
+    assert_eq!(
+        q("SELECT pw FROM t WHERE id = 1"),
+        expect("hash:encoding = \"base64\"\n", "hunter2", true)
+    );
+    assert_eq!(q("SELECT pw IS NULL FROM t WHERE id = 2"), "t");
+    assert_eq!(
+        q("SELECT string_agg(length(short)::text, ',') FROM t"),
+        "16,16"
+    );
+    // On a unique column, fewer than 64 bits of hash could collide.
+    let short = write_rules(
+        &dir,
+        "[tables.t]\ncolumns.token = { type = \"hash\", length = 15 }",
+    );
+    let o = mask(&short, &archive, &[KEY]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("t_token_key"), "{}", stderr(&o));
+}
