@@ -12,6 +12,7 @@
 pub mod constant;
 pub mod globals;
 pub mod integrity;
+pub mod json;
 pub mod keyed;
 pub mod rules;
 pub mod transform;

@@ -68,9 +68,10 @@ pub enum Transformer {
         unique: bool,
     },
     Template(Vec<TemplatePart>),
+    /// `value` is the new value's JSON text.
     JsonSet {
         path: Vec<String>,
-        value: serde_json::Value,
+        value: Vec<u8>,
     },
     JsonDelete {
         path: Vec<String>,
@@ -465,7 +466,7 @@ pub fn compile(
                 Transformer::JsonDelete { path }
             } else {
                 let value = match p.get("value") {
-                    Some(v) => serde_json::to_value(v)?,
+                    Some(v) => serde_json::to_vec(v)?,
                     None => bail!("{rule}: json_set needs value"),
                 };
                 Transformer::JsonSet { path, value }
@@ -1021,8 +1022,12 @@ impl Transformer {
                     .into_bytes()
             }
             Transformer::Fake { kind, unique } => fake_value(*kind, *unique, v, cx).into_bytes(),
-            Transformer::JsonSet { path, value } => json_edit(v, path, Some(value))?,
-            Transformer::JsonDelete { path } => json_edit(v, path, None)?,
+            Transformer::JsonSet { path, value } => {
+                super::json::edit(v, path, &super::json::Op::Set(value))?
+            }
+            Transformer::JsonDelete { path } => {
+                super::json::edit(v, path, &super::json::Op::Delete)?
+            }
             Transformer::PermuteInt => {
                 let mut out = Vec::new();
                 self.apply_into(Some(v), cx, &mut out)?;
@@ -1182,52 +1187,6 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
         .collect();
     let v = hex::decode(h).ok()?;
     v.try_into().ok()
-}
-
-fn json_edit(v: &[u8], path: &[String], value: Option<&serde_json::Value>) -> Result<Vec<u8>> {
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(v).map_err(|e| anyhow!("not JSON: {e}"))?;
-    let (last, parents) = path.split_last().expect("path is never empty");
-    let mut cur = &mut doc;
-    for k in parents {
-        cur = match cur {
-            serde_json::Value::Object(m) => match value {
-                Some(_) => m
-                    .entry(k.clone())
-                    .or_insert_with(|| serde_json::Value::Object(Default::default())),
-                None => match m.get_mut(k) {
-                    Some(x) => x,
-                    None => return Ok(serde_json::to_vec(&doc)?),
-                },
-            },
-            serde_json::Value::Array(a) => match k.parse::<usize>().ok().and_then(|i| a.get_mut(i))
-            {
-                Some(x) => x,
-                None => return Ok(serde_json::to_vec(&doc)?),
-            },
-            _ => return Ok(serde_json::to_vec(&doc)?),
-        };
-    }
-    match (cur, value) {
-        (serde_json::Value::Object(m), Some(val)) => {
-            m.insert(last.clone(), val.clone());
-        }
-        (serde_json::Value::Object(m), None) => {
-            m.remove(last);
-        }
-        (serde_json::Value::Array(a), Some(val)) => {
-            if let Some(x) = last.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
-                *x = val.clone();
-            }
-        }
-        (serde_json::Value::Array(a), None) => {
-            if let Some(i) = last.parse::<usize>().ok().filter(|i| *i < a.len()) {
-                a.remove(i);
-            }
-        }
-        _ => {}
-    }
-    Ok(serde_json::to_vec(&doc)?)
 }
 
 fn fake_value(kind: FakeKind, unique: bool, v: &[u8], cx: &Ctx) -> String {

@@ -1151,3 +1151,39 @@ columns.token = "hash"
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("t_token_key"), "{}", stderr(&o));
 }
+
+/// Issue 13, item 5: json_set and json_delete keep every byte they do not edit: numbers such
+/// as 1.10 and integers beyond 2^64, key order, and (in `json`) duplicate keys, every copy of
+/// a deleted key going.
+#[test]
+fn json_edits_keep_every_byte_they_do_not_edit() {
+    let c = cluster();
+    c.create_db(
+        "mask_json",
+        r#"CREATE TABLE t (id int, j json, b jsonb);
+         INSERT INTO t VALUES (1, '{"z": 1.10, "big": 18446744073709551617, "ssn": "1", "a": [1.0, {"ssn": 2}], "ssn": "3"}',
+                                  '{"z": 1.10, "big": 18446744073709551617, "ssn": "1", "card": {"no": "4111"}}');"#,
+    );
+    let archive = extract("mask_json", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        &dir,
+        r#"
+[tables.t]
+columns.j = [{ type = "json_delete", path = "ssn" }, { type = "json_set", path = "a.1.ssn", value = 0 }]
+columns.b = [{ type = "json_delete", path = "ssn" }, { type = "json_set", path = "card.no", value = "xxxx" },
+             { type = "json_set", path = "new.key", value = true }]
+"#,
+    );
+    let masked = ok(mask(&rules, &archive, &[KEY]));
+    load("mask_json_dst", &masked);
+    let q = |sql: &str| c.psql("mask_json_dst", sql).trim().to_string();
+    assert_eq!(
+        q("SELECT j FROM t"),
+        r#"{"z": 1.10, "big": 18446744073709551617, "a": [1.0, {"ssn": 0}]}"#
+    );
+    assert_eq!(
+        q("SELECT b FROM t"),
+        r#"{"z": 1.10, "big": 18446744073709551617, "new": {"key": true}, "card": {"no": "xxxx"}}"#
+    );
+}
