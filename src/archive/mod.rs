@@ -141,6 +141,13 @@ pub struct Column {
     pub name: String,
     #[serde(rename = "type")]
     pub type_name: String,
+    /// For a domain (or an array of one): the type underneath every domain, as `format_type`
+    /// writes it (`character varying(20)`, `text[]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// For an enum (or an array of one, or a domain over one): its labels in sort order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

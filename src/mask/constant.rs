@@ -88,6 +88,15 @@ pub fn compile(v: &toml::Value, ty: &Ty, column: &str) -> Result<Vec<u8>> {
                 .map_err(|_| refuse("a date (YYYY-MM-DD)"))?;
             d.format("%Y-%m-%d").to_string().into_bytes()
         }
+        Ty::Enum(labels) => {
+            if !labels.contains(&text) {
+                return Err(refuse(&format!(
+                    "a label of the enum ({})",
+                    labels.join(", ")
+                )));
+            }
+            text.into_bytes()
+        }
         _ => text.into_bytes(),
     })
 }

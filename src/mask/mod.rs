@@ -9,6 +9,7 @@
 //! trailer is written anew, so `weir-load` still verifies the stream end to end. Our trailer
 //! goes out only after the input's was checked.
 
+pub mod array;
 pub mod constant;
 pub mod globals;
 pub mod integrity;

@@ -314,7 +314,7 @@ impl TableCx<'_> {
     }
 
     fn ty(&self, index: usize) -> Ty {
-        Ty::parse(&self.t.columns[index].type_name)
+        Ty::of(&self.t.columns[index])
     }
 
     fn compile(

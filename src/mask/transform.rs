@@ -89,6 +89,17 @@ pub enum Transformer {
     /// Integer keys of any width, through [`super::keyed::RuleKey::permute_key`].
     PermuteInt,
     PermuteUuid,
+    /// A time of day within `min ..= max` seconds after midnight.
+    RandomTime {
+        min: u32,
+        max: u32,
+    },
+    /// A time of day moved by up to `seconds` either way, around midnight.
+    NoiseClock {
+        seconds: i64,
+    },
+    /// The inner transformer applied to each element of an array.
+    Each(Box<Transformer>),
     /// Keyed HMAC-SHA-256 of the value, in hex or base64, cut to `length` characters.
     Hash {
         base64: bool,
@@ -291,6 +302,15 @@ pub fn compile(
     columns: &dyn Fn(&str) -> Result<usize>,
 ) -> Result<Transformer> {
     let rule = p.rule;
+    // On an array, a transformer works on each element; those that make a whole value (NULL,
+    // a constant, a template, a command's answer) work on the array.
+    if let Ty::Array(elem) = ty {
+        if !matches!(kind, "null" | "set" | "template" | "command") {
+            let inner = compile(kind, p, elem, columns)
+                .map_err(|e| anyhow!("{e} (on each element of an array of {})", type_name(elem)))?;
+            return Ok(Transformer::Each(Box::new(inner)));
+        }
+    }
     let wrong_type = |what: &str| {
         anyhow!(
             "{rule}: {kind} cannot produce a value of type {} (it works on {what})",
@@ -375,8 +395,13 @@ pub fn compile(
                 Transformer::NoiseTime {
                     seconds: parse_interval(&iv).map_err(|e| anyhow!("{rule}: {e}"))?,
                 }
+            } else if *ty == Ty::Time {
+                let iv = p.need_string("interval")?;
+                Transformer::NoiseClock {
+                    seconds: parse_interval(&iv).map_err(|e| anyhow!("{rule}: {e}"))?,
+                }
             } else {
-                return Err(wrong_type("numbers, dates and timestamps"));
+                return Err(wrong_type("numbers, dates, timestamps and times"));
             }
         }
         "random" => match ty {
@@ -407,11 +432,23 @@ pub fn compile(
                     timestamp: *ty == Ty::Timestamp,
                 }
             }
+            Ty::Time => {
+                let t = |k: &str, def: &str| -> Result<u32> {
+                    let s = p.string(k)?.unwrap_or_else(|| def.to_string());
+                    parse_time(s.as_bytes())
+                        .map(|(secs, _)| secs)
+                        .ok_or_else(|| anyhow!("{rule}: {k} {s:?} is not a HH:MM:SS time"))
+                };
+                let (min, max) = (t("min", "00:00:00")?, t("max", "23:59:59")?);
+                need(min <= max, || anyhow!("{rule}: min is above max"))?;
+                Transformer::RandomTime { min, max }
+            }
+            Ty::Enum(labels) => Transformer::Choice(labels.clone()),
             Ty::Uuid => Transformer::RandomUuid,
             Ty::Bool => Transformer::RandomBool,
             _ => {
                 return Err(wrong_type(
-                    "integers, floats, numerics, dates, timestamps, uuids and booleans",
+                    "integers, floats, numerics, dates, timestamps, times, enums, uuids and booleans",
                 ));
             }
         },
@@ -424,6 +461,11 @@ pub fn compile(
                         v => v.to_string(),
                     })
                     .collect::<Vec<_>>(),
+                // An enum's choice is one of its labels unless values narrow it.
+                None if matches!(ty, Ty::Enum(_)) => match ty {
+                    Ty::Enum(labels) => labels.clone(),
+                    _ => unreachable!(),
+                },
                 _ => bail!("{rule}: choice needs values, a non-empty list"),
             };
             for v in &values {
@@ -539,8 +581,33 @@ fn type_name(ty: &Ty) -> String {
         Ty::Float => "float".into(),
         Ty::Numeric { .. } => "numeric".into(),
         Ty::Other(s) => s.clone(),
+        Ty::Enum(labels) => format!("enum ({})", labels.join(", ")),
+        Ty::Array(e) => format!("{}[]", type_name(e)),
         t => format!("{t:?}").to_lowercase(),
     }
+}
+
+/// A time of day as PostgreSQL writes one (`HH:MM:SS`, then a fraction and, for `timetz`, a
+/// zone): its seconds after midnight (`24:00:00` is 86400), and what follows them.
+pub fn parse_time(v: &[u8]) -> Option<(u32, &[u8])> {
+    let num = |a: usize| -> Option<u32> {
+        let d = v.get(a..a + 2)?;
+        d.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| u32::from(d[0] - b'0') * 10 + u32::from(d[1] - b'0'))
+    };
+    if v.get(2) != Some(&b':') || v.get(5) != Some(&b':') {
+        return None;
+    }
+    let (h, m, s) = (num(0)?, num(3)?, num(6)?);
+    let secs = h * 3600 + m * 60 + s;
+    (h <= 24 && m < 60 && s < 60 && secs <= 86400).then_some((secs, &v[8..]))
+}
+
+fn clock_text(secs: u32, rest: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60).into_bytes();
+    out.extend_from_slice(rest);
+    out
 }
 
 fn int_range(bits: u32) -> (i64, i64) {
@@ -814,6 +881,7 @@ impl Transformer {
         match self {
             Transformer::PermuteInt | Transformer::PermuteUuid | Transformer::RandomUuid => true,
             Transformer::Null => !nulls_collide,
+            Transformer::Each(inner) => inner.keeps_distinct(nulls_collide),
             // At least 64 bits of the MAC: 16 hex or 11 base64 characters.
             Transformer::Hash { base64, length } => {
                 length.is_none_or(|n| n * if *base64 { 6 } else { 4 } >= 64)
@@ -1036,6 +1104,23 @@ impl Transformer {
             Transformer::PermuteUuid => {
                 let b = parse_uuid(text()?).ok_or_else(|| anyhow!("not a uuid"))?;
                 uuid_text(&cx.rk.permute_block(b)).into_bytes()
+            }
+            Transformer::RandomTime { min, max } => {
+                let secs = cx.rk.rng(v).random_range(*min..=*max);
+                clock_text(secs, b"")
+            }
+            Transformer::NoiseClock { seconds } => {
+                let (secs, rest) = parse_time(v).ok_or_else(|| anyhow!("{v:?} is not a time"))?;
+                let shift = match *seconds {
+                    0 => 0,
+                    s => cx.rk.rng(v).random_range(-s..=s),
+                };
+                // Around midnight, keeping the fraction and the zone: 23:50 + 20 min is 00:10.
+                let moved = (i64::from(secs.min(86399)) + shift).rem_euclid(86400) as u32;
+                clock_text(moved, rest)
+            }
+            Transformer::Each(inner) => {
+                super::array::map_elements(v, |e| inner.apply(Some(e), cx))?
             }
             Transformer::Hash { base64, length } => {
                 let mac = cx.rk.mac(v);

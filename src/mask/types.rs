@@ -19,6 +19,13 @@ pub enum Ty {
     },
     Date,
     Timestamp,
+    /// time, with or without time zone, any precision.
+    Time,
+    Interval,
+    /// An enum, with its labels in sort order.
+    Enum(Vec<String>),
+    /// An array; transformers apply to each element.
+    Array(Box<Ty>),
     Uuid,
     Bool,
     Json,
@@ -28,13 +35,45 @@ pub enum Ty {
 }
 
 impl Ty {
+    /// A column's type: through its domains to the base type, an enum with its labels.
+    pub fn of(c: &crate::archive::Column) -> Ty {
+        let t = c.base.as_deref().unwrap_or(&c.type_name);
+        let ty = Ty::parse(t);
+        if c.labels.is_empty() {
+            return ty;
+        }
+        let labels = Ty::Enum(c.labels.clone());
+        match ty {
+            Ty::Array(_) => Ty::Array(Box::new(labels)),
+            _ => labels,
+        }
+    }
+
     pub fn parse(t: &str) -> Ty {
+        if let Some(elem) = t.strip_suffix("[]") {
+            return Ty::Array(Box::new(Ty::parse(elem)));
+        }
+        // format_type qualifies a type outside the search path: `ext.citext`.
+        if t.rsplit('.').next() == Some("citext") {
+            return Ty::Text { max: None };
+        }
         let (base, args) = match t.split_once('(') {
-            Some((b, rest)) => (b.trim(), rest.trim_end_matches(')').to_string()),
+            Some((b, rest)) => {
+                let (args, _) = rest.split_once(')').unwrap_or((rest, ""));
+                (b.trim(), args.to_string())
+            }
             None => (t.trim(), String::new()),
         };
-        if t.ends_with("[]") {
-            return Ty::Other(t.to_string());
+        // `timestamp(3) without time zone`, `time(2) with time zone`, `interval day to second`.
+        let word = |w: &str| t.starts_with(w);
+        if word("timestamp") {
+            return Ty::Timestamp;
+        }
+        if word("time ") || word("time(") || t == "time" {
+            return Ty::Time;
+        }
+        if word("interval") {
+            return Ty::Interval;
         }
         let nums: Vec<u32> = args
             .split(',')
@@ -57,7 +96,6 @@ impl Ty {
                 scale: nums.get(1).copied().unwrap_or(0),
             },
             "date" => Ty::Date,
-            "timestamp without time zone" | "timestamp with time zone" => Ty::Timestamp,
             "uuid" => Ty::Uuid,
             "boolean" => Ty::Bool,
             "json" | "jsonb" => Ty::Json,
@@ -82,6 +120,32 @@ impl Ty {
     /// Checks that `v` fits the column; the message says why not.
     pub fn fits(&self, v: &[u8]) -> Result<(), String> {
         match self {
+            Ty::Enum(labels) if !labels.iter().any(|l| l.as_bytes() == v) => {
+                return Err(format!(
+                    "{:?} is not a label of the enum ({})",
+                    String::from_utf8_lossy(v),
+                    labels.join(", ")
+                ));
+            }
+            Ty::Array(elem) => {
+                let mut err = None;
+                super::array::map_elements(v, |e| {
+                    if err.is_none() {
+                        err = elem.fits(e).err();
+                    }
+                    Ok(None)
+                })
+                .map_err(|e| e.to_string())?;
+                if let Some(e) = err {
+                    return Err(format!("an element: {e}"));
+                }
+            }
+            Ty::Time if super::transform::parse_time(v).is_none() => {
+                return Err(format!(
+                    "{:?} is not a time of day",
+                    String::from_utf8_lossy(v)
+                ));
+            }
             Ty::Text { max: Some(n) } => {
                 let chars = String::from_utf8_lossy(v).chars().count();
                 if chars > *n {
@@ -142,7 +206,19 @@ mod tests {
             }
         );
         assert_eq!(Ty::parse("integer"), Ty::Int { bits: 32 });
-        assert!(matches!(Ty::parse("text[]"), Ty::Other(_)));
+        assert_eq!(
+            Ty::parse("text[]"),
+            Ty::Array(Box::new(Ty::Text { max: None }))
+        );
+        assert_eq!(Ty::parse("timestamp(3) without time zone"), Ty::Timestamp);
+        assert_eq!(Ty::parse("time(2) with time zone"), Ty::Time);
+        assert_eq!(Ty::parse("interval day to second(2)"), Ty::Interval);
+        assert_eq!(Ty::parse("ext.citext"), Ty::Text { max: None });
+        let moods = Ty::Enum(vec!["sad".into(), "ok".into()]);
+        assert!(moods.fits(b"ok").is_ok() && moods.fits(b"meh").is_err());
+        let arr = Ty::parse("character varying(3)[]");
+        assert!(arr.fits(b"{abc,NULL,\"a b\"}").is_ok());
+        assert!(arr.fits(b"{abc,abcd}").is_err());
         assert!(Ty::parse("character varying(3)").fits(b"abcd").is_err());
         assert!(Ty::parse("numeric(4,2)").fits(b"123.45").is_err());
         assert!(Ty::parse("numeric(4,2)").fits(b"12.45").is_ok());

@@ -1187,3 +1187,107 @@ columns.b = [{ type = "json_delete", path = "ssn" }, { type = "json_set", path =
         r#"{"z": 1.10, "big": 18446744073709551617, "new": {"key": true}, "card": {"no": "xxxx"}}"#
     );
 }
+
+/// Issue 13, item 11: domains through their base types (nested ones too), enums (`choice` and
+/// `random` from the labels, constants checked against them), arrays (each element, NULLs
+/// kept, written back as array_out writes them), timestamp(p), time and timetz, interval,
+/// citext. Refusals name the type.
+#[test]
+fn domains_enums_arrays_and_time_types_are_masked_through_their_types() {
+    let c = cluster();
+    c.create_db(
+        "mask_types",
+        "CREATE EXTENSION IF NOT EXISTS citext;
+         CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+         CREATE DOMAIN email_d AS text CHECK (VALUE LIKE '%@%');
+         CREATE DOMAIN short_d AS varchar(20);
+         CREATE DOMAIN shorter_d AS short_d;
+         CREATE TABLE t (id int PRIMARY KEY, e email_d, s shorter_d, m mood, ms mood[], tags text[], ids int[],
+                         ts timestamp(3), tm time, tmz time(2) with time zone, iv interval, ci citext);
+         INSERT INTO t SELECT g, 'person' || g || '@corp.example', 'Someone ' || g, 'sad', '{sad,NULL,ok}',
+                '{\"secret one\",NULL,b}', ARRAY[g, 2 * g, 300], timestamp '2024-05-01 12:00:00.123' + g * interval '1 hour',
+                time '08:00' + g * interval '1 minute', timetz '23:30:00.25+02', interval '3 days', 'Mixed' || g || '@Case.example'
+           FROM generate_series(1, 200) g;",
+    );
+    let archive = extract("mask_types", &[]);
+    let dir = tempfile::tempdir().unwrap();
+    for (rules, want) in [
+        (
+            "columns.iv = { type = \"noise\", interval = \"1 day\" }",
+            "noise cannot produce a value of type interval",
+        ),
+        (
+            "columns.m = { type = \"set\", value = \"meh\" }",
+            "\"meh\" is not a label of the enum (sad, ok, happy)",
+        ),
+        (
+            "columns.ms = { type = \"choice\", values = [\"sad\", \"meh\"] }",
+            "not a label of the enum (sad, ok, happy) (on each element of an array of enum (sad, ok, happy))",
+        ),
+        (
+            "columns.ids = \"email\"",
+            "email cannot produce a value of type integer (it works on text) (on each element of an array of integer)",
+        ),
+        (
+            "drop_rows = { column = \"m\", equals = \"meh\" }",
+            "meh is not a label of the enum",
+        ),
+        (
+            "columns.s = { type = \"set\", value = \"abcdefghijklmnopqrstuvwxyz\" }",
+            "does not fit in 20 characters",
+        ),
+        (
+            "columns.tm = { type = \"set\", value = \"25:00\" }",
+            "is not a time of day",
+        ),
+    ] {
+        let path = write_rules(&dir, &format!("[tables.t]\n{rules}"));
+        let o = mask(&path, &archive, &[KEY]);
+        assert_eq!(o.status.code(), Some(2), "{rules}: {}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{rules}: {}", stderr(&o));
+    }
+    let rules = write_rules(
+        &dir,
+        r#"
+[tables.t]
+columns.e = "email"
+columns.s = "first_name"
+columns.m = "choice"
+columns.ms = "random"
+columns.tags = { type = "mask", keep_first = 1 }
+columns.ids = "permute"
+columns.ts = { type = "noise", interval = "1 day" }
+columns.tm = { type = "random", min = "09:00:00", max = "17:00:00" }
+columns.tmz = { type = "noise", interval = "2 hours" }
+columns.iv = { type = "set", value = "1 day 02:00:00" }
+columns.ci = "email"
+"#,
+    );
+    let masked = run_ok(mask(&rules, &archive, &[KEY]), "weir-mask");
+    load("mask_types_dst", &masked);
+    let q = |sql: &str| c.psql("mask_types_dst", sql).trim().to_string();
+    let checks = [
+        "SELECT count(*) FROM t WHERE e LIKE '%@example.%' AND e NOT LIKE 'person%'",
+        "SELECT count(*) FROM t WHERE s NOT LIKE 'Someone%'",
+        "SELECT count(*) FROM t WHERE cardinality(ms) = 3 AND ms[2] IS NULL AND ms[1] IS NOT NULL",
+        "SELECT count(*) FROM t WHERE tags = '{s*********,NULL,*}'",
+        "SELECT count(*) FROM t WHERE cardinality(ids) = 3 AND ids[3] BETWEEN 256 AND 511 \
+           AND ids[1] BETWEEN 2 ^ floor(log(2, id)) AND 2 ^ (floor(log(2, id)) + 1) - 1",
+        "SELECT count(*) FROM t WHERE abs(extract(epoch FROM ts - (timestamp '2024-05-01 12:00:00.123' + id * interval '1 hour'))) <= 86400 \
+           AND extract(milliseconds FROM ts)::numeric % 1000 = 123",
+        "SELECT count(*) FROM t WHERE tm BETWEEN '09:00' AND '17:00'",
+        "SELECT count(*) FROM t WHERE extract(timezone FROM tmz) = 7200 AND extract(microseconds FROM tmz)::int % 1000000 = 250000",
+        "SELECT count(*) FROM t WHERE iv = interval '26 hours' AND ci LIKE '%@example.%'",
+    ];
+    for sql in checks {
+        assert_eq!(q(sql), "200", "{sql}");
+    }
+    // Every row had 'sad': with a key, one value always draws the same label.
+    assert_eq!(q("SELECT count(DISTINCT m) FROM t"), "1");
+    assert!(
+        q("SELECT count(*) FROM t WHERE ids[1] = id")
+            .parse::<u32>()
+            .unwrap()
+            < 50
+    );
+}

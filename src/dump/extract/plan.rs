@@ -346,17 +346,20 @@ fn read_details(
 ) -> Result<()> {
     let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
     // Columns, leaving out generated ones as pg_dump does (they are recomputed on load).
-    for r in c.query(
-        "SELECT a.attrelid, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod) \
-         FROM pg_catalog.pg_attribute a \
+    let q = format!(
+        "SELECT a.attrelid, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), b.base, b.labels \
+         FROM pg_catalog.pg_attribute a LEFT JOIN LATERAL ({BASE_TYPE}) b ON true \
          WHERE a.attrelid = ANY ($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
-         ORDER BY a.attrelid, a.attnum",
-        &[&oids],
-    )? {
+         ORDER BY a.attrelid, a.attnum"
+    );
+    for r in c.query(&q, &[&oids])? {
         let i = by_oid[&r.get::<_, u32>(0)];
+        let labels: Option<Vec<String>> = r.get(4);
         tables[i].columns.push(Column {
             name: r.get(1),
             type_name: r.get(2),
+            base: r.get(3),
+            labels: labels.unwrap_or_default(),
         });
     }
     for r in c.query(
@@ -378,6 +381,23 @@ fn read_details(
     read_unique_keys(c, tables, by_oid, &oids, server_num)?;
     read_partition_keys(c, tables, by_oid, &oids)
 }
+
+/// For a column `a` whose type is a domain, an enum, or an array of one of these: the type
+/// under every domain (`base`, NULL when there is no domain) and the enum's labels (NULL for
+/// no enum). The walk descends through domains (a domain's type modifier applies to its base
+/// type unless an outer one was given), from the array's element type for an array.
+const BASE_TYPE: &str = "WITH RECURSIVE start(oid, typmod, arr) AS ( \
+        SELECT CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE t.oid END, a.atttypmod, t.typcategory = 'A' \
+        FROM pg_catalog.pg_type t WHERE t.oid = a.atttypid), \
+    walk(oid, typmod, n) AS ( \
+        SELECT oid, typmod, 0 FROM start \
+        UNION ALL SELECT t.typbasetype, CASE WHEN w.typmod >= 0 THEN w.typmod ELSE t.typtypmod END, w.n + 1 \
+        FROM walk w JOIN pg_catalog.pg_type t ON t.oid = w.oid WHERE t.typtype = 'd') \
+    SELECT CASE WHEN w.n > 0 THEN pg_catalog.format_type(w.oid, w.typmod) \
+                || CASE WHEN (SELECT arr FROM start) THEN '[]' ELSE '' END END AS base, \
+           (SELECT pg_catalog.array_agg(e.enumlabel::text ORDER BY e.enumsortorder) \
+              FROM pg_catalog.pg_enum e WHERE e.enumtypid = w.oid) AS labels \
+    FROM walk w ORDER BY w.n DESC LIMIT 1";
 
 /// The names of a constraint's columns in key order: `conkey` or `confkey` of `rel`.
 const KEY_NAMES: &str = "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(KEY) WITH ORDINALITY k(n, o) \
