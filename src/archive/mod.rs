@@ -130,6 +130,8 @@ pub struct Table {
     /// table (a rule that changed one would send rows to a partition that refuses them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partition_key: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<Check>,
     /// For a partition: the schema and name of the partitioned table at the top of its tree
     /// (weir-mask rules for a partitioned table apply to all its partitions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,6 +150,18 @@ pub struct Column {
     /// For an enum (or an array of one, or a domain over one): its labels in sort order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
+    /// NOT NULL (written only when true).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_null: bool,
+}
+
+/// A CHECK constraint of a table: a rule that changes a column it reads may break it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    pub columns: Vec<String>,
+    /// `pg_get_constraintdef`: `CHECK ((price > 0))`.
+    pub definition: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

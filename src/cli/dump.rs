@@ -37,6 +37,9 @@ pub struct ExtractCli {
     /// Keep the definition of tables matching PATTERN but not their rows (repeatable).
     #[arg(long = "exclude-table-data", value_name = "PATTERN")]
     pub exclude_table_data: Vec<String>,
+    /// The definitions only: no table's rows, no large objects (as pg_dump --schema-only).
+    #[arg(short = 's', long = "schema-only")]
+    pub schema_only: bool,
     /// Extract only the rows of TABLE (a pattern) for which the SQL CONDITION holds
     /// (repeatable), e.g. --where 'public.orders:created_at > now() - interval '"'"'30 days'"'"''.
     #[arg(long = "where", value_name = "TABLE:CONDITION")]
@@ -103,7 +106,11 @@ impl ExtractCli {
             exclude_tables: self.exclude_table.clone(),
             schemas: self.schema.clone(),
             exclude_schemas: self.exclude_schema.clone(),
-            exclude_table_data: self.exclude_table_data.clone(),
+            exclude_table_data: if self.schema_only {
+                vec!["*.*".into()]
+            } else {
+                self.exclude_table_data.clone()
+            },
             wheres: self.r#where.clone(),
             subset: crate::dump::extract::subset::SubsetSpec {
                 seeds: self.subset.clone(),
@@ -111,7 +118,9 @@ impl ExtractCli {
                 dependents: self.subset_dependents,
             },
             globals: self.globals,
-            blobs: if self.large_objects {
+            blobs: if self.schema_only {
+                Some(false)
+            } else if self.large_objects {
                 Some(true)
             } else if self.no_large_objects {
                 Some(false)
@@ -291,6 +300,15 @@ pub struct MaskCli {
     /// roles are restored without passwords.
     #[arg(long = "keep-role-passwords")]
     pub keep_role_passwords: bool,
+    /// Print, per table, the rules, the columns without one (marked when their name or type
+    /// looks personal), the constraints a rule may break, and a sample of before and after
+    /// (--preview N rows, default 3), instead of writing an archive.
+    #[arg(long = "validate")]
+    pub validate: bool,
+    /// Refuse (exit 2, before any output) a column without a rule whose name or type looks
+    /// personal, and any column that the rules of its table neither mask nor list in keep.
+    #[arg(long = "strict")]
+    pub strict: bool,
 }
 
 impl MaskCli {
@@ -304,6 +322,8 @@ impl MaskCli {
             stats: self.stats.clone(),
             verify: self.verify,
             keep_role_passwords: self.keep_role_passwords,
+            validate: self.validate,
+            strict: self.strict,
         }
     }
 }
@@ -428,6 +448,10 @@ pub const MASK: Page = Page {
         (
             "weir-mask -c mask.toml --preview 5 < prod.weir",
             "Show five rows of each masked table before and after.",
+        ),
+        (
+            "weir-extract -s prod | weir-mask -c mask.toml --validate --strict",
+            "Check the rules against production's schema: every column that looks personal has a rule, every column of a masked table is named.",
         ),
         (
             "weir-mask -c mask.toml --key-file /run/secrets/mask-key < prod.weir > masked.weir",

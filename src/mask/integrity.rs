@@ -127,6 +127,24 @@ fn check_inheritable(p: &ColumnRule, l: &Link) -> Result<()> {
     Ok(())
 }
 
+/// Refuses `null` on a NOT NULL column: the load would fail at the first row.
+pub fn check_not_null(t: &Table, plans: &[ColumnPlan]) -> Result<()> {
+    for p in plans.iter().filter(|p| t.columns[p.index].not_null) {
+        if let Some(s) = p
+            .steps
+            .iter()
+            .find(|s| matches!(s.transformer, Transformer::Null))
+        {
+            bail!(
+                "{}: {} is NOT NULL, so the load would refuse the NULL; use set or a fake",
+                s.name,
+                t.columns[p.index].name
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a rule on a column that decides which partition a row belongs to.
 pub fn check_partition_key(t: &Table, plans: &[ColumnPlan]) -> Result<()> {
     for p in plans {

@@ -18,6 +18,7 @@ pub mod keyed;
 pub mod rules;
 pub mod transform;
 pub mod types;
+pub mod validate;
 
 use crate::archive::{
     ArchiveWriter, Manifest, MaskInfo, Stats, Table, Trailer, Visitor, read_archive,
@@ -43,6 +44,11 @@ pub struct MaskOptions {
     pub verify: bool,
     /// `--keep-role-passwords`: leave the roles' password verifiers in the globals.
     pub keep_role_passwords: bool,
+    /// `--validate`: print what the rules leave unmasked and a sample, not an archive.
+    pub validate: bool,
+    /// `--strict`: an unruled column that looks personal, or a column a table's rules do not
+    /// name, is a rule error.
+    pub strict: bool,
 }
 
 /// The key: `--key-file` (its first line), else `WEIR_MASK_KEY`, else none.
@@ -82,11 +88,13 @@ pub fn run(o: &MaskOptions) -> Result<()> {
     }
     let key = key.unwrap_or_else(Key::random);
     let input = open_input(o.input.as_deref())?;
-    if let Some(n) = o.preview {
+    if o.preview.is_some() || o.validate {
         let mut v = Preview {
             rules,
             key,
-            n,
+            n: o.preview.unwrap_or(3),
+            validate: o.validate,
+            strict: o.strict,
             plan: None,
             manifest: None,
             shown: Default::default(),
@@ -114,6 +122,7 @@ pub fn run(o: &MaskOptions) -> Result<()> {
         stats: None,
         verify: o.verify,
         keep_role_passwords: o.keep_role_passwords,
+        strict: o.strict,
     };
     read_archive(input, &mut v)?;
     let out = v
@@ -129,10 +138,22 @@ pub fn run(o: &MaskOptions) -> Result<()> {
 
 /// Compiles the rules for this archive; a rule error is a usage error, reported before any
 /// output.
-fn compile(rules: &rules::RulesText, m: &Manifest, key: &Key) -> Result<Plan> {
-    rules
+fn compile(rules: &rules::RulesText, m: &Manifest, key: &Key, strict: bool) -> Result<Plan> {
+    let plan = rules
         .compile(m, key)
-        .map_err(|e| coded(ExitCode::Usage, format!("{e:#}")))
+        .map_err(|e| coded(ExitCode::Usage, format!("{e:#}")))?;
+    let problems = if strict {
+        validate::strict_violations(m, &plan)
+    } else {
+        Vec::new()
+    };
+    if !problems.is_empty() {
+        return Err(coded(
+            ExitCode::Usage,
+            format!("--strict: {}", problems.join("; ")),
+        ));
+    }
+    Ok(plan)
 }
 
 struct Masker {
@@ -148,6 +169,7 @@ struct Masker {
     stats: Option<Stats>,
     verify: bool,
     keep_role_passwords: bool,
+    strict: bool,
 }
 
 /// The archive writer while the stream runs; after the trailer, the finished output.
@@ -218,7 +240,7 @@ fn rewrite_plan<'p>(plan: Option<&'p Plan>, table: &Table) -> Option<&'p TablePl
 
 impl Visitor for Masker {
     fn manifest(&mut self, m: &Manifest) -> Result<()> {
-        let plan = compile(&self.rules, m, &self.key)?;
+        let plan = compile(&self.rules, m, &self.key, self.strict)?;
         let mut out_m = m.clone();
         out_m.masked = true;
         let mut info = self.info.clone();
@@ -505,6 +527,9 @@ struct Preview {
     rules: rules::RulesText,
     key: Key,
     n: usize,
+    /// `--validate`: the report first, then the sample.
+    validate: bool,
+    strict: bool,
     plan: Option<Plan>,
     manifest: Option<Manifest>,
     shown: std::collections::BTreeMap<u32, usize>,
@@ -513,7 +538,21 @@ struct Preview {
 
 impl Visitor for Preview {
     fn manifest(&mut self, m: &Manifest) -> Result<()> {
-        self.plan = Some(compile(&self.rules, m, &self.key)?);
+        // The report goes out before --strict judges, so a refusal comes with its reasons.
+        let plan = compile(&self.rules, m, &self.key, false)?;
+        if self.validate {
+            validate::report(m, &plan, &mut self.out)?;
+            writeln!(
+                self.out,
+                "\nsample (first {} rows of each masked table):",
+                self.n
+            )?;
+        }
+        if self.strict {
+            self.out.flush()?;
+            compile(&self.rules, m, &self.key, true)?;
+        }
+        self.plan = Some(plan);
         self.manifest = Some(m.clone());
         Ok(())
     }
@@ -588,7 +627,7 @@ impl Visitor for Preview {
             return Ok(());
         };
         for (id, p) in &plan.tables {
-            if !p.data {
+            if p.dropped {
                 let t = &m.tables[*id as usize];
                 writeln!(self.out, "{}.{}: data dropped", t.schema, t.name)?;
             }

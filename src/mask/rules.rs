@@ -44,6 +44,9 @@ struct TableRules {
     /// tell (a template built from a key, a command).
     #[serde(default)]
     assume_unique: Vec<String>,
+    /// Columns that stay as they are, named so that `--strict` knows they were seen.
+    #[serde(default)]
+    keep: Vec<String>,
 }
 
 impl Default for TableRules {
@@ -54,6 +57,7 @@ impl Default for TableRules {
             drop_rows: None,
             columns: BTreeMap::new(),
             assume_unique: Vec::new(),
+            keep: Vec::new(),
         }
     }
 }
@@ -145,6 +149,12 @@ pub struct TablePlan {
     pub templates: bool,
     /// Columns that must be decoded: masked ones and those conditions or templates read.
     pub decode: Vec<bool>,
+    /// The rules say `data = false` (the archive may have no rows for it anyway).
+    pub dropped: bool,
+    /// The table has a section in the rules file (not only rules inherited over keys).
+    pub section: bool,
+    /// The columns listed in `keep`.
+    pub kept: Vec<usize>,
 }
 
 impl TablePlan {
@@ -230,7 +240,9 @@ impl RulesText {
                 None => (format!("{}.{}", t.schema, t.name), &none),
             };
             let cx = TableCx { t, pattern, key };
-            tables.insert(t.id, cx.compile(section, &columns)?);
+            let mut plan = cx.compile(section, &columns)?;
+            plan.section = sections.contains_key(&t.id);
+            tables.insert(t.id, plan);
         }
         Ok(Plan { tables })
     }
@@ -344,6 +356,19 @@ impl TableCx<'_> {
                 );
             }
         }
+        let mut kept = Vec::new();
+        for name in &rules.keep {
+            let i = self.column(name)?;
+            if let Some(p) = plans.iter().find(|c| c.index == i) {
+                bail!(
+                    "rules for {}: keep names {name:?}, which has a rule ({})",
+                    self.pattern,
+                    p.steps[0].name
+                );
+            }
+            kept.push(i);
+        }
+        super::integrity::check_not_null(self.t, &plans)?;
         super::integrity::check_partition_key(self.t, &plans)?;
         super::integrity::check_unique(self.t, &plans, &rules.assume_unique)?;
         Ok(TablePlan {
@@ -353,6 +378,9 @@ impl TableCx<'_> {
             templates: plans.iter().any(|c| c.late),
             columns: plans,
             decode,
+            dropped: !rules.data,
+            section: true,
+            kept,
         })
     }
 

@@ -1291,3 +1291,83 @@ columns.ci = "email"
             < 50
     );
 }
+
+/// `--validate` reports, per table, the rules, the columns kept on purpose, those without a
+/// rule (marked when they look personal) and the constraints a rule may break, then a sample;
+/// on a `--schema-only` archive too. `--strict` refuses an unruled personal column and any
+/// column the rules of its table do not name, before any output. `null` on a NOT NULL column
+/// is refused.
+#[test]
+fn validate_reports_unmasked_columns_and_strict_refuses_them() {
+    let c = cluster();
+    c.create_db(
+        "mask_validate",
+        "CREATE TABLE users (id int PRIMARY KEY, email text UNIQUE, phone text, created date NOT NULL,
+                             price int CHECK (price > 0));
+         INSERT INTO users SELECT g, 'u' || g || '@corp.example', '555-' || g, date '2024-01-01', g FROM generate_series(1, 10) g;
+         CREATE TABLE logs (id int, client inet, msg text);
+         INSERT INTO logs VALUES (1, '10.0.0.1', 'hello');",
+    );
+    let archive = extract("mask_validate", &[]);
+    let schema = extract("mask_validate", &["--schema-only"]);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = write_rules(
+        &dir,
+        "[tables.users]\ncolumns.email = \"email\"\ncolumns.price = { type = \"random\", min = -5, max = 5 }\nkeep = [\"id\"]\n",
+    );
+    let report = String::from_utf8(ok(stage(
+        "weir-mask",
+        &["-c", &rules, "--validate"],
+        &archive,
+        &[KEY],
+    )))
+    .unwrap();
+    for want in [
+        "public.users\n  keep     id\n  rule     email: email\n  NO RULE  phone (looks like a phone number)\n  no rule  created\n  rule     price: random\n",
+        "  unique   users_email_key (email): the rules keep distinct values distinct\n",
+        "  check    users_price_check (price): CHECK ((price > 0)) reads a masked column",
+        "public.logs\n  no rule  id\n  NO RULE  client (looks like an IP address)\n",
+        "public.users\n  row 1: email: \"u1@corp.example\" -> ",
+    ] {
+        assert!(report.contains(want), "{want:?} not in:\n{report}");
+    }
+    let on_schema = String::from_utf8(ok(stage(
+        "weir-mask",
+        &["-c", &rules, "--validate"],
+        &schema,
+        &[KEY],
+    )))
+    .unwrap();
+    assert!(on_schema.contains("NO RULE  phone"), "{on_schema}");
+    // --strict: the report's complaints become a rule error, and no archive is written.
+    let o = stage("weir-mask", &["-c", &rules, "--strict"], &archive, &[KEY]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    for want in [
+        "public.users.phone looks like a phone number and has no rule",
+        "public.users.created is not named in the rules of its table",
+        "public.logs.client looks like an IP address and has no rule",
+    ] {
+        assert!(stderr(&o).contains(want), "{want}: {}", stderr(&o));
+    }
+    let complete = write_rules(
+        &dir,
+        "[tables.users]\ncolumns.email = \"email\"\ncolumns.phone = \"phone\"\nkeep = [\"id\", \"created\", \"price\"]\n\
+         [tables.logs]\ncolumns.client = { type = \"set\", value = \"10.0.0.0\" }\nkeep = [\"id\", \"msg\"]\n",
+    );
+    let masked = run_ok(
+        stage(
+            "weir-mask",
+            &["-c", &complete, "--strict"],
+            &archive,
+            &[KEY],
+        ),
+        "weir-mask --strict",
+    );
+    load("mask_validate_dst", &masked);
+    // NOT NULL columns cannot take null.
+    let nulls = write_rules(&dir, "[tables.users]\ncolumns.created = \"null\"\n");
+    let o = mask(&nulls, &archive, &[KEY]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("created is NOT NULL"), "{}", stderr(&o));
+}

@@ -299,6 +299,7 @@ fn read_relations(
             foreign_keys: Vec::new(),
             unique: Vec::new(),
             partition_key: Vec::new(),
+            checks: Vec::new(),
             partition_root: root.and_then(|v| <[String; 2]>::try_from(v).ok()),
         });
     }
@@ -347,7 +348,8 @@ fn read_details(
     let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
     // Columns, leaving out generated ones as pg_dump does (they are recomputed on load).
     let q = format!(
-        "SELECT a.attrelid, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), b.base, b.labels \
+        "SELECT a.attrelid, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), b.base, b.labels, \
+                a.attnotnull \
          FROM pg_catalog.pg_attribute a LEFT JOIN LATERAL ({BASE_TYPE}) b ON true \
          WHERE a.attrelid = ANY ($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
          ORDER BY a.attrelid, a.attnum"
@@ -360,6 +362,7 @@ fn read_details(
             type_name: r.get(2),
             base: r.get(3),
             labels: labels.unwrap_or_default(),
+            not_null: r.get(5),
         });
     }
     for r in c.query(
@@ -379,7 +382,30 @@ fn read_details(
     }
     read_foreign_keys(c, tables, by_oid, &oids)?;
     read_unique_keys(c, tables, by_oid, &oids, server_num)?;
-    read_partition_keys(c, tables, by_oid, &oids)
+    read_partition_keys(c, tables, by_oid, &oids)?;
+    read_checks(c, tables, by_oid, &oids)
+}
+
+fn read_checks(
+    c: &mut postgres::Client,
+    tables: &mut [Table],
+    by_oid: &HashMap<u32, usize>,
+    oids: &[u32],
+) -> Result<()> {
+    let q = format!(
+        "SELECT conrelid, conname::text, {}, pg_catalog.pg_get_constraintdef(oid) \
+         FROM pg_catalog.pg_constraint WHERE contype = 'c' AND conrelid = ANY ($1) ORDER BY conrelid, conname",
+        key_names("conkey", "conrelid")
+    );
+    for r in c.query(&q, &[&oids])? {
+        let i = by_oid[&r.get::<_, u32>(0)];
+        tables[i].checks.push(archive::Check {
+            name: r.get(1),
+            columns: r.get(2),
+            definition: r.get(3),
+        });
+    }
+    Ok(())
 }
 
 /// For a column `a` whose type is a domain, an enum, or an array of one of these: the type
