@@ -16,6 +16,8 @@ pub enum Canon {
     Decimal,
     /// real, double precision: compared as the floats they are (`1e2` is `100`).
     Float,
+    /// timestamps: one instant written one way (with a zone: in UTC).
+    Timestamp,
 }
 
 impl Canon {
@@ -23,6 +25,7 @@ impl Canon {
         match ty {
             Ty::Numeric { .. } => Canon::Decimal,
             Ty::Float => Canon::Float,
+            Ty::Timestamp { .. } => Canon::Timestamp,
             _ => Canon::Raw,
         }
     }
@@ -39,6 +42,14 @@ impl Canon {
             Canon::Float => {
                 let f: f64 = std::str::from_utf8(v).ok()?.parse().ok()?;
                 Some(std::borrow::Cow::Owned(float(f).into_bytes()))
+            }
+            // What chrono cannot read (infinity, BC, years past 9999) is compared as written.
+            Canon::Timestamp => {
+                let s = std::str::from_utf8(v).ok()?;
+                match timestamp(s) {
+                    Some((dt, off)) => Some(std::borrow::Cow::Owned(instant(dt, off).into_bytes())),
+                    None => Some(std::borrow::Cow::Borrowed(v)),
+                }
             }
         }
     }
@@ -97,8 +108,74 @@ pub fn compile(v: &toml::Value, ty: &Ty, column: &str) -> Result<Vec<u8>> {
             }
             text.into_bytes()
         }
+        Ty::Timestamp { tz } => {
+            let t = text.trim();
+            if t == "infinity" || t == "-infinity" {
+                return Ok(t.as_bytes().to_vec());
+            }
+            let (dt, off) =
+                timestamp(t).ok_or_else(|| refuse("a timestamp (YYYY-MM-DD HH:MM:SS)"))?;
+            match (tz, off) {
+                (true, None) => bail!(
+                    "condition on {column}: {text} has no time zone, and the column holds instants; give one (2024-05-01 10:00:00+00)"
+                ),
+                (false, Some(_)) => bail!(
+                    "condition on {column}: {text} has a time zone, and the column holds times without one; leave it out"
+                ),
+                _ => instant(dt, off).into_bytes(),
+            }
+        }
         _ => text.into_bytes(),
     })
+}
+
+/// A timestamp as PostgreSQL writes one (ISO DateStyle) or as TOML and RFC 3339 write one:
+/// `YYYY-MM-DD[ T]HH:MM[:SS[.frac]]` or a bare date, then optionally `Z` or an offset
+/// (`+02`, `+05:30`, `-03:30:15`) in seconds east of UTC.
+fn timestamp(s: &str) -> Option<(chrono::NaiveDateTime, Option<i32>)> {
+    let s = s.trim();
+    let (main, off) = match s.strip_suffix('Z') {
+        Some(m) => (m, Some(0)),
+        None => match s.get(10..)?.rfind(['+', '-']) {
+            Some(i) => (&s[..10 + i], Some(offset(&s[10 + i..])?)),
+            None => (s, None),
+        },
+    };
+    let main = main.replacen('T', " ", 1);
+    let dt = ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| chrono::NaiveDateTime::parse_from_str(&main, f).ok())
+        .or_else(|| {
+            let d = chrono::NaiveDate::parse_from_str(&main, "%Y-%m-%d").ok()?;
+            d.and_hms_opt(0, 0, 0)
+        })?;
+    Some((dt, off))
+}
+
+/// `+02`, `+0530`, `+05:30`, `-03:30:15` in seconds.
+fn offset(s: &str) -> Option<i32> {
+    let sign = if s.starts_with('-') { -1 } else { 1 };
+    let digits: String = s[1..].chars().filter(char::is_ascii_digit).collect();
+    let part = |a: usize| {
+        digits
+            .get(a..a + 2)
+            .map_or(Some(0), |p| p.parse::<i32>().ok())
+    };
+    if digits.len() < 2 || digits.len() % 2 != 0 || digits.len() > 6 {
+        return None;
+    }
+    Some(sign * (part(0)? * 3600 + part(2)? * 60 + part(4)?))
+}
+
+/// One way of writing an instant: in UTC with `+00` when the zone is known, else as it is.
+fn instant(dt: chrono::NaiveDateTime, off: Option<i32>) -> String {
+    match off {
+        Some(o) => {
+            let utc = dt - chrono::Duration::seconds(i64::from(o));
+            format!("{}+00", utc.format("%Y-%m-%d %H:%M:%S%.6f"))
+        }
+        None => dt.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+    }
 }
 
 /// A float written one way (Rust's shortest round-trip form; `-0` as `0`).
@@ -181,6 +258,25 @@ mod tests {
         assert_eq!(c("2020-5-7".into(), Ty::Date).unwrap(), "2020-05-07");
         assert!(c("yesterday".into(), Ty::Date).is_err());
         assert_eq!(c(12.into(), Ty::Text { max: None }).unwrap(), "12");
+        let tz = Ty::Timestamp { tz: true };
+        let at = "2024-05-01 10:00:00.000000+00";
+        assert_eq!(
+            c("2024-05-01T12:00:00+02:00".into(), tz.clone()).unwrap(),
+            at
+        );
+        assert_eq!(c("2024-05-01 10:00Z".into(), tz.clone()).unwrap(), at);
+        assert!(c("2024-05-01 10:00".into(), tz.clone()).is_err());
+        let naive = Ty::Timestamp { tz: false };
+        assert_eq!(
+            c("2024-05-01".into(), naive.clone()).unwrap(),
+            "2024-05-01 00:00:00.000000"
+        );
+        assert!(c("2024-05-01 10:00+01".into(), naive).is_err());
+        let value = Canon::Timestamp
+            .apply(b"2024-05-01 15:30:00-05:30")
+            .unwrap();
+        assert_eq!(&*value, b"2024-05-01 21:00:00.000000+00");
+        assert_eq!(&*Canon::Timestamp.apply(b"infinity").unwrap(), b"infinity");
         for (a, b) in [
             ("0.00", "0"),
             ("-0.0", "0"),

@@ -420,7 +420,7 @@ pub fn compile(
                     _ => None,
                 },
             },
-            Ty::Date | Ty::Timestamp => {
+            Ty::Date | Ty::Timestamp { .. } => {
                 let d = |k: &str, def: &str| -> Result<NaiveDate> {
                     let s = p.string(k)?.unwrap_or_else(|| def.to_string());
                     NaiveDate::parse_from_str(&s, "%Y-%m-%d")
@@ -429,7 +429,7 @@ pub fn compile(
                 Transformer::RandomDate {
                     min: d("min", "1970-01-01")?,
                     max: d("max", "2030-12-31")?,
-                    timestamp: *ty == Ty::Timestamp,
+                    timestamp: matches!(ty, Ty::Timestamp { .. }),
                 }
             }
             Ty::Time => {

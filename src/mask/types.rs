@@ -18,7 +18,10 @@ pub enum Ty {
         scale: u32,
     },
     Date,
-    Timestamp,
+    /// timestamp(p), with the time zone or without.
+    Timestamp {
+        tz: bool,
+    },
     /// time, with or without time zone, any precision.
     Time,
     Interval,
@@ -67,7 +70,9 @@ impl Ty {
         // `timestamp(3) without time zone`, `time(2) with time zone`, `interval day to second`.
         let word = |w: &str| t.starts_with(w);
         if word("timestamp") {
-            return Ty::Timestamp;
+            return Ty::Timestamp {
+                tz: t.ends_with("with time zone"),
+            };
         }
         if word("time ") || word("time(") || t == "time" {
             return Ty::Time;
@@ -114,7 +119,7 @@ impl Ty {
     }
 
     pub fn is_time(&self) -> bool {
-        matches!(self, Ty::Date | Ty::Timestamp)
+        matches!(self, Ty::Date | Ty::Timestamp { .. })
     }
 
     /// Checks that `v` fits the column; the message says why not.
@@ -210,7 +215,14 @@ mod tests {
             Ty::parse("text[]"),
             Ty::Array(Box::new(Ty::Text { max: None }))
         );
-        assert_eq!(Ty::parse("timestamp(3) without time zone"), Ty::Timestamp);
+        assert_eq!(
+            Ty::parse("timestamp(3) without time zone"),
+            Ty::Timestamp { tz: false }
+        );
+        assert_eq!(
+            Ty::parse("timestamp with time zone"),
+            Ty::Timestamp { tz: true }
+        );
         assert_eq!(Ty::parse("time(2) with time zone"), Ty::Time);
         assert_eq!(Ty::parse("interval day to second(2)"), Ty::Interval);
         assert_eq!(Ty::parse("ext.citext"), Ty::Text { max: None });

@@ -929,9 +929,11 @@ fn conditions_compare_as_the_columns_type() {
     let c = cluster();
     c.create_db(
         "mask_typed",
-        "CREATE TABLE t (id int, vip bool, amount numeric(10,2), born date, note text);
-         INSERT INTO t VALUES (1, true, 0, '2020-05-07', 'a'), (2, false, 1.5, '2021-01-01', 'b'),
-                              (3, true, 2.25, '2020-05-07', 'c');",
+        "CREATE TABLE t (id int, vip bool, amount numeric(10,2), born date, note text, at timestamptz, tag text);
+         INSERT INTO t VALUES (1, true, 0, '2020-05-07', 'a', '2024-05-01 12:00+02', 'x'),
+                              (2, false, 1.5, '2021-01-01', 'b', '2024-05-01 12:00+00', 'y'),
+                              (3, true, 2.25, '2020-05-07', 'c', '2024-05-01 10:00:00.000+00', 'z');
+         ALTER DATABASE mask_typed SET timezone = 'Asia/Kolkata';",
     );
     let archive = extract("mask_typed", &[]);
     let dir = tempfile::tempdir().unwrap();
@@ -942,12 +944,15 @@ fn conditions_compare_as_the_columns_type() {
 drop_rows = { column = "amount", equals = 0 }
 columns.note = { type = "set", value = "vip", when = { column = "vip", equals = true } }
 columns.id = { type = "set", value = 99, when = { column = "born", in = ["2020-5-7"] } }
+columns.tag = { type = "set", value = "ten", when = { column = "at", equals = 2024-05-01T10:00:00Z } }
 "#,
     );
+    // The archive writes the instants in the database's zone (+05:30); the constant is UTC.
+    assert!(tar_entry(&archive, "data/000000/00000000.copy").contains("15:30:00+05:30"));
     let masked = ok(mask(&rules, &archive, &[KEY]));
     load("mask_typed_dst", &masked);
-    let rows = c.psql("mask_typed_dst", "SELECT id, note FROM t ORDER BY amount");
-    assert_eq!(rows.trim(), "2|b\n99|vip", "{rows}");
+    let rows = c.psql("mask_typed_dst", "SELECT id, note, tag FROM t ORDER BY amount");
+    assert_eq!(rows.trim(), "2|b|y\n99|vip|ten", "{rows}");
     for (cond, says) in [
         ("{ column = \"vip\", equals = \"maybe\" }", "not a boolean"),
         (
@@ -956,6 +961,10 @@ columns.id = { type = "set", value = 99, when = { column = "born", in = ["2020-5
         ),
         ("{ column = \"id\", equals = 1.5 }", "not an integer"),
         ("{ column = \"born\", equals = \"soon\" }", "not a date"),
+        (
+            "{ column = \"at\", equals = \"2024-05-01 10:00\" }",
+            "has no time zone",
+        ),
     ] {
         let bad = write_rules(&dir, &format!("[tables.t]\ndrop_rows = {cond}\n"));
         let o = mask(&bad, &archive, &[KEY]);
