@@ -951,7 +951,10 @@ columns.tag = { type = "set", value = "ten", when = { column = "at", equals = 20
     assert!(tar_entry(&archive, "data/000000/00000000.copy").contains("15:30:00+05:30"));
     let masked = ok(mask(&rules, &archive, &[KEY]));
     load("mask_typed_dst", &masked);
-    let rows = c.psql("mask_typed_dst", "SELECT id, note, tag FROM t ORDER BY amount");
+    let rows = c.psql(
+        "mask_typed_dst",
+        "SELECT id, note, tag FROM t ORDER BY amount",
+    );
     assert_eq!(rows.trim(), "2|b|y\n99|vip|ten", "{rows}");
     for (cond, says) in [
         ("{ column = \"vip\", equals = \"maybe\" }", "not a boolean"),
