@@ -154,9 +154,9 @@ subset_args=(-q -j2 -t public.events -t public.users)
 for i in $(seq "$runs"); do
     read -r a _ < <(measure "extract --subset (10% of events)" "$bin/weir-extract" "${subset_args[@]}" \
         --subset 'public.events:id % 10 = 0' --virtual-fk 'public.events(user_id)->public.users(id)' \
-        --stats "$work/subset.json")
+        --stats "$work/subset.json" bench)
     read -r b _ < <(measure "extract events and users" "$bin/weir-extract" "${subset_args[@]}" \
-        --stats "$work/whole.json")
+        --stats "$work/whole.json" bench)
     st+=("$a"); ft+=("$b")
 done
 rows() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['rows'])" "$1"; }

@@ -41,10 +41,10 @@ pub const SEED: &str = "seed";
 pub const CLOSURE: &str = "referenced";
 pub const RESTRICTED: &str = "restricted";
 
-/// The planned subset: the shared `WITH RECURSIVE` clause and each filtered table's role.
+/// The planned subset: each filtered table's role and the query that selects its rows.
 pub struct Subset {
-    with: String,
     roles: BTreeMap<u32, &'static str>,
+    selects: BTreeMap<u32, String>,
 }
 
 impl Subset {
@@ -60,24 +60,75 @@ impl Subset {
 
     /// The query that selects a filtered table's rows.
     pub fn select(&self, t: &Table) -> Option<String> {
-        let role = self.role(t.id)?;
-        let cond = if role == RESTRICTED {
+        self.selects.get(&t.id).cloned()
+    }
+}
+
+/// Each filtered table's query. A closure table's walk covers only the tables whose rows can
+/// lead to it, and a seed table that no key leads back to needs no walk at all: its rows are
+/// those its condition picks (every worker runs its table's walk, so a smaller one is time
+/// saved on the server). Restricted tables need the whole closure.
+fn selects(
+    tables: &[Table],
+    seeds: &[(usize, String)],
+    edges: &[Edge],
+    (closure, down, restricted): (&BTreeSet<usize>, &BTreeSet<usize>, &BTreeSet<usize>),
+) -> BTreeMap<u32, String> {
+    let flows = flows(edges, closure, down);
+    let mut out = BTreeMap::new();
+    for &i in closure.iter().chain(restricted) {
+        let t = &tables[i];
+        let head = format!("SELECT {} FROM ONLY {}", t.column_list(), t.qualified());
+        let query = if restricted.contains(&i) {
+            let all: BTreeSet<usize> = (0..tables.len()).collect();
+            let with = with_clause(tables, seeds, edges, (closure, down, restricted), &all);
             format!(
-                "NOT EXISTS (SELECT 1 FROM bad b WHERE b.rel = {} AND b.tid = ctid)",
+                "{with} {head} WHERE NOT EXISTS (SELECT 1 FROM bad b WHERE b.rel = {} AND b.tid = ctid)",
                 t.id
             )
+        } else if !flows.iter().any(|(_, to)| *to == i) {
+            let cond = &seeds.iter().find(|(s, _)| *s == i).expect("a seed").1;
+            format!("{head} WHERE {cond}")
         } else {
+            let only = reaching(i, &flows);
+            let none = BTreeSet::new();
+            let with = with_clause(tables, seeds, edges, (closure, down, &none), &only);
             format!(
-                "ctid = ANY (ARRAY(SELECT k.tid FROM kept k WHERE k.rel = {}))",
+                "{with} {head} WHERE ctid = ANY (ARRAY(SELECT k.tid FROM kept k WHERE k.rel = {}))",
                 t.id
             )
         };
-        Some(format!(
-            "{} SELECT {} FROM ONLY {} WHERE {cond}",
-            self.with,
-            t.column_list(),
-            t.qualified()
-        ))
+        out.insert(t.id, query);
+    }
+    out
+}
+
+/// Which way rows pull others in: (from, to) by table, for each key the walk follows.
+fn flows(edges: &[Edge], closure: &BTreeSet<usize>, down: &BTreeSet<usize>) -> Vec<(usize, usize)> {
+    let up = edges
+        .iter()
+        .filter(|e| closure.contains(&e.child))
+        .map(|e| (e.child, e.parent));
+    let dn = edges
+        .iter()
+        .filter(|e| down.contains(&e.parent))
+        .map(|e| (e.parent, e.child));
+    up.chain(dn).collect()
+}
+
+/// The tables whose rows can lead to rows of `target`, itself included.
+fn reaching(target: usize, flows: &[(usize, usize)]) -> BTreeSet<usize> {
+    let mut out = BTreeSet::from([target]);
+    loop {
+        let before = out.len();
+        for (from, to) in flows {
+            if out.contains(to) {
+                out.insert(*from);
+            }
+        }
+        if out.len() == before {
+            return out;
+        }
     }
 }
 
@@ -116,8 +167,8 @@ pub fn plan(tables: &[Table], spec: &SubsetSpec) -> Result<Option<Subset>> {
             );
         }
     }
-    let with = with_clause(tables, &seeds, &edges, &closure, &down, &restricted);
-    Ok(Some(Subset { with, roles }))
+    let selects = selects(tables, &seeds, &edges, (&closure, &down, &restricted));
+    Ok(Some(Subset { roles, selects }))
 }
 
 fn name(t: &Table) -> String {
@@ -304,15 +355,19 @@ fn with_clause(
     tables: &[Table],
     seeds: &[(usize, String)],
     edges: &[Edge],
-    closure: &BTreeSet<usize>,
-    down: &BTreeSet<usize>,
-    restricted: &BTreeSet<usize>,
+    (closure, down, restricted): (&BTreeSet<usize>, &BTreeSet<usize>, &BTreeSet<usize>),
+    only: &BTreeSet<usize>,
 ) -> String {
     let t = |i: usize| format!("ONLY {}", tables[i].qualified());
     let id = |i: usize| tables[i].id;
     let base: Vec<String> = seeds
         .iter()
+        .filter(|(i, _)| only.contains(i))
         .map(|(i, cond)| format!("SELECT {}, ctid, true FROM {} WHERE {cond}", id(*i), t(*i)))
+        .collect();
+    let edges: Vec<&Edge> = edges
+        .iter()
+        .filter(|e| only.contains(&e.child) && only.contains(&e.parent))
         .collect();
     let mut arms = Vec::new();
     for e in edges.iter().filter(|e| closure.contains(&e.child)) {
@@ -349,7 +404,7 @@ fn with_clause(
     if !restricted.is_empty() {
         with.push_str(&format!(
             ", {}",
-            bad_clause(tables, edges, closure, restricted)
+            bad_clause(tables, &edges, closure, restricted)
         ));
     }
     with
@@ -360,7 +415,7 @@ fn with_clause(
 /// rows, transitively.
 fn bad_clause(
     tables: &[Table],
-    edges: &[Edge],
+    edges: &[&Edge],
     closure: &BTreeSet<usize>,
     restricted: &BTreeSet<usize>,
 ) -> String {
