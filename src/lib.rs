@@ -20,6 +20,7 @@ pub mod cli;
 pub mod dump;
 pub mod mask;
 pub mod pg;
+pub mod physical;
 pub mod plumbing;
 pub mod schedule;
 pub mod storage;

@@ -6,11 +6,13 @@
 
 mod dump;
 mod ops;
+mod physical;
 mod storage;
 mod stream;
 
 pub use dump::{ExtractCli, InspectCli, LoadCli, MaskCli};
 pub use ops::{CatalogCli, CatalogCommand, PruneCli, ScheduleCli};
+pub use physical::{WalCli, WalCommand};
 pub use storage::{GetCli, LsCli, PutCli, RmCli, S3Args, TransferArgs};
 pub use stream::{CompressCli, EncryptCli};
 
@@ -33,6 +35,7 @@ pub const PAGES: &[Page] = &[
     ops::CATALOG,
     ops::PRUNE,
     ops::SCHEDULE,
+    physical::WAL,
 ];
 
 /// One binary's command line and the parts of its man page that clap cannot know.

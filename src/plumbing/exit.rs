@@ -17,8 +17,14 @@ pub enum ExitCode {
     /// The object asked for does not exist (weir-get, weir-rm). A WAL `restore_command` must
     /// tell this apart from a failed fetch.
     NotFound = 4,
-    /// The object already exists and `--if-none-match` forbade replacing it (weir-put).
+    /// The object already exists and `--if-none-match` forbade replacing it (weir-put), or a
+    /// WAL file is archived with other content (weir-wal push).
     Exists = 5,
+    /// A WAL file or data directory belongs to another cluster than the repository.
+    WrongCluster = 6,
+    /// weir-wal fetch failed for any reason but absence: PostgreSQL stops recovery on a
+    /// status above 125 instead of taking it for the end of the archive.
+    FetchFailed = 255,
     /// SIGINT or SIGTERM arrived; cleanup ran and the signal was re-raised, so a shell normally
     /// sees 128+signal itself. 130 is what is returned if re-raising did not end the process.
     Interrupted = 130,
@@ -28,14 +34,16 @@ pub enum ExitCode {
 
 impl ExitCode {
     /// Every code, in the order the EXIT STATUS sections and README's table list them.
-    pub const ALL: [ExitCode; 8] = [
+    pub const ALL: [ExitCode; 10] = [
         ExitCode::Ok,
         ExitCode::Failure,
         ExitCode::Usage,
         ExitCode::BadArchive,
         ExitCode::NotFound,
         ExitCode::Exists,
+        ExitCode::WrongCluster,
         ExitCode::BrokenPipe,
+        ExitCode::FetchFailed,
         ExitCode::Interrupted,
     ];
 
@@ -48,7 +56,9 @@ impl ExitCode {
             ExitCode::BadArchive => "3",
             ExitCode::NotFound => "4",
             ExitCode::Exists => "5",
+            ExitCode::WrongCluster => "6",
             ExitCode::BrokenPipe => "141",
+            ExitCode::FetchFailed => "255",
             ExitCode::Interrupted => "128+n",
         }
     }
@@ -68,7 +78,13 @@ impl ExitCode {
                 "The object asked for does not exist (weir-get, weir-rm), or no complete backup matches (restore.sh)."
             }
             ExitCode::Exists => {
-                "The object already exists and --if-none-match forbade replacing it (weir-put)."
+                "The object already exists and --if-none-match forbade replacing it (weir-put), or a WAL file is already archived with other content (weir-wal push)."
+            }
+            ExitCode::WrongCluster => {
+                "The WAL file or data directory belongs to another cluster than the repository (weir-wal)."
+            }
+            ExitCode::FetchFailed => {
+                "weir-wal fetch failed for a reason other than the file's absence (PostgreSQL then stops recovery rather than end it)."
             }
             ExitCode::BrokenPipe => {
                 "The reader of standard output went away before the stream was complete."

@@ -118,7 +118,10 @@ pub async fn client(s: &S3Settings) -> Result<Client> {
 
 /// Turns an SDK error into one line that names the object and the problem, with the exit
 /// code a script can act on.
-fn fail<E>(what: &str, err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> anyhow::Error
+pub fn fail<E>(
+    what: &str,
+    err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> anyhow::Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

@@ -134,6 +134,16 @@ fn shorten(s: &str) -> String {
     }
 }
 
+/// The recipients `-r`, `-R` and `WEIR_AGE_RECIPIENTS` name (for weir-wal too).
+pub fn recipients(o: &EncryptOptions) -> Result<Vec<BoxedRecipient>> {
+    collect_recipients(o)
+}
+
+/// The identities `-i` and `WEIR_AGE_IDENTITY_FILE` name (for weir-wal too).
+pub fn identities(o: &EncryptOptions) -> Result<Vec<Box<dyn age::Identity>>> {
+    read_identities(o)
+}
+
 fn collect_recipients(o: &EncryptOptions) -> Result<Vec<BoxedRecipient>> {
     let mut out = Vec::new();
     for r in &o.recipients {

@@ -30,7 +30,7 @@ fn is_root() -> bool {
 }
 
 /// Runs a server binary as the cluster's owner.
-fn as_owner(bin: &Path, args: &[&str]) -> Output {
+pub fn as_owner(bin: &Path, args: &[&str]) -> Output {
     let out = if is_root() {
         Command::new("runuser")
             .args(["-u", "postgres", "--"])
@@ -63,6 +63,17 @@ impl Cluster {
         start_cluster(name)
     }
 
+    /// Like [`Cluster::start`], with `conf` appended to postgresql.conf before the server
+    /// starts (archive settings) and replication connections allowed over the socket.
+    pub fn start_with(name: &str, conf: &str) -> Cluster {
+        start_configured(name, conf)
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
     /// Stops the server the hard way, as a crash would (`pg_ctl stop -m immediate`).
     pub fn kill(&self) {
         let out = as_owner(
@@ -84,6 +95,10 @@ impl Cluster {
 }
 
 fn start_cluster(name: &str) -> Cluster {
+    start_configured(name, "")
+}
+
+fn start_configured(name: &str, conf: &str) -> Cluster {
     let bindir = PathBuf::from(
         String::from_utf8(
             Command::new("pg_config")
@@ -144,9 +159,16 @@ fn start_cluster(name: &str) -> Cluster {
     ));
     std::fs::write(
         data.join("pg_hba.conf"),
-        "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
+        "local all all trust\nlocal replication all trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
     )
     .unwrap();
+    if !conf.is_empty() {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        writeln!(f, "{conf}").unwrap();
+    }
     let port = free_port();
     let opts = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c ssl=on -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=60 -c max_wal_size=1GB",

@@ -14,3 +14,4 @@ mod roundtrip;
 mod stages;
 mod storage;
 mod subset;
+mod wal;

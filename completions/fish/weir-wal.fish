@@ -1,0 +1,57 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_weir_wal_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_weir_wal_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_weir_wal_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_weir_wal_using_subcommand
+    set -l cmd (__fish_weir_wal_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c weir-wal -n "__fish_weir_wal_needs_command" -s h -l help -d 'Print help'
+complete -c weir-wal -n "__fish_weir_wal_needs_command" -s V -l version -d 'Print version'
+complete -c weir-wal -n "__fish_weir_wal_needs_command" -f -a "push" -d 'Archive one WAL file (archive_command: %p). Exit 0 only once it is durable; an identical file already archived is success, different content is exit 5'
+complete -c weir-wal -n "__fish_weir_wal_needs_command" -f -a "fetch" -d 'Restore one WAL file (restore_command: %f %p). Exit 1 only when the repository holds no such file; every other failure is exit 255, which stops recovery'
+complete -c weir-wal -n "__fish_weir_wal_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l repo -d 'The repository: s3://BUCKET/PREFIX, file:///PATH or PATH' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l endpoint -d 'S3-compatible endpoint, such as http://localhost:9000 (default: AWS_ENDPOINT_URL, the profile\'s endpoint_url, or AWS itself). A custom endpoint uses path-style addressing' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l region -d 'Region (default: AWS_REGION, the profile, or us-east-1 for a custom endpoint)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l profile -d 'Named profile from ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l attempts -d 'Attempts per request before giving up, the first included; retries back off exponentially with jitter' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -s l -l level -d 'zstd level (1 to 19)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -s r -l recipient -d 'Encrypt to RECIPIENT (age1... or an SSH public key; repeatable)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -s R -l recipients-file -d 'Encrypt to the recipients listed in FILE (repeatable)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -s v -l verbose -d 'On a storage error, also print what the AWS SDK said (its credential chain\'s complaints, the HTTP exchange\'s cause)'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l no-compress -d 'Store the files uncompressed'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -s h -l help -d 'Print help'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l repo -d 'The repository: s3://BUCKET/PREFIX, file:///PATH or PATH' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l endpoint -d 'S3-compatible endpoint, such as http://localhost:9000 (default: AWS_ENDPOINT_URL, the profile\'s endpoint_url, or AWS itself). A custom endpoint uses path-style addressing' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l region -d 'Region (default: AWS_REGION, the profile, or us-east-1 for a custom endpoint)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l profile -d 'Named profile from ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l attempts -d 'Attempts per request before giving up, the first included; retries back off exponentially with jitter' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -s i -l identity -d 'Decrypt with the identities in FILE (repeatable)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l retry-for -d 'Retry failures (the network, the service) for up to SECONDS before exit 255' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -s D -l pgdata -d 'The data directory whose cluster must be the repository\'s (default: the working directory, the data directory when PostgreSQL runs the command)' -r -F
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -s v -l verbose -d 'On a storage error, also print what the AWS SDK said (its credential chain\'s complaints, the HTTP exchange\'s cause)'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -s h -l help -d 'Print help'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand help; and not __fish_seen_subcommand_from push fetch help" -f -a "push" -d 'Archive one WAL file (archive_command: %p). Exit 0 only once it is durable; an identical file already archived is success, different content is exit 5'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand help; and not __fish_seen_subcommand_from push fetch help" -f -a "fetch" -d 'Restore one WAL file (restore_command: %f %p). Exit 1 only when the repository holds no such file; every other failure is exit 255, which stops recovery'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand help; and not __fish_seen_subcommand_from push fetch help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

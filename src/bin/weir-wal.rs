@@ -1,0 +1,40 @@
+//! weir-wal: see `man weir-wal`; the work is done in `weir::physical`.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use weir::cli::{WalCli, WalCommand};
+use weir::physical::wal::{self, Fetched};
+use weir::plumbing::{ExitCode, coded};
+
+fn main() {
+    // PostgreSQL takes a restore_command's exit status 1 to 125 for "not in the archive" and
+    // ends recovery; so for fetch even a command-line mistake must exit above that.
+    let fetching = std::env::args().nth(1).as_deref() == Some("fetch");
+    let cli = match WalCli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = e.exit_code();
+            let _ = e.print();
+            let failed = fetching && code != 0;
+            std::process::exit(if failed {
+                ExitCode::FetchFailed as i32
+            } else {
+                code
+            });
+        }
+    };
+    weir::plumbing::main("weir-wal", || match &cli.command {
+        WalCommand::Push(a) => wal::push(&a.options()?),
+        WalCommand::Fetch(a) => {
+            let fetched = a.options().and_then(|o| wal::fetch(&o));
+            match fetched {
+                Ok(Fetched::Restored) => Ok(()),
+                Ok(Fetched::Absent) => Err(coded(
+                    ExitCode::Failure,
+                    format!("{} is not in the archive", a.name),
+                )),
+                Err(e) => Err(coded(ExitCode::FetchFailed, format!("{e:#}"))),
+            }
+        }
+    });
+}

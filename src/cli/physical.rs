@@ -1,0 +1,172 @@
+//! The physical family: weir-wal, PostgreSQL's archive and restore commands.
+
+use super::Page;
+use super::storage::{S3Args, STORAGE_ENV};
+use crate::plumbing::ExitCode;
+use crate::stream::encrypt::EncryptOptions;
+use clap::Parser;
+
+/// Archive WAL to S3 or a directory, and fetch it back, as PostgreSQL's archive_command and
+/// restore_command.
+#[derive(Parser, Debug)]
+#[command(name = "weir-wal", version)]
+#[command(
+    after_help = "In postgresql.conf:\n  archive_command = 'weir-wal push --repo s3://bucket/cluster1 -R /etc/weir/recipients %p'\n  restore_command = 'weir-wal fetch --repo s3://bucket/cluster1 -i /etc/weir/key.txt %f %p'\n\nEvery object is age(zstd(file)) (either layer optional), so age -d | zstd -d recovers one by hand. There is no passphrase mode: one scrypt per 16 MiB segment would slow archiving to a crawl."
+)]
+pub struct WalCli {
+    #[command(subcommand)]
+    pub command: WalCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum WalCommand {
+    /// Archive one WAL file (archive_command: %p). Exit 0 only once it is durable; an
+    /// identical file already archived is success, different content is exit 5.
+    Push(PushArgs),
+    /// Restore one WAL file (restore_command: %f %p). Exit 1 only when the repository holds
+    /// no such file; every other failure is exit 255, which stops recovery.
+    Fetch(FetchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RepoArgs {
+    /// The repository: s3://BUCKET/PREFIX, file:///PATH or PATH.
+    #[arg(long = "repo", value_name = "URL")]
+    pub repo: String,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// The file to archive, as %p gives it (relative to the data directory).
+    #[arg(value_name = "PATH")]
+    pub path: String,
+    /// zstd level (1 to 19).
+    #[arg(short = 'l', long = "level", value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// Store the files uncompressed.
+    #[arg(long = "no-compress")]
+    pub no_compress: bool,
+    /// Encrypt to RECIPIENT (age1... or an SSH public key; repeatable).
+    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+    /// Encrypt to the recipients listed in FILE (repeatable).
+    #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
+    pub recipients_files: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// The file PostgreSQL asks for (%f).
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where to write it (%p).
+    #[arg(value_name = "PATH")]
+    pub path: String,
+    /// Decrypt with the identities in FILE (repeatable).
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    pub identities: Vec<String>,
+    /// Retry failures (the network, the service) for up to SECONDS before exit 255.
+    #[arg(long = "retry-for", value_name = "SECONDS", default_value_t = 60)]
+    pub retry_for: u64,
+    /// The data directory whose cluster must be the repository's (default: the working
+    /// directory, the data directory when PostgreSQL runs the command).
+    #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
+    pub pgdata: Option<std::path::PathBuf>,
+}
+
+impl PushArgs {
+    pub fn options(&self) -> anyhow::Result<crate::physical::wal::PushOptions> {
+        let enc = EncryptOptions {
+            recipients: self.recipients.clone(),
+            recipients_files: self.recipients_files.clone(),
+            ..Default::default()
+        };
+        Ok(crate::physical::wal::PushOptions {
+            repo: self.repo.repo.clone(),
+            s3: self.repo.s3.settings(),
+            path: self.path.clone(),
+            level: (!self.no_compress).then_some(self.level),
+            recipients: crate::stream::encrypt::recipients(&enc)?,
+        })
+    }
+}
+
+impl FetchArgs {
+    pub fn options(&self) -> anyhow::Result<crate::physical::wal::FetchOptions> {
+        let enc = EncryptOptions {
+            identities: self.identities.clone(),
+            ..Default::default()
+        };
+        Ok(crate::physical::wal::FetchOptions {
+            repo: self.repo.repo.clone(),
+            s3: self.repo.s3.settings(),
+            name: self.name.clone(),
+            dest: self.path.clone(),
+            identities: crate::stream::encrypt::identities(&enc)?,
+            retry_for: std::time::Duration::from_secs(self.retry_for),
+            pgdata: self.pgdata.clone(),
+        })
+    }
+}
+
+/// weir-wal's man page: its command line and the sections written by hand.
+pub const WAL: Page = Page {
+    command: <WalCli as clap::CommandFactory>::command,
+    examples: &[
+        (
+            "archive_command = 'weir-wal push --repo s3://backups/cluster1 -R /etc/weir/recipients %p'",
+            "Archive every WAL file, compressed and encrypted, to S3.",
+        ),
+        (
+            "restore_command = 'weir-wal fetch --repo s3://backups/cluster1 -i /etc/weir/key.txt %f %p'",
+            "Recover (a standby, a restored base backup) from that archive.",
+        ),
+        (
+            "archive_command = 'weir-wal push --repo /var/lib/weir/wal %p'",
+            "A local directory as the repository: file and directory are synced before exit 0.",
+        ),
+    ],
+    environment: WAL_ENV,
+    see_also: "weir-put(1), weir-encrypt(1), postgres(1), pg_receivewal(1)",
+    exits: &[
+        (
+            ExitCode::Failure,
+            Some(
+                "push: any failure that is not below (retried by the archiver). fetch: the repository holds no such file.",
+            ),
+        ),
+        (
+            ExitCode::BadArchive,
+            Some("push: the file is not a whole WAL segment."),
+        ),
+        (ExitCode::Exists, None),
+        (
+            ExitCode::WrongCluster,
+            Some(
+                "push: the file or data directory belongs to another cluster than the repository (fetch exits 255).",
+            ),
+        ),
+        (ExitCode::FetchFailed, None),
+    ],
+};
+
+const WAL_ENV: &[(&str, &str)] = &[
+    (
+        "WEIR_AGE_RECIPIENTS",
+        "Recipients for push, as -r (separated by commas, spaces or newlines).",
+    ),
+    (
+        "WEIR_AGE_IDENTITY_FILE",
+        "An identity file for fetch, as -i.",
+    ),
+    (STORAGE_ENV[0].0, STORAGE_ENV[0].1),
+    (STORAGE_ENV[1].0, STORAGE_ENV[1].1),
+    (STORAGE_ENV[2].0, STORAGE_ENV[2].1),
+    (STORAGE_ENV[3].0, STORAGE_ENV[3].1),
+];

@@ -1,0 +1,325 @@
+//! `weir-wal push` and `weir-wal fetch`: PostgreSQL's `archive_command` and
+//! `restore_command`, with the contracts the server relies on (PostgreSQL documentation,
+//! "Continuous Archiving and Point-in-Time Recovery", and src/backend/access/transam/
+//! xlogarchive.c):
+//! - push exits 0 only once the object is durable, and every failure exits at most 125 (the
+//!   archiver treats a higher status as fatal). It never replaces an archived file: the same
+//!   content again is success (a crash made the server push twice), different content under
+//!   the same name is an error that leaves the archived one alone.
+//! - fetch exits 1 only when the repository was reached, is this cluster's, and holds no such
+//!   file (the normal answer at the end of the archive and to `.history` probes); every other
+//!   failure exits 255, which stops recovery instead of ending it early with data missing.
+//!   The file reaches `%p` through a synced temporary file and a rename, never half.
+
+use super::object::{self, Identity, Recipient};
+use super::repo::{CLUSTER, Created, Repo};
+use super::walfile::{Kind, SegmentHeader, WalName, control_system_identifier, segment_header};
+use crate::plumbing::{ExitCode, bad_input, coded};
+use crate::storage::S3Settings;
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The repository's one record of the cluster it belongs to.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ClusterRecord {
+    pub format: String,
+    pub version: u32,
+    /// A string: JSON readers that use doubles would round a 64-bit identifier.
+    pub system_identifier: String,
+    pub major: u32,
+    pub segment_size: u32,
+    pub created: String,
+}
+
+impl ClusterRecord {
+    fn of(h: &SegmentHeader) -> ClusterRecord {
+        ClusterRecord {
+            format: "weir-wal".into(),
+            version: 1,
+            system_identifier: h.system_identifier.to_string(),
+            major: h.major,
+            segment_size: h.segment_size,
+            created: crate::plumbing::rfc3339(std::time::SystemTime::now()),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "system identifier {}, PostgreSQL {}, {} MiB segments",
+            self.system_identifier,
+            self.major,
+            self.segment_size >> 20
+        )
+    }
+
+    /// Refuses a segment of another cluster.
+    fn check(&self, name: &str, h: &SegmentHeader) -> Result<()> {
+        let theirs = ClusterRecord::of(h);
+        let same = theirs.system_identifier == self.system_identifier
+            && theirs.major == self.major
+            && theirs.segment_size == self.segment_size;
+        if !same {
+            return Err(coded(
+                ExitCode::WrongCluster,
+                format!(
+                    "{name} belongs to another cluster ({}) than the repository ({})",
+                    theirs.describe(),
+                    self.describe()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where an archived file lives in the repository.
+pub fn object_key(n: &WalName) -> String {
+    match n.kind {
+        Kind::History => format!("wal/history/{}", n.name),
+        _ => format!("wal/{}/{}", &n.name[..16], n.name),
+    }
+}
+
+fn read_record(repo: &Repo) -> Result<Option<ClusterRecord>> {
+    let Some(stored) = repo.read(CLUSTER)? else {
+        return Ok(None);
+    };
+    let rec: ClusterRecord = serde_json::from_slice(&stored.data)
+        .map_err(|e| anyhow!("the repository's {CLUSTER} is not a cluster record: {e}"))?;
+    if rec.format != "weir-wal" || rec.version != 1 {
+        bail!(
+            "the repository's {CLUSTER} is {} version {}, which this weir does not read",
+            rec.format,
+            rec.version
+        );
+    }
+    Ok(Some(rec))
+}
+
+/// The repository's record, created from the first segment pushed to it (a conditional
+/// write: of two first pushers, one creates it and the other reads it).
+fn record_for_push(repo: &Repo, header: Option<&SegmentHeader>) -> Result<Option<ClusterRecord>> {
+    if let Some(rec) = read_record(repo)? {
+        return Ok(Some(rec));
+    }
+    let Some(h) = header else { return Ok(None) };
+    let mut json = serde_json::to_vec_pretty(&ClusterRecord::of(h))?;
+    json.push(b'\n');
+    let digest = object::sha256_hex(&json);
+    match repo.create(CLUSTER, &json, &digest)? {
+        Created::New => Ok(Some(ClusterRecord::of(h))),
+        Created::Exists(_) => read_record(repo),
+    }
+}
+
+pub struct PushOptions {
+    pub repo: String,
+    pub s3: S3Settings,
+    /// `%p`: the file, relative to the data directory (the archiver's working directory).
+    pub path: String,
+    /// zstd level; `None` stores the file uncompressed.
+    pub level: Option<i32>,
+    pub recipients: Vec<Recipient>,
+}
+
+/// `archive_command = 'weir-wal push --repo URL %p'`.
+pub fn push(o: &PushOptions) -> Result<()> {
+    let path = Path::new(&o.path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .ok_or_else(|| coded(ExitCode::Usage, format!("{}: not a file name", o.path)))?;
+    let name = WalName::parse(&name).map_err(|e| coded(ExitCode::Usage, e.to_string()))?;
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", o.path))?;
+    let header = match name.has_header() {
+        true => Some(check_segment(&name, &data)?),
+        false => None,
+    };
+    let repo = Repo::open(&o.repo, &o.s3)?;
+    let record = record_for_push(&repo, header.as_ref())?;
+    match (&record, &header) {
+        (Some(rec), Some(h)) => rec.check(&name.name, h)?,
+        // A history or backup file carries no header: the data directory says whose it is.
+        (Some(rec), None) => check_data_dir(rec, Path::new("."))?,
+        (None, _) => {}
+    }
+    let digest = object::sha256_hex(&data);
+    let key = object_key(&name);
+    if let Some(existing) = repo.digest(&key)? {
+        return same_or_conflict(&name.name, existing, &digest);
+    }
+    let stored = object::encode(&data, o.level, &o.recipients)?;
+    match repo.create(&key, &stored, &digest)? {
+        Created::New => Ok(()),
+        Created::Exists(existing) => same_or_conflict(&name.name, existing, &digest),
+    }
+}
+
+/// A segment must be a whole one: its header readable and its size the header's.
+fn check_segment(name: &WalName, data: &[u8]) -> Result<SegmentHeader> {
+    let h = segment_header(data).map_err(|e| bad_input(format!("{}: {e}", name.name)))?;
+    if data.len() != h.segment_size as usize {
+        return Err(bad_input(format!(
+            "{}: {} bytes, but its header says segments are {}",
+            name.name,
+            data.len(),
+            h.segment_size
+        )));
+    }
+    Ok(h)
+}
+
+/// An archived file met again: the same bytes are success, others a conflict (exit 5).
+fn same_or_conflict(name: &str, existing: Option<String>, digest: &str) -> Result<()> {
+    match existing {
+        Some(d) if d == digest => Ok(()),
+        Some(_) => Err(coded(
+            ExitCode::Exists,
+            format!("{name} is already archived with different content; the archived file is kept"),
+        )),
+        None => Err(coded(
+            ExitCode::Exists,
+            format!(
+                "{name} is already archived, without a digest to compare with; the archived file is kept"
+            ),
+        )),
+    }
+}
+
+/// When run in a data directory, its pg_control must name the repository's cluster.
+fn check_data_dir(rec: &ClusterRecord, dir: &Path) -> Result<()> {
+    if !dir.join("global/pg_control").exists() {
+        return Ok(());
+    }
+    let ours = control_system_identifier(dir)?.to_string();
+    if ours != rec.system_identifier {
+        return Err(coded(
+            ExitCode::WrongCluster,
+            format!(
+                "this data directory is cluster {ours}; the repository holds {}",
+                rec.describe()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub struct FetchOptions {
+    pub repo: String,
+    pub s3: S3Settings,
+    /// `%f`: the file asked for.
+    pub name: String,
+    /// `%p`: where it goes.
+    pub dest: String,
+    pub identities: Vec<Identity>,
+    /// How long failures are retried before fetch gives up (exit 255).
+    pub retry_for: Duration,
+    /// The data directory whose cluster must match the repository's (default: the working
+    /// directory, which is the data directory when the server runs the command).
+    pub pgdata: Option<PathBuf>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fetched {
+    Restored,
+    /// The repository is reachable and this cluster's, and holds no such file.
+    Absent,
+}
+
+/// `restore_command = 'weir-wal fetch --repo URL %f %p'`.
+pub fn fetch(o: &FetchOptions) -> Result<Fetched> {
+    let name = WalName::parse(&o.name)?;
+    let deadline = Instant::now() + o.retry_for;
+    let mut pause = Duration::from_millis(250);
+    loop {
+        match fetch_once(o, &name) {
+            Ok(f) => return Ok(f),
+            // Damage, another cluster, a missing key will not mend by waiting.
+            Err(e) if permanent(&e) || Instant::now() + pause > deadline => return Err(e),
+            Err(e) => {
+                eprintln!(
+                    "{}: {}; retrying",
+                    crate::plumbing::program(),
+                    crate::plumbing::one_line(&format!("{e:#}"))
+                );
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+fn permanent(e: &anyhow::Error) -> bool {
+    matches!(
+        crate::plumbing::exit_code_of(e),
+        ExitCode::BadArchive | ExitCode::WrongCluster | ExitCode::Usage
+    )
+}
+
+fn fetch_once(o: &FetchOptions, name: &WalName) -> Result<Fetched> {
+    let repo = Repo::open(&o.repo, &o.s3)?;
+    // Without its record this is not a repository (a wrong URL, an empty bucket): saying
+    // "absent" would end recovery early.
+    let rec = read_record(&repo)?
+        .ok_or_else(|| anyhow!("no weir-wal repository at {} (no {CLUSTER})", o.repo))?;
+    check_data_dir(&rec, o.pgdata.as_deref().unwrap_or(Path::new(".")))?;
+    let Some(stored) = repo.read(&object_key(name))? else {
+        return Ok(Fetched::Absent);
+    };
+    let data = object::decode(&stored.data, &o.identities)
+        .map_err(|e| e.context(format!("{} in {}", name.name, o.repo)))?;
+    let digest = object::sha256_hex(&data);
+    match &stored.sha256 {
+        Some(d) if *d == digest => {}
+        Some(_) => {
+            return Err(bad_input(format!(
+                "{}: the digest does not match: the object is damaged",
+                name.name
+            )));
+        }
+        None => {
+            return Err(bad_input(format!(
+                "{}: the object has no digest to check",
+                name.name
+            )));
+        }
+    }
+    if name.has_header() {
+        let h = check_segment(name, &data)?;
+        rec.check(&name.name, &h)?;
+    }
+    write_restored(Path::new(&o.dest), &data)?;
+    Ok(Fetched::Restored)
+}
+
+/// `%p` appears whole or not at all: a synced temporary file beside it, then a rename.
+fn write_restored(dest: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let name = dest
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: not a file name", dest.display()))?
+        .to_string_lossy();
+    let tmp = dest.with_file_name(format!(".{name}.weir-tmp.{}", std::process::id()));
+    let guard = {
+        let tmp = tmp.clone();
+        crate::plumbing::signals::on_cleanup(move || {
+            let _ = std::fs::remove_file(&tmp);
+        })
+    };
+    let result = (|| -> Result<()> {
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(data)
+            .and_then(|_| f.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, dest)
+            .with_context(|| format!("cannot rename into {}", dest.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    crate::plumbing::signals::forget(guard);
+    result
+}

@@ -1,0 +1,546 @@
+//! weir-wal: PostgreSQL archiving through `weir-wal push` (a real server with
+//! `archive_mode = on`, under pgbench load), every archived segment fetched back
+//! byte-identical, the contracts of both commands exit code by exit code, and a restored copy
+//! recovering through `weir-wal fetch` to the primary's last archived segment.
+
+use crate::harness::*;
+use crate::objstore;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A cluster archiving to a directory repository through weir-wal, compressed and encrypted.
+struct Archiving {
+    c: Cluster,
+    repo: PathBuf,
+    key: PathBuf,
+    recipient: String,
+    bin: PathBuf,
+}
+
+/// The binaries the server runs must be reachable by its user: copied into its directory.
+fn server_copy_of(c: &Cluster, name: &str) -> PathBuf {
+    let to = c.dir.join(name);
+    std::fs::copy(bin(name), &to).unwrap();
+    sh(&format!(
+        "chmod 755 {0} && (chown postgres {0} 2>/dev/null || true)",
+        to.display()
+    ));
+    to
+}
+
+fn archiving() -> Archiving {
+    // The settings are written before the start; the command is filled in through a file the
+    // server reads at each call, since the cluster's own directory is only known now.
+    let probe = Cluster::start_with(
+        "wal",
+        "wal_level = replica\narchive_mode = on\narchive_command = 'sh archive.sh %p'\nmax_wal_senders = 4\narchive_timeout = 0",
+    );
+    let repo = probe.dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let key = probe.dir.join("key.txt");
+    let out = tool("age-keygen", &["-o", key.to_str().unwrap()], b"");
+    assert!(out.status.success());
+    let recipient =
+        String::from_utf8(tool("age-keygen", &["-y", key.to_str().unwrap()], b"").stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+    let bin = server_copy_of(&probe, "weir-wal");
+    std::fs::write(
+        probe.data().join("archive.sh"),
+        format!(
+            "exec {} push --repo {} -r {recipient} \"$1\"\n",
+            bin.display(),
+            repo.display()
+        ),
+    )
+    .unwrap();
+    sh(&format!(
+        "chown -R postgres {0} {1} 2>/dev/null || true; chmod 644 {2}",
+        repo.display(),
+        probe.data().join("archive.sh").display(),
+        key.display()
+    ));
+    Archiving {
+        c: probe,
+        repo,
+        key,
+        recipient,
+        bin,
+    }
+}
+
+fn q(c: &Cluster, sql: &str) -> String {
+    c.psql("postgres", sql).trim().to_string()
+}
+
+/// Waits until the archiver has archived `name` (or later) with no failure since.
+fn wait_archived(c: &Cluster, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = q(
+            c,
+            "SELECT coalesce(last_archived_wal, ''), failed_count, coalesce(last_failed_wal, '') FROM pg_stat_archiver",
+        );
+        let last = row.split('|').next().unwrap_or("").to_string();
+        if last.as_str() >= name && last.len() == 24 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "archiving stalled: {row}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Switches to a new segment and returns the name of the one just finished.
+fn switch(c: &Cluster) -> String {
+    q(c, "SELECT pg_walfile_name(pg_switch_wal())")
+}
+
+fn fetch(a: &Archiving, name: &str, dest: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "fetch",
+        "--repo",
+        a.repo.to_str().unwrap(),
+        "-i",
+        a.key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    args.extend([name, dest.to_str().unwrap()]);
+    weir("weir-wal", &args, b"")
+}
+
+fn push(repo: &str, path: &Path, extra: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut args = vec!["push", "--repo", repo];
+    args.extend_from_slice(extra);
+    args.push(path.to_str().unwrap());
+    weir_env("weir-wal", &args, b"", env)
+}
+
+#[test]
+fn the_archive_holds_every_segment_and_both_commands_keep_their_contracts() {
+    let a = archiving();
+    let c = &a.c;
+    // Load: pgbench's tables and a few seconds of its transactions, across segment switches.
+    let pgbench = c.bindir.join("pgbench");
+    let mut env = c.env();
+    env.push(("PGDATABASE".into(), "postgres".into()));
+    let run = |args: &[&str]| {
+        let out = scrub(&mut Command::new(&pgbench), &env)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pgbench: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["-i", "-q", "-s", "4"]);
+    for _ in 0..3 {
+        run(&["-T", "1", "-c", "2", "-n"]);
+        switch(c);
+    }
+    let last = switch(c);
+    wait_archived(c, &last);
+    assert_eq!(q(c, "SELECT failed_count FROM pg_stat_archiver"), "0");
+    // Every segment the archiver counted is in the repository, and every one still in pg_wal
+    // fetches back byte-identical.
+    let archived: usize = q(c, "SELECT archived_count FROM pg_stat_archiver")
+        .parse()
+        .unwrap();
+    let objects = files(&a.repo.join("wal"));
+    assert_eq!(objects.len(), archived, "{objects:?}");
+    let scratch = tempfile::tempdir().unwrap();
+    let dest = scratch.path().join("RECOVERYXLOG");
+    let mut compared = 0;
+    for done in std::fs::read_dir(c.data().join("pg_wal/archive_status")).unwrap() {
+        let done = done.unwrap().file_name().to_string_lossy().to_string();
+        let Some(name) = done.strip_suffix(".done") else {
+            continue;
+        };
+        let Ok(original) = std::fs::read(c.data().join("pg_wal").join(name)) else {
+            continue;
+        };
+        let o = fetch(&a, name, &dest, &["-D", c.data().to_str().unwrap()]);
+        assert!(o.status.success(), "fetch {name}: {}", stderr(&o));
+        assert!(std::fs::read(&dest).unwrap() == original, "{name} differs");
+        compared += 1;
+    }
+    assert!(compared >= 3, "only {compared} segments compared");
+    // Stored objects are age(zstd(segment)): age and zstd recover one by hand.
+    let one = &objects[0];
+    let by_hand = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "age -d -i {} < {} | zstd -d -c | wc -c",
+            a.key.display(),
+            one.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&by_hand.stdout).trim(),
+        (16 << 20).to_string()
+    );
+    push_contracts(&a, &last);
+    fetch_contracts(&a, &last, scratch.path());
+    recovers_a_restored_copy(&a);
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else if !p.to_string_lossy().ends_with(".sha256") {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// push: identical again is 0; other bytes under an archived name and a changed .history are
+/// exit 5 and leave the object; a segment of another cluster is exit 6; a torn file is exit 3.
+fn push_contracts(a: &Archiving, last: &str) {
+    let repo = a.repo.to_str().unwrap();
+    let r = ["-r", a.recipient.as_str()];
+    let seg = a.c.data().join("pg_wal").join(last);
+    let o = push(repo, &seg, &r, &[]);
+    assert!(o.status.success(), "identical re-push: {}", stderr(&o));
+    let scratch = tempfile::tempdir().unwrap();
+    let forged = scratch.path().join(last);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[9000] ^= 0xff;
+    std::fs::write(&forged, &bytes).unwrap();
+    let o = push(repo, &forged, &r, &[]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already archived with different content"),
+        "{}",
+        stderr(&o)
+    );
+    let back = scratch.path().join("back");
+    assert!(fetch(a, last, &back, &[]).status.success());
+    assert!(std::fs::read(&back).unwrap() == std::fs::read(&seg).unwrap());
+    // A history file is written once.
+    let hist = scratch.path().join("00000009.history");
+    std::fs::write(&hist, "1\t0/3000000\tno recovery target specified\n").unwrap();
+    assert!(push(repo, &hist, &r, &[]).status.success());
+    assert!(push(repo, &hist, &r, &[]).status.success());
+    std::fs::write(&hist, "1\t0/4000000\tno recovery target specified\n").unwrap();
+    assert_eq!(push(repo, &hist, &r, &[]).status.code(), Some(5));
+    // Another initdb's segment: the shared cluster's.
+    let other = cluster();
+    let name = q(other, "SELECT pg_walfile_name(pg_switch_wal())");
+    std::thread::sleep(Duration::from_millis(200));
+    let theirs = other.data().join("pg_wal").join(&name);
+    // Our own archive may hold a segment of that name: it must stay as it was.
+    let ours = a.repo.join("wal").join(&name[..16]).join(&name);
+    let before = std::fs::read(&ours).ok();
+    let o = push(repo, &theirs, &r, &[]);
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("belongs to another cluster"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(std::fs::read(&ours).ok() == before);
+    // A torn segment (a short copy) is not archived.
+    let torn = scratch.path().join("000000010000000000000099");
+    std::fs::write(&torn, &bytes[..8192 * 3]).unwrap();
+    assert_eq!(push(repo, &torn, &r, &[]).status.code(), Some(3));
+    // A crash after the digest and before the object left the digest alone: the retry wins.
+    let next = "0000000100000000000000A0";
+    let dir = a.repo.join("wal/0000000100000000");
+    std::fs::write(dir.join(format!("{next}.sha256")), "0000\n").unwrap();
+    let mut seg_a0 = std::fs::read(&seg).unwrap();
+    seg_a0[8192 * 2] ^= 1;
+    std::fs::write(scratch.path().join(next), &seg_a0).unwrap();
+    let o = push(repo, &scratch.path().join(next), &r, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fetch(a, next, &back, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(&back).unwrap() == seg_a0);
+}
+
+/// fetch: absent is exit 1 with nothing at %p; damage, a wrong key, truncation, no
+/// repository, another cluster's data directory and an unreachable S3 service are exit 255.
+fn fetch_contracts(a: &Archiving, last: &str, scratch: &Path) {
+    let dest = scratch.join("RECOVERYXLOG");
+    let _ = std::fs::remove_file(&dest);
+    let o = fetch(a, "0000000100000000000000FE", &dest, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(!dest.exists());
+    let o = fetch(a, "00000005.history", &dest, &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let object = a.repo.join("wal").join(&last[..16]).join(last);
+    let good = std::fs::read(&object).unwrap();
+    let mut flipped = good.clone();
+    let n = flipped.len();
+    flipped[n / 2] ^= 1;
+    for (what, bytes) in [
+        ("flipped", flipped),
+        ("truncated", good[..n - 1000].to_vec()),
+    ] {
+        std::fs::write(&object, &bytes).unwrap();
+        let o = fetch(a, last, &dest, &[]);
+        assert_eq!(o.status.code(), Some(255), "{what}: {}", stderr(&o));
+        assert!(!dest.exists(), "{what}: a file was left");
+    }
+    std::fs::write(&object, &good).unwrap();
+    let other_key = scratch.join("other.txt");
+    tool("age-keygen", &["-o", other_key.to_str().unwrap()], b"");
+    let o = weir(
+        "weir-wal",
+        &[
+            "fetch",
+            "--repo",
+            a.repo.to_str().unwrap(),
+            "-i",
+            other_key.to_str().unwrap(),
+            last,
+            dest.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(255), "wrong key: {}", stderr(&o));
+    let o = weir(
+        "weir-wal",
+        &[
+            "fetch",
+            "--repo",
+            "/nonexistent/repo",
+            "--retry-for",
+            "1",
+            last,
+            dest.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(255), "no repository: {}", stderr(&o));
+    let o = weir(
+        "weir-wal",
+        &[
+            "fetch",
+            "--repo",
+            a.repo.to_str().unwrap(),
+            "--bogus",
+            last,
+            "x",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(255), "a usage error: {}", stderr(&o));
+    let o = fetch(a, last, &dest, &["-D", cluster().data().to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(255),
+        "another cluster: {}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("the repository holds"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dest.exists());
+    s3_contracts(a, last, scratch);
+}
+
+/// The same through S3: push and fetch back; a stopped service is exit 255 after the retry
+/// time, a push killed while it waits leaves no object, and its retry succeeds; SIGTERM
+/// during a fetch leaves nothing.
+fn s3_contracts(a: &Archiving, last: &str, scratch: &Path) {
+    let s3 = objstore::S3Server::start();
+    let bucket = s3.bucket("wal");
+    let env: Vec<(String, String)> = s3.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let repo = format!("s3://{bucket}/cluster1");
+    let seg = a.c.data().join("pg_wal").join(last);
+    let o = push(&repo, &seg, &["-r", &a.recipient], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        push(&repo, &seg, &["-r", &a.recipient], &env)
+            .status
+            .success()
+    );
+    let dest = scratch.join("from-s3");
+    let fetch_s3 = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "fetch",
+            "--repo",
+            repo.as_str(),
+            "-i",
+            a.key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.extend([name, dest.to_str().unwrap()]);
+        weir_env("weir-wal", &args, b"", &env)
+    };
+    let o = fetch_s3(last, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(&dest).unwrap() == std::fs::read(&seg).unwrap());
+    std::fs::remove_file(&dest).unwrap();
+    assert_eq!(
+        fetch_s3("0000000100000000000000FE", &[]).status.code(),
+        Some(1)
+    );
+    s3.stop();
+    let o = fetch_s3(last, &["--retry-for", "1", "--attempts", "1"]);
+    assert_eq!(o.status.code(), Some(255), "{}", stderr(&o));
+    assert!(!dest.exists());
+    // SIGTERM while fetch retries: nothing at %p, and not exit 1.
+    let mut child = s3_command(
+        &env,
+        &[
+            "fetch",
+            "--repo",
+            &repo,
+            "-i",
+            a.key.to_str().unwrap(),
+            last,
+            dest.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    sh(&format!("kill -TERM {}", child.id()));
+    let status = child.wait().unwrap();
+    assert!(status.code().is_none_or(|c| c > 125), "{status:?}");
+    assert!(!dest.exists());
+    // SIGKILL while push waits for the service: no object; the retried push succeeds.
+    let next = scratch.join("0000000100000000000000B0");
+    let mut other = std::fs::read(&seg).unwrap();
+    other[8192 * 5] ^= 1;
+    std::fs::write(&next, &other).unwrap();
+    let mut child = s3_command(
+        &env,
+        &[
+            "push",
+            "--repo",
+            &repo,
+            "-r",
+            &a.recipient,
+            next.to_str().unwrap(),
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    child.kill().unwrap();
+    let _ = child.wait();
+    s3.resume();
+    assert!(
+        s3.stored(
+            &bucket,
+            "cluster1/wal/0000000100000000/0000000100000000000000B0"
+        )
+        .is_none()
+    );
+    let o = push(&repo, &next, &["-r", &a.recipient], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = fetch_s3("0000000100000000000000B0", &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(&dest).unwrap() == other);
+}
+
+fn s3_command(env: &[(&str, &str)], args: &[&str]) -> std::process::Child {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    scrub(&mut Command::new(bin("weir-wal")), &env)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// A base backup without WAL, then rows written after it: a copy started from the backup
+/// recovers through weir-wal fetch alone, up to the primary's last archived segment.
+fn recovers_a_restored_copy(a: &Archiving) {
+    let c = &a.c;
+    c.psql("postgres", "CREATE TABLE after_backup (id int)");
+    let copy = c.dir.join("copy");
+    let out = scrub(&mut Command::new(c.bindir.join("pg_basebackup")), &c.env())
+        .args(["-D", copy.to_str().unwrap(), "-X", "none", "-c", "fast"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_basebackup: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.psql(
+        "postgres",
+        "INSERT INTO after_backup SELECT generate_series(1, 50000)",
+    );
+    let last = switch(c);
+    wait_archived(c, &last);
+    let want = q(c, "SELECT count(*), sum(id) FROM after_backup");
+    let port = free_port();
+    std::fs::write(
+        copy.join("postgresql.auto.conf"),
+        format!(
+            "restore_command = '{} fetch --repo {} -i {} --retry-for 5 %f %p'\narchive_mode = off\nport = {port}\n",
+            a.bin.display(),
+            a.repo.display(),
+            a.key.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(copy.join("recovery.signal"), "").unwrap();
+    sh(&format!(
+        "rm -f {0}/archive.sh; chown -R postgres {0} 2>/dev/null || true; chmod 700 {0}",
+        copy.display()
+    ));
+    let log = c.dir.join("copy.log");
+    let out = as_owner(
+        &c.bindir.join("pg_ctl"),
+        &[
+            "-D",
+            copy.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-o",
+            &format!("-k {}", c.dir.display()),
+            "-w",
+            "-t",
+            "120",
+            "start",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "start the copy: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let copy_env = vec![
+        ("PGHOST".to_string(), c.dir.display().to_string()),
+        ("PGPORT".to_string(), port.to_string()),
+        ("PGUSER".to_string(), "postgres".to_string()),
+    ];
+    let psql = |sql: &str| {
+        let out = scrub(&mut Command::new(c.bindir.join("psql")), &copy_env)
+            .args(["-X", "-A", "-t", "-d", "postgres", "-c", sql])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while psql("SELECT pg_is_in_recovery()") != "f" {
+        assert!(
+            Instant::now() < deadline,
+            "recovery did not finish: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(psql("SELECT count(*), sum(id) FROM after_backup"), want);
+    let _ = as_owner(
+        &c.bindir.join("pg_ctl"),
+        &["-D", copy.to_str().unwrap(), "-m", "immediate", "stop"],
+    );
+}
