@@ -28,6 +28,8 @@ complete -c weir-wal -n "__fish_weir_wal_needs_command" -s h -l help -d 'Print h
 complete -c weir-wal -n "__fish_weir_wal_needs_command" -s V -l version -d 'Print version'
 complete -c weir-wal -n "__fish_weir_wal_needs_command" -f -a "push" -d 'Archive one WAL file (archive_command: %p). Exit 0 only once it is durable; an identical file already archived is success, different content is exit 5'
 complete -c weir-wal -n "__fish_weir_wal_needs_command" -f -a "fetch" -d 'Restore one WAL file (restore_command: %f %p). Exit 1 only when the repository holds no such file; every other failure is exit 255, which stops recovery'
+complete -c weir-wal -n "__fish_weir_wal_needs_command" -f -a "ls" -d 'List the archived files: TIMELINE KIND SIZE NAME, or JSON'
+complete -c weir-wal -n "__fish_weir_wal_needs_command" -f -a "verify" -d 'Check that the archive is complete: every timeline from its first segment to its last, or --range START..STOP; exit 4 naming what is missing. --deep also reads every segment back (exit 3 if one is damaged)'
 complete -c weir-wal -n "__fish_weir_wal_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l repo -d 'The repository: s3://BUCKET/PREFIX, file:///PATH or PATH' -r
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l endpoint -d 'S3-compatible endpoint, such as http://localhost:9000 (default: AWS_ENDPOINT_URL, the profile\'s endpoint_url, or AWS itself). A custom endpoint uses path-style addressing' -r
@@ -52,6 +54,29 @@ complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -s D -l pgdata 
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -s v -l verbose -d 'On a storage error, also print what the AWS SDK said (its credential chain\'s complaints, the HTTP exchange\'s cause)'
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -s h -l help -d 'Print help'
-complete -c weir-wal -n "__fish_weir_wal_using_subcommand help; and not __fish_seen_subcommand_from push fetch help" -f -a "push" -d 'Archive one WAL file (archive_command: %p). Exit 0 only once it is durable; an identical file already archived is success, different content is exit 5'
-complete -c weir-wal -n "__fish_weir_wal_using_subcommand help; and not __fish_seen_subcommand_from push fetch help" -f -a "fetch" -d 'Restore one WAL file (restore_command: %f %p). Exit 1 only when the repository holds no such file; every other failure is exit 255, which stops recovery'
-complete -c weir-wal -n "__fish_weir_wal_using_subcommand help; and not __fish_seen_subcommand_from push fetch help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand ls" -l repo -d 'The repository: s3://BUCKET/PREFIX, file:///PATH or PATH' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand ls" -l endpoint -d 'S3-compatible endpoint, such as http://localhost:9000 (default: AWS_ENDPOINT_URL, the profile\'s endpoint_url, or AWS itself). A custom endpoint uses path-style addressing' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand ls" -l region -d 'Region (default: AWS_REGION, the profile, or us-east-1 for a custom endpoint)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand ls" -l profile -d 'Named profile from ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand ls" -l attempts -d 'Attempts per request before giving up, the first included; retries back off exponentially with jitter' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand ls" -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand ls" -s v -l verbose -d 'On a storage error, also print what the AWS SDK said (its credential chain\'s complaints, the HTTP exchange\'s cause)'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand ls" -l json -d 'One JSON array of {name, kind, timeline, size}'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand ls" -s h -l help -d 'Print help'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand verify" -l repo -d 'The repository: s3://BUCKET/PREFIX, file:///PATH or PATH' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand verify" -l endpoint -d 'S3-compatible endpoint, such as http://localhost:9000 (default: AWS_ENDPOINT_URL, the profile\'s endpoint_url, or AWS itself). A custom endpoint uses path-style addressing' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand verify" -l region -d 'Region (default: AWS_REGION, the profile, or us-east-1 for a custom endpoint)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand verify" -l profile -d 'Named profile from ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand verify" -l attempts -d 'Attempts per request before giving up, the first included; retries back off exponentially with jitter' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand verify" -l range -d 'Only the segments from START to STOP, both included, of one timeline' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand verify" -s i -l identity -d 'Identities for --deep (repeatable)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand verify" -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand verify" -s v -l verbose -d 'On a storage error, also print what the AWS SDK said (its credential chain\'s complaints, the HTTP exchange\'s cause)'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand verify" -l deep -d 'Decrypt and decompress every segment, and check its digest and header'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand verify" -l json -d 'One line of JSON: present, missing, damaged'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand verify" -s h -l help -d 'Print help'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand help; and not __fish_seen_subcommand_from push fetch ls verify help" -f -a "push" -d 'Archive one WAL file (archive_command: %p). Exit 0 only once it is durable; an identical file already archived is success, different content is exit 5'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand help; and not __fish_seen_subcommand_from push fetch ls verify help" -f -a "fetch" -d 'Restore one WAL file (restore_command: %f %p). Exit 1 only when the repository holds no such file; every other failure is exit 255, which stops recovery'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand help; and not __fish_seen_subcommand_from push fetch ls verify help" -f -a "ls" -d 'List the archived files: TIMELINE KIND SIZE NAME, or JSON'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand help; and not __fish_seen_subcommand_from push fetch ls verify help" -f -a "verify" -d 'Check that the archive is complete: every timeline from its first segment to its last, or --range START..STOP; exit 4 naming what is missing. --deep also reads every segment back (exit 3 if one is damaged)'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand help; and not __fish_seen_subcommand_from push fetch ls verify help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -25,6 +25,8 @@ fn main() {
     };
     weir::plumbing::main("weir-wal", || match &cli.command {
         WalCommand::Push(a) => wal::push(&a.options()?),
+        WalCommand::Ls(a) => weir::physical::inventory::ls(&a.options()),
+        WalCommand::Verify(a) => weir::physical::inventory::verify(&a.options()?),
         WalCommand::Fetch(a) => {
             let fetched = a.options().and_then(|o| wal::fetch(&o));
             match fetched {

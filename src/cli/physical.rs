@@ -26,6 +26,66 @@ pub enum WalCommand {
     /// Restore one WAL file (restore_command: %f %p). Exit 1 only when the repository holds
     /// no such file; every other failure is exit 255, which stops recovery.
     Fetch(FetchArgs),
+    /// List the archived files: TIMELINE KIND SIZE NAME, or JSON.
+    Ls(LsArgs),
+    /// Check that the archive is complete: every timeline from its first segment to its last,
+    /// or --range START..STOP; exit 4 naming what is missing. --deep also reads every segment
+    /// back (exit 3 if one is damaged).
+    Verify(VerifyArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// One JSON array of {name, kind, timeline, size}.
+    #[arg(long = "json")]
+    pub json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Only the segments from START to STOP, both included, of one timeline.
+    #[arg(long = "range", value_name = "START..STOP")]
+    pub range: Option<String>,
+    /// Decrypt and decompress every segment, and check its digest and header.
+    #[arg(long = "deep")]
+    pub deep: bool,
+    /// Identities for --deep (repeatable).
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    pub identities: Vec<String>,
+    /// One line of JSON: present, missing, damaged.
+    #[arg(long = "json")]
+    pub json: bool,
+}
+
+impl LsArgs {
+    pub fn options(&self) -> crate::physical::inventory::LsOptions {
+        crate::physical::inventory::LsOptions {
+            repo: self.repo.repo.clone(),
+            s3: self.repo.s3.settings(),
+            json: self.json,
+        }
+    }
+}
+
+impl VerifyArgs {
+    pub fn options(&self) -> anyhow::Result<crate::physical::inventory::VerifyOptions> {
+        let enc = EncryptOptions {
+            identities: self.identities.clone(),
+            ..Default::default()
+        };
+        Ok(crate::physical::inventory::VerifyOptions {
+            repo: self.repo.repo.clone(),
+            s3: self.repo.s3.settings(),
+            range: self.range.clone(),
+            deep: self.deep,
+            identities: crate::stream::encrypt::identities(&enc)?,
+            json: self.json,
+        })
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -130,6 +190,10 @@ pub const WAL: Page = Page {
         (
             "archive_command = 'weir-wal push --repo /var/lib/weir/wal %p'",
             "A local directory as the repository: file and directory are synced before exit 0.",
+        ),
+        (
+            "weir-wal verify --repo s3://backups/cluster1 --range 000000010000000000000010..000000010000000000000014",
+            "Check that a base backup's WAL is all archived.",
         ),
     ],
     environment: WAL_ENV,

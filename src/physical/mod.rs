@@ -2,6 +2,7 @@
 //! `archive_command` and `restore_command` need it. Base backups and point-in-time recovery
 //! build on the same repository.
 
+pub mod inventory;
 pub mod object;
 pub mod repo;
 pub mod wal;

@@ -82,7 +82,7 @@ pub fn object_key(n: &WalName) -> String {
     }
 }
 
-fn read_record(repo: &Repo) -> Result<Option<ClusterRecord>> {
+pub fn read_record(repo: &Repo) -> Result<Option<ClusterRecord>> {
     let Some(stored) = repo.read(CLUSTER)? else {
         return Ok(None);
     };

@@ -183,9 +183,83 @@ fn the_archive_holds_every_segment_and_both_commands_keep_their_contracts() {
         String::from_utf8_lossy(&by_hand.stdout).trim(),
         (16 << 20).to_string()
     );
+    inventory(&a, archived);
     push_contracts(&a, &last);
     fetch_contracts(&a, &last, scratch.path());
     recovers_a_restored_copy(&a);
+}
+
+/// ls lists what the archiver archived; verify passes on the whole archive and on a range,
+/// names a missing segment (exit 4), and with --deep finds a damaged one (exit 3).
+fn inventory(a: &Archiving, archived: usize) {
+    let repo = a.repo.to_str().unwrap();
+    let ls =
+        String::from_utf8(ok(weir("weir-wal", &["ls", "--repo", repo, "--json"], b""))).unwrap();
+    let ls: serde_json::Value = serde_json::from_str(&ls).unwrap();
+    let names: Vec<String> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), archived);
+    let key = a.key.to_str().unwrap();
+    let o = weir(
+        "weir-wal",
+        &["verify", "--repo", repo, "--deep", "-i", key],
+        b"",
+    );
+    assert!(
+        o.status.success(),
+        "{} {}",
+        stderr(&o),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let range = format!("{}..{}", names[0], names[names.len() - 1]);
+    assert!(
+        weir(
+            "weir-wal",
+            &["verify", "--repo", repo, "--range", &range],
+            b""
+        )
+        .status
+        .success()
+    );
+    // A copy of the repository with a hole and a damaged segment.
+    let scratch = tempfile::tempdir().unwrap();
+    let copy = scratch.path().join("repo");
+    sh(&format!("cp -a {} {}", a.repo.display(), copy.display()));
+    let copy_s = copy.to_str().unwrap();
+    let hole = &names[1];
+    std::fs::remove_file(copy.join("wal").join(&hole[..16]).join(hole)).unwrap();
+    let o = weir("weir-wal", &["verify", "--repo", copy_s], b"");
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains(hole.as_str()), "{}", stderr(&o));
+    let beyond = format!("{}..{}", names[2], names[names.len() - 1]);
+    assert!(
+        weir(
+            "weir-wal",
+            &["verify", "--repo", copy_s, "--range", &beyond],
+            b""
+        )
+        .status
+        .success()
+    );
+    let bad = &names[2];
+    let path = copy.join("wal").join(&bad[..16]).join(bad);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let o = weir(
+        "weir-wal",
+        &[
+            "verify", "--repo", copy_s, "--range", &beyond, "--deep", "-i", key,
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains(bad.as_str()), "{}", stderr(&o));
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
