@@ -27,6 +27,9 @@ fn main() {
         WalCommand::Push(a) => wal::push(&a.options()?),
         WalCommand::Ls(a) => weir::physical::inventory::ls(&a.options()),
         WalCommand::Verify(a) => weir::physical::inventory::verify(&a.options()?),
+        WalCommand::Fetch(a) if std::env::var_os(wal::PREFETCH_CHILD).is_some() => {
+            a.options().and_then(|o| wal::prefetch(&o))
+        }
         WalCommand::Fetch(a) => {
             let fetched = a.options().and_then(|o| wal::fetch(&o));
             match fetched {

@@ -116,6 +116,13 @@ pub struct PushArgs {
     /// Encrypt to the recipients listed in FILE (repeatable).
     #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
     pub recipients_files: Vec<String>,
+    /// Also push up to N-1 of the next files the server has marked ready, in parallel; the
+    /// server's calls for them then return at once (needs --spool).
+    #[arg(long = "parallel", value_name = "N", default_value_t = 1, value_parser = super::jobs)]
+    pub parallel: usize,
+    /// A directory of our own (outside pg_wal) for the notes --parallel and --prefetch keep.
+    #[arg(long = "spool", value_name = "DIR")]
+    pub spool: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -138,6 +145,13 @@ pub struct FetchArgs {
     /// directory, the data directory when PostgreSQL runs the command).
     #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
     pub pgdata: Option<std::path::PathBuf>,
+    /// After a segment, fetch the next N-1 in the background into --spool, where the
+    /// server's calls for them find them (verified already).
+    #[arg(long = "prefetch", value_name = "N", default_value_t = 1, value_parser = super::jobs)]
+    pub prefetch: usize,
+    /// A directory of our own (outside pg_wal) for prefetched segments.
+    #[arg(long = "spool", value_name = "DIR")]
+    pub spool: Option<std::path::PathBuf>,
 }
 
 impl PushArgs {
@@ -147,18 +161,28 @@ impl PushArgs {
             recipients_files: self.recipients_files.clone(),
             ..Default::default()
         };
+        // Parsed once here so a bad recipient is a usage error before any work.
+        crate::stream::encrypt::recipients(&enc)?;
+        if self.parallel > 1 && self.spool.is_none() {
+            anyhow::bail!("--parallel needs --spool DIR, where files pushed ahead are noted");
+        }
         Ok(crate::physical::wal::PushOptions {
             repo: self.repo.repo.clone(),
             s3: self.repo.s3.settings(),
             path: self.path.clone(),
             level: (!self.no_compress).then_some(self.level),
-            recipients: crate::stream::encrypt::recipients(&enc)?,
+            encrypt: enc,
+            parallel: self.parallel,
+            spool: self.spool.clone(),
         })
     }
 }
 
 impl FetchArgs {
     pub fn options(&self) -> anyhow::Result<crate::physical::wal::FetchOptions> {
+        if self.prefetch > 1 && self.spool.is_none() {
+            anyhow::bail!("--prefetch needs --spool DIR, where prefetched segments wait");
+        }
         let enc = EncryptOptions {
             identities: self.identities.clone(),
             ..Default::default()
@@ -171,6 +195,8 @@ impl FetchArgs {
             identities: crate::stream::encrypt::identities(&enc)?,
             retry_for: std::time::Duration::from_secs(self.retry_for),
             pgdata: self.pgdata.clone(),
+            prefetch: self.prefetch,
+            spool: self.spool.clone(),
         })
     }
 }

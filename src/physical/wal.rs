@@ -11,7 +11,7 @@
 //!   failure exits 255, which stops recovery instead of ending it early with data missing.
 //!   The file reaches `%p` through a synced temporary file and a rename, never half.
 
-use super::object::{self, Identity, Recipient};
+use super::object::{self, Identity};
 use super::repo::{CLUSTER, Created, Repo};
 use super::walfile::{Kind, SegmentHeader, WalName, control_system_identifier, segment_header};
 use crate::plumbing::{ExitCode, bad_input, coded};
@@ -121,20 +121,54 @@ pub struct PushOptions {
     pub path: String,
     /// zstd level; `None` stores the file uncompressed.
     pub level: Option<i32>,
-    pub recipients: Vec<Recipient>,
+    /// The recipients, parsed by each thread that encrypts (a parsed one is not `Sync`).
+    pub encrypt: crate::stream::encrypt::EncryptOptions,
+    /// `--parallel N`: push up to N-1 of the next `.ready` files alongside this one.
+    pub parallel: usize,
+    /// Where files pushed ahead are noted, so that the server's later calls return at once.
+    pub spool: Option<PathBuf>,
 }
 
 /// `archive_command = 'weir-wal push --repo URL %p'`.
 pub fn push(o: &PushOptions) -> Result<()> {
     let path = Path::new(&o.path);
+    let name = wal_name_of(path)?;
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", o.path))?;
+    let digest = object::sha256_hex(&data);
+    if let Some(spool) = &o.spool {
+        if take_pushed_mark(spool, &name.name, &digest) {
+            return Ok(());
+        }
+    }
+    let ahead = match (&o.spool, o.parallel) {
+        (Some(spool), n) if n > 1 => ready_after(path, &name, spool, n - 1),
+        _ => Vec::new(),
+    };
+    std::thread::scope(|scope| {
+        for p in &ahead {
+            scope.spawn(move || push_ahead(o, p));
+        }
+        push_file(o, &name, &data, &digest)
+    })
+}
+
+fn wal_name_of(path: &Path) -> Result<WalName> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
-        .ok_or_else(|| coded(ExitCode::Usage, format!("{}: not a file name", o.path)))?;
-    let name = WalName::parse(&name).map_err(|e| coded(ExitCode::Usage, e.to_string()))?;
-    let data = std::fs::read(path).with_context(|| format!("cannot read {}", o.path))?;
+        .ok_or_else(|| {
+            coded(
+                ExitCode::Usage,
+                format!("{}: not a file name", path.display()),
+            )
+        })?;
+    WalName::parse(&name).map_err(|e| coded(ExitCode::Usage, e.to_string()))
+}
+
+/// One file to the repository: identity checked, never replacing, durable before `Ok`.
+fn push_file(o: &PushOptions, name: &WalName, data: &[u8], digest: &str) -> Result<()> {
     let header = match name.has_header() {
-        true => Some(check_segment(&name, &data)?),
+        true => Some(check_segment(name, data)?),
         false => None,
     };
     let repo = Repo::open(&o.repo, &o.s3)?;
@@ -145,15 +179,73 @@ pub fn push(o: &PushOptions) -> Result<()> {
         (Some(rec), None) => check_data_dir(rec, Path::new("."))?,
         (None, _) => {}
     }
-    let digest = object::sha256_hex(&data);
-    let key = object_key(&name);
+    let key = object_key(name);
     if let Some(existing) = repo.digest(&key)? {
-        return same_or_conflict(&name.name, existing, &digest);
+        return same_or_conflict(&name.name, existing, digest);
     }
-    let stored = object::encode(&data, o.level, &o.recipients)?;
-    match repo.create(&key, &stored, &digest)? {
+    let recipients = crate::stream::encrypt::recipients(&o.encrypt)?;
+    let stored = object::encode(data, o.level, &recipients)?;
+    match repo.create(&key, &stored, digest)? {
         Created::New => Ok(()),
-        Created::Exists(existing) => same_or_conflict(&name.name, existing, &digest),
+        Created::Exists(existing) => same_or_conflict(&name.name, existing, digest),
+    }
+}
+
+/// The next files the server has marked `.ready` (archive_status is only read, never
+/// written: it is the server's), after this one and not already pushed ahead.
+fn ready_after(path: &Path, name: &WalName, spool: &Path, n: usize) -> Vec<PathBuf> {
+    let wal_dir = path.parent().unwrap_or(Path::new("."));
+    let Ok(entries) = std::fs::read_dir(wal_dir.join("archive_status")) else {
+        return Vec::new();
+    };
+    let mut ready: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let f = e.file_name().to_string_lossy().to_string();
+            f.strip_suffix(".ready").map(str::to_string)
+        })
+        .filter(|f| *f != name.name && WalName::parse(f).is_ok())
+        .filter(|f| !spool.join(format!("{f}.pushed")).exists())
+        .collect();
+    ready.sort();
+    ready.into_iter().take(n).map(|f| wal_dir.join(f)).collect()
+}
+
+/// Pushes a file ahead of the server's call for it and notes its digest in the spool. A
+/// failure is only reported: the server's own call will push it again.
+fn push_ahead(o: &PushOptions, path: &Path) {
+    let result = (|| -> Result<()> {
+        let name = wal_name_of(path)?;
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let digest = object::sha256_hex(&data);
+        push_file(o, &name, &data, &digest)?;
+        let spool = o.spool.as_ref().expect("--parallel has a spool");
+        std::fs::create_dir_all(spool)?;
+        crate::plumbing::write_atomically(
+            &spool.join(format!("{}.pushed", name.name)),
+            digest.as_bytes(),
+        )
+    })();
+    if let Err(e) = result {
+        eprintln!(
+            "{}: pushing {} ahead: {}",
+            crate::plumbing::program(),
+            path.display(),
+            crate::plumbing::one_line(&format!("{e:#}"))
+        );
+    }
+}
+
+/// True when `name` was pushed ahead with exactly this content (the mark is then removed).
+fn take_pushed_mark(spool: &Path, name: &str, digest: &str) -> bool {
+    let mark = spool.join(format!("{name}.pushed"));
+    match std::fs::read_to_string(&mark) {
+        Ok(d) if d.trim() == digest => {
+            let _ = std::fs::remove_file(&mark);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -219,7 +311,14 @@ pub struct FetchOptions {
     /// The data directory whose cluster must match the repository's (default: the working
     /// directory, which is the data directory when the server runs the command).
     pub pgdata: Option<PathBuf>,
+    /// `--prefetch N`: after a segment, a background process fetches the next N-1 into the
+    /// spool, where the server's calls for them find them.
+    pub prefetch: usize,
+    pub spool: Option<PathBuf>,
 }
+
+/// Set in the environment of the background process that prefetches.
+pub const PREFETCH_CHILD: &str = "WEIR_WAL_PREFETCHING";
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Fetched {
@@ -231,10 +330,107 @@ pub enum Fetched {
 /// `restore_command = 'weir-wal fetch --repo URL %f %p'`.
 pub fn fetch(o: &FetchOptions) -> Result<Fetched> {
     let name = WalName::parse(&o.name)?;
+    let spool = o
+        .spool
+        .as_deref()
+        .filter(|_| o.prefetch > 1 && name.kind == Kind::Segment);
+    if let Some(spool) = spool {
+        if take_prefetched(spool, &name, Path::new(&o.dest))? {
+            start_prefetch();
+            return Ok(Fetched::Restored);
+        }
+    }
+    let fetched = fetch_with_retries(o, &name)?;
+    if fetched == Fetched::Restored && spool.is_some() {
+        start_prefetch();
+    }
+    Ok(fetched)
+}
+
+/// A segment fetched ahead (verified then, and renamed into the spool whole) moves to `%p`.
+fn take_prefetched(spool: &Path, name: &WalName, dest: &Path) -> Result<bool> {
+    let file = spool.join(&name.name);
+    if !file.exists() {
+        return Ok(false);
+    }
+    if std::fs::rename(&file, dest).is_err() {
+        // Another file system: copy it whole, as a download would be written.
+        let data = std::fs::read(&file)?;
+        write_restored(dest, &data)?;
+        let _ = std::fs::remove_file(&file);
+    }
+    Ok(true)
+}
+
+/// Starts this command again in the background to prefetch (PostgreSQL waits for the
+/// command, not for its children; the child's output goes nowhere, its failures only mean
+/// the server's own calls download as usual).
+fn start_prefetch() {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let _ = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(PREFETCH_CHILD, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
+
+/// The background half of `--prefetch N`: the N-1 segments after `%f`, verified, into the
+/// spool, until one is absent. One prefetcher at a time (a lock in the spool); segments
+/// before `%f` are cleared out, since recovery has passed them.
+pub fn prefetch(o: &FetchOptions) -> Result<()> {
+    let name = WalName::parse(&o.name)?;
+    let spool = o
+        .spool
+        .as_deref()
+        .ok_or_else(|| anyhow!("--prefetch needs --spool"))?;
+    std::fs::create_dir_all(spool)?;
+    let lock = std::fs::File::create(spool.join(".lock"))?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Ok(());
+    }
+    for e in std::fs::read_dir(spool)?.flatten() {
+        let f = e.file_name().to_string_lossy().to_string();
+        let stale = WalName::parse(&f).is_ok_and(|w| w.timeline == name.timeline && f < name.name);
+        if stale || f.contains(".weir-tmp.") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    let repo = Repo::open(&o.repo, &o.s3)?;
+    let rec = read_record(&repo)?.ok_or_else(|| anyhow!("no weir-wal repository"))?;
+    for next in following(&name.name, rec.segment_size, o.prefetch - 1) {
+        let target = spool.join(&next);
+        if target.exists() {
+            continue;
+        }
+        if fetch_once(o, &WalName::parse(&next)?, &target)? == Fetched::Absent {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The `n` segment names after `name` on its timeline.
+fn following(name: &str, segment_size: u32, n: usize) -> Vec<String> {
+    let per_log = 0x1_0000_0000u64 / u64::from(segment_size);
+    let h = |a: usize| u64::from_str_radix(&name[a..a + 8], 16).unwrap_or(0);
+    let segno = h(8) * per_log + h(16);
+    (1..=n as u64)
+        .map(|i| {
+            let s = segno + i;
+            format!("{}{:08X}{:08X}", &name[..8], s / per_log, s % per_log)
+        })
+        .collect()
+}
+
+fn fetch_with_retries(o: &FetchOptions, name: &WalName) -> Result<Fetched> {
     let deadline = Instant::now() + o.retry_for;
     let mut pause = Duration::from_millis(250);
     loop {
-        match fetch_once(o, &name) {
+        match fetch_once(o, name, Path::new(&o.dest)) {
             Ok(f) => return Ok(f),
             // Damage, another cluster, a missing key will not mend by waiting.
             Err(e) if permanent(&e) || Instant::now() + pause > deadline => return Err(e),
@@ -258,7 +454,7 @@ fn permanent(e: &anyhow::Error) -> bool {
     )
 }
 
-fn fetch_once(o: &FetchOptions, name: &WalName) -> Result<Fetched> {
+fn fetch_once(o: &FetchOptions, name: &WalName, dest: &Path) -> Result<Fetched> {
     let repo = Repo::open(&o.repo, &o.s3)?;
     // Without its record this is not a repository (a wrong URL, an empty bucket): saying
     // "absent" would end recovery early.
@@ -290,7 +486,7 @@ fn fetch_once(o: &FetchOptions, name: &WalName) -> Result<Fetched> {
         let h = check_segment(name, &data)?;
         rec.check(&name.name, &h)?;
     }
-    write_restored(Path::new(&o.dest), &data)?;
+    write_restored(dest, &data)?;
     Ok(Fetched::Restored)
 }
 

@@ -50,9 +50,10 @@ fn archiving() -> Archiving {
     std::fs::write(
         probe.data().join("archive.sh"),
         format!(
-            "exec {} push --repo {} -r {recipient} \"$1\"\n",
+            "exec {} push --repo {} -r {recipient} --parallel 2 --spool {} \"$1\"\n",
             bin.display(),
-            repo.display()
+            repo.display(),
+            probe.dir.join("spool-push").display()
         ),
     )
     .unwrap();
@@ -184,6 +185,7 @@ fn the_archive_holds_every_segment_and_both_commands_keep_their_contracts() {
         (16 << 20).to_string()
     );
     inventory(&a, archived);
+    ahead_of_the_server(&a, &last);
     push_contracts(&a, &last);
     fetch_contracts(&a, &last, scratch.path());
     recovers_a_restored_copy(&a);
@@ -260,6 +262,83 @@ fn inventory(a: &Archiving, archived: usize) {
     );
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains(bad.as_str()), "{}", stderr(&o));
+}
+
+/// push --parallel pushes the next .ready files too, and the server's calls for them return
+/// at once, unless the file changed since (then the usual checks decide); fetch --prefetch
+/// leaves the next segments, verified, in its spool.
+fn ahead_of_the_server(a: &Archiving, last: &str) {
+    let scratch = tempfile::tempdir().unwrap();
+    let wal = scratch.path().join("pg_wal");
+    std::fs::create_dir_all(wal.join("archive_status")).unwrap();
+    let seg = std::fs::read(a.c.data().join("pg_wal").join(last)).unwrap();
+    let names = [
+        "0000000100000000000000C0",
+        "0000000100000000000000C1",
+        "0000000100000000000000C2",
+    ];
+    for (i, n) in names.iter().enumerate() {
+        let mut b = seg.clone();
+        b[8192 * 3] = i as u8;
+        std::fs::write(wal.join(n), b).unwrap();
+        std::fs::write(wal.join("archive_status").join(format!("{n}.ready")), "").unwrap();
+    }
+    let spool = scratch.path().join("spool");
+    let repo = a.repo.to_str().unwrap();
+    let r = [
+        "-r",
+        a.recipient.as_str(),
+        "--parallel",
+        "3",
+        "--spool",
+        spool.to_str().unwrap(),
+    ];
+    let o = push(repo, &wal.join(names[0]), &r, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for n in names {
+        assert!(
+            a.repo.join("wal/0000000100000000").join(n).exists(),
+            "{n} not pushed"
+        );
+    }
+    assert!(spool.join(format!("{}.pushed", names[1])).exists());
+    assert!(push(repo, &wal.join(names[1]), &r, &[]).status.success());
+    assert!(!spool.join(format!("{}.pushed", names[1])).exists());
+    // Changed since it was pushed ahead: the note does not apply, and the content differs.
+    let mut changed = std::fs::read(wal.join(names[2])).unwrap();
+    changed[8192 * 4] ^= 1;
+    std::fs::write(wal.join(names[2]), changed).unwrap();
+    assert_eq!(
+        push(repo, &wal.join(names[2]), &r, &[]).status.code(),
+        Some(5)
+    );
+    // Prefetch: fetching C0 leaves C1 and C2 in the spool, byte for byte what was pushed.
+    let fspool = scratch.path().join("fetch-spool");
+    let dest = scratch.path().join("RECOVERYXLOG");
+    let o = fetch(
+        a,
+        names[0],
+        &dest,
+        &["--prefetch", "3", "--spool", fspool.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(fspool.join(names[1]).exists() && fspool.join(names[2]).exists()) {
+        assert!(Instant::now() < deadline, "nothing prefetched");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut want = seg.clone();
+    want[8192 * 3] = 1;
+    assert!(std::fs::read(fspool.join(names[1])).unwrap() == want);
+    let o = fetch(
+        a,
+        names[1],
+        &dest,
+        &["--prefetch", "3", "--spool", fspool.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(&dest).unwrap() == want);
+    assert!(!fspool.join(names[1]).exists());
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -558,10 +637,11 @@ fn recovers_a_restored_copy(a: &Archiving) {
     std::fs::write(
         copy.join("postgresql.auto.conf"),
         format!(
-            "restore_command = '{} fetch --repo {} -i {} --retry-for 5 %f %p'\narchive_mode = off\nport = {port}\n",
+            "restore_command = '{} fetch --repo {} -i {} --retry-for 5 --prefetch 4 --spool {} %f %p'\narchive_mode = off\nport = {port}\n",
             a.bin.display(),
             a.repo.display(),
-            a.key.display()
+            a.key.display(),
+            c.dir.join("spool-fetch").display()
         ),
     )
     .unwrap();
