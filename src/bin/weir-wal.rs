@@ -24,7 +24,21 @@ fn main() {
         }
     };
     weir::plumbing::main("weir-wal", || match &cli.command {
-        WalCommand::Push(a) => wal::push(&a.options()?),
+        WalCommand::Push(a) => {
+            let result = a.options().and_then(|o| wal::push(&o));
+            if let Some(m) = &a.metrics {
+                let file = std::path::Path::new(&a.path)
+                    .file_name()
+                    .unwrap_or_default();
+                let file = file.to_string_lossy();
+                if let Err(e) =
+                    weir::physical::metrics::record(m, &a.repo.repo, &file, result.is_ok())
+                {
+                    eprintln!("weir-wal: writing metrics {}: {e:#}", m.display());
+                }
+            }
+            result
+        }
         WalCommand::Ls(a) => weir::physical::inventory::ls(&a.options()),
         WalCommand::Verify(a) => weir::physical::inventory::verify(&a.options()?),
         WalCommand::Fetch(a) if std::env::var_os(wal::PREFETCH_CHILD).is_some() => {

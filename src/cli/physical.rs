@@ -123,6 +123,10 @@ pub struct PushArgs {
     /// A directory of our own (outside pg_wal) for the notes --parallel and --prefetch keep.
     #[arg(long = "spool", value_name = "DIR")]
     pub spool: Option<std::path::PathBuf>,
+    /// After each push, write Prometheus textfile metrics to FILE: the last archived file and
+    /// its time, the last push's outcome, failures so far.
+    #[arg(long = "metrics", value_name = "FILE")]
+    pub metrics: Option<std::path::PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]

@@ -3,6 +3,7 @@
 //! build on the same repository.
 
 pub mod inventory;
+pub mod metrics;
 pub mod object;
 pub mod repo;
 pub mod wal;

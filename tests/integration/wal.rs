@@ -50,10 +50,11 @@ fn archiving() -> Archiving {
     std::fs::write(
         probe.data().join("archive.sh"),
         format!(
-            "exec {} push --repo {} -r {recipient} --parallel 2 --spool {} \"$1\"\n",
+            "exec {} push --repo {} -r {recipient} --parallel 2 --spool {} --metrics {} \"$1\"\n",
             bin.display(),
             repo.display(),
-            probe.dir.join("spool-push").display()
+            probe.dir.join("spool-push").display(),
+            probe.dir.join("wal.prom").display()
         ),
     )
     .unwrap();
@@ -145,6 +146,16 @@ fn the_archive_holds_every_segment_and_both_commands_keep_their_contracts() {
     let last = switch(c);
     wait_archived(c, &last);
     assert_eq!(q(c, "SELECT failed_count FROM pg_stat_archiver"), "0");
+    let metrics = std::fs::read_to_string(c.dir.join("wal.prom")).unwrap();
+    assert!(
+        metrics.contains(&format!("file=\"{last}\"}} 1\n")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("weir_wal_push_success{"), "{metrics}");
+    assert!(
+        metrics.contains("} 0\n") && metrics.contains("weir_wal_push_failures_total{"),
+        "{metrics}"
+    );
     // Every segment the archiver counted is in the repository, and every one still in pg_wal
     // fetches back byte-identical.
     let archived: usize = q(c, "SELECT archived_count FROM pg_stat_archiver")
