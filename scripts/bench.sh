@@ -9,6 +9,8 @@
 #                                              local s3s-fs server)
 #   backup.sh, restore.sh             against  pg_dump -Fc | gpg | aws s3 cp, and back
 #                                              (postgres-backup-s3's job, streaming)
+#   weir-wal push, fetch              against  pgbackrest archive-push, archive-get, sync
+#                                              and async (scripts/lib/bench-wal.sh)
 # on a generated mixed-type dataset of about BENCH_GB gigabytes (default 1). Prints wall time,
 # peak RSS and the ratios weir/reference (below 1.0 means weir is faster or smaller).
 # BENCH_RUNS (default 3) runs of each, in alternating order; the best run counts.
@@ -211,6 +213,11 @@ done
         "$(($(maxi "${jrk[@]}") / 1024))" "$(($(maxi "${prk[@]}") / 1024))"
     echo "  (stored: weir $("$bin/weir-ls" --catalog s3://bench/jobs/ | awk 'NR > 1 { s = $3 } END { print s }') bytes, pg_dump -Fc+gpg $("$bin/weir-ls" --json s3://bench/pbs3/ | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["size"])') bytes)"
 } >> "$work/stages"
+
+# WAL archiving: weir-wal against pgBackRest (scripts/lib/bench-wal.sh).
+command -v pgbackrest >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends pgbackrest >/dev/null; }
+. scripts/lib/bench-wal.sh
+bench_wal
 
 echo
 echo "byte-stream stages:"

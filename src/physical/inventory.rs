@@ -250,13 +250,16 @@ fn deep_check(
         let stored = repo
             .read(&object_key(&w))?
             .ok_or_else(|| anyhow!("{n} vanished while verifying"))?;
-        let ok = object::decode(&stored.data, ids).ok().is_some_and(|data| {
-            stored.sha256.as_deref() == Some(object::sha256_hex(&data).as_str())
-                && segment_header(&data).is_ok_and(|h| {
-                    h.system_identifier.to_string() == rec.system_identifier
-                        && data.len() == h.segment_size as usize
-                })
-        });
+        let ok = object::decode(stored.data, ids)
+            .ok()
+            .map(|d| d.data)
+            .is_some_and(|data| {
+                stored.sha256.as_deref() == Some(object::sha256_hex(&data).as_str())
+                    && segment_header(&data).is_ok_and(|h| {
+                        h.system_identifier.to_string() == rec.system_identifier
+                            && data.len() == h.segment_size as usize
+                    })
+            });
         if !ok {
             damaged.push(n.to_string());
         }

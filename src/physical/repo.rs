@@ -88,7 +88,10 @@ impl Repo {
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         // A missing repository is a failure, not an absent file.
                         if !root.is_dir() {
-                            bail!("no repository directory {}", root.display());
+                            return Err(crate::plumbing::coded(
+                                crate::plumbing::ExitCode::NotFound,
+                                format!("no repository directory {}", root.display()),
+                            ));
                         }
                         return Ok(None);
                     }
@@ -282,9 +285,12 @@ fn create_in_dir(root: &Path, key: &str, data: &[u8], sha256: &str) -> Result<Cr
     if path.exists() {
         return Ok(Created::Exists(read_digest(&path)?));
     }
-    let dir = path.parent().expect("keys have a directory").to_path_buf();
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    sync_dir(dir.parent().unwrap_or(root))?;
+    let dir = parent(&path);
+    if !dir.is_dir() {
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // The new folder's own entry must be durable too.
+        sync_dir(&parent(&dir))?;
+    }
     durable_write(&digest_path(&path), format!("{sha256}\n").as_bytes())?;
     durable_write(&path, data)?;
     sync_dir(&dir)?;
@@ -315,6 +321,14 @@ fn durable_write(path: &Path, data: &[u8]) -> Result<()> {
     }
     crate::plumbing::signals::forget(guard);
     result
+}
+
+/// A path's directory; `.` for a bare name (`Path::parent` gives an empty path there).
+fn parent(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {

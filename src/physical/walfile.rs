@@ -62,6 +62,13 @@ impl WalName {
         matches!(self.kind, Kind::Segment | Kind::Partial)
     }
 
+    /// Where a segment starts in the WAL, from its name, for `segment_size`-byte segments.
+    pub fn start_address(&self, segment_size: u32) -> u64 {
+        let h = |a: usize| u64::from_str_radix(&self.name[a..a + 8], 16).expect("checked hex");
+        let per_log = 0x1_0000_0000u64 / u64::from(segment_size);
+        (h(8) * per_log + h(16)) * u64::from(segment_size)
+    }
+
     /// The 24 hex digits of timeline, log and segment (for .history: the timeline only).
     pub fn position(&self) -> &str {
         if self.kind == Kind::History {
@@ -76,6 +83,8 @@ impl WalName {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SegmentHeader {
     pub major: u32,
+    /// xlp_pageaddr: the WAL position of the first page, which the file's name must match.
+    pub page_address: u64,
     pub system_identifier: u64,
     pub segment_size: u32,
     pub timeline: u32,
@@ -117,6 +126,7 @@ pub fn segment_header(b: &[u8]) -> Result<SegmentHeader> {
     }
     Ok(SegmentHeader {
         major,
+        page_address: u64::from_le_bytes(b[8..16].try_into().unwrap()),
         system_identifier: u64::from_le_bytes(b[24..32].try_into().unwrap()),
         segment_size,
         timeline: u32_at(4),
@@ -184,6 +194,7 @@ mod tests {
             h,
             SegmentHeader {
                 major: 15,
+                page_address: 0,
                 system_identifier: 7301234567890123456,
                 segment_size: 16 << 20,
                 timeline: 3

@@ -289,7 +289,7 @@ fn ahead_of_the_server(a: &Archiving, last: &str) {
         "0000000100000000000000C2",
     ];
     for (i, n) in names.iter().enumerate() {
-        let mut b = seg.clone();
+        let mut b = moved_to(&seg, n);
         b[8192 * 3] = i as u8;
         std::fs::write(wal.join(n), b).unwrap();
         std::fs::write(wal.join("archive_status").join(format!("{n}.ready")), "").unwrap();
@@ -338,7 +338,7 @@ fn ahead_of_the_server(a: &Archiving, last: &str) {
         assert!(Instant::now() < deadline, "nothing prefetched");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut want = seg.clone();
+    let mut want = moved_to(&seg, names[1]);
     want[8192 * 3] = 1;
     assert!(std::fs::read(fspool.join(names[1])).unwrap() == want);
     let o = fetch(
@@ -350,6 +350,16 @@ fn ahead_of_the_server(a: &Archiving, last: &str) {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::read(&dest).unwrap() == want);
     assert!(!fspool.join(names[1]).exists());
+}
+
+/// A copy of a segment whose first page says it starts where `name` does (16 MiB segments),
+/// as a real segment of that name would; push and fetch check it.
+fn moved_to(seg: &[u8], name: &str) -> Vec<u8> {
+    let n = u64::from_str_radix(&name[8..16], 16).unwrap() * 256
+        + u64::from_str_radix(&name[16..], 16).unwrap();
+    let mut b = seg.to_vec();
+    b[8..16].copy_from_slice(&(n << 24).to_le_bytes());
+    b
 }
 
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -412,6 +422,16 @@ fn push_contracts(a: &Archiving, last: &str) {
         stderr(&o)
     );
     assert!(std::fs::read(&ours).ok() == before);
+    // A segment under another segment's name is refused: its header says where it starts.
+    let renamed = scratch.path().join("0000000100000000000000D0");
+    std::fs::copy(&seg, &renamed).unwrap();
+    let o = push(repo, &renamed, &r, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not where this name starts"),
+        "{}",
+        stderr(&o)
+    );
     // A torn segment (a short copy) is not archived.
     let torn = scratch.path().join("000000010000000000000099");
     std::fs::write(&torn, &bytes[..8192 * 3]).unwrap();
@@ -420,7 +440,7 @@ fn push_contracts(a: &Archiving, last: &str) {
     let next = "0000000100000000000000A0";
     let dir = a.repo.join("wal/0000000100000000");
     std::fs::write(dir.join(format!("{next}.sha256")), "0000\n").unwrap();
-    let mut seg_a0 = std::fs::read(&seg).unwrap();
+    let mut seg_a0 = moved_to(&std::fs::read(&seg).unwrap(), next);
     seg_a0[8192 * 2] ^= 1;
     std::fs::write(scratch.path().join(next), &seg_a0).unwrap();
     let o = push(repo, &scratch.path().join(next), &r, &[]);
@@ -576,7 +596,7 @@ fn s3_contracts(a: &Archiving, last: &str, scratch: &Path) {
     assert!(!dest.exists());
     // SIGKILL while push waits for the service: no object; the retried push succeeds.
     let next = scratch.join("0000000100000000000000B0");
-    let mut other = std::fs::read(&seg).unwrap();
+    let mut other = moved_to(&std::fs::read(&seg).unwrap(), "0000000100000000000000B0");
     other[8192 * 5] ^= 1;
     std::fs::write(&next, &other).unwrap();
     let mut child = s3_command(

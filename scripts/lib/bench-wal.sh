@@ -1,0 +1,144 @@
+# shellcheck shell=bash
+# The WAL pair of scripts/bench.sh: weir-wal against pgBackRest 2.45 (Debian's pgbackrest),
+# both to a posix repository, zstd level 3, encrypted (pgBackRest aes-256-cbc with a cipher
+# pass in its configuration file, weir to an age recipient), on the same real segments of the
+# benchmark's cluster. The archiver is played by a loop that calls the command once per
+# segment, in order, and marks the segment .done in archive_status after a success, as
+# PostgreSQL's archiver does (pgarch.c); restore_command by a loop that asks for each segment
+# in turn. Sourced by bench.sh after its cluster, measure(), best() and $work exist.
+
+# The segments: WAL from a bulk load, kept from recycling by wal_keep_size, copied once into
+# a pg_wal directory of our own with an archive_status, as the archiver would see it.
+bench_wal_segments() {
+    local n=$1 start stop
+    psql -X -q -d postgres -c "ALTER SYSTEM SET wal_keep_size = '8GB'" -c "SELECT pg_reload_conf()" >/dev/null
+    start=$(psql -X -A -t -d postgres -c "SELECT pg_walfile_name(pg_current_wal_lsn())")
+    psql -X -q -d postgres -c "CREATE DATABASE walbench"
+    # About one segment per 150,000 rows of this shape.
+    psql -X -q -d walbench -c "CREATE TABLE w AS SELECT g, md5(g::text) AS h, now() AS t FROM generate_series(1, $((n * 155000))) g"
+    stop=$(psql -X -A -t -d postgres -c "SELECT pg_walfile_name(pg_switch_wal())")
+    mkdir -p "$work/wal/pg_wal/archive_status"
+    psql -X -A -t -d postgres -c "SELECT name FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$' AND name >= '$start' AND name <= '$stop' ORDER BY name LIMIT $n" \
+        > "$work/wal/names"
+    while read -r f; do cp "$SCRATCH_DIR/data/pg_wal/$f" "$work/wal/pg_wal/$f"; done < "$work/wal/names"
+    # pgBackRest finds archive_status beside the file and the cluster's identity in pg1-path:
+    # this copy is a data directory as far as archiving goes.
+    mkdir -p "$work/wal/global"
+    cp "$SCRATCH_DIR/data/global/pg_control" "$work/wal/global/"
+    cp "$SCRATCH_DIR/data/PG_VERSION" "$work/wal/"
+    psql -X -q -d postgres -c "DROP DATABASE walbench" -c "ALTER SYSTEM RESET wal_keep_size" -c "SELECT pg_reload_conf()" >/dev/null
+    chown -R postgres "$work/wal" 2>/dev/null || true
+    wc -l < "$work/wal/names"
+}
+
+# pgBackRest's configuration: one stanza for the benchmark's cluster (created from the real
+# data directory, archived from the copy); sync, or async with two processes. Everything it
+# needs runs as the cluster's owner.
+bench_wal_pgbackrest_conf() {
+    local async=$1 pgdata=$2 conf=$work/pgbackrest-$1.conf
+    {
+        echo "[global]"
+        echo "repo1-path=$work/pgbr-repo"
+        echo "repo1-cipher-type=aes-256-cbc"
+        echo "repo1-cipher-pass=$(openssl rand -hex 24)"
+        echo "compress-type=zst"
+        echo "compress-level=3"
+        echo "lock-path=$work/pgbr-lock"
+        echo "spool-path=$work/pgbr-spool"
+        echo "log-level-console=warn"
+        echo "log-level-file=off"
+        if [ "$async" = async ]; then
+            echo "archive-async=y"
+            echo "process-max=2"
+            echo "archive-get-queue-max=256MiB"
+        fi
+        echo "[bench]"
+        echo "pg1-path=$pgdata"
+        echo "pg1-socket-path=$SCRATCH_DIR"
+        echo "pg1-port=$SCRATCH_PORT"
+        echo "pg1-user=postgres"
+    } > "$conf"
+    chown postgres "$conf" 2>/dev/null || true
+    echo "$conf"
+}
+
+# The archiver's loop over the copied segments: COMMAND %p, then .ready becomes .done.
+bench_wal_archive_loop() {
+    cat > "$work/wal/archive-loop.sh" <<'EOF'
+set -eu
+dir=$1; shift
+for f in $(cat "$dir/names"); do : > "$dir/pg_wal/archive_status/$f.ready"; done
+for f in $(cat "$dir/names"); do
+    "$@" "$dir/pg_wal/$f"
+    mv "$dir/pg_wal/archive_status/$f.ready" "$dir/pg_wal/archive_status/$f.done"
+done
+EOF
+    cat > "$work/wal/restore-loop.sh" <<'EOF'
+set -eu
+dir=$1; shift
+for f in $(cat "$dir/names"); do
+    "$@" "$f" "$dir/restored/RECOVERYXLOG"
+    cmp -s "$dir/restored/RECOVERYXLOG" "$dir/pg_wal/$f"
+    rm "$dir/restored/RECOVERYXLOG"
+done
+EOF
+    mkdir -p "$work/wal/restored"
+    chown -R postgres "$work/wal" 2>/dev/null || true
+}
+
+# Empties a repository so the next push run starts from nothing.
+bench_wal_reset() {
+    rm -rf "$work/weir-wal-repo" "$work/weir-wal-spool" "$work/pgbr-spool" "$work/wal/pg_wal/archive_status"/*
+    mkdir -p "$work/weir-wal-repo"
+    if [ -d "$work/pgbr-repo" ]; then rm -rf "$work/pgbr-repo"; fi
+    mkdir -p "$work/pgbr-repo" "$work/pgbr-lock" "$work/pgbr-spool"
+    chown -R postgres "$work/weir-wal-repo" "$work/pgbr-repo" "$work/pgbr-lock" "$work/pgbr-spool" 2>/dev/null || true
+    runuser -u postgres -- pgbackrest --config="$work/pgbackrest-create.conf" --stanza=bench stanza-create >/dev/null
+}
+
+bench_wal() {
+    local n
+    echo "== WAL: weir-wal and pgBackRest $(pgbackrest version | cut -d' ' -f2), posix repository, zstd 3, encrypted, $runs runs each"
+    n=$(bench_wal_segments "${BENCH_WAL_SEGMENTS:-100}")
+    local sync async create
+    create=$(bench_wal_pgbackrest_conf create "$SCRATCH_DIR/data")
+    sync=$(bench_wal_pgbackrest_conf sync "$work/wal")
+    async=$(bench_wal_pgbackrest_conf async "$work/wal")
+    # One cipher pass for every configuration, so each reads what the others wrote.
+    sed -i "s/^repo1-cipher-pass=.*/$(grep '^repo1-cipher-pass=' "$create")/" "$sync" "$async"
+    bench_wal_archive_loop
+    age-keygen -o "$work/wal-key.txt" 2>/dev/null
+    chown postgres "$work/wal-key.txt" 2>/dev/null || true
+    local rcpt ww=("$bin/weir-wal") as=(runuser -u postgres --)
+    rcpt=$(age-keygen -y "$work/wal-key.txt")
+    local pw=() pp=() ps=() pa=() fw=() fp=() fs=() fa=() pwk=() ppk=()
+    for i in $(seq "$runs"); do
+        bench_wal_reset
+        read -r a b < <(measure "weir-wal push x$n" "${as[@]}" bash "$work/wal/archive-loop.sh" "$work/wal" "${ww[@]}" push --repo "$work/weir-wal-repo" -r "$rcpt")
+        read -r c d < <(measure "pgbackrest archive-push x$n" "${as[@]}" bash "$work/wal/archive-loop.sh" "$work/wal" pgbackrest --config="$sync" --stanza=bench archive-push)
+        read -r e _ < <(measure "weir-wal fetch x$n" "${as[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" "${ww[@]}" fetch --repo "$work/weir-wal-repo" -i "$work/wal-key.txt")
+        read -r f _ < <(measure "pgbackrest archive-get x$n" "${as[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" pgbackrest --config="$sync" --stanza=bench archive-get)
+        read -r g _ < <(measure "weir-wal fetch --prefetch 4" "${as[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" "${ww[@]}" fetch --repo "$work/weir-wal-repo" -i "$work/wal-key.txt" --prefetch 4 --spool "$work/weir-wal-spool")
+        read -r h _ < <(measure "pgbackrest archive-get async" "${as[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" pgbackrest --config="$async" --stanza=bench archive-get)
+        bench_wal_reset
+        read -r j _ < <(measure "weir-wal push --parallel 2" "${as[@]}" bash "$work/wal/archive-loop.sh" "$work/wal" "${ww[@]}" push --repo "$work/weir-wal-repo" -r "$rcpt" --parallel 2 --spool "$work/weir-wal-spool")
+        read -r k _ < <(measure "pgbackrest archive-push async" "${as[@]}" bash "$work/wal/archive-loop.sh" "$work/wal" pgbackrest --config="$async" --stanza=bench archive-push)
+        pw+=("$a"); pwk+=("$b"); pp+=("$c"); ppk+=("$d"); fw+=("$e"); fp+=("$f"); fa+=("$g"); fs+=("$h"); ps+=("$j"); pa+=("$k")
+    done
+    local sizes
+    sizes="weir $(du -sb "$work/weir-wal-repo" | cut -f1) bytes, pgBackRest $(du -sb "$work/pgbr-repo/archive" | cut -f1) bytes"
+    rate() { python3 -c "print(f'{$n/$1:.1f}')"; }
+    ratio() { python3 -c "print(f'{$2/$1:.2f}')"; }
+    {
+        printf '  %-26s weir %s seg/s, pgBackRest %s seg/s: %sx (target >= 1.5); peak RSS %d MiB vs %d MiB\n' "WAL push, one call each" \
+            "$(rate "$(best "${pw[@]}")")" "$(rate "$(best "${pp[@]}")")" "$(ratio "$(best "${pw[@]}")" "$(best "${pp[@]}")")" \
+            "$(($(maxi "${pwk[@]}") / 1024))" "$(($(maxi "${ppk[@]}") / 1024))"
+        printf '  %-26s weir %s seg/s, pgBackRest async %s seg/s: %sx (target >= 1.0)\n' "WAL push --parallel 2" \
+            "$(rate "$(best "${ps[@]}")")" "$(rate "$(best "${pa[@]}")")" "$(ratio "$(best "${ps[@]}")" "$(best "${pa[@]}")")"
+        printf '  %-26s weir %s seg/s, pgBackRest %s seg/s: %sx (target >= 1.0)\n' "WAL fetch, one call each" \
+            "$(rate "$(best "${fw[@]}")")" "$(rate "$(best "${fp[@]}")")" "$(ratio "$(best "${fw[@]}")" "$(best "${fp[@]}")")"
+        printf '  %-26s weir %s seg/s, pgBackRest async %s seg/s: %sx (target >= 1.0)\n' "WAL fetch --prefetch 4" \
+            "$(rate "$(best "${fa[@]}")")" "$(rate "$(best "${fs[@]}")")" "$(ratio "$(best "${fa[@]}")" "$(best "${fs[@]}")")"
+        echo "  (WAL: $n segments of 16 MiB; stored: $sizes)"
+    } >> "$work/stages"
+}
