@@ -5,7 +5,9 @@
 # benchmark's cluster. The archiver is played by a loop that calls the command once per
 # segment, in order, and marks the segment .done in archive_status after a success, as
 # PostgreSQL's archiver does (pgarch.c); restore_command by a loop that asks for each segment
-# in turn. Sourced by bench.sh after its cluster, measure(), best() and $work exist.
+# in turn. Sourced by bench.sh after its cluster, measure(), best(), maxi(), $bin, $work and
+# $runs exist.
+# shellcheck disable=SC2154 # work, runs, bin and SCRATCH_* come from bench.sh.
 
 # The segments: WAL from a bulk load, kept from recycling by wal_keep_size, copied once into
 # a pg_wal directory of our own with an archive_status, as the archiver would see it.
@@ -86,6 +88,18 @@ EOF
     chown -R postgres "$work/wal" 2>/dev/null || true
 }
 
+# Waits for what a measured command left running in the background (pgBackRest's async
+# processes, weir's prefetcher) before the next measurement starts, so none is charged for
+# another's work; stops it after ten seconds.
+bench_wal_quiesce() {
+    for _ in $(seq 100); do
+        pgrep -u postgres -f 'pgbackrest|weir-wal' >/dev/null || return 0
+        sleep 0.1
+    done
+    pkill -u postgres -f 'pgbackrest|weir-wal' || true
+    sleep 0.5
+}
+
 # Empties a repository so the next push run starts from nothing.
 bench_wal_reset() {
     rm -rf "$work/weir-wal-repo" "$work/weir-wal-spool" "$work/pgbr-spool" "$work/wal/pg_wal/archive_status"/*
@@ -112,17 +126,25 @@ bench_wal() {
     local rcpt ww=("$bin/weir-wal") as=(runuser -u postgres --)
     rcpt=$(age-keygen -y "$work/wal-key.txt")
     local pw=() pp=() ps=() pa=() fw=() fp=() fs=() fa=() pwk=() ppk=()
-    for i in $(seq "$runs"); do
+    for _ in $(seq "$runs"); do
         bench_wal_reset
         read -r a b < <(measure "weir-wal push x$n" "${as[@]}" bash "$work/wal/archive-loop.sh" "$work/wal" "${ww[@]}" push --repo "$work/weir-wal-repo" -r "$rcpt")
+        bench_wal_quiesce
         read -r c d < <(measure "pgbackrest archive-push x$n" "${as[@]}" bash "$work/wal/archive-loop.sh" "$work/wal" pgbackrest --config="$sync" --stanza=bench archive-push)
+        bench_wal_quiesce
         read -r e _ < <(measure "weir-wal fetch x$n" "${as[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" "${ww[@]}" fetch --repo "$work/weir-wal-repo" -i "$work/wal-key.txt")
+        bench_wal_quiesce
         read -r f _ < <(measure "pgbackrest archive-get x$n" "${as[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" pgbackrest --config="$sync" --stanza=bench archive-get)
+        bench_wal_quiesce
         read -r g _ < <(measure "weir-wal fetch --prefetch 4" "${as[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" "${ww[@]}" fetch --repo "$work/weir-wal-repo" -i "$work/wal-key.txt" --prefetch 4 --spool "$work/weir-wal-spool")
+        bench_wal_quiesce
         read -r h _ < <(measure "pgbackrest archive-get async" "${as[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" pgbackrest --config="$async" --stanza=bench archive-get)
+        bench_wal_quiesce
         bench_wal_reset
         read -r j _ < <(measure "weir-wal push --parallel 2" "${as[@]}" bash "$work/wal/archive-loop.sh" "$work/wal" "${ww[@]}" push --repo "$work/weir-wal-repo" -r "$rcpt" --parallel 2 --spool "$work/weir-wal-spool")
+        bench_wal_quiesce
         read -r k _ < <(measure "pgbackrest archive-push async" "${as[@]}" bash "$work/wal/archive-loop.sh" "$work/wal" pgbackrest --config="$async" --stanza=bench archive-push)
+        bench_wal_quiesce
         pw+=("$a"); pwk+=("$b"); pp+=("$c"); ppk+=("$d"); fw+=("$e"); fp+=("$f"); fa+=("$g"); fs+=("$h"); ps+=("$j"); pa+=("$k")
     done
     local sizes
