@@ -103,10 +103,10 @@ bench_wal_quiesce() {
 # Empties a repository so the next push run starts from nothing.
 bench_wal_reset() {
     rm -rf "$work/weir-wal-repo" "$work/weir-wal-spool" "$work/pgbr-spool" "$work/wal/pg_wal/archive_status"/*
-    mkdir -p "$work/weir-wal-repo"
+    mkdir -p "$work/weir-wal-repo" "$work/weir-wal-spool"
     if [ -d "$work/pgbr-repo" ]; then rm -rf "$work/pgbr-repo"; fi
     mkdir -p "$work/pgbr-repo" "$work/pgbr-lock" "$work/pgbr-spool"
-    chown -R postgres "$work/weir-wal-repo" "$work/pgbr-repo" "$work/pgbr-lock" "$work/pgbr-spool" 2>/dev/null || true
+    chown -R postgres "$work/weir-wal-repo" "$work/weir-wal-spool" "$work/pgbr-repo" "$work/pgbr-lock" "$work/pgbr-spool" 2>/dev/null || true
     runuser -u postgres -- pgbackrest --config="$work/pgbackrest-create.conf" --stanza=bench stanza-create >/dev/null
 }
 
