@@ -338,74 +338,170 @@ fn check_schemas(c: &mut postgres::Client, sel: &Selection) -> Result<()> {
     Ok(())
 }
 
-/// Columns, what each table owns (for partial restores) and its foreign keys.
+/// Columns, what each table owns (for partial restores), and its keys and constraints.
 fn read_details(
     c: &mut postgres::Client,
     tables: &mut [Table],
     by_oid: &HashMap<u32, usize>,
     server_num: u32,
 ) -> Result<()> {
-    let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
-    // Columns, leaving out generated ones as pg_dump does (they are recomputed on load).
-    let q = format!(
-        "SELECT a.attrelid, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), b.base, b.labels, \
-                a.attnotnull \
-         FROM pg_catalog.pg_attribute a LEFT JOIN LATERAL ({BASE_TYPE}) b ON true \
-         WHERE a.attrelid = ANY ($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
-         ORDER BY a.attrelid, a.attnum"
-    );
-    for r in c.query(&q, &[&oids])? {
-        let i = by_oid[&r.get::<_, u32>(0)];
-        let labels: Option<Vec<String>> = r.get(4);
-        tables[i].columns.push(Column {
-            name: r.get(1),
-            type_name: r.get(2),
-            base: r.get(3),
-            labels: labels.unwrap_or_default(),
-            not_null: r.get(5),
-        });
-    }
-    for r in c.query(
-        "SELECT indrelid, indexrelid FROM pg_catalog.pg_index WHERE indrelid = ANY ($1) \
-         UNION ALL SELECT conrelid, oid FROM pg_catalog.pg_constraint WHERE conrelid = ANY ($1) AND contype <> 'f' \
-         UNION ALL SELECT tgrelid, oid FROM pg_catalog.pg_trigger WHERE tgrelid = ANY ($1) AND NOT tgisinternal \
-         UNION ALL SELECT polrelid, oid FROM pg_catalog.pg_policy WHERE polrelid = ANY ($1) \
-         UNION ALL SELECT adrelid, oid FROM pg_catalog.pg_attrdef WHERE adrelid = ANY ($1) \
-         UNION ALL SELECT d.refobjid, d.objid FROM pg_catalog.pg_depend d \
-           JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
-           WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass \
-             AND d.refobjid = ANY ($1) AND d.deptype IN ('a', 'i')",
-        &[&oids],
-    )? {
-        let i = by_oid[&r.get::<_, u32>(0)];
-        tables[i].owned_oids.push(r.get(1));
-    }
-    read_foreign_keys(c, tables, by_oid, &oids)?;
-    read_unique_keys(c, tables, by_oid, &oids, server_num)?;
-    read_partition_keys(c, tables, by_oid, &oids)?;
-    read_checks(c, tables, by_oid, &oids)
+    let mut cat = Catalog {
+        c,
+        tables,
+        by_oid,
+        oids: Vec::new(),
+    };
+    cat.oids = cat.tables.iter().map(|t| t.oid).collect();
+    cat.read_columns()?;
+    cat.read_owned()?;
+    cat.read_foreign_keys()?;
+    cat.read_unique_keys(server_num)?;
+    cat.read_partition_keys()?;
+    cat.read_checks()
 }
 
-fn read_checks(
-    c: &mut postgres::Client,
-    tables: &mut [Table],
-    by_oid: &HashMap<u32, usize>,
-    oids: &[u32],
-) -> Result<()> {
-    let q = format!(
-        "SELECT conrelid, conname::text, {}, pg_catalog.pg_get_constraintdef(oid) \
-         FROM pg_catalog.pg_constraint WHERE contype = 'c' AND conrelid = ANY ($1) ORDER BY conrelid, conname",
-        key_names("conkey", "conrelid")
-    );
-    for r in c.query(&q, &[&oids])? {
-        let i = by_oid[&r.get::<_, u32>(0)];
-        tables[i].checks.push(archive::Check {
-            name: r.get(1),
-            columns: r.get(2),
-            definition: r.get(3),
-        });
+/// The chosen tables and the connection their details are read on: every query takes their
+/// OIDs as `$1` and returns the table's OID first.
+struct Catalog<'a> {
+    c: &'a mut postgres::Client,
+    tables: &'a mut [Table],
+    by_oid: &'a HashMap<u32, usize>,
+    oids: Vec<u32>,
+}
+
+impl Catalog<'_> {
+    /// Runs `q` and hands each row to `f` with the table it is about.
+    fn each(&mut self, q: &str, mut f: impl FnMut(&mut Table, &postgres::Row)) -> Result<()> {
+        for r in self.c.query(q, &[&self.oids])? {
+            let i = self.by_oid[&r.get::<_, u32>(0)];
+            f(&mut self.tables[i], &r);
+        }
+        Ok(())
     }
-    Ok(())
+
+    /// Columns, leaving out generated ones as pg_dump does (they are recomputed on load).
+    fn read_columns(&mut self) -> Result<()> {
+        let q = format!(
+            "SELECT a.attrelid, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), b.base, b.labels, \
+                    a.attnotnull \
+             FROM pg_catalog.pg_attribute a LEFT JOIN LATERAL ({BASE_TYPE}) b ON true \
+             WHERE a.attrelid = ANY ($1) AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
+             ORDER BY a.attrelid, a.attnum"
+        );
+        self.each(&q, |t, r| {
+            let labels: Option<Vec<String>> = r.get(4);
+            t.columns.push(Column {
+                name: r.get(1),
+                type_name: r.get(2),
+                base: r.get(3),
+                labels: labels.unwrap_or_default(),
+                not_null: r.get(5),
+            });
+        })
+    }
+
+    /// Indexes, constraints, triggers, policies, defaults and owned sequences.
+    fn read_owned(&mut self) -> Result<()> {
+        self.each(
+            "SELECT indrelid, indexrelid FROM pg_catalog.pg_index WHERE indrelid = ANY ($1) \
+             UNION ALL SELECT conrelid, oid FROM pg_catalog.pg_constraint WHERE conrelid = ANY ($1) AND contype <> 'f' \
+             UNION ALL SELECT tgrelid, oid FROM pg_catalog.pg_trigger WHERE tgrelid = ANY ($1) AND NOT tgisinternal \
+             UNION ALL SELECT polrelid, oid FROM pg_catalog.pg_policy WHERE polrelid = ANY ($1) \
+             UNION ALL SELECT adrelid, oid FROM pg_catalog.pg_attrdef WHERE adrelid = ANY ($1) \
+             UNION ALL SELECT d.refobjid, d.objid FROM pg_catalog.pg_depend d \
+               JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S' \
+               WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass \
+                 AND d.refobjid = ANY ($1) AND d.deptype IN ('a', 'i')",
+            |t, r| t.owned_oids.push(r.get(1)),
+        )
+    }
+
+    fn read_foreign_keys(&mut self) -> Result<()> {
+        let q = format!(
+            "SELECT conrelid, oid, confrelid, conname::text, {}, {} \
+             FROM pg_catalog.pg_constraint WHERE contype = 'f' AND conrelid = ANY ($1) ORDER BY conrelid, conname",
+            key_names("conkey", "conrelid"),
+            key_names("confkey", "confrelid")
+        );
+        self.each(&q, |t, r| {
+            t.foreign_keys.push(ForeignKey {
+                oid: r.get(1),
+                references_oid: r.get(2),
+                name: r.get(3),
+                columns: r.get(4),
+                references_columns: r.get(5),
+            })
+        })
+    }
+
+    /// Primary keys, unique constraints and indexes, exclusion constraints. The columns are
+    /// the plain key columns, then those that key expressions and a partial index's predicate
+    /// read (from the index's dependencies on its table's columns, recorded for both).
+    fn read_unique_keys(&mut self, server_num: u32) -> Result<()> {
+        let nulls = if server_num >= 150000 {
+            "i.indnullsnotdistinct"
+        } else {
+            "false"
+        };
+        let q = format!(
+            "SELECT i.indrelid, ic.relname::text, \
+                    CASE WHEN i.indisprimary THEN 'primary' WHEN i.indisexclusion THEN 'exclusion' \
+                         WHEN con.oid IS NOT NULL THEN 'unique' ELSE 'index' END, \
+                    {} || ARRAY(SELECT a.attname::text FROM pg_catalog.pg_depend d \
+                       JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = d.refobjsubid \
+                      WHERE i.indexprs IS NOT NULL AND d.classid = 'pg_catalog.pg_class'::regclass \
+                        AND d.objid = i.indexrelid AND d.refobjid = i.indrelid AND d.refobjsubid > 0 \
+                        AND d.refobjsubid <> ALL (i.indkey::int2[]) ORDER BY a.attnum), \
+                    i.indpred IS NOT NULL, {nulls} \
+             FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+             LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.contype = 'u' \
+             WHERE i.indrelid = ANY ($1) AND (i.indisunique OR i.indisexclusion) \
+             ORDER BY i.indrelid, NOT i.indisprimary, ic.relname",
+            key_names("i.indkey::int2[]", "i.indrelid")
+        );
+        self.each(&q, |t, r| {
+            t.unique.push(UniqueKey {
+                name: r.get(1),
+                kind: r.get(2),
+                columns: r.get(3),
+                partial: r.get(4),
+                nulls_not_distinct: r.get(5),
+            })
+        })
+    }
+
+    /// For each partition, the columns its ancestors partition by. PostgreSQL records every
+    /// column a partition key reads, expressions included, as an internal dependency of the
+    /// partitioned table on its own column (StorePartitionKey in src/backend/catalog/heap.c).
+    fn read_partition_keys(&mut self) -> Result<()> {
+        self.each(
+            "SELECT t.oid, ARRAY(SELECT DISTINCT a.attname::text \
+               FROM pg_catalog.pg_partition_ancestors(t.oid) p(relid) \
+               JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass \
+                AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.objid = p.relid \
+                AND d.refobjid = p.relid AND d.objsubid > 0 AND d.deptype = 'i' \
+               JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attname = \
+                    (SELECT pa.attname FROM pg_catalog.pg_attribute pa WHERE pa.attrelid = p.relid AND pa.attnum = d.objsubid) \
+               ORDER BY 1) \
+             FROM pg_catalog.pg_class t WHERE t.oid = ANY ($1) AND t.relispartition",
+            |t, r| t.partition_key = r.get(1),
+        )
+    }
+
+    fn read_checks(&mut self) -> Result<()> {
+        let q = format!(
+            "SELECT conrelid, conname::text, {}, pg_catalog.pg_get_constraintdef(oid) \
+             FROM pg_catalog.pg_constraint WHERE contype = 'c' AND conrelid = ANY ($1) ORDER BY conrelid, conname",
+            key_names("conkey", "conrelid")
+        );
+        self.each(&q, |t, r| {
+            t.checks.push(archive::Check {
+                name: r.get(1),
+                columns: r.get(2),
+                definition: r.get(3),
+            })
+        })
+    }
 }
 
 /// For a column `a` whose type is a domain, an enum, or an array of one of these: the type
@@ -431,102 +527,6 @@ const KEY_NAMES: &str = "ARRAY(SELECT a.attname::text FROM pg_catalog.unnest(KEY
 
 fn key_names(key: &str, rel: &str) -> String {
     KEY_NAMES.replace("KEY", key).replace("REL", rel)
-}
-
-fn read_foreign_keys(
-    c: &mut postgres::Client,
-    tables: &mut [Table],
-    by_oid: &HashMap<u32, usize>,
-    oids: &[u32],
-) -> Result<()> {
-    let q = format!(
-        "SELECT conrelid, oid, confrelid, conname::text, {}, {} \
-         FROM pg_catalog.pg_constraint WHERE contype = 'f' AND conrelid = ANY ($1) ORDER BY conrelid, conname",
-        key_names("conkey", "conrelid"),
-        key_names("confkey", "confrelid")
-    );
-    for r in c.query(&q, &[&oids])? {
-        let i = by_oid[&r.get::<_, u32>(0)];
-        tables[i].foreign_keys.push(ForeignKey {
-            oid: r.get(1),
-            references_oid: r.get(2),
-            name: r.get(3),
-            columns: r.get(4),
-            references_columns: r.get(5),
-        });
-    }
-    Ok(())
-}
-
-/// Primary keys, unique constraints and indexes, exclusion constraints. The columns are the
-/// plain key columns, then those that key expressions and a partial index's predicate read
-/// (from the index's dependencies on its table's columns, recorded for both).
-fn read_unique_keys(
-    c: &mut postgres::Client,
-    tables: &mut [Table],
-    by_oid: &HashMap<u32, usize>,
-    oids: &[u32],
-    server_num: u32,
-) -> Result<()> {
-    let nulls = if server_num >= 150000 {
-        "i.indnullsnotdistinct"
-    } else {
-        "false"
-    };
-    let q = format!(
-        "SELECT i.indrelid, ic.relname::text, \
-                CASE WHEN i.indisprimary THEN 'primary' WHEN i.indisexclusion THEN 'exclusion' \
-                     WHEN con.oid IS NOT NULL THEN 'unique' ELSE 'index' END, \
-                {} || ARRAY(SELECT a.attname::text FROM pg_catalog.pg_depend d \
-                   JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = d.refobjsubid \
-                  WHERE i.indexprs IS NOT NULL AND d.classid = 'pg_catalog.pg_class'::regclass \
-                    AND d.objid = i.indexrelid AND d.refobjid = i.indrelid AND d.refobjsubid > 0 \
-                    AND d.refobjsubid <> ALL (i.indkey::int2[]) ORDER BY a.attnum), \
-                i.indpred IS NOT NULL, {nulls} \
-         FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
-         LEFT JOIN pg_catalog.pg_constraint con ON con.conindid = i.indexrelid AND con.contype = 'u' \
-         WHERE i.indrelid = ANY ($1) AND (i.indisunique OR i.indisexclusion) \
-         ORDER BY i.indrelid, NOT i.indisprimary, ic.relname",
-        key_names("i.indkey::int2[]", "i.indrelid")
-    );
-    for r in c.query(&q, &[&oids])? {
-        let i = by_oid[&r.get::<_, u32>(0)];
-        tables[i].unique.push(UniqueKey {
-            name: r.get(1),
-            kind: r.get(2),
-            columns: r.get(3),
-            partial: r.get(4),
-            nulls_not_distinct: r.get(5),
-        });
-    }
-    Ok(())
-}
-
-/// For each partition, the columns its ancestors partition by. PostgreSQL records every
-/// column a partition key reads, expressions included, as an internal dependency of the
-/// partitioned table on its own column (StorePartitionKey in src/backend/catalog/heap.c).
-fn read_partition_keys(
-    c: &mut postgres::Client,
-    tables: &mut [Table],
-    by_oid: &HashMap<u32, usize>,
-    oids: &[u32],
-) -> Result<()> {
-    for r in c.query(
-        "SELECT t.oid, ARRAY(SELECT DISTINCT a.attname::text \
-           FROM pg_catalog.pg_partition_ancestors(t.oid) p(relid) \
-           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_class'::regclass \
-            AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.objid = p.relid \
-            AND d.refobjid = p.relid AND d.objsubid > 0 AND d.deptype = 'i' \
-           JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attname = \
-                (SELECT pa.attname FROM pg_catalog.pg_attribute pa WHERE pa.attrelid = p.relid AND pa.attnum = d.objsubid) \
-           ORDER BY 1) \
-         FROM pg_catalog.pg_class t WHERE t.oid = ANY ($1) AND t.relispartition",
-        &[&oids],
-    )? {
-        let i = by_oid[&r.get::<_, u32>(0)];
-        tables[i].partition_key = r.get(1);
-    }
-    Ok(())
 }
 
 /// Holds the tables against concurrent DROP or ALTER for the whole run, as pg_dump does.
