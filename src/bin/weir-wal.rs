@@ -10,6 +10,13 @@ fn main() {
     // PostgreSQL takes a restore_command's exit status 1 to 125 for "not in the archive" and
     // ends recovery; so for fetch even a command-line mistake must exit above that.
     let fetching = std::env::args().nth(1).as_deref() == Some("fetch");
+    if fetching {
+        // A panic exits 101, which PostgreSQL would take for "not in the archive".
+        std::panic::set_hook(Box::new(|info| {
+            eprintln!("weir-wal: internal error: {info}");
+            std::process::exit(ExitCode::FetchFailed as i32);
+        }));
+    }
     let cli = match WalCli::try_parse() {
         Ok(c) => c,
         Err(e) => {
