@@ -626,6 +626,18 @@ fn s3_contracts(a: &Archiving, last: &str, scratch: &Path) {
     let o = fetch_s3("0000000100000000000000B0", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::read(&dest).unwrap() == other);
+    // ls and verify under an S3 prefix: both segments, and the gap between them.
+    let ls = weir_env("weir-wal", &["ls", "--repo", &repo, "--json"], b"", &env);
+    let ls: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let names: Vec<&str> = ls
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, [last, "0000000100000000000000B0"]);
+    let o = weir_env("weir-wal", &["verify", "--repo", &repo], b"", &env);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
 }
 
 fn s3_command(env: &[(&str, &str)], args: &[&str]) -> std::process::Child {
