@@ -31,6 +31,9 @@ fn main() {
         }
     };
     weir::plumbing::main("weir-wal", || match &cli.command {
+        WalCommand::Push(a) if std::env::var_os(wal::PUSH_CHILD).is_some() => {
+            a.options().and_then(|o| wal::push_ready(&o))
+        }
         WalCommand::Push(a) => {
             let result = a.options().and_then(|o| wal::push(&o));
             if let Some(m) = &a.metrics {

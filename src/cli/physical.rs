@@ -116,8 +116,8 @@ pub struct PushArgs {
     /// Encrypt to the recipients listed in FILE (repeatable).
     #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
     pub recipients_files: Vec<String>,
-    /// Also push up to N-1 of the next files the server has marked ready, in parallel; the
-    /// server's calls for them then return at once (needs --spool).
+    /// Start a background process that pushes the files the server has marked ready, N-1 at
+    /// once; the server's calls for them then return at once (needs --spool).
     #[arg(long = "parallel", value_name = "N", default_value_t = 1, value_parser = super::jobs)]
     pub parallel: usize,
     /// A directory of our own (outside pg_wal) for the notes --parallel and --prefetch keep.

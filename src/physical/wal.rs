@@ -130,28 +130,123 @@ pub struct PushOptions {
 }
 
 /// `archive_command = 'weir-wal push --repo URL %p'`.
+///
+/// With `--parallel N`, a background process (started by the first call, one at a time)
+/// pushes the files the server has marked ready, N-1 at once, and notes each in the spool; a
+/// call for a file it is pushing waits for it (a lock per file), and a call for one it pushed
+/// returns at once. pgBackRest's asynchronous archive-push works the same way: one long-lived
+/// process for many segments, so the archiver's calls cost little.
 pub fn push(o: &PushOptions) -> Result<()> {
     let path = Path::new(&o.path);
     let name = wal_name_of(path)?;
     let data = std::fs::read(path).with_context(|| format!("cannot read {}", o.path))?;
-    let mut digest = None;
-    if let Some(spool) = &o.spool {
-        let d = object::sha256_hex(&data);
-        if take_pushed_mark(spool, &name.name, &d) {
+    let Some(spool) = o.spool.as_deref().filter(|_| o.parallel > 1) else {
+        return push_file(o, &name, &data, None).map(|_| ());
+    };
+    std::fs::create_dir_all(spool)
+        .with_context(|| format!("cannot create the spool {}", spool.display()))?;
+    let digest = object::sha256_hex(&data);
+    let _lock = lock_file(spool, &name.name, true)?;
+    if take_pushed_mark(spool, &name.name, &digest) {
+        return Ok(());
+    }
+    start_background(PUSH_CHILD);
+    push_file(o, &name, &data, Some(digest)).map(|_| ())
+}
+
+/// Set in the environment of the background process that pushes ahead.
+pub const PUSH_CHILD: &str = "WEIR_WAL_PUSHING";
+
+/// The background half of `--parallel N`: every ready file that is not yet noted, N-1 at a
+/// time, until none is left.
+pub fn push_ready(o: &PushOptions) -> Result<()> {
+    let spool = o
+        .spool
+        .as_deref()
+        .ok_or_else(|| anyhow!("--parallel needs --spool"))?;
+    let Some(_one) = lock_file(spool, ".pusher", false)? else {
+        return Ok(()); // another pusher is at work
+    };
+    let path = Path::new(&o.path);
+    let name = wal_name_of(path)?;
+    loop {
+        let ready = ready_after(path, &name, spool, usize::MAX);
+        if ready.is_empty() {
+            forget_archived(path, spool);
             return Ok(());
         }
-        digest = Some(d);
-    }
-    let ahead = match (&o.spool, o.parallel) {
-        (Some(spool), n) if n > 1 => ready_after(path, &name, spool, n - 1),
-        _ => Vec::new(),
-    };
-    std::thread::scope(|scope| {
-        for p in &ahead {
-            scope.spawn(move || push_ahead(o, p));
+        let queue = std::sync::Mutex::new(ready.into_iter());
+        let pushed = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 1..o.parallel {
+                scope.spawn(|| {
+                    while let Some(p) = queue.lock().unwrap().next() {
+                        if push_ahead(o, &p, spool) {
+                            pushed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        // Everything left is in the server's own hands right now: wait for it to move on.
+        if pushed.into_inner() == 0 {
+            std::thread::sleep(Duration::from_millis(50));
         }
-        push_file(o, &name, &data, digest).map(|_| ())
-    })
+    }
+}
+
+/// Notes and locks of files the server no longer has ready (archived, or pushed by its own
+/// call) are of no more use.
+fn forget_archived(path: &Path, spool: &Path) {
+    let status = path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("archive_status");
+    for e in std::fs::read_dir(spool).into_iter().flatten().flatten() {
+        let f = e.file_name().to_string_lossy().to_string();
+        let name = f
+            .strip_suffix(".pushed")
+            .or_else(|| f.strip_suffix(".lock"));
+        if let Some(n) = name.filter(|n| WalName::parse(n).is_ok()) {
+            if !status.join(format!("{n}.ready")).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+/// An exclusive lock on `spool/NAME.lock`: waiting for it, or `None` if it is held.
+fn lock_file(spool: &Path, name: &str, wait: bool) -> Result<Option<std::fs::File>> {
+    use rustix::fs::FlockOperation::{LockExclusive, NonBlockingLockExclusive};
+    let f = std::fs::File::create(spool.join(format!("{name}.lock")))?;
+    match rustix::fs::flock(
+        &f,
+        if wait {
+            LockExclusive
+        } else {
+            NonBlockingLockExclusive
+        },
+    ) {
+        Ok(()) => Ok(Some(f)),
+        Err(_) if !wait => Ok(None),
+        Err(e) => Err(anyhow!("cannot lock {name} in the spool: {e}")),
+    }
+}
+
+/// Starts this command again in the background, marked by `marker` in its environment
+/// (PostgreSQL waits for the command it ran, not for its children; the child's output goes
+/// nowhere, and its failures only mean the server's own calls do the work).
+fn start_background(marker: &str) {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let _ = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(marker, "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
 }
 
 fn wal_name_of(path: &Path) -> Result<WalName> {
@@ -228,29 +323,39 @@ fn ready_after(path: &Path, name: &WalName, spool: &Path, n: usize) -> Vec<PathB
     ready.into_iter().take(n).map(|f| wal_dir.join(f)).collect()
 }
 
-/// Pushes a file ahead of the server's call for it and notes its digest in the spool. A
-/// failure is only reported: the server's own call will push it again.
-fn push_ahead(o: &PushOptions, path: &Path) {
-    let result = (|| -> Result<()> {
+/// Pushes a file ahead of the server's call for it and notes its digest in the spool, unless
+/// the server's call holds it or has archived it already; true when it pushed. A failure is
+/// only reported: the server's call will push the file itself.
+fn push_ahead(o: &PushOptions, path: &Path, spool: &Path) -> bool {
+    let result = (|| -> Result<bool> {
         let name = wal_name_of(path)?;
+        let Some(_lock) = lock_file(spool, &name.name, false)? else {
+            return Ok(false);
+        };
+        let status = path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("archive_status");
+        let still_ready = status.join(format!("{}.ready", name.name)).exists();
+        if !still_ready || spool.join(format!("{}.pushed", name.name)).exists() {
+            return Ok(false);
+        }
         let data =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
         let digest = push_file(o, &name, &data, None)?;
-        let spool = o.spool.as_ref().expect("--parallel has a spool");
-        std::fs::create_dir_all(spool)?;
-        crate::plumbing::write_atomically(
-            &spool.join(format!("{}.pushed", name.name)),
-            digest.as_bytes(),
-        )
+        let mark = spool.join(format!("{}.pushed", name.name));
+        crate::plumbing::write_atomically(&mark, digest.as_bytes())?;
+        Ok(true)
     })();
-    if let Err(e) = result {
+    result.unwrap_or_else(|e| {
         eprintln!(
             "{}: pushing {} ahead: {}",
             crate::plumbing::program(),
             path.display(),
             crate::plumbing::one_line(&format!("{e:#}"))
         );
-    }
+        false
+    })
 }
 
 /// True when `name` was pushed ahead with exactly this content (the mark is then removed).
@@ -361,13 +466,13 @@ pub fn fetch(o: &FetchOptions) -> Result<Fetched> {
         .filter(|_| o.prefetch > 1 && name.kind == Kind::Segment);
     if let Some(spool) = spool {
         if take_prefetched(spool, &name, Path::new(&o.dest))? {
-            start_prefetch();
+            start_background(PREFETCH_CHILD);
             return Ok(Fetched::Restored);
         }
     }
     let fetched = fetch_with_retries(o, &name)?;
     if fetched == Fetched::Restored && spool.is_some() {
-        start_prefetch();
+        start_background(PREFETCH_CHILD);
     }
     Ok(fetched)
 }
@@ -385,22 +490,6 @@ fn take_prefetched(spool: &Path, name: &WalName, dest: &Path) -> Result<bool> {
         let _ = std::fs::remove_file(&file);
     }
     Ok(true)
-}
-
-/// Starts this command again in the background to prefetch (PostgreSQL waits for the
-/// command, not for its children; the child's output goes nowhere, its failures only mean
-/// the server's own calls download as usual).
-fn start_prefetch() {
-    let Ok(exe) = std::env::current_exe() else {
-        return;
-    };
-    let _ = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(PREFETCH_CHILD, "1")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
 }
 
 /// The background half of `--prefetch N`: the N-1 segments after `%f`, verified, into the

@@ -306,6 +306,16 @@ fn ahead_of_the_server(a: &Archiving, last: &str) {
     ];
     let o = push(repo, &wal.join(names[0]), &r, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // The call pushed C0 itself; a background process pushes C1 and C2 and notes them.
+    assert!(a.repo.join("wal/0000000100000000").join(names[0]).exists());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !names[1..]
+        .iter()
+        .all(|n| spool.join(format!("{n}.pushed")).exists())
+    {
+        assert!(Instant::now() < deadline, "nothing pushed ahead");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for n in names {
         assert!(
             a.repo.join("wal/0000000100000000").join(n).exists(),
