@@ -416,6 +416,23 @@ fn push_contracts(a: &Archiving, last: &str) {
     assert!(push(repo, &hist, &r, &[]).status.success());
     std::fs::write(&hist, "1\t0/4000000\tno recovery target specified\n").unwrap();
     assert_eq!(push(repo, &hist, &r, &[]).status.code(), Some(5));
+    // A .partial segment (a promotion's last one) and a .backup file go and come back under
+    // their names.
+    let partial = scratch.path().join(format!("{last}.partial"));
+    std::fs::copy(&seg, &partial).unwrap();
+    let backup = scratch.path().join(format!("{last}.00000028.backup"));
+    std::fs::write(&backup, "START WAL LOCATION: 0/5000028\nLABEL: weir\n").unwrap();
+    for f in [&partial, &backup] {
+        let o = push(repo, f, &r, &[]);
+        assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let o = fetch(a, name, &back, &[]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(
+            std::fs::read(&back).unwrap() == std::fs::read(f).unwrap(),
+            "{name}"
+        );
+    }
     // Another initdb's segment: the shared cluster's.
     let other = cluster();
     let name = q(other, "SELECT pg_walfile_name(pg_switch_wal())");
