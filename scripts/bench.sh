@@ -218,6 +218,7 @@ done
 command -v pgbackrest >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends pgbackrest >/dev/null; }
 . scripts/lib/bench-wal.sh
 bench_wal
+bench_wal_s3
 
 echo
 echo "byte-stream stages:"

@@ -164,3 +164,64 @@ bench_wal() {
         echo "  (WAL: $n segments of 16 MiB; stored: $sizes)"
     } >> "$work/stages"
 }
+
+# The same segments to S3: weir-wal straight to the benchmark's s3s-fs ($s3port, the AWS_*
+# variables bench.sh exports), pgBackRest through stunnel4, since its 2.45 S3 client speaks
+# TLS only (a throwaway certificate, verification off). One call per segment each way; the
+# TLS hop is pgBackRest's cost, and the table says so.
+bench_wal_s3() {
+    local tls cert=$work/stunnel.pem conf=$work/pgbackrest-s3.conf run
+    command -v stunnel4 >/dev/null 2>&1 || { apt-get install -y -qq --no-install-recommends stunnel4 >/dev/null; }
+    tls=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -keyout "$cert" -out "$cert" 2>/dev/null
+    printf 'foreground = no\npid = %s\n[s3]\naccept = 127.0.0.1:%s\nconnect = 127.0.0.1:%s\ncert = %s\n' \
+        "$work/stunnel.pid" "$tls" "$s3port" "$cert" > "$work/stunnel.conf"
+    stunnel4 "$work/stunnel.conf"
+    {
+        grep -v '^repo1-path=' "$work/pgbackrest-sync.conf" | sed '/^\[bench\]/,$d'
+        echo "repo1-type=s3"
+        echo "repo1-path=/pgbr-RUN"
+        echo "repo1-s3-bucket=bench"
+        echo "repo1-s3-endpoint=127.0.0.1"
+        echo "repo1-storage-port=$tls"
+        echo "repo1-storage-verify-tls=n"
+        echo "repo1-s3-region=us-east-1"
+        echo "repo1-s3-uri-style=path"
+        echo "repo1-s3-key=$AWS_ACCESS_KEY_ID"
+        echo "repo1-s3-key-secret=$AWS_SECRET_ACCESS_KEY"
+        sed -n '/^\[bench\]/,$p' "$work/pgbackrest-sync.conf"
+    } > "$conf"
+    local ww=("$bin/weir-wal") as=(runuser -u postgres --) aws_env
+    aws_env=(env AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY"
+        AWS_REGION=us-east-1 AWS_ENDPOINT_URL="$AWS_ENDPOINT_URL" AWS_EC2_METADATA_DISABLED=true)
+    local rcpt sp=() ss=() fp=() fs=() n
+    rcpt=$(age-keygen -y "$work/wal-key.txt")
+    n=$(wc -l < "$work/wal/names")
+    for run in $(seq "$runs"); do
+        # A repository per run: pgBackRest would skip segments it holds already.
+        sed "s|RUN|$run|" "$work/pgbackrest-s3.conf" > "$work/pgbackrest-s3-$run.conf"
+        conf=$work/pgbackrest-s3-$run.conf
+        sed "s|^pg1-path=.*|pg1-path=$SCRATCH_DIR/data|" "$conf" > "$conf.create"
+        chown postgres "$conf" "$conf.create" 2>/dev/null || true
+        runuser -u postgres -- pgbackrest --config="$conf.create" --stanza=bench stanza-create >/dev/null
+        rm -f "$work/wal/pg_wal/archive_status"/*
+        read -r a _ < <(measure "weir-wal push to S3" "${as[@]}" "${aws_env[@]}" bash "$work/wal/archive-loop.sh" "$work/wal" "${ww[@]}" push --repo "s3://bench/weir-wal-$run" -r "$rcpt")
+        bench_wal_quiesce
+        read -r b _ < <(measure "pgbackrest archive-push to S3" "${as[@]}" bash "$work/wal/archive-loop.sh" "$work/wal" pgbackrest --config="$conf" --stanza=bench archive-push)
+        bench_wal_quiesce
+        read -r c _ < <(measure "weir-wal fetch from S3" "${as[@]}" "${aws_env[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" "${ww[@]}" fetch --repo "s3://bench/weir-wal-$run" -i "$work/wal-key.txt")
+        bench_wal_quiesce
+        read -r d _ < <(measure "pgbackrest archive-get from S3" "${as[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" pgbackrest --config="$conf" --stanza=bench archive-get)
+        bench_wal_quiesce
+        sp+=("$a"); ss+=("$b"); fp+=("$c"); fs+=("$d")
+    done
+    kill "$(cat "$work/stunnel.pid")" 2>/dev/null || true
+    rate() { python3 -c "print(f'{$n/$1:.1f}')"; }
+    ratio() { python3 -c "print(f'{$2/$1:.2f}')"; }
+    {
+        printf '  %-26s weir %s seg/s, pgBackRest (through stunnel) %s seg/s: %sx\n' "WAL push to S3" \
+            "$(rate "$(best "${sp[@]}")")" "$(rate "$(best "${ss[@]}")")" "$(ratio "$(best "${sp[@]}")" "$(best "${ss[@]}")")"
+        printf '  %-26s weir %s seg/s, pgBackRest (through stunnel) %s seg/s: %sx\n' "WAL fetch from S3" \
+            "$(rate "$(best "${fp[@]}")")" "$(rate "$(best "${fs[@]}")")" "$(ratio "$(best "${fp[@]}")" "$(best "${fs[@]}")")"
+    } >> "$work/stages"
+}
