@@ -3,10 +3,10 @@
 //! decompressing and matching its digest and its cluster), so a base backup can be checked for
 //! the WAL it needs before it counts.
 
-use super::object::{self, Identity};
+use super::object::Identity;
 use super::repo::Repo;
-use super::wal::{ClusterRecord, object_key, read_record};
-use super::walfile::{Kind, WalName, segment_header};
+use super::wal::{ClusterRecord, object_key, read_record, verified};
+use super::walfile::{Kind, WalName, segment_name, segment_number};
 use crate::plumbing::{ExitCode, Output, bad_input, coded};
 use crate::storage::S3Settings;
 use anyhow::{Result, anyhow};
@@ -78,23 +78,21 @@ pub fn ls(o: &LsOptions) -> Result<()> {
 }
 
 /// A segment's place in the WAL: timeline and segment number.
-fn position(name: &str, per_log: u64) -> (u32, u64) {
-    let h = |a: usize| u64::from_str_radix(&name[a..a + 8], 16).expect("checked hex");
-    (h(0) as u32, h(8) * per_log + h(16))
+fn position(name: &str, segment_size: u32) -> (u32, u64) {
+    let tli = u32::from_str_radix(&name[..8], 16).unwrap_or(0);
+    (tli, segment_number(name, segment_size))
 }
 
 /// The segments missing between `start` and `stop` (inclusive, one timeline), or over each
 /// timeline's first to last segment when no range is given. Pure, for unit tests.
 pub fn gaps(names: &[&str], segment_size: u32, range: Option<(&str, &str)>) -> Result<Vec<String>> {
-    let per_log = 0x1_0000_0000u64 / u64::from(segment_size);
-    let name_of = |tli: u32, n: u64| format!("{tli:08X}{:08X}{:08X}", n / per_log, n % per_log);
     let have: std::collections::BTreeSet<(u32, u64)> =
-        names.iter().map(|n| position(n, per_log)).collect();
+        names.iter().map(|n| position(n, segment_size)).collect();
     let mut spans: Vec<(u32, u64, u64)> = Vec::new();
     match range {
         Some((a, b)) => {
-            let (ta, sa) = position(a, per_log);
-            let (tb, sb) = position(b, per_log);
+            let (ta, sa) = position(a, segment_size);
+            let (tb, sb) = position(b, segment_size);
             if ta != tb || sa > sb {
                 return Err(coded(
                     ExitCode::Usage,
@@ -118,7 +116,7 @@ pub fn gaps(names: &[&str], segment_size: u32, range: Option<(&str, &str)>) -> R
         missing.extend(
             (a..=b)
                 .filter(|s| !have.contains(&(t, *s)))
-                .map(|s| name_of(t, s)),
+                .map(|s| segment_name(t, s, segment_size)),
         );
     }
     Ok(missing)
@@ -237,7 +235,7 @@ fn report(
     Ok(out.finish()?)
 }
 
-/// Reads every segment back: layers, digest, header.
+/// Reads every segment back, checked as fetch checks it, the digest always compared.
 fn deep_check(
     repo: &Repo,
     rec: &ClusterRecord,
@@ -250,17 +248,7 @@ fn deep_check(
         let stored = repo
             .read(&object_key(&w))?
             .ok_or_else(|| anyhow!("{n} vanished while verifying"))?;
-        let ok = object::decode(stored.data, ids)
-            .ok()
-            .map(|d| d.data)
-            .is_some_and(|data| {
-                stored.sha256.as_deref() == Some(object::sha256_hex(&data).as_str())
-                    && segment_header(&data).is_ok_and(|h| {
-                        h.system_identifier.to_string() == rec.system_identifier
-                            && data.len() == h.segment_size as usize
-                    })
-            });
-        if !ok {
+        if verified(rec, &w, stored, ids, true).is_err() {
             damaged.push(n.to_string());
         }
     }

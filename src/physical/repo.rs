@@ -114,7 +114,7 @@ impl Repo {
                     Err(e) if not_found(&e) => return Ok(None),
                     Err(e) => return Err(failure(&format!("s3://{bucket}/{k}"), e)),
                 };
-                let sha256 = out.metadata().and_then(|m| m.get(DIGEST_META)).cloned();
+                let sha256 = meta_digest(out.metadata());
                 let data = out
                     .body
                     .collect()
@@ -149,11 +149,15 @@ impl Repo {
                     .await;
                 match put {
                     Ok(_) => Ok(Created::New),
+                    // Another pusher won the race: what it wrote has its own digest.
                     Err(e) if precondition_failed(&e) => {
-                        let head = client.head_object().bucket(bucket).key(&k).send().await;
-                        let head = head.map_err(|e| failure(&format!("s3://{bucket}/{k}"), e))?;
-                        let digest = head.metadata().and_then(|m| m.get(DIGEST_META)).cloned();
-                        Ok(Created::Exists(digest))
+                        match head_digest(client, bucket, &k).await? {
+                            Some(digest) => Ok(Created::Exists(digest)),
+                            None => Err(crate::plumbing::coded(
+                                crate::plumbing::ExitCode::NotFound,
+                                format!("s3://{bucket}/{k}: no such object"),
+                            )),
+                        }
                     }
                     Err(e) => Err(failure(&format!("s3://{bucket}/{k}"), e)),
                 }
@@ -176,14 +180,7 @@ impl Repo {
                 client,
                 bucket,
                 prefix,
-            } => rt.block_on(async {
-                let k = Self::s3_key(prefix, key);
-                match client.head_object().bucket(bucket).key(&k).send().await {
-                    Ok(h) => Ok(Some(h.metadata().and_then(|m| m.get(DIGEST_META)).cloned())),
-                    Err(e) if not_found(&e) => Ok(None),
-                    Err(e) => Err(failure(&format!("s3://{bucket}/{k}"), e)),
-                }
-            }),
+            } => rt.block_on(head_digest(client, bucket, &Self::s3_key(prefix, key))),
         }
     }
 
@@ -227,6 +224,19 @@ impl Repo {
 
 /// S3 user metadata that carries the plaintext digest.
 const DIGEST_META: &str = "weir-sha256";
+
+fn meta_digest(meta: Option<&std::collections::HashMap<String, String>>) -> Option<String> {
+    meta.and_then(|m| m.get(DIGEST_META)).cloned()
+}
+
+/// An object's recorded digest by HEAD: `None` if absent, `Some(None)` if it has none.
+async fn head_digest(client: &Client, bucket: &str, key: &str) -> Result<Option<Option<String>>> {
+    match client.head_object().bucket(bucket).key(key).send().await {
+        Ok(h) => Ok(Some(meta_digest(h.metadata()))),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(failure(&format!("s3://{bucket}/{key}"), e)),
+    }
+}
 
 fn not_found<E: ProvideErrorMetadata>(
     e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
@@ -297,9 +307,10 @@ fn create_in_dir(root: &Path, key: &str, data: &[u8], sha256: &str) -> Result<Cr
     Ok(Created::New)
 }
 
-/// A temporary file beside `path`, synced, then renamed over it (only this writer holds the
-/// lock, so a leftover of a crashed one is simply replaced).
-fn durable_write(path: &Path, data: &[u8]) -> Result<()> {
+/// A temporary file beside `path`, synced, then renamed over it; a failure or a signal
+/// removes the temporary file. (In a repository only the lock holder writes, so a leftover
+/// of a crashed writer is simply replaced.)
+pub(super) fn durable_write(path: &Path, data: &[u8]) -> Result<()> {
     let name = path.file_name().unwrap().to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.weir-tmp.{}", std::process::id()));
     let guard = {

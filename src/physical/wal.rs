@@ -13,7 +13,10 @@
 
 use super::object::{self, Identity};
 use super::repo::{CLUSTER, Created, Repo};
-use super::walfile::{Kind, SegmentHeader, WalName, control_system_identifier, segment_header};
+use super::walfile::{
+    Kind, SegmentHeader, WalName, control_system_identifier, segment_header, segment_name,
+    segment_number,
+};
 use crate::plumbing::{ExitCode, bad_input, coded};
 use crate::storage::S3Settings;
 use anyhow::{Context, Result, anyhow, bail};
@@ -123,7 +126,7 @@ pub struct PushOptions {
     pub level: Option<i32>,
     /// The recipients, parsed by each thread that encrypts (a parsed one is not `Sync`).
     pub encrypt: crate::stream::encrypt::EncryptOptions,
-    /// `--parallel N`: push up to N-1 of the next `.ready` files alongside this one.
+    /// `--parallel N`: a background process pushes the `.ready` files, N-1 at once.
     pub parallel: usize,
     /// Where files pushed ahead are noted, so that the server's later calls return at once.
     pub spool: Option<PathBuf>,
@@ -170,7 +173,7 @@ pub fn push_ready(o: &PushOptions) -> Result<()> {
     let path = Path::new(&o.path);
     let name = wal_name_of(path)?;
     loop {
-        let ready = ready_after(path, &name, spool, usize::MAX);
+        let ready = ready_after(path, &name, spool);
         if ready.is_empty() {
             forget_archived(path, spool);
             return Ok(());
@@ -195,13 +198,17 @@ pub fn push_ready(o: &PushOptions) -> Result<()> {
     }
 }
 
+/// The server's `archive_status` directory beside the file it asked to archive.
+fn archive_status(path: &Path) -> PathBuf {
+    path.parent()
+        .unwrap_or(Path::new("."))
+        .join("archive_status")
+}
+
 /// Notes and locks of files the server no longer has ready (archived, or pushed by its own
 /// call) are of no more use.
 fn forget_archived(path: &Path, spool: &Path) {
-    let status = path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("archive_status");
+    let status = archive_status(path);
     for e in std::fs::read_dir(spool).into_iter().flatten().flatten() {
         let f = e.file_name().to_string_lossy().to_string();
         let name = f
@@ -305,9 +312,9 @@ fn push_file(
 
 /// The next files the server has marked `.ready` (archive_status is only read, never
 /// written: it is the server's), after this one and not already pushed ahead.
-fn ready_after(path: &Path, name: &WalName, spool: &Path, n: usize) -> Vec<PathBuf> {
+fn ready_after(path: &Path, name: &WalName, spool: &Path) -> Vec<PathBuf> {
     let wal_dir = path.parent().unwrap_or(Path::new("."));
-    let Ok(entries) = std::fs::read_dir(wal_dir.join("archive_status")) else {
+    let Ok(entries) = std::fs::read_dir(archive_status(path)) else {
         return Vec::new();
     };
     let mut ready: Vec<String> = entries
@@ -320,7 +327,7 @@ fn ready_after(path: &Path, name: &WalName, spool: &Path, n: usize) -> Vec<PathB
         .filter(|f| !spool.join(format!("{f}.pushed")).exists())
         .collect();
     ready.sort();
-    ready.into_iter().take(n).map(|f| wal_dir.join(f)).collect()
+    ready.into_iter().map(|f| wal_dir.join(f)).collect()
 }
 
 /// Pushes a file ahead of the server's call for it and notes its digest in the spool, unless
@@ -332,11 +339,9 @@ fn push_ahead(o: &PushOptions, path: &Path, spool: &Path) -> bool {
         let Some(_lock) = lock_file(spool, &name.name, false)? else {
             return Ok(false);
         };
-        let status = path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("archive_status");
-        let still_ready = status.join(format!("{}.ready", name.name)).exists();
+        let still_ready = archive_status(path)
+            .join(format!("{}.ready", name.name))
+            .exists();
         if !still_ready || spool.join(format!("{}.pushed", name.name)).exists() {
             return Ok(false);
         }
@@ -502,10 +507,9 @@ pub fn prefetch(o: &FetchOptions) -> Result<()> {
         .as_deref()
         .ok_or_else(|| anyhow!("--prefetch needs --spool"))?;
     std::fs::create_dir_all(spool)?;
-    let lock = std::fs::File::create(spool.join(".lock"))?;
-    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-        return Ok(());
-    }
+    let Some(_one) = lock_file(spool, ".prefetcher", false)? else {
+        return Ok(()); // another prefetcher is at work
+    };
     for e in std::fs::read_dir(spool)?.flatten() {
         let f = e.file_name().to_string_lossy().to_string();
         let stale = WalName::parse(&f).is_ok_and(|w| w.timeline == name.timeline && f < name.name);
@@ -515,7 +519,7 @@ pub fn prefetch(o: &FetchOptions) -> Result<()> {
     }
     let repo = Repo::open(&o.repo, &o.s3)?;
     let rec = read_record(&repo)?.ok_or_else(|| anyhow!("no weir-wal repository"))?;
-    for next in following(&name.name, rec.segment_size, o.prefetch - 1) {
+    for next in following(&name, rec.segment_size, o.prefetch - 1) {
         let target = spool.join(&next);
         if target.exists() {
             continue;
@@ -528,15 +532,10 @@ pub fn prefetch(o: &FetchOptions) -> Result<()> {
 }
 
 /// The `n` segment names after `name` on its timeline.
-fn following(name: &str, segment_size: u32, n: usize) -> Vec<String> {
-    let per_log = 0x1_0000_0000u64 / u64::from(segment_size);
-    let h = |a: usize| u64::from_str_radix(&name[a..a + 8], 16).unwrap_or(0);
-    let segno = h(8) * per_log + h(16);
+fn following(name: &WalName, segment_size: u32, n: usize) -> Vec<String> {
+    let segno = segment_number(&name.name, segment_size);
     (1..=n as u64)
-        .map(|i| {
-            let s = segno + i;
-            format!("{}{:08X}{:08X}", &name[..8], s / per_log, s % per_log)
-        })
+        .map(|i| segment_name(name.timeline, segno + i, segment_size))
         .collect()
 }
 
@@ -580,13 +579,27 @@ fn fetch_once(o: &FetchOptions, name: &WalName, dest: &Path) -> Result<Fetched> 
     let Some(stored) = repo.read(&object_key(name))? else {
         return Ok(Fetched::Absent);
     };
-    let decoded = object::decode(stored.data, &o.identities)
+    let data = verified(&rec, name, stored, &o.identities, false)
         .map_err(|e| e.context(format!("{} in {}", name.name, o.repo)))?;
+    write_restored(dest, &data)?;
+    Ok(Fetched::Restored)
+}
+
+/// The file inside a stored object, checked: every layer (age authenticates each chunk,
+/// each zstd frame carries its checksum); for a segment its header, its position and its
+/// cluster; and the digest recorded at the push. A segment whose every byte a zstd checksum
+/// covered, and whose header names this cluster and this position, needs no second hash
+/// (SHA-256 of 16 MiB is a fifth of a fetch) unless `always_hash` asks for it.
+pub(super) fn verified(
+    rec: &ClusterRecord,
+    name: &WalName,
+    stored: super::repo::Stored,
+    identities: &[Identity],
+    always_hash: bool,
+) -> Result<Vec<u8>> {
+    let decoded = object::decode(stored.data, identities)?;
     let data = decoded.data;
-    // A segment whose every byte a zstd checksum covered, and whose header names this
-    // cluster and this position, needs no second hash: SHA-256 of 16 MiB is a fifth of a
-    // fetch. Anything else is compared with the digest recorded at the push.
-    if !(decoded.checksummed && name.has_header()) {
+    if always_hash || !(decoded.checksummed && name.has_header()) {
         let digest = object::sha256_hex(&data);
         match &stored.sha256 {
             Some(d) if *d == digest => {}
@@ -607,36 +620,13 @@ fn fetch_once(o: &FetchOptions, name: &WalName, dest: &Path) -> Result<Fetched> 
         let h = check_segment(name, &data)?;
         rec.check(&name.name, &h)?;
     }
-    write_restored(dest, &data)?;
-    Ok(Fetched::Restored)
+    Ok(data)
 }
 
 /// `%p` appears whole or not at all: a synced temporary file beside it, then a rename.
 fn write_restored(dest: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let name = dest
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a file name", dest.display()))?
-        .to_string_lossy();
-    let tmp = dest.with_file_name(format!(".{name}.weir-tmp.{}", std::process::id()));
-    let guard = {
-        let tmp = tmp.clone();
-        crate::plumbing::signals::on_cleanup(move || {
-            let _ = std::fs::remove_file(&tmp);
-        })
-    };
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(data)
-            .and_then(|_| f.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, dest)
-            .with_context(|| format!("cannot rename into {}", dest.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    if dest.file_name().is_none() {
+        bail!("{}: not a file name", dest.display());
     }
-    crate::plumbing::signals::forget(guard);
-    result
+    super::repo::durable_write(dest, data)
 }

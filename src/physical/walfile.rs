@@ -64,9 +64,7 @@ impl WalName {
 
     /// Where a segment starts in the WAL, from its name, for `segment_size`-byte segments.
     pub fn start_address(&self, segment_size: u32) -> u64 {
-        let h = |a: usize| u64::from_str_radix(&self.name[a..a + 8], 16).expect("checked hex");
-        let per_log = 0x1_0000_0000u64 / u64::from(segment_size);
-        (h(8) * per_log + h(16)) * u64::from(segment_size)
+        segment_number(&self.name, segment_size) * u64::from(segment_size)
     }
 
     /// The 24 hex digits of timeline, log and segment (for .history: the timeline only).
@@ -77,6 +75,24 @@ impl WalName {
             &self.name[..24]
         }
     }
+}
+
+/// Segments per log file (the middle eight hex digits of a name): XLogSegmentsPerXLogId.
+fn per_log(segment_size: u32) -> u64 {
+    0x1_0000_0000u64 / u64::from(segment_size)
+}
+
+/// The segment number a name's log and segment digits give (XLogFromFileName); the name's
+/// first 24 characters must be hex, as [`WalName::parse`] checks.
+pub fn segment_number(name: &str, segment_size: u32) -> u64 {
+    let h = |a: usize| u64::from_str_radix(&name[a..a + 8], 16).unwrap_or(0);
+    h(8) * per_log(segment_size) + h(16)
+}
+
+/// The name of segment `segno` on `timeline` (XLogFileName).
+pub fn segment_name(timeline: u32, segno: u64, segment_size: u32) -> String {
+    let per = per_log(segment_size);
+    format!("{timeline:08X}{:08X}{:08X}", segno / per, segno % per)
 }
 
 /// What the long header on a segment's first page says (XLogLongPageHeaderData).
@@ -179,6 +195,14 @@ mod tests {
         ] {
             assert!(WalName::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn segment_numbers_and_names_are_inverse() {
+        let n = segment_number("0000000300000001000000FE", 16 << 20);
+        assert_eq!(n, 0x1FE);
+        assert_eq!(segment_name(3, n + 2, 16 << 20), "000000030000000200000000");
+        assert_eq!(segment_name(1, 4, 1 << 30), "000000010000000100000000");
     }
 
     #[test]
