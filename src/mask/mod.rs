@@ -138,22 +138,22 @@ pub fn run(o: &MaskOptions) -> Result<()> {
 
 /// Compiles the rules for this archive; a rule error is a usage error, reported before any
 /// output.
-fn compile(rules: &rules::RulesText, m: &Manifest, key: &Key, strict: bool) -> Result<Plan> {
-    let plan = rules
+fn compile(rules: &rules::RulesText, m: &Manifest, key: &Key) -> Result<Plan> {
+    rules
         .compile(m, key)
-        .map_err(|e| coded(ExitCode::Usage, format!("{e:#}")))?;
-    let problems = if strict {
-        validate::strict_violations(m, &plan)
-    } else {
-        Vec::new()
-    };
-    if !problems.is_empty() {
-        return Err(coded(
-            ExitCode::Usage,
-            format!("--strict: {}", problems.join("; ")),
-        ));
+        .map_err(|e| coded(ExitCode::Usage, format!("{e:#}")))
+}
+
+/// `--strict`: what the compiled rules leave unseen is a rule error too.
+fn check_strict(m: &Manifest, plan: &Plan) -> Result<()> {
+    let problems = validate::strict_violations(m, plan);
+    if problems.is_empty() {
+        return Ok(());
     }
-    Ok(plan)
+    Err(coded(
+        ExitCode::Usage,
+        format!("--strict: {}", problems.join("; ")),
+    ))
 }
 
 struct Masker {
@@ -240,7 +240,10 @@ fn rewrite_plan<'p>(plan: Option<&'p Plan>, table: &Table) -> Option<&'p TablePl
 
 impl Visitor for Masker {
     fn manifest(&mut self, m: &Manifest) -> Result<()> {
-        let plan = compile(&self.rules, m, &self.key, self.strict)?;
+        let plan = compile(&self.rules, m, &self.key)?;
+        if self.strict {
+            check_strict(m, &plan)?;
+        }
         let mut out_m = m.clone();
         out_m.masked = true;
         let mut info = self.info.clone();
@@ -539,7 +542,7 @@ struct Preview {
 impl Visitor for Preview {
     fn manifest(&mut self, m: &Manifest) -> Result<()> {
         // The report goes out before --strict judges, so a refusal comes with its reasons.
-        let plan = compile(&self.rules, m, &self.key, false)?;
+        let plan = compile(&self.rules, m, &self.key)?;
         if self.validate {
             validate::report(m, &plan, &mut self.out)?;
             writeln!(
@@ -550,7 +553,7 @@ impl Visitor for Preview {
         }
         if self.strict {
             self.out.flush()?;
-            compile(&self.rules, m, &self.key, true)?;
+            check_strict(m, &plan)?;
         }
         self.plan = Some(plan);
         self.manifest = Some(m.clone());

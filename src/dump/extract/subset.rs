@@ -75,13 +75,15 @@ fn selects(
     (closure, down, restricted): (&BTreeSet<usize>, &BTreeSet<usize>, &BTreeSet<usize>),
 ) -> BTreeMap<u32, String> {
     let flows = flows(edges, closure, down);
+    // Every restricted table reads the same whole closure.
+    let all: BTreeSet<usize> = (0..tables.len()).collect();
+    let whole = (!restricted.is_empty())
+        .then(|| with_clause(tables, seeds, edges, (closure, down, restricted), &all));
     let mut out = BTreeMap::new();
     for &i in closure.iter().chain(restricted) {
         let t = &tables[i];
         let head = format!("SELECT {} FROM ONLY {}", t.column_list(), t.qualified());
-        let query = if restricted.contains(&i) {
-            let all: BTreeSet<usize> = (0..tables.len()).collect();
-            let with = with_clause(tables, seeds, edges, (closure, down, restricted), &all);
+        let query = if let (true, Some(with)) = (restricted.contains(&i), &whole) {
             format!(
                 "{with} {head} WHERE NOT EXISTS (SELECT 1 FROM bad b WHERE b.rel = {} AND b.tid = ctid)",
                 t.id
