@@ -66,15 +66,6 @@ impl WalName {
     pub fn start_address(&self, segment_size: u32) -> u64 {
         segment_number(&self.name, segment_size) * u64::from(segment_size)
     }
-
-    /// The 24 hex digits of timeline, log and segment (for .history: the timeline only).
-    pub fn position(&self) -> &str {
-        if self.kind == Kind::History {
-            &self.name[..8]
-        } else {
-            &self.name[..24]
-        }
-    }
 }
 
 /// Segments per log file (the middle eight hex digits of a name): XLogSegmentsPerXLogId.
@@ -176,10 +167,7 @@ mod tests {
             Kind::Partial
         );
         let h = WalName::parse("0000000A.history").unwrap();
-        assert_eq!(
-            (h.kind, h.timeline, h.position()),
-            (Kind::History, 10, "0000000A")
-        );
+        assert_eq!((h.kind, h.timeline), (Kind::History, 10));
         assert_eq!(
             WalName::parse("000000010000000000000002.00000028.backup")
                 .unwrap()
