@@ -39,7 +39,7 @@ complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l attempts -d '
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -s l -l level -d 'zstd level (1 to 19)' -r
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -s r -l recipient -d 'Encrypt to RECIPIENT (age1... or an SSH public key; repeatable)' -r
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -s R -l recipients-file -d 'Encrypt to the recipients listed in FILE (repeatable)' -r
-complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l parallel -d 'Start a background process that pushes the files the server has marked ready, N-1 at once; the server\'s calls for them then return at once (needs --spool)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l parallel -d 'Start a background process that pushes the files the server has marked ready, N at once; the server\'s calls for them then return at once (needs --spool)' -r
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l spool -d 'A directory of our own (outside pg_wal) for the notes --parallel and --prefetch keep' -r -F
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l metrics -d 'After each push, write Prometheus textfile metrics to FILE: the last archived file and its time, the last push\'s outcome, failures so far' -r -F
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand push" -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'
@@ -54,7 +54,7 @@ complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l attempts -d 
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -s i -l identity -d 'Decrypt with the identities in FILE (repeatable)' -r
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l retry-for -d 'Retry failures (the network, the service) for up to SECONDS before exit 255' -r
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -s D -l pgdata -d 'The data directory whose cluster must be the repository\'s (default: the working directory, the data directory when PostgreSQL runs the command)' -r -F
-complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l prefetch -d 'After a segment, fetch the next N-1 in the background into --spool, where the server\'s calls for them find them (verified already)' -r
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l prefetch -d 'After a segment, fetch the next N-1 in the background (one worker per core) into --spool, where the server\'s calls for them find them (verified already)' -r
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l spool -d 'A directory of our own (outside pg_wal) for prefetched segments' -r -F
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -s v -l verbose -d 'On a storage error, also print what the AWS SDK said (its credential chain\'s complaints, the HTTP exchange\'s cause)'

@@ -116,7 +116,7 @@ pub struct PushArgs {
     /// Encrypt to the recipients listed in FILE (repeatable).
     #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
     pub recipients_files: Vec<String>,
-    /// Start a background process that pushes the files the server has marked ready, N-1 at
+    /// Start a background process that pushes the files the server has marked ready, N at
     /// once; the server's calls for them then return at once (needs --spool).
     #[arg(long = "parallel", value_name = "N", default_value_t = 1, value_parser = super::jobs)]
     pub parallel: usize,
@@ -149,8 +149,8 @@ pub struct FetchArgs {
     /// directory, the data directory when PostgreSQL runs the command).
     #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
     pub pgdata: Option<std::path::PathBuf>,
-    /// After a segment, fetch the next N-1 in the background into --spool, where the
-    /// server's calls for them find them (verified already).
+    /// After a segment, fetch the next N-1 in the background (one worker per core) into
+    /// --spool, where the server's calls for them find them (verified already).
     #[arg(long = "prefetch", value_name = "N", default_value_t = 1, value_parser = super::jobs)]
     pub prefetch: usize,
     /// A directory of our own (outside pg_wal) for prefetched segments.
@@ -187,7 +187,7 @@ impl FetchArgs {
         if self.prefetch > 1 && self.spool.is_none() {
             anyhow::bail!("--prefetch needs --spool DIR, where prefetched segments wait");
         }
-        let enc = EncryptOptions {
+        let decrypt = EncryptOptions {
             identities: self.identities.clone(),
             ..Default::default()
         };
@@ -196,7 +196,7 @@ impl FetchArgs {
             s3: self.repo.s3.settings(),
             name: self.name.clone(),
             dest: self.path.clone(),
-            identities: crate::stream::encrypt::identities(&enc)?,
+            decrypt,
             retry_for: std::time::Duration::from_secs(self.retry_for),
             pgdata: self.pgdata.clone(),
             prefetch: self.prefetch,

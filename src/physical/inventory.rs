@@ -243,12 +243,15 @@ fn deep_check(
     ids: &[Identity],
 ) -> Result<Vec<String>> {
     let mut damaged = Vec::new();
+    // One scratch file (unlinked, so nothing is left behind) that each object decodes into.
+    let scratch = tempfile::tempfile()?;
     for n in names {
         let w = WalName::parse(n)?;
         let stored = repo
             .read(&object_key(&w))?
             .ok_or_else(|| anyhow!("{n} vanished while verifying"))?;
-        if verified(rec, &w, stored, ids, true).is_err() {
+        scratch.set_len(0)?;
+        if verified(rec, &w, stored, ids, true, &scratch).is_err() {
             damaged.push(n.to_string());
         }
     }

@@ -6,9 +6,11 @@
 //! time).
 
 use crate::plumbing::bad_input;
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use sha2::{Digest, Sha256};
-use std::io::{Read, Write};
+use std::fs::File;
+use std::io::{BufRead, Read, Write};
+use std::os::unix::fs::FileExt;
 
 const AGE_MAGIC: &[u8] = b"age-encryption.org/v1";
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
@@ -23,95 +25,163 @@ pub fn sha256_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
-/// The stored form of `file`: compressed at `level` (none: as it is), then encrypted to the
-/// recipients (none: not encrypted).
-pub fn encode(file: &[u8], level: Option<i32>, recipients: &[Recipient]) -> Result<Vec<u8>> {
-    let data = match level {
-        Some(l) => compress(file, l)?,
-        None => file.to_vec(),
-    };
+/// How a file is stored: zstd level (none: as it is), the recipients (none: not
+/// encrypted), and how many threads compress it.
+pub struct Encoding<'a> {
+    pub level: Option<i32>,
+    pub recipients: &'a [Recipient],
+    pub threads: usize,
+}
+
+/// Writes the stored form of `file` to `out` and returns it. Frames are written (and
+/// encrypted) in order as they come out of the compressors, so writing overlaps compressing
+/// and no whole copy of the stored form is held.
+pub fn encode_to<W: Write>(file: &[u8], how: &Encoding, out: W) -> Result<W> {
+    let (level, recipients, threads) = (how.level, how.recipients, how.threads);
     if recipients.is_empty() {
-        return Ok(data);
+        return write_layers(file, level, threads, out);
     }
     let enc = age::Encryptor::with_recipients(
         recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
     )
     .map_err(|e| anyhow!("{e}"))?;
-    let mut out = Vec::with_capacity(data.len() + 512);
-    let mut w = enc.wrap_output(&mut out)?;
-    w.write_all(&data)?;
-    w.finish()?;
-    Ok(out)
+    let sealed = write_layers(file, level, threads, enc.wrap_output(out)?)?;
+    Ok(sealed.finish()?)
 }
 
-/// The file as zstd frames, one per core for a segment (concatenated frames are one valid
-/// zstd stream: `zstd -d` reads them as one), each with its content size and checksum, so
-/// `zstd -d` alone detects damage. The archiver waits for every segment; cutting it in
-/// pieces lets the other core help, at a cost in ratio too small to see at 4 MiB and more.
-fn compress(file: &[u8], level: i32) -> Result<Vec<u8>> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    let piece = file.len().div_ceil(cores).max(4 << 20);
-    let frames: Vec<Result<Vec<u8>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = file
-            .chunks(piece)
-            .map(|p| {
-                s.spawn(move || -> Result<Vec<u8>> {
-                    let mut z = zstd::bulk::Compressor::new(level)?;
-                    z.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
-                    Ok(z.compress(p)?)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("compression thread"))
-            .collect()
-    });
-    let mut out = Vec::new();
-    for f in frames {
-        out.extend_from_slice(&f?);
+fn write_layers<W: Write>(
+    file: &[u8],
+    level: Option<i32>,
+    threads: usize,
+    mut out: W,
+) -> Result<W> {
+    match level {
+        Some(l) => compress(file, l, threads, |frame| Ok(out.write_all(frame)?))?,
+        None => out.write_all(file)?,
     }
     Ok(out)
 }
 
-/// A stored object's file, and whether a layer already verified every byte of it.
+/// Compression pieces: zstd level 3 keeps a 2 MiB window, so frames of 4 MiB lose almost no
+/// matches, and a 16 MiB segment gives each of two cores two pieces, the first of which is
+/// written while the last is still compressing.
+const PIECE: usize = 4 << 20;
+
+/// The file as zstd frames of [`PIECE`] bytes, handed to `each` in order (concatenated frames
+/// are one valid zstd stream: `zstd -d` reads them as one), each with its content size and
+/// checksum, so `zstd -d` alone detects damage. The archiver waits for every segment, so the
+/// pieces are compressed by up to `threads` workers.
+fn compress(
+    file: &[u8],
+    level: i32,
+    threads: usize,
+    mut each: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let pieces: Vec<&[u8]> = file.chunks(PIECE).collect();
+    let workers = threads.min(pieces.len());
+    if workers <= 1 {
+        for p in pieces {
+            each(&compress_piece(p, level)?)?;
+        }
+        return Ok(());
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<u8>>)>();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            let (tx, next, pieces) = (tx.clone(), &next, &pieces);
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(p) = pieces.get(i) else { break };
+                    // A closed channel means the writer failed: stop.
+                    if tx.send((i, compress_piece(p, level))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        in_order(rx, pieces.len(), &mut each)
+    })
+}
+
+/// Hands the frames to `each` by index as they arrive out of order.
+fn in_order(
+    rx: std::sync::mpsc::Receiver<(usize, Result<Vec<u8>>)>,
+    n: usize,
+    each: &mut impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut early = std::collections::BTreeMap::new();
+    let mut due = 0;
+    for (i, frame) in rx {
+        early.insert(i, frame);
+        while let Some(frame) = early.remove(&due) {
+            each(&frame?)?;
+            due += 1;
+        }
+    }
+    if due != n {
+        bail!("a compression worker stopped early");
+    }
+    Ok(())
+}
+
+fn compress_piece(p: &[u8], level: i32) -> Result<Vec<u8>> {
+    let mut z = zstd::bulk::Compressor::new(level)?;
+    z.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+    Ok(z.compress(p)?)
+}
+
+/// What decoding wrote, and whether a layer already verified every byte of it.
 pub struct Decoded {
-    pub data: Vec<u8>,
+    pub len: u64,
     /// Every zstd frame carried a content checksum, and it matched.
     pub checksummed: bool,
 }
 
-/// The file inside a stored object, every layer verified (age authenticates each chunk and
-/// the end; each zstd frame carries its checksum).
-pub fn decode(object: Vec<u8>, identities: &[Identity]) -> Result<Decoded> {
-    let mut data = object;
-    if data.starts_with(AGE_MAGIC) {
+/// Writes the file inside a stored object to `out` from offset 0, every layer verified (age
+/// authenticates each chunk and the end; each zstd frame carries its checksum). The frames
+/// decompress in parallel, each straight to its place in `out` through a small buffer: a
+/// whole decompressed copy in memory would cost a page fault per 4 KiB of it.
+pub fn decode_to(mut object: impl BufRead, identities: &[Identity], out: &File) -> Result<Decoded> {
+    let mut data = Vec::new();
+    if object.fill_buf()?.starts_with(AGE_MAGIC) {
         if identities.is_empty() {
             return Err(anyhow!(
                 "the object is encrypted: give -i FILE or WEIR_AGE_IDENTITY_FILE"
             ));
         }
-        let dec = age::Decryptor::new_buffered(&data[..])
+        let dec = age::Decryptor::new_buffered(object)
             .map_err(|e| bad_input(format!("not a readable age file: {e}")))?;
         let mut r = dec
             .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
             .map_err(|e| bad_input(format!("cannot decrypt: {e}")))?;
-        let mut plain = Vec::with_capacity(data.len());
-        r.read_to_end(&mut plain)
+        r.read_to_end(&mut data)
             .map_err(|e| bad_input(format!("the ciphertext is truncated or altered: {e}")))?;
-        data = plain;
+    } else {
+        object.read_to_end(&mut data)?;
     }
-    if data.starts_with(&ZSTD_MAGIC) {
-        let checksummed = all_frames_checksummed(&data);
+    if !data.starts_with(&ZSTD_MAGIC) {
+        out.write_all_at(&data, 0)?;
         return Ok(Decoded {
-            data: decompress(&data)?,
-            checksummed,
+            len: data.len() as u64,
+            checksummed: false,
         });
     }
-    Ok(Decoded {
-        data,
-        checksummed: false,
-    })
+    let checksummed = all_frames_checksummed(&data);
+    let len = decompress_to(&data, out)?;
+    Ok(Decoded { len, checksummed })
+}
+
+/// The file inside a stored object, in memory (tests).
+#[cfg(test)]
+fn decode(object: Vec<u8>, identities: &[Identity]) -> Result<Vec<u8>> {
+    let f = tempfile::tempfile()?;
+    let d = decode_to(&object[..], identities, &f)?;
+    let mut back = vec![0; d.len as usize];
+    f.read_exact_at(&mut back, 0)?;
+    Ok(back)
 }
 
 /// Whether each frame's header sets Content_Checksum_flag (RFC 8878, 3.1.1.1.1: bit 2 of the
@@ -130,47 +200,52 @@ fn all_frames_checksummed(data: &[u8]) -> bool {
     true
 }
 
-/// The frames' contents, each into its place in one buffer of the size their headers
-/// declare, in parallel; frames without a declared size are streamed, bounded by
-/// [`MAX_FILE`].
-fn decompress(data: &[u8]) -> Result<Vec<u8>> {
-    let damaged = |e: std::io::Error| bad_input(format!("the compressed data is damaged: {e}"));
-    let mut frames: Vec<(&[u8], usize)> = Vec::new();
-    let mut rest = data;
+/// One frame: its bytes, where its content goes, and how long its header says it is.
+struct Frame<'a> {
+    bytes: &'a [u8],
+    at: u64,
+    len: u64,
+}
+
+/// The frames' contents, each to its place in `out` (the offsets their headers' sizes give),
+/// one worker per core; frames without a declared size are streamed in order instead.
+/// Returns the length written, bounded by [`MAX_FILE`].
+fn decompress_to(data: &[u8], out: &File) -> Result<u64> {
+    let mut frames = Vec::new();
+    let (mut rest, mut at) = (data, 0u64);
     while !rest.is_empty() {
         let size = zstd::zstd_safe::find_frame_compressed_size(rest)
             .map_err(|_| bad_input("the compressed data is damaged (a frame is cut short)"))?;
-        let Ok(Some(n)) = zstd::zstd_safe::get_frame_content_size(&rest[..size]) else {
-            return decompress_streaming(data);
+        let Ok(Some(len)) = zstd::zstd_safe::get_frame_content_size(&rest[..size]) else {
+            return decompress_streaming(data, out);
         };
-        frames.push((&rest[..size], n as usize));
+        frames.push(Frame {
+            bytes: &rest[..size],
+            at,
+            len,
+        });
+        at += len;
         rest = &rest[size..];
+        if at > MAX_FILE {
+            return Err(bad_input("the object decompresses to more than 1 GiB"));
+        }
     }
-    let total: usize = frames.iter().map(|f| f.1).sum();
-    if total as u64 > MAX_FILE {
-        return Err(bad_input("the object decompresses to more than 1 GiB"));
-    }
-    let mut out = vec![0u8; total];
-    let mut slots: Vec<&mut [u8]> = Vec::new();
-    let mut free: &mut [u8] = &mut out;
-    for (_, n) in &frames {
-        let (slot, tail) = std::mem::take(&mut free).split_at_mut(*n);
-        slots.push(slot);
-        free = tail;
-    }
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, frames.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| -> Result<()> {
-        let handles: Vec<_> = frames
-            .iter()
-            .zip(slots)
-            .map(|((frame, n), slot)| {
-                s.spawn(move || -> Result<()> {
-                    let got = zstd::bulk::Decompressor::new()?
-                        .decompress_to_buffer(frame, slot)
-                        .map_err(damaged)?;
-                    if got != *n {
-                        return Err(bad_input("a frame is shorter than its header says"));
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    let mut buf = vec![0u8; 256 << 10];
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(f) = frames.get(i) else {
+                            return Ok(());
+                        };
+                        decompress_frame(f, out, &mut buf)?;
                     }
-                    Ok(())
                 })
             })
             .collect();
@@ -178,20 +253,47 @@ fn decompress(data: &[u8]) -> Result<Vec<u8>> {
             .into_iter()
             .try_for_each(|h| h.join().expect("decompression thread"))
     })?;
-    Ok(out)
+    Ok(at)
 }
 
-fn decompress_streaming(data: &[u8]) -> Result<Vec<u8>> {
-    let mut plain = Vec::new();
-    zstd::stream::Decoder::new(data)?
-        .take(MAX_FILE + 1)
-        .read_to_end(&mut plain)
-        .map_err(|e| bad_input(format!("the compressed data is damaged: {e}")))
-        .context("decompressing")?;
-    if plain.len() as u64 > MAX_FILE {
-        return Err(bad_input("the object decompresses to more than 1 GiB"));
+/// One frame through `buf` to its offset; it must hold exactly what its header declares.
+fn decompress_frame(f: &Frame, out: &File, buf: &mut [u8]) -> Result<()> {
+    let damaged = |e: std::io::Error| bad_input(format!("the compressed data is damaged: {e}"));
+    let mut z = zstd::stream::read::Decoder::with_buffer(f.bytes)?.single_frame();
+    let mut done = 0u64;
+    loop {
+        let n = z.read(buf).map_err(damaged)?;
+        if n == 0 {
+            break;
+        }
+        if done + n as u64 > f.len {
+            return Err(bad_input("a frame is longer than its header says"));
+        }
+        out.write_all_at(&buf[..n], f.at + done)?;
+        done += n as u64;
     }
-    Ok(plain)
+    if done != f.len {
+        return Err(bad_input("a frame is shorter than its header says"));
+    }
+    Ok(())
+}
+
+fn decompress_streaming(data: &[u8], out: &File) -> Result<u64> {
+    let damaged = |e: std::io::Error| bad_input(format!("the compressed data is damaged: {e}"));
+    let mut z = zstd::stream::Decoder::new(data)?;
+    let mut buf = vec![0u8; 256 << 10];
+    let mut at = 0u64;
+    loop {
+        let n = z.read(&mut buf).map_err(damaged)?;
+        if n == 0 {
+            return Ok(at);
+        }
+        out.write_all_at(&buf[..n], at)?;
+        at += n as u64;
+        if at > MAX_FILE {
+            return Err(bad_input("the object decompresses to more than 1 GiB"));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -201,18 +303,24 @@ mod tests {
 
     #[test]
     fn every_layer_round_trips_and_damage_is_refused() {
-        let file: Vec<u8> = (0..200_000u32)
-            .flat_map(|i| (i % 251).to_le_bytes())
+        // Three pieces, the last a short one, so frames must come back in order.
+        let file: Vec<u8> = (0..(9 << 20) / 4 + 1000u32)
+            .flat_map(|i| (i.wrapping_mul(2654435761) % 65521).to_le_bytes())
             .collect();
         let id = age::x25519::Identity::generate();
         let r: Recipient =
             Box::new(age::x25519::Recipient::from_str(&id.to_public().to_string()).unwrap());
         let ids: Vec<Identity> = vec![Box::new(id)];
         for (level, recipients) in [(None, vec![]), (Some(3), vec![]), (Some(3), vec![r])] {
-            let obj = encode(&file, level, &recipients).unwrap();
-            let d = decode(obj.clone(), &ids).unwrap();
-            assert_eq!(d.data, file);
-            assert_eq!(d.checksummed, level.is_some());
+            let how = Encoding {
+                level,
+                recipients: &recipients,
+                threads: 2,
+            };
+            let obj = encode_to(&file, &how, Vec::new()).unwrap();
+            assert_eq!(decode(obj.clone(), &ids).unwrap(), file);
+            let checked = decode_to(&obj[..], &ids, &tempfile::tempfile().unwrap()).unwrap();
+            assert_eq!(checked.checksummed, level.is_some());
             if level.is_some() || !recipients.is_empty() {
                 let mut bad = obj.clone();
                 let n = bad.len();

@@ -20,16 +20,25 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 pub const CLUSTER: &str = "cluster.json";
 
-/// An object read back.
+/// An object read back: its bytes as a reader (a file is read as it is decoded, not copied
+/// into memory first).
 pub struct Stored {
-    pub data: Vec<u8>,
+    pub body: Box<dyn std::io::BufRead + Send>,
     /// The plaintext's SHA-256, as recorded at the push.
     pub sha256: Option<String>,
+}
+
+impl Stored {
+    pub fn bytes(mut self) -> Result<Vec<u8>> {
+        let mut v = Vec::new();
+        self.body.read_to_end(&mut v)?;
+        Ok(v)
+    }
 }
 
 /// What a create-only write found.
@@ -38,6 +47,51 @@ pub enum Created {
     New,
     /// The key exists; its recorded digest, if any.
     Exists(Option<String>),
+}
+
+/// An object on its way into the repository (see [`Repo::stage`]).
+pub enum Staged {
+    /// A directory repository: a temporary file beside the key's path.
+    File { file: TempFile, synced: bool },
+    /// S3: the body of one PUT.
+    Bytes(Vec<u8>),
+}
+
+impl Staged {
+    /// A second handle on the file being written (directories), for [`sync_while`].
+    pub fn file_handle(&self) -> Result<Option<File>> {
+        match self {
+            Staged::File { file, .. } => Ok(Some(file.file().try_clone()?)),
+            Staged::Bytes(_) => Ok(None),
+        }
+    }
+
+    /// Makes what was written durable (directories), so that the commit need not wait.
+    pub fn sync(&mut self) -> Result<()> {
+        if let Staged::File { file, synced } = self {
+            file.sync()?;
+            *synced = true;
+        }
+        Ok(())
+    }
+}
+
+impl Write for Staged {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Staged::File { file, .. } => file.write(b),
+            Staged::Bytes(v) => v.write(b),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A digest on its way in with its object (see [`Repo::stage_digest`]).
+pub struct StagedDigest {
+    sha256: String,
+    sidecar: Option<TempFile>,
 }
 
 pub enum Repo {
@@ -83,8 +137,8 @@ impl Repo {
         match self {
             Repo::Dir(root) => {
                 let path = root.join(key);
-                let data = match fs::read(&path) {
-                    Ok(d) => d,
+                let file = match File::open(&path) {
+                    Ok(f) => f,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         // A missing repository is a failure, not an absent file.
                         if !root.is_dir() {
@@ -98,7 +152,7 @@ impl Repo {
                     Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
                 };
                 Ok(Some(Stored {
-                    data,
+                    body: Box::new(std::io::BufReader::with_capacity(256 << 10, file)),
                     sha256: read_digest(&path)?,
                 }))
             }
@@ -120,48 +174,98 @@ impl Repo {
                     .collect()
                     .await
                     .map_err(|e| anyhow!("s3://{bucket}/{k}: reading the object: {e}"))?
-                    .into_bytes()
-                    .to_vec();
-                Ok(Some(Stored { data, sha256 }))
+                    .into_bytes();
+                Ok(Some(Stored {
+                    body: Box::new(std::io::Cursor::new(data)),
+                    sha256,
+                }))
             }),
         }
     }
 
     /// Creates `key` holding `data` with its digest, unless it exists.
     pub fn create(&self, key: &str, data: &[u8], sha256: &str) -> Result<Created> {
+        let mut object = self.stage(key)?;
+        object.write_all(data)?;
+        object.sync()?;
+        let digest = self.stage_digest(key, sha256)?;
+        self.commit(key, object, digest)
+    }
+
+    /// Starts writing the object `key`; nothing is visible under the key until
+    /// [`Repo::commit`].
+    pub fn stage(&self, key: &str) -> Result<Staged> {
         match self {
-            Repo::Dir(root) => create_in_dir(root, key, data, sha256),
-            Repo::S3 {
-                rt,
+            Repo::Dir(root) => {
+                if !root.is_dir() {
+                    bail!(
+                        "no repository directory {} (create it first)",
+                        root.display()
+                    );
+                }
+                let path = root.join(key);
+                let dir = parent(&path);
+                if !dir.is_dir() {
+                    fs::create_dir_all(&dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                    // The new folder's own entry must be durable too.
+                    sync_dir(&parent(&dir))?;
+                }
+                Ok(Staged::File {
+                    file: TempFile::beside(&path)?,
+                    synced: false,
+                })
+            }
+            Repo::S3 { .. } => Ok(Staged::Bytes(Vec::new())),
+        }
+    }
+
+    /// The digest that goes with `key`: on S3 the PUT's metadata; in a directory a sidecar
+    /// file, written and synced now (while the object is still being written, so the two
+    /// syncs overlap).
+    pub fn stage_digest(&self, key: &str, sha256: &str) -> Result<StagedDigest> {
+        let sidecar = match self {
+            Repo::Dir(root) => {
+                let mut t = TempFile::beside(&digest_path(&root.join(key)))?;
+                t.write_all(format!("{sha256}\n").as_bytes())?;
+                t.sync()?;
+                Some(t)
+            }
+            Repo::S3 { .. } => None,
+        };
+        Ok(StagedDigest {
+            sha256: sha256.to_string(),
+            sidecar,
+        })
+    }
+
+    /// Makes a staged object and its digest visible under `key`, unless the key exists: on
+    /// S3 one conditional PUT (`If-None-Match: *`); in a directory, under the repository's
+    /// lock, the digest first and the object last, then the folder synced.
+    pub fn commit(&self, key: &str, object: Staged, digest: StagedDigest) -> Result<Created> {
+        match (self, object) {
+            (Repo::Dir(root), Staged::File { file, synced }) => {
+                if !synced {
+                    file.sync()?;
+                }
+                commit_in_dir(root, key, file, digest)
+            }
+            (
+                Repo::S3 {
+                    rt,
+                    client,
+                    bucket,
+                    prefix,
+                },
+                Staged::Bytes(data),
+            ) => rt.block_on(put_if_absent(
                 client,
                 bucket,
-                prefix,
-            } => rt.block_on(async {
-                let k = Self::s3_key(prefix, key);
-                let put = client
-                    .put_object()
-                    .bucket(bucket)
-                    .key(&k)
-                    .if_none_match("*")
-                    .metadata(DIGEST_META, sha256)
-                    .body(ByteStream::from(data.to_vec()))
-                    .send()
-                    .await;
-                match put {
-                    Ok(_) => Ok(Created::New),
-                    // Another pusher won the race: what it wrote has its own digest.
-                    Err(e) if precondition_failed(&e) => {
-                        match head_digest(client, bucket, &k).await? {
-                            Some(digest) => Ok(Created::Exists(digest)),
-                            None => Err(crate::plumbing::coded(
-                                crate::plumbing::ExitCode::NotFound,
-                                format!("s3://{bucket}/{k}: no such object"),
-                            )),
-                        }
-                    }
-                    Err(e) => Err(failure(&format!("s3://{bucket}/{k}"), e)),
-                }
-            }),
+                &Self::s3_key(prefix, key),
+                data,
+                &digest.sha256,
+            )),
+            _ => bail!("an object staged for another kind of repository"),
         }
     }
 
@@ -238,6 +342,37 @@ async fn head_digest(client: &Client, bucket: &str, key: &str) -> Result<Option<
     }
 }
 
+/// One conditional PUT carrying the object and its digest.
+async fn put_if_absent(
+    client: &Client,
+    bucket: &str,
+    k: &str,
+    data: Vec<u8>,
+    sha256: &str,
+) -> Result<Created> {
+    let put = client
+        .put_object()
+        .bucket(bucket)
+        .key(k)
+        .if_none_match("*")
+        .metadata(DIGEST_META, sha256)
+        .body(ByteStream::from(data))
+        .send()
+        .await;
+    match put {
+        Ok(_) => Ok(Created::New),
+        // Another pusher won the race: what it wrote has its own digest.
+        Err(e) if precondition_failed(&e) => match head_digest(client, bucket, k).await? {
+            Some(digest) => Ok(Created::Exists(digest)),
+            None => Err(crate::plumbing::coded(
+                crate::plumbing::ExitCode::NotFound,
+                format!("s3://{bucket}/{k}: no such object"),
+            )),
+        },
+        Err(e) => Err(failure(&format!("s3://{bucket}/{k}"), e)),
+    }
+}
+
 fn not_found<E: ProvideErrorMetadata>(
     e: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> bool {
@@ -274,14 +409,13 @@ fn read_digest(path: &Path) -> Result<Option<String>> {
     }
 }
 
-/// The directory write: under the repository's lock, digest first, object last.
-fn create_in_dir(root: &Path, key: &str, data: &[u8], sha256: &str) -> Result<Created> {
-    if !root.is_dir() {
-        bail!(
-            "no repository directory {} (create it first)",
-            root.display()
-        );
-    }
+/// The directory commit: under the repository's lock, digest first, object last.
+fn commit_in_dir(
+    root: &Path,
+    key: &str,
+    object: TempFile,
+    digest: StagedDigest,
+) -> Result<Created> {
     let lock = File::options()
         .create(true)
         .truncate(false)
@@ -295,43 +429,119 @@ fn create_in_dir(root: &Path, key: &str, data: &[u8], sha256: &str) -> Result<Cr
     if path.exists() {
         return Ok(Created::Exists(read_digest(&path)?));
     }
-    let dir = parent(&path);
-    if !dir.is_dir() {
-        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        // The new folder's own entry must be durable too.
-        sync_dir(&parent(&dir))?;
-    }
-    durable_write(&digest_path(&path), format!("{sha256}\n").as_bytes())?;
-    durable_write(&path, data)?;
-    sync_dir(&dir)?;
+    digest
+        .sidecar
+        .ok_or_else(|| anyhow!("a digest staged for another kind of repository"))?
+        .persist()?;
+    object.persist()?;
+    sync_dir(&parent(&path))?;
     Ok(Created::New)
 }
 
-/// A temporary file beside `path`, synced, then renamed over it; a failure or a signal
-/// removes the temporary file. (In a repository only the lock holder writes, so a leftover
-/// of a crashed writer is simply replaced.)
-pub(super) fn durable_write(path: &Path, data: &[u8]) -> Result<()> {
-    let name = path.file_name().unwrap().to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.weir-tmp.{}", std::process::id()));
-    let guard = {
-        let tmp = tmp.clone();
-        crate::plumbing::signals::on_cleanup(move || {
-            let _ = fs::remove_file(&tmp);
+/// A file that appears at `path` whole or not at all: written under a temporary name beside
+/// it, synced, then renamed over it. Dropped unpersisted, or on a signal, the temporary file
+/// is removed. (In a repository only the lock holder renames, so a leftover of a crashed
+/// writer is simply replaced.)
+pub struct TempFile {
+    tmp: PathBuf,
+    path: PathBuf,
+    file: File,
+    guard: u64,
+}
+
+impl TempFile {
+    pub fn beside(path: &Path) -> Result<TempFile> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?
+            .to_string_lossy();
+        let tmp = path.with_file_name(format!(".{name}.weir-tmp.{}", std::process::id()));
+        // Readable too: fetch checks what it wrote before renaming it into place.
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let guard = {
+            let tmp = tmp.clone();
+            crate::plumbing::signals::on_cleanup(move || {
+                let _ = fs::remove_file(&tmp);
+            })
+        };
+        Ok(TempFile {
+            tmp,
+            path: path.to_path_buf(),
+            file,
+            guard,
         })
-    };
-    let result = (|| -> Result<()> {
-        let mut f =
-            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        f.write_all(data)
-            .and_then(|_| f.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
     }
-    crate::plumbing::signals::forget(guard);
-    result
+
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Makes the written bytes durable (before [`TempFile::persist`], to sync on another
+    /// thread).
+    pub fn sync(&self) -> Result<()> {
+        self.file
+            .sync_all()
+            .with_context(|| format!("writing {}", self.tmp.display()))
+    }
+
+    /// Renames it into place; the caller syncs the directory if the name must survive a
+    /// crash too.
+    pub fn persist(self) -> Result<()> {
+        fs::rename(&self.tmp, &self.path)
+            .with_context(|| format!("cannot rename into {}", self.path.display()))
+        // Drop finds nothing left to remove.
+    }
+}
+
+impl Write for TempFile {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.file.write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.tmp);
+        crate::plumbing::signals::forget(self.guard);
+    }
+}
+
+/// Runs `work` while another thread keeps writing back what it has written to `file` so far,
+/// so that the sync after it finds most of the file on disk already instead of all of it
+/// (each `fdatasync` writes what is dirty; they follow each other until `work` is done).
+pub fn sync_while<R>(file: Option<&File>, work: impl FnOnce() -> R) -> R {
+    let Some(file) = file else { return work() };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                // A failure here shows again in the final sync, which the caller checks.
+                let _ = file.sync_data();
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        });
+        let r = work();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        r
+    })
+}
+
+/// `data` at `path` through a synced [`TempFile`].
+pub(super) fn durable_write(path: &Path, data: &[u8]) -> Result<()> {
+    let mut t = TempFile::beside(path)?;
+    t.write_all(data)
+        .with_context(|| format!("writing {}", t.tmp.display()))?;
+    t.sync()?;
+    t.persist()
 }
 
 /// A path's directory; `.` for a bare name (`Path::parent` gives an empty path there).

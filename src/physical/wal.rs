@@ -12,7 +12,7 @@
 //!   The file reaches `%p` through a synced temporary file and a rename, never half.
 
 use super::object::{self, Identity};
-use super::repo::{CLUSTER, Created, Repo};
+use super::repo::{CLUSTER, Created, Repo, Staged, TempFile};
 use super::walfile::{
     Kind, SegmentHeader, WalName, control_system_identifier, segment_header, segment_name,
     segment_number,
@@ -89,7 +89,7 @@ pub fn read_record(repo: &Repo) -> Result<Option<ClusterRecord>> {
     let Some(stored) = repo.read(CLUSTER)? else {
         return Ok(None);
     };
-    let rec: ClusterRecord = serde_json::from_slice(&stored.data)
+    let rec: ClusterRecord = serde_json::from_slice(&stored.bytes()?)
         .map_err(|e| anyhow!("the repository's {CLUSTER} is not a cluster record: {e}"))?;
     if rec.format != "weir-wal" || rec.version != 1 {
         bail!(
@@ -126,7 +126,7 @@ pub struct PushOptions {
     pub level: Option<i32>,
     /// The recipients, parsed by each thread that encrypts (a parsed one is not `Sync`).
     pub encrypt: crate::stream::encrypt::EncryptOptions,
-    /// `--parallel N`: a background process pushes the `.ready` files, N-1 at once.
+    /// `--parallel N`: a background process pushes the `.ready` files, N at once.
     pub parallel: usize,
     /// Where files pushed ahead are noted, so that the server's later calls return at once.
     pub spool: Option<PathBuf>,
@@ -135,32 +135,61 @@ pub struct PushOptions {
 /// `archive_command = 'weir-wal push --repo URL %p'`.
 ///
 /// With `--parallel N`, a background process (started by the first call, one at a time)
-/// pushes the files the server has marked ready, N-1 at once, and notes each in the spool; a
+/// pushes the files the server has marked ready, N at once, and notes each in the spool; a
 /// call for a file it is pushing waits for it (a lock per file), and a call for one it pushed
 /// returns at once. pgBackRest's asynchronous archive-push works the same way: one long-lived
 /// process for many segments, so the archiver's calls cost little.
 pub fn push(o: &PushOptions) -> Result<()> {
     let path = Path::new(&o.path);
     let name = wal_name_of(path)?;
-    let data = std::fs::read(path).with_context(|| format!("cannot read {}", o.path))?;
     let Some(spool) = o.spool.as_deref().filter(|_| o.parallel > 1) else {
-        return push_file(o, &name, &data, None).map(|_| ());
+        let data = std::fs::read(path).with_context(|| format!("cannot read {}", o.path))?;
+        return push_file(o, &name, &data, cores()).map(|_| ());
     };
     std::fs::create_dir_all(spool)
         .with_context(|| format!("cannot create the spool {}", spool.display()))?;
-    let digest = object::sha256_hex(&data);
     let _lock = lock_file(spool, &name.name, true)?;
-    if take_pushed_mark(spool, &name.name, &digest) {
+    let (identity, data) = read_with_identity(path)?;
+    if take_pushed_mark(spool, &name.name, &identity) {
         return Ok(());
     }
     start_background(PUSH_CHILD);
-    push_file(o, &name, &data, Some(digest)).map(|_| ())
+    // Pushed ahead from another file under this name, or not at all: the repository's
+    // digest decides.
+    push_file(o, &name, &data, cores()).map(|_| ())
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The file's contents, and what identifies this very file (device, inode, size and
+/// modification time, read when it was opened): a segment the server has marked ready is
+/// not written again, so the same identity means the same bytes.
+fn read_with_identity(path: &Path) -> Result<(String, Vec<u8>)> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let m = f.metadata()?;
+    let identity = format!(
+        "{}:{}:{}:{}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec()
+    );
+    let mut data = Vec::with_capacity(m.size() as usize);
+    f.read_to_end(&mut data)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((identity, data))
 }
 
 /// Set in the environment of the background process that pushes ahead.
 pub const PUSH_CHILD: &str = "WEIR_WAL_PUSHING";
 
-/// The background half of `--parallel N`: every ready file that is not yet noted, N-1 at a
+/// The background half of `--parallel N`: every ready file that is not yet noted, N at a
 /// time, until none is left.
 pub fn push_ready(o: &PushOptions) -> Result<()> {
     let spool = o
@@ -181,7 +210,7 @@ pub fn push_ready(o: &PushOptions) -> Result<()> {
         let queue = std::sync::Mutex::new(ready.into_iter());
         let pushed = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|scope| {
-            for _ in 1..o.parallel {
+            for _ in 0..o.parallel {
                 scope.spawn(|| {
                     while let Some(p) = queue.lock().unwrap().next() {
                         if push_ahead(o, &p, spool) {
@@ -270,39 +299,47 @@ fn wal_name_of(path: &Path) -> Result<WalName> {
 }
 
 /// One file to the repository: identity checked, never replacing, durable before `Ok`;
-/// returns its digest. The stored form is made on another thread while the digest is computed
-/// and the repository asked (on S3 a round trip), since the archiver waits for every file.
-fn push_file(
-    o: &PushOptions,
-    name: &WalName,
-    data: &[u8],
-    digest: Option<String>,
-) -> Result<String> {
+/// returns its digest. The stored form is made and written on another thread while the
+/// digest is computed and staged, since the archiver waits for every file.
+fn push_file(o: &PushOptions, name: &WalName, data: &[u8], threads: usize) -> Result<String> {
     let header = match name.has_header() {
-        true => Some(check_segment(name, data)?),
+        true => Some(check_segment(name, data, data.len() as u64)?),
         false => None,
     };
+    let repo = Repo::open(&o.repo, &o.s3)?;
+    let record = record_for_push(&repo, header.as_ref())?;
+    match (&record, &header) {
+        (Some(rec), Some(h)) => rec.check(&name.name, h)?,
+        // A history or backup file carries no header: the data directory says whose it is.
+        (Some(rec), None) => check_data_dir(rec, Path::new("."))?,
+        (None, _) => {}
+    }
+    let key = object_key(name);
+    if let Some(existing) = repo.digest(&key)? {
+        let digest = object::sha256_hex(data);
+        return same_or_conflict(&name.name, existing, &digest).map(|_| digest);
+    }
+    let staged = repo.stage(&key)?;
     std::thread::scope(|scope| {
-        let encoded = scope.spawn(|| -> Result<Vec<u8>> {
+        let encoded = scope.spawn(move || -> Result<Staged> {
             let recipients = crate::stream::encrypt::recipients(&o.encrypt)?;
-            object::encode(data, o.level, &recipients)
+            let how = object::Encoding {
+                level: o.level,
+                recipients: &recipients,
+                threads,
+            };
+            let handle = staged.file_handle()?;
+            let mut staged =
+                super::repo::sync_while(handle.as_ref(), || object::encode_to(data, &how, staged))?;
+            staged.sync()?;
+            Ok(staged)
         });
-        let digest = digest.unwrap_or_else(|| object::sha256_hex(data));
-        let repo = Repo::open(&o.repo, &o.s3)?;
-        let record = record_for_push(&repo, header.as_ref())?;
-        match (&record, &header) {
-            (Some(rec), Some(h)) => rec.check(&name.name, h)?,
-            // A history or backup file carries no header: the data directory says whose it is.
-            (Some(rec), None) => check_data_dir(rec, Path::new("."))?,
-            (None, _) => {}
-        }
-        let key = object_key(name);
-        if let Some(existing) = repo.digest(&key)? {
-            return same_or_conflict(&name.name, existing, &digest).map(|_| digest);
-        }
-        let stored = encoded.join().expect("the encoding thread")?;
-        match repo.create(&key, &stored, &digest)? {
+        let digest = object::sha256_hex(data);
+        let staged_digest = repo.stage_digest(&key, &digest)?;
+        let staged = encoded.join().expect("the encoding thread")?;
+        match repo.commit(&key, staged, staged_digest)? {
             Created::New => Ok(digest),
+            // Another pusher got there first.
             Created::Exists(existing) => {
                 same_or_conflict(&name.name, existing, &digest).map(|_| digest)
             }
@@ -345,11 +382,11 @@ fn push_ahead(o: &PushOptions, path: &Path, spool: &Path) -> bool {
         if !still_ready || spool.join(format!("{}.pushed", name.name)).exists() {
             return Ok(false);
         }
-        let data =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let digest = push_file(o, &name, &data, None)?;
+        let (identity, data) = read_with_identity(path)?;
+        // The workers share the cores.
+        push_file(o, &name, &data, (cores() / o.parallel).max(1))?;
         let mark = spool.join(format!("{}.pushed", name.name));
-        crate::plumbing::write_atomically(&mark, digest.as_bytes())?;
+        crate::plumbing::write_atomically(&mark, identity.as_bytes())?;
         Ok(true)
     })();
     result.unwrap_or_else(|e| {
@@ -363,11 +400,11 @@ fn push_ahead(o: &PushOptions, path: &Path, spool: &Path) -> bool {
     })
 }
 
-/// True when `name` was pushed ahead with exactly this content (the mark is then removed).
-fn take_pushed_mark(spool: &Path, name: &str, digest: &str) -> bool {
+/// True when `name` was pushed ahead from this very file (the mark is then removed).
+fn take_pushed_mark(spool: &Path, name: &str, identity: &str) -> bool {
     let mark = spool.join(format!("{name}.pushed"));
     match std::fs::read_to_string(&mark) {
-        Ok(d) if d.trim() == digest => {
+        Ok(d) if d.trim() == identity => {
             let _ = std::fs::remove_file(&mark);
             true
         }
@@ -375,15 +412,14 @@ fn take_pushed_mark(spool: &Path, name: &str, digest: &str) -> bool {
     }
 }
 
-/// A segment must be a whole one: its header readable and its size the header's.
-fn check_segment(name: &WalName, data: &[u8]) -> Result<SegmentHeader> {
-    let h = segment_header(data).map_err(|e| bad_input(format!("{}: {e}", name.name)))?;
-    if data.len() != h.segment_size as usize {
+/// A segment must be a whole one: its header (at the start of `head`) readable and its
+/// size, `len`, the header's.
+fn check_segment(name: &WalName, head: &[u8], len: u64) -> Result<SegmentHeader> {
+    let h = segment_header(head).map_err(|e| bad_input(format!("{}: {e}", name.name)))?;
+    if len != u64::from(h.segment_size) {
         return Err(bad_input(format!(
-            "{}: {} bytes, but its header says segments are {}",
-            name.name,
-            data.len(),
-            h.segment_size
+            "{}: {len} bytes, but its header says segments are {}",
+            name.name, h.segment_size
         )));
     }
     // A segment renamed (or an object stored under another name) starts elsewhere.
@@ -440,7 +476,8 @@ pub struct FetchOptions {
     pub name: String,
     /// `%p`: where it goes.
     pub dest: String,
-    pub identities: Vec<Identity>,
+    /// The identities, parsed by each thread that decrypts (a parsed one is not `Sync`).
+    pub decrypt: crate::stream::encrypt::EncryptOptions,
     /// How long failures are retried before fetch gives up (exit 255).
     pub retry_for: Duration,
     /// The data directory whose cluster must match the repository's (default: the working
@@ -469,13 +506,23 @@ pub fn fetch(o: &FetchOptions) -> Result<Fetched> {
         .spool
         .as_deref()
         .filter(|_| o.prefetch > 1 && name.kind == Kind::Segment);
+    // The prefetcher holds a segment's lock while it fetches it: wait for it rather than
+    // fetch the same segment twice.
+    let _lock = match spool {
+        Some(spool) => {
+            std::fs::create_dir_all(spool)?;
+            lock_file(spool, &name.name, true)?
+        }
+        None => None,
+    };
     if let Some(spool) = spool {
         if take_prefetched(spool, &name, Path::new(&o.dest))? {
             start_background(PREFETCH_CHILD);
             return Ok(Fetched::Restored);
         }
     }
-    let fetched = fetch_with_retries(o, &name)?;
+    let ids = crate::stream::encrypt::identities(&o.decrypt)?;
+    let fetched = fetch_with_retries(o, &ids, &name)?;
     if fetched == Fetched::Restored && spool.is_some() {
         start_background(PREFETCH_CHILD);
     }
@@ -491,15 +538,16 @@ fn take_prefetched(spool: &Path, name: &WalName, dest: &Path) -> Result<bool> {
     if std::fs::rename(&file, dest).is_err() {
         // Another file system: copy it whole, as a download would be written.
         let data = std::fs::read(&file)?;
-        write_restored(dest, &data)?;
+        super::repo::durable_write(dest, &data)?;
         let _ = std::fs::remove_file(&file);
     }
     Ok(true)
 }
 
 /// The background half of `--prefetch N`: the N-1 segments after `%f`, verified, into the
-/// spool, until one is absent. One prefetcher at a time (a lock in the spool); segments
-/// before `%f` are cleared out, since recovery has passed them.
+/// spool, by one worker per core, until one is absent. One prefetcher at a time (a lock in
+/// the spool), and a lock per segment while it is fetched, which the server's call for it
+/// waits on; segments before `%f` are cleared out, since recovery has passed them.
 pub fn prefetch(o: &FetchOptions) -> Result<()> {
     let name = WalName::parse(&o.name)?;
     let spool = o
@@ -510,25 +558,58 @@ pub fn prefetch(o: &FetchOptions) -> Result<()> {
     let Some(_one) = lock_file(spool, ".prefetcher", false)? else {
         return Ok(()); // another prefetcher is at work
     };
-    for e in std::fs::read_dir(spool)?.flatten() {
+    clear_passed(spool, &name);
+    let repo = Repo::open(&o.repo, &o.s3)?;
+    let rec = read_record(&repo)?.ok_or_else(|| anyhow!("no weir-wal repository"))?;
+    let queue = following(&name, rec.segment_size, o.prefetch - 1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    // The first absent segment's place: nothing after it is fetched.
+    let end = std::sync::atomic::AtomicUsize::new(usize::MAX);
+    let workers = cores().min(queue.len());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| -> Result<()> {
+                use std::sync::atomic::Ordering::SeqCst;
+                loop {
+                    let i = next.fetch_add(1, SeqCst);
+                    if i >= queue.len() || i > end.load(SeqCst) {
+                        return Ok(());
+                    }
+                    if prefetch_one(o, spool, &queue[i])? == Fetched::Absent {
+                        end.fetch_min(i, SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    Ok(())
+}
+
+/// One segment into the spool, unless it is there or the server's call is fetching it.
+fn prefetch_one(o: &FetchOptions, spool: &Path, next: &str) -> Result<Fetched> {
+    let target = spool.join(next);
+    let Some(_lock) = lock_file(spool, next, false)? else {
+        return Ok(Fetched::Restored);
+    };
+    if target.exists() {
+        return Ok(Fetched::Restored);
+    }
+    let ids = crate::stream::encrypt::identities(&o.decrypt)?;
+    fetch_once(o, &ids, &WalName::parse(next)?, &target)
+}
+
+/// Removes what recovery has passed from the spool: segments (and their locks) before `name`
+/// on its timeline, and temporary files of an interrupted prefetcher.
+fn clear_passed(spool: &Path, name: &WalName) {
+    for e in std::fs::read_dir(spool).into_iter().flatten().flatten() {
         let f = e.file_name().to_string_lossy().to_string();
-        let stale = WalName::parse(&f).is_ok_and(|w| w.timeline == name.timeline && f < name.name);
+        let base = f.strip_suffix(".lock").unwrap_or(&f);
+        let stale = WalName::parse(base)
+            .is_ok_and(|w| w.timeline == name.timeline && base < name.name.as_str());
         if stale || f.contains(".weir-tmp.") {
             let _ = std::fs::remove_file(e.path());
         }
     }
-    let repo = Repo::open(&o.repo, &o.s3)?;
-    let rec = read_record(&repo)?.ok_or_else(|| anyhow!("no weir-wal repository"))?;
-    for next in following(&name, rec.segment_size, o.prefetch - 1) {
-        let target = spool.join(&next);
-        if target.exists() {
-            continue;
-        }
-        if fetch_once(o, &WalName::parse(&next)?, &target)? == Fetched::Absent {
-            break;
-        }
-    }
-    Ok(())
 }
 
 /// The `n` segment names after `name` on its timeline.
@@ -539,11 +620,11 @@ fn following(name: &WalName, segment_size: u32, n: usize) -> Vec<String> {
         .collect()
 }
 
-fn fetch_with_retries(o: &FetchOptions, name: &WalName) -> Result<Fetched> {
+fn fetch_with_retries(o: &FetchOptions, ids: &[Identity], name: &WalName) -> Result<Fetched> {
     let deadline = Instant::now() + o.retry_for;
     let mut pause = Duration::from_millis(250);
     loop {
-        match fetch_once(o, name, Path::new(&o.dest)) {
+        match fetch_once(o, ids, name, Path::new(&o.dest)) {
             Ok(f) => return Ok(f),
             // Damage, another cluster, a missing key or repository will not mend by waiting.
             Err(e) if permanent(&e) || Instant::now() + pause > deadline => return Err(e),
@@ -567,7 +648,7 @@ fn permanent(e: &anyhow::Error) -> bool {
     )
 }
 
-fn fetch_once(o: &FetchOptions, name: &WalName, dest: &Path) -> Result<Fetched> {
+fn fetch_once(o: &FetchOptions, ids: &[Identity], name: &WalName, dest: &Path) -> Result<Fetched> {
     let repo = Repo::open(&o.repo, &o.s3)?;
     // Without its record this is not a repository (a wrong URL, an empty bucket): saying
     // "absent" would end recovery early.
@@ -579,28 +660,32 @@ fn fetch_once(o: &FetchOptions, name: &WalName, dest: &Path) -> Result<Fetched> 
     let Some(stored) = repo.read(&object_key(name))? else {
         return Ok(Fetched::Absent);
     };
-    let data = verified(&rec, name, stored, &o.identities, false)
-        .map_err(|e| e.context(format!("{} in {}", name.name, o.repo)))?;
-    write_restored(dest, &data)?;
+    let restored = TempFile::beside(dest)?;
+    super::repo::sync_while(Some(restored.file()), || {
+        verified(&rec, name, stored, ids, false, restored.file())
+    })
+    .map_err(|e| e.context(format!("{} in {}", name.name, o.repo)))?;
+    restored.sync()?;
+    restored.persist()?;
     Ok(Fetched::Restored)
 }
 
-/// The file inside a stored object, checked: every layer (age authenticates each chunk,
-/// each zstd frame carries its checksum); for a segment its header, its position and its
-/// cluster; and the digest recorded at the push. A segment whose every byte a zstd checksum
-/// covered, and whose header names this cluster and this position, needs no second hash
-/// (SHA-256 of 16 MiB is a fifth of a fetch) unless `always_hash` asks for it.
+/// Writes the file inside a stored object to `out`, checked: every layer (age authenticates
+/// each chunk, each zstd frame carries its checksum); for a segment its header, its position
+/// and its cluster; and the digest recorded at the push. A segment whose every byte a zstd
+/// checksum covered, and whose header names this cluster and this position, needs no second
+/// hash (SHA-256 of 16 MiB is a fifth of a fetch) unless `always_hash` asks for it.
 pub(super) fn verified(
     rec: &ClusterRecord,
     name: &WalName,
     stored: super::repo::Stored,
     identities: &[Identity],
     always_hash: bool,
-) -> Result<Vec<u8>> {
-    let decoded = object::decode(stored.data, identities)?;
-    let data = decoded.data;
+    out: &std::fs::File,
+) -> Result<()> {
+    let decoded = object::decode_to(stored.body, identities, out)?;
     if always_hash || !(decoded.checksummed && name.has_header()) {
-        let digest = object::sha256_hex(&data);
+        let digest = sha256_of(out, decoded.len)?;
         match &stored.sha256 {
             Some(d) if *d == digest => {}
             Some(_) => {
@@ -617,16 +702,25 @@ pub(super) fn verified(
         }
     }
     if name.has_header() {
-        let h = check_segment(name, &data)?;
+        let mut head = vec![0u8; (decoded.len as usize).min(8192)];
+        std::os::unix::fs::FileExt::read_exact_at(out, &mut head, 0)?;
+        let h = check_segment(name, &head, decoded.len)?;
         rec.check(&name.name, &h)?;
     }
-    Ok(data)
+    Ok(())
 }
 
-/// `%p` appears whole or not at all: a synced temporary file beside it, then a rename.
-fn write_restored(dest: &Path, data: &[u8]) -> Result<()> {
-    if dest.file_name().is_none() {
-        bail!("{}: not a file name", dest.display());
+/// The SHA-256 of the first `len` bytes of `f`, read back.
+fn sha256_of(f: &std::fs::File, len: u64) -> Result<String> {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut at = 0u64;
+    while at < len {
+        let n = buf.len().min((len - at) as usize);
+        std::os::unix::fs::FileExt::read_exact_at(f, &mut buf[..n], at)?;
+        h.update(&buf[..n]);
+        at += n as u64;
     }
-    super::repo::durable_write(dest, data)
+    Ok(hex::encode(h.finalize()))
 }
