@@ -80,8 +80,9 @@ fn compress(
     let pieces: Vec<&[u8]> = file.chunks(PIECE).collect();
     let workers = threads.min(pieces.len());
     if workers <= 1 {
+        let mut z = compressor(level)?;
         for p in pieces {
-            each(&compress_piece(p, level)?)?;
+            each(&z.compress(p)?)?;
         }
         return Ok(());
     }
@@ -91,11 +92,17 @@ fn compress(
         for _ in 0..workers {
             let (tx, next, pieces) = (tx.clone(), &next, &pieces);
             s.spawn(move || {
+                // One context per worker: a new one per piece would fault its tables in again.
+                let mut z = compressor(level);
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(p) = pieces.get(i) else { break };
+                    let frame = match &mut z {
+                        Ok(z) => z.compress(p).map_err(anyhow::Error::from),
+                        Err(e) => Err(anyhow!("{e}")),
+                    };
                     // A closed channel means the writer failed: stop.
-                    if tx.send((i, compress_piece(p, level))).is_err() {
+                    if tx.send((i, frame)).is_err() {
                         break;
                     }
                 }
@@ -127,10 +134,10 @@ fn in_order(
     Ok(())
 }
 
-fn compress_piece(p: &[u8], level: i32) -> Result<Vec<u8>> {
+fn compressor(level: i32) -> Result<zstd::bulk::Compressor<'static>> {
     let mut z = zstd::bulk::Compressor::new(level)?;
     z.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
-    Ok(z.compress(p)?)
+    Ok(z)
 }
 
 /// What decoding wrote, and whether a layer already verified every byte of it.
@@ -238,13 +245,15 @@ fn decompress_to(data: &[u8], out: &File) -> Result<u64> {
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 s.spawn(|| -> Result<()> {
-                    let mut buf = vec![0u8; 256 << 10];
+                    // One context and one buffer per worker, reused frame after frame.
+                    let mut z = zstd::bulk::Decompressor::new()?;
+                    let mut buf = Vec::new();
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(f) = frames.get(i) else {
                             return Ok(());
                         };
-                        decompress_frame(f, out, &mut buf)?;
+                        decompress_frame(f, out, &mut z, &mut buf)?;
                     }
                 })
             })
@@ -256,13 +265,39 @@ fn decompress_to(data: &[u8], out: &File) -> Result<u64> {
     Ok(at)
 }
 
-/// One frame through `buf` to its offset; it must hold exactly what its header declares.
-fn decompress_frame(f: &Frame, out: &File, buf: &mut [u8]) -> Result<()> {
+/// Frames up to this size decompress whole into a worker's buffer (no window copy); larger
+/// ones, which only other writers make, stream through a small one.
+const WHOLE_FRAME: u64 = 64 << 20;
+
+/// One frame to its offset; it must hold exactly what its header declares.
+fn decompress_frame(
+    f: &Frame,
+    out: &File,
+    z: &mut zstd::bulk::Decompressor,
+    buf: &mut Vec<u8>,
+) -> Result<()> {
+    let damaged = |e: std::io::Error| bad_input(format!("the compressed data is damaged: {e}"));
+    if f.len > WHOLE_FRAME {
+        return decompress_frame_streaming(f, out);
+    }
+    buf.resize(buf.len().max(f.len as usize), 0);
+    let n = z
+        .decompress_to_buffer(f.bytes, &mut buf[..f.len as usize])
+        .map_err(damaged)?;
+    if n as u64 != f.len {
+        return Err(bad_input("a frame is shorter than its header says"));
+    }
+    out.write_all_at(&buf[..n], f.at)?;
+    Ok(())
+}
+
+fn decompress_frame_streaming(f: &Frame, out: &File) -> Result<()> {
     let damaged = |e: std::io::Error| bad_input(format!("the compressed data is damaged: {e}"));
     let mut z = zstd::stream::read::Decoder::with_buffer(f.bytes)?.single_frame();
+    let mut buf = vec![0u8; 256 << 10];
     let mut done = 0u64;
     loop {
-        let n = z.read(buf).map_err(damaged)?;
+        let n = z.read(&mut buf).map_err(damaged)?;
         if n == 0 {
             break;
         }

@@ -144,46 +144,44 @@ pub fn push(o: &PushOptions) -> Result<()> {
     let name = wal_name_of(path)?;
     let Some(spool) = o.spool.as_deref().filter(|_| o.parallel > 1) else {
         let data = std::fs::read(path).with_context(|| format!("cannot read {}", o.path))?;
-        return push_file(o, &name, &data, cores()).map(|_| ());
+        return push_file(o, &name, &data, cores());
     };
     std::fs::create_dir_all(spool)
         .with_context(|| format!("cannot create the spool {}", spool.display()))?;
     let _lock = lock_file(spool, &name.name, true)?;
-    let (identity, data) = read_with_identity(path)?;
-    if take_pushed_mark(spool, &name.name, &identity) {
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", o.path))?;
+    if take_pushed_mark(spool, &name.name, &identity(&meta)) {
         return Ok(());
     }
     start_background(PUSH_CHILD);
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", o.path))?;
     // Pushed ahead from another file under this name, or not at all: the repository's
     // digest decides.
-    push_file(o, &name, &data, cores()).map(|_| ())
+    push_file(o, &name, &data, cores())
 }
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// The file's contents, and what identifies this very file (device, inode, size and
-/// modification time, read when it was opened): a segment the server has marked ready is
-/// not written again, so the same identity means the same bytes.
+/// What identifies this very file: device, inode, size and modification time. A segment the
+/// server has marked ready is not written again, so the same identity means the same bytes.
+fn identity(m: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let (dev, ino, size) = (m.dev(), m.ino(), m.size());
+    format!("{dev}:{ino}:{size}:{}.{}", m.mtime(), m.mtime_nsec())
+}
+
+/// The file's contents, and its identity as it was opened.
 fn read_with_identity(path: &Path) -> Result<(String, Vec<u8>)> {
     use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
     let m = f.metadata()?;
-    let identity = format!(
-        "{}:{}:{}:{}.{}",
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec()
-    );
-    let mut data = Vec::with_capacity(m.size() as usize);
+    let mut data = Vec::with_capacity(m.len() as usize);
     f.read_to_end(&mut data)
         .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok((identity, data))
+    Ok((identity(&m), data))
 }
 
 /// Set in the environment of the background process that pushes ahead.
@@ -212,7 +210,11 @@ pub fn push_ready(o: &PushOptions) -> Result<()> {
         std::thread::scope(|scope| {
             for _ in 0..o.parallel {
                 scope.spawn(|| {
-                    while let Some(p) = queue.lock().unwrap().next() {
+                    loop {
+                        // Not `while let` on the lock: its guard would live through the
+                        // body, and the workers would push one at a time.
+                        let next = queue.lock().unwrap().next();
+                        let Some(p) = next else { break };
                         if push_ahead(o, &p, spool) {
                             pushed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
@@ -298,10 +300,10 @@ fn wal_name_of(path: &Path) -> Result<WalName> {
     WalName::parse(&name).map_err(|e| coded(ExitCode::Usage, e.to_string()))
 }
 
-/// One file to the repository: identity checked, never replacing, durable before `Ok`;
-/// returns its digest. The stored form is made and written on another thread while the
-/// digest is computed and staged, since the archiver waits for every file.
-fn push_file(o: &PushOptions, name: &WalName, data: &[u8], threads: usize) -> Result<String> {
+/// One file to the repository: identity checked, never replacing, durable before `Ok`. The
+/// stored form is made and written on another thread while the digest is computed and
+/// staged, since the archiver waits for every file.
+fn push_file(o: &PushOptions, name: &WalName, data: &[u8], threads: usize) -> Result<()> {
     let header = match name.has_header() {
         true => Some(check_segment(name, data, data.len() as u64)?),
         false => None,
@@ -316,8 +318,7 @@ fn push_file(o: &PushOptions, name: &WalName, data: &[u8], threads: usize) -> Re
     }
     let key = object_key(name);
     if let Some(existing) = repo.digest(&key)? {
-        let digest = object::sha256_hex(data);
-        return same_or_conflict(&name.name, existing, &digest).map(|_| digest);
+        return same_or_conflict(&name.name, existing, &object::sha256_hex(data));
     }
     let staged = repo.stage(&key)?;
     std::thread::scope(|scope| {
@@ -338,11 +339,9 @@ fn push_file(o: &PushOptions, name: &WalName, data: &[u8], threads: usize) -> Re
         let staged_digest = repo.stage_digest(&key, &digest)?;
         let staged = encoded.join().expect("the encoding thread")?;
         match repo.commit(&key, staged, staged_digest)? {
-            Created::New => Ok(digest),
+            Created::New => Ok(()),
             // Another pusher got there first.
-            Created::Exists(existing) => {
-                same_or_conflict(&name.name, existing, &digest).map(|_| digest)
-            }
+            Created::Exists(existing) => same_or_conflict(&name.name, existing, &digest),
         }
     })
 }
