@@ -135,50 +135,29 @@ impl Repo {
     /// The object at `key`, or `None` when the repository answered that there is none.
     pub fn read(&self, key: &str) -> Result<Option<Stored>> {
         match self {
-            Repo::Dir(root) => {
-                let path = root.join(key);
-                let file = match File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        // A missing repository is a failure, not an absent file.
-                        if !root.is_dir() {
-                            return Err(crate::plumbing::coded(
-                                crate::plumbing::ExitCode::NotFound,
-                                format!("no repository directory {}", root.display()),
-                            ));
-                        }
-                        return Ok(None);
-                    }
-                    Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-                };
-                Ok(Some(Stored {
-                    body: Box::new(std::io::BufReader::with_capacity(256 << 10, file)),
-                    sha256: read_digest(&path)?,
-                }))
-            }
+            Repo::Dir(root) => read_in_dir(root, key),
+            Repo::S3 {
+                rt,
+                client,
+                bucket,
+                prefix,
+            } => rt.block_on(get(client, bucket, &Self::s3_key(prefix, key))),
+        }
+    }
+
+    /// Two objects at once: on S3 both GETs are in flight together (fetch needs the cluster
+    /// record and the file, and recovery waits for every file).
+    pub fn read_two(&self, a: &str, b: &str) -> Result<(Option<Stored>, Option<Stored>)> {
+        match self {
+            Repo::Dir(_) => Ok((self.read(a)?, self.read(b)?)),
             Repo::S3 {
                 rt,
                 client,
                 bucket,
                 prefix,
             } => rt.block_on(async {
-                let k = Self::s3_key(prefix, key);
-                let out = match client.get_object().bucket(bucket).key(&k).send().await {
-                    Ok(o) => o,
-                    Err(e) if not_found(&e) => return Ok(None),
-                    Err(e) => return Err(failure(&format!("s3://{bucket}/{k}"), e)),
-                };
-                let sha256 = meta_digest(out.metadata());
-                let data = out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| anyhow!("s3://{bucket}/{k}: reading the object: {e}"))?
-                    .into_bytes();
-                Ok(Some(Stored {
-                    body: Box::new(std::io::Cursor::new(data)),
-                    sha256,
-                }))
+                let (ka, kb) = (Self::s3_key(prefix, a), Self::s3_key(prefix, b));
+                tokio::try_join!(get(client, bucket, &ka), get(client, bucket, &kb))
             }),
         }
     }
@@ -340,6 +319,48 @@ async fn head_digest(client: &Client, bucket: &str, key: &str) -> Result<Option<
         Err(e) if not_found(&e) => Ok(None),
         Err(e) => Err(failure(&format!("s3://{bucket}/{key}"), e)),
     }
+}
+
+fn read_in_dir(root: &Path, key: &str) -> Result<Option<Stored>> {
+    let path = root.join(key);
+    let file = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A missing repository is a failure, not an absent file.
+            if !root.is_dir() {
+                return Err(crate::plumbing::coded(
+                    crate::plumbing::ExitCode::NotFound,
+                    format!("no repository directory {}", root.display()),
+                ));
+            }
+            return Ok(None);
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    Ok(Some(Stored {
+        body: Box::new(std::io::BufReader::with_capacity(256 << 10, file)),
+        sha256: read_digest(&path)?,
+    }))
+}
+
+/// One GET: the object with its recorded digest, or `None` if the bucket has no such key.
+async fn get(client: &Client, bucket: &str, k: &str) -> Result<Option<Stored>> {
+    let out = match client.get_object().bucket(bucket).key(k).send().await {
+        Ok(o) => o,
+        Err(e) if not_found(&e) => return Ok(None),
+        Err(e) => return Err(failure(&format!("s3://{bucket}/{k}"), e)),
+    };
+    let sha256 = meta_digest(out.metadata());
+    let data = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| anyhow!("s3://{bucket}/{k}: reading the object: {e}"))?
+        .into_bytes();
+    Ok(Some(Stored {
+        body: Box::new(std::io::Cursor::new(data)),
+        sha256,
+    }))
 }
 
 /// One conditional PUT carrying the object and its digest.

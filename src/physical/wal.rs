@@ -86,7 +86,11 @@ pub fn object_key(n: &WalName) -> String {
 }
 
 pub fn read_record(repo: &Repo) -> Result<Option<ClusterRecord>> {
-    let Some(stored) = repo.read(CLUSTER)? else {
+    parse_record(repo.read(CLUSTER)?)
+}
+
+fn parse_record(stored: Option<super::repo::Stored>) -> Result<Option<ClusterRecord>> {
+    let Some(stored) = stored else {
         return Ok(None);
     };
     let rec: ClusterRecord = serde_json::from_slice(&stored.bytes()?)
@@ -649,14 +653,15 @@ fn permanent(e: &anyhow::Error) -> bool {
 
 fn fetch_once(o: &FetchOptions, ids: &[Identity], name: &WalName, dest: &Path) -> Result<Fetched> {
     let repo = Repo::open(&o.repo, &o.s3)?;
+    let (record, object) = repo.read_two(CLUSTER, &object_key(name))?;
     // Without its record this is not a repository (a wrong URL, an empty bucket): saying
     // "absent" would end recovery early.
-    let rec = read_record(&repo)?.ok_or_else(|| {
+    let rec = parse_record(record)?.ok_or_else(|| {
         let m = format!("no weir-wal repository at {} (no {CLUSTER})", o.repo);
         coded(ExitCode::NotFound, m)
     })?;
     check_data_dir(&rec, o.pgdata.as_deref().unwrap_or(Path::new(".")))?;
-    let Some(stored) = repo.read(&object_key(name))? else {
+    let Some(stored) = object else {
         return Ok(Fetched::Absent);
     };
     let restored = TempFile::beside(dest)?;
