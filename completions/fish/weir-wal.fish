@@ -58,6 +58,7 @@ complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l prefetch -d 
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l spool -d 'A directory of our own (outside pg_wal) for prefetched segments' -r -F
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -s v -l verbose -d 'On a storage error, also print what the AWS SDK said (its credential chain\'s complaints, the HTTP exchange\'s cause)'
+complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -s N -l no-sync -d 'Rename PATH into place without syncing it first (it still appears whole or not at all). PostgreSQL removes PATH before each call and syncs a file it keeps itself'
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand fetch" -s h -l help -d 'Print help'
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand ls" -l repo -d 'The repository: s3://BUCKET/PREFIX, file:///PATH or PATH' -r
 complete -c weir-wal -n "__fish_weir_wal_using_subcommand ls" -l endpoint -d 'S3-compatible endpoint, such as http://localhost:9000 (default: AWS_ENDPOINT_URL, the profile\'s endpoint_url, or AWS itself). A custom endpoint uses path-style addressing' -r

@@ -156,6 +156,10 @@ pub struct FetchArgs {
     /// A directory of our own (outside pg_wal) for prefetched segments.
     #[arg(long = "spool", value_name = "DIR")]
     pub spool: Option<std::path::PathBuf>,
+    /// Rename PATH into place without syncing it first (it still appears whole or not at
+    /// all). PostgreSQL removes PATH before each call and syncs a file it keeps itself.
+    #[arg(short = 'N', long = "no-sync")]
+    pub no_sync: bool,
 }
 
 impl PushArgs {
@@ -201,6 +205,7 @@ impl FetchArgs {
             pgdata: self.pgdata.clone(),
             prefetch: self.prefetch,
             spool: self.spool.clone(),
+            no_sync: self.no_sync,
         })
     }
 }

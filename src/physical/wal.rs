@@ -490,6 +490,8 @@ pub struct FetchOptions {
     /// spool, where the server's calls for them find them.
     pub prefetch: usize,
     pub spool: Option<PathBuf>,
+    /// `--no-sync`: `%p` is renamed into place unsynced (still whole or absent).
+    pub no_sync: bool,
 }
 
 /// Set in the environment of the background process that prefetches.
@@ -598,7 +600,8 @@ fn prefetch_one(o: &FetchOptions, spool: &Path, next: &str) -> Result<Fetched> {
         return Ok(Fetched::Restored);
     }
     let ids = crate::stream::encrypt::identities(&o.decrypt)?;
-    fetch_once(o, &ids, &WalName::parse(next)?, &target)
+    // Synced always: a spool file is taken later, perhaps after a crash of the machine.
+    fetch_once(o, &ids, &WalName::parse(next)?, &target, true)
 }
 
 /// Removes what recovery has passed from the spool: segments (and their locks) before `name`
@@ -627,7 +630,7 @@ fn fetch_with_retries(o: &FetchOptions, ids: &[Identity], name: &WalName) -> Res
     let deadline = Instant::now() + o.retry_for;
     let mut pause = Duration::from_millis(250);
     loop {
-        match fetch_once(o, ids, name, Path::new(&o.dest)) {
+        match fetch_once(o, ids, name, Path::new(&o.dest), !o.no_sync) {
             Ok(f) => return Ok(f),
             // Damage, another cluster, a missing key or repository will not mend by waiting.
             Err(e) if permanent(&e) || Instant::now() + pause > deadline => return Err(e),
@@ -651,7 +654,14 @@ fn permanent(e: &anyhow::Error) -> bool {
     )
 }
 
-fn fetch_once(o: &FetchOptions, ids: &[Identity], name: &WalName, dest: &Path) -> Result<Fetched> {
+/// One file to `dest`, synced before it is renamed there if `sync`.
+fn fetch_once(
+    o: &FetchOptions,
+    ids: &[Identity],
+    name: &WalName,
+    dest: &Path,
+    sync: bool,
+) -> Result<Fetched> {
     let repo = Repo::open(&o.repo, &o.s3)?;
     let (record, object) = repo.read_two(CLUSTER, &object_key(name))?;
     // Without its record this is not a repository (a wrong URL, an empty bucket): saying
@@ -665,11 +675,13 @@ fn fetch_once(o: &FetchOptions, ids: &[Identity], name: &WalName, dest: &Path) -
         return Ok(Fetched::Absent);
     };
     let restored = TempFile::beside(dest)?;
-    super::repo::sync_while(Some(restored.file()), || {
+    super::repo::sync_while(Some(restored.file()).filter(|_| sync), || {
         verified(&rec, name, stored, ids, false, restored.file())
     })
     .map_err(|e| e.context(format!("{} in {}", name.name, o.repo)))?;
-    restored.sync()?;
+    if sync {
+        restored.sync()?;
+    }
     restored.persist()?;
     Ok(Fetched::Restored)
 }

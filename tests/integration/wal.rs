@@ -409,6 +409,15 @@ fn push_contracts(a: &Archiving, last: &str) {
     let back = scratch.path().join("back");
     assert!(fetch(a, last, &back, &[]).status.success());
     assert!(std::fs::read(&back).unwrap() == std::fs::read(&seg).unwrap());
+    // --no-sync skips only the sync: the same bytes, through a rename.
+    let unsynced = scratch.path().join("unsynced");
+    assert!(fetch(a, last, &unsynced, &["--no-sync"]).status.success());
+    assert!(std::fs::read(&unsynced).unwrap() == std::fs::read(&seg).unwrap());
+    let leftovers = std::fs::read_dir(scratch.path())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains(".weir-tmp."));
+    assert!(!leftovers, "a temporary file was left beside %p");
     // A history file is written once.
     let hist = scratch.path().join("00000009.history");
     std::fs::write(&hist, "1\t0/3000000\tno recovery target specified\n").unwrap();
