@@ -550,9 +550,15 @@ pub fn sync_while<R>(file: Option<&File>, work: impl FnOnce() -> R) -> R {
                 std::thread::sleep(std::time::Duration::from_millis(2));
             }
         });
-        let r = work();
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        r
+        // Set on the way out even if `work` panics, or the scope would wait for ever.
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _stop = Stop(&done);
+        work()
     })
 }
 
@@ -600,4 +606,18 @@ fn list_dir(root: &Path, dir: &Path, out: &mut Vec<(String, u64)>) -> Result<()>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_while_returns_its_work_and_stops_even_on_a_panic() {
+        let f = tempfile::tempfile().unwrap();
+        assert_eq!(sync_while(Some(&f), || 7), 7);
+        // Unless the stop flag is set on unwinding too, this waits for ever.
+        let r = std::panic::catch_unwind(|| sync_while(Some(&f), || panic!("the work failed")));
+        assert!(r.is_err());
+    }
 }
