@@ -25,6 +25,11 @@ pub fn sha256_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
+/// The cores to compress and decompress with.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// How a file is stored: zstd level (none: as it is), the recipients (none: not
 /// encrypted), and how many threads compress it.
 pub struct Encoding<'a> {
@@ -149,8 +154,8 @@ pub struct Decoded {
 
 /// Writes the file inside a stored object to `out` from offset 0, every layer verified (age
 /// authenticates each chunk and the end; each zstd frame carries its checksum). The frames
-/// decompress in parallel, each straight to its place in `out` through a small buffer: a
-/// whole decompressed copy in memory would cost a page fault per 4 KiB of it.
+/// decompress in parallel, each straight to its place in `out` through its worker's buffer
+/// of one frame: a whole decompressed copy in memory would cost a page fault per 4 KiB of it.
 pub fn decode_to(mut object: impl BufRead, identities: &[Identity], out: &File) -> Result<Decoded> {
     let mut data = Vec::new();
     if object.fill_buf()?.starts_with(AGE_MAGIC) {
@@ -237,9 +242,7 @@ fn decompress_to(data: &[u8], out: &File) -> Result<u64> {
             return Err(bad_input("the object decompresses to more than 1 GiB"));
         }
     }
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, frames.len().max(1));
+    let workers = cores().clamp(1, frames.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| -> Result<()> {
         let handles: Vec<_> = (0..workers)
@@ -292,21 +295,14 @@ fn decompress_frame(
 }
 
 fn decompress_frame_streaming(f: &Frame, out: &File) -> Result<()> {
-    let damaged = |e: std::io::Error| bad_input(format!("the compressed data is damaged: {e}"));
-    let mut z = zstd::stream::read::Decoder::with_buffer(f.bytes)?.single_frame();
-    let mut buf = vec![0u8; 256 << 10];
-    let mut done = 0u64;
-    loop {
-        let n = z.read(&mut buf).map_err(damaged)?;
-        if n == 0 {
-            break;
-        }
-        if done + n as u64 > f.len {
-            return Err(bad_input("a frame is longer than its header says"));
-        }
-        out.write_all_at(&buf[..n], f.at + done)?;
-        done += n as u64;
-    }
+    let z = zstd::stream::read::Decoder::with_buffer(f.bytes)?.single_frame();
+    let done = stream_to(
+        z,
+        out,
+        f.at,
+        f.len,
+        "a frame is longer than its header says",
+    )?;
     if done != f.len {
         return Err(bad_input("a frame is shorter than its header says"));
     }
@@ -314,20 +310,32 @@ fn decompress_frame_streaming(f: &Frame, out: &File) -> Result<()> {
 }
 
 fn decompress_streaming(data: &[u8], out: &File) -> Result<u64> {
+    let z = zstd::stream::Decoder::new(data)?;
+    stream_to(
+        z,
+        out,
+        0,
+        MAX_FILE,
+        "the object decompresses to more than 1 GiB",
+    )
+}
+
+/// What `z` decompresses, to `out` from offset `at` through a small buffer; more than
+/// `limit` bytes is the error `too_long`. Returns how many bytes it wrote.
+fn stream_to(mut z: impl Read, out: &File, at: u64, limit: u64, too_long: &str) -> Result<u64> {
     let damaged = |e: std::io::Error| bad_input(format!("the compressed data is damaged: {e}"));
-    let mut z = zstd::stream::Decoder::new(data)?;
     let mut buf = vec![0u8; 256 << 10];
-    let mut at = 0u64;
+    let mut done = 0u64;
     loop {
         let n = z.read(&mut buf).map_err(damaged)?;
         if n == 0 {
-            return Ok(at);
+            return Ok(done);
         }
-        out.write_all_at(&buf[..n], at)?;
-        at += n as u64;
-        if at > MAX_FILE {
-            return Err(bad_input("the object decompresses to more than 1 GiB"));
+        if done + n as u64 > limit {
+            return Err(bad_input(too_long));
         }
+        out.write_all_at(&buf[..n], at + done)?;
+        done += n as u64;
     }
 }
 

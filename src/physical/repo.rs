@@ -52,7 +52,7 @@ pub enum Created {
 /// An object on its way into the repository (see [`Repo::stage`]).
 pub enum Staged {
     /// A directory repository: a temporary file beside the key's path.
-    File { file: TempFile, synced: bool },
+    File(TempFile),
     /// S3: the body of one PUT.
     Bytes(Vec<u8>),
 }
@@ -61,25 +61,25 @@ impl Staged {
     /// A second handle on the file being written (directories), for [`sync_while`].
     pub fn file_handle(&self) -> Result<Option<File>> {
         match self {
-            Staged::File { file, .. } => Ok(Some(file.file().try_clone()?)),
+            Staged::File(file) => Ok(Some(file.file().try_clone()?)),
             Staged::Bytes(_) => Ok(None),
         }
     }
 
-    /// Makes what was written durable (directories), so that the commit need not wait.
-    pub fn sync(&mut self) -> Result<()> {
-        if let Staged::File { file, synced } = self {
-            file.sync()?;
-            *synced = true;
+    /// Makes what was written durable (directories), on the writer's thread, so that the
+    /// commit's own sync finds nothing left to write.
+    pub fn sync(&self) -> Result<()> {
+        match self {
+            Staged::File(file) => file.sync(),
+            Staged::Bytes(_) => Ok(()),
         }
-        Ok(())
     }
 }
 
 impl Write for Staged {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
         match self {
-            Staged::File { file, .. } => file.write(b),
+            Staged::File(file) => file.write(b),
             Staged::Bytes(v) => v.write(b),
         }
     }
@@ -166,7 +166,6 @@ impl Repo {
     pub fn create(&self, key: &str, data: &[u8], sha256: &str) -> Result<Created> {
         let mut object = self.stage(key)?;
         object.write_all(data)?;
-        object.sync()?;
         let digest = self.stage_digest(key, sha256)?;
         self.commit(key, object, digest)
     }
@@ -190,10 +189,7 @@ impl Repo {
                     // The new folder's own entry must be durable too.
                     sync_dir(&parent(&dir))?;
                 }
-                Ok(Staged::File {
-                    file: TempFile::beside(&path)?,
-                    synced: false,
-                })
+                Ok(Staged::File(TempFile::beside(&path)?))
             }
             Repo::S3 { .. } => Ok(Staged::Bytes(Vec::new())),
         }
@@ -223,10 +219,8 @@ impl Repo {
     /// lock, the digest first and the object last, then the folder synced.
     pub fn commit(&self, key: &str, object: Staged, digest: StagedDigest) -> Result<Created> {
         match (self, object) {
-            (Repo::Dir(root), Staged::File { file, synced }) => {
-                if !synced {
-                    file.sync()?;
-                }
+            (Repo::Dir(root), Staged::File(file)) => {
+                file.sync()?;
                 commit_in_dir(root, key, file, digest)
             }
             (

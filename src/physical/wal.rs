@@ -11,7 +11,7 @@
 //!   failure exits 255, which stops recovery instead of ending it early with data missing.
 //!   The file reaches `%p` through a synced temporary file and a rename, never half.
 
-use super::object::{self, Identity};
+use super::object::{self, Identity, cores};
 use super::repo::{CLUSTER, Created, Repo, Staged, TempFile};
 use super::walfile::{
     Kind, SegmentHeader, WalName, control_system_identifier, segment_header, segment_name,
@@ -162,10 +162,6 @@ pub fn push(o: &PushOptions) -> Result<()> {
     // Pushed ahead from another file under this name, or not at all: the repository's
     // digest decides.
     push_file(o, &name, &data, cores())
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// What identifies this very file: device, inode, size and modification time. A segment the
@@ -334,7 +330,7 @@ fn push_file(o: &PushOptions, name: &WalName, data: &[u8], threads: usize) -> Re
                 threads,
             };
             let handle = staged.file_handle()?;
-            let mut staged =
+            let staged =
                 super::repo::sync_while(handle.as_ref(), || object::encode_to(data, &how, staged))?;
             staged.sync()?;
             Ok(staged)
@@ -575,12 +571,15 @@ pub fn prefetch(o: &FetchOptions) -> Result<()> {
         for _ in 0..workers {
             s.spawn(|| -> Result<()> {
                 use std::sync::atomic::Ordering::SeqCst;
+                // Each worker its own: a parsed identity is not `Sync`.
+                let repo = Repo::open(&o.repo, &o.s3)?;
+                let ids = crate::stream::encrypt::identities(&o.decrypt)?;
                 loop {
                     let i = next.fetch_add(1, SeqCst);
                     if i >= queue.len() || i > end.load(SeqCst) {
                         return Ok(());
                     }
-                    if prefetch_one(o, spool, &queue[i])? == Fetched::Absent {
+                    if prefetch_one(o, &repo, &ids, spool, &queue[i])? == Fetched::Absent {
                         end.fetch_min(i, SeqCst);
                     }
                 }
@@ -591,7 +590,13 @@ pub fn prefetch(o: &FetchOptions) -> Result<()> {
 }
 
 /// One segment into the spool, unless it is there or the server's call is fetching it.
-fn prefetch_one(o: &FetchOptions, spool: &Path, next: &str) -> Result<Fetched> {
+fn prefetch_one(
+    o: &FetchOptions,
+    repo: &Repo,
+    ids: &[Identity],
+    spool: &Path,
+    next: &str,
+) -> Result<Fetched> {
     let target = spool.join(next);
     let Some(_lock) = lock_file(spool, next, false)? else {
         return Ok(Fetched::Restored);
@@ -599,9 +604,8 @@ fn prefetch_one(o: &FetchOptions, spool: &Path, next: &str) -> Result<Fetched> {
     if target.exists() {
         return Ok(Fetched::Restored);
     }
-    let ids = crate::stream::encrypt::identities(&o.decrypt)?;
     // Synced always: a spool file is taken later, perhaps after a crash of the machine.
-    fetch_once(o, &ids, &WalName::parse(next)?, &target, true)
+    fetch_once(o, repo, ids, &WalName::parse(next)?, &target, true)
 }
 
 /// Removes what recovery has passed from the spool: segments (and their locks) before `name`
@@ -630,7 +634,9 @@ fn fetch_with_retries(o: &FetchOptions, ids: &[Identity], name: &WalName) -> Res
     let deadline = Instant::now() + o.retry_for;
     let mut pause = Duration::from_millis(250);
     loop {
-        match fetch_once(o, ids, name, Path::new(&o.dest), !o.no_sync) {
+        let attempt = Repo::open(&o.repo, &o.s3)
+            .and_then(|repo| fetch_once(o, &repo, ids, name, Path::new(&o.dest), !o.no_sync));
+        match attempt {
             Ok(f) => return Ok(f),
             // Damage, another cluster, a missing key or repository will not mend by waiting.
             Err(e) if permanent(&e) || Instant::now() + pause > deadline => return Err(e),
@@ -657,12 +663,12 @@ fn permanent(e: &anyhow::Error) -> bool {
 /// One file to `dest`, synced before it is renamed there if `sync`.
 fn fetch_once(
     o: &FetchOptions,
+    repo: &Repo,
     ids: &[Identity],
     name: &WalName,
     dest: &Path,
     sync: bool,
 ) -> Result<Fetched> {
-    let repo = Repo::open(&o.repo, &o.s3)?;
     let (record, object) = repo.read_two(CLUSTER, &object_key(name))?;
     // Without its record this is not a repository (a wrong URL, an empty bucket): saying
     // "absent" would end recovery early.
