@@ -84,6 +84,14 @@ for f in $(cat "$dir/names"); do
     rm "$dir/restored/RECOVERYXLOG"
 done
 EOF
+    # pgBackRest with the durability weir-wal fetch gives by default: %p synced after it is
+    # written (pgBackRest's archive-get writes it unsynced, src/command/archive/get/file.c).
+    cat > "$work/wal/get-synced.sh" <<'EOF2'
+set -eu
+"$@"
+for p in "$@"; do :; done
+sync "$p"
+EOF2
     mkdir -p "$work/wal/restored"
     chown -R postgres "$work/wal" 2>/dev/null || true
 }
@@ -125,7 +133,7 @@ bench_wal() {
     chown postgres "$work/wal-key.txt" 2>/dev/null || true
     local rcpt ww=("$bin/weir-wal") as=(runuser -u postgres --)
     rcpt=$(age-keygen -y "$work/wal-key.txt")
-    local pw=() pp=() ps=() pa=() fw=() fp=() fs=() fa=() fn=() pwk=() ppk=()
+    local pw=() pp=() ps=() pa=() fw=() fp=() fl=() fs=() fa=() fn=() pwk=() ppk=()
     for _ in $(seq "$runs"); do
         bench_wal_reset
         read -r a b < <(measure "weir-wal push x$n" "${as[@]}" bash "$work/wal/archive-loop.sh" "$work/wal" "${ww[@]}" push --repo "$work/weir-wal-repo" -r "$rcpt")
@@ -135,6 +143,8 @@ bench_wal() {
         read -r e _ < <(measure "weir-wal fetch x$n" "${as[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" "${ww[@]}" fetch --repo "$work/weir-wal-repo" -i "$work/wal-key.txt")
         bench_wal_quiesce
         read -r f _ < <(measure "pgbackrest archive-get x$n" "${as[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" pgbackrest --config="$sync" --stanza=bench archive-get)
+        bench_wal_quiesce
+        read -r l _ < <(measure "pgbackrest archive-get, sync %p" "${as[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" bash "$work/wal/get-synced.sh" pgbackrest --config="$sync" --stanza=bench archive-get)
         bench_wal_quiesce
         read -r m _ < <(measure "weir-wal fetch --no-sync x$n" "${as[@]}" bash "$work/wal/restore-loop.sh" "$work/wal" "${ww[@]}" fetch --repo "$work/weir-wal-repo" -i "$work/wal-key.txt" --no-sync)
         bench_wal_quiesce
@@ -147,7 +157,7 @@ bench_wal() {
         bench_wal_quiesce
         read -r k _ < <(measure "pgbackrest archive-push async" "${as[@]}" bash "$work/wal/archive-loop.sh" "$work/wal" pgbackrest --config="$async" --stanza=bench archive-push)
         bench_wal_quiesce
-        pw+=("$a"); pwk+=("$b"); pp+=("$c"); ppk+=("$d"); fw+=("$e"); fn+=("$m"); fp+=("$f"); fa+=("$g"); fs+=("$h"); ps+=("$j"); pa+=("$k")
+        pw+=("$a"); pwk+=("$b"); pp+=("$c"); ppk+=("$d"); fw+=("$e"); fn+=("$m"); fp+=("$f"); fl+=("$l"); fa+=("$g"); fs+=("$h"); ps+=("$j"); pa+=("$k")
     done
     local sizes
     sizes="weir $(du -sb "$work/weir-wal-repo" | cut -f1) bytes, pgBackRest $(du -sb "$work/pgbr-repo/archive" | cut -f1) bytes"
@@ -161,6 +171,8 @@ bench_wal() {
             "$(rate "$(best "${ps[@]}")")" "$(rate "$(best "${pa[@]}")")" "$(ratio "$(best "${ps[@]}")" "$(best "${pa[@]}")")"
         printf '  %-26s weir %s seg/s, pgBackRest %s seg/s: %sx (target >= 1.0)\n' "WAL fetch, one call each" \
             "$(rate "$(best "${fw[@]}")")" "$(rate "$(best "${fp[@]}")")" "$(ratio "$(best "${fw[@]}")" "$(best "${fp[@]}")")"
+        printf '  %-26s weir %s seg/s, pgBackRest then sync %%p %s seg/s: %sx (the same durability)\n' "WAL fetch, synced both" \
+            "$(rate "$(best "${fw[@]}")")" "$(rate "$(best "${fl[@]}")")" "$(ratio "$(best "${fw[@]}")" "$(best "${fl[@]}")")"
         printf '  %-26s weir %s seg/s, pgBackRest (which does not sync %%p either) %s seg/s: %sx\n' "WAL fetch --no-sync" \
             "$(rate "$(best "${fn[@]}")")" "$(rate "$(best "${fp[@]}")")" "$(ratio "$(best "${fn[@]}")" "$(best "${fp[@]}")")"
         printf '  %-26s weir %s seg/s, pgBackRest async %s seg/s: %sx (target >= 1.0)\n' "WAL fetch --prefetch 4" \
