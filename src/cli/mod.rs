@@ -12,7 +12,7 @@ mod stream;
 
 pub use dump::{ExtractCli, InspectCli, LoadCli, MaskCli};
 pub use ops::{CatalogCli, CatalogCommand, PruneCli, ScheduleCli};
-pub use physical::{WalCli, WalCommand};
+pub use physical::{BaseBackupCli, RestorePhysicalCli, WalCli, WalCommand};
 pub use storage::{GetCli, LsCli, PutCli, RmCli, S3Args, TransferArgs};
 pub use stream::{CompressCli, EncryptCli};
 
@@ -36,6 +36,8 @@ pub const PAGES: &[Page] = &[
     ops::PRUNE,
     ops::SCHEDULE,
     physical::WAL,
+    physical::BASEBACKUP,
+    physical::RESTORE_PHYSICAL,
 ];
 
 /// One binary's command line and the parts of its man page that clap cannot know.

@@ -269,3 +269,229 @@ const WAL_ENV: &[(&str, &str)] = &[
     (STORAGE_ENV[2].0, STORAGE_ENV[2].1),
     (STORAGE_ENV[3].0, STORAGE_ENV[3].1),
 ];
+
+/// Take a base backup as one tar stream on standard output, every file checked against the
+/// server's backup manifest.
+#[derive(Parser, Debug)]
+#[command(name = "weir-basebackup", version, disable_help_flag = true)]
+#[command(
+    after_help = "The stream is a tar archive: weir-basebackup.json, data/ (the data directory), tablespaces/OID/ (each tablespace), data/backup_manifest, weir-basebackup.end.json. It holds no WAL: the server must archive it (archive_command = 'weir-wal push ...'), and with --repo the backup only succeeds once the WAL from its start to its stop is in that repository.\n\nThe connection is a replication connection: the role needs REPLICATION and pg_hba.conf a 'replication' line, as for pg_basebackup."
+)]
+pub struct BaseBackupCli {
+    #[command(flatten)]
+    pub conn: super::ConnArgs,
+    /// Write the stream to FILE instead of standard output.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub output: Option<String>,
+    /// The backup label (pg_basebackup -l).
+    #[arg(
+        short = 'l',
+        long = "label",
+        value_name = "LABEL",
+        default_value = "weir-basebackup"
+    )]
+    pub label: String,
+    /// fast: checkpoint at once; spread: at the server's pace (the default, as pg_basebackup).
+    #[arg(short = 'c', long = "checkpoint", value_name = "fast|spread", default_value = "spread", value_parser = ["fast", "spread"])]
+    pub checkpoint: String,
+    /// The weir-wal repository this cluster archives to: it must be this cluster's, and the
+    /// backup's WAL must be in it before the backup succeeds.
+    #[arg(long = "repo", value_name = "URL")]
+    pub repo: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Once the stream is complete, write what it holds (cluster, timeline, start and stop
+    /// LSN and WAL, files, bytes, seconds) as one line of JSON to FILE.
+    #[arg(long = "stats", value_name = "FILE")]
+    pub stats: Option<String>,
+    /// Print a progress line every few seconds even when stderr is not a terminal.
+    #[arg(short = 'P', long = "progress")]
+    pub progress: bool,
+    /// Print nothing but errors.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    /// Print help.
+    #[arg(long = "help", action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+impl BaseBackupCli {
+    pub fn options(&self) -> anyhow::Result<crate::physical::basebackup::BackupOptions> {
+        let conninfo = self.conn.conninfo()?;
+        Ok(crate::physical::basebackup::BackupOptions {
+            conn: crate::pg::conn::ConnParams::resolve(conninfo.as_deref(), "weir-basebackup")?,
+            label: self.label.clone(),
+            fast_checkpoint: self.checkpoint == "fast",
+            repo: self.repo.clone().map(|r| (r, self.s3.settings())),
+            output: self.output.clone(),
+            progress: self.progress,
+            quiet: self.quiet,
+            stats: self.stats.clone(),
+        })
+    }
+}
+
+/// Restore a weir-basebackup stream into an empty data directory, checked against its
+/// manifest, and set up recovery to a point in time through weir-wal fetch.
+#[derive(Parser, Debug)]
+#[command(name = "weir-restore-physical", version)]
+#[command(
+    after_help = "After it, start the server: it fetches WAL through restore_command and stops at the target. With no target it replays all the archived WAL. recovery_target_action is pause unless --target-action says otherwise, as in PostgreSQL: check the data, then SELECT pg_wal_replay_resume() to promote.\n\nThe server runs restore_command with its own environment: S3 credentials and WEIR_AGE_IDENTITY_FILE must be set there, or give -i FILE."
+)]
+pub struct RestorePhysicalCli {
+    /// The data directory to restore into: absent or empty, unless --clear.
+    #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
+    pub pgdata: std::path::PathBuf,
+    /// Read the stream from FILE instead of standard input.
+    #[arg(long = "input", value_name = "FILE")]
+    pub input: Option<String>,
+    /// Remove what the data directory (and each tablespace directory) holds first.
+    #[arg(long = "clear")]
+    pub clear: bool,
+    /// The weir-wal repository recovery fetches WAL from.
+    #[arg(long = "repo", value_name = "URL")]
+    pub repo: Option<String>,
+    /// The age identity file restore_command decrypts WAL with (its path goes into the
+    /// setting, never its contents).
+    #[arg(short = 'i', long = "identity", value_name = "FILE")]
+    pub identity: Option<std::path::PathBuf>,
+    /// Use CMD as restore_command instead of weir-wal fetch --repo URL.
+    #[arg(long = "restore-command", value_name = "CMD", conflicts_with = "repo")]
+    pub restore_command: Option<String>,
+    /// Stop at this time (recovery_target_time), e.g. '2026-12-01 10:00:00+00'.
+    #[arg(long = "target-time", value_name = "TIME", group = "target")]
+    pub target_time: Option<String>,
+    /// Stop at this LSN (recovery_target_lsn).
+    #[arg(long = "target-lsn", value_name = "LSN", group = "target")]
+    pub target_lsn: Option<String>,
+    /// Stop at this transaction (recovery_target_xid).
+    #[arg(long = "target-xid", value_name = "XID", group = "target")]
+    pub target_xid: Option<String>,
+    /// Stop at this restore point, made with pg_create_restore_point (recovery_target_name).
+    #[arg(long = "target-name", value_name = "NAME", group = "target")]
+    pub target_name: Option<String>,
+    /// Stop as soon as the backup is consistent (recovery_target = 'immediate').
+    #[arg(long = "target-immediate", group = "target")]
+    pub target_immediate: bool,
+    /// Stop just before the target instead of just after it (recovery_target_inclusive = off).
+    #[arg(long = "target-exclusive")]
+    pub target_exclusive: bool,
+    /// What the server does at the target: pause (PostgreSQL's default), promote or shutdown.
+    #[arg(long = "target-action", value_name = "ACTION", default_value = "pause", value_parser = ["pause", "promote", "shutdown"])]
+    pub target_action: String,
+    /// The timeline to recover along: latest (PostgreSQL's default), current or an ID.
+    #[arg(long = "target-timeline", value_name = "TLI")]
+    pub target_timeline: Option<String>,
+    /// Restore the tablespace at OLD into NEW (repeatable), as pg_basebackup -T.
+    #[arg(short = 'T', long = "tablespace-mapping", value_name = "OLD=NEW", value_parser = mapping)]
+    pub tablespace_mapping: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Do not sync what was written before exit (faster; a crash may then lose it).
+    #[arg(short = 'N', long = "no-sync")]
+    pub no_sync: bool,
+}
+
+fn mapping(s: &str) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    match s.split_once('=') {
+        Some((a, b)) if a.starts_with('/') && b.starts_with('/') => Ok((a.into(), b.into())),
+        _ => Err("give OLD=NEW, two absolute directories".into()),
+    }
+}
+
+impl RestorePhysicalCli {
+    pub fn options(&self) -> crate::physical::restore::RestoreOptions {
+        use crate::physical::restore::Target;
+        let target = if self.target_immediate {
+            Target::Immediate
+        } else if let Some(t) = &self.target_time {
+            Target::Time(t.clone())
+        } else if let Some(l) = &self.target_lsn {
+            Target::Lsn(l.clone())
+        } else if let Some(x) = &self.target_xid {
+            Target::Xid(x.clone())
+        } else if let Some(n) = &self.target_name {
+            Target::Name(n.clone())
+        } else {
+            Target::Latest
+        };
+        crate::physical::restore::RestoreOptions {
+            pgdata: self.pgdata.clone(),
+            clear: self.clear,
+            input: self.input.clone(),
+            target,
+            inclusive: !self.target_exclusive,
+            action: self.target_action.clone(),
+            timeline: self.target_timeline.clone(),
+            restore_command: self.restore_command.clone(),
+            repo: self.repo.clone(),
+            identity: self.identity.clone(),
+            tablespace_mapping: self.tablespace_mapping.clone(),
+            no_sync: self.no_sync,
+        }
+    }
+}
+
+pub const BASEBACKUP: Page = Page {
+    command: <BaseBackupCli as clap::CommandFactory>::command,
+    examples: &[
+        (
+            "weir-basebackup -c fast --repo s3://backups/cluster1 | weir-compress | weir-encrypt -R /etc/weir/recipients | weir-put s3://backups/cluster1/base/$(date -u +%Y%m%dT%H%M%SZ).tar.zst.age",
+            "A compressed, encrypted base backup to S3, counted only once its WAL is archived.",
+        ),
+        (
+            "weir-basebackup -h db1 -U replicator -f base.tar && tar -tf base.tar | head",
+            "A backup to a file, read with tar.",
+        ),
+    ],
+    environment: &[
+        (
+            "PGHOST, PGPORT, PGUSER, PGPASSWORD, PGPASSFILE, PGSSLMODE",
+            "As for psql and pg_basebackup.",
+        ),
+        (STORAGE_ENV[0].0, STORAGE_ENV[0].1),
+        (STORAGE_ENV[1].0, STORAGE_ENV[1].1),
+    ],
+    see_also: "weir-restore-physical(1), weir-wal(1), pg_basebackup(1), pg_verifybackup(1)",
+    exits: &[
+        (
+            ExitCode::Failure,
+            Some("The connection, the server, the repository, or WAL missing from it."),
+        ),
+        (
+            ExitCode::BadArchive,
+            Some("A file the server sent does not match the backup manifest."),
+        ),
+        (
+            ExitCode::WrongCluster,
+            Some("The repository holds WAL of another cluster."),
+        ),
+        (ExitCode::BrokenPipe, None),
+    ],
+};
+
+pub const RESTORE_PHYSICAL: Page = Page {
+    command: <RestorePhysicalCli as clap::CommandFactory>::command,
+    examples: &[
+        (
+            "weir-get s3://backups/cluster1/base/20261201T020000Z.tar.zst.age | weir-encrypt -d -i key.txt | weir-compress -d | weir-restore-physical -D /var/lib/postgresql/15/main --repo s3://backups/cluster1 -i /etc/weir/key.txt --target-time '2026-12-01 10:00:00+00'",
+            "Restore last night's base backup and recover to 10:00.",
+        ),
+        (
+            "weir-restore-physical -D /srv/pg --input base.tar --restore-command 'cp /archive/%f %p' --target-immediate --target-action promote",
+            "Restore a backup file, recover only to consistency, and open.",
+        ),
+    ],
+    environment: &[],
+    see_also: "weir-basebackup(1), weir-wal(1), pg_ctl(1), pg_verifybackup(1)",
+    exits: &[
+        (
+            ExitCode::Failure,
+            Some("The data directory is not empty, a server runs in it, or writing failed."),
+        ),
+        (
+            ExitCode::BadArchive,
+            Some(
+                "The stream is not a weir-basebackup, or it is damaged, cut off or does not match its manifest; what was written is removed again.",
+            ),
+        ),
+    ],
+};

@@ -100,6 +100,11 @@ impl ConnParams {
         Ok(cp)
     }
 
+    /// Every resolved parameter, keyword and value (the password among them: for libpq only).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.params.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     pub fn get(&self, key: &str) -> Option<&str> {
         self.params.get(key).map(String::as_str)
     }

@@ -1,10 +1,14 @@
 //! The physical half: WAL archiving to a repository (`weir-wal`), as PostgreSQL's
-//! `archive_command` and `restore_command` need it. Base backups and point-in-time recovery
-//! build on the same repository.
+//! `archive_command` and `restore_command` need it (`wal`, `repo`, `object`), base backups as
+//! one stream (`basebackup`, checked against PostgreSQL's `manifest`), and restoring them for
+//! point-in-time recovery through the same repository (`restore`).
 
+pub mod basebackup;
 pub mod inventory;
+pub mod manifest;
 pub mod metrics;
 pub mod object;
 pub mod repo;
+pub mod restore;
 pub mod wal;
 pub mod walfile;

@@ -1,0 +1,20 @@
+complete -c weir-restore-physical -s D -l pgdata -d 'The data directory to restore into: absent or empty, unless --clear' -r -F
+complete -c weir-restore-physical -l input -d 'Read the stream from FILE instead of standard input' -r
+complete -c weir-restore-physical -l repo -d 'The weir-wal repository recovery fetches WAL from' -r
+complete -c weir-restore-physical -s i -l identity -d 'The age identity file restore_command decrypts WAL with (its path goes into the setting, never its contents)' -r -F
+complete -c weir-restore-physical -l restore-command -d 'Use CMD as restore_command instead of weir-wal fetch --repo URL' -r
+complete -c weir-restore-physical -l target-time -d 'Stop at this time (recovery_target_time), e.g. \'2026-12-01 10:00:00+00\'' -r
+complete -c weir-restore-physical -l target-lsn -d 'Stop at this LSN (recovery_target_lsn)' -r
+complete -c weir-restore-physical -l target-xid -d 'Stop at this transaction (recovery_target_xid)' -r
+complete -c weir-restore-physical -l target-name -d 'Stop at this restore point, made with pg_create_restore_point (recovery_target_name)' -r
+complete -c weir-restore-physical -l target-action -d 'What the server does at the target: pause (PostgreSQL\'s default), promote or shutdown' -r -f -a "pause\t''
+promote\t''
+shutdown\t''"
+complete -c weir-restore-physical -l target-timeline -d 'The timeline to recover along: latest (PostgreSQL\'s default), current or an ID' -r
+complete -c weir-restore-physical -s T -l tablespace-mapping -d 'Restore the tablespace at OLD into NEW (repeatable), as pg_basebackup -T' -r
+complete -c weir-restore-physical -l clear -d 'Remove what the data directory (and each tablespace directory) holds first'
+complete -c weir-restore-physical -l target-immediate -d 'Stop as soon as the backup is consistent (recovery_target = \'immediate\')'
+complete -c weir-restore-physical -l target-exclusive -d 'Stop just before the target instead of just after it (recovery_target_inclusive = off)'
+complete -c weir-restore-physical -s N -l no-sync -d 'Do not sync what was written before exit (faster; a crash may then lose it)'
+complete -c weir-restore-physical -s h -l help -d 'Print help'
+complete -c weir-restore-physical -s V -l version -d 'Print version'

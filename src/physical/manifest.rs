@@ -1,0 +1,270 @@
+//! PostgreSQL's backup manifest (`backup_manifest`, JSON): every file of a base backup with
+//! its size and checksum, and the manifest's own SHA-256. weir-basebackup checks each file the
+//! server sends against it, and weir-restore-physical each file it writes, so a flipped byte
+//! or a missing file stops both before a server could start on the result.
+//!
+//! Reference: PostgreSQL documentation, chapter 77 "Backup Manifest Format";
+//! src/bin/pg_verifybackup (which files a backup may hold outside the manifest).
+
+use crate::plumbing::{ExitCode, coded};
+use anyhow::Result;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::io::Read;
+
+/// What passed: manifest path (relative to the data directory) to size and CRC-32C.
+pub type Seen = BTreeMap<String, (u64, u32)>;
+
+#[derive(Deserialize)]
+struct Manifest {
+    #[serde(rename = "PostgreSQL-Backup-Manifest-Version")]
+    version: u32,
+    #[serde(rename = "Files")]
+    files: Vec<File>,
+    #[serde(rename = "WAL-Ranges", default)]
+    wal_ranges: Vec<WalRange>,
+}
+
+#[derive(Deserialize)]
+struct File {
+    #[serde(rename = "Path")]
+    path: Option<String>,
+    /// Hex of the raw bytes, for names that are not UTF-8.
+    #[serde(rename = "Encoded-Path")]
+    encoded_path: Option<String>,
+    #[serde(rename = "Size")]
+    size: u64,
+    #[serde(rename = "Checksum-Algorithm", default)]
+    algorithm: Option<String>,
+    #[serde(rename = "Checksum", default)]
+    checksum: Option<String>,
+}
+
+/// One timeline's WAL range the backup needs.
+#[derive(Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct WalRange {
+    #[serde(rename = "Timeline")]
+    pub timeline: u32,
+    #[serde(rename = "Start-LSN")]
+    pub start_lsn: String,
+    #[serde(rename = "End-LSN")]
+    pub end_lsn: String,
+}
+
+/// Checks `manifest` (its own checksum, then every file against `seen`) and returns its WAL
+/// ranges. Every failure is exit 3: the backup is damaged or incomplete.
+pub fn check(manifest: &[u8], seen: &Seen) -> Result<Vec<WalRange>> {
+    let bad = |m: String| coded(ExitCode::BadArchive, m);
+    check_own_checksum(manifest)?;
+    let m: Manifest = serde_json::from_slice(manifest)
+        .map_err(|e| bad(format!("the backup manifest is not valid: {e}")))?;
+    if m.version != 1 && m.version != 2 {
+        return Err(bad(format!(
+            "backup manifest version {} is not one this weir reads",
+            m.version
+        )));
+    }
+    let mut listed = std::collections::BTreeSet::new();
+    for f in &m.files {
+        let path = f.path()?;
+        let Some(&(size, crc)) = seen.get(&path) else {
+            return Err(bad(format!(
+                "{path}: in the backup manifest but not in the backup"
+            )));
+        };
+        if size != f.size {
+            return Err(bad(format!(
+                "{path}: {size} bytes, the backup manifest says {}",
+                f.size
+            )));
+        }
+        f.check_crc(&path, crc)?;
+        listed.insert(path);
+    }
+    if let Some(extra) = seen.keys().find(|p| !listed.contains(*p)) {
+        return Err(bad(format!(
+            "{extra}: in the backup but not in its manifest"
+        )));
+    }
+    Ok(m.wal_ranges)
+}
+
+/// The manifest's SHA-256 covers every byte up to and including the newline before its last
+/// line, the one holding `Manifest-Checksum` (pg_verifybackup's rule).
+fn check_own_checksum(manifest: &[u8]) -> Result<()> {
+    use sha2::Digest;
+    let bad = |m: &str| coded(ExitCode::BadArchive, format!("the backup manifest {m}"));
+    let body = manifest.strip_suffix(b"\n").unwrap_or(manifest);
+    let cut = memchr::memrchr(b'\n', body).ok_or_else(|| bad("is not a manifest"))? + 1;
+    let m: serde_json::Value =
+        serde_json::from_slice(manifest).map_err(|e| bad(&format!("is not valid JSON: {e}")))?;
+    let want = m["Manifest-Checksum"]
+        .as_str()
+        .ok_or_else(|| bad("has no Manifest-Checksum"))?;
+    let got = hex::encode(sha2::Sha256::digest(&manifest[..cut]));
+    if !got.eq_ignore_ascii_case(want) {
+        return Err(bad("is damaged: its checksum does not match"));
+    }
+    Ok(())
+}
+
+impl File {
+    fn path(&self) -> Result<String> {
+        match (&self.path, &self.encoded_path) {
+            (Some(p), _) => Ok(p.clone()),
+            (None, Some(h)) => {
+                let raw = hex::decode(h).map_err(|_| {
+                    coded(
+                        ExitCode::BadArchive,
+                        format!("bad Encoded-Path {h:?} in the manifest"),
+                    )
+                })?;
+                Ok(String::from_utf8_lossy(&raw).into_owned())
+            }
+            (None, None) => Err(coded(
+                ExitCode::BadArchive,
+                "a file in the backup manifest has no path",
+            )),
+        }
+    }
+
+    /// PostgreSQL writes a CRC-32C as its four bytes in the server's memory order, in hex
+    /// (pg_checksum_final in src/common/checksum_helper.c); either order is accepted, so a
+    /// backup of a big-endian server checks too.
+    fn check_crc(&self, path: &str, crc: u32) -> Result<()> {
+        match (self.algorithm.as_deref(), self.checksum.as_deref()) {
+            (None | Some("NONE"), _) => Ok(()),
+            (Some("CRC32C"), Some(want)) => {
+                let le = hex::encode(crc.to_le_bytes());
+                let be = hex::encode(crc.to_be_bytes());
+                if want.eq_ignore_ascii_case(&le) || want.eq_ignore_ascii_case(&be) {
+                    Ok(())
+                } else {
+                    Err(coded(
+                        ExitCode::BadArchive,
+                        format!(
+                            "{path}: checksum {le}, the backup manifest says {want}: the file is damaged"
+                        ),
+                    ))
+                }
+            }
+            (Some(a), _) => Err(coded(
+                ExitCode::BadArchive,
+                format!(
+                    "{path}: checksum algorithm {a} is not one weir checks (it asks for CRC32C)"
+                ),
+            )),
+        }
+    }
+}
+
+/// A reader that sums what passes through it: length and CRC-32C.
+pub struct Summing<R> {
+    inner: R,
+    crc: crc_fast::Digest,
+    len: u64,
+}
+
+impl<R: Read> Summing<R> {
+    pub fn new(inner: R) -> Summing<R> {
+        Summing {
+            inner,
+            crc: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi),
+            len: 0,
+        }
+    }
+
+    /// Length and CRC-32C of everything read.
+    pub fn sum(&self) -> (u64, u32) {
+        (self.len, self.crc.finalize() as u32)
+    }
+}
+
+impl<R: Read> Read for Summing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A manifest as PostgreSQL writes it: one entry a line, the checksum line last.
+    fn manifest(files: &str) -> Vec<u8> {
+        use sha2::Digest;
+        let body = format!(
+            "{{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n{files}\n],\n\"WAL-Ranges\": [\n{{ \"Timeline\": 1, \"Start-LSN\": \"0/2000028\", \"End-LSN\": \"0/2000100\" }}\n],\n"
+        );
+        let sum = hex::encode(sha2::Sha256::digest(body.as_bytes()));
+        format!("{body}\"Manifest-Checksum\": \"{sum}\"}}\n").into_bytes()
+    }
+
+    fn crc_hex(data: &[u8]) -> String {
+        let c = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32;
+        hex::encode(c.to_le_bytes())
+    }
+
+    fn seen(entries: &[(&str, &[u8])]) -> Seen {
+        entries
+            .iter()
+            .map(|(p, d)| {
+                let mut s = Summing::new(*d);
+                std::io::copy(&mut s, &mut std::io::sink()).unwrap();
+                (p.to_string(), s.sum())
+            })
+            .collect()
+    }
+
+    fn entry(path: &str, data: &[u8]) -> String {
+        format!(
+            "{{ \"Path\": \"{path}\", \"Size\": {}, \"Last-Modified\": \"2026-12-01 10:00:00 GMT\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"{}\" }}",
+            data.len(),
+            crc_hex(data)
+        )
+    }
+
+    #[test]
+    fn a_backup_that_matches_its_manifest_passes_and_gives_its_wal_range() {
+        let m = manifest(
+            &[
+                entry("PG_VERSION", b"15\n"),
+                entry("global/pg_control", b"ctl"),
+            ]
+            .join(",\n"),
+        );
+        let ranges = check(
+            &m,
+            &seen(&[("PG_VERSION", b"15\n"), ("global/pg_control", b"ctl")]),
+        )
+        .unwrap();
+        assert_eq!(ranges[0].start_lsn, "0/2000028");
+    }
+
+    #[test]
+    fn a_changed_missing_or_extra_file_or_a_damaged_manifest_is_exit_3() {
+        let m = manifest(&entry("PG_VERSION", b"15\n"));
+        let code = |r: Result<Vec<WalRange>>| crate::plumbing::exit_code_of(&r.unwrap_err());
+        assert_eq!(
+            code(check(&m, &seen(&[("PG_VERSION", b"16\n")]))),
+            ExitCode::BadArchive
+        );
+        assert_eq!(
+            code(check(&m, &seen(&[("PG_VERSION", b"15\n\n")]))),
+            ExitCode::BadArchive
+        );
+        assert_eq!(code(check(&m, &seen(&[]))), ExitCode::BadArchive);
+        let extra = seen(&[("PG_VERSION", b"15\n"), ("base/1/1", b"x")]);
+        assert_eq!(code(check(&m, &extra)), ExitCode::BadArchive);
+        let mut flipped = m.clone();
+        let at = flipped.iter().position(|&b| b == b'1').unwrap();
+        flipped[at] = b'2';
+        assert_eq!(
+            code(check(&flipped, &seen(&[("PG_VERSION", b"15\n")]))),
+            ExitCode::BadArchive
+        );
+    }
+}

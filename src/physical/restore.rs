@@ -1,0 +1,478 @@
+//! weir-restore-physical: a weir-basebackup stream into an empty data directory, every file
+//! checked against the backup manifest, then PostgreSQL's recovery settings: a
+//! `restore_command` through `weir-wal fetch` and the recovery target.
+//!
+//! Nothing is left half-done: on any failure what was written is removed again, and
+//! `recovery.signal` (without which the server would not recover) is written only after the
+//! whole stream checked.
+//!
+//! Reference: PostgreSQL documentation 26.3.4 "Recovering Using a Continuous Archive Backup"
+//! and 20.5.5 "Recovery Target" (the settings and their defaults).
+
+use super::basebackup::{DATA, HEADER, Header, MANIFEST, TABLESPACES, TRAILER, Trailer};
+use super::manifest::{self, Seen, Summing};
+use crate::plumbing::{ExitCode, coded};
+use anyhow::{Context, Result, bail};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// Where recovery stops (`recovery_target*`); `Latest` replays all the WAL there is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Latest,
+    Immediate,
+    Time(String),
+    Lsn(String),
+    Xid(String),
+    Name(String),
+}
+
+pub struct RestoreOptions {
+    pub pgdata: PathBuf,
+    /// Empty a non-empty data directory (and tablespace directories) first.
+    pub clear: bool,
+    pub input: Option<String>,
+    pub target: Target,
+    /// `recovery_target_inclusive`: stop just after the target (true) or just before.
+    pub inclusive: bool,
+    /// `recovery_target_action`: pause (PostgreSQL's default), promote or shutdown.
+    pub action: String,
+    /// `recovery_target_timeline`: latest (the default), current or a number.
+    pub timeline: Option<String>,
+    /// The full `restore_command`, or built from `repo` and `identity`.
+    pub restore_command: Option<String>,
+    pub repo: Option<String>,
+    pub identity: Option<PathBuf>,
+    /// `-T OLD=NEW`: restore a tablespace somewhere else than where it was.
+    pub tablespace_mapping: Vec<(PathBuf, PathBuf)>,
+    /// Skip the final sync of everything written (pg_basebackup --no-sync).
+    pub no_sync: bool,
+}
+
+/// `weir-restore-physical`.
+pub fn run(o: &RestoreOptions) -> Result<()> {
+    let restore_command = restore_command(o)?;
+    let input = crate::plumbing::open_input(o.input.as_deref())?;
+    let mut archive = tar::Archive::new(input);
+    let mut entries = archive.entries()?;
+    let header = read_header(&mut entries)?;
+    let locations = tablespace_locations(&header, &o.tablespace_mapping)?;
+    let mut dirs = vec![o.pgdata.clone()];
+    dirs.extend(locations.values().cloned());
+    let mut guard = Created::prepare(&dirs, o.clear)?;
+    let trailer = unpack(&mut entries, &o.pgdata, &locations, &header)?;
+    for (oid, location) in &locations {
+        let link = o.pgdata.join("pg_tblspc").join(oid);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(location, &link)
+            .with_context(|| format!("cannot link {}", link.display()))?;
+    }
+    write_recovery_settings(o, &restore_command)?;
+    if !o.no_sync {
+        for d in &dirs {
+            let f = fs::File::open(d)?;
+            rustix::fs::syncfs(&f).with_context(|| format!("cannot sync {}", d.display()))?;
+        }
+    }
+    guard.disarm();
+    eprintln!(
+        "{}: restored backup {} ({} to {}, timeline {}) into {}",
+        crate::plumbing::program(),
+        header.label,
+        header.start_lsn,
+        trailer.stop_lsn,
+        header.timeline,
+        o.pgdata.display()
+    );
+    Ok(())
+}
+
+fn bad(m: String) -> anyhow::Error {
+    coded(ExitCode::BadArchive, m)
+}
+
+fn read_header<R: Read>(entries: &mut tar::Entries<R>) -> Result<Header> {
+    let not_ours = || bad("the input is not a weir-basebackup stream".into());
+    let mut first = entries
+        .next()
+        .ok_or_else(not_ours)?
+        .map_err(|_| not_ours())?;
+    if first.path()?.to_str() != Some(HEADER) {
+        return Err(not_ours());
+    }
+    let mut json = Vec::new();
+    first.read_to_end(&mut json)?;
+    let h: Header = serde_json::from_slice(&json).map_err(|_| not_ours())?;
+    if h.format != "weir-basebackup" || h.version != 1 {
+        return Err(bad(format!(
+            "the stream is {} version {}, which this weir does not read",
+            h.format, h.version
+        )));
+    }
+    Ok(h)
+}
+
+/// Each tablespace's directory: where it was, unless `-T OLD=NEW` moves it.
+fn tablespace_locations(
+    h: &Header,
+    mapping: &[(PathBuf, PathBuf)],
+) -> Result<BTreeMap<String, PathBuf>> {
+    let mut m = BTreeMap::new();
+    for t in h.tablespaces.iter().filter(|t| !t.oid.is_empty()) {
+        let was = PathBuf::from(&t.location);
+        let to = mapping
+            .iter()
+            .find(|(old, _)| *old == was)
+            .map(|(_, new)| new.clone())
+            .unwrap_or(was);
+        m.insert(t.oid.clone(), to);
+    }
+    for (old, _) in mapping {
+        if !h.tablespaces.iter().any(|t| Path::new(&t.location) == old) {
+            bail!("-T {}: the backup has no tablespace there", old.display());
+        }
+    }
+    Ok(m)
+}
+
+/// Writes every member to its place, summed; checks the manifest and the trailer at the end.
+fn unpack<R: Read>(
+    entries: &mut tar::Entries<R>,
+    pgdata: &Path,
+    locations: &BTreeMap<String, PathBuf>,
+    header: &Header,
+) -> Result<Trailer> {
+    let mut seen = Seen::new();
+    let mut manifest: Option<Vec<u8>> = None;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(format!("the backup stream is damaged: {e}")))?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        if name == TRAILER {
+            let mut json = Vec::new();
+            entry.read_to_end(&mut json)?;
+            let t: Trailer = serde_json::from_slice(&json)
+                .map_err(|e| bad(format!("the stream's {TRAILER} is not valid: {e}")))?;
+            let m = manifest.ok_or_else(|| bad("the stream has no backup manifest".into()))?;
+            manifest::check(&m, &seen)?;
+            fs::write(pgdata.join(MANIFEST), &m)?;
+            return Ok(t);
+        }
+        if name == format!("{DATA}{MANIFEST}") {
+            let mut m = Vec::new();
+            entry.read_to_end(&mut m)?;
+            manifest = Some(m);
+            continue;
+        }
+        let (dest, in_manifest) = destination(&name, pgdata, locations)?;
+        if let Some(sum) = write_member(&mut entry, &dest)? {
+            seen.insert(in_manifest, sum);
+        }
+    }
+    Err(bad(format!(
+        "the backup stream of {} ends early: it was cut off, or the backup did not finish",
+        header.label
+    )))
+}
+
+/// A member's place on disk and its path in the manifest.
+fn destination(
+    name: &str,
+    pgdata: &Path,
+    locations: &BTreeMap<String, PathBuf>,
+) -> Result<(PathBuf, String)> {
+    let name = name.trim_end_matches('/');
+    if name == DATA.trim_end_matches('/') {
+        return Ok((pgdata.to_path_buf(), String::new()));
+    }
+    if let Some(rel) = name.strip_prefix(DATA) {
+        return Ok((pgdata.join(safe(rel)?), rel.to_string()));
+    }
+    if let Some(rest) = name.strip_prefix(TABLESPACES) {
+        let (oid, rel) = rest.split_once('/').unwrap_or((rest, ""));
+        let base = locations.get(oid).ok_or_else(|| {
+            bad(format!(
+                "{name}: a tablespace the stream's header does not list"
+            ))
+        })?;
+        return Ok((base.join(safe(rel)?), format!("pg_tblspc/{oid}/{rel}")));
+    }
+    Err(bad(format!("{name}: not part of a weir-basebackup stream")))
+}
+
+/// A relative path that stays inside its directory.
+fn safe(rel: &str) -> Result<&Path> {
+    let p = Path::new(rel);
+    if p.components().all(|c| matches!(c, Component::Normal(_))) {
+        Ok(p)
+    } else {
+        Err(bad(format!("{rel}: a path that leaves the data directory")))
+    }
+}
+
+/// Writes one member; returns length and CRC-32C for a file.
+fn write_member<R: Read>(entry: &mut tar::Entry<R>, dest: &Path) -> Result<Option<(u64, u32)>> {
+    let kind = entry.header().entry_type();
+    match kind {
+        tar::EntryType::Directory => {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dest)
+                .with_context(|| format!("cannot create {}", dest.display()))?;
+            Ok(None)
+        }
+        tar::EntryType::Regular => {
+            let size = entry.header().size()?;
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(dest)
+                .with_context(|| format!("cannot create {}", dest.display()))?;
+            let mut summed = Summing::new(entry);
+            io::copy(&mut summed, &mut f)
+                .map_err(|e| bad(format!("{}: the stream is damaged: {e}", dest.display())))?;
+            let sum = summed.sum();
+            if sum.0 != size {
+                return Err(bad(format!(
+                    "{}: the stream ends inside it",
+                    dest.display()
+                )));
+            }
+            Ok(Some(sum))
+        }
+        tar::EntryType::Symlink => {
+            let target = entry
+                .link_name()?
+                .ok_or_else(|| bad(format!("{}: a link without a target", dest.display())))?;
+            std::os::unix::fs::symlink(&target, dest)?;
+            Ok(None)
+        }
+        t => Err(bad(format!(
+            "{}: unexpected member type {t:?}",
+            dest.display()
+        ))),
+    }
+}
+
+/// The `restore_command` recovery runs: given, or `weir-wal fetch` from the repository (the
+/// weir-wal beside this binary, so that the server finds it whatever its PATH).
+fn restore_command(o: &RestoreOptions) -> Result<String> {
+    if let Some(c) = &o.restore_command {
+        return Ok(c.clone());
+    }
+    let repo = o.repo.as_ref().ok_or_else(|| {
+        coded(
+            ExitCode::Usage,
+            "recovery needs the archived WAL: give --repo URL (weir-wal's repository) or --restore-command",
+        )
+    })?;
+    let wal = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("weir-wal")))
+        .filter(|p| p.exists())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "weir-wal".into());
+    let mut c = format!("{} fetch --repo {}", shell_quote(&wal), shell_quote(repo));
+    if let Some(i) = &o.identity {
+        let abs = std::path::absolute(i)?;
+        c.push_str(&format!(" -i {}", shell_quote(&abs.to_string_lossy())));
+    }
+    c.push_str(" %f %p");
+    Ok(c)
+}
+
+/// Quotes for the shell that runs restore_command, unless nothing needs it.
+fn shell_quote(s: &str) -> String {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"-_./:=@+,".contains(&b);
+    if !s.is_empty() && s.bytes().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The settings, as lines of postgresql.conf (single quotes doubled inside values).
+pub fn recovery_settings(o: &RestoreOptions, restore_command: &str) -> Vec<(String, String)> {
+    let mut s = vec![("restore_command".to_string(), restore_command.to_string())];
+    let (key, value) = match &o.target {
+        Target::Latest => ("", String::new()),
+        Target::Immediate => ("recovery_target", "immediate".to_string()),
+        Target::Time(t) => ("recovery_target_time", t.clone()),
+        Target::Lsn(l) => ("recovery_target_lsn", l.clone()),
+        Target::Xid(x) => ("recovery_target_xid", x.clone()),
+        Target::Name(n) => ("recovery_target_name", n.clone()),
+    };
+    if !key.is_empty() {
+        s.push((key.into(), value));
+        if o.target != Target::Immediate {
+            s.push(("recovery_target_inclusive".into(), o.inclusive.to_string()));
+        }
+        s.push(("recovery_target_action".into(), o.action.clone()));
+    }
+    if let Some(t) = &o.timeline {
+        s.push(("recovery_target_timeline".into(), t.clone()));
+    }
+    s
+}
+
+/// Appends the settings to postgresql.auto.conf (as `pg_basebackup -R` does) and creates
+/// recovery.signal.
+fn write_recovery_settings(o: &RestoreOptions, restore_command: &str) -> Result<()> {
+    use std::io::Write;
+    let auto = o.pgdata.join("postgresql.auto.conf");
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&auto)
+        .with_context(|| format!("cannot write {}", auto.display()))?;
+    writeln!(f, "# recovery settings written by weir-restore-physical")?;
+    for (k, v) in recovery_settings(o, restore_command) {
+        writeln!(f, "{k} = '{}'", v.replace('\'', "''"))?;
+    }
+    fs::write(o.pgdata.join("recovery.signal"), b"")?;
+    Ok(())
+}
+
+/// The directories this restore fills, emptied again if it fails.
+struct Created {
+    dirs: Vec<PathBuf>,
+    armed: bool,
+}
+
+impl Created {
+    /// Each directory must be empty or absent (or `clear` empties it); none may hold a
+    /// running server.
+    fn prepare(dirs: &[PathBuf], clear: bool) -> Result<Created> {
+        for d in dirs {
+            if d.join("postmaster.pid").exists() {
+                bail!(
+                    "{} holds a postmaster.pid: stop that server first",
+                    d.display()
+                );
+            }
+            let busy = fs::read_dir(d)
+                .map(|mut r| r.next().is_some())
+                .unwrap_or(false);
+            if busy && !clear {
+                bail!(
+                    "{} exists and is not empty (--clear empties it first)",
+                    d.display()
+                );
+            }
+        }
+        let c = Created {
+            dirs: dirs.to_vec(),
+            armed: true,
+        };
+        for d in dirs {
+            empty(d)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d)?;
+            fs::set_permissions(d, fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(c)
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if self.armed {
+            for d in &self.dirs {
+                let _ = empty(d);
+            }
+        }
+    }
+}
+
+/// Removes what a directory holds, keeping the directory (it may be a mount point).
+fn empty(d: &Path) -> Result<()> {
+    let Ok(list) = fs::read_dir(d) else {
+        return Ok(());
+    };
+    for e in list {
+        let p = e?.path();
+        let meta = fs::symlink_metadata(&p)?;
+        if meta.is_dir() {
+            fs::remove_dir_all(&p)
+        } else {
+            fs::remove_file(&p)
+        }
+        .with_context(|| format!("cannot remove {}", p.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(target: Target) -> RestoreOptions {
+        RestoreOptions {
+            pgdata: "/tmp/x".into(),
+            clear: false,
+            input: None,
+            target,
+            inclusive: true,
+            action: "pause".into(),
+            timeline: None,
+            restore_command: None,
+            repo: Some("s3://b/c".into()),
+            identity: None,
+            tablespace_mapping: vec![],
+            no_sync: false,
+        }
+    }
+
+    #[test]
+    fn each_target_becomes_its_recovery_setting_with_the_action() {
+        let s = recovery_settings(
+            &options(Target::Time("2026-12-01 10:00:00+00".into())),
+            "cmd",
+        );
+        assert_eq!(s[0], ("restore_command".into(), "cmd".into()));
+        assert!(s.contains(&(
+            "recovery_target_time".into(),
+            "2026-12-01 10:00:00+00".into()
+        )));
+        assert!(s.contains(&("recovery_target_action".into(), "pause".into())));
+        let s = recovery_settings(&options(Target::Immediate), "cmd");
+        assert!(s.contains(&("recovery_target".into(), "immediate".into())));
+        assert!(!s.iter().any(|(k, _)| k == "recovery_target_inclusive"));
+        let s = recovery_settings(&options(Target::Latest), "cmd");
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn paths_that_leave_the_data_directory_are_refused() {
+        assert!(safe("base/1/1259").is_ok());
+        assert!(safe("../etc/passwd").is_err());
+        assert!(safe("/etc/passwd").is_err());
+        let locs = BTreeMap::new();
+        assert!(destination("tablespaces/99/x", Path::new("/d"), &locs).is_err());
+        assert!(destination("other/x", Path::new("/d"), &locs).is_err());
+        let (p, m) = destination("data/base/1/1259", Path::new("/d"), &locs).unwrap();
+        assert_eq!(
+            (p, m.as_str()),
+            (PathBuf::from("/d/base/1/1259"), "base/1/1259")
+        );
+    }
+
+    #[test]
+    fn restore_commands_quote_what_the_shell_would_split() {
+        assert_eq!(shell_quote("s3://b/c"), "s3://b/c");
+        assert_eq!(shell_quote("/a b/it's"), "'/a b/it'\\''s'");
+        let c = restore_command(&options(Target::Latest)).unwrap();
+        assert!(c.ends_with("fetch --repo s3://b/c %f %p"), "{c}");
+    }
+}
