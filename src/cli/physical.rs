@@ -351,6 +351,8 @@ pub struct RestorePhysicalCli {
     /// The weir-wal repository recovery fetches WAL from.
     #[arg(long = "repo", value_name = "URL")]
     pub repo: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// The age identity file restore_command decrypts WAL with (its path goes into the
     /// setting, never its contents).
     #[arg(short = 'i', long = "identity", value_name = "FILE")]
@@ -423,6 +425,7 @@ impl RestorePhysicalCli {
             timeline: self.target_timeline.clone(),
             restore_command: self.restore_command.clone(),
             repo: self.repo.clone(),
+            s3: self.s3.settings(),
             identity: self.identity.clone(),
             tablespace_mapping: self.tablespace_mapping.clone(),
             no_sync: self.no_sync,

@@ -308,7 +308,8 @@ fn check_wal(repo: &Repo, url: &str, start: &str, stop: &str, segment_size: u32)
         bail!("the timeline changed during the backup ({start} to {stop}): take it again");
     }
     let entries = super::inventory::entries(repo)?;
-    let names: Vec<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+    let tli = u32::from_str_radix(&start[..8], 16)?;
+    let names = super::inventory::segments(&entries, tli);
     let missing = super::inventory::gaps(&names, segment_size, Some((start, stop)))?;
     if let Some(first) = missing.first() {
         bail!(

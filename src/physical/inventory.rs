@@ -50,6 +50,15 @@ pub fn entries(repo: &Repo) -> Result<Vec<Entry>> {
     Ok(out)
 }
 
+/// The archived segments of one timeline, in order.
+pub fn segments(entries: &[Entry], timeline: u32) -> Vec<&str> {
+    entries
+        .iter()
+        .filter(|e| e.kind == "segment" && e.timeline == timeline)
+        .map(|e| e.name.as_str())
+        .collect()
+}
+
 pub struct LsOptions {
     pub repo: String,
     pub s3: S3Settings,

@@ -12,7 +12,7 @@
 use super::basebackup::{DATA, HEADER, Header, MANIFEST, TABLESPACES, TRAILER, Trailer};
 use super::manifest::{self, Seen, Summing};
 use crate::plumbing::{ExitCode, coded};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read};
@@ -45,6 +45,7 @@ pub struct RestoreOptions {
     /// The full `restore_command`, or built from `repo` and `identity`.
     pub restore_command: Option<String>,
     pub repo: Option<String>,
+    pub s3: crate::storage::S3Settings,
     pub identity: Option<PathBuf>,
     /// `-T OLD=NEW`: restore a tablespace somewhere else than where it was.
     pub tablespace_mapping: Vec<(PathBuf, PathBuf)>,
@@ -59,6 +60,9 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
     let mut archive = tar::Archive::new(input);
     let mut entries = archive.entries()?;
     let header = read_header(&mut entries)?;
+    if let Some(url) = &o.repo {
+        check_archive(url, &o.s3, &header, &o.target)?;
+    }
     let locations = tablespace_locations(&header, &o.tablespace_mapping)?;
     let mut dirs = vec![o.pgdata.clone()];
     dirs.extend(locations.values().cloned());
@@ -69,6 +73,9 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
         let _ = fs::remove_file(&link);
         std::os::unix::fs::symlink(location, &link)
             .with_context(|| format!("cannot link {}", link.display()))?;
+    }
+    if !o.tablespace_mapping.is_empty() {
+        write_tablespace_map(&o.pgdata, &locations)?;
     }
     write_recovery_settings(o, &restore_command)?;
     if !o.no_sync {
@@ -113,6 +120,48 @@ fn read_header<R: Read>(entries: &mut tar::Entries<R>) -> Result<Header> {
         )));
     }
     Ok(h)
+}
+
+/// The repository must hold this cluster's WAL from the backup's start on, without a gap: a
+/// missing segment would end recovery there. With no target, PostgreSQL would then open
+/// the database without what came after, so that is refused; with a target, PostgreSQL
+/// itself refuses to end recovery before reaching it ("recovery ended before configured
+/// recovery target was reached"), so a gap past the backup's end is only a warning.
+fn check_archive(
+    url: &str,
+    s3: &crate::storage::S3Settings,
+    h: &Header,
+    target: &Target,
+) -> Result<()> {
+    use super::inventory::{entries, gaps, segments};
+    let repo = super::repo::Repo::open(url, s3)?;
+    let rec = super::wal::read_record(&repo)?
+        .ok_or_else(|| anyhow!("no weir-wal repository at {url}"))?;
+    if rec.system_identifier != h.system_identifier {
+        let m = format!(
+            "{url} holds WAL of cluster {}, the backup is of cluster {}",
+            rec.system_identifier, h.system_identifier
+        );
+        return Err(coded(ExitCode::WrongCluster, m));
+    }
+    let list = entries(&repo)?;
+    let names = segments(&list, h.timeline);
+    let last = names.last().copied().unwrap_or(h.start_wal.as_str());
+    let stop = last.max(h.start_wal.as_str());
+    let missing = gaps(&names, h.segment_size, Some((&h.start_wal, stop)))?;
+    let Some(first) = missing.first() else {
+        return Ok(());
+    };
+    let m = format!(
+        "{first} is not in {url} ({} missing between {} and {last}): recovery would stop there",
+        missing.len(),
+        h.start_wal
+    );
+    if *target == Target::Latest {
+        bail!("{m}; give a recovery target before it to restore anyway");
+    }
+    eprintln!("{}: warning: {m}", crate::plumbing::program());
+    Ok(())
 }
 
 /// Each tablespace's directory: where it was, unless `-T OLD=NEW` moves it.
@@ -256,6 +305,21 @@ fn write_member<R: Read>(entry: &mut tar::Entry<R>, dest: &Path) -> Result<Optio
             dest.display()
         ))),
     }
+}
+
+/// Recovery recreates pg_tblspc's links from `tablespace_map`, so a moved tablespace must be
+/// written there too: one `OID PATH` line each, backslash and newline escaped with a
+/// backslash (as PostgreSQL writes it, src/backend/access/transam/xlog.c). The manifest's
+/// checksum of this one file then no longer matches, which pg_verifybackup reports.
+fn write_tablespace_map(pgdata: &Path, locations: &BTreeMap<String, PathBuf>) -> Result<()> {
+    let mut map = String::new();
+    for (oid, path) in locations {
+        let p = path.to_string_lossy();
+        let escaped = p.replace('\\', "\\\\").replace('\n', "\\\n");
+        map.push_str(&format!("{oid} {escaped}\n"));
+    }
+    fs::write(pgdata.join("tablespace_map"), map)?;
+    Ok(())
 }
 
 /// The `restore_command` recovery runs: given, or `weir-wal fetch` from the repository (the
@@ -428,6 +492,7 @@ mod tests {
             timeline: None,
             restore_command: None,
             repo: Some("s3://b/c".into()),
+            s3: Default::default(),
             identity: None,
             tablespace_mapping: vec![],
             no_sync: false,

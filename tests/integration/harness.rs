@@ -21,7 +21,7 @@ pub const PASSWORD: &str = "s3cret-pw";
 
 static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

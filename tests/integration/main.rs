@@ -10,6 +10,7 @@ mod errors;
 mod image;
 mod mask;
 mod ops;
+mod pitr;
 mod roundtrip;
 mod stages;
 mod storage;

@@ -19,7 +19,7 @@ struct Archiving {
 }
 
 /// The binaries the server runs must be reachable by its user: copied into its directory.
-fn server_copy_of(c: &Cluster, name: &str) -> PathBuf {
+pub(crate) fn server_copy_of(c: &Cluster, name: &str) -> PathBuf {
     let to = c.dir.join(name);
     std::fs::copy(bin(name), &to).unwrap();
     sh(&format!(
@@ -73,12 +73,12 @@ fn archiving() -> Archiving {
     }
 }
 
-fn q(c: &Cluster, sql: &str) -> String {
+pub(crate) fn q(c: &Cluster, sql: &str) -> String {
     c.psql("postgres", sql).trim().to_string()
 }
 
 /// Waits until the archiver has archived `name` (or later) with no failure since.
-fn wait_archived(c: &Cluster, name: &str) {
+pub(crate) fn wait_archived(c: &Cluster, name: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let row = q(
@@ -95,7 +95,7 @@ fn wait_archived(c: &Cluster, name: &str) {
 }
 
 /// Switches to a new segment and returns the name of the one just finished.
-fn switch(c: &Cluster) -> String {
+pub(crate) fn switch(c: &Cluster) -> String {
     q(c, "SELECT pg_walfile_name(pg_switch_wal())")
 }
 

@@ -1,0 +1,609 @@
+//! Physical backups and point-in-time recovery, the way WAL-G and pgBackRest test theirs: a
+//! cluster archiving through weir-wal, a base backup through weir-compress and weir-encrypt
+//! while pgbench writes, then sentinel rows around a time, an LSN, an xid and a restore point.
+//! The cluster is wiped and restored by weir-restore-physical to each target, checked on both
+//! sides of it, with pg_verifybackup, pg_amcheck and, for the latest WAL, pg_dumpall; a
+//! tablespace outside the data directory comes back too. A cut-off or damaged stream restores
+//! nothing, a backup whose server went away fails, and a segment missing from the archive
+//! ends in a refused restore or a failed recovery, never in a server that opened early.
+
+use crate::harness::*;
+use crate::wal::{q, server_copy_of, switch, wait_archived};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+struct Pitr {
+    c: Cluster,
+    repo: PathBuf,
+    key: PathBuf,
+    recipient: String,
+    bin: PathBuf,
+    tablespace: PathBuf,
+}
+
+fn setup() -> Pitr {
+    let c = Cluster::start_with(
+        "pitr",
+        "wal_level = replica\narchive_mode = on\narchive_command = 'sh archive.sh %p'\nmax_wal_senders = 4",
+    );
+    let bin = c.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for b in [
+        "weir-wal",
+        "weir-restore-physical",
+        "weir-encrypt",
+        "weir-compress",
+        "weir-basebackup",
+    ] {
+        let copied = server_copy_of(&c, b);
+        std::fs::rename(&copied, bin.join(b)).unwrap();
+    }
+    let repo = c.dir.join("repo");
+    let tablespace = c.dir.join("ts1");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::create_dir_all(&tablespace).unwrap();
+    let key = c.dir.join("key.txt");
+    assert!(
+        tool("age-keygen", &["-o", key.to_str().unwrap()], b"")
+            .status
+            .success()
+    );
+    let recipient =
+        String::from_utf8(tool("age-keygen", &["-y", key.to_str().unwrap()], b"").stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+    std::fs::write(
+        c.data().join("archive.sh"),
+        format!(
+            "exec {} push --repo {} -r {recipient} \"$1\"\n",
+            bin.join("weir-wal").display(),
+            repo.display()
+        ),
+    )
+    .unwrap();
+    sh(&format!(
+        "chown -R postgres {0} {1} {2} {3} 2>/dev/null || true; chmod 644 {2}",
+        repo.display(),
+        tablespace.display(),
+        key.display(),
+        bin.display()
+    ));
+    Pitr {
+        c,
+        repo,
+        key,
+        recipient,
+        bin,
+        tablespace,
+    }
+}
+
+/// A shell command as the cluster's owner (restored files must be the server's), with the
+/// cluster's connection environment.
+fn owner_sh(p: &Pitr, script: &str) -> Output {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--", "bash", "-c", script]);
+        c
+    } else {
+        let mut c = Command::new("bash");
+        c.args(["-c", script]);
+        c
+    };
+    let mut env = p.c.env();
+    env.push(("PATH".into(), std::env::var("PATH").unwrap_or_default()));
+    scrub(&mut cmd, &env).output().unwrap()
+}
+
+fn pgbench(c: &Cluster, args: &[&str]) -> Command {
+    let mut env = c.env();
+    env.push(("PGDATABASE".into(), "postgres".into()));
+    let mut cmd = Command::new(c.bindir.join("pgbench"));
+    scrub(&mut cmd, &env).args(args);
+    cmd
+}
+
+/// The sentinel rows a restored server holds.
+fn sentinels(c: &Cluster) -> String {
+    q(
+        c,
+        "SELECT coalesce(string_agg(n::text, ',' ORDER BY n), '') FROM sentinel",
+    )
+}
+
+fn server(p: &Pitr, action: &str) -> Output {
+    let log = p.c.dir.join("restored.log");
+    let opts = format!(
+        "-p {} -k {} -c archive_mode=off -c listen_addresses=''",
+        p.c.port,
+        p.c.dir.display()
+    );
+    as_owner(
+        &p.c.bindir.join("pg_ctl"),
+        &[
+            "-D",
+            p.c.data().to_str().unwrap(),
+            "-o",
+            &opts,
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "-t",
+            "120",
+            action,
+        ],
+    )
+}
+
+fn log(p: &Pitr) -> String {
+    std::fs::read_to_string(p.c.dir.join("restored.log")).unwrap_or_default()
+}
+
+/// Restores the stored backup (decrypt, decompress, restore) into the wiped data directory.
+fn restore(p: &Pitr, stored: &Path, args: &str) -> Output {
+    let b = p.bin.display();
+    owner_sh(
+        p,
+        &format!(
+            "set -o pipefail; {b}/weir-encrypt -d -i {key} < {stored} | {b}/weir-compress -d | {b}/weir-restore-physical -D {data} --clear --repo {repo} -i {key} {args}",
+            key = p.key.display(),
+            stored = stored.display(),
+            data = p.c.data().display(),
+            repo = p.repo.display(),
+        ),
+    )
+}
+
+/// Waits until recovery has ended (promoted) or paused at its target.
+fn wait_recovered(p: &Pitr, paused: bool) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let state = if paused {
+            q(&p.c, "SELECT pg_get_wal_replay_pause_state()")
+        } else {
+            q(&p.c, "SELECT pg_is_in_recovery()")
+        };
+        if state == if paused { "paused" } else { "f" } {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "recovery did not end: {}",
+            log(p)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn restore_and_start(p: &Pitr, stored: &Path, args: &str, paused: bool) {
+    let out = restore(p, stored, args);
+    assert!(out.status.success(), "restore {args}: {}", stderr(&out));
+    let out = server(p, "start");
+    assert!(
+        out.status.success(),
+        "start after restore {args}: {}",
+        log(p)
+    );
+    wait_recovered(p, paused);
+}
+
+fn stop(p: &Pitr) {
+    let _ = server(p, "stop");
+}
+
+/// Every table and index of every database checks out.
+fn amcheck(p: &Pitr) {
+    let out = scrub(&mut Command::new(p.c.bindir.join("pg_amcheck")), &p.c.env())
+        .args(["--all", "--heapallindexed", "--install-missing"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_amcheck: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+}
+
+fn dumpall(c: &Cluster) -> Vec<u8> {
+    let out = scrub(&mut Command::new(c.bindir.join("pg_dumpall")), &c.env())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pg_dumpall: {}", stderr(&out));
+    // Without the per-run \restrict keys, which differ every time.
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .into_bytes()
+}
+
+/// The lines that differ between two dumps, for the failure message.
+fn scratch_diff(p: &Pitr, a: &[u8], b: &[u8]) -> String {
+    let (fa, fb) = (p.c.dir.join("want.sql"), p.c.dir.join("got.sql"));
+    std::fs::write(&fa, a).unwrap();
+    std::fs::write(&fb, b).unwrap();
+    let out = Command::new("diff").arg(&fa).arg(&fb).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .chars()
+        .take(4000)
+        .collect()
+}
+
+/// What the test recorded while the primary ran.
+struct Marks {
+    time: String,
+    lsn: String,
+    xid: String,
+    /// The segment written between the xid and the restore point.
+    middle: String,
+    dump: Vec<u8>,
+}
+
+/// Sentinel n commits before each target and n+1 after it, each stage in its own segment.
+fn mark(p: &Pitr) -> Marks {
+    let c = &p.c;
+    c.psql("postgres", "INSERT INTO sentinel VALUES (1)");
+    let time = q(c, "SELECT clock_timestamp()");
+    std::thread::sleep(Duration::from_millis(50));
+    c.psql("postgres", "INSERT INTO sentinel VALUES (2)");
+    switch(c);
+    c.psql("postgres", "INSERT INTO sentinel VALUES (3)");
+    let lsn = q(c, "SELECT pg_current_wal_insert_lsn()");
+    c.psql("postgres", "INSERT INTO sentinel VALUES (4)");
+    switch(c);
+    let xid = q(
+        c,
+        "BEGIN; INSERT INTO sentinel VALUES (5); SELECT txid_current(); COMMIT;",
+    );
+    c.psql("postgres", "INSERT INTO sentinel VALUES (6)");
+    let middle = switch(c);
+    c.psql("postgres", "INSERT INTO sentinel VALUES (7)");
+    q(c, "SELECT pg_create_restore_point('before_eight')");
+    c.psql("postgres", "INSERT INTO sentinel VALUES (8)");
+    switch(c);
+    c.psql("postgres", "INSERT INTO sentinel VALUES (9)");
+    let last = switch(c);
+    wait_archived(c, &last);
+    Marks {
+        time,
+        lsn,
+        xid,
+        middle,
+        dump: dumpall(c),
+    }
+}
+
+#[test]
+fn a_base_backup_restores_to_every_kind_of_target_and_damage_never_restores() {
+    let p = setup();
+    let c = &p.c;
+    c.psql(
+        "postgres",
+        &format!(
+            "CREATE TABLESPACE ts1 LOCATION '{}'; CREATE TABLE in_ts TABLESPACE ts1 AS SELECT generate_series(1, 10000) AS i; CREATE TABLE sentinel (n int)",
+            p.tablespace.display()
+        ),
+    );
+    let out = pgbench(c, &["-i", "-q", "-s", "10"]).output().unwrap();
+    assert!(out.status.success(), "pgbench -i: {}", stderr(&out));
+    // The backup runs while pgbench writes.
+    let mut load = pgbench(c, &["-T", "6", "-c", "2", "-n"]).spawn().unwrap();
+    let stored = c.dir.join("base.tar.zst.age");
+    let stats = c.dir.join("base.json");
+    let b = p.bin.display();
+    let out = owner_sh(
+        &p,
+        &format!(
+            "set -o pipefail; {b}/weir-basebackup -c fast --repo {repo} --stats {stats} | {b}/weir-compress | {b}/weir-encrypt -r {rcpt} > {stored}",
+            repo = p.repo.display(),
+            stats = stats.display(),
+            rcpt = p.recipient,
+            stored = stored.display()
+        ),
+    );
+    assert!(out.status.success(), "backup: {}", stderr(&out));
+    assert!(load.wait().unwrap().success());
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert_eq!(s["timeline"], 1);
+    assert!(s["files"].as_u64().unwrap() > 900, "{s}");
+    assert_eq!(
+        s["tablespaces"][0]["location"],
+        p.tablespace.display().to_string()
+    );
+    let marks = mark(&p);
+    broken_streams(&p, &stored);
+    c.kill();
+
+    // To a time, with pg_verifybackup before the server starts: 1 is in, 2 is not.
+    let out = restore(
+        &p,
+        &stored,
+        &format!("--target-time '{}' --target-action promote", marks.time),
+    );
+    assert!(out.status.success(), "restore: {}", stderr(&out));
+    let verify = scrub(
+        &mut Command::new(c.bindir.join("pg_verifybackup")),
+        &c.env(),
+    )
+    .args(["-n", c.data().to_str().unwrap()])
+    .output()
+    .unwrap();
+    assert!(
+        verify.status.success(),
+        "pg_verifybackup: {}",
+        stderr(&verify)
+    );
+    assert!(server(&p, "start").status.success(), "{}", log(&p));
+    wait_recovered(&p, false);
+    assert_eq!(sentinels(c), "1");
+    assert_eq!(q(c, "SELECT count(*) FROM in_ts"), "10000");
+    assert!(std::fs::read_dir(&p.tablespace).unwrap().next().is_some());
+    amcheck(&p);
+    stop(&p);
+
+    for (args, want) in [
+        (
+            format!("--target-lsn {} --target-action promote", marks.lsn),
+            "1,2,3",
+        ),
+        (
+            format!("--target-xid {} --target-action promote", marks.xid),
+            "1,2,3,4,5",
+        ),
+        ("--target-immediate --target-action promote".to_string(), ""),
+    ] {
+        restore_and_start(&p, &stored, &args, false);
+        assert_eq!(sentinels(c), want, "{args}");
+        stop(&p);
+    }
+    // A restore point, with PostgreSQL's default action: paused there, readable.
+    restore_and_start(&p, &stored, "--target-name before_eight", true);
+    assert_eq!(sentinels(c), "1,2,3,4,5,6,7");
+    stop(&p);
+    // All the WAL there is: the same database as at the end of the load.
+    restore_and_start(&p, &stored, "", false);
+    assert_eq!(sentinels(c), "1,2,3,4,5,6,7,8,9");
+    let after = dumpall(c);
+    if after != marks.dump {
+        let diff = scratch_diff(&p, &marks.dump, &after);
+        panic!("pg_dumpall differs after recovery to the end:\n{diff}");
+    }
+    amcheck(&p);
+    stop(&p);
+    missing_segment(&p, &stored, &marks);
+}
+
+/// A stream cut off, or with one byte of one file changed, restores nothing and leaves the
+/// data directory empty; so does a flipped byte in the stored (encrypted) backup; a backup
+/// whose connection the server ends fails.
+fn broken_streams(p: &Pitr, stored: &Path) {
+    let scratch = p.c.dir.join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    sh(&format!(
+        "chown postgres {} 2>/dev/null || true",
+        scratch.display()
+    ));
+    let plain = scratch.join("plain.tar");
+    let out = owner_sh(
+        p,
+        &format!(
+            "{b}/weir-encrypt -d -i {key} < {stored} | {b}/weir-compress -d > {plain}",
+            b = p.bin.display(),
+            key = p.key.display(),
+            stored = stored.display(),
+            plain = plain.display()
+        ),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::read(&plain).unwrap();
+    let into = scratch.join("into");
+    // The stream's tablespace is the running primary's: restore it elsewhere (-T).
+    let moved = scratch.join("ts-moved");
+    let try_restore = |input: &[u8], what: &str| {
+        let f = scratch.join("input.tar");
+        std::fs::write(&f, input).unwrap();
+        sh(&format!(
+            "chown postgres {} 2>/dev/null || true",
+            f.display()
+        ));
+        let out = owner_sh(
+            p,
+            &format!(
+                "{}/weir-restore-physical -D {} --clear --input {} --restore-command true -T {}={}",
+                p.bin.display(),
+                into.display(),
+                f.display(),
+                p.tablespace.display(),
+                moved.display()
+            ),
+        );
+        assert_eq!(out.status.code(), Some(3), "{what}: {}", stderr(&out));
+        for d in [&into, &moved] {
+            let left: Vec<_> = std::fs::read_dir(d)
+                .map(|d| d.flatten().collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "{what} left {left:?} in {}", d.display());
+        }
+        stderr(&out)
+    };
+    let e = try_restore(&bytes[..bytes.len() / 2], "a stream cut in half");
+    assert!(e.contains("ends early") || e.contains("ends inside"), "{e}");
+    let e = try_restore(&bytes[..bytes.len() - 2048], "a stream without its trailer");
+    assert!(e.contains("ends early") || e.contains("manifest"), "{e}");
+    let mut flipped = bytes.clone();
+    let at = biggest_file_offset(&bytes);
+    flipped[at] ^= 0x40;
+    let e = try_restore(&flipped, "a changed byte");
+    assert!(e.contains("damaged") || e.contains("checksum"), "{e}");
+    // A flipped byte in what is stored: the decryption fails, and the restore with it.
+    let mut stored_bytes = std::fs::read(stored).unwrap();
+    let n = stored_bytes.len();
+    stored_bytes[n / 2] ^= 1;
+    let damaged = scratch.join("damaged.age");
+    std::fs::write(&damaged, &stored_bytes).unwrap();
+    sh(&format!(
+        "chown postgres {} 2>/dev/null || true",
+        damaged.display()
+    ));
+    let out = owner_sh(
+        p,
+        &format!(
+            "set -o pipefail; {b}/weir-encrypt -d -i {key} < {d} | {b}/weir-compress -d | {b}/weir-restore-physical -D {into} --clear --restore-command true -T {ts}={moved}",
+            b = p.bin.display(),
+            key = p.key.display(),
+            d = damaged.display(),
+            into = into.display(),
+            ts = p.tablespace.display(),
+            moved = moved.display()
+        ),
+    );
+    assert!(!out.status.success());
+    let left: Vec<_> = std::fs::read_dir(&into)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "a damaged stored backup left {left:?}");
+    backup_cut_by_the_server(p);
+}
+
+/// Where the middle of the stream's biggest file lies.
+fn biggest_file_offset(tar_bytes: &[u8]) -> usize {
+    let mut a = tar::Archive::new(tar_bytes);
+    let mut best = (0u64, 0u64);
+    for e in a.entries().unwrap() {
+        let e = e.unwrap();
+        let size = e.header().size().unwrap();
+        if size > best.1 {
+            best = (e.raw_file_position(), size);
+        }
+    }
+    (best.0 + best.1 / 2) as usize
+}
+
+/// The server ends the replication connection mid-stream: weir-basebackup fails, and what it
+/// wrote does not restore.
+fn backup_cut_by_the_server(p: &Pitr) {
+    let c = &p.c;
+    let killer = {
+        let env = c.env();
+        let psql = c.bindir.join("psql");
+        std::thread::spawn(move || {
+            for _ in 0..100 {
+                std::thread::sleep(Duration::from_millis(100));
+                let out = scrub(&mut Command::new(&psql), &env)
+                    .args(["-X", "-A", "-t", "-d", "postgres", "-c"])
+                    .arg("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE backend_type = 'walsender'")
+                    .output()
+                    .unwrap();
+                if String::from_utf8_lossy(&out.stdout).trim() != "0" {
+                    return true;
+                }
+            }
+            false
+        })
+    };
+    let cut = p.c.dir.join("scratch/cut.tar");
+    // A slow reader keeps the backup running long enough to be cut.
+    let out = owner_sh(
+        p,
+        &format!(
+            "set -o pipefail; {}/weir-basebackup -c fast | (sleep 3; cat > {})",
+            p.bin.display(),
+            cut.display()
+        ),
+    );
+    assert!(
+        killer.join().unwrap(),
+        "the backup's walsender was never seen"
+    );
+    assert!(
+        !out.status.success(),
+        "a backup whose connection was cut succeeded"
+    );
+    let out2 = owner_sh(
+        p,
+        &format!("{}/weir-basebackup -c fast -f /dev/null", p.bin.display()),
+    );
+    assert!(
+        out2.status.success(),
+        "a second backup after the cut: {}",
+        stderr(&out2)
+    );
+    let restored = owner_sh(
+        p,
+        &format!(
+            "{}/weir-restore-physical -D {} --clear --input {} --restore-command true -T {}={}",
+            p.bin.display(),
+            p.c.dir.join("scratch/into").display(),
+            cut.display(),
+            p.tablespace.display(),
+            p.c.dir.join("scratch/ts-moved").display()
+        ),
+    );
+    assert_eq!(
+        restored.status.code(),
+        Some(3),
+        "{} / {}",
+        stderr(&out),
+        stderr(&restored)
+    );
+}
+
+/// A segment between the backup and the restore point is gone from the archive: recovery to
+/// the end is refused before anything is written, and recovery to the restore point past
+/// the gap fails in the server instead of opening without the rows after the gap.
+fn missing_segment(p: &Pitr, stored: &Path, marks: &Marks) {
+    let object = std::fs::read_dir(p.repo.join("wal"))
+        .unwrap()
+        .flatten()
+        .flat_map(|d| {
+            std::fs::read_dir(d.path())
+                .map(|r| r.flatten().collect::<Vec<_>>())
+                .unwrap_or_default()
+        })
+        .map(|e| e.path())
+        .find(|f| f.file_name().unwrap().to_string_lossy() == marks.middle)
+        .unwrap_or_else(|| panic!("{} is not in the repository", marks.middle));
+    std::fs::remove_file(&object).unwrap();
+    let out = restore(p, stored, "");
+    assert!(
+        !out.status.success(),
+        "a restore to the end over a gap succeeded"
+    );
+    assert!(stderr(&out).contains(&marks.middle), "{}", stderr(&out));
+    let out = restore(
+        p,
+        stored,
+        "--target-name before_eight --target-action promote",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("warning"), "{}", stderr(&out));
+    let _ = std::fs::remove_file(p.c.dir.join("restored.log"));
+    let _ = server(p, "start");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log(p).contains("recovery ended before configured recovery target was reached") {
+        assert!(
+            Instant::now() < deadline,
+            "recovery did not fail: {}",
+            log(p)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server(p, "status").status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "the server still runs: {}",
+            log(p)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        !log(p).contains("database system is ready to accept connections"),
+        "{}",
+        log(p)
+    );
+}
