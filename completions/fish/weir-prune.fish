@@ -6,6 +6,7 @@ complete -c weir-prune -l keep-yearly -d 'Keep the newest backup of each of the 
 complete -c weir-prune -l keep-within -d 'Keep every backup younger than DURATION, such as 14d, 1y6m or 36h (y, m for months, w, d, h)' -r
 complete -c weir-prune -l leftover-age -d 'Remove data objects without a catalog entry only once they are this old: a younger one may belong to a backup still finishing' -r
 complete -c weir-prune -l now -d 'Count ages back from TIME (RFC 3339 or YYYY-MM-DD) instead of now: to see what a policy would do later' -r
+complete -c weir-prune -l wal-repo -d 'The weir-wal repository of the base backups listed here: also remove the WAL older than the oldest kept one\'s start (timeline history files stay; with no complete base backup nothing is removed)' -r
 complete -c weir-prune -l endpoint -d 'S3-compatible endpoint, such as http://localhost:9000 (default: AWS_ENDPOINT_URL, the profile\'s endpoint_url, or AWS itself). A custom endpoint uses path-style addressing' -r
 complete -c weir-prune -l region -d 'Region (default: AWS_REGION, the profile, or us-east-1 for a custom endpoint)' -r
 complete -c weir-prune -l profile -d 'Named profile from ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE)' -r

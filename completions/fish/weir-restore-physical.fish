@@ -1,6 +1,10 @@
 complete -c weir-restore-physical -s D -l pgdata -d 'The data directory to restore into: absent or empty, unless --clear' -r -F
 complete -c weir-restore-physical -l input -d 'Read the stream from FILE instead of standard input' -r
 complete -c weir-restore-physical -l repo -d 'The weir-wal repository recovery fetches WAL from' -r
+complete -c weir-restore-physical -l endpoint -d 'S3-compatible endpoint, such as http://localhost:9000 (default: AWS_ENDPOINT_URL, the profile\'s endpoint_url, or AWS itself). A custom endpoint uses path-style addressing' -r
+complete -c weir-restore-physical -l region -d 'Region (default: AWS_REGION, the profile, or us-east-1 for a custom endpoint)' -r
+complete -c weir-restore-physical -l profile -d 'Named profile from ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE)' -r
+complete -c weir-restore-physical -l attempts -d 'Attempts per request before giving up, the first included; retries back off exponentially with jitter' -r
 complete -c weir-restore-physical -s i -l identity -d 'The age identity file restore_command decrypts WAL with (its path goes into the setting, never its contents)' -r -F
 complete -c weir-restore-physical -l restore-command -d 'Use CMD as restore_command instead of weir-wal fetch --repo URL' -r
 complete -c weir-restore-physical -l target-time -d 'Stop at this time (recovery_target_time), e.g. \'2026-12-01 10:00:00+00\'' -r
@@ -13,6 +17,8 @@ shutdown\t''"
 complete -c weir-restore-physical -l target-timeline -d 'The timeline to recover along: latest (PostgreSQL\'s default), current or an ID' -r
 complete -c weir-restore-physical -s T -l tablespace-mapping -d 'Restore the tablespace at OLD into NEW (repeatable), as pg_basebackup -T' -r
 complete -c weir-restore-physical -l clear -d 'Remove what the data directory (and each tablespace directory) holds first'
+complete -c weir-restore-physical -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'
+complete -c weir-restore-physical -s v -l verbose -d 'On a storage error, also print what the AWS SDK said (its credential chain\'s complaints, the HTTP exchange\'s cause)'
 complete -c weir-restore-physical -l target-immediate -d 'Stop as soon as the backup is consistent (recovery_target = \'immediate\')'
 complete -c weir-restore-physical -l target-exclusive -d 'Stop just before the target instead of just after it (recovery_target_inclusive = off)'
 complete -c weir-restore-physical -s N -l no-sync -d 'Do not sync what was written before exit (faster; a crash may then lose it)'

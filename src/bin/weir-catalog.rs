@@ -8,5 +8,8 @@ fn main() {
     let cli = CatalogCli::parse();
     weir::plumbing::main("weir-catalog", || match &cli.command {
         CatalogCommand::Add(a) => weir::catalog::entry::add(&a.url, &a.s3.settings(), &a.options()),
+        CatalogCommand::Pick(a) => {
+            weir::catalog::physical::pick_url(&a.prefix, &a.s3.settings(), &a.aim())
+        }
     });
 }

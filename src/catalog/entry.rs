@@ -12,8 +12,10 @@ use std::io::Write;
 /// The entry object's name is the data object's name plus this.
 pub const ENTRY_SUFFIX: &str = ".catalog.json";
 
-/// The entry format this weir writes and reads.
-pub const ENTRY_VERSION: u32 = 1;
+/// The newest entry format this weir reads. Logical backups' entries are still written as
+/// version 1; a base backup's is version 2, so that a weir from before physical backups leaves
+/// it alone instead of taking it for a globals backup.
+pub const ENTRY_VERSION: u32 = 2;
 
 /// Entries are a few hundred bytes; anything far larger is not one of ours.
 pub(crate) const ENTRY_LIMIT: u64 = 1 << 20;
@@ -40,6 +42,29 @@ pub struct Entry {
     /// The instance the backup came from, as backup.sh was configured.
     #[serde(default)]
     pub source: Option<String>,
+    /// A base backup: where it starts and stops in the WAL (`weir-basebackup --stats`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical: Option<Physical>,
+}
+
+/// What a base backup's entry records of it, from `weir-basebackup --stats`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Physical {
+    pub label: String,
+    /// A string: JSON readers that use doubles would round a 64-bit identifier.
+    pub system_identifier: String,
+    pub major: u32,
+    pub timeline: u32,
+    pub start_lsn: String,
+    pub stop_lsn: String,
+    /// The WAL recovery needs to reach consistency, both included.
+    pub start_wal: String,
+    pub stop_wal: String,
+    pub started: String,
+    /// When the server ended the backup: a recovery target before this cannot use it.
+    pub finished: String,
+    pub files: u64,
+    pub bytes: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,11 +74,12 @@ pub struct ObjectStats {
 }
 
 impl Entry {
-    /// What retention groups by: the database, or `(globals)`.
+    /// What retention groups by: the database, `(globals)` or `(physical)`.
     pub fn database(&self) -> &str {
-        match &self.archive {
-            Some(a) => &a.database,
-            None => "(globals)",
+        match (&self.archive, &self.physical) {
+            (Some(a), _) => &a.database,
+            (None, Some(_)) => "(physical)",
+            (None, None) => "(globals)",
         }
     }
 }
@@ -73,6 +99,8 @@ pub struct AddOptions {
     pub object_stats: String,
     /// `weir-extract --stats` or `weir-mask --stats`; none for globals.
     pub archive_stats: Option<String>,
+    /// `weir-basebackup --stats`; physical backups only.
+    pub backup_stats: Option<String>,
 }
 
 /// Reads one of the stages' `--stats` files.
@@ -93,11 +121,18 @@ pub fn build(url: &str, o: &AddOptions, now: std::time::SystemTime) -> Result<En
         Some(p) => Some(read_stats(p, "archive")?),
         None => None,
     };
-    match (o.kind.as_str(), archive.is_some()) {
-        ("database", true) | ("globals", false) => {}
-        ("database", false) => bail!("a database backup's entry needs --archive-stats"),
-        ("globals", true) => bail!("a globals backup has no archive stats"),
-        (k, _) => bail!("unknown kind {k} (database or globals)"),
+    let physical: Option<Physical> = match &o.backup_stats {
+        Some(p) => Some(read_stats(p, "weir-basebackup")?),
+        None => None,
+    };
+    match (o.kind.as_str(), archive.is_some(), physical.is_some()) {
+        ("database", true, false) | ("globals", false, false) | ("physical", false, true) => {}
+        ("database", false, _) => bail!("a database backup's entry needs --archive-stats"),
+        ("physical", _, false) => bail!("a physical backup's entry needs --backup-stats"),
+        ("database" | "globals" | "physical", _, _) => {
+            bail!("a {} backup's entry takes other stats", o.kind)
+        }
+        (k, _, _) => bail!("unknown kind {k} (database, globals or physical)"),
     }
     if !o.started.is_finite() || o.started < 0.0 {
         bail!("--started must be Unix seconds");
@@ -105,7 +140,7 @@ pub fn build(url: &str, o: &AddOptions, now: std::time::SystemTime) -> Result<En
     let started = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(o.started);
     let duration = now.duration_since(started).unwrap_or_default();
     Ok(Entry {
-        weir_catalog: ENTRY_VERSION,
+        weir_catalog: if physical.is_some() { 2 } else { 1 },
         kind: o.kind.clone(),
         time: rfc3339(started),
         time_unix: unix_seconds(started) as i64,
@@ -115,6 +150,7 @@ pub fn build(url: &str, o: &AddOptions, now: std::time::SystemTime) -> Result<En
         object,
         archive,
         source: o.source.clone(),
+        physical,
     })
 }
 
@@ -161,6 +197,7 @@ mod tests {
             source: Some("db:5432".into()),
             object_stats: put.to_string_lossy().into(),
             archive_stats: archive.then(|| stats.to_string_lossy().into()),
+            backup_stats: None,
         }
     }
 
@@ -186,5 +223,29 @@ mod tests {
         assert!(build(url, &opts(dir.path(), "database", false), now).is_err());
         assert!(build(url, &opts(dir.path(), "globals", true), now).is_err());
         assert!(build(url, &opts(dir.path(), "globals", false), now).is_ok());
+    }
+
+    #[test]
+    fn a_base_backup_entry_carries_its_wal_range_as_version_2() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "s3://b/db/db-20261201T030000Z.weir";
+        let now = UNIX_EPOCH + Duration::from_millis(1_795_000_010_750);
+        let bb = dir.path().join("bb.json");
+        std::fs::write(
+            &bb,
+            br#"{"format":"weir-basebackup","version":1,"label":"l","system_identifier":"7","major":15,"server_version":150018,"segment_size":16777216,"timeline":1,"start_lsn":"0/3000028","start_wal":"000000010000000000000003","started":"2026-12-01T03:00:00Z","tablespaces":[],"stop_lsn":"0/3000100","stop_timeline":1,"stop_wal":"000000010000000000000003","finished":"2026-12-01T03:00:09Z","files":980,"bytes":54605446,"seconds":9.5}"#,
+        )
+        .unwrap();
+        let mut o = opts(dir.path(), "physical", false);
+        assert!(build(url, &o, now).is_err(), "physical without its stats");
+        o.backup_stats = Some(bb.to_string_lossy().into());
+        let e = build(url, &o, now).unwrap();
+        assert_eq!((e.weir_catalog, e.database()), (2, "(physical)"));
+        assert_eq!(
+            e.physical.as_ref().unwrap().stop_wal,
+            "000000010000000000000003"
+        );
+        o.archive_stats = opts(dir.path(), "database", true).archive_stats;
+        assert!(build(url, &o, now).is_err(), "physical with archive stats");
     }
 }

@@ -8,6 +8,7 @@
 //! reading its entries is the whole catalog, so it can never disagree with what is stored.
 
 pub mod entry;
+pub mod physical;
 pub mod retention;
 
 pub use entry::{ENTRY_SUFFIX, ENTRY_VERSION, Entry, ObjectStats};
@@ -39,8 +40,8 @@ pub struct Catalog {
     pub broken: Vec<(ObjectInfo, String)>,
 }
 
-/// Whether a name is one backup.sh gives its data objects (`NAME-YYYYMMDDTHHMMSSZ.weir` or
-/// `.sql`, then `.zst`, `.age`), so that pruning a prefix never touches anything else kept
+/// Whether a name is one backup.sh gives its data objects (`NAME-YYYYMMDDTHHMMSSZ.weir`,
+/// `.sql` or `.tar`, then `.zst`, `.age`), so that pruning a prefix never touches anything else kept
 /// there, such as someone's `notes.sql`.
 fn is_data_name(url: &str) -> bool {
     let name = url.rsplit('/').next().unwrap_or(url);
@@ -49,6 +50,7 @@ fn is_data_name(url: &str) -> bool {
     let Some(stem) = base
         .strip_suffix(".weir")
         .or_else(|| base.strip_suffix(".sql"))
+        .or_else(|| base.strip_suffix(".tar"))
     else {
         return false;
     };
@@ -150,18 +152,66 @@ pub fn ls(url: &str, s3: &S3Settings, json: bool, human: bool) -> Result<()> {
         serde_json::to_writer_pretty(&mut out, &list)?;
         writeln!(out)?;
     } else {
+        let (physical, logical): (Vec<&Backup>, Vec<&Backup>) =
+            cat.backups.iter().partition(|b| b.entry.physical.is_some());
+        if !logical.is_empty() || physical.is_empty() {
+            logical_table(&mut out, &logical, human)?;
+        }
+        if !physical.is_empty() {
+            if !logical.is_empty() {
+                writeln!(out)?;
+            }
+            physical_table(&mut out, &physical, human)?;
+        }
+    }
+    out.finish()?;
+    Ok(())
+}
+
+fn size_of(e: &Entry, human: bool) -> String {
+    if human {
+        human_bytes(e.object.size)
+    } else {
+        e.object.size.to_string()
+    }
+}
+
+/// Base backups: where each starts and stops in the WAL, and the WAL it needs.
+fn physical_table(out: &mut impl Write, list: &[&Backup], human: bool) -> Result<()> {
+    writeln!(
+        out,
+        "{:<20}  {:<8}  {:>3}  {:<11}  {:<11}  {:<49}  {:>12}  {:>9}  URL",
+        "TIME", "KIND", "TLI", "START LSN", "STOP LSN", "WAL", "SIZE", "SECONDS"
+    )?;
+    for b in list {
+        let (e, p) = (&b.entry, b.entry.physical.as_ref().expect("partitioned"));
+        writeln!(
+            out,
+            "{:<20}  {:<8}  {:>3}  {:<11}  {:<11}  {:<49}  {:>12}  {:>9.1}  {}",
+            e.time,
+            e.kind,
+            p.timeline,
+            p.start_lsn,
+            p.stop_lsn,
+            format!("{}..{}", p.start_wal, p.stop_wal),
+            size_of(e, human),
+            e.duration_seconds,
+            b.data_url
+        )?;
+    }
+    Ok(())
+}
+
+fn logical_table(out: &mut impl Write, list: &[&Backup], human: bool) -> Result<()> {
+    {
         writeln!(
             out,
             "{:<20}  {:<16}  {:>12}  {:>6}  {:>12}  {:<14}  {:<6}  URL",
             "TIME", "DATABASE", "SIZE", "TABLES", "ROWS", "ENCRYPTED", "MASKED"
         )?;
-        for b in &cat.backups {
+        for b in list {
             let e = &b.entry;
-            let size = if human {
-                human_bytes(e.object.size)
-            } else {
-                e.object.size.to_string()
-            };
+            let size = size_of(e, human);
             let (tables, rows, masked) = match &e.archive {
                 Some(a) => (
                     a.tables.to_string(),
@@ -180,7 +230,6 @@ pub fn ls(url: &str, s3: &S3Settings, json: bool, human: bool) -> Result<()> {
             )?;
         }
     }
-    out.finish()?;
     Ok(())
 }
 

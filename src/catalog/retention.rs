@@ -127,6 +127,9 @@ pub struct PruneOptions {
     /// The time to count back from (default: now).
     pub now: Option<DateTime<Utc>>,
     pub quiet: bool,
+    /// The weir-wal repository of the base backups under the catalog: WAL older than the
+    /// oldest kept base backup's start is removed from it.
+    pub wal_repo: Option<String>,
 }
 
 /// `weir-prune`: applies the policy to every database's backups under `url`, and removes the
@@ -152,6 +155,7 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
     // removed next time), never an entry that promises a backup that is gone.
     let (mut entries, mut datas) = (Vec::new(), Vec::new());
     let (mut kept, mut freed) = (0usize, 0u64);
+    let mut kept_starts: Vec<&str> = Vec::new();
     for (db, mut list) in groups {
         list.sort_by_key(|b| std::cmp::Reverse(b.entry.time_unix));
         let times: Vec<i64> = list.iter().map(|b| b.entry.time_unix).collect();
@@ -167,6 +171,9 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
                 freed += b.entry.object.size;
             } else {
                 kept += 1;
+                if let Some(p) = &b.entry.physical {
+                    kept_starts.push(&p.start_wal);
+                }
                 writeln!(
                     out,
                     "{:<12}  {}  {db}  {}  ({})",
@@ -191,11 +198,20 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
             freed += l.size;
         }
     }
+    let wal = match &o.wal_repo {
+        Some(repo) => wal_to_remove(repo, s3, kept_starts.iter().min().copied(), &mut out, verb)?,
+        None => Vec::new(),
+    };
     out.finish()?;
     let removed = entries.len();
     if !o.dry_run {
         storage::remove_many(&entries, s3)?;
         storage::remove_many(&datas, s3)?;
+        // Each WAL object before its digest file: an object never exists without one.
+        let (digests, objects): (Vec<String>, Vec<String>) =
+            wal.iter().cloned().partition(|u| u.ends_with(".sha256"));
+        storage::remove_many(&objects, s3)?;
+        storage::remove_many(&digests, s3)?;
     }
     if !o.quiet {
         eprintln!(
@@ -209,6 +225,55 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The WAL objects (with their digest files) before `oldest_start`, the first segment the
+/// oldest kept base backup needs; none when no base backup is kept, since then nothing says
+/// which WAL a restore will need.
+fn wal_to_remove(
+    repo_url: &str,
+    s3: &S3Settings,
+    oldest_start: Option<&str>,
+    out: &mut impl Write,
+    verb: &str,
+) -> Result<Vec<String>> {
+    let Some(keep) = oldest_start else {
+        writeln!(
+            out,
+            "{:<12}  {repo_url}  (no complete base backup: every WAL file kept)",
+            "keep"
+        )?;
+        return Ok(Vec::new());
+    };
+    let repo = crate::physical::repo::Repo::open(repo_url, s3)?;
+    let keys = repo.list("wal/")?;
+    let names: Vec<String> = keys
+        .iter()
+        .map(|(k, _)| {
+            k.rsplit('/')
+                .next()
+                .unwrap_or(k)
+                .trim_end_matches(".sha256")
+                .to_string()
+        })
+        .collect();
+    let gone: std::collections::BTreeSet<&String> = super::physical::wal_before(&names, keep)
+        .into_iter()
+        .collect();
+    let base = repo_url.trim_end_matches('/');
+    let mut urls = Vec::new();
+    let mut files = 0;
+    for ((key, _), name) in keys.iter().zip(&names) {
+        if gone.contains(name) {
+            files += usize::from(!key.ends_with(".sha256"));
+            urls.push(format!("{base}/{key}"));
+        }
+    }
+    writeln!(
+        out,
+        "{verb:<12}  {repo_url}  {files} WAL files before {keep} (the oldest kept base backup's start)"
+    )?;
+    Ok(urls)
 }
 
 #[cfg(test)]

@@ -48,6 +48,11 @@ pub struct PruneCli {
     /// Print nothing but errors.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+    /// The weir-wal repository of the base backups listed here: also remove the WAL older
+    /// than the oldest kept one's start (timeline history files stay; with no complete base
+    /// backup nothing is removed).
+    #[arg(long = "wal-repo", value_name = "URL")]
+    pub wal_repo: Option<String>,
     #[command(flatten)]
     pub s3: S3Args,
 }
@@ -67,6 +72,7 @@ impl PruneCli {
             leftover_age: self.leftover_age,
             now: self.now,
             quiet: self.quiet,
+            wal_repo: self.wal_repo.clone(),
         }
     }
 }
@@ -170,6 +176,41 @@ pub enum CatalogCommand {
     /// Record the backup at URL as complete, from the --stats files its stages wrote; prints
     /// its SIZE ROWS TABLES. Never replaces an entry (exit status 5).
     Add(CatalogAddArgs),
+    /// Print the URL of the base backup a point-in-time recovery starts from: the newest
+    /// complete one under PREFIX that ended before the target (exit status 4 if none).
+    Pick(CatalogPickArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct CatalogPickArgs {
+    /// Where the base backups are: s3://BUCKET/PREFIX/, file:///PATH or PATH.
+    #[arg(value_name = "PREFIX")]
+    pub prefix: String,
+    /// The recovery target time, with its zone ('2026-12-01 10:00:00+00').
+    #[arg(long = "target-time", value_name = "TIME", value_parser = crate::catalog::physical::parse_target_time)]
+    pub target_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// The recovery target LSN.
+    #[arg(long = "target-lsn", value_name = "LSN", value_parser = lsn)]
+    pub target_lsn: Option<u64>,
+    /// The recovery target timeline, as a number.
+    #[arg(long = "target-timeline", value_name = "TLI")]
+    pub target_timeline: Option<u32>,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+fn lsn(s: &str) -> Result<u64, String> {
+    crate::pg::replication::parse_lsn(s).map_err(|e| e.to_string())
+}
+
+impl CatalogPickArgs {
+    pub fn aim(&self) -> crate::catalog::physical::Aim {
+        crate::catalog::physical::Aim {
+            time: self.target_time,
+            lsn: self.target_lsn,
+            timeline: self.target_timeline,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -177,8 +218,9 @@ pub struct CatalogAddArgs {
     /// The backup's data object: s3://BUCKET/KEY, file:///PATH or PATH.
     #[arg(value_name = "URL")]
     pub url: String,
-    /// database (a weir archive) or globals (pg_dumpall --globals-only SQL).
-    #[arg(long = "kind", value_name = "KIND", value_parser = ["database", "globals"])]
+    /// database (a weir archive), globals (pg_dumpall --globals-only SQL) or physical (a
+    /// weir-basebackup stream).
+    #[arg(long = "kind", value_name = "KIND", value_parser = ["database", "globals", "physical"])]
     pub kind: String,
     /// When the backup started, in Unix seconds (date +%s.%N); the duration runs to now.
     #[arg(long = "started", value_name = "SECONDS")]
@@ -189,6 +231,9 @@ pub struct CatalogAddArgs {
     /// The stats weir-extract --stats (or weir-mask --stats) wrote; database backups only.
     #[arg(long = "archive-stats", value_name = "FILE")]
     pub archive_stats: Option<String>,
+    /// The stats weir-basebackup --stats wrote; physical backups only.
+    #[arg(long = "backup-stats", value_name = "FILE")]
+    pub backup_stats: Option<String>,
     /// How the object is compressed: zstd or none.
     #[arg(long = "compression", value_name = "NAME", default_value = "none")]
     pub compression: String,
@@ -212,6 +257,7 @@ impl CatalogAddArgs {
             source: self.source.clone(),
             object_stats: self.object_stats.clone(),
             archive_stats: self.archive_stats.clone(),
+            backup_stats: self.backup_stats.clone(),
         }
     }
 }
@@ -219,10 +265,16 @@ impl CatalogAddArgs {
 /// weir-catalog's man page.
 pub const CATALOG: Page = Page {
     command: <CatalogCli as clap::CommandFactory>::command,
-    examples: &[(
-        "weir-catalog add --kind database --started \"$t0\" --object-stats put.json --archive-stats extract.json s3://backups/prod/prod-20261201T030000Z.weir.zst",
-        "Record a finished backup; prints its size, rows and tables.",
-    )],
+    examples: &[
+        (
+            "weir-catalog add --kind database --started \"$t0\" --object-stats put.json --archive-stats extract.json s3://backups/prod/prod-20261201T030000Z.weir.zst",
+            "Record a finished backup; prints its size, rows and tables.",
+        ),
+        (
+            "weir-catalog pick --target-time '2026-12-01 10:00:00+00' s3://backups/cluster1/base/",
+            "The base backup to restore for a recovery to 10:00.",
+        ),
+    ],
     environment: STORAGE_ENV,
     see_also: "weir-ls(1), weir-prune(1), weir-put(1)",
     exits: &[
@@ -230,6 +282,10 @@ pub const CATALOG: Page = Page {
         (
             ExitCode::Exists,
             Some("The backup already has a catalog entry; it is left as it is."),
+        ),
+        (
+            ExitCode::NotFound,
+            Some("pick: no complete base backup ended before the target."),
         ),
         (ExitCode::BrokenPipe, None),
     ],
