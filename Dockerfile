@@ -41,7 +41,7 @@ COPY completions/bash/ /usr/share/bash-completion/completions/
 COPY completions/zsh/ /usr/share/zsh/vendor-completions/
 COPY completions/fish/ /usr/share/fish/vendor_completions.d/
 COPY scripts/backup.sh scripts/restore.sh /opt/weir/
-COPY scripts/lib/weir-env.sh /opt/weir/lib/
+COPY scripts/lib/weir-env.sh scripts/lib/restore-physical.sh /opt/weir/lib/
 ENV PATH="/opt/weir:/usr/lib/postgresql/${PG_MAJOR}/bin:${PATH}"
 USER weir
 WORKDIR /var/lib/weir

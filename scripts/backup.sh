@@ -10,6 +10,9 @@
 # Each database goes through one pipeline:
 #   weir-extract | [weir-mask] | [weir-compress] | [weir-encrypt] | weir-put
 # and enters the catalog (NAME.catalog.json, written last) only when every stage succeeded.
+# With BACKUP_MODE=physical the instance is backed up whole instead, as one base backup:
+#   weir-basebackup --repo WAL_REPO | [weir-compress] | [weir-encrypt] | weir-put
+# (the server archives its WAL to WAL_REPO itself, through weir-wal push).
 # A failed database is reported with the stage that failed, its object is removed, the
 # other databases still run, and the script exits non-zero.
 set -uo pipefail
@@ -45,6 +48,16 @@ elif [ -n "${AGE_RECIPIENTS:-}${AGE_RECIPIENTS_FILE:-}" ]; then
     for r in ${AGE_RECIPIENTS//,/ }; do encrypt_args+=(-r "$r"); done
     [ -n "${AGE_RECIPIENTS_FILE:-}" ] && encrypt_args+=(-R "$AGE_RECIPIENTS_FILE")
 fi
+
+mode=${BACKUP_MODE:-logical}
+case "$mode" in
+    logical) ;;
+    physical)
+        [ -z "${MASK_RULES:-}" ] || die 2 "MASK_RULES applies to logical backups: a base backup is copied as the server's files"
+        WAL_REPO=${WAL_REPO:-${WEIR_BASE}_wal}
+        ;;
+    *) die 2 "BACKUP_MODE=$mode: expected logical or physical" ;;
+esac
 
 mask_args=()
 if [ -n "${MASK_RULES:-}" ]; then
@@ -95,7 +108,11 @@ stage_mask() {
 write_entry() {
     local url=$1 kind=$2 t0=$3 stats=$4
     local -a archive=()
-    [ -n "$stats" ] && archive=(--archive-stats "$stats")
+    if [ "$kind" = physical ]; then
+        archive=(--backup-stats "$stats")
+    elif [ -n "$stats" ]; then
+        archive=(--archive-stats "$stats")
+    fi
     weir-catalog add --kind "$kind" --started "$t0" --object-stats "$work/put.json" \
         "${archive[@]}" --compression "$compression" --encryption "$encryption" \
         --source "${PGHOST:-local}:${PGPORT:-5432}" "$url"
@@ -159,8 +176,49 @@ backup_globals() {
         "pg_dumpall weir-compress weir-encrypt weir-put" "${PIPESTATUS[@]}"
 }
 
+# The whole instance as one base backup; counted only once its WAL is in WAL_REPO.
+backup_physical() {
+    local started stamp url t0
+    t0=$(date +%s.%N)
+    started=${t0%.*}
+    stamp=$(date -u -d "@$started" +%Y%m%dT%H%M%SZ)
+    url="${WEIR_BASE}_physical/base-$stamp.tar${suffix#.weir}"
+    rm -f "$work"/*.json
+    log "base backup to $url (WAL in $WAL_REPO)"
+    weir-basebackup -q -c "${BASEBACKUP_CHECKPOINT:-fast}" -l "weir $stamp" --repo "$WAL_REPO" \
+        --stats "$work/base.json" |
+        stage_compress | stage_encrypt |
+        weir-put -q --if-none-match --stats "$work/put.json" "$url"
+    conclude "(physical)" "$url" physical "$started" "$t0" "$work/base.json" \
+        "weir-basebackup weir-compress weir-encrypt weir-put" "${PIPESTATUS[@]}"
+}
+
+# Retention flags from KEEP_* and BACKUP_KEEP_DAYS.
+prune_args=()
+[ -n "${KEEP_LAST:-}" ] && prune_args+=(--keep-last "$KEEP_LAST")
+[ -n "${KEEP_DAILY:-}" ] && prune_args+=(--keep-daily "$KEEP_DAILY")
+[ -n "${KEEP_WEEKLY:-}" ] && prune_args+=(--keep-weekly "$KEEP_WEEKLY")
+[ -n "${KEEP_MONTHLY:-}" ] && prune_args+=(--keep-monthly "$KEEP_MONTHLY")
+[ -n "${KEEP_YEARLY:-}" ] && prune_args+=(--keep-yearly "$KEEP_YEARLY")
+[ -n "${KEEP_WITHIN:-}" ] && prune_args+=(--keep-within "$KEEP_WITHIN")
+[ -n "${BACKUP_KEEP_DAYS:-}" ] && prune_args+=(--keep-within "${BACKUP_KEEP_DAYS}d")
+
 # --- the run ---------------------------------------------------------------------------------
 metrics_load
+if [ "$mode" = physical ]; then
+    status=0
+    backup_physical || status=1
+    metrics_write || log "cannot write the metrics to $METRICS_FILE"
+    # Base backups are thinned like dumps; the WAL before the oldest kept one goes with them.
+    if [ "$status" = 0 ] && [ ${#prune_args[@]} -gt 0 ]; then
+        if ! weir-prune -q "${prune_args[@]}" --wal-repo "$WAL_REPO" "${WEIR_BASE}_physical/" >"$work/prune.out"; then
+            log "pruning failed; the base backup itself is complete"
+            status=1
+        fi
+    fi
+    [ "$status" = 0 ] && log "base backup complete"
+    exit "$status"
+fi
 databases=()
 all=0
 case "${POSTGRES_DATABASE:-all}" in
@@ -187,14 +245,6 @@ done
 metrics_write || log "cannot write the metrics to $METRICS_FILE"
 
 # Retention, after the backups: the newest complete backup of each database is never removed.
-prune_args=()
-[ -n "${KEEP_LAST:-}" ] && prune_args+=(--keep-last "$KEEP_LAST")
-[ -n "${KEEP_DAILY:-}" ] && prune_args+=(--keep-daily "$KEEP_DAILY")
-[ -n "${KEEP_WEEKLY:-}" ] && prune_args+=(--keep-weekly "$KEEP_WEEKLY")
-[ -n "${KEEP_MONTHLY:-}" ] && prune_args+=(--keep-monthly "$KEEP_MONTHLY")
-[ -n "${KEEP_YEARLY:-}" ] && prune_args+=(--keep-yearly "$KEEP_YEARLY")
-[ -n "${KEEP_WITHIN:-}" ] && prune_args+=(--keep-within "$KEEP_WITHIN")
-[ -n "${BACKUP_KEEP_DAYS:-}" ] && prune_args+=(--keep-within "${BACKUP_KEEP_DAYS}d")
 if [ ${#prune_args[@]} -gt 0 ]; then
     if ! weir-prune -q "${prune_args[@]}" "$WEIR_BASE" >"$work/prune.out"; then
         log "pruning failed; the backups themselves are complete"

@@ -7,6 +7,8 @@
 #   RESTORE_DATABASE=app scripts/restore.sh                     # the latest backup of app
 #   RESTORE_DATABASE=app scripts/restore.sh 20261122T030000Z    # the one taken then
 #   scripts/restore.sh s3://backups/backup/app/app-20261122T030000Z.weir.zst.age
+#   RESTORE_MODE=physical RESTORE_PGDATA=/srv/pg RESTORE_TARGET_TIME='2026-12-01 10:00:00+00' \
+#       scripts/restore.sh                                      # point-in-time recovery
 #
 # Nothing is committed unless the whole archive arrived and verified (weir-load): a wrong
 # passphrase, a corrupt or truncated object fails before the target is touched.
@@ -17,6 +19,28 @@ set -uo pipefail
 weir_env_setup || exit 2
 
 name=${1:-${BACKUP_NAME:-}}
+
+# Decryption and decompression follow the object's name, which backup.sh chose by them.
+decrypt_args=(-d)
+[ -n "${AGE_IDENTITY_FILE:-}" ] && decrypt_args+=(-i "$AGE_IDENTITY_FILE")
+[ -n "${PASSPHRASE:-}" ] && export WEIR_PASSPHRASE="$PASSPHRASE"
+stage_decrypt() { if [[ $1 == *.age ]]; then weir-encrypt "${decrypt_args[@]}"; else cat; fi; }
+stage_decompress() { if [[ $1 == *.zst || $1 == *.zst.age ]]; then weir-compress -d; else cat; fi; }
+
+# Says which stage failed, if one did.
+check() {
+    local stage
+    stage=$(failed_stage "$@")
+    [ -z "$stage" ] || die 1 "restore FAILED at stage $stage"
+}
+
+if [ "${RESTORE_MODE:-logical}" = physical ]; then
+    # shellcheck source-path=SCRIPTDIR source=lib/restore-physical.sh
+    . "$(dirname "${BASH_SOURCE[0]}")/lib/restore-physical.sh"
+    restore_physical "$name"
+    exit
+fi
+[ "${RESTORE_MODE:-logical}" = logical ] || die 2 "RESTORE_MODE=$RESTORE_MODE: expected logical or physical"
 source_db=${RESTORE_DATABASE:-}
 if [ -z "$source_db" ] && [ -n "${POSTGRES_DATABASE:-}" ] && [ "$POSTGRES_DATABASE" != all ] &&
     [[ $POSTGRES_DATABASE != *,* ]]; then
@@ -44,20 +68,6 @@ esac
 [ -n "$line" ] || die 4 "no complete backup of ${source_db:-$name}${name:+ matching $name} under $WEIR_BASE (see weir-ls --catalog $WEIR_BASE)"
 url=${line##* }
 backup_time=${line%% *}
-
-# Decryption and decompression follow the object's name, which backup.sh chose by them.
-decrypt_args=(-d)
-[ -n "${AGE_IDENTITY_FILE:-}" ] && decrypt_args+=(-i "$AGE_IDENTITY_FILE")
-[ -n "${PASSPHRASE:-}" ] && export WEIR_PASSPHRASE="$PASSPHRASE"
-stage_decrypt() { if [[ $1 == *.age ]]; then weir-encrypt "${decrypt_args[@]}"; else cat; fi; }
-stage_decompress() { if [[ $1 == *.zst || $1 == *.zst.age ]]; then weir-compress -d; else cat; fi; }
-
-# Says which stage failed, if one did.
-check() {
-    local stage
-    stage=$(failed_stage "$@")
-    [ -z "$stage" ] || die 1 "restore FAILED at stage $stage"
-}
 
 # Roles and tablespaces first, so the owners and grants of the database exist: the newest
 # globals backup taken no later than the database's.

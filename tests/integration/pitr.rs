@@ -35,6 +35,12 @@ fn setup() -> Pitr {
         "weir-encrypt",
         "weir-compress",
         "weir-basebackup",
+        "weir-extract",
+        "weir-put",
+        "weir-get",
+        "weir-ls",
+        "weir-catalog",
+        "weir-prune",
     ] {
         let copied = server_copy_of(&c, b);
         std::fs::rename(&copied, bin.join(b)).unwrap();
@@ -606,4 +612,203 @@ fn missing_segment(p: &Pitr, stored: &Path, marks: &Marks) {
         "{}",
         log(p)
     );
+}
+
+/// A shell word for `value`.
+fn quoted(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+/// Runs scripts/NAME (copied where the cluster's owner can read it) as that owner, with the
+/// cluster's connection, the copied weir binaries and `vars`.
+fn job(p: &Pitr, name: &str, vars: &[(&str, String)]) -> Output {
+    let scripts = p.c.dir.join("scripts");
+    if !scripts.exists() {
+        sh(&format!(
+            "cp -r {} {1} && chmod -R a+rX {1}",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scripts")
+                .display(),
+            scripts.display()
+        ));
+    }
+    let mut line = format!(
+        "env POSTGRES_HOST={} POSTGRES_PORT={} POSTGRES_USER=postgres WEIR_BIN_DIR={} PATH={}:$PATH",
+        quoted(&p.c.dir.display().to_string()),
+        p.c.port,
+        quoted(&p.bin.display().to_string()),
+        quoted(&p.c.bindir.display().to_string())
+    );
+    for (k, v) in vars {
+        line.push_str(&format!(" {k}={}", quoted(v)));
+    }
+    line.push_str(&format!(" bash {}", scripts.join(name).display()));
+    owner_sh(p, &line)
+}
+
+#[test]
+fn backup_sh_and_restore_sh_run_the_physical_job_with_retention() {
+    let p = setup();
+    let c = &p.c;
+    let backups = c.dir.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    // The archive where the physical job looks for it by default: BACKUP_DIR/_wal.
+    let repo = backups.join("_wal");
+    sh(&format!(
+        "rm -rf {0} && ln -s {1} {0} && chown -R postgres {2} 2>/dev/null || true",
+        repo.display(),
+        p.repo.display(),
+        backups.display()
+    ));
+    let metrics = c.dir.join("backup.prom");
+    let base = vec![
+        ("BACKUP_MODE", "physical".to_string()),
+        ("BACKUP_DIR", backups.display().to_string()),
+        ("AGE_RECIPIENTS", p.recipient.clone()),
+        ("METRICS_FILE", metrics.display().to_string()),
+    ];
+    c.psql(
+        "postgres",
+        "CREATE TABLE sentinel (n int); INSERT INTO sentinel VALUES (1)",
+    );
+    let ok = |out: Output, what: &str| assert!(out.status.success(), "{what}: {}", stderr(&out));
+    ok(job(&p, "backup.sh", &base), "first backup");
+    c.psql("postgres", "INSERT INTO sentinel VALUES (2)");
+    ok(job(&p, "backup.sh", &base), "second backup");
+    c.psql("postgres", "INSERT INTO sentinel VALUES (3)");
+    let time = q(c, "SELECT clock_timestamp()");
+    c.psql("postgres", "INSERT INTO sentinel VALUES (4)");
+    let mut keep = base.clone();
+    keep.push(("KEEP_LAST", "2".into()));
+    ok(job(&p, "backup.sh", &keep), "third backup, keeping two");
+    c.psql("postgres", "INSERT INTO sentinel VALUES (5)");
+    let last = switch(c);
+    wait_archived(c, &last);
+    let m = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        m.contains("weir_backup_success{database=\"(physical)\"} 1"),
+        "{m}"
+    );
+
+    // Two base backups are left, and the WAL from the older one's start on.
+    let ls = owner_sh(
+        &p,
+        &format!(
+            "{}/weir-ls --catalog --json {}/_physical/",
+            p.bin.display(),
+            backups.display()
+        ),
+    );
+    assert!(ls.status.success(), "{}", stderr(&ls));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    let kept_start = entries[0]["physical"]["start_wal"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = entries[0]["url"].as_str().unwrap().to_string();
+    let mut segments: Vec<String> = walk_names(&p.repo.join("wal"));
+    segments.retain(|n| n.len() == 24);
+    segments.sort();
+    assert_eq!(
+        segments.first(),
+        Some(&kept_start),
+        "WAL before the oldest kept backup remains"
+    );
+    let text = owner_sh(
+        &p,
+        &format!(
+            "{}/weir-ls --catalog {}/_physical/",
+            p.bin.display(),
+            backups.display()
+        ),
+    );
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    assert!(
+        text.starts_with("TIME") && text.contains("START LSN") && text.contains(&kept_start),
+        "{text}"
+    );
+    c.kill();
+
+    // To the time between 3 and 4: the older kept backup is picked, the server opened there.
+    let restore_vars = |extra: &[(&'static str, String)]| {
+        let mut v = vec![
+            ("RESTORE_MODE", "physical".to_string()),
+            ("RESTORE_PGDATA", c.data().display().to_string()),
+            ("RESTORE_CLEAR", "1".into()),
+            ("BACKUP_DIR", backups.display().to_string()),
+            ("AGE_IDENTITY_FILE", p.key.display().to_string()),
+            (
+                "RESTORE_PG_OPTS",
+                "-c archive_mode=off -c listen_addresses=''".into(),
+            ),
+            (
+                "RESTORE_LOG",
+                c.dir.join("recovery.log").display().to_string(),
+            ),
+        ];
+        v.extend_from_slice(extra);
+        v
+    };
+    let out = job(
+        &p,
+        "restore.sh",
+        &restore_vars(&[
+            ("RESTORE_TARGET_TIME", time.clone()),
+            ("RESTORE_TARGET_ACTION", "promote".into()),
+        ]),
+    );
+    assert!(
+        out.status.success(),
+        "restore.sh to a time: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(&second),
+        "not the older kept backup: {}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("recovery stopped"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sentinels(c), "1,2,3");
+    stop(&p);
+    // Before every kept backup ended: nothing can reach it.
+    let early = entries[0]["time"]
+        .as_str()
+        .unwrap()
+        .replace('T', " ")
+        .replace('Z', "+00");
+    let out = job(
+        &p,
+        "restore.sh",
+        &restore_vars(&[("RESTORE_TARGET_TIME", early)]),
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    // All the WAL there is.
+    let out = job(&p, "restore.sh", &restore_vars(&[]));
+    assert!(
+        out.status.success(),
+        "restore.sh to the end: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("whole archive"), "{}", stderr(&out));
+    assert_eq!(sentinels(c), "1,2,3,4,5");
+    stop(&p);
+}
+
+/// The file names under a directory tree.
+fn walk_names(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk_names(&path));
+        } else {
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
 }
