@@ -22,9 +22,9 @@ struct Pitr {
     tablespace: PathBuf,
 }
 
-fn setup() -> Pitr {
+fn setup(name: &str) -> Pitr {
     let c = Cluster::start_with(
-        "pitr",
+        name,
         "wal_level = replica\narchive_mode = on\narchive_command = 'sh archive.sh %p'\nmax_wal_senders = 4",
     );
     let bin = c.dir.join("bin");
@@ -285,7 +285,7 @@ fn mark(p: &Pitr) -> Marks {
 
 #[test]
 fn a_base_backup_restores_to_every_kind_of_target_and_damage_never_restores() {
-    let p = setup();
+    let p = setup("pitr");
     let c = &p.c;
     c.psql(
         "postgres",
@@ -648,7 +648,7 @@ fn job(p: &Pitr, name: &str, vars: &[(&str, String)]) -> Output {
 
 #[test]
 fn backup_sh_and_restore_sh_run_the_physical_job_with_retention() {
-    let p = setup();
+    let p = setup("pitr-jobs");
     let c = &p.c;
     let backups = c.dir.join("backups");
     std::fs::create_dir_all(&backups).unwrap();
