@@ -6,6 +6,8 @@
 weir_install_prereqs() {
     local need=()
     command -v pg_config >/dev/null 2>&1 || need+=(libpq-dev)
+    # weir-basebackup links libpq (pq-sys finds it through pkg-config or pg_config).
+    pkg-config --exists libpq 2>/dev/null || need+=(libpq-dev pkg-config)
     command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
     if ! command -v pg_config >/dev/null 2>&1 || [ ! -x "$(pg_config --bindir 2>/dev/null)/initdb" ]; then
         need+=(postgresql postgresql-contrib)
