@@ -249,13 +249,7 @@ fn wal_to_remove(
     let keys = repo.list("wal/")?;
     let names: Vec<String> = keys
         .iter()
-        .map(|(k, _)| {
-            k.rsplit('/')
-                .next()
-                .unwrap_or(k)
-                .trim_end_matches(".sha256")
-                .to_string()
-        })
+        .map(|(k, _)| k.rsplit('/').next().unwrap_or(k).to_string())
         .collect();
     let gone: std::collections::BTreeSet<&String> = super::physical::wal_before(&names, keep)
         .into_iter()
@@ -265,8 +259,8 @@ fn wal_to_remove(
     let mut files = 0;
     for ((key, _), name) in keys.iter().zip(&names) {
         if gone.contains(name) {
-            files += usize::from(!key.ends_with(".sha256"));
-            urls.push(format!("{base}/{key}"));
+            files += 1;
+            urls.extend(repo.stored_keys(key).iter().map(|k| format!("{base}/{k}")));
         }
     }
     writeln!(

@@ -261,7 +261,17 @@ impl Repo {
         }
     }
 
+    /// The keys that hold `key`: the object, and in a directory the digest file beside it
+    /// (which [`Repo::list`] leaves out), so that removing an object removes both.
+    pub fn stored_keys(&self, key: &str) -> Vec<String> {
+        match self {
+            Repo::Dir(_) => vec![key.to_string(), format!("{key}.sha256")],
+            Repo::S3 { .. } => vec![key.to_string()],
+        }
+    }
+
     /// Every key under `prefix` (relative to the repository), with its size, in key order.
+    /// A directory's digest files are not listed.
     pub fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let mut out = match self {
             Repo::Dir(root) => {

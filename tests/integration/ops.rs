@@ -884,3 +884,156 @@ fn a_name_already_taken_fails_the_backup_and_keeps_the_other() {
             .all(|f| std::fs::read(f).unwrap() == b"another run's")
     );
 }
+
+/// WAL segment `n` of timeline 1, log 0, as weir-wal names it.
+fn segment(n: u32) -> String {
+    format!("00000001{:08X}{n:08X}", 0)
+}
+
+/// A file of a directory WAL repository with its digest beside it, as weir-wal push leaves it.
+fn synthetic_wal(repo: &Path, dir: &str, name: &str) {
+    let d = repo.join("wal").join(dir);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(d.join(name), name.as_bytes()).unwrap();
+    std::fs::write(d.join(format!("{name}.sha256")), "00\n").unwrap();
+}
+
+/// A base backup's entry and data object, as backup.sh's physical job would have written them
+/// at `time`, for a backup whose WAL runs from segment `start` to `start + 1`.
+fn synthetic_base_backup(dir: &Path, time: chrono::DateTime<chrono::Utc>, start: u32) {
+    let stamp = time.format("%Y%m%dT%H%M%SZ");
+    let data = dir.join(format!("base-{stamp}.tar.zst"));
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(&data, b"not really a base backup").unwrap();
+    let at = time.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let entry = serde_json::json!({
+        "weir_catalog": 2,
+        "kind": "physical",
+        "time": at,
+        "time_unix": time.timestamp(),
+        "duration_seconds": 60.0,
+        "compression": "zstd",
+        "encryption": "none",
+        "object": {"url": data.display().to_string(), "size": 24},
+        "physical": {
+            "label": format!("weir {stamp}"), "system_identifier": "7300000000000000001",
+            "major": 15, "timeline": 1,
+            "start_lsn": format!("0/{start:X}000028"), "stop_lsn": format!("0/{:X}000100", start + 1),
+            "start_wal": segment(start), "stop_wal": segment(start + 1),
+            "started": at, "finished": at, "files": 1000, "bytes": 1 << 30
+        }
+    });
+    std::fs::write(
+        format!("{}.catalog.json", data.display()),
+        serde_json::to_vec(&entry).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn prune_base_backups_and_their_wal_over_synthetic_dates() {
+    use chrono::{Duration as D, TimeZone, Utc};
+    let tmp = tempfile::tempdir().unwrap();
+    let catalog_dir = tmp.path().join("_physical");
+    let repo = tmp.path().join("_wal");
+    // Forty daily base backups from 2026-10-01, four segments apart, and the archive they need:
+    // segments 1 to 170, a .backup file at each start, and a timeline history file.
+    let first = Utc.with_ymd_and_hms(2026, 10, 1, 3, 0, 0).unwrap();
+    for day in 0..40u32 {
+        synthetic_base_backup(&catalog_dir, first + D::days(day.into()), 4 * day + 2);
+        synthetic_wal(
+            &repo,
+            "0000000100000000",
+            &format!("{}.00000028.backup", segment(4 * day + 2)),
+        );
+    }
+    for n in 1..=170 {
+        synthetic_wal(&repo, "0000000100000000", &segment(n));
+    }
+    synthetic_wal(&repo, "history", "00000002.history");
+    let prune = |args: &[&str], catalog: &Path| {
+        let mut cmd = Command::new(bin("weir-prune"));
+        cmd.args(args).arg("--wal-repo").arg(&repo).arg(catalog);
+        scrub(&mut cmd, &[]).output().unwrap()
+    };
+    let names = || -> Vec<String> {
+        walk(&repo.join("wal"))
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+
+    // No base backup at all: not a single WAL file goes, and the dry run says why.
+    let empty = tmp.path().join("nothing");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = prune(&["--keep-last", "1"], &empty);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("no complete base backup: every WAL file kept"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let before = names().len();
+    assert_eq!(before, 2 * (40 + 170 + 1));
+
+    let policy = [
+        "--keep-daily",
+        "7",
+        "--keep-weekly",
+        "4",
+        "--now",
+        "2026-11-10T00:00:00Z",
+    ];
+    let mut dry = vec!["--dry-run"];
+    dry.extend(policy);
+    let out = prune(&dry, &catalog_dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(names().len(), before, "a dry run removed WAL");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains(&format!(
+            "would remove  {}  121 WAL files before {}",
+            repo.display(),
+            segment(98)
+        )),
+        "{text}"
+    );
+    assert!(text.contains("(weekly 2026-W43)"), "{text}");
+
+    let out = prune(&policy, &catalog_dir);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kept: Vec<String> = catalog(&catalog_dir.display().to_string(), &[])
+        .iter()
+        .map(|e| e["time"].as_str().unwrap()[..10].to_string())
+        .collect();
+    // The newest of each of the last 7 days, and of the 4 last ISO weeks (Monday 2026-11-09
+    // opens W46; W45 ends on Sunday the 8th, W44 on 1 November, W43 on 25 October).
+    assert_eq!(
+        kept,
+        [
+            "2026-10-25",
+            "2026-11-01",
+            "2026-11-03",
+            "2026-11-04",
+            "2026-11-05",
+            "2026-11-06",
+            "2026-11-07",
+            "2026-11-08",
+            "2026-11-09"
+        ]
+    );
+    // WAL from the oldest kept backup's start (day 24: segment 98) on, with every digest; the
+    // history file whatever its age; nothing older.
+    let mut left = names();
+    left.sort();
+    let mut want: Vec<String> = (98..=170).map(segment).collect();
+    want.extend((24..40).map(|d| format!("{}.00000028.backup", segment(4 * d + 2))));
+    want.push("00000002.history".into());
+    let digests: Vec<String> = want.iter().map(|n| format!("{n}.sha256")).collect();
+    want.extend(digests);
+    want.sort();
+    assert_eq!(left, want);
+    assert!(!catalog_dir.join("base-20261024T030000Z.tar.zst").exists());
+    assert!(catalog_dir.join("base-20261025T030000Z.tar.zst").exists());
+}
