@@ -140,15 +140,21 @@ conclude() {
     log "$name: done in $(elapsed "$t0") s, $size bytes"
 }
 
+# Sets the caller's t0 (the start, with nanoseconds, for the duration), started (whole
+# seconds, for the catalog) and stamp (the object names' UTC time), and clears the stats files.
+begin_run() {
+    t0=$(date +%s.%N)
+    started=${t0%.*}
+    stamp=$(date -u -d "@$started" +%Y%m%dT%H%M%SZ)
+    rm -f "$work"/*.json
+}
+
 # Backs up one database; returns non-zero (and says why) if any stage failed.
 backup_database() {
     local db=$1 started stamp url t0 stats=$work/extract.json
     [ ${#mask_args[@]} -gt 0 ] && stats=$work/mask.json
-    t0=$(date +%s.%N)
-    started=${t0%.*}
-    stamp=$(date -u -d "@$started" +%Y%m%dT%H%M%SZ)
+    begin_run
     url="$WEIR_BASE$(key_name "$db")/$(key_name "$db")-$stamp$suffix"
-    rm -f "$work"/*.json
     log "$db: backing up to $url"
     weir-extract -q --stats "$work/extract.json" "${extract_args[@]}" -d "$(conninfo_db "$db")" |
         stage_mask | stage_compress | stage_encrypt |
@@ -160,11 +166,8 @@ backup_database() {
 # The roles and tablespaces, once per run: pg_dumpall --globals-only as SQL.
 backup_globals() {
     local started stamp url t0 gopts
-    t0=$(date +%s.%N)
-    started=${t0%.*}
-    stamp=$(date -u -d "@$started" +%Y%m%dT%H%M%SZ)
+    begin_run
     url="${WEIR_BASE}_globals/globals-$stamp${suffix/.weir/.sql}"
-    rm -f "$work"/*.json
     log "globals: backing up to $url"
     read -r -a gopts <<<"${GLOBALS_EXTRA_OPTS:-}"
     # A masked run keeps no secrets, the roles' password verifiers included.
@@ -179,11 +182,8 @@ backup_globals() {
 # The whole instance as one base backup; counted only once its WAL is in WAL_REPO.
 backup_physical() {
     local started stamp url t0
-    t0=$(date +%s.%N)
-    started=${t0%.*}
-    stamp=$(date -u -d "@$started" +%Y%m%dT%H%M%SZ)
+    begin_run
     url="${WEIR_BASE}_physical/base-$stamp.tar${suffix#.weir}"
-    rm -f "$work"/*.json
     log "base backup to $url (WAL in $WAL_REPO)"
     weir-basebackup -q -c "${BASEBACKUP_CHECKPOINT:-fast}" -l "weir $stamp" --repo "$WAL_REPO" \
         --stats "$work/base.json" |

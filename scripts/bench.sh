@@ -11,6 +11,9 @@
 #                                              (postgres-backup-s3's job, streaming)
 #   weir-wal push, fetch              against  pgbackrest archive-push, archive-get, sync
 #                                              and async (scripts/lib/bench-wal.sh)
+#   weir-basebackup, restore-physical against  pgbackrest backup, restore (a full backup, then
+#                                              recovery to a time target; pg_basebackup for
+#                                              scale: scripts/lib/bench-physical.sh)
 # on a generated mixed-type dataset of about BENCH_GB gigabytes (default 1). Prints wall time,
 # peak RSS and the ratios weir/reference (below 1.0 means weir is faster or smaller).
 # BENCH_RUNS (default 3) runs of each, in alternating order; the best run counts.
@@ -27,7 +30,14 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/weir-bench.XXXXXX")
 chmod 755 "$work"
 SCRATCH_PG_OPTS="-c max_wal_size=8GB -c checkpoint_timeout=30min -c shared_buffers=256MB"
 S3_PID=
-trap 'scratch_pg_stop; [ -z "$S3_PID" ] || kill "$S3_PID" 2>/dev/null; rm -rf "$work"' EXIT
+bench_cleanup() {
+    # A server the physical pair restored, if a failure left it running.
+    [ ! -f "$work/phys/restored/postmaster.pid" ] || "${SCRATCH_AS[@]}" "$SCRATCH_BINDIR/pg_ctl" -D "$work/phys/restored" -m immediate stop >/dev/null 2>&1 || true
+    scratch_pg_stop
+    [ -z "$S3_PID" ] || kill "$S3_PID" 2>/dev/null
+    rm -rf "$work"
+}
+trap bench_cleanup EXIT
 scratch_pg_start
 
 echo "== generating ~${gb} GB of mixed-type data"
@@ -219,6 +229,10 @@ command -v pgbackrest >/dev/null 2>&1 || { apt-get update -qq && apt-get install
 . scripts/lib/bench-wal.sh
 bench_wal
 bench_wal_s3
+
+# Base backups and point-in-time recovery: weir against pgBackRest (scripts/lib/bench-physical.sh).
+. scripts/lib/bench-physical.sh
+bench_physical
 
 echo
 echo "byte-stream stages:"

@@ -1,0 +1,202 @@
+# shellcheck shell=bash
+# The physical pair of scripts/bench.sh: a full base backup of the benchmark's cluster and a
+# restore plus recovery to a time target, weir against pgBackRest 2.45 (Debian's pgbackrest),
+# both to a posix repository (a directory), zstd level 3, encrypted (pgBackRest aes-256-cbc,
+# weir to an age recipient), pgBackRest with process-max=2, both with a fast checkpoint; and,
+# for scale, plain pg_basebackup -Ft -z (gzip) and pg_basebackup -Ft | zstd -T2. The server
+# archives every segment to both repositories (weir-wal push, then pgbackrest archive-push),
+# so each tool finds the WAL its backup waits for and its recovery replays.
+# Sourced by bench.sh after its cluster, best(), maxi(), $bin, $work and $runs exist.
+# shellcheck disable=SC2154 # work, runs, bin and SCRATCH_* come from bench.sh.
+
+# phys_measure LABEL COMMAND...: runs COMMAND as the cluster's owner; prints "seconds KiB
+# client-CPU server-CPU". Client CPU is what /usr/bin/time counts for COMMAND and its
+# children; server CPU is what the backends that ended meanwhile used (the postmaster's
+# children's time, /proc/PID/stat fields 16 and 17): weir's walsender reads the files that
+# pgBackRest reads itself, so only the sum compares. Peak RSS is the largest process's.
+phys_measure() {
+    local label=$1; shift
+    psql -X -q -d postgres -c CHECKPOINT
+    sync
+    local pm before after secs kb usr sys tick
+    pm=$(head -n1 "$SCRATCH_DIR/data/postmaster.pid")
+    tick=$(getconf CLK_TCK)
+    before=$(awk '{ print $16 + $17 }' "/proc/$pm/stat")
+    /usr/bin/time -f "%e %M %U %S" -o "$work/time" runuser -u postgres -- "$@" >/dev/null 2>"$work/err" ||
+        { cat "$work/err" >&2; exit 1; }
+    after=$(awk '{ print $16 + $17 }' "/proc/$pm/stat")
+    read -r secs kb usr sys < "$work/time"
+    local cpu server
+    cpu=$(python3 -c "print(f'{$usr + $sys:.2f}')")
+    server=$(python3 -c "print(f'{($after - $before) / $tick:.2f}')")
+    printf '%-30s %7.2f s wall %8d KiB peak RSS %7s s CPU client, %6s s server\n' "$label" "$secs" "$kb" "$cpu" "$server" >&2
+    echo "$secs $kb $cpu $server"
+}
+
+# Turns archiving on (a restart) with the command that feeds both repositories. pgBackRest's
+# backup refuses an archive_command without the word pgbackrest in it (error 068), hence the
+# script's name.
+bench_physical_archiving() {
+    local p=$1 rcpt=$2 conf=$3
+    cat > "$p/weir-wal-and-pgbackrest.sh" <<EOF
+set -e
+"$bin/weir-wal" push --repo "$p/wal" -r "$rcpt" "\$1"
+pgbackrest --config="$conf" --stanza=bench archive-push "\$1"
+EOF
+    chown postgres "$p/weir-wal-and-pgbackrest.sh"
+    psql -X -q -d postgres -c "ALTER SYSTEM SET archive_mode = on" \
+        -c "ALTER SYSTEM SET archive_command = 'bash $p/weir-wal-and-pgbackrest.sh %p'"
+    "${SCRATCH_AS[@]}" "$SCRATCH_BINDIR/pg_ctl" -D "$SCRATCH_DIR/data" -w -m fast restart >/dev/null
+}
+
+bench_physical_pgbackrest_conf() {
+    local p=$1 conf=$1/pgbackrest.conf
+    {
+        echo "[global]"
+        echo "repo1-path=$p/pgbr"
+        echo "repo1-cipher-type=aes-256-cbc"
+        echo "repo1-cipher-pass=$(openssl rand -hex 24)"
+        echo "repo1-retention-full=100"
+        echo "compress-type=zst"
+        echo "compress-level=3"
+        echo "process-max=2"
+        echo "start-fast=y"
+        echo "lock-path=$p/pgbr-lock"
+        echo "log-level-console=warn"
+        echo "log-level-file=off"
+        echo "[bench]"
+        echo "pg1-path=$SCRATCH_DIR/data"
+        echo "pg1-socket-path=$SCRATCH_DIR"
+        echo "pg1-port=$SCRATCH_PORT"
+        echo "pg1-user=postgres"
+    } > "$conf"
+    echo "$conf"
+}
+
+# The restore scripts, each from its tool's newest backup to the time target T, then the
+# server started on its own port and waited for until recovery ended and it promoted.
+bench_physical_scripts() {
+    local p=$1 conf=$2 port=$3
+    cat > "$p/start.sh" <<EOF
+set -eu
+"$SCRATCH_BINDIR/pg_ctl" -D "$p/restored" -l "$p/restored.log" -w -t 3600 \\
+    -o "-p $port -k $p -c listen_addresses='' -c archive_mode=off" start >/dev/null
+until [ "\$(psql -X -At -h "$p" -p $port -d postgres -c 'SELECT pg_is_in_recovery()')" = f ]; do
+    "$SCRATCH_BINDIR/pg_ctl" -D "$p/restored" status >/dev/null || { tail -n 5 "$p/restored.log" >&2; exit 1; }
+    sleep 0.1
+done
+EOF
+    cat > "$p/restore-weir.sh" <<EOF
+set -euo pipefail
+"$bin/weir-get" -q "\$(cat "$p/weir-latest")" | "$bin/weir-encrypt" -d -i "$p/key.txt" | "$bin/weir-compress" -d |
+    "$bin/weir-restore-physical" -D "$p/restored" --repo "$p/wal" -i "$p/key.txt" \\
+        --target-time "\$(cat "$p/target")" --target-action promote
+bash "$p/start.sh"
+EOF
+    cat > "$p/restore-pgbr.sh" <<EOF
+set -euo pipefail
+install -d -m 700 "$p/restored"
+pgbackrest --config="$conf" --stanza=bench --pg1-path="$p/restored" --type=time \\
+    --target="\$(cat "$p/target")" --target-action=promote restore
+bash "$p/start.sh"
+EOF
+    chown postgres "$p"/*.sh
+}
+
+# After the backups: WAL to replay (about 20 segments), the target time, one row past it.
+bench_physical_target() {
+    local p=$1 last
+    psql -X -q -d bench -c "CREATE TABLE phys_after AS SELECT g, md5(g::text) AS h FROM generate_series(1, 3000000) g"
+    psql -X -A -t -d postgres -c "SELECT clock_timestamp()" > "$p/target"
+    chown postgres "$p/target"
+    sleep 1
+    psql -X -q -d bench -c "CREATE TABLE phys_past_target AS SELECT 1 AS n"
+    last=$(psql -X -A -t -d postgres -c "SELECT pg_walfile_name(pg_switch_wal())")
+    until [ "$(psql -X -A -t -d postgres -c "SELECT last_archived_wal >= '$last' FROM pg_stat_archiver")" = t ]; do sleep 0.2; done
+}
+
+# What a restored server holds: the rows before the target, nothing after it.
+bench_physical_check() {
+    local p=$1 port=$2 got
+    got=$(psql -X -A -t -h "$p" -p "$port" -d bench -c "SELECT count(*) || ' ' || (to_regclass('phys_past_target') IS NULL) FROM phys_after")
+    [ "$got" = "3000000 true" ] || { echo "restored server holds the wrong data: $got" >&2; exit 1; }
+    runuser -u postgres -- "$SCRATCH_BINDIR/pg_ctl" -D "$p/restored" -m immediate stop >/dev/null
+    rm -rf "$p/restored"
+}
+
+bench_physical() {
+    local p=$work/phys rcpt conf port
+    echo "== physical: weir-basebackup and pgBackRest $(pgbackrest version | cut -d' ' -f2) full backups, restore to a time target, $runs runs each"
+    mkdir -p "$p/wal" "$p/pgbr" "$p/pgbr-lock" "$p/weir" "$p/pgbb"
+    age-keygen -o "$p/key.txt" 2>/dev/null
+    rcpt=$(age-keygen -y "$p/key.txt")
+    conf=$(bench_physical_pgbackrest_conf "$p")
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    chown -R postgres "$p"
+    bench_physical_archiving "$p" "$rcpt" "$conf"
+    runuser -u postgres -- pgbackrest --config="$conf" --stanza=bench stanza-create >/dev/null
+    # weir-wal creates its cluster record with the first segment it archives.
+    psql -X -q -d postgres -c "SELECT pg_switch_wal()" -c "CREATE TABLE IF NOT EXISTS phys_first ()" >/dev/null
+    local first
+    first=$(psql -X -A -t -d postgres -c "SELECT pg_walfile_name(pg_switch_wal())")
+    until [ "$(psql -X -A -t -d postgres -c "SELECT last_archived_wal >= '$first' FROM pg_stat_archiver")" = t ]; do sleep 0.2; done
+    bench_physical_scripts "$p" "$conf" "$port"
+
+    local w=() wk=() wc=() ws=() g=() gk=() gc=() gs=() z=() zc=() x=() xc=() a b c d i
+    local weir_cmd pgbr_cmd
+    for i in $(seq "$runs"); do
+        rm -f "$p/weir"/* && rm -rf "$p/pgbb"/*
+        weir_cmd=(bash -o pipefail -c "'$bin/weir-basebackup' -q -c fast --repo '$p/wal' | '$bin/weir-compress' -3 -T2 |
+            '$bin/weir-encrypt' -r $rcpt | '$bin/weir-put' -q '$p/weir/base-$i.tar.zst.age'")
+        pgbr_cmd=(pgbackrest --config="$conf" --stanza=bench --type=full backup)
+        if [ $((i % 2)) = 1 ]; then
+            read -r a b c d < <(phys_measure "weir-basebackup|...|put" "${weir_cmd[@]}"); w+=("$a"); wk+=("$b"); wc+=("$c"); ws+=("$d")
+            read -r a b c d < <(phys_measure "pgbackrest backup" "${pgbr_cmd[@]}"); g+=("$a"); gk+=("$b"); gc+=("$c"); gs+=("$d")
+        else
+            read -r a b c d < <(phys_measure "pgbackrest backup" "${pgbr_cmd[@]}"); g+=("$a"); gk+=("$b"); gc+=("$c"); gs+=("$d")
+            read -r a b c d < <(phys_measure "weir-basebackup|...|put" "${weir_cmd[@]}"); w+=("$a"); wk+=("$b"); wc+=("$c"); ws+=("$d")
+        fi
+        read -r a _ c d < <(phys_measure "pg_basebackup -Ft -z" pg_basebackup -Ft -z -X none -c fast -D "$p/pgbb/gz")
+        z+=("$a"); zc+=("$(python3 -c "print($c + $d)")")
+        read -r a _ c d < <(phys_measure "pg_basebackup -Ft | zstd -T2" bash -o pipefail -c "pg_basebackup -Ft -X none -c fast -D - | zstd -q -3 -T2 > '$p/pgbb/base.tar.zst'")
+        x+=("$a"); xc+=("$(python3 -c "print($c + $d)")")
+    done
+    local weir_bytes pgbr_bytes gz_bytes zst_bytes
+    weir_bytes=$(stat -c %s "$p/weir/base-$runs.tar.zst.age")
+    echo "$p/weir/base-$runs.tar.zst.age" > "$p/weir-latest"
+    # The newest full backup's directory (its WAL lives under archive/, as weir's in wal/).
+    pgbr_bytes=$(du -sb "$(find "$p/pgbr/backup/bench" -maxdepth 1 -name '*F' | sort | tail -n1)" | cut -f1)
+    gz_bytes=$(du -sb "$p/pgbb/gz" | cut -f1)
+    zst_bytes=$(stat -c %s "$p/pgbb/base.tar.zst")
+    chown -R postgres "$p"
+
+    bench_physical_target "$p"
+    local rw=() rwk=() rg=() rgk=() rwc=() rgc=()
+    for i in $(seq "$runs"); do
+        for tool in $( [ $((i % 2)) = 1 ] && echo weir pgbr || echo pgbr weir); do
+            read -r a b c d < <(phys_measure "restore+recover ($tool)" bash "$p/restore-$tool.sh")
+            bench_physical_check "$p" "$port"
+            if [ "$tool" = weir ]; then rw+=("$a"); rwk+=("$b"); rwc+=("$c")
+            else rg+=("$a"); rgk+=("$b"); rgc+=("$c"); fi
+        done
+    done
+    psql -X -q -d bench -c "DROP TABLE phys_after, phys_past_target" -c "DROP TABLE IF EXISTS phys_first" >/dev/null
+
+    ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+    local bw bg bwc bgc
+    bw=$(best "${w[@]}"); bg=$(best "${g[@]}")
+    bwc=$(python3 -c "print(min(float(a) + float(b) for a, b in zip('${wc[*]}'.split(), '${ws[*]}'.split())))")
+    bgc=$(python3 -c "print(min(float(a) + float(b) for a, b in zip('${gc[*]}'.split(), '${gs[*]}'.split())))")
+    {
+        printf '  %-26s weir %s s, pgBackRest %s s: %sx wall time (target <= 1.0)\n' "full base backup" "$bw" "$bg" "$(ratio "$bw" "$bg")"
+        printf '  %-26s weir %s s, pgBackRest %s s (client + server): %sx (target <= 1.0)\n' "  CPU" "$bwc" "$bgc" "$(ratio "$bwc" "$bgc")"
+        printf '  %-26s weir %d MiB, pgBackRest %d MiB (largest process): %sx (target <= 1.0)\n' "  peak RSS" \
+            "$(($(maxi "${wk[@]}") / 1024))" "$(($(maxi "${gk[@]}") / 1024))" "$(ratio "$(maxi "${wk[@]}")" "$(maxi "${gk[@]}")")"
+        printf '  %-26s weir %s, pgBackRest %s bytes: %sx (target <= 1.0)\n' "  stored" "$weir_bytes" "$pgbr_bytes" "$(ratio "$weir_bytes" "$pgbr_bytes")"
+        printf '  %-26s pg_basebackup -Ft -z %s s, %s s CPU, %s bytes; | zstd -T2 %s s, %s s CPU, %s bytes (unencrypted, for scale)\n' "  for scale" \
+            "$(best "${z[@]}")" "$(best "${zc[@]}")" "$gz_bytes" "$(best "${x[@]}")" "$(best "${xc[@]}")" "$zst_bytes"
+        printf '  %-26s weir %s s, pgBackRest %s s: %sx wall time (target <= 1.0); client CPU %s s vs %s s; peak RSS %d MiB vs %d MiB\n' \
+            "restore + recover to time" "$(best "${rw[@]}")" "$(best "${rg[@]}")" "$(ratio "$(best "${rw[@]}")" "$(best "${rg[@]}")")" \
+            "$(best "${rwc[@]}")" "$(best "${rgc[@]}")" "$(($(maxi "${rwk[@]}") / 1024))" "$(($(maxi "${rgk[@]}") / 1024))"
+    } >> "$work/stages"
+}
