@@ -137,13 +137,9 @@ fn check_archive(
     let repo = super::repo::Repo::open(url, s3)?;
     let rec = super::wal::read_record(&repo)?
         .ok_or_else(|| anyhow!("no weir-wal repository at {url}"))?;
-    if rec.system_identifier != h.system_identifier {
-        let m = format!(
-            "{url} holds WAL of cluster {}, the backup is of cluster {}",
-            rec.system_identifier, h.system_identifier
-        );
-        return Err(coded(ExitCode::WrongCluster, m));
-    }
+    let backup =
+        super::wal::ClusterRecord::describing(h.system_identifier.clone(), h.major, h.segment_size);
+    rec.refuse_other("the base backup", url, &backup)?;
     let list = entries(&repo)?;
     let names = segments(&list, h.timeline);
     let last = names.last().copied().unwrap_or(h.start_wal.as_str());

@@ -59,7 +59,12 @@ impl ClusterRecord {
 
     /// Refuses a segment of another cluster.
     fn check(&self, name: &str, h: &SegmentHeader) -> Result<()> {
-        let theirs = ClusterRecord::of(h);
+        self.refuse_other(name, "the repository", &ClusterRecord::of(h))
+    }
+
+    /// Refuses `what` (a segment, a server, a base backup), of the cluster `theirs`
+    /// describes, when that is not the cluster of this record, the `repo`'s: exit 6.
+    pub fn refuse_other(&self, what: &str, repo: &str, theirs: &ClusterRecord) -> Result<()> {
         let same = theirs.system_identifier == self.system_identifier
             && theirs.major == self.major
             && theirs.segment_size == self.segment_size;
@@ -67,13 +72,25 @@ impl ClusterRecord {
             return Err(coded(
                 ExitCode::WrongCluster,
                 format!(
-                    "{name} belongs to another cluster ({}) than the repository ({})",
+                    "{what} belongs to another cluster ({}) than {repo} ({})",
                     theirs.describe(),
                     self.describe()
                 ),
             ));
         }
         Ok(())
+    }
+
+    /// What a server or a base backup says of its cluster, for [`ClusterRecord::refuse_other`].
+    pub fn describing(system_identifier: String, major: u32, segment_size: u32) -> ClusterRecord {
+        ClusterRecord {
+            format: "weir-wal".into(),
+            version: 1,
+            system_identifier,
+            major,
+            segment_size,
+            created: String::new(),
+        }
     }
 }
 
