@@ -547,10 +547,15 @@ pub fn fetch(o: &FetchOptions) -> Result<Fetched> {
     Ok(fetched)
 }
 
-/// A segment fetched ahead (verified then, and renamed into the spool whole) moves to `%p`.
+/// A segment fetched ahead (verified then, and renamed into the spool whole) moves to `%p`;
+/// unless the machine restarted since (see [`spool_boot`]), when the file may not be whole.
 fn take_prefetched(spool: &Path, name: &WalName, dest: &Path) -> Result<bool> {
     let file = spool.join(&name.name);
     if !file.exists() {
+        return Ok(false);
+    }
+    if spool_boot(spool) != SpoolBoot::Same {
+        let _ = std::fs::remove_file(&file);
         return Ok(false);
     }
     if std::fs::rename(&file, dest).is_err() {
@@ -577,6 +582,15 @@ pub fn prefetch(o: &FetchOptions) -> Result<()> {
         return Ok(()); // another prefetcher is at work
     };
     clear_passed(spool, &name);
+    // Unsynced spool files are whole while the machine runs; after a restart they may not be.
+    let sync = match spool_boot(spool) {
+        SpoolBoot::Same => false,
+        SpoolBoot::Other => {
+            clear_spooled(spool);
+            mark_spool_boot(spool)
+        }
+        SpoolBoot::Unknown => true,
+    };
     let repo = Repo::open(&o.repo, &o.s3)?;
     let rec = read_record(&repo)?.ok_or_else(|| anyhow!("no weir-wal repository"))?;
     let queue = following(&name, rec.segment_size, o.prefetch - 1);
@@ -596,7 +610,7 @@ pub fn prefetch(o: &FetchOptions) -> Result<()> {
                     if i >= queue.len() || i > end.load(SeqCst) {
                         return Ok(());
                     }
-                    if prefetch_one(o, &repo, &ids, spool, &queue[i])? == Fetched::Absent {
+                    if prefetch_one(o, &repo, &ids, spool, &queue[i], sync)? == Fetched::Absent {
                         end.fetch_min(i, SeqCst);
                     }
                 }
@@ -613,6 +627,7 @@ fn prefetch_one(
     ids: &[Identity],
     spool: &Path,
     next: &str,
+    sync: bool,
 ) -> Result<Fetched> {
     let target = spool.join(next);
     let Some(_lock) = lock_file(spool, next, false)? else {
@@ -621,8 +636,52 @@ fn prefetch_one(
     if target.exists() {
         return Ok(Fetched::Restored);
     }
-    // Synced always: a spool file is taken later, perhaps after a crash of the machine.
-    fetch_once(o, repo, ids, &WalName::parse(next)?, &target, true)
+    fetch_once(o, repo, ids, &WalName::parse(next)?, &target, sync)
+}
+
+/// Where the spool's files were written, as far as a crash is concerned.
+#[derive(PartialEq)]
+enum SpoolBoot {
+    /// Since the machine last started: a file renamed into the spool is whole (the page
+    /// cache survives the crash of a process), synced or not.
+    Same,
+    /// Before the machine last started, or never marked: unsynced files may be torn.
+    Other,
+    /// The system says nothing of its boots (no Linux boot_id): spool files are synced.
+    Unknown,
+}
+
+/// The kernel's identifier of this boot, new at every start of the machine.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// Compares the boot the spool's `.boot` file names with this one.
+fn spool_boot(spool: &Path) -> SpoolBoot {
+    let Ok(now) = std::fs::read_to_string(BOOT_ID) else {
+        return SpoolBoot::Unknown;
+    };
+    match std::fs::read_to_string(spool.join(".boot")) {
+        Ok(then) if then == now => SpoolBoot::Same,
+        _ => SpoolBoot::Other,
+    }
+}
+
+/// Records this boot in the spool (synced, with the folder, so it never outlives the files it
+/// speaks for); returns whether spool files must still be synced (when that failed).
+fn mark_spool_boot(spool: &Path) -> bool {
+    let Ok(now) = std::fs::read(BOOT_ID) else {
+        return true;
+    };
+    super::repo::durable_write(&spool.join(".boot"), &now).is_err()
+}
+
+/// Removes every spooled segment (after a restart of the machine: they may be torn).
+fn clear_spooled(spool: &Path) {
+    for e in std::fs::read_dir(spool).into_iter().flatten().flatten() {
+        let f = e.file_name().to_string_lossy().to_string();
+        if WalName::parse(&f).is_ok() || f.contains(".weir-tmp.") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Removes what recovery has passed from the spool: segments (and their locks) before `name`

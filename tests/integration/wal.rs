@@ -360,6 +360,28 @@ fn ahead_of_the_server(a: &Archiving, last: &str) {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::read(&dest).unwrap() == want);
     assert!(!fspool.join(names[1]).exists());
+    // The spool's files are not synced, so a spool from before a restart of the machine (as
+    // its .boot says) is never taken: here a torn C2 is ignored and fetched again whole.
+    let boot = std::fs::read_to_string(fspool.join(".boot")).unwrap();
+    assert_eq!(
+        boot,
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap()
+    );
+    std::fs::write(fspool.join(".boot"), "an earlier boot\n").unwrap();
+    std::fs::write(fspool.join(names[2]), b"torn by a power cut").unwrap();
+    let o = fetch(
+        a,
+        names[2],
+        &dest,
+        &["--prefetch", "3", "--spool", fspool.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut want = moved_to(&seg, names[2]);
+    want[8192 * 3] = 2;
+    assert!(
+        std::fs::read(&dest).unwrap() == want,
+        "a torn spool file was taken"
+    );
 }
 
 /// A copy of a segment whose first page says it starts where `name` does (16 MiB segments),
