@@ -6,7 +6,7 @@ complete -c weir-restore-physical -l region -d 'Region (default: AWS_REGION, the
 complete -c weir-restore-physical -l profile -d 'Named profile from ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE)' -r
 complete -c weir-restore-physical -l attempts -d 'Attempts per request before giving up, the first included; retries back off exponentially with jitter' -r
 complete -c weir-restore-physical -s i -l identity -d 'The age identity file restore_command decrypts WAL with (its path goes into the setting, never its contents)' -r -F
-complete -c weir-restore-physical -l restore-command -d 'Use CMD as restore_command instead of weir-wal fetch --repo URL' -r
+complete -c weir-restore-physical -l restore-command -d 'Use CMD as restore_command instead of weir-wal fetch --repo URL (for a server that runs elsewhere, a container say); --repo then only checks the archive' -r
 complete -c weir-restore-physical -l target-time -d 'Stop at this time (recovery_target_time), e.g. \'2026-12-01 10:00:00+00\'' -r
 complete -c weir-restore-physical -l target-lsn -d 'Stop at this LSN (recovery_target_lsn)' -r
 complete -c weir-restore-physical -l target-xid -d 'Stop at this transaction (recovery_target_xid)' -r

@@ -13,7 +13,10 @@
 # client-CPU server-CPU". Client CPU is what /usr/bin/time counts for COMMAND and its
 # children; server CPU is what the backends that ended meanwhile used (the postmaster's
 # children's time, /proc/PID/stat fields 16 and 17): weir's walsender reads the files that
-# pgBackRest reads itself, so only the sum compares. Peak RSS is the largest process's.
+# pgBackRest reads itself, so only the sum compares. Memory is reported twice: the largest
+# process's peak RSS (/usr/bin/time) and the peak of the whole process tree's RSS summed (a
+# pipeline of four stages against pgBackRest's main and local processes), sampled every 50 ms;
+# the tree's sum goes to $work/tree.
 phys_measure() {
     local label=$1; shift
     psql -X -q -d postgres -c CHECKPOINT
@@ -22,14 +25,22 @@ phys_measure() {
     pm=$(head -n1 "$SCRATCH_DIR/data/postmaster.pid")
     tick=$(getconf CLK_TCK)
     before=$(awk '{ print $16 + $17 }' "/proc/$pm/stat")
-    /usr/bin/time -f "%e %M %U %S" -o "$work/time" runuser -u postgres -- "$@" >/dev/null 2>"$work/err" ||
-        { cat "$work/err" >&2; exit 1; }
+    setsid /usr/bin/time -f "%e %M %U %S" -o "$work/time" runuser -u postgres -- "$@" >/dev/null 2>"$work/err" &
+    local job=$! peak=0 sum
+    while kill -0 "$job" 2>/dev/null; do
+        # The session's processes but the measuring ones (time, runuser), in KiB.
+        sum=$(ps -o rss=,comm= -s "$job" 2>/dev/null | awk '$2 != "time" && $2 != "runuser" { s += $1 } END { print s + 0 }')
+        [ "$sum" -le "$peak" ] || peak=$sum
+        sleep 0.05
+    done
+    wait "$job" || { cat "$work/err" >&2; exit 1; }
+    echo "$peak" > "$work/tree"
     after=$(awk '{ print $16 + $17 }' "/proc/$pm/stat")
     read -r secs kb usr sys < "$work/time"
     local cpu server
     cpu=$(python3 -c "print(f'{$usr + $sys:.2f}')")
     server=$(python3 -c "print(f'{($after - $before) / $tick:.2f}')")
-    printf '%-30s %7.2f s wall %8d KiB peak RSS %7s s CPU client, %6s s server\n' "$label" "$secs" "$kb" "$cpu" "$server" >&2
+    printf '%-30s %7.2f s wall %8d KiB peak RSS (%d KiB all processes) %7s s CPU client, %6s s server\n' "$label" "$secs" "$kb" "$peak" "$cpu" "$server" >&2
     echo "$secs $kb $cpu $server"
 }
 
@@ -142,7 +153,7 @@ bench_physical() {
     until [ "$(psql -X -A -t -d postgres -c "SELECT last_archived_wal >= '$first' FROM pg_stat_archiver")" = t ]; do sleep 0.2; done
     bench_physical_scripts "$p" "$conf" "$port"
 
-    local w=() wk=() wc=() ws=() g=() gk=() gc=() gs=() z=() zc=() x=() xc=() a b c d i
+    local w=() wk=() wc=() ws=() wt=() g=() gk=() gc=() gs=() gt=() z=() zc=() x=() xc=() a b c d i
     local weir_cmd pgbr_cmd
     for i in $(seq "$runs"); do
         rm -f "$p/weir"/* && rm -rf "$p/pgbb"/*
@@ -150,11 +161,11 @@ bench_physical() {
             '$bin/weir-encrypt' -r $rcpt | '$bin/weir-put' -q '$p/weir/base-$i.tar.zst.age'")
         pgbr_cmd=(pgbackrest --config="$conf" --stanza=bench --type=full backup)
         if [ $((i % 2)) = 1 ]; then
-            read -r a b c d < <(phys_measure "weir-basebackup|...|put" "${weir_cmd[@]}"); w+=("$a"); wk+=("$b"); wc+=("$c"); ws+=("$d")
-            read -r a b c d < <(phys_measure "pgbackrest backup" "${pgbr_cmd[@]}"); g+=("$a"); gk+=("$b"); gc+=("$c"); gs+=("$d")
+            read -r a b c d < <(phys_measure "weir-basebackup|...|put" "${weir_cmd[@]}"); w+=("$a"); wk+=("$b"); wc+=("$c"); ws+=("$d"); wt+=("$(cat "$work/tree")")
+            read -r a b c d < <(phys_measure "pgbackrest backup" "${pgbr_cmd[@]}"); g+=("$a"); gk+=("$b"); gc+=("$c"); gs+=("$d"); gt+=("$(cat "$work/tree")")
         else
-            read -r a b c d < <(phys_measure "pgbackrest backup" "${pgbr_cmd[@]}"); g+=("$a"); gk+=("$b"); gc+=("$c"); gs+=("$d")
-            read -r a b c d < <(phys_measure "weir-basebackup|...|put" "${weir_cmd[@]}"); w+=("$a"); wk+=("$b"); wc+=("$c"); ws+=("$d")
+            read -r a b c d < <(phys_measure "pgbackrest backup" "${pgbr_cmd[@]}"); g+=("$a"); gk+=("$b"); gc+=("$c"); gs+=("$d"); gt+=("$(cat "$work/tree")")
+            read -r a b c d < <(phys_measure "weir-basebackup|...|put" "${weir_cmd[@]}"); w+=("$a"); wk+=("$b"); wc+=("$c"); ws+=("$d"); wt+=("$(cat "$work/tree")")
         fi
         read -r a _ c d < <(phys_measure "pg_basebackup -Ft -z" pg_basebackup -Ft -z -X none -c fast -D "$p/pgbb/gz")
         z+=("$a"); zc+=("$(python3 -c "print($c + $d)")")
@@ -192,6 +203,8 @@ bench_physical() {
         printf '  %-26s weir %s s, pgBackRest %s s (client + server): %sx (target <= 1.0)\n' "  CPU" "$bwc" "$bgc" "$(ratio "$bwc" "$bgc")"
         printf '  %-26s weir %d MiB, pgBackRest %d MiB (largest process): %sx (target <= 1.0)\n' "  peak RSS" \
             "$(($(maxi "${wk[@]}") / 1024))" "$(($(maxi "${gk[@]}") / 1024))" "$(ratio "$(maxi "${wk[@]}")" "$(maxi "${gk[@]}")")"
+        printf '  %-26s weir %d MiB, pgBackRest %d MiB (all processes, summed): %sx\n' "  peak RSS" \
+            "$(($(maxi "${wt[@]}") / 1024))" "$(($(maxi "${gt[@]}") / 1024))" "$(ratio "$(maxi "${wt[@]}")" "$(maxi "${gt[@]}")")"
         printf '  %-26s weir %s, pgBackRest %s bytes: %sx (target <= 1.0)\n' "  stored" "$weir_bytes" "$pgbr_bytes" "$(ratio "$weir_bytes" "$pgbr_bytes")"
         printf '  %-26s pg_basebackup -Ft -z %s s, %s s CPU, %s bytes; | zstd -T2 %s s, %s s CPU, %s bytes (unencrypted, for scale)\n' "  for scale" \
             "$(best "${z[@]}")" "$(best "${zc[@]}")" "$gz_bytes" "$(best "${x[@]}")" "$(best "${xc[@]}")" "$zst_bytes"

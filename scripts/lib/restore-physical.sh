@@ -47,6 +47,8 @@ restore_physical() {
     local -a args=(-D "$pgdata" --repo "$wal_repo")
     [ "${RESTORE_CLEAR:-0}" = 1 ] && args+=(--clear)
     [ -n "${AGE_IDENTITY_FILE:-}" ] && args+=(-i "$AGE_IDENTITY_FILE")
+    # The server may run elsewhere (another container) with weir-wal at another path.
+    [ -n "${RESTORE_COMMAND:-}" ] && args+=(--restore-command "$RESTORE_COMMAND")
     local m
     local maps=${RESTORE_TABLESPACE_MAPPING:-}
     for m in ${maps//,/ }; do args+=(-T "$m"); done

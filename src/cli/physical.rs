@@ -357,8 +357,9 @@ pub struct RestorePhysicalCli {
     /// setting, never its contents).
     #[arg(short = 'i', long = "identity", value_name = "FILE")]
     pub identity: Option<std::path::PathBuf>,
-    /// Use CMD as restore_command instead of weir-wal fetch --repo URL.
-    #[arg(long = "restore-command", value_name = "CMD", conflicts_with = "repo")]
+    /// Use CMD as restore_command instead of weir-wal fetch --repo URL (for a server that
+    /// runs elsewhere, a container say); --repo then only checks the archive.
+    #[arg(long = "restore-command", value_name = "CMD")]
     pub restore_command: Option<String>,
     /// Stop at this time (recovery_target_time), e.g. '2026-12-01 10:00:00+00'.
     #[arg(long = "target-time", value_name = "TIME", group = "target")]
