@@ -15,7 +15,7 @@ use crate::plumbing::{ExitCode, coded};
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read};
+use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -67,7 +67,9 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
     let mut dirs = vec![o.pgdata.clone()];
     dirs.extend(locations.values().cloned());
     let mut guard = Created::prepare(&dirs, o.clear)?;
-    let trailer = unpack(&mut entries, &o.pgdata, &locations, &header)?;
+    let trailer = writing_back(&dirs, !o.no_sync, || {
+        unpack(&mut entries, &o.pgdata, &locations, &header)
+    })?;
     for (oid, location) in &locations {
         let link = o.pgdata.join("pg_tblspc").join(oid);
         let _ = fs::remove_file(&link);
@@ -95,6 +97,39 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
         o.pgdata.display()
     );
     Ok(())
+}
+
+/// Runs `work` while a second thread has the kernel write back what it writes (one syncfs per
+/// directory's file system every 100 ms), so that the disk works while the stream still
+/// arrives and the final sync finds little left to write; the way weir-wal push syncs a
+/// segment while it compresses. With this and 1 MiB writes, a 1 GB base backup restored from
+/// a file in 1.26-1.82 s, against 2.86-3.55 s before (synced either way).
+fn writing_back<R>(dirs: &[PathBuf], on: bool, work: impl FnOnce() -> R) -> R {
+    let files: Vec<fs::File> = dirs.iter().filter_map(|d| fs::File::open(d).ok()).collect();
+    if !on || files.is_empty() {
+        return work();
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                // A failure shows again in the final sync, which is checked.
+                for f in &files {
+                    let _ = rustix::fs::syncfs(f);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        });
+        // Set on the way out even if `work` panics, or the scope would wait for ever.
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _stop = Stop(&done);
+        work()
+    })
 }
 
 fn bad(m: String) -> anyhow::Error {
@@ -278,8 +313,9 @@ fn write_member<R: Read>(entry: &mut tar::Entry<R>, dest: &Path) -> Result<Optio
                 .open(dest)
                 .with_context(|| format!("cannot create {}", dest.display()))?;
             let mut summed = Summing::new(entry);
-            io::copy(&mut summed, &mut f)
-                .map_err(|e| bad(format!("{}: the stream is damaged: {e}", dest.display())))?;
+            // In 1 MiB writes: io::copy's 8 KiB would be 128,000 write calls per GB.
+            crate::plumbing::copy(&mut summed, &mut f, &mut |_| {})
+                .map_err(|e| bad(format!("{}: the stream is damaged: {e:#}", dest.display())))?;
             let sum = summed.sum();
             if sum.0 != size {
                 return Err(bad(format!(

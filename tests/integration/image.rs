@@ -3,7 +3,7 @@
 //! S3-compatible server on this machine. Where no image could be built, the test says why
 //! (WEIR_TEST_IMAGE_SKIPPED, set by scripts/test.sh) and does nothing else.
 
-use crate::harness::{Cluster, PASSWORD, bin, scrub, stderr};
+use crate::harness::{Cluster, PASSWORD, as_owner, bin, free_port, scrub, sh, stderr, tool};
 use crate::objstore::{ACCESS_KEY, SECRET_KEY, shared};
 use std::process::{Command, Output, Stdio};
 
@@ -15,7 +15,7 @@ fn image() -> Option<String> {
             let why = std::env::var("WEIR_TEST_IMAGE_SKIPPED").unwrap_or_else(|_| {
                 "WEIR_TEST_IMAGE is not set (scripts/test.sh builds the image and sets it)".into()
             });
-            eprintln!("SKIPPED image::backup_and_restore_inside_the_image: {why}");
+            eprintln!("SKIPPED image tests: {why}");
             None
         }
     }
@@ -24,8 +24,13 @@ fn image() -> Option<String> {
 /// `podman run` of the image with the host's network; settings go in as `-e NAME` with the
 /// value in podman's own environment, so no secret is on an argv.
 fn podman(image: &str, env: &[(&str, &str)], cmd: &[&str]) -> Output {
+    podman_with(image, &[], env, cmd)
+}
+
+/// [`podman`] with more options for `podman run` (volumes).
+fn podman_with(image: &str, opts: &[&str], env: &[(&str, &str)], cmd: &[&str]) -> Output {
     let mut c = Command::new("podman");
-    c.args(["run", "--rm", "--network=host"]);
+    c.args(["run", "--rm", "--network=host"]).args(opts);
     for (k, v) in env {
         c.args(["-e", k]).env(k, v);
     }
@@ -113,4 +118,200 @@ fn backup_and_restore_inside_the_image() {
     );
     let count: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert_eq!(count, weir::cli::PAGES.len());
+}
+
+/// The physical job from the image: the server (on the host, the user's side) archives through
+/// weir-wal to S3; backup.sh BACKUP_MODE=physical in the container takes a base backup over a
+/// TCP replication connection; restore.sh RESTORE_MODE=physical in the container unpacks it
+/// into a mounted directory (RESTORE_START=0, with the server's own RESTORE_COMMAND), and the
+/// server started there on the host recovers to the source's content.
+#[test]
+fn the_physical_job_inside_the_image() {
+    let Some(image) = image() else { return };
+    let src = Cluster::start_with(
+        "image-phys",
+        "wal_level = replica\narchive_mode = on\narchive_command = 'sh archive.sh %p'\nmax_wal_senders = 4",
+    );
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(src.data().join("pg_hba.conf"))
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, b"host replication all 127.0.0.1/32 scram-sha-256\n")
+        })
+        .unwrap();
+    src.psql("postgres", "SELECT pg_reload_conf()");
+    let bucket = shared().bucket("image-phys");
+    let endpoint = shared().endpoint();
+    let keys = src.dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let key = keys.join("key.txt");
+    assert!(
+        tool("age-keygen", &["-o", key.to_str().unwrap()], b"")
+            .status
+            .success()
+    );
+    sh(&format!(
+        "chmod 755 {} && chmod 644 {}",
+        keys.display(),
+        key.display()
+    ));
+    let recipient =
+        String::from_utf8(tool("age-keygen", &["-y", key.to_str().unwrap()], b"").stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+    // The server's side: weir-wal where its user can run it, the credentials in a file.
+    let wal = crate::wal::server_copy_of(&src, "weir-wal");
+    let repo = format!("s3://{bucket}/nightly/_wal");
+    let creds = format!(
+        "export AWS_ACCESS_KEY_ID={ACCESS_KEY} AWS_SECRET_ACCESS_KEY={SECRET_KEY} AWS_REGION=us-east-1 AWS_ENDPOINT_URL={endpoint}\n"
+    );
+    std::fs::write(
+        src.data().join("archive.sh"),
+        format!(
+            "{creds}exec {} push --repo {repo} -r {recipient} \"$1\"\n",
+            wal.display()
+        ),
+    )
+    .unwrap();
+    let fetch = src.dir.join("fetch.sh");
+    std::fs::write(
+        &fetch,
+        format!(
+            "{creds}exec {} fetch --repo {repo} -i {} \"$1\" \"$2\"\n",
+            wal.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    sh(&format!("chmod 755 {}", fetch.display()));
+    src.create_db(
+        "shop",
+        "CREATE TABLE items (id int PRIMARY KEY, name text);
+         INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 5000) g;",
+    );
+    let port = src.port.to_string();
+    let common = [
+        ("POSTGRES_HOST", "127.0.0.1"),
+        ("POSTGRES_PORT", port.as_str()),
+        ("POSTGRES_USER", "weir"),
+        ("POSTGRES_PASSWORD", PASSWORD),
+        ("S3_ENDPOINT", endpoint.as_str()),
+        ("S3_BUCKET", bucket.as_str()),
+        ("S3_PREFIX", "nightly"),
+        ("S3_REGION", "us-east-1"),
+        ("S3_ACCESS_KEY_ID", ACCESS_KEY),
+        ("S3_SECRET_ACCESS_KEY", SECRET_KEY),
+    ];
+    let mut env = common.to_vec();
+    env.extend([
+        ("BACKUP_MODE", "physical"),
+        ("AGE_RECIPIENTS", recipient.as_str()),
+    ]);
+    let out = podman(&image, &env, &[]);
+    assert!(
+        out.status.success(),
+        "physical backup.sh in the image: {}",
+        stderr(&out)
+    );
+    src.psql(
+        "shop",
+        "INSERT INTO items VALUES (5001, 'after the backup')",
+    );
+    let last = crate::wal::switch(&src);
+    crate::wal::wait_archived(&src, &last);
+
+    let mut ls = Command::new(bin("weir-ls"));
+    ls.args([
+        "--catalog",
+        "--json",
+        &format!("s3://{bucket}/nightly/_physical/"),
+    ]);
+    let ls = scrub(&mut ls, &shared().env()).output().unwrap();
+    assert!(ls.status.success(), "{}", stderr(&ls));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["kind"], "physical");
+    assert_eq!(entries[0]["encryption"], "age");
+
+    // Restored by the image into a mounted directory, started by the host's server binaries.
+    let target = std::env::temp_dir().join(format!(
+        "weir-test-{}-image-phys-restored",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&target).unwrap();
+    sh(&format!("chmod 777 {}", target.display()));
+    let restore_command = format!("sh {} %f %p", fetch.display());
+    let mut env = common.to_vec();
+    env.extend([
+        ("RESTORE_MODE", "physical"),
+        ("RESTORE_PGDATA", "/restore/data"),
+        ("RESTORE_START", "0"),
+        ("RESTORE_COMMAND", restore_command.as_str()),
+        ("AGE_IDENTITY_FILE", "/keys/key.txt"),
+    ]);
+    let volumes = [
+        "-v".to_string(),
+        format!("{}:/restore", target.display()),
+        "-v".to_string(),
+        format!("{}:/keys:ro", keys.display()),
+    ];
+    let volumes: Vec<&str> = volumes.iter().map(String::as_str).collect();
+    let out = podman_with(&image, &volumes, &env, &["restore.sh"]);
+    assert!(
+        out.status.success(),
+        "physical restore.sh in the image: {}",
+        stderr(&out)
+    );
+    sh(&format!(
+        "chown -R postgres {0} 2>/dev/null || true; chmod 700 {0}/data",
+        target.display()
+    ));
+    let restored = Cluster {
+        dir: target.clone(),
+        port: free_port(),
+        bindir: src.bindir.clone(),
+        ca_cert: src.ca_cert.clone(),
+    };
+    let opts = format!(
+        "-p {} -k {} -c listen_addresses='' -c archive_mode=off",
+        restored.port,
+        target.display()
+    );
+    let log = target.join("log");
+    let start = as_owner(
+        &src.bindir.join("pg_ctl"),
+        &[
+            "-D",
+            restored.data().to_str().unwrap(),
+            "-o",
+            &opts,
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "start",
+        ],
+    );
+    assert!(
+        start.status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    // No target: recovery replays the whole archive, then the server opens.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while restored
+        .psql("postgres", "SELECT pg_is_in_recovery()")
+        .trim()
+        != "f"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(src.content("shop"), restored.content("shop"));
+    restored.kill();
+    let _ = std::fs::remove_dir_all(&target);
 }
