@@ -14,8 +14,10 @@ use std::io::{self, Read, Write};
 
 pub const CHUNK: usize = 64 * 1024;
 const TAG: usize = 16;
-/// Chunks per batch: 4 MiB of plaintext, enough to keep every thread busy for a while.
-const BATCH: usize = 64;
+/// Chunks per batch: 2 MiB of plaintext, enough to keep every thread busy for a while.
+/// Measured on a 1 GB stream against 4 MiB batches: 8% more time (470 ms against 434; age
+/// takes 625) for 19 MiB of RSS instead of 29; 1 MiB batches took 581 ms in 14 MiB.
+const BATCH: usize = 32;
 
 /// Derives the payload key from the file key and the 16-byte payload nonce.
 pub fn payload_key(file_key: &[u8; 16], nonce: &[u8]) -> [u8; 32] {
