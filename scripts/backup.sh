@@ -190,7 +190,24 @@ backup_physical() {
         stage_compress | stage_encrypt |
         weir-put -q --if-none-match --stats "$work/put.json" "$url"
     conclude "(physical)" "$url" physical "$started" "$t0" "$work/base.json" \
-        "weir-basebackup weir-compress weir-encrypt weir-put" "${PIPESTATUS[@]}"
+        "weir-basebackup weir-compress weir-encrypt weir-put" "${PIPESTATUS[@]}" || return 1
+    wal_lag
+}
+
+# The archive's lag, for the metrics: complete segments of the server's timeline that
+# WAL_REPO does not hold yet (the server's current segment is still being written). Nothing
+# is recorded when either side cannot say (a standby has no current WAL position).
+wal_lag() {
+    local cur per newest
+    read -r cur per < <(psql -X -At -F ' ' -d "$(conninfo_db "${POSTGRES_MAINTENANCE_DB:-postgres}")" \
+        -c "SELECT pg_walfile_name(pg_current_wal_lsn()), 4294967296 / setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'" 2>/dev/null)
+    [ -n "${per:-}" ] || return 0
+    newest=$(weir-wal ls --repo "$WAL_REPO" 2>/dev/null | awk -v tli="${cur:0:8}" '$1 == tli && $2 == "segment" { n = $4 } END { print n }')
+    [ -n "$newest" ] || return 0
+    local seg_cur=$((16#${cur:8:8} * per + 16#${cur:16:8})) seg_new=$((16#${newest:8:8} * per + 16#${newest:16:8}))
+    local lag=$((seg_cur - seg_new - 1))
+    [ "$lag" -ge 0 ] || lag=0
+    METRIC["weir_backup_wal_lag_segments{$(metric_label "(physical)")}"]=$lag
 }
 
 # Retention flags from KEEP_* and BACKUP_KEEP_DAYS.

@@ -29,7 +29,8 @@ phys_measure() {
     local job=$! peak=0 sum
     while kill -0 "$job" 2>/dev/null; do
         # The session's processes but the measuring ones (time, runuser), in KiB.
-        sum=$(ps -o rss=,comm= -s "$job" 2>/dev/null | awk '$2 != "time" && $2 != "runuser" { s += $1 } END { print s + 0 }')
+        # (ps fails once the session has ended, between the test and here.)
+        sum=$({ ps -o rss=,comm= -s "$job" 2>/dev/null || true; } | awk '$2 != "time" && $2 != "runuser" { s += $1 } END { print s + 0 }')
         [ "$sum" -le "$peak" ] || peak=$sum
         sleep 0.05
     done
@@ -196,8 +197,8 @@ bench_physical() {
     ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
     local bw bg bwc bgc
     bw=$(best "${w[@]}"); bg=$(best "${g[@]}")
-    bwc=$(python3 -c "print(min(float(a) + float(b) for a, b in zip('${wc[*]}'.split(), '${ws[*]}'.split())))")
-    bgc=$(python3 -c "print(min(float(a) + float(b) for a, b in zip('${gc[*]}'.split(), '${gs[*]}'.split())))")
+    bwc=$(python3 -c "print(round(min(float(a) + float(b) for a, b in zip('${wc[*]}'.split(), '${ws[*]}'.split())), 2))")
+    bgc=$(python3 -c "print(round(min(float(a) + float(b) for a, b in zip('${gc[*]}'.split(), '${gs[*]}'.split())), 2))")
     {
         printf '  %-26s weir %s s, pgBackRest %s s: %sx wall time (target <= 1.0)\n' "full base backup" "$bw" "$bg" "$(ratio "$bw" "$bg")"
         printf '  %-26s weir %s s, pgBackRest %s s (client + server): %sx (target <= 1.0)\n' "  CPU" "$bwc" "$bgc" "$(ratio "$bwc" "$bgc")"

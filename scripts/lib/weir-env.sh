@@ -127,6 +127,7 @@ METRIC_NAMES=(
     "weir_backup_rows|gauge|Rows in the last successful backup."
     "weir_backup_tables|gauge|Tables with data in the last successful backup."
     "weir_backup_failures_total|counter|Failed backups of the database, over every run this file has seen."
+    "weir_backup_wal_lag_segments|gauge|Physical job: complete WAL segments the server has written that WAL_REPO does not hold, after the last successful base backup."
 )
 
 metric_label() {

@@ -689,6 +689,11 @@ fn backup_sh_and_restore_sh_run_the_physical_job_with_retention() {
         m.contains("weir_backup_success{database=\"(physical)\"} 1"),
         "{m}"
     );
+    // Every complete segment was archived when the backup ended.
+    assert!(
+        m.contains("weir_backup_wal_lag_segments{database=\"(physical)\"} 0\n"),
+        "{m}"
+    );
 
     // Two base backups are left, and the WAL from the older one's start on.
     let ls = owner_sh(
