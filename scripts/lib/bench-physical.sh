@@ -145,6 +145,9 @@ bench_physical() {
     conf=$(bench_physical_pgbackrest_conf "$p")
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     chown -R postgres "$p"
+    # The bench data alone: the databases the pairs before restored into go first.
+    local db
+    for db in r_pg r_weir r_job r_pbs3; do psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $db"; done
     bench_physical_archiving "$p" "$rcpt" "$conf"
     runuser -u postgres -- pgbackrest --config="$conf" --stanza=bench stanza-create >/dev/null
     # weir-wal creates its cluster record with the first segment it archives.

@@ -545,25 +545,11 @@ impl Drop for TempFile {
 /// (each `fdatasync` writes what is dirty; they follow each other until `work` is done).
 pub fn sync_while<R>(file: Option<&File>, work: impl FnOnce() -> R) -> R {
     let Some(file) = file else { return work() };
-    let done = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                // A failure here shows again in the final sync, which the caller checks.
-                let _ = file.sync_data();
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
-        });
-        // Set on the way out even if `work` panics, or the scope would wait for ever.
-        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-        impl Drop for Stop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        let _stop = Stop(&done);
-        work()
-    })
+    // A failure here shows again in the final sync, which the caller checks.
+    let tick = || {
+        let _ = file.sync_data();
+    };
+    crate::plumbing::alongside(std::time::Duration::from_millis(2), tick, work)
 }
 
 /// `data` at `path` through a synced [`TempFile`].

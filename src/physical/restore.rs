@@ -109,27 +109,13 @@ fn writing_back<R>(dirs: &[PathBuf], on: bool, work: impl FnOnce() -> R) -> R {
     if !on || files.is_empty() {
         return work();
     }
-    let done = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                // A failure shows again in the final sync, which is checked.
-                for f in &files {
-                    let _ = rustix::fs::syncfs(f);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-        });
-        // Set on the way out even if `work` panics, or the scope would wait for ever.
-        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
-        impl Drop for Stop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
+    // A failure shows again in the final sync, which is checked.
+    let tick = || {
+        for f in &files {
+            let _ = rustix::fs::syncfs(f);
         }
-        let _stop = Stop(&done);
-        work()
-    })
+    };
+    crate::plumbing::alongside(std::time::Duration::from_millis(100), tick, work)
 }
 
 fn bad(m: String) -> anyhow::Error {

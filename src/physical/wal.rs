@@ -548,13 +548,13 @@ pub fn fetch(o: &FetchOptions) -> Result<Fetched> {
 }
 
 /// A segment fetched ahead (verified then, and renamed into the spool whole) moves to `%p`;
-/// unless the machine restarted since (see [`spool_boot`]), when the file may not be whole.
+/// unless the spool is from another boot (see [`spool_boot`]), when it may not be whole.
 fn take_prefetched(spool: &Path, name: &WalName, dest: &Path) -> Result<bool> {
     let file = spool.join(&name.name);
     if !file.exists() {
         return Ok(false);
     }
-    if spool_boot(spool) != SpoolBoot::Same {
+    if spool_boot(spool) == SpoolBoot::Other {
         let _ = std::fs::remove_file(&file);
         return Ok(false);
     }
@@ -665,8 +665,8 @@ fn spool_boot(spool: &Path) -> SpoolBoot {
     }
 }
 
-/// Records this boot in the spool (synced, with the folder, so it never outlives the files it
-/// speaks for); returns whether spool files must still be synced (when that failed).
+/// Records this boot in the spool, synced, before any unsynced file goes there; returns
+/// whether spool files must still be synced (when that failed).
 fn mark_spool_boot(spool: &Path) -> bool {
     let Ok(now) = std::fs::read(BOOT_ID) else {
         return true;

@@ -152,3 +152,32 @@ impl Write for Output {
         self.inner.flush()
     }
 }
+
+/// Runs `work` while a second thread calls `tick` every `period` until `work` returns (or
+/// panics): writeback that keeps the disk busy while a stream still arrives, so the final
+/// sync finds little left to write.
+pub fn alongside<R>(
+    period: std::time::Duration,
+    tick: impl Fn() + Sync,
+    work: impl FnOnce() -> R,
+) -> R {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                tick();
+                std::thread::sleep(period);
+            }
+        });
+        // Set on the way out even if `work` panics, or the scope would wait for ever.
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = Stop(&done);
+        work()
+    })
+}

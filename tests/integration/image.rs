@@ -38,6 +38,23 @@ fn podman_with(image: &str, opts: &[&str], env: &[(&str, &str)], cmd: &[&str]) -
     c.output().expect("podman")
 }
 
+/// What both jobs are given: the instance over TCP with a password, as a container reaches
+/// its database server, and the bucket on the S3-compatible server.
+fn job_env(src: &Cluster, bucket: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("POSTGRES_HOST", "127.0.0.1".into()),
+        ("POSTGRES_PORT", src.port.to_string()),
+        ("POSTGRES_USER", "weir".into()),
+        ("POSTGRES_PASSWORD", PASSWORD.into()),
+        ("S3_ENDPOINT", shared().endpoint()),
+        ("S3_BUCKET", bucket.into()),
+        ("S3_PREFIX", "nightly".into()),
+        ("S3_REGION", "us-east-1".into()),
+        ("S3_ACCESS_KEY_ID", ACCESS_KEY.into()),
+        ("S3_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+    ]
+}
+
 #[test]
 fn backup_and_restore_inside_the_image() {
     let Some(image) = image() else { return };
@@ -49,22 +66,9 @@ fn backup_and_restore_inside_the_image() {
          CREATE INDEX ON items (name);",
     );
     let bucket = shared().bucket("image");
-    let port = src.port.to_string();
-    let endpoint = shared().endpoint();
-    let common = [
-        ("POSTGRES_HOST", "127.0.0.1"),
-        ("POSTGRES_PORT", port.as_str()),
-        // Over TCP with a password, as a container reaches its database server.
-        ("POSTGRES_USER", "weir"),
-        ("POSTGRES_PASSWORD", PASSWORD),
-        ("S3_ENDPOINT", endpoint.as_str()),
-        ("S3_BUCKET", bucket.as_str()),
-        ("S3_PREFIX", "nightly"),
-        ("S3_REGION", "us-east-1"),
-        ("S3_ACCESS_KEY_ID", ACCESS_KEY),
-        ("S3_SECRET_ACCESS_KEY", SECRET_KEY),
-        ("PASSPHRASE", "a passphrase in the container"),
-    ];
+    let owned = job_env(&src, &bucket);
+    let mut common: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    common.push(("PASSPHRASE", "a passphrase in the container"));
 
     // The image's default command is backup.sh.
     let mut env = common.to_vec();
@@ -190,19 +194,8 @@ fn the_physical_job_inside_the_image() {
         "CREATE TABLE items (id int PRIMARY KEY, name text);
          INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 5000) g;",
     );
-    let port = src.port.to_string();
-    let common = [
-        ("POSTGRES_HOST", "127.0.0.1"),
-        ("POSTGRES_PORT", port.as_str()),
-        ("POSTGRES_USER", "weir"),
-        ("POSTGRES_PASSWORD", PASSWORD),
-        ("S3_ENDPOINT", endpoint.as_str()),
-        ("S3_BUCKET", bucket.as_str()),
-        ("S3_PREFIX", "nightly"),
-        ("S3_REGION", "us-east-1"),
-        ("S3_ACCESS_KEY_ID", ACCESS_KEY),
-        ("S3_SECRET_ACCESS_KEY", SECRET_KEY),
-    ];
+    let owned = job_env(&src, &bucket);
+    let common: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut env = common.to_vec();
     env.extend([
         ("BACKUP_MODE", "physical"),
