@@ -12,6 +12,7 @@
 //! - [`storage`], `weir-put`, `weir-get`, `weir-ls`, `weir-rm` over S3 or a directory;
 //! - [`catalog`], catalog entries, `weir-ls --catalog`, `weir-prune`;
 //! - [`physical`], `weir-wal`, `weir-basebackup`, `weir-restore-physical`;
+//! - [`cdc`], change data capture: the `pgoutput` decoder so far;
 //! - [`schedule`], `weir-schedule`.
 //!
 //! No unsafe code, but in one module: [`pg::replication`], the libpq calls behind replication
@@ -20,6 +21,7 @@
 
 pub mod archive;
 pub mod catalog;
+pub mod cdc;
 pub mod cli;
 pub mod dump;
 pub mod mask;

@@ -51,8 +51,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The shared cluster; `wal_level = logical`, so that the CDC tests can decode from it too.
 pub fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(|| start_cluster("main"))
+    CLUSTER.get_or_init(|| start_configured("main", "wal_level = logical"))
 }
 
 impl Cluster {

@@ -4,6 +4,7 @@
 mod harness;
 mod objstore;
 
+mod cdc;
 mod cli;
 mod connections;
 mod errors;
