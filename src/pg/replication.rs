@@ -31,19 +31,32 @@ pub enum Reply {
     Rows(Rows),
     /// The server began a COPY OUT stream: read it with [`ReplConn::copy_data`].
     CopyOut,
+    /// The server began a COPY BOTH stream (START_REPLICATION): read it with
+    /// [`ReplConn::copy_data`], answer with [`ReplConn::put_copy_data`].
+    CopyBoth,
 }
 
 impl ReplConn {
     /// Opens a physical replication connection (`replication=true`).
     pub fn connect(params: &ConnParams) -> Result<ReplConn> {
+        Self::open(params, "true")
+    }
+
+    /// Opens a logical replication connection to the database (`replication=database`),
+    /// which takes SQL too.
+    pub fn connect_logical(params: &ConnParams) -> Result<ReplConn> {
+        Self::open(params, "database")
+    }
+
+    fn open(params: &ConnParams, replication: &str) -> Result<ReplConn> {
         let mut pairs: Vec<(CString, CString)> = Vec::new();
         for (k, v) in params.iter() {
-            if k == "dbname" {
+            if k == "dbname" && replication == "true" {
                 continue; // a physical replication connection names no database
             }
             pairs.push((CString::new(k)?, CString::new(v)?));
         }
-        pairs.push((CString::new("replication")?, CString::new("true")?));
+        pairs.push((CString::new("replication")?, CString::new(replication)?));
         let mut keys: Vec<*const c_char> = pairs.iter().map(|(k, _)| k.as_ptr()).collect();
         let mut values: Vec<*const c_char> = pairs.iter().map(|(_, v)| v.as_ptr()).collect();
         keys.push(std::ptr::null());
@@ -82,7 +95,7 @@ impl ReplConn {
         while let Some(r) = self.next_result()? {
             match r {
                 Reply::Rows(rows) => last = Some(rows),
-                Reply::CopyOut => bail!("{sql}: the server began a COPY stream"),
+                Reply::CopyOut | Reply::CopyBoth => bail!("{sql}: the server began a COPY stream"),
             }
         }
         last.ok_or_else(|| anyhow!("{sql}: the server sent no result"))
@@ -112,6 +125,7 @@ impl ReplConn {
                 Ok(Some(Reply::Rows(res.rows())))
             }
             pq::ExecStatusType::PGRES_COPY_OUT => Ok(Some(Reply::CopyOut)),
+            pq::ExecStatusType::PGRES_COPY_BOTH => Ok(Some(Reply::CopyBoth)),
             _ => Err(anyhow!("{}", res.error())),
         }
     }
@@ -130,6 +144,24 @@ impl ReplConn {
                 len: n as usize,
             })),
             n => Err(anyhow!("unexpected PQgetCopyData result {n}")),
+        }
+    }
+
+    /// Sends one CopyData message on a COPY BOTH stream and waits until libpq has handed it
+    /// to the kernel (a standby status update must not sit in a buffer).
+    pub fn put_copy_data(&mut self, data: &[u8]) -> Result<()> {
+        let len = c_int::try_from(data.len())?;
+        // SAFETY: valid connection; data is len readable bytes, copied by libpq.
+        if unsafe { pq::PQputCopyData(self.conn, data.as_ptr().cast(), len) } != 1 {
+            bail!("{}", self.error());
+        }
+        // SAFETY: valid connection; 1 means more to send, so call again (blocking mode).
+        loop {
+            match unsafe { pq::PQflush(self.conn) } {
+                0 => return Ok(()),
+                1 => continue,
+                _ => bail!("{}", self.error()),
+            }
         }
     }
 

@@ -236,7 +236,9 @@ fn parse_size(s: &str) -> Result<u32> {
 fn rows(reply: Option<Reply>) -> Result<Rows> {
     match reply {
         Some(Reply::Rows(r)) => Ok(r),
-        Some(Reply::CopyOut) => bail!("BASE_BACKUP: a COPY stream where a result was expected"),
+        Some(Reply::CopyOut | Reply::CopyBoth) => {
+            bail!("BASE_BACKUP: a COPY stream where a result was expected")
+        }
         None => bail!("BASE_BACKUP: the server ended the command early"),
     }
 }

@@ -118,3 +118,83 @@ fn pgoutput_from_the_server_decodes_to_the_changes_made() {
     ];
     assert_eq!(got, want);
 }
+
+/// The slot's guarantee rests on this: over a logical replication connection, START_REPLICATION
+/// streams the changes as XLogData, and a standby status update's flush position is what the
+/// server records as the slot's confirmed position, no further.
+#[test]
+fn a_streamed_change_and_the_flush_position_the_slot_keeps() {
+    use weir::cdc::wire::{FromServer, parse, status_update};
+    use weir::pg::replication::{ReplConn, Reply};
+    let c = cluster();
+    c.create_db(
+        "cdc_stream",
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         CREATE PUBLICATION p FOR TABLE t;
+         SELECT 1 FROM pg_create_logical_replication_slot('cdc_stream', 'pgoutput');",
+    );
+    let before = c.psql(
+        "cdc_stream",
+        "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cdc_stream'",
+    );
+    c.psql(
+        "cdc_stream",
+        "SET synchronous_commit = on; INSERT INTO t VALUES (1, 'streamed')",
+    );
+    let env: std::collections::BTreeMap<String, String> = c.env().into_iter().collect();
+    let params =
+        weir::pg::conn::ConnParams::resolve_with(Some("dbname=cdc_stream"), "weir-test", &env)
+            .unwrap();
+    let mut conn = ReplConn::connect_logical(&params).unwrap();
+    conn.send(
+        "START_REPLICATION SLOT cdc_stream LOGICAL 0/0 (proto_version '1', publication_names 'p')",
+    )
+    .unwrap();
+    assert!(matches!(conn.next_result().unwrap(), Some(Reply::CopyBoth)));
+    let mut seen = Vec::new();
+    let end = loop {
+        let data = conn.copy_data().unwrap().expect("the stream ended");
+        match parse(&data).unwrap() {
+            FromServer::XLogData { data, .. } => match decode(data).unwrap() {
+                Message::Insert { new, .. } => seen.push(row(&new)),
+                Message::Commit { end_lsn, .. } => break end_lsn,
+                _ => {}
+            },
+            FromServer::Keepalive { .. } => {}
+        }
+    };
+    assert_eq!(seen, ["1,streamed"]);
+    // Written and flushed up to the commit's end: the slot confirms exactly that.
+    conn.put_copy_data(&status_update(end, end, end, false))
+        .unwrap();
+    let want = weir::pg::replication::format_lsn(end);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = c.psql(
+            "cdc_stream",
+            "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'cdc_stream'",
+        );
+        if now.trim() == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "confirmed_flush_lsn {} (before {}), not {want}",
+            now.trim(),
+            before.trim()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(conn);
+    // The walsender lets go of the slot a moment after the connection closes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let drop_idle = "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots
+                     WHERE slot_name = 'cdc_stream' AND NOT active";
+    while c.psql("cdc_stream", drop_idle).trim() != "1" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot stays active"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
