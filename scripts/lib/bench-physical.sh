@@ -172,9 +172,9 @@ bench_physical() {
             read -r a b c d < <(phys_measure "weir-basebackup|...|put" "${weir_cmd[@]}"); w+=("$a"); wk+=("$b"); wc+=("$c"); ws+=("$d"); wt+=("$(cat "$work/tree")")
         fi
         read -r a _ c d < <(phys_measure "pg_basebackup -Ft -z" pg_basebackup -Ft -z -X none -c fast -D "$p/pgbb/gz")
-        z+=("$a"); zc+=("$(python3 -c "print($c + $d)")")
+        z+=("$a"); zc+=("$(python3 -c "print(round($c + $d, 2))")")
         read -r a _ c d < <(phys_measure "pg_basebackup -Ft | zstd -T2" bash -o pipefail -c "pg_basebackup -Ft -X none -c fast -D - | zstd -q -3 -T2 > '$p/pgbb/base.tar.zst'")
-        x+=("$a"); xc+=("$(python3 -c "print($c + $d)")")
+        x+=("$a"); xc+=("$(python3 -c "print(round($c + $d, 2))")")
     done
     local weir_bytes pgbr_bytes gz_bytes zst_bytes
     weir_bytes=$(stat -c %s "$p/weir/base-$runs.tar.zst.age")
