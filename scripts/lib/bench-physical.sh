@@ -45,6 +45,11 @@ phys_measure() {
     echo "$secs $kb $cpu $server"
 }
 
+# Waits until the server has archived the WAL file NAME.
+phys_wait_archived() {
+    until [ "$(psql -X -A -t -d postgres -c "SELECT last_archived_wal >= '$1' FROM pg_stat_archiver")" = t ]; do sleep 0.2; done
+}
+
 # Turns archiving on (a restart) with the command that feeds both repositories. pgBackRest's
 # backup refuses an archive_command without the word pgbackrest in it (error 068), hence the
 # script's name.
@@ -124,7 +129,7 @@ bench_physical_target() {
     sleep 1
     psql -X -q -d bench -c "CREATE TABLE phys_past_target AS SELECT 1 AS n"
     last=$(psql -X -A -t -d postgres -c "SELECT pg_walfile_name(pg_switch_wal())")
-    until [ "$(psql -X -A -t -d postgres -c "SELECT last_archived_wal >= '$last' FROM pg_stat_archiver")" = t ]; do sleep 0.2; done
+    phys_wait_archived "$last"
 }
 
 # What a restored server holds: the rows before the target, nothing after it.
@@ -154,23 +159,24 @@ bench_physical() {
     psql -X -q -d postgres -c "SELECT pg_switch_wal()" -c "CREATE TABLE IF NOT EXISTS phys_first ()" >/dev/null
     local first
     first=$(psql -X -A -t -d postgres -c "SELECT pg_walfile_name(pg_switch_wal())")
-    until [ "$(psql -X -A -t -d postgres -c "SELECT last_archived_wal >= '$first' FROM pg_stat_archiver")" = t ]; do sleep 0.2; done
+    phys_wait_archived "$first"
     bench_physical_scripts "$p" "$conf" "$port"
 
     local w=() wk=() wc=() ws=() wt=() g=() gk=() gc=() gs=() gt=() z=() zc=() x=() xc=() a b c d i
-    local weir_cmd pgbr_cmd
+    # One full backup by each tool, into the arrays of its side.
+    backup_weir() {
+        read -r a b c d < <(phys_measure "weir-basebackup|...|put" bash -o pipefail -c \
+            "'$bin/weir-basebackup' -q -c fast --repo '$p/wal' | '$bin/weir-compress' -3 -T2 |
+            '$bin/weir-encrypt' -r $rcpt | '$bin/weir-put' -q '$p/weir/base-$i.tar.zst.age'")
+        w+=("$a"); wk+=("$b"); wc+=("$c"); ws+=("$d"); wt+=("$(cat "$work/tree")")
+    }
+    backup_pgbr() {
+        read -r a b c d < <(phys_measure "pgbackrest backup" pgbackrest --config="$conf" --stanza=bench --type=full backup)
+        g+=("$a"); gk+=("$b"); gc+=("$c"); gs+=("$d"); gt+=("$(cat "$work/tree")")
+    }
     for i in $(seq "$runs"); do
         rm -f "$p/weir"/* && rm -rf "$p/pgbb"/*
-        weir_cmd=(bash -o pipefail -c "'$bin/weir-basebackup' -q -c fast --repo '$p/wal' | '$bin/weir-compress' -3 -T2 |
-            '$bin/weir-encrypt' -r $rcpt | '$bin/weir-put' -q '$p/weir/base-$i.tar.zst.age'")
-        pgbr_cmd=(pgbackrest --config="$conf" --stanza=bench --type=full backup)
-        if [ $((i % 2)) = 1 ]; then
-            read -r a b c d < <(phys_measure "weir-basebackup|...|put" "${weir_cmd[@]}"); w+=("$a"); wk+=("$b"); wc+=("$c"); ws+=("$d"); wt+=("$(cat "$work/tree")")
-            read -r a b c d < <(phys_measure "pgbackrest backup" "${pgbr_cmd[@]}"); g+=("$a"); gk+=("$b"); gc+=("$c"); gs+=("$d"); gt+=("$(cat "$work/tree")")
-        else
-            read -r a b c d < <(phys_measure "pgbackrest backup" "${pgbr_cmd[@]}"); g+=("$a"); gk+=("$b"); gc+=("$c"); gs+=("$d"); gt+=("$(cat "$work/tree")")
-            read -r a b c d < <(phys_measure "weir-basebackup|...|put" "${weir_cmd[@]}"); w+=("$a"); wk+=("$b"); wc+=("$c"); ws+=("$d"); wt+=("$(cat "$work/tree")")
-        fi
+        if [ $((i % 2)) = 1 ]; then backup_weir; backup_pgbr; else backup_pgbr; backup_weir; fi
         read -r a _ c d < <(phys_measure "pg_basebackup -Ft -z" pg_basebackup -Ft -z -X none -c fast -D "$p/pgbb/gz")
         z+=("$a"); zc+=("$(python3 -c "print(round($c + $d, 2))")")
         read -r a _ c d < <(phys_measure "pg_basebackup -Ft | zstd -T2" bash -o pipefail -c "pg_basebackup -Ft -X none -c fast -D - | zstd -q -3 -T2 > '$p/pgbb/base.tar.zst'")
