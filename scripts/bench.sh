@@ -21,11 +21,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/prereqs.sh
 . scripts/lib/scratch-pg.sh
+gb=${BENCH_GB:-1}
+# The peak, at BENCH_GB=1 (the full run of 2026-12-02): the cluster at about 5 GB (the data, the
+# restored databases, WAL), the pg_dump directory and the archives, two physical repositories
+# and a restored cluster beside it: about 14 GB. Checked before anything is made.
+bench_gb=$((gb * 16))
+echo "== bench.sh needs about $bench_gb GB free under ${TMPDIR:-/tmp} (BENCH_GB=$gb) and 2 GB for the release build" >&2
+weir_require_space scripts/bench.sh . 2 "${TMPDIR:-/tmp}" "$bench_gb"
 weir_install_prereqs
 command -v /usr/bin/time >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 cargo build --release --quiet
 bin=$PWD/target/release
-gb=${BENCH_GB:-1}
 work=$(mktemp -d "${TMPDIR:-/tmp}/weir-bench.XXXXXX")
 chmod 755 "$work"
 SCRATCH_PG_OPTS="-c max_wal_size=8GB -c checkpoint_timeout=30min -c shared_buffers=256MB"
@@ -35,6 +41,9 @@ bench_cleanup() {
     [ ! -f "$work/phys/restored/postmaster.pid" ] || "${SCRATCH_AS[@]}" "$SCRATCH_BINDIR/pg_ctl" -D "$work/phys/restored" -m immediate stop >/dev/null 2>&1 || true
     scratch_pg_stop
     [ -z "$S3_PID" ] || kill "$S3_PID" 2>/dev/null
+    # stunnel4 daemonizes (the WAL pair's S3 leg); pgBackRest's async workers outlive a failure.
+    [ ! -f "$work/stunnel.pid" ] || kill "$(cat "$work/stunnel.pid")" 2>/dev/null || true
+    pkill -u postgres -f "pgbackrest --config=$work" 2>/dev/null || true
     rm -rf "$work"
 }
 trap bench_cleanup EXIT

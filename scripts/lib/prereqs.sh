@@ -52,3 +52,27 @@ weir_install_prereqs() {
         rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
     fi
 }
+
+# weir_require_space WHAT DIR GB [DIR GB]...: stops with one line when the file systems that
+# hold these directories lack the space WHAT needs (the GBs of directories on one file system
+# add up), instead of letting cargo, PostgreSQL or podman fail later in ways that look like
+# anything but a full disk. A directory not made yet counts as its nearest existing parent.
+weir_require_space() {
+    local what=$1 dir gb mount free
+    shift
+    local -A gb_on=()
+    while [ $# -ge 2 ]; do
+        dir=$1 gb=$2
+        shift 2
+        while [ ! -e "$dir" ]; do dir=$(dirname "$dir"); done
+        mount=$(df -P "$dir" | awk 'NR == 2 { print $6 }')
+        gb_on[$mount]=$((${gb_on[$mount]:-0} + gb))
+    done
+    for mount in "${!gb_on[@]}"; do
+        free=$(df -P -BG "$mount" | awk 'NR == 2 { sub(/G$/, "", $4); print $4 }')
+        if [ "$free" -lt "${gb_on[$mount]}" ]; then
+            echo "$what: needs about ${gb_on[$mount]} GB free on $mount and $free GB are: free space first (podman system prune -af removes every container image; leftovers of killed runs are under /tmp/weir-* and /var/tmp/weir-*)" >&2
+            exit 1
+        fi
+    done
+}
