@@ -6,6 +6,6 @@ complete -c weir-mask -l stats -d 'Once the output archive is complete, write wh
 complete -c weir-mask -l verify -d 'Also verify the chunks of tables that pass through unchanged. By default their bytes go on unhashed, under the digests weir-extract computed, which weir-load and weir-inspect --verify check; every table that is rewritten is always verified first'
 complete -c weir-mask -l keep-role-passwords -d 'Keep the roles\' password verifiers (SCRAM or MD5 hashes) in an archive with globals. By default they are removed, as pg_dumpall --no-role-passwords leaves them out: the roles are restored without passwords'
 complete -c weir-mask -l validate -d 'Print, per table, the rules, the columns without one (marked when their name or type looks personal), the constraints a rule may break, and a sample of before and after (--preview N rows, default 3), instead of writing an archive'
-complete -c weir-mask -l strict -d 'Refuse (exit 2, before any output) a column without a rule whose name or type looks personal, and any column that the rules of its table neither mask nor list in keep'
-complete -c weir-mask -s h -l help -d 'Print help'
+complete -c weir-mask -l strict -d 'Refuse (exit 2, before any output) a column without a rule whose name or type looks personal, any column that the rules of its table neither mask nor list in keep, and large objects without a [large_objects] rule'
+complete -c weir-mask -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c weir-mask -s V -l version -d 'Print version'

@@ -59,6 +59,10 @@ pub struct Manifest {
     pub mask: Option<MaskInfo>,
     pub globals: bool,
     pub blobs: bool,
+    /// How many large objects the archive carries (absent in archives of older weir), so
+    /// that a reader knows before their entries arrive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_objects: Option<u64>,
     /// How `--subset` chose the rows, when it did; each table's `subset` says its part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subset: Option<SubsetInfo>,
@@ -82,6 +86,16 @@ pub struct MaskInfo {
     /// What passed through unmasked although it may hold personal data (`large objects`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unmasked: Vec<String>,
+    /// The credentials taken out of the schema, one line each (`option password of user
+    /// mapping for app on server remote`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    /// What became of the large objects by rule: `dropped`, `replaced` or `kept`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub large_objects: Option<String>,
+    /// True when every `COMMENT ON` of the schema was emptied (`[schema] comments = "drop"`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub comments_dropped: bool,
 }
 
 /// The `--subset` arguments an archive was extracted with.

@@ -265,6 +265,16 @@ impl InspectCli {
 #[derive(Parser, Debug)]
 #[command(name = "weir-mask", version)]
 #[command(
+    long_about = "Anonymize and filter a weir archive as it streams through.\n\n\
+What a masked archive holds: the rows as the rules left them; the schema without the \
+credentials pg_dump copies from the catalogs (options named like secrets of user mappings, \
+foreign servers and foreign-data wrappers; password and sslpassword in subscriptions' \
+connection strings); roles without their password hashes (unless --keep-role-passwords); \
+large objects as the [large_objects] rule says (drop, replace or keep), and unmasked when no \
+rule does, which --strict refuses.\n\n\
+What no rule reaches: free text in the schema (comments, unless [schema] comments = \"drop\"; \
+function bodies, view definitions, defaults, CHECK constraints), table and column names, \
+sequence values, and columns without a rule. --validate lists what would pass.",
     after_help = "Without a key, pseudonyms are consistent within one run only (the output's manifest says so).\n\nExamples:\n  weir-extract prod | WEIR_MASK_KEY=... weir-mask -c mask.toml | weir-load staging\n  weir-mask -c mask.toml --preview 5 < prod.weir"
 )]
 pub struct MaskCli {
@@ -306,7 +316,8 @@ pub struct MaskCli {
     #[arg(long = "validate")]
     pub validate: bool,
     /// Refuse (exit 2, before any output) a column without a rule whose name or type looks
-    /// personal, and any column that the rules of its table neither mask nor list in keep.
+    /// personal, any column that the rules of its table neither mask nor list in keep, and
+    /// large objects without a [large_objects] rule.
     #[arg(long = "strict")]
     pub strict: bool,
 }

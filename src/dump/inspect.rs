@@ -195,7 +195,21 @@ fn masked_line(m: &Manifest, blobs: u64) -> String {
     };
     let mut notes = Vec::new();
     if blobs > 0 && info.unmasked.iter().any(|u| u == "large objects") {
-        notes.push(format!("{blobs} large objects NOT masked"));
+        match info.large_objects.as_deref() {
+            Some("kept") => notes.push(format!("{blobs} large objects NOT masked (kept by rule)")),
+            _ => notes.push(format!("{blobs} large objects NOT masked")),
+        }
+    }
+    match info.large_objects.as_deref() {
+        Some("dropped") => notes.push("large objects dropped".into()),
+        Some("replaced") => notes.push(format!("{blobs} large objects replaced")),
+        _ => {}
+    }
+    if !info.removed.is_empty() {
+        notes.push(format!("credentials removed: {}", info.removed.join(", ")));
+    }
+    if info.comments_dropped {
+        notes.push("comments dropped".into());
     }
     match info.role_passwords.as_deref() {
         Some("kept") => notes.push("role password hashes KEPT".to_string()),

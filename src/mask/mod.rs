@@ -16,6 +16,7 @@ pub mod integrity;
 pub mod json;
 pub mod keyed;
 pub mod rules;
+pub mod schema;
 pub mod transform;
 pub mod types;
 pub mod validate;
@@ -99,6 +100,8 @@ pub fn run(o: &MaskOptions) -> Result<()> {
             manifest: None,
             shown: Default::default(),
             out: Output::open(o.output.as_deref(), false)?,
+            schema: Vec::new(),
+            started: false,
         };
         read_archive(input, &mut v)?;
         return v.out.finish().context("writing the preview");
@@ -113,6 +116,9 @@ pub fn run(o: &MaskOptions) -> Result<()> {
             weir_version: env!("CARGO_PKG_VERSION").to_string(),
             role_passwords: None,
             unmasked: Vec::new(),
+            removed: Vec::new(),
+            large_objects: None,
+            comments_dropped: false,
         },
         plan: None,
         out: Some(out),
@@ -123,6 +129,7 @@ pub fn run(o: &MaskOptions) -> Result<()> {
         verify: o.verify,
         keep_role_passwords: o.keep_role_passwords,
         strict: o.strict,
+        schema: Vec::new(),
     };
     read_archive(input, &mut v)?;
     let out = v
@@ -170,6 +177,9 @@ struct Masker {
     verify: bool,
     keep_role_passwords: bool,
     strict: bool,
+    /// The schema parts, gathered: the manifest goes out after them, once it can say what
+    /// was taken out of the schema (every schema part precedes every other entry).
+    schema: Vec<u8>,
 }
 
 /// The archive writer while the stream runs; after the trailer, the finished output.
@@ -188,11 +198,48 @@ impl WriterState {
 }
 
 impl Masker {
+    /// The output's writer; the first call writes the manifest and the scrubbed schema.
     fn writer(&mut self) -> Result<&mut ArchiveWriter<Output>> {
+        if self.writer.is_none() {
+            self.start()?;
+        }
         match self.writer.as_mut() {
             Some(WriterState::Writing(w)) => Ok(w),
             _ => Err(anyhow!("archive entry before the manifest")),
         }
+    }
+
+    /// Takes the credentials (and on request the comments) out of the gathered schema, then
+    /// writes the manifest, which says what was taken, and the schema in parts.
+    fn start(&mut self) -> Result<()> {
+        let (Some(out), Some(plan), Some(m)) = (
+            self.out.take(),
+            self.plan.as_ref(),
+            self.out_manifest.as_mut(),
+        ) else {
+            return Err(anyhow!("archive entry before the manifest"));
+        };
+        let scrubbed = schema::scrub(&self.schema, plan.drop_comments)?;
+        self.schema = Vec::new();
+        let info = m.mask.as_mut().expect("masked manifest");
+        info.removed = scrubbed.removed;
+        info.comments_dropped = plan.drop_comments && !scrubbed.comments.is_empty();
+        let mut w = ArchiveWriter::new(out, m)?;
+        for (part, bytes) in scrubbed
+            .file
+            .chunks(crate::archive::SCHEMA_PART)
+            .enumerate()
+        {
+            let name = format!("{}{part:06}", crate::archive::SCHEMA_PREFIX);
+            w.add_file(&name, bytes)?;
+        }
+        self.writer = Some(WriterState::Writing(Box::new(w)));
+        Ok(())
+    }
+
+    fn large_objects(&self) -> Option<rules::LargeObjectAction> {
+        let plan = self.plan.as_ref()?;
+        plan.large_objects.as_ref().map(|l| l.action)
     }
 }
 
@@ -255,9 +302,27 @@ impl Visitor for Masker {
             };
             info.role_passwords = Some(fate.into());
         }
-        // No rule reaches the contents of large objects: say so where a reader looks.
+        use rules::LargeObjectAction as A;
+        match plan.large_objects.as_ref().map(|l| l.action) {
+            // Unruled or kept on purpose, their contents pass as they are: say so where a
+            // reader looks.
+            None | Some(A::Keep) if m.blobs => info.unmasked.push("large objects".into()),
+            None | Some(A::Keep) => {}
+            Some(A::Drop) => {
+                out_m.blobs = false;
+                out_m.large_objects = out_m.large_objects.map(|_| 0);
+            }
+            Some(A::Replace) => {}
+        }
         if m.blobs {
-            info.unmasked.push("large objects".into());
+            info.large_objects = plan.large_objects.as_ref().map(|l| {
+                match l.action {
+                    A::Drop => "dropped",
+                    A::Replace => "replaced",
+                    A::Keep => "kept",
+                }
+                .to_string()
+            });
         }
         out_m.mask = Some(info);
         continue_sequences_past_permuted_keys(&mut out_m, &plan);
@@ -266,16 +331,27 @@ impl Visitor for Masker {
                 t.data = t.data && p.data;
             }
         }
-        let out = self.out.take().expect("one manifest");
-        self.writer = Some(WriterState::Writing(Box::new(ArchiveWriter::new(
-            out, &out_m,
-        )?)));
         self.out_manifest = Some(out_m);
         self.plan = Some(plan);
         Ok(())
     }
 
     fn file(&mut self, name: &str, data: Vec<u8>) -> Result<()> {
+        if name.starts_with(crate::archive::SCHEMA_PREFIX) {
+            if self.writer.is_some() {
+                return Err(crate::plumbing::bad_input(format!(
+                    "schema part {name} after other entries: the archive is out of order"
+                )));
+            }
+            self.schema.extend_from_slice(&data);
+            return Ok(());
+        }
+        if name == crate::archive::BLOBS_SQL
+            && self.large_objects() == Some(rules::LargeObjectAction::Drop)
+        {
+            self.writer()?;
+            return Ok(());
+        }
         if name == crate::archive::SEQUENCES {
             // The SQL copy of the sequence states, as the output's manifest now has them.
             let sql = self
@@ -330,10 +406,25 @@ impl Visitor for Masker {
     }
 
     fn blob(&mut self, oid: u32, size: u64, data: &mut dyn Read) -> Result<()> {
-        self.writer()?.add_blob(oid, size, data)
+        use rules::LargeObjectAction as A;
+        let rule = self.plan.as_ref().and_then(|p| p.large_objects.clone());
+        match rule {
+            None
+            | Some(rules::LargeObjects {
+                action: A::Keep, ..
+            }) => self.writer()?.add_blob(oid, size, data),
+            Some(rules::LargeObjects {
+                action: A::Drop, ..
+            }) => Ok(()),
+            Some(rules::LargeObjects { with, .. }) => {
+                let with = with.unwrap_or_default().into_bytes();
+                self.writer()?.add_blob(oid, with.len() as u64, &with[..])
+            }
+        }
     }
 
     fn trailer(&mut self, t: &Trailer) -> Result<()> {
+        self.writer()?;
         // Every command must end in step with the values it was given before the output may
         // become a complete archive.
         let plans = self.plan.iter().flat_map(|p| p.tables.values());
@@ -537,14 +628,26 @@ struct Preview {
     manifest: Option<Manifest>,
     shown: std::collections::BTreeMap<u32, usize>,
     out: Output,
+    /// The schema parts, gathered for the report.
+    schema: Vec<u8>,
+    started: bool,
 }
 
-impl Visitor for Preview {
-    fn manifest(&mut self, m: &Manifest) -> Result<()> {
-        // The report goes out before --strict judges, so a refusal comes with its reasons.
-        let plan = compile(&self.rules, m, &self.key)?;
+impl Preview {
+    /// Once the schema is in: the report (before --strict judges, so that a refusal comes
+    /// with its reasons), then the check.
+    fn start(&mut self) -> Result<()> {
+        let (Some(plan), Some(m)) = (&self.plan, &self.manifest) else {
+            return Ok(());
+        };
+        if self.started {
+            return Ok(());
+        }
+        self.started = true;
         if self.validate {
-            validate::report(m, &plan, &mut self.out)?;
+            validate::report(m, plan, &mut self.out)?;
+            let scrubbed = schema::scrub(&std::mem::take(&mut self.schema), plan.drop_comments)?;
+            validate::schema_report(&scrubbed, plan, &mut self.out)?;
             writeln!(
                 self.out,
                 "\nsample (first {} rows of each masked table):",
@@ -553,18 +656,29 @@ impl Visitor for Preview {
         }
         if self.strict {
             self.out.flush()?;
-            check_strict(m, &plan)?;
+            check_strict(m, plan)?;
         }
-        self.plan = Some(plan);
+        Ok(())
+    }
+}
+
+impl Visitor for Preview {
+    fn manifest(&mut self, m: &Manifest) -> Result<()> {
+        self.plan = Some(compile(&self.rules, m, &self.key)?);
         self.manifest = Some(m.clone());
         Ok(())
     }
 
-    fn file(&mut self, _: &str, _: Vec<u8>) -> Result<()> {
-        Ok(())
+    fn file(&mut self, name: &str, data: Vec<u8>) -> Result<()> {
+        if name.starts_with(crate::archive::SCHEMA_PREFIX) && !self.started {
+            self.schema.extend_from_slice(&data);
+            return Ok(());
+        }
+        self.start()
     }
 
     fn chunk(&mut self, table: &Table, _no: u64, chunk: Chunk) -> Result<()> {
+        self.start()?;
         let Some(plan) = self.plan.as_ref().and_then(|p| p.tables.get(&table.id)) else {
             return Ok(());
         };
@@ -622,10 +736,11 @@ impl Visitor for Preview {
     }
 
     fn blob(&mut self, _: u32, _: u64, _: &mut dyn Read) -> Result<()> {
-        Ok(())
+        self.start()
     }
 
     fn trailer(&mut self, _: &Trailer) -> Result<()> {
+        self.start()?;
         let (Some(plan), Some(m)) = (&self.plan, &self.manifest) else {
             return Ok(());
         };

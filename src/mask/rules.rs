@@ -28,6 +28,46 @@ use std::collections::BTreeMap;
 struct RulesFile {
     #[serde(default)]
     tables: BTreeMap<String, TableRules>,
+    large_objects: Option<LargeObjects>,
+    #[serde(default)]
+    schema: SchemaRules,
+}
+
+/// `[large_objects]`: what becomes of the archive's large objects, whose contents no column
+/// rule reaches.
+#[derive(Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LargeObjects {
+    pub action: LargeObjectAction,
+    /// With `replace`: the contents every large object gets (empty by default).
+    pub with: Option<String>,
+}
+
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum LargeObjectAction {
+    /// Out of the archive: no `lo_create`, no contents (OIDs stored in columns then dangle).
+    Drop,
+    /// Each object stays (OID, owner) with the `with` contents.
+    Replace,
+    /// Through as they are, on purpose.
+    Keep,
+}
+
+/// `[schema]`: `comments = "drop"` empties every `COMMENT ON` of the schema.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SchemaRules {
+    #[serde(default)]
+    comments: Comments,
+}
+
+#[derive(Deserialize, Default, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Comments {
+    #[default]
+    Keep,
+    Drop,
 }
 
 #[derive(Deserialize)]
@@ -167,6 +207,10 @@ impl TablePlan {
 /// The compiled rules: a plan per table id of the manifest.
 pub struct Plan {
     pub tables: BTreeMap<u32, TablePlan>,
+    /// The `[large_objects]` rule, if any.
+    pub large_objects: Option<LargeObjects>,
+    /// `[schema] comments = "drop"`.
+    pub drop_comments: bool,
 }
 
 pub fn parse(text: &str, origin: &str) -> Result<RulesText> {
@@ -244,7 +288,16 @@ impl RulesText {
             plan.section = sections.contains_key(&t.id);
             tables.insert(t.id, plan);
         }
-        Ok(Plan { tables })
+        if let Some(lo) = &self.file.large_objects {
+            if lo.with.is_some() && lo.action != LargeObjectAction::Replace {
+                bail!("[large_objects]: `with` goes with action = \"replace\" only");
+            }
+        }
+        Ok(Plan {
+            tables,
+            large_objects: self.file.large_objects.clone(),
+            drop_comments: self.file.schema.comments == Comments::Drop,
+        })
     }
 
     /// Each table's rule section, checked: every pattern matches a table, no table is matched

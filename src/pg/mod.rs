@@ -5,6 +5,7 @@
 
 pub mod conn;
 pub mod copy_text;
+pub mod dump_toc;
 pub mod pattern;
 #[allow(unsafe_code)]
 pub mod replication;

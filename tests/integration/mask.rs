@@ -1383,3 +1383,170 @@ fn validate_reports_unmasked_columns_and_strict_refuses_them() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("created is NOT NULL"), "{}", stderr(&o));
 }
+
+/// The secrets of issue 29: a user mapping's password, a server option holding a token, a
+/// subscription's connection password, a comment with an address, and a large object.
+const SECRETS: [&str; 5] = [
+    "um-secret-7f3a",
+    "srv-token-91c2",
+    "sub-secret-55e1",
+    "alice-comment@corp.example",
+    "lo-bytes-c0ffee",
+];
+
+const SECRETS_DB: &str = "
+CREATE EXTENSION postgres_fdw;
+CREATE SERVER remote FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'db.example', dbname 'app');
+CREATE USER MAPPING FOR postgres SERVER remote OPTIONS (user 'app', password 'um-secret-7f3a');
+CREATE FOREIGN DATA WRAPPER plain_fdw;
+CREATE SERVER tokens FOREIGN DATA WRAPPER plain_fdw OPTIONS (host 'h', api_token 'srv-token-91c2');
+CREATE TABLE users (id int PRIMARY KEY, email text, name text);
+INSERT INTO users SELECT g, 'u' || g || '@corp.example', 'Name ' || g FROM generate_series(1, 20) g;
+COMMENT ON TABLE users IS 'ask alice-comment@corp.example for access';
+SELECT lo_from_bytea(0, 'lo-bytes-c0ffee'::bytea);
+";
+
+/// Does any byte string of the archive hold `s` (as `strings` would find it)?
+fn holds(archive: &[u8], s: &str) -> bool {
+    archive.windows(s.len()).any(|w| w == s.as_bytes())
+}
+
+/// Issue 29: a masked archive carries no credential of the source and no large object no rule
+/// looked at; --strict refuses unruled large objects; the unmasked archive stays faithful.
+#[test]
+fn a_masked_archive_holds_no_credential_and_no_unruled_large_object() {
+    let c = cluster();
+    c.create_db("mask_secrets", SECRETS_DB);
+    // CREATE SUBSCRIPTION refuses to run in the transaction create_db uses.
+    c.psql(
+        "mask_secrets",
+        "CREATE SUBSCRIPTION sub CONNECTION 'host=db.example dbname=app password=sub-secret-55e1' \
+         PUBLICATION p WITH (connect = false)",
+    );
+    let archive = extract("mask_secrets", &[]);
+    for s in SECRETS {
+        assert!(holds(&archive, s), "the unmasked archive lost {s}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let users = "[tables.users]\ncolumns.email = \"email\"\ncolumns.name = \"full_name\"\nkeep = [\"id\"]\n";
+
+    // No rule for the large object: --strict refuses, naming them, before any output.
+    let rules = write_rules(&dir, users);
+    let o = stage("weir-mask", &["-c", &rules, "--strict"], &archive, &[KEY]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(o.stdout.is_empty());
+    assert!(
+        stderr(&o).contains("the archive carries 1 large objects and no rule covers them"),
+        "{}",
+        stderr(&o)
+    );
+    // --validate shows what would travel: the comment, the credentials, the large object.
+    let report = String::from_utf8(ok(stage(
+        "weir-mask",
+        &["-c", &rules, "--validate"],
+        &archive,
+        &[KEY],
+    )))
+    .unwrap();
+    for want in [
+        "schema: option password of user mapping for postgres on server remote: removed",
+        "schema: option api_token of server tokens: removed",
+        "schema: password in the connection of subscription sub: removed",
+        "schema: 2 comments, kept as written",
+        "COMMENT ON TABLE public.users IS 'ask alice-comment@corp.example for access';",
+        "large objects: 1, no rule: pass through UNMASKED",
+    ] {
+        assert!(report.contains(want), "{want:?} not in:\n{report}");
+    }
+
+    // Contents replaced, comments dropped: none of the secrets is left anywhere in the stream.
+    let rules = write_rules(
+        &dir,
+        &format!(
+            "{users}[large_objects]\naction = \"replace\"\nwith = \"(masked)\"\n[schema]\ncomments = \"drop\"\n"
+        ),
+    );
+    let masked = run_ok(
+        stage("weir-mask", &["-c", &rules, "--strict"], &archive, &[KEY]),
+        "weir-mask --strict",
+    );
+    for s in SECRETS {
+        assert!(!holds(&masked, s), "the masked archive still holds {s}");
+    }
+    let listing = String::from_utf8(ok(weir("weir-inspect", &[], &masked))).unwrap();
+    for want in [
+        "1 large objects replaced",
+        "credentials removed: option password of user mapping for postgres on server remote, option api_token of server tokens, password in the connection of subscription sub",
+        "comments dropped",
+    ] {
+        assert!(listing.contains(want), "{want:?} not in:\n{listing}");
+    }
+    // The copy loads: the mapping and the server without their secrets, the subscription
+    // disabled without its password, the large object with the replacement contents.
+    load("mask_secrets_dst", &masked);
+    let q = |sql: &str| c.psql("mask_secrets_dst", sql).trim().to_string();
+    assert_eq!(
+        q("SELECT array_to_string(umoptions, ',') FROM pg_user_mappings WHERE srvname = 'remote'"),
+        "user=app"
+    );
+    assert_eq!(
+        q(
+            "SELECT array_to_string(srvoptions, ',') FROM pg_foreign_server WHERE srvname = 'tokens'"
+        ),
+        "host=h"
+    );
+    assert_eq!(
+        q(
+            "SELECT subenabled || ' ' || subconninfo FROM pg_subscription \
+           WHERE subname = 'sub' AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ),
+        "false host='db.example' dbname='app'"
+    );
+    assert_eq!(
+        q("SELECT convert_from(lo_get(oid), 'UTF8') FROM pg_largeobject_metadata"),
+        "(masked)"
+    );
+    assert_eq!(
+        q("SELECT coalesce(obj_description('users'::regclass), 'none')"),
+        "none"
+    );
+    assert_eq!(q("SELECT count(*) FROM users"), "20");
+
+    // DROP DATABASE refuses a database with subscriptions: leave each one droppable.
+    let unsubscribe = |db: &str| {
+        c.psql(
+            db,
+            "ALTER SUBSCRIPTION sub SET (slot_name = NONE); DROP SUBSCRIPTION sub;",
+        );
+    };
+    unsubscribe("mask_secrets_dst");
+
+    // Dropped: no large object in the archive or the copy; kept: there, and said so.
+    let rules = write_rules(
+        &dir,
+        &format!("{users}[large_objects]\naction = \"drop\"\n"),
+    );
+    let dropped = run_ok(
+        stage("weir-mask", &["-c", &rules, "--strict"], &archive, &[KEY]),
+        "drop",
+    );
+    assert!(!holds(&dropped, "lo-bytes-c0ffee") && !holds(&dropped, "um-secret-7f3a"));
+    load("mask_secrets_dst", &dropped);
+    assert_eq!(q("SELECT count(*) FROM pg_largeobject_metadata"), "0");
+    unsubscribe("mask_secrets_dst");
+    let rules = write_rules(
+        &dir,
+        &format!("{users}[large_objects]\naction = \"keep\"\n"),
+    );
+    let kept = run_ok(
+        stage("weir-mask", &["-c", &rules, "--strict"], &archive, &[KEY]),
+        "keep",
+    );
+    assert!(holds(&kept, "lo-bytes-c0ffee") && !holds(&kept, "sub-secret-55e1"));
+    let listing = String::from_utf8(ok(weir("weir-inspect", &[], &kept))).unwrap();
+    assert!(
+        listing.contains("1 large objects NOT masked (kept by rule)"),
+        "{listing}"
+    );
+    unsubscribe("mask_secrets");
+}

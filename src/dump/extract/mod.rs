@@ -73,13 +73,14 @@ pub fn run(opts: &ExtractOptions) -> Result<()> {
     let params = ConnParams::resolve(opts.conninfo.as_deref(), "weir-extract")?;
     let mut src = open_source(params)?;
     let pg_dump_version = tools::check_not_older("pg_dump", src.server_num, &src.server_version)?;
-    let plan = plan::plan(&mut src, opts, &pg_dump_version)?;
-    let manifest = &plan.manifest;
-    let blob_oids = if manifest.blobs {
+    let mut plan = plan::plan(&mut src, opts, &pg_dump_version)?;
+    let blob_oids = if plan.manifest.blobs {
         blob_owners(&mut src.client)?
     } else {
         Vec::new()
     };
+    plan.manifest.large_objects = Some(blob_oids.len() as u64);
+    let manifest = &plan.manifest;
     let with_data = || manifest.tables.iter().filter(|t| t.data);
     let total_disk: u64 = with_data().map(|t| t.bytes_on_disk).sum();
     let out = Output::open(opts.output.as_deref(), true)?;

@@ -218,6 +218,7 @@ pub fn plan(src: &mut Source, opts: &ExtractOptions, pg_dump_version: &str) -> R
         mask: None,
         globals: opts.globals,
         blobs,
+        large_objects: None,
         subset: (!opts.subset.seeds.is_empty()).then(|| SubsetInfo {
             seeds: opts.subset.seeds.clone(),
             virtual_fks: opts.subset.virtual_fks.clone(),
