@@ -6,6 +6,7 @@ complete -c weir-load -s i -l input -d 'Read the archive from FILE instead of st
 complete -c weir-load -s j -l jobs -d 'Number of connections that load data and build indexes in parallel' -r
 complete -c weir-load -s t -l table -d 'Restore only tables matching PATTERN, with their indexes, constraints, triggers and sequences (repeatable)' -r
 complete -c weir-load -s n -l schema -d 'Restore only objects in schemas matching NAME (repeatable)' -r
+complete -c weir-load -l transaction-size -d 'Commit N tables at a time per connection, and the schema statement by statement, where one transaction would overflow the server\'s lock table (as pg_restore 17\'s option of the name). A truncated or corrupt stream then leaves what was committed before it' -r
 complete -c weir-load -s C -l create -d 'Create the target database first (and drop it again if the load fails)'
 complete -c weir-load -s c -l clean -d 'Drop the archive\'s objects from the target before creating them'
 complete -c weir-load -l if-exists -d 'With --clean, do not fail on objects that do not exist (always the case in weir)'

@@ -141,6 +141,13 @@ impl ExtractCli {
 #[derive(Parser, Debug)]
 #[command(name = "weir-load", version, disable_help_flag = true)]
 #[command(
+    long_about = "Restore a weir archive read from standard input into a PostgreSQL database.\n\n\
+What a truncated or corrupt stream leaves, by mode. With --create: nothing (the database \
+weir-load created is dropped), also where the server's lock table cannot hold one \
+transaction's locks on every table and weir-load commits in batches. Into an existing \
+database: no row (the pre-data schema stays); an archive whose load would overflow the lock \
+table in one transaction is refused before anything changes, naming the numbers. With \
+--transaction-size N: the batches committed before the damage.",
     after_help = "Examples:\n  weir-load --create postgres://app@db2/prod_copy < prod.weir\n  weir-get s3://b/db.weir | weir-load -j 4 -t public.orders postgres:///staging"
 )]
 pub struct LoadCli {
@@ -196,6 +203,11 @@ pub struct LoadCli {
     /// Report each phase (schema, data, indexes) as it ends, with elapsed time.
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
+    /// Commit N tables at a time per connection, and the schema statement by statement, where
+    /// one transaction would overflow the server's lock table (as pg_restore 17's option of the
+    /// name). A truncated or corrupt stream then leaves what was committed before it.
+    #[arg(long = "transaction-size", value_name = "N", value_parser = jobs)]
+    pub transaction_size: Option<usize>,
     /// Print help.
     #[arg(long = "help", action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -221,6 +233,7 @@ impl LoadCli {
             progress: self.progress,
             quiet: self.quiet,
             verbose: self.verbose,
+            transaction_size: self.transaction_size,
         })
     }
 }
@@ -416,6 +429,12 @@ pub const LOAD: Page = Page {
     environment: CONN_ENV,
     see_also: "weir-extract(1), weir-inspect(1), pg_restore(1)",
     exits: &[
+        (
+            ExitCode::Usage,
+            Some(
+                "Usage error, or a load into an existing database that one transaction cannot hold the locks of (raise max_locks_per_transaction, use --create, or --transaction-size).",
+            ),
+        ),
         (ExitCode::Failure, None),
         (ExitCode::BadArchive, None),
         (ExitCode::BrokenPipe, None),

@@ -13,6 +13,7 @@ mod mask;
 mod ops;
 mod pitr;
 mod roundtrip;
+mod scale;
 mod stages;
 mod storage;
 mod subset;

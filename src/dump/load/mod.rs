@@ -16,6 +16,7 @@
 //! (the guard that drops a database made for a failed load). This file is the order of it.
 
 mod created;
+mod locks;
 mod pool;
 mod schema;
 mod selection;
@@ -55,6 +56,9 @@ pub struct LoadOptions {
     pub quiet: bool,
     /// Print each phase as it ends, with the time since the start.
     pub verbose: bool,
+    /// `--transaction-size N`: commit N tables at a time, each worker (and pre-data statement
+    /// by statement), giving up all-or-nothing in a database weir-load did not create.
+    pub transaction_size: Option<usize>,
 }
 
 pub fn run(opts: &LoadOptions) -> Result<()> {
@@ -163,19 +167,59 @@ impl<'o> Loader<'o> {
             self.schema
                 .restrict_to(&self.selection.wanted_oids(m), &self.params)?;
         }
+        let tx = self.transactions(m)?;
         if !self.opts.data_only {
-            self.restore_pre_data(m)?;
+            self.restore_pre_data(m, tx.single_pre_data)?;
         }
         self.main().batch_execute("BEGIN")?;
         if !self.opts.schema_only {
-            let pool = Pool::start(&self.params, self.opts.jobs, self.opts.disable_triggers)?;
+            let (jobs, off) = (self.opts.jobs, self.opts.disable_triggers);
+            let pool = Pool::start(&self.params, jobs, off, tx.tables_per_worker)?;
             self.pool = Some(pool);
         }
         Ok(())
     }
 
-    /// The schemas of a partial restore, `--clean`'s DROPs, then pre-data in one transaction.
-    fn restore_pre_data(&mut self, m: &Manifest) -> Result<()> {
+    /// One transaction per phase where the server's lock table has room for it, batches
+    /// where it has not and the database is ours or the user said so (see [`locks`]).
+    fn transactions(&mut self, m: &Manifest) -> Result<locks::Transactions> {
+        let jobs = if self.opts.schema_only {
+            0
+        } else {
+            self.opts.jobs
+        };
+        let pre = if self.opts.data_only { 0 } else { 1 };
+        let views = self.schema.views();
+        let mut need = locks::need(m, |id| self.selection.contains(id), jobs, views);
+        need.pre_data *= pre;
+        let table = locks::LockTable::read(self.main())?;
+        let owned = self.created.is_some();
+        let tx = locks::plan(
+            need,
+            table,
+            self.opts.jobs,
+            owned,
+            self.opts.transaction_size,
+        )?;
+        if tx
+            != (locks::Transactions {
+                single_pre_data: true,
+                tables_per_worker: None,
+            })
+        {
+            self.note(&format!(
+                "{need:?} locks, {} in the server's table: pre-data {}, {} tables per worker transaction",
+                table.slots,
+                if tx.single_pre_data { "in one transaction" } else { "statement by statement" },
+                tx.tables_per_worker.map_or("all".into(), |n| n.to_string())
+            ));
+        }
+        Ok(tx)
+    }
+
+    /// The schemas of a partial restore, `--clean`'s DROPs, then pre-data, in one transaction
+    /// when `single`.
+    fn restore_pre_data(&mut self, m: &Manifest, single: bool) -> Result<()> {
         if self.selection.partial() {
             for s in self.selection.schemas(m) {
                 let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(s));
@@ -190,7 +234,10 @@ impl<'o> Loader<'o> {
             self.main()
                 .batch_execute("SELECT pg_catalog.set_config('search_path', '', false)")?;
         }
-        let single = ["--single-transaction".to_string()];
+        let single = match single {
+            true => vec!["--single-transaction".to_string()],
+            false => vec![],
+        };
         let what = "restoring the schema (pre-data)";
         self.schema
             .restore(self.opts, &self.params, "pre-data", &single, what)?;

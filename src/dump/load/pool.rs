@@ -42,7 +42,18 @@ impl Pool {
     /// Connects `jobs` workers, each in an open transaction (with triggers and foreign-key
     /// checks off for the session when `disable_triggers`). A refused connection is an error
     /// here, before any chunk is queued.
-    pub fn start(params: &ConnParams, jobs: usize, disable_triggers: bool) -> Result<Pool> {
+    ///
+    /// With `tables_per_txn`, a worker commits its transaction before it copies into one
+    /// more table than that, and goes on in a new one (issue 30: a transaction holds a lock on
+    /// every table it copied into, and the server's lock table is finite). What it committed
+    /// then stays whatever becomes of the rest: only for a database the caller can drop, or
+    /// when the user asked for it.
+    pub fn start(
+        params: &ConnParams,
+        jobs: usize,
+        disable_triggers: bool,
+        tables_per_txn: Option<usize>,
+    ) -> Result<Pool> {
         // Bounded: the reader waits when the workers fall behind, which bounds memory.
         let (tx, rx) = async_channel::bounded::<Job>(2 * jobs.max(1));
         let mut pool = Pool {
@@ -50,7 +61,11 @@ impl Pool {
             queue: Some(tx),
         };
         for _ in 0..jobs.max(1) {
-            let w = spawn_worker(params.clone(), rx.clone(), disable_triggers)?;
+            let setup = Setup {
+                disable_triggers,
+                tables_per_txn,
+            };
+            let w = spawn_worker(params.clone(), rx.clone(), setup)?;
             pool.workers.push(w);
         }
         Ok(pool)
@@ -135,11 +150,14 @@ impl Drop for Pool {
     }
 }
 
-fn spawn_worker(
-    params: ConnParams,
-    queue: Receiver<Job>,
+/// How a worker runs its transactions.
+#[derive(Clone, Copy)]
+struct Setup {
     disable_triggers: bool,
-) -> Result<Worker> {
+    tables_per_txn: Option<usize>,
+}
+
+fn spawn_worker(params: ConnParams, queue: Receiver<Job>, setup: Setup) -> Result<Worker> {
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let (decide, decide_rx) = std::sync::mpsc::channel::<bool>();
     // Connect before returning, so a refused connection is reported at once.
@@ -150,7 +168,7 @@ fn spawn_worker(
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let client = match rt.block_on(connect(&params, disable_triggers)) {
+        let client = match rt.block_on(connect(&params, setup.disable_triggers)) {
             Ok(c) => {
                 let _ = started_tx.send(Ok(()));
                 c
@@ -160,7 +178,7 @@ fn spawn_worker(
                 return Ok(());
             }
         };
-        let loaded = rt.block_on(load_worker(&client, &queue));
+        let loaded = rt.block_on(load_worker(&client, &queue, setup));
         let ok = loaded.is_ok();
         let _ = ready_tx.send(loaded);
         if ok && decide_rx.recv() == Ok(true) {
@@ -183,39 +201,91 @@ fn spawn_worker(
 /// workers send is qualified).
 async fn connect(params: &ConnParams, disable_triggers: bool) -> Result<tokio_postgres::Client> {
     let c = params.connect_async().await?;
-    c.batch_execute("SELECT pg_catalog.set_config('search_path', '', false); BEGIN")
+    c.batch_execute("SELECT pg_catalog.set_config('search_path', '', false)")
         .await?;
+    begin(&c, disable_triggers).await?;
+    Ok(c)
+}
+
+async fn begin(c: &tokio_postgres::Client, disable_triggers: bool) -> Result<()> {
+    c.batch_execute("BEGIN").await?;
     if disable_triggers {
-        // Disables user triggers and foreign-key checks for this session only; needs a
+        // Disables user triggers and foreign-key checks for this transaction only; needs a
         // superuser, as pg_restore --disable-triggers does.
         c.batch_execute("SET LOCAL session_replication_role = replica")
             .await
             .context("--disable-triggers")?;
     }
-    Ok(c)
+    Ok(())
+}
+
+/// The tables of a worker's transactions: those it copied into in the open one, and those it
+/// truncated in any (TRUNCATE again would take committed rows away).
+#[derive(Default)]
+struct Touched {
+    now: HashSet<u32>,
+    truncated: HashSet<u32>,
+    truncated_now: HashSet<u32>,
+}
+
+impl Touched {
+    /// Commits and begins anew when `table` would be one table too many for the transaction.
+    async fn make_room(&mut self, c: &tokio_postgres::Client, table: u32, s: Setup) -> Result<()> {
+        let Some(most) = s.tables_per_txn else {
+            return Ok(());
+        };
+        if self.now.contains(&table) || self.now.len() < most {
+            self.now.insert(table);
+            return Ok(());
+        }
+        c.batch_execute("COMMIT")
+            .await
+            .context("committing a batch of loaded rows")?;
+        begin(c, s.disable_triggers).await?;
+        self.now.clear();
+        self.truncated_now.clear();
+        self.now.insert(table);
+        Ok(())
+    }
+
+    /// Whether the chunk is copied with FREEZE, and whether the table must be truncated
+    /// first: FREEZE needs the table truncated in the same transaction (PostgreSQL docs,
+    /// COPY), which is possible only before any of its rows were committed.
+    fn freeze(&mut self, job: &Job) -> (bool, bool) {
+        if !job.freeze || self.truncated_now.contains(&job.table) {
+            return (job.freeze, false);
+        }
+        if !self.truncated.insert(job.table) {
+            return (false, false);
+        }
+        self.truncated_now.insert(job.table);
+        (true, true)
+    }
 }
 
 /// One load connection: runs COPY for each run of chunks of one table, all in one transaction
 /// that the leader commits only after the archive verified.
-async fn load_worker(client: &tokio_postgres::Client, queue: &Receiver<Job>) -> Result<()> {
+async fn load_worker(
+    client: &tokio_postgres::Client,
+    queue: &Receiver<Job>,
+    setup: Setup,
+) -> Result<()> {
     use futures_util::SinkExt;
-    let mut truncated: HashSet<u32> = HashSet::new();
+    let mut touched = Touched::default();
     let mut pending = queue.recv().await.ok();
     while let Some(job) = pending.take() {
+        touched.make_room(client, job.table, setup).await?;
         // The table is new and empty, so TRUNCATE costs nothing, and the rows land frozen:
         // no later hint-bit rewrite or anti-wraparound vacuum of them.
-        let with = if job.freeze {
-            if truncated.insert(job.table) {
-                let sql = format!("TRUNCATE ONLY {}", job.target);
-                client
-                    .batch_execute(&sql)
-                    .await
-                    .map_err(|e| pg_error(e, &sql))?;
-            }
-            " (FREEZE)"
-        } else {
-            ""
-        };
+        let (freeze, truncate) = touched.freeze(&job);
+        if truncate {
+            let sql = format!("TRUNCATE ONLY {}", job.target);
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| pg_error(e, &sql))?;
+        }
+        let with = if freeze { " (FREEZE)" } else { "" };
         let sql = format!("COPY {} FROM STDIN{with}", job.copy);
         let sink = client
             .copy_in::<_, bytes::Bytes>(sql.as_str())

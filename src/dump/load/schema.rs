@@ -43,6 +43,21 @@ impl SchemaFile {
         Ok(f.path().display().to_string())
     }
 
+    /// The views in the schema's table of contents (0 when it cannot be read: the count only
+    /// sharpens the lock estimate).
+    pub fn views(&self) -> u64 {
+        let Some(bytes) = self
+            .file
+            .as_ref()
+            .and_then(|f| std::fs::read(f.path()).ok())
+        else {
+            return 0;
+        };
+        crate::pg::dump_toc::read(&bytes).map_or(0, |toc| {
+            toc.entries.iter().filter(|e| e.desc == "VIEW").count() as u64
+        })
+    }
+
     /// Restricts every later section to the table-of-contents entries of these objects.
     pub fn restrict_to(&mut self, wanted: &HashSet<u32>, params: &ConnParams) -> Result<()> {
         let toc =
