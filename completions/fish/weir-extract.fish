@@ -15,6 +15,7 @@ complete -c weir-extract -l virtual-fk -d 'A foreign key the schema does not dec
 complete -c weir-extract -l chunk-size -d 'Target size of a data chunk in bytes (rows are never split)' -r
 complete -c weir-extract -l split-pages -d 'Tables larger than twice this many pages are split into ranges of this many pages' -r
 complete -c weir-extract -l stats -d 'Once the archive is complete, write what it holds (database, tables, rows, bytes) as one line of JSON to FILE; a failed run writes nothing' -r
+complete -c weir-extract -l no-unlogged-table-data -d 'Leave out the rows of unlogged tables, keeping their definitions (always so when the server is a standby, where their files are empty, as with pg_dump)'
 complete -c weir-extract -s s -l schema-only -d 'The definitions only: no table\'s rows, no large objects (as pg_dump --schema-only)'
 complete -c weir-extract -l subset-dependents -d 'With --subset, also keep the rows that reference the subset\'s rows (transitively), and the rows these reference'
 complete -c weir-extract -l globals -d 'Include roles and tablespaces (pg_dumpall --globals-only; needs a superuser)'

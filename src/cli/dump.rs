@@ -37,6 +37,10 @@ pub struct ExtractCli {
     /// Keep the definition of tables matching PATTERN but not their rows (repeatable).
     #[arg(long = "exclude-table-data", value_name = "PATTERN")]
     pub exclude_table_data: Vec<String>,
+    /// Leave out the rows of unlogged tables, keeping their definitions (always so when the
+    /// server is a standby, where their files are empty, as with pg_dump).
+    #[arg(long = "no-unlogged-table-data")]
+    pub no_unlogged_table_data: bool,
     /// The definitions only: no table's rows, no large objects (as pg_dump --schema-only).
     #[arg(short = 's', long = "schema-only")]
     pub schema_only: bool,
@@ -111,6 +115,7 @@ impl ExtractCli {
             } else {
                 self.exclude_table_data.clone()
             },
+            no_unlogged_table_data: self.no_unlogged_table_data,
             wheres: self.r#where.clone(),
             subset: crate::dump::extract::subset::SubsetSpec {
                 seeds: self.subset.clone(),

@@ -171,8 +171,14 @@ fn start_configured(name: &str, conf: &str) -> Cluster {
         writeln!(f, "{conf}").unwrap();
     }
     let port = free_port();
+    // Command-line settings win over postgresql.conf: full_page_writes stays off only where
+    // `conf` does not set it (a base backup from a standby needs it on).
+    let fpw = match conf.contains("full_page_writes") {
+        true => "",
+        false => " -c full_page_writes=off",
+    };
     let opts = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c ssl=on -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=60 -c max_wal_size=1GB",
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c ssl=on -c fsync=off -c synchronous_commit=off{fpw} -c max_connections=60 -c max_wal_size=1GB",
         base.display()
     );
     let out = as_owner(

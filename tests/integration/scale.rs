@@ -87,3 +87,135 @@ fn many_tables_restore_where_one_transaction_cannot_lock_them_all() {
         "1"
     );
 }
+
+/// A hot standby of `primary`, made with `pg_basebackup -R` and started on a port of its own;
+/// stopped when dropped.
+struct Standby(Cluster);
+
+impl Standby {
+    fn start(primary: &Cluster) -> Standby {
+        let dir = primary.dir.join("standby");
+        let data = dir.join("data");
+        std::fs::create_dir_all(&dir).unwrap();
+        sh(&format!(
+            "chmod 755 {0}; chown postgres {0} 2>/dev/null || true",
+            dir.display()
+        ));
+        let mut cmd = Command::new(primary.bindir.join("pg_basebackup"));
+        cmd.args([
+            "-D",
+            data.to_str().unwrap(),
+            "-R",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+        ]);
+        let o = scrub(&mut cmd, &primary.env()).output().unwrap();
+        assert!(o.status.success(), "pg_basebackup: {}", stderr(&o));
+        sh(&format!(
+            "chown -R postgres {0} 2>/dev/null || true; chmod 700 {0}",
+            data.display()
+        ));
+        let port = free_port();
+        let opts = format!("-p {port} -k {} -c listen_addresses=''", dir.display());
+        let log = dir.join("log");
+        let args = [
+            "-D",
+            data.to_str().unwrap(),
+            "-o",
+            &opts,
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "start",
+        ];
+        let o = as_owner(&primary.bindir.join("pg_ctl"), &args);
+        assert!(o.status.success(), "standby start: {}", stderr(&o));
+        Standby(Cluster {
+            dir,
+            port,
+            bindir: primary.bindir.clone(),
+            ca_cert: primary.ca_cert.clone(),
+        })
+    }
+}
+
+impl Drop for Standby {
+    fn drop(&mut self) {
+        let data = self.0.data();
+        as_owner(
+            &self.0.bindir.join("pg_ctl"),
+            &["-D", data.to_str().unwrap(), "-m", "immediate", "stop"],
+        );
+    }
+}
+
+/// Issue 30: backing up from a hot standby, where an unlogged table's files are empty
+/// placeholders: weir-extract leaves its rows out (as pg_dump does there) and says so, and the
+/// copy equals the primary but for them; weir-basebackup works from the standby too.
+#[test]
+fn a_standby_with_an_unlogged_table_backs_up() {
+    let primary = Cluster::start_with("standby-primary", "full_page_writes = on");
+    primary.create_db(
+        "app",
+        "CREATE TABLE kept (id int PRIMARY KEY, v text); INSERT INTO kept SELECT g, 'v' || g FROM generate_series(1, 5000) g;
+         CREATE UNLOGGED TABLE scratch (id int, note text); INSERT INTO scratch SELECT g, 'tmp' FROM generate_series(1, 100) g;",
+    );
+    let standby = Standby::start(&primary);
+    let on = |c: &Cluster, name: &str, args: &[&str]| {
+        let mut cmd = Command::new(bin(name));
+        cmd.args(args);
+        run_with_input(scrub(&mut cmd, &c.env()), b"")
+    };
+    let o = on(&standby.0, "weir-extract", &["-j2", "app"]);
+    assert!(
+        o.status.success(),
+        "weir-extract on the standby: {}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("the server is a standby: the rows of 1 unlogged tables are left out"),
+        "{}",
+        stderr(&o)
+    );
+    let o2 = load(&primary, &["-q", "--create", "app_from_standby"], &o.stdout);
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    let mut want = primary.content("app");
+    want.insert("table public.scratch".into(), "0:".into());
+    assert_eq!(primary.content("app_from_standby"), want);
+    // On the primary the rows go in, unless asked to stay out.
+    let all = on(&primary, "weir-extract", &["-q", "app"]);
+    assert!(
+        all.status.success() && stderr(&all).is_empty(),
+        "{}",
+        stderr(&all)
+    );
+    let o2 = load(&primary, &["-q", "--create", "app_all"], &all.stdout);
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    assert_eq!(primary.content("app_all"), primary.content("app"));
+    let without = on(
+        &primary,
+        "weir-extract",
+        &["-q", "--no-unlogged-table-data", "app"],
+    );
+    let o2 = load(
+        &primary,
+        &["-q", "--create", "app_without"],
+        &without.stdout,
+    );
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    assert_eq!(primary.content("app_without"), want);
+    // weir-basebackup from the standby: a whole base backup stream.
+    let o = on(&standby.0, "weir-basebackup", &["-q"]);
+    assert!(
+        o.status.success(),
+        "weir-basebackup on the standby: {}",
+        stderr(&o)
+    );
+    assert!(holds(&o.stdout, "PG_VERSION") && o.stdout.len() > 1 << 20);
+}
+
+fn holds(data: &[u8], s: &str) -> bool {
+    data.windows(s.len()).any(|w| w == s.as_bytes())
+}

@@ -40,6 +40,8 @@ pub struct ExtractOptions {
     /// `Some(true)` forces large objects in, `Some(false)` leaves them out; `None` is pg_dump's
     /// default (in unless tables or schemas were selected).
     pub blobs: Option<bool>,
+    /// `--no-unlogged-table-data` (always so on a standby).
+    pub no_unlogged_table_data: bool,
     pub chunk_size: usize,
     /// Tables above twice this many pages are COPYed in ranges of this many pages.
     pub split_pages: i64,

@@ -99,6 +99,10 @@ impl Selection {
 struct Filters {
     no_data: Vec<Pattern>,
     wheres: Vec<(Pattern, String)>,
+    /// Leave out the rows of unlogged tables (a standby, or --no-unlogged-table-data).
+    no_unlogged: bool,
+    /// How many tables' rows that left out.
+    unlogged_left_out: std::cell::Cell<usize>,
 }
 
 impl Filters {
@@ -115,14 +119,27 @@ impl Filters {
                 .ok_or_else(|| anyhow!("--where {w:?}: expected TABLE:CONDITION"))?;
             wheres.push((Pattern::table(t)?, cond.to_string()));
         }
-        Ok(Filters { no_data, wheres })
+        Ok(Filters {
+            no_data,
+            wheres,
+            no_unlogged: false,
+            unlogged_left_out: Default::default(),
+        })
     }
 
-    fn keeps_data(&self, schema: &str, name: &str, visible: bool) -> bool {
-        !self
+    fn keeps_data(&self, schema: &str, name: &str, visible: bool, unlogged: bool) -> bool {
+        if self
             .no_data
             .iter()
             .any(|p| p.matches_table(schema, name, visible))
+        {
+            return false;
+        }
+        if unlogged && self.no_unlogged {
+            self.unlogged_left_out.set(self.unlogged_left_out.get() + 1);
+            return false;
+        }
+        true
     }
 
     /// The table's row filter, `(a) AND (b)`, if any.
@@ -163,7 +180,23 @@ pub fn plan(src: &mut Source, opts: &ExtractOptions, pg_dump_version: &str) -> R
     // read with the default search path, as pg_dump does (expand_table_name_patterns); every
     // name in these queries is qualified.
     c.batch_execute("RESET search_path")?;
+    let mut filters = filters;
+    // On a standby the unlogged tables' files are empty placeholders (PostgreSQL docs,
+    // CREATE TABLE: UNLOGGED), so reading them fails: pg_dump leaves their rows out there
+    // (dumpTableData, --no-unlogged-table-data), and so do we.
+    let standby: bool = c
+        .query_one("SELECT pg_catalog.pg_is_in_recovery()", &[])?
+        .get(0);
+    filters.no_unlogged = opts.no_unlogged_table_data || standby;
     let (mut tables, matviews, block_size) = read_relations(c, &sel, &filters)?;
+    if standby && !opts.quiet {
+        let n = filters.unlogged_left_out.get();
+        if n > 0 {
+            eprintln!(
+                "weir-extract: the server is a standby: the rows of {n} unlogged tables are left out (their definitions stay), as pg_dump does"
+            );
+        }
+    }
     check_schemas(c, &sel)?;
     let by_oid: HashMap<u32, usize> = tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
     read_details(c, &mut tables, &by_oid, src.server_num)?;
@@ -246,7 +279,8 @@ fn read_relations(
                 pg_catalog.current_setting('block_size')::int8, \
                 (SELECT ARRAY[rn.nspname::text, rc.relname::text] FROM pg_catalog.pg_class rc \
                    JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
-                  WHERE c.relispartition AND rc.oid = pg_catalog.pg_partition_root(c.oid)) \
+                  WHERE c.relispartition AND rc.oid = pg_catalog.pg_partition_root(c.oid)), \
+                c.relpersistence = 'u' \
          FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
          LEFT JOIN LATERAL (SELECT e.extcondition[pg_catalog.array_position(e.extconfig, c.oid)] AS cond, true AS isconfig \
@@ -289,7 +323,7 @@ fn read_relations(
             id: tables.len() as u32,
             filter: filters.condition(&schema, &name, visible, r.get(6)),
             subset: None,
-            data: kind == "r" && filters.keeps_data(&schema, &name, visible),
+            data: kind == "r" && filters.keeps_data(&schema, &name, visible, r.get(10)),
             schema,
             name,
             oid,
