@@ -249,7 +249,16 @@ case "${POSTGRES_DATABASE:-all}" in
             die 1 "cannot list the databases of ${PGHOST:-the local server} (is it reachable?)"
         fi
         ;;
-    *) IFS=', ' read -r -a databases <<<"$POSTGRES_DATABASE" ;;
+    *)
+        # Commas alone separate the names (a name may hold spaces, slashes, any letter);
+        # white space around each name is trimmed, so "app, crm" is two.
+        IFS=',' read -r -a named <<<"$POSTGRES_DATABASE"
+        for db in "${named[@]}"; do
+            db=${db#"${db%%[![:space:]]*}"}
+            db=${db%"${db##*[![:space:]]}"}
+            [ -z "$db" ] || databases+=("$db")
+        done
+        ;;
 esac
 
 failures=0

@@ -1037,3 +1037,35 @@ fn prune_base_backups_and_their_wal_over_synthetic_dates() {
     assert!(!catalog_dir.join("base-20261024T030000Z.tar.zst").exists());
     assert!(catalog_dir.join("base-20261025T030000Z.tar.zst").exists());
 }
+
+/// Issue 30: POSTGRES_DATABASE is split on commas only, so a database name with a space, a
+/// slash and letters beyond ASCII goes through backup.sh and restore.sh whole.
+#[test]
+fn database_names_with_spaces_slashes_and_accents_back_up_and_restore() {
+    let c = cluster();
+    let odd = "my app/ü ñ";
+    c.create_db(odd, "CREATE TABLE t (x int, s text); INSERT INTO t SELECT g, 'ß' || g FROM generate_series(1, 50) g;");
+    c.create_db("ops plain", "CREATE TABLE u (y int); INSERT INTO u VALUES (7);");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("backups").display().to_string();
+    let list = format!(" {odd} ,ops plain");
+    let env = [("BACKUP_DIR", dir.as_str()), ("POSTGRES_DATABASE", list.as_str())];
+    let out = run("backup.sh", c, &env);
+    assert!(out.status.success(), "backup.sh: {}", stderr(&out));
+    let entries = catalog(&dir, &[]);
+    let mut names: Vec<&str> = entries.iter().map(|e| e["database"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["my app/ü ñ", "ops plain"], "{entries:?}");
+
+    let copy = "my app/ü ñ (copy)";
+    c.psql("postgres", &format!("DROP DATABASE IF EXISTS \"{copy}\""));
+    let renv = [
+        ("BACKUP_DIR", dir.as_str()),
+        ("RESTORE_DATABASE", odd),
+        ("RESTORE_TARGET_DATABASE", copy),
+        ("RESTORE_CREATE", "1"),
+    ];
+    let out = run("restore.sh", c, &renv);
+    assert!(out.status.success(), "restore.sh: {}", stderr(&out));
+    assert_eq!(c.content(odd), c.content(copy));
+}
