@@ -14,6 +14,8 @@
 #   weir-basebackup, restore-physical against  pgbackrest backup, restore (a full backup, then
 #                                              recovery to a time target; pg_basebackup for
 #                                              scale: scripts/lib/bench-physical.sh)
+#   weir-extract, weir-load on 5,000  against  pg_dump -Fd -j2 -Z0, pg_restore -j2
+#   and 20,000 small tables                    (scripts/lib/bench-tables.sh; BENCH_TABLES)
 # on a generated mixed-type dataset of about BENCH_GB gigabytes (default 1). Prints wall time,
 # peak RSS and the ratios weir/reference (below 1.0 means weir is faster or smaller).
 # BENCH_RUNS (default 3) runs of each, in alternating order; the best run counts.
@@ -242,6 +244,10 @@ bench_wal_s3
 # Base backups and point-in-time recovery: weir against pgBackRest (scripts/lib/bench-physical.sh).
 . scripts/lib/bench-physical.sh
 bench_physical
+
+# Many small tables: weir against pg_dump and pg_restore (scripts/lib/bench-tables.sh).
+. scripts/lib/bench-tables.sh
+bench_tables
 
 echo
 echo "byte-stream stages:"

@@ -277,7 +277,10 @@ fn sigterm_during_a_load_drops_the_database_it_created() {
     let _ = c.psql("postgres", "DROP DATABASE IF EXISTS sig_dst");
     let mut cmd = std::process::Command::new(bin("weir-load"));
     cmd.args(["-q", "--create", "sig_dst"]);
+    // Its own TMPDIR, to see that the spooled schema goes too (issue 28).
+    let tmp = tempfile::tempdir().unwrap();
     let mut child = scrub(&mut cmd, &c.env())
+        .env("TMPDIR", tmp.path())
         .stdin(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -314,4 +317,6 @@ fn sigterm_during_a_load_drops_the_database_it_created() {
         !c.db_exists("sig_dst"),
         "the half-loaded database must be gone"
     );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "temporary files left: {left:?}");
 }

@@ -1045,15 +1045,24 @@ fn database_names_with_spaces_slashes_and_accents_back_up_and_restore() {
     let c = cluster();
     let odd = "my app/ü ñ";
     c.create_db(odd, "CREATE TABLE t (x int, s text); INSERT INTO t SELECT g, 'ß' || g FROM generate_series(1, 50) g;");
-    c.create_db("ops plain", "CREATE TABLE u (y int); INSERT INTO u VALUES (7);");
+    c.create_db(
+        "ops plain",
+        "CREATE TABLE u (y int); INSERT INTO u VALUES (7);",
+    );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("backups").display().to_string();
     let list = format!(" {odd} ,ops plain");
-    let env = [("BACKUP_DIR", dir.as_str()), ("POSTGRES_DATABASE", list.as_str())];
+    let env = [
+        ("BACKUP_DIR", dir.as_str()),
+        ("POSTGRES_DATABASE", list.as_str()),
+    ];
     let out = run("backup.sh", c, &env);
     assert!(out.status.success(), "backup.sh: {}", stderr(&out));
     let entries = catalog(&dir, &[]);
-    let mut names: Vec<&str> = entries.iter().map(|e| e["database"].as_str().unwrap()).collect();
+    let mut names: Vec<&str> = entries
+        .iter()
+        .map(|e| e["database"].as_str().unwrap())
+        .collect();
     names.sort();
     assert_eq!(names, ["my app/ü ñ", "ops plain"], "{entries:?}");
 

@@ -15,13 +15,35 @@ pub struct SchemaFile {
     file: Option<tempfile::NamedTempFile>,
     /// `--use-list` for a partial restore by table.
     use_list: Option<tempfile::NamedTempFile>,
+    /// Remove the temporary files on SIGINT or SIGTERM, which end the process without drops.
+    cleanup: Vec<u64>,
+}
+
+impl Drop for SchemaFile {
+    fn drop(&mut self) {
+        for id in self.cleanup.drain(..) {
+            crate::plumbing::signals::forget(id);
+        }
+    }
+}
+
+/// A private temporary file that SIGINT and SIGTERM remove too; the id of that cleanup.
+fn temp_file(prefix: &str) -> Result<(tempfile::NamedTempFile, u64)> {
+    let f = tempfile::Builder::new().prefix(prefix).tempfile()?;
+    let path = f.path().to_path_buf();
+    let id = crate::plumbing::signals::on_cleanup(move || {
+        let _ = std::fs::remove_file(path);
+    });
+    Ok((f, id))
 }
 
 impl SchemaFile {
     /// Appends one schema part of the archive.
     pub fn append(&mut self, data: &[u8]) -> Result<()> {
         if self.file.is_none() {
-            self.file = Some(tempfile::Builder::new().prefix("weir-schema-").tempfile()?);
+            let (f, id) = temp_file("weir-schema-")?;
+            self.cleanup.push(id);
+            self.file = Some(f);
         }
         self.file.as_mut().expect("just made").write_all(data)?;
         Ok(())
@@ -62,7 +84,8 @@ impl SchemaFile {
     pub fn restrict_to(&mut self, wanted: &HashSet<u32>, params: &ConnParams) -> Result<()> {
         let toc =
             self.pg_restore_output(vec!["--list".to_string()], params, "listing the schema")?;
-        let mut list = tempfile::Builder::new().prefix("weir-list-").tempfile()?;
+        let (mut list, id) = temp_file("weir-list-")?;
+        self.cleanup.push(id);
         list.write_all(super::selection::use_list(&toc, wanted).as_bytes())?;
         list.flush()?;
         self.use_list = Some(list);
