@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Installs what building and testing weir needs, if missing: the PostgreSQL server and client
-# tools, OpenSSL headers and CLI, the reference zstd/lz4/gzip/bzip2/age/ssh-keygen tools, the
+# tools (and wal2json, the CDC tests' reference), OpenSSL headers and CLI, the reference zstd/lz4/gzip/bzip2/age/ssh-keygen tools, the
 # s3s-fs test server, podman and debootstrap for the image, and Rust's rustfmt and clippy. Sourced by test.sh, demo.sh
 # and bench.sh; idempotent, so a machine that has everything installs nothing.
 weir_install_prereqs() {
@@ -11,6 +11,10 @@ weir_install_prereqs() {
     command -v pg_dump >/dev/null 2>&1 || need+=(postgresql-client)
     if ! command -v pg_config >/dev/null 2>&1 || [ ! -x "$(pg_config --bindir 2>/dev/null)/initdb" ]; then
         need+=(postgresql postgresql-contrib)
+    fi
+    # wal2json: the CDC tests diff weir-cdc's lines against its output (pg_recvlogical).
+    if command -v pg_config >/dev/null 2>&1 && [ ! -e "$(pg_config --pkglibdir)/wal2json.so" ]; then
+        need+=("postgresql-$(pg_config --version | awk '{ print int($2) }')-wal2json")
     fi
     command -v openssl >/dev/null 2>&1 || need+=(openssl)
     pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev pkg-config)

@@ -1,6 +1,9 @@
-//! Change data capture: logical replication as a stream (the CDC issues). So far the decoder
-//! of `pgoutput`, the built-in plugin weir-cdc will stream from, and the streaming protocol's
-//! messages around it ([`wire`]); the replication connection is [`crate::pg::replication`]'s.
+//! Change data capture: logical replication as a stream (the CDC issues). `weir-cdc`
+//! ([`stream`]) reads a slot over the streaming protocol ([`wire`]), decodes `pgoutput`
+//! ([`pgoutput`]) and writes JSON lines ([`json`]); the replication connection is
+//! [`crate::pg::replication`]'s.
 
+pub mod json;
 pub mod pgoutput;
+pub mod stream;
 pub mod wire;

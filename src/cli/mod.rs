@@ -4,12 +4,14 @@
 //! --lib` rewrites them). [`PAGES`] is the one list of binaries: man pages, completions and the
 //! integration tests' help snapshots all iterate it.
 
+mod cdc;
 mod dump;
 mod ops;
 mod physical;
 mod storage;
 mod stream;
 
+pub use cdc::CdcCli;
 pub use dump::{ExtractCli, InspectCli, LoadCli, MaskCli};
 pub use ops::{CatalogCli, CatalogCommand, PruneCli, ScheduleCli};
 pub use physical::{BaseBackupCli, RestorePhysicalCli, WalCli, WalCommand};
@@ -38,6 +40,7 @@ pub const PAGES: &[Page] = &[
     physical::WAL,
     physical::BASEBACKUP,
     physical::RESTORE_PHYSICAL,
+    cdc::CDC,
 ];
 
 /// One binary's command line and the parts of its man page that clap cannot know.

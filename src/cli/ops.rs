@@ -199,7 +199,7 @@ pub struct CatalogPickArgs {
     pub s3: S3Args,
 }
 
-fn lsn(s: &str) -> Result<u64, String> {
+pub(super) fn lsn(s: &str) -> Result<u64, String> {
     crate::pg::replication::parse_lsn(s).map_err(|e| e.to_string())
 }
 

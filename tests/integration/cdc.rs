@@ -198,3 +198,208 @@ fn a_streamed_change_and_the_flush_position_the_slot_keeps() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Issue 16, test 1: weir-cdc's lines against wal2json's format-version 2 over the same changes
+/// (Debian's postgresql-15-wal2json, through pg_recvlogical), the documented differences
+/// normalised away: wal2json's begin line carries `nextlsn`, weir's cannot (pgoutput's Begin
+/// does not say where the transaction ends).
+#[test]
+fn weir_cdc_lines_equal_wal2json_format_version_2() {
+    use crate::harness::{bin, run_with_input, scrub, stderr};
+    let c = cluster();
+    let lib = String::from_utf8(
+        std::process::Command::new("pg_config")
+            .arg("--pkglibdir")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    if !std::path::Path::new(lib.trim())
+        .join("wal2json.so")
+        .exists()
+    {
+        panic!("wal2json is not installed (scripts/test.sh installs postgresql-NN-wal2json)");
+    }
+    c.create_db(
+        "cdc_golden",
+        "CREATE TYPE \"Mood\" AS ENUM ('ok', 'sad');
+         CREATE TABLE kinds (id int PRIMARY KEY, n numeric(12,3), f real, b bool, t text, by bytea,
+                             at timestamptz, j jsonb, u uuid, a int[], m \"Mood\", v varchar(10));
+         CREATE TABLE full_rows (k int, note text);
+         ALTER TABLE full_rows REPLICA IDENTITY FULL;
+         CREATE PUBLICATION golden FOR TABLE kinds, full_rows;",
+    );
+    let env: Vec<(String, String)> = c
+        .env()
+        .into_iter()
+        .chain([("PGOPTIONS".to_string(), "-c timezone=UTC".to_string())])
+        .collect();
+    let cdc = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(bin("weir-cdc"));
+        cmd.args(["-d", "cdc_golden", "-S", "golden_weir"])
+            .args(args);
+        run_with_input(scrub(&mut cmd, &env), b"")
+    };
+    let o = cdc(&["--create-slot"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.psql(
+        "cdc_golden",
+        "SELECT 1 FROM pg_create_logical_replication_slot('golden_w2j', 'wal2json')",
+    );
+    for sql in [
+        "INSERT INTO kinds VALUES (1, 'NaN', 1.5, true, E'quote \" back\\\\ new\\nline ü', '\\x00ff', '2026-12-04 01:02:03.5+00',
+                                   '{\"a\": [1, 2]}', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{1,NULL,3}', 'sad', 'short'),
+                                  (2, -12.5, NULL, false, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+        "UPDATE kinds SET t = 'changed' WHERE id = 1",
+        "UPDATE kinds SET id = 3 WHERE id = 2",
+        "DELETE FROM kinds WHERE id = 3",
+        "INSERT INTO full_rows VALUES (1, 'a'), (2, 'b')",
+        "UPDATE full_rows SET note = 'c' WHERE k = 1",
+        "DELETE FROM full_rows WHERE k = 2",
+        "BEGIN; INSERT INTO kinds (id) VALUES (4); SELECT pg_logical_emit_message(true, 'weir', 'in a transaction'); COMMIT",
+        "TRUNCATE full_rows",
+        "SET synchronous_commit = on; INSERT INTO kinds (id) VALUES (5)",
+    ] {
+        c.psql("cdc_golden", sql);
+    }
+    let end = c.psql("cdc_golden", "SELECT pg_current_wal_lsn()");
+    let end = end.trim();
+    // A transaction past the end position, so that pg_recvlogical sees one and stops (idle,
+    // it waits for the server's keepalive, wal_sender_timeout / 2).
+    c.psql(
+        "cdc_golden",
+        "SET synchronous_commit = on; CREATE TABLE past_the_end (x int)",
+    );
+    let o = cdc(&["-q", "--publication", "golden", "--stream", "-E", end]);
+    assert!(o.status.success(), "weir-cdc: {}", stderr(&o));
+    let ours = String::from_utf8(o.stdout).unwrap();
+
+    let mut cmd = std::process::Command::new(c.bindir.join("pg_recvlogical"));
+    cmd.args([
+        "-d",
+        "cdc_golden",
+        "-S",
+        "golden_w2j",
+        "--start",
+        "--no-loop",
+    ]);
+    cmd.args(["-E", end, "-f", "-"]);
+    for opt in [
+        "format-version=2",
+        "include-xids=1",
+        "include-timestamp=1",
+        "include-lsn=1",
+        "add-tables=public.kinds,public.full_rows",
+    ] {
+        cmd.args(["-o", opt]);
+    }
+    let o = run_with_input(scrub(&mut cmd, &env), b"");
+    assert!(o.status.success(), "pg_recvlogical: {}", stderr(&o));
+    let theirs: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if v["action"] == "B" {
+                v.as_object_mut().unwrap().remove("nextlsn");
+            }
+            v
+        })
+        .collect();
+    let ours: Vec<serde_json::Value> = ours.lines().map(as_wal2json_2_5).collect();
+    assert!(ours.len() > 20, "{ours:#?}");
+    for (i, (a, b)) in ours.iter().zip(theirs.iter()).enumerate() {
+        assert_eq!(a, b, "line {i} differs");
+    }
+    assert_eq!(
+        ours.len(),
+        theirs.len(),
+        "weir:\n{ours:#?}\nwal2json:\n{theirs:#?}"
+    );
+
+    // The slot confirmed what was written; dropping it leaves none behind.
+    let confirmed = c.psql(
+        "cdc_golden",
+        &format!("SELECT confirmed_flush_lsn >= '{end}' FROM pg_replication_slots WHERE slot_name = 'golden_weir'"),
+    );
+    assert_eq!(confirmed.trim(), "t");
+    let o = cdc(&["--drop-slot"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.psql(
+        "cdc_golden",
+        "SELECT pg_drop_replication_slot('golden_w2j')",
+    );
+    let left = c.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'golden%'",
+    );
+    assert_eq!(left.trim(), "0");
+}
+
+/// A weir-cdc line as Debian's wal2json 2.5 writes it (it lacks numeric-data-types-as-string):
+/// numbers unquoted, NaN and Infinity as null (weir keeps them, as strings).
+fn as_wal2json_2_5(line: &str) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+    for list in ["columns", "identity"] {
+        let Some(cols) = v.get_mut(list).and_then(|c| c.as_array_mut()) else {
+            continue;
+        };
+        for c in cols {
+            let ty = c["type"].as_str().unwrap_or("").to_string();
+            let numeric = [
+                "integer",
+                "bigint",
+                "smallint",
+                "real",
+                "double precision",
+                "oid",
+            ]
+            .contains(&ty.as_str())
+                || ty.starts_with("numeric");
+            if let (true, Some(s)) = (numeric, c["value"].as_str().map(str::to_string)) {
+                c["value"] = serde_json::from_str(&s).unwrap_or(serde_json::Value::Null);
+            }
+        }
+    }
+    v
+}
+
+/// weir-cdc's usage errors: nothing to do, or streaming without a publication, is exit 2 with
+/// one line, before any connection; a slot that exists is refused by --create-slot alone.
+#[test]
+fn weir_cdc_says_what_is_missing() {
+    use crate::harness::{bin, run_with_input, scrub, stderr};
+    let c = cluster();
+    c.create_db("cdc_usage", "");
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(bin("weir-cdc"));
+        cmd.args(["-d", "cdc_usage", "-S", "usage_slot"]).args(args);
+        run_with_input(scrub(&mut cmd, &c.env()), b"")
+    };
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing to do"), "{}", stderr(&o));
+    let o = run(&["--stream"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--stream needs --publication"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(run(&["--create-slot"]).status.success());
+    let o = run(&["--create-slot"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("slot usage_slot exists already"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(run(&["--create-slot", "--if-not-exists"]).status.success());
+    assert!(run(&["--drop-slot"]).status.success());
+    let left = c.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'usage_slot'",
+    );
+    assert_eq!(left.trim(), "0");
+}
