@@ -109,6 +109,12 @@ weir_image_cleanup() {
     command -v podman >/dev/null 2>&1 || return 0
     weir_podman_conf
     podman ps -aq --filter "ancestor=$tag" | xargs -r podman rm -f >/dev/null 2>&1 || true
+    # An interrupted build leaves buildah's working containers, and its stage images under
+    # temporary names (`<64 hex digits>-tmp`), which are tagged and so never dangling.
+    podman ps -a --external --format '{{.ID}} {{.Names}}' | awk '$2 ~ /-working-container$/ { print $1 }' |
+        xargs -r podman rm -f >/dev/null 2>&1 || true
+    podman images --format '{{.Repository}}:{{.Tag}}' | grep -E '/[0-9a-f]{64}-tmp:' |
+        xargs -r podman rmi -f >/dev/null 2>&1 || true
     podman image exists "$tag" && { podman rmi "$tag" >/dev/null || true; }
     podman image prune -f >/dev/null || true
     rm -rf "${WEIR_IMAGE_WORK:?}/rootfs" "$WEIR_IMAGE_WORK/rust"
