@@ -15,7 +15,7 @@
 #                                              recovery to a time target; pg_basebackup for
 #                                              scale: scripts/lib/bench-physical.sh)
 #   weir-extract, weir-load on 5,000  against  pg_dump -Fd -j2 -Z0, pg_restore -j2
-#   and 20,000 small tables                    (scripts/lib/bench-tables.sh; BENCH_TABLES)
+#   small tables                               (scripts/lib/bench-tables.sh; BENCH_TABLES)
 # on a generated mixed-type dataset of about BENCH_GB gigabytes (default 1). Prints wall time,
 # peak RSS and the ratios weir/reference (below 1.0 means weir is faster or smaller).
 # BENCH_RUNS (default 3) runs of each, in alternating order; the best run counts.
