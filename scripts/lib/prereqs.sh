@@ -12,10 +12,6 @@ weir_install_prereqs() {
     if ! command -v pg_config >/dev/null 2>&1 || [ ! -x "$(pg_config --bindir 2>/dev/null)/initdb" ]; then
         need+=(postgresql postgresql-contrib)
     fi
-    # wal2json: the CDC tests diff weir-cdc's lines against its output (pg_recvlogical).
-    if command -v pg_config >/dev/null 2>&1 && [ ! -e "$(pg_config --pkglibdir)/wal2json.so" ]; then
-        need+=("postgresql-$(pg_config --version | awk '{ print int($2) }')-wal2json")
-    fi
     command -v openssl >/dev/null 2>&1 || need+=(openssl)
     pkg-config --exists openssl 2>/dev/null || need+=(libssl-dev pkg-config)
     command -v runuser >/dev/null 2>&1 || need+=(util-linux)
@@ -44,6 +40,16 @@ weir_install_prereqs() {
         [ "$(id -u)" = 0 ] || sudo="sudo"
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    fi
+    # wal2json, for the server just found or installed: the CDC tests diff weir-cdc's lines
+    # against its output (pg_recvlogical).
+    if [ ! -e "$(pg_config --pkglibdir)/wal2json.so" ]; then
+        local wal2json
+        wal2json="postgresql-$(pg_config --version | awk '{ print int($2) }')-wal2json"
+        echo "installing: $wal2json" >&2
+        [ "$(id -u)" = 0 ] || sudo=sudo
+        ${sudo:-} apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive ${sudo:-} apt-get install -y -qq --no-install-recommends "$wal2json" >/dev/null
     fi
     # The S3-compatible server the storage tests run against (it checks SigV4 signatures).
     if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
