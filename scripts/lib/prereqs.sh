@@ -34,22 +34,11 @@ weir_install_prereqs() {
         command -v runc >/dev/null 2>&1 || need+=(runc)
         command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
     fi
-    if [ "${#need[@]}" -gt 0 ]; then
-        echo "installing: ${need[*]}" >&2
-        local sudo=""
-        [ "$(id -u)" = 0 ] || sudo="sudo"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-    fi
+    [ "${#need[@]}" -eq 0 ] || weir_apt_install "${need[@]}"
     # wal2json, for the server just found or installed: the CDC tests diff weir-cdc's lines
     # against its output (pg_recvlogical).
     if [ ! -e "$(pg_config --pkglibdir)/wal2json.so" ]; then
-        local wal2json
-        wal2json="postgresql-$(pg_config --version | awk '{ print int($2) }')-wal2json"
-        echo "installing: $wal2json" >&2
-        [ "$(id -u)" = 0 ] || sudo=sudo
-        ${sudo:-} apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive ${sudo:-} apt-get install -y -qq --no-install-recommends "$wal2json" >/dev/null
+        weir_apt_install "postgresql-$(pg_config --version | awk '{ print int($2) }')-wal2json"
     fi
     # The S3-compatible server the storage tests run against (it checks SigV4 signatures).
     if ! command -v s3s-fs >/dev/null 2>&1 && [ ! -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; then
@@ -61,6 +50,15 @@ weir_install_prereqs() {
         rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
         rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
     fi
+}
+
+# weir_apt_install PACKAGE...: Debian's packages, through sudo unless we are root.
+weir_apt_install() {
+    local sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "installing: $*" >&2
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 # weir_require_space WHAT DIR GB [DIR GB]...: stops with one line when the file systems that

@@ -237,9 +237,8 @@ impl Masker {
         Ok(())
     }
 
-    fn large_objects(&self) -> Option<rules::LargeObjectAction> {
-        let plan = self.plan.as_ref()?;
-        plan.large_objects.as_ref().map(|l| l.action)
+    fn large_objects(&self) -> Option<&rules::LargeObjects> {
+        self.plan.as_ref()?.large_objects.as_ref()
     }
 }
 
@@ -315,14 +314,7 @@ impl Visitor for Masker {
             Some(A::Replace) => {}
         }
         if m.blobs {
-            info.large_objects = plan.large_objects.as_ref().map(|l| {
-                match l.action {
-                    A::Drop => "dropped",
-                    A::Replace => "replaced",
-                    A::Keep => "kept",
-                }
-                .to_string()
-            });
+            info.large_objects = plan.large_objects.as_ref().map(|l| l.action.done().into());
         }
         out_m.mask = Some(info);
         continue_sequences_past_permuted_keys(&mut out_m, &plan);
@@ -347,7 +339,7 @@ impl Visitor for Masker {
             return Ok(());
         }
         if name == crate::archive::BLOBS_SQL
-            && self.large_objects() == Some(rules::LargeObjectAction::Drop)
+            && self.large_objects().map(|l| l.action) == Some(rules::LargeObjectAction::Drop)
         {
             self.writer()?;
             return Ok(());
@@ -407,17 +399,12 @@ impl Visitor for Masker {
 
     fn blob(&mut self, oid: u32, size: u64, data: &mut dyn Read) -> Result<()> {
         use rules::LargeObjectAction as A;
-        let rule = self.plan.as_ref().and_then(|p| p.large_objects.clone());
-        match rule {
-            None
-            | Some(rules::LargeObjects {
-                action: A::Keep, ..
-            }) => self.writer()?.add_blob(oid, size, data),
-            Some(rules::LargeObjects {
-                action: A::Drop, ..
-            }) => Ok(()),
-            Some(rules::LargeObjects { with, .. }) => {
-                let with = with.unwrap_or_default().into_bytes();
+        match self.large_objects().map(|l| (l.action, l.with.as_deref())) {
+            None | Some((A::Keep, _)) => self.writer()?.add_blob(oid, size, data),
+            Some((A::Drop, _)) => Ok(()),
+            Some((A::Replace, with)) => {
+                // Copied out of the plan: the writer borrows self mutably.
+                let with = with.unwrap_or_default().as_bytes().to_vec();
                 self.writer()?.add_blob(oid, with.len() as u64, &with[..])
             }
         }
@@ -671,7 +658,10 @@ impl Visitor for Preview {
 
     fn file(&mut self, name: &str, data: Vec<u8>) -> Result<()> {
         if name.starts_with(crate::archive::SCHEMA_PREFIX) && !self.started {
-            self.schema.extend_from_slice(&data);
+            // Only the report reads the schema; a plain --preview does not keep it.
+            if self.validate {
+                self.schema.extend_from_slice(&data);
+            }
             return Ok(());
         }
         self.start()

@@ -54,6 +54,17 @@ pub enum LargeObjectAction {
     Keep,
 }
 
+impl LargeObjectAction {
+    /// What became of the large objects, as the manifest's `mask.large_objects` says it.
+    pub fn done(self) -> &'static str {
+        match self {
+            LargeObjectAction::Drop => "dropped",
+            LargeObjectAction::Replace => "replaced",
+            LargeObjectAction::Keep => "kept",
+        }
+    }
+}
+
 /// `[schema]`: `comments = "drop"` empties every `COMMENT ON` of the schema.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

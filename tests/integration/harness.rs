@@ -470,3 +470,8 @@ pub fn tar_entry(archive: &[u8], name: &str) -> String {
     assert!(out.status.success(), "tar: {}", stderr(&out));
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Does `data` hold the bytes of `s` anywhere (as `strings` or `grep -c` would find them)?
+pub fn holds(data: &[u8], s: &str) -> bool {
+    data.windows(s.len()).any(|w| w == s.as_bytes())
+}

@@ -1406,11 +1406,6 @@ COMMENT ON TABLE users IS 'ask alice-comment@corp.example for access';
 SELECT lo_from_bytea(0, 'lo-bytes-c0ffee'::bytea);
 ";
 
-/// Does any byte string of the archive hold `s` (as `strings` would find it)?
-fn holds(archive: &[u8], s: &str) -> bool {
-    archive.windows(s.len()).any(|w| w == s.as_bytes())
-}
-
 /// Issue 29: a masked archive carries no credential of the source and no large object no rule
 /// looked at; --strict refuses unruled large objects; the unmasked archive stays faithful.
 #[test]
@@ -1460,15 +1455,14 @@ fn a_masked_archive_holds_no_credential_and_no_unruled_large_object() {
     }
 
     // Contents replaced, comments dropped: none of the secrets is left anywhere in the stream.
-    let rules = write_rules(
-        &dir,
-        &format!(
-            "{users}[large_objects]\naction = \"replace\"\nwith = \"(masked)\"\n[schema]\ncomments = \"drop\"\n"
-        ),
-    );
-    let masked = run_ok(
-        stage("weir-mask", &["-c", &rules, "--strict"], &archive, &[KEY]),
-        "weir-mask --strict",
+    // weir-mask --strict with the users' rules and `more`, which must succeed.
+    let strict = |more: &str| {
+        let rules = write_rules(&dir, &format!("{users}{more}"));
+        let o = stage("weir-mask", &["-c", &rules, "--strict"], &archive, &[KEY]);
+        run_ok(o, &format!("weir-mask --strict with {more:?}"))
+    };
+    let masked = strict(
+        "[large_objects]\naction = \"replace\"\nwith = \"(masked)\"\n[schema]\ncomments = \"drop\"\n",
     );
     for s in SECRETS {
         assert!(!holds(&masked, s), "the masked archive still holds {s}");
@@ -1522,26 +1516,12 @@ fn a_masked_archive_holds_no_credential_and_no_unruled_large_object() {
     unsubscribe("mask_secrets_dst");
 
     // Dropped: no large object in the archive or the copy; kept: there, and said so.
-    let rules = write_rules(
-        &dir,
-        &format!("{users}[large_objects]\naction = \"drop\"\n"),
-    );
-    let dropped = run_ok(
-        stage("weir-mask", &["-c", &rules, "--strict"], &archive, &[KEY]),
-        "drop",
-    );
+    let dropped = strict("[large_objects]\naction = \"drop\"\n");
     assert!(!holds(&dropped, "lo-bytes-c0ffee") && !holds(&dropped, "um-secret-7f3a"));
     load("mask_secrets_dst", &dropped);
     assert_eq!(q("SELECT count(*) FROM pg_largeobject_metadata"), "0");
     unsubscribe("mask_secrets_dst");
-    let rules = write_rules(
-        &dir,
-        &format!("{users}[large_objects]\naction = \"keep\"\n"),
-    );
-    let kept = run_ok(
-        stage("weir-mask", &["-c", &rules, "--strict"], &archive, &[KEY]),
-        "keep",
-    );
+    let kept = strict("[large_objects]\naction = \"keep\"\n");
     assert!(holds(&kept, "lo-bytes-c0ffee") && !holds(&kept, "sub-secret-55e1"));
     let listing = String::from_utf8(ok(weir("weir-inspect", &[], &kept))).unwrap();
     assert!(

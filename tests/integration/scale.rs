@@ -215,7 +215,3 @@ fn a_standby_with_an_unlogged_table_backs_up() {
     );
     assert!(holds(&o.stdout, "PG_VERSION") && o.stdout.len() > 1 << 20);
 }
-
-fn holds(data: &[u8], s: &str) -> bool {
-    data.windows(s.len()).any(|w| w == s.as_bytes())
-}

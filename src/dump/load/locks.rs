@@ -115,13 +115,10 @@ pub struct Transactions {
     pub tables_per_worker: Option<usize>,
 }
 
-/// Worker transactions that fit the budget: each table counted at its worst (3 locks).
-fn batched(budget: u64, jobs: usize, given: Option<usize>) -> Transactions {
-    let fit = (budget / 3 / jobs.max(1) as u64).max(1) as usize;
-    Transactions {
-        single_pre_data: false,
-        tables_per_worker: Some(given.unwrap_or(fit)),
-    }
+/// The most tables a worker may copy into in one transaction: each counted at its worst (3
+/// locks), the budget shared by the workers.
+fn tables_that_fit(budget: u64, jobs: usize) -> usize {
+    (budget / 3 / jobs.max(1) as u64).max(1) as usize
 }
 
 /// The transactions for a load: one each when everything fits; in batches when weir-load owns
@@ -136,21 +133,17 @@ pub fn plan(
 ) -> Result<Transactions> {
     let budget = table.budget();
     if given.is_some() {
-        return Ok(batched(budget, jobs, given));
-    }
-    if need.pre_data <= budget && need.data <= budget {
         return Ok(Transactions {
-            single_pre_data: true,
-            tables_per_worker: None,
+            single_pre_data: false,
+            tables_per_worker: given,
         });
     }
-    if owned {
-        let mut t = batched(budget, jobs, None);
-        t.single_pre_data = need.pre_data <= budget;
-        if need.data <= budget {
-            t.tables_per_worker = None;
-        }
-        return Ok(t);
+    let (pre_fits, data_fits) = (need.pre_data <= budget, need.data <= budget);
+    if owned || (pre_fits && data_fits) {
+        return Ok(Transactions {
+            single_pre_data: pre_fits,
+            tables_per_worker: (!data_fits).then(|| tables_that_fit(budget, jobs)),
+        });
     }
     let most = need.pre_data.max(need.data);
     let per = most
