@@ -14,8 +14,8 @@
 #   weir-basebackup, restore-physical against  pgbackrest backup, restore (a full backup, then
 #                                              recovery to a time target; pg_basebackup for
 #                                              scale: scripts/lib/bench-physical.sh)
-#   weir-extract, weir-load on 5,000  against  pg_dump -Fd -j2 -Z0, pg_restore -j2
-#   small tables                               (scripts/lib/bench-tables.sh; BENCH_TABLES)
+#   weir-extract, weir-load on 5,000  against  pg_dump -Fd -j2 -Z0, pg_restore -j2 (20,000 too:
+#   small tables                               BENCH_TABLES="5000 20000"; bench-tables.sh)
 # on a generated mixed-type dataset of about BENCH_GB gigabytes (default 1). Prints wall time,
 # peak RSS and the ratios weir/reference (below 1.0 means weir is faster or smaller).
 # BENCH_RUNS (default 3) runs of each, in alternating order; the best run counts.

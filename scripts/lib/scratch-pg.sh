@@ -28,3 +28,9 @@ scratch_pg_stop() {
     rm -rf "$SCRATCH_DIR"
     SCRATCH_DIR=
 }
+
+# Restarts the scratch server with the options it was started with (pg_ctl keeps them in
+# postmaster.opts), for settings that need a restart.
+scratch_pg_restart() {
+    "${SCRATCH_AS[@]}" "$SCRATCH_BINDIR/pg_ctl" -D "$SCRATCH_DIR/data" -l "$SCRATCH_DIR/log" -w -m fast restart >/dev/null
+}

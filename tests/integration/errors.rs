@@ -320,3 +320,56 @@ fn sigterm_during_a_load_drops_the_database_it_created() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "temporary files left: {left:?}");
 }
+
+/// A table truncated by a transaction that commits after weir-extract took its snapshot but
+/// before it could lock the table reads as empty through that snapshot (TRUNCATE is not
+/// MVCC-safe). weir-extract must stop rather than write the empty table as the truth.
+#[test]
+fn a_table_truncated_after_the_snapshot_stops_the_extract() {
+    let c = cluster();
+    c.create_db("trunc_race", SMALL);
+    let mut psql = std::process::Command::new(c.bindir.join("psql"));
+    psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "trunc_race"]);
+    let mut session = scrub(&mut psql, &c.env())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut sql = session.stdin.take().unwrap();
+    use std::io::Write;
+    writeln!(sql, "BEGIN; TRUNCATE u; INSERT INTO u VALUES (42);").unwrap();
+    let waiting =
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'public.u'::regclass";
+    let granted = "SELECT count(*) FROM pg_locks WHERE granted AND mode = 'AccessExclusiveLock' AND relation = 'public.u'::regclass";
+    wait_for(|| c.psql("trunc_race", granted).trim() == "1");
+
+    let mut cmd = std::process::Command::new(bin("weir-extract"));
+    cmd.args(["-q", "trunc_race"]);
+    let extract = scrub(&mut cmd, &c.env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // weir-extract has its snapshot and waits for the table: now the TRUNCATE commits.
+    wait_for(|| c.psql("trunc_race", waiting).trim() == "1");
+    writeln!(sql, "COMMIT;").unwrap();
+    drop(sql);
+    assert!(session.wait().unwrap().success());
+
+    let o = extract.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("table \"public\".\"u\" was dropped, truncated or rewritten")
+            && err.contains("run weir-extract again"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond() {
+        assert!(std::time::Instant::now() < until, "timed out");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

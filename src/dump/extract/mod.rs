@@ -90,9 +90,10 @@ pub fn run(opts: &ExtractOptions) -> Result<()> {
     let mut w = ArchiveWriter::new(out, manifest)?;
     let (rows, bytes) = write_data(
         &mut w,
-        &src,
+        &mut src,
         opts,
         plan.work,
+        plan.relock.then_some(&manifest.tables[..]),
         &manifest.sequences_sql(),
         &mut progress,
     )?;
@@ -137,14 +138,23 @@ fn blob_owners(c: &mut postgres::Client) -> Result<Vec<(u32, String)>> {
 
 /// The schema, globals and sequences, then every table's rows: `-j N` workers COPY the work
 /// items and the calling thread writes their chunks as they come. Returns rows and bytes.
+/// Writes schema, globals, sequences and data. The schema is read while the workers start
+/// copying, unless the leader must first take back its locks from pg_dump (`relock`, see
+/// [`plan::plan`]): then pg_dump runs first, alone.
 fn write_data<W: Write>(
     w: &mut ArchiveWriter<W>,
-    src: &Source,
+    src: &mut Source,
     opts: &ExtractOptions,
     work: Vec<plan::WorkItem>,
+    relock: Option<&[archive::Table]>,
     sequences_sql: &str,
     progress: &mut Progress,
 ) -> Result<(u64, u64)> {
+    if let Some(tables) = relock {
+        write_schema(w, src, opts)?;
+        plan::lock(&mut src.client, tables)?;
+    }
+    let src = &*src;
     let jobs = opts.jobs.max(1);
     let (work_tx, work_rx) = crossbeam_channel::unbounded::<plan::WorkItem>();
     for item in work {
@@ -172,7 +182,9 @@ fn write_data<W: Write>(
         }
         drop(chunk_tx);
         let result = (|| -> Result<()> {
-            write_schema(w, src, opts)?;
+            if relock.is_none() {
+                write_schema(w, src, opts)?;
+            }
             if opts.globals {
                 write_globals(w, &src.params)?;
             }
@@ -242,13 +254,18 @@ fn worker(
     rt.block_on(async {
         let c = params.connect_async().await?;
         c.batch_execute(SESSION_SETUP).await?;
-        c.batch_execute(&format!(
+        let begin = format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}",
             quote_literal(snapshot)
-        ))
-        .await?;
+        );
+        c.batch_execute(&begin).await?;
         // Blocking receives and sends are fine here: this runtime serves only this worker.
-        for item in work.iter() {
+        for (n, item) in work.iter().enumerate() {
+            if n > 0 && n % plan::WORKER_TABLES == 0 {
+                // Lets this transaction's table locks go (the leader holds every table).
+                c.batch_execute("COMMIT").await?;
+                c.batch_execute(&begin).await?;
+            }
             let stream = c
                 .copy_out(item.query.as_str())
                 .await

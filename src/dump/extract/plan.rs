@@ -8,6 +8,7 @@ use super::{ExtractOptions, Source};
 use crate::archive::{
     self, Column, ForeignKey, Manifest, MatView, Sequence, SubsetInfo, Table, UniqueKey,
 };
+use crate::pg::lock_table::LockTable;
 use crate::pg::pattern::Pattern;
 use crate::pg::sql::quote_ident;
 use crate::plumbing::{random_bytes, rfc3339, unix_seconds};
@@ -24,10 +25,18 @@ pub struct WorkItem {
     pub query: String,
 }
 
+/// Tables a worker copies in one transaction before it commits and imports the snapshot
+/// again: its locks stay bounded however many tables there are (the leader's lock keeps
+/// each table safe meanwhile).
+pub const WORKER_TABLES: usize = 32;
+
 /// The archive's manifest and the work.
 pub struct Plan {
     pub manifest: Manifest,
     pub work: Vec<WorkItem>,
+    /// The leader let its locks go again so that pg_dump can take its own (see [`plan`]):
+    /// it must take them back, with [`lock`], after pg_dump and before the data.
+    pub relock: bool,
 }
 
 struct Selection {
@@ -172,10 +181,17 @@ impl Filters {
 }
 
 /// Reads the catalog inside the snapshot and decides what goes into the archive.
+///
+/// The leader locks every chosen table, and `pg_dump --schema-only` locks them again on its
+/// own connection: two locks a table. Where that does not fit the server's lock table
+/// (thousands of tables on default settings; pg_dump alone needs one a table), the leader
+/// takes its locks in a savepoint and lets them go by rolling it back, and takes them again
+/// once pg_dump has finished ([`Plan::relock`]). Each handover is checked by [`lock`].
 pub fn plan(src: &mut Source, opts: &ExtractOptions, pg_dump_version: &str) -> Result<Plan> {
     let sel = Selection::new(opts)?;
     let filters = Filters::new(opts)?;
     let c = &mut src.client;
+    c.batch_execute("SAVEPOINT weir_plan")?;
     // Unqualified patterns match what the user's search path makes visible, so the catalog is
     // read with the default search path, as pg_dump does (expand_table_name_patterns); every
     // name in these queries is qualified.
@@ -220,6 +236,15 @@ pub fn plan(src: &mut Source, opts: &ExtractOptions, pg_dump_version: &str) -> R
     }
     lock(c, &tables)?;
     let sequences = read_sequences(c, &sel, &by_oid)?;
+    // Ours and pg_dump's, and the workers' in their transactions (three at most a table).
+    let locks = 2 * (tables.len() + sequences.len()) + 3 * WORKER_TABLES * opts.jobs.max(1);
+    let relock = locks as u64 > LockTable::read(c)?.budget();
+    if relock {
+        // Rolling back a savepoint releases the locks taken in it (PostgreSQL docs,
+        // ROLLBACK TO SAVEPOINT); the exported snapshot belongs to the transaction and stays.
+        c.batch_execute("ROLLBACK TO SAVEPOINT weir_plan")?;
+    }
+    c.batch_execute("RELEASE SAVEPOINT weir_plan")?;
     c.batch_execute("SELECT pg_catalog.set_config('search_path', '', false)")?;
     let blobs = opts.blobs.unwrap_or(!sel.narrowed());
     let range = if opts.split_pages > 0 {
@@ -261,7 +286,11 @@ pub fn plan(src: &mut Source, opts: &ExtractOptions, pg_dump_version: &str) -> R
         sequences,
         matviews,
     };
-    Ok(Plan { manifest, work })
+    Ok(Plan {
+        manifest,
+        work,
+        relock,
+    })
 }
 
 /// The tables (with their filters) and materialized views the selection takes, and the
@@ -564,16 +593,61 @@ fn key_names(key: &str, rel: &str) -> String {
     KEY_NAMES.replace("KEY", key).replace("REL", rel)
 }
 
-/// Holds the tables against concurrent DROP or ALTER for the whole run, as pg_dump does.
-fn lock(c: &mut postgres::Client, tables: &[Table]) -> Result<()> {
+/// Holds the tables against concurrent DROP or ALTER for the whole run, as pg_dump does, and
+/// checks that none changed between the snapshot and the lock.
+///
+/// A table truncated or rewritten (TRUNCATE, VACUUM FULL, CLUSTER, ALTER TABLE ... TYPE) by a
+/// transaction that committed after our snapshot reads as empty through it: the catalog points
+/// COPY at the new file, whose rows the snapshot cannot see (PostgreSQL docs, 13.6 "Caveats":
+/// TRUNCATE and table rewrites are not MVCC-safe). pg_dump has that window between its
+/// snapshot and its locks and does not look. Once we hold the lock nothing can change the
+/// table any more, so the file the snapshot's catalog names must be the one the table has now.
+pub fn lock(c: &mut postgres::Client, tables: &[Table]) -> Result<()> {
     for batch in tables.chunks(500) {
         let names: Vec<String> = batch.iter().map(|t| t.qualified()).collect();
-        c.batch_execute(&format!(
-            "LOCK TABLE {} IN ACCESS SHARE MODE",
-            names.join(", ")
-        ))?;
+        lock_batch(
+            c,
+            &format!("LOCK TABLE {} IN ACCESS SHARE MODE", names.join(", ")),
+        )?;
+    }
+    let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
+    // pg_class as the snapshot saw it; pg_relation_filenode() reads the catalog as it is now.
+    let changed = c.query(
+        "SELECT c.oid FROM pg_catalog.pg_class c WHERE c.oid = ANY ($1) AND c.relkind IN ('r', 'm') \
+           AND pg_catalog.pg_relation_filenode(c.oid) IS DISTINCT FROM c.relfilenode LIMIT 1",
+        &[&oids],
+    )?;
+    if let Some(r) = changed.first() {
+        let oid: u32 = r.get(0);
+        let name = tables.iter().find(|t| t.oid == oid).map(Table::qualified);
+        bail!(
+            "table {} was dropped, truncated or rewritten by a transaction that committed after weir-extract took its snapshot; run weir-extract again",
+            name.unwrap_or_default()
+        );
     }
     Ok(())
+}
+
+/// One LOCK statement, tried again while the lock table is full: after a handover, pg_dump's
+/// server process may still be releasing its locks when pg_dump itself has exited (a backend
+/// releases them as it exits, after its client is gone).
+fn lock_batch(c: &mut postgres::Client, statement: &str) -> Result<()> {
+    let mut wait = std::time::Duration::from_millis(20);
+    loop {
+        c.batch_execute("SAVEPOINT weir_lock")?;
+        match c.batch_execute(statement) {
+            Ok(()) => return Ok(c.batch_execute("RELEASE SAVEPOINT weir_lock")?),
+            Err(e)
+                if e.code() == Some(&postgres::error::SqlState::OUT_OF_MEMORY)
+                    && wait < std::time::Duration::from_secs(3) =>
+            {
+                c.batch_execute("ROLLBACK TO SAVEPOINT weir_lock")?;
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn read_sequences(

@@ -6,48 +6,12 @@
 //! Every relation a transaction creates, truncates or copies into keeps a lock until it ends:
 //! the pre-data transaction one per table, sequence and view, two more per table with a TOAST
 //! table (it and its index); each load worker one per table it copied into, two more where the
-//! rows were toasted. The server's lock table has `max_locks_per_transaction × (MaxBackends +
-//! max_prepared_transactions)` entries, shared by every session (PostgreSQL's lock.c,
-//! NLOCKENTS; MaxBackends is max_connections + autovacuum_max_workers + 1 +
-//! max_worker_processes + max_wal_senders). weir-load plans to take at most half of it, so that
-//! the sessions already running keep room.
+//! rows were toasted. weir-load plans to take at most half of the server's lock table
+//! ([`LockTable`]), so that the sessions already running keep room.
 
 use crate::archive::Manifest;
-use anyhow::{Context, Result};
-
-/// The server's lock table.
-#[derive(Debug, Clone, Copy)]
-pub struct LockTable {
-    pub per_transaction: u64,
-    pub slots: u64,
-}
-
-impl LockTable {
-    pub fn read(c: &mut postgres::Client) -> Result<LockTable> {
-        let setting = "pg_catalog.current_setting";
-        let row = c
-            .query_one(
-                &format!(
-                    "SELECT {setting}('max_locks_per_transaction')::int8,
-                            {setting}('max_connections')::int8 + {setting}('autovacuum_max_workers')::int8 + 1
-                            + {setting}('max_worker_processes')::int8 + {setting}('max_wal_senders')::int8
-                            + {setting}('max_prepared_transactions')::int8"
-                ),
-                &[],
-            )
-            .context("reading the server's lock settings")?;
-        let (per, backends): (i64, i64) = (row.get(0), row.get(1));
-        Ok(LockTable {
-            per_transaction: per as u64,
-            slots: (per * backends) as u64,
-        })
-    }
-
-    /// What one load may take at once: half the table.
-    pub fn budget(&self) -> u64 {
-        self.slots / 2
-    }
-}
+pub use crate::pg::lock_table::LockTable;
+use anyhow::Result;
 
 /// The locks of the two phases that hold many at once.
 #[derive(Debug, Clone, Copy, PartialEq)]
