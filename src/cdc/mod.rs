@@ -3,6 +3,7 @@
 //! ([`pgoutput`]) and writes JSON lines ([`json`]); the replication connection is
 //! [`crate::pg::replication`]'s.
 
+pub mod apply;
 pub mod json;
 pub mod pgoutput;
 pub mod stream;

@@ -2,16 +2,24 @@
 //! replication connection (START_REPLICATION with pgoutput, protocol version 1), with slot
 //! creation and removal as pg_recvlogical does them.
 //!
-//! Confirmation, in this first slice: a transaction's end is confirmed to the server (the
-//! standby status update's flush position) once its lines were written to the output and
-//! flushed. That is "confirm on write": a later stage that crashes before making them durable
-//! loses them, so weir-cdc says so when it starts. When no transaction is open, the server's
-//! keepalive position is confirmed too, so that an idle slot does not hold WAL forever.
+//! Confirmation (the standby status update's flush position, which the slot may advance to)
+//! comes from one of two places ([`Confirm`]):
+//! - `--confirm-from CONNINFO`: the replication origin weir-apply commits its progress to, on
+//!   the target, read with `flush = true` (only what the target's WAL made durable), at each
+//!   status interval. The slot never passes what the last stage holds.
+//! - otherwise "confirm on write": a transaction's end once its lines were written and
+//!   flushed. A later stage that crashes before making them durable loses them, so weir-cdc
+//!   says so when it starts.
+//!
+//! Between transactions the server's keepalive position is confirmed too once everything
+//! written is confirmed, so that an idle slot (or one whose publication's tables are quiet
+//! while others are busy) does not hold WAL forever.
 
 use super::json::{self, Col, Rel, Txn};
 use super::pgoutput::{Message, decode};
-use super::wire::{FromServer, parse, status_update};
+use super::wire::{FromServer, Positions, parse, status_update};
 use crate::pg::conn::ConnParams;
+use crate::pg::lsn::Lsn;
 use crate::pg::replication::{ReplConn, format_lsn};
 use crate::pg::sql::quote_literal;
 use crate::plumbing::{ExitCode, Output, coded};
@@ -33,7 +41,80 @@ pub struct CdcOptions {
     pub endpos: Option<u64>,
     pub status_interval: Duration,
     pub output: Option<String>,
+    /// The target whose replication origin says what is durable.
+    pub confirm_from: Option<String>,
+    pub origin: String,
     pub quiet: bool,
+}
+
+/// Where the confirmed position comes from.
+enum Confirm {
+    /// Whatever was written and flushed to the output.
+    OnWrite,
+    /// A replication origin's durable progress on the target.
+    Origin {
+        target: Box<postgres::Client>,
+        origin: String,
+        /// Its last reading.
+        durable: Lsn,
+    },
+}
+
+impl Confirm {
+    fn open(o: &CdcOptions) -> Result<Confirm> {
+        let Some(conninfo) = &o.confirm_from else {
+            if !o.quiet {
+                eprintln!(
+                    "weir-cdc: confirming each transaction once it is written: a later stage that fails before making it durable loses it (--confirm-from names the target that makes it durable)"
+                );
+            }
+            return Ok(Confirm::OnWrite);
+        };
+        let params = ConnParams::resolve(Some(conninfo), "weir-cdc")?;
+        let target = params
+            .connect()
+            .context("connecting to the --confirm-from target")?;
+        let mut c = Confirm::Origin {
+            target: Box::new(target),
+            origin: o.origin.clone(),
+            durable: Lsn::ZERO,
+        };
+        c.refresh()?;
+        Ok(c)
+    }
+
+    /// Reads the origin's durable progress again (a missing origin is nothing applied yet).
+    fn refresh(&mut self) -> Result<()> {
+        if let Confirm::Origin {
+            target,
+            origin,
+            durable,
+        } = self
+        {
+            let q = "SELECT pg_catalog.pg_replication_origin_progress($1::text, true)::text \
+                     WHERE pg_catalog.pg_replication_origin_oid($1::text) IS NOT NULL";
+            let row = target
+                .query_opt(q, &[&*origin])
+                .context("reading the --confirm-from target's replication origin")?;
+            let lsn: Option<String> = row.and_then(|r| r.get(0));
+            *durable = lsn
+                .as_deref()
+                .map(Lsn::parse)
+                .transpose()?
+                .unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// The position to confirm: with everything `written` up to `last_end` (the last
+    /// transaction's end) and nothing beyond it but WAL without changes up to `written`.
+    fn flushed(&self, written: Lsn, last_end: Lsn) -> Lsn {
+        match self {
+            Confirm::OnWrite => written,
+            Confirm::Origin { durable, .. } if *durable >= last_end => written.max(*durable),
+            Confirm::Origin { durable, .. } => *durable,
+        }
+    }
 }
 
 pub fn run(o: &CdcOptions) -> Result<()> {
@@ -102,20 +183,20 @@ struct Streamer<'o> {
     relations: HashMap<u32, Rel>,
     /// The open transaction, if any.
     txn: Option<Txn>,
-    /// Received up to here, and confirmed up to here.
+    /// Received up to here.
     received: u64,
-    confirmed: u64,
+    /// Written and flushed to the output up to here, or passed without changes.
+    written: Lsn,
+    /// The end of the last transaction written.
+    last_end: Lsn,
+    confirm: Confirm,
     last_status: Instant,
     buf: Vec<u8>,
 }
 
 impl<'o> Streamer<'o> {
     fn new(o: &'o CdcOptions, types: postgres::Client) -> Result<Streamer<'o>> {
-        if !o.quiet {
-            eprintln!(
-                "weir-cdc: confirming each transaction once it is written: a later stage that fails before making it durable loses it"
-            );
-        }
+        let confirm = Confirm::open(o)?;
         Ok(Streamer {
             o,
             out: Output::open(o.output.as_deref(), false)?,
@@ -124,7 +205,9 @@ impl<'o> Streamer<'o> {
             relations: HashMap::new(),
             txn: None,
             received: 0,
-            confirmed: 0,
+            written: Lsn::ZERO,
+            last_end: Lsn::ZERO,
+            confirm,
             last_status: Instant::now(),
             buf: Vec::with_capacity(1 << 16),
         })
@@ -157,9 +240,11 @@ impl<'o> Streamer<'o> {
                 FromServer::Keepalive { end, reply, .. } => self.keepalive(repl, end, reply)?,
             };
             if self.last_status.elapsed() >= self.o.status_interval {
+                self.confirm.refresh()?;
                 self.status(repl, false)?;
             }
             if done {
+                self.confirm.refresh()?;
                 self.status(repl, false)?;
                 return self.out.finish().context("writing the output");
             }
@@ -196,7 +281,8 @@ impl<'o> Streamer<'o> {
                 let t = self.txn.take().context("a commit outside a transaction")?;
                 json::commit(&mut self.buf, &t, commit_lsn, end_lsn);
                 self.flush()?;
-                self.confirmed = self.confirmed.max(end_lsn);
+                self.written = self.written.max(Lsn(end_lsn));
+                self.last_end = Lsn(end_lsn);
                 return Ok(self.o.endpos.is_some_and(|e| end_lsn > e));
             }
             Message::Relation(r) => {
@@ -280,12 +366,12 @@ impl<'o> Streamer<'o> {
         self.out.flush().context("writing the output")
     }
 
-    /// A keepalive: with no transaction open, everything before the server's end is written,
-    /// so it may be confirmed; true when that passes the end position.
+    /// A keepalive: with no transaction open, nothing before the server's end remains to be
+    /// written; true when that passes the end position.
     fn keepalive(&mut self, repl: &mut ReplConn, end: u64, reply: bool) -> Result<bool> {
         self.received = self.received.max(end);
         if self.txn.is_none() {
-            self.confirmed = self.confirmed.max(end);
+            self.written = self.written.max(Lsn(end));
         }
         let idle = self.txn.is_none();
         if idle && self.o.endpos.is_some_and(|e| end >= e) {
@@ -303,8 +389,13 @@ impl<'o> Streamer<'o> {
     }
 
     fn status(&mut self, repl: &mut ReplConn, reply: bool) -> Result<()> {
-        let (w, f) = (self.received.max(self.confirmed), self.confirmed);
-        repl.put_copy_data(&status_update(w, f, f, reply))?;
+        let flushed = self.confirm.flushed(self.written, self.last_end);
+        let p = Positions {
+            written: Lsn(self.received).max(self.written),
+            flushed,
+            applied: flushed,
+        };
+        repl.put_copy_data(&status_update(p, reply))?;
         self.last_status = Instant::now();
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! far the client has written, flushed and applied; the flush position is what the slot may
 //! advance to.
 
+use crate::pg::lsn::Lsn;
 use anyhow::{Result, bail};
 
 /// A message from the server.
@@ -56,13 +57,21 @@ pub fn pg_now() -> i64 {
     d.as_micros() as i64 - PG_EPOCH_US
 }
 
-/// A standby status update ('r'): received up to `written`, durable up to `flushed` (the
-/// slot's confirmed position may move there), applied up to `applied`.
-pub fn status_update(written: u64, flushed: u64, applied: u64, reply: bool) -> Vec<u8> {
+/// The positions a standby status update reports: received up to `written`, durable up to
+/// `flushed` (the slot's confirmed position may move there), applied up to `applied`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Positions {
+    pub written: Lsn,
+    pub flushed: Lsn,
+    pub applied: Lsn,
+}
+
+/// A standby status update ('r'); `reply` asks the server to answer with a keepalive.
+pub fn status_update(p: Positions, reply: bool) -> Vec<u8> {
     let mut m = Vec::with_capacity(34);
     m.push(b'r');
-    for v in [written, flushed, applied] {
-        m.extend(v.to_be_bytes());
+    for v in [p.written, p.flushed, p.applied] {
+        m.extend(v.0.to_be_bytes());
     }
     m.extend(pg_now().to_be_bytes());
     m.push(u8::from(reply));
@@ -103,7 +112,12 @@ mod tests {
         );
         assert!(parse(&k[..10]).is_err());
         assert!(parse(&w[..20]).is_err());
-        let r = status_update(1, 2, 3, false);
+        let p = Positions {
+            written: Lsn(1),
+            flushed: Lsn(2),
+            applied: Lsn(3),
+        };
+        let r = status_update(p, false);
         assert_eq!((r.len(), r[0], r[33]), (34, b'r', 0));
         assert_eq!(&r[9..17], &2u64.to_be_bytes());
     }

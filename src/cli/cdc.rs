@@ -1,6 +1,7 @@
-//! weir-cdc's command line.
+//! weir-cdc's and weir-apply's command lines.
 
 use super::{ConnArgs, Page};
+use crate::cdc::apply::ApplyOptions;
 use crate::cdc::stream::CdcOptions;
 use crate::plumbing::ExitCode;
 use clap::Parser;
@@ -13,11 +14,14 @@ use clap::Parser;
 change, truncate, message and commit, in the shape of wal2json's format-version 2 \
 (docs/FORMAT.md, section 13), decoded from pgoutput: no server extension needed. The flags \
 follow pg_recvlogical's.\n\n\
-Each transaction is confirmed to the server once its lines are written and flushed (confirm \
-on write): a later stage that fails before making them durable loses them. When no \
-transaction is open, the server's keepalive position is confirmed too, so an idle slot does \
-not hold WAL.",
-    after_help = "Examples:\n  weir-cdc app -S audit --publication app_pub --create-slot --if-not-exists --stream > changes.jsonl\n  weir-cdc app -S audit --publication app_pub --stream -E 0/3000060"
+With --confirm-from naming the database weir-apply writes to, the slot is confirmed only as \
+far as the target's replication origin says it has committed durably: a crash of any stage \
+loses nothing, and weir-apply skips what it already holds. Without it, each transaction is \
+confirmed once its lines are written and flushed (confirm on write): a later stage that fails \
+before making them durable loses them, and weir-cdc says so when it starts. When no \
+transaction is open and everything written is confirmed, the server's keepalive position is \
+confirmed too, so an idle slot does not hold WAL.",
+    after_help = "Examples:\n  weir-cdc app -S audit --publication app_pub --create-slot --if-not-exists --stream > changes.jsonl\n  weir-cdc app -S audit --publication app_pub --stream --confirm-from postgres://replica/app | weir-apply postgres://replica/app"
 )]
 pub struct CdcCli {
     #[command(flatten)]
@@ -57,6 +61,13 @@ pub struct CdcCli {
     /// Write to FILE instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<String>,
+    /// Confirm only what the database CONNINFO has committed durably, as its replication
+    /// origin (weir-apply's --origin) records it.
+    #[arg(long = "confirm-from", value_name = "CONNINFO")]
+    pub confirm_from: Option<String>,
+    /// The replication origin --confirm-from reads.
+    #[arg(long = "origin", value_name = "NAME", default_value = "weir")]
+    pub origin: String,
     /// Print nothing but errors.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
@@ -79,10 +90,87 @@ impl CdcCli {
             endpos: self.endpos,
             status_interval: std::time::Duration::from_secs(self.status_interval.max(1)),
             output: self.output.clone(),
+            confirm_from: self.confirm_from.clone(),
+            origin: self.origin.clone(),
             quiet: self.quiet,
         })
     }
 }
+
+/// Apply weir-cdc's change stream to a PostgreSQL database, exactly once.
+#[derive(Parser, Debug)]
+#[command(name = "weir-apply", version, disable_help_flag = true)]
+#[command(
+    long_about = "Apply weir-cdc's change stream, read from standard input, to a PostgreSQL \
+database: each source transaction in one target transaction, in the stream's order, on one \
+connection. Runs of inserts into a table go through COPY; updates and deletes find their row \
+by the replica identity the stream carries and set only the columns sent (an unchanged TOAST \
+value is not); the tables of one source TRUNCATE are truncated together.\n\n\
+Each transaction records where it ends in the source's WAL in a replication origin, in the \
+same commit, as PostgreSQL's own apply worker does; on start weir-apply reads it and skips \
+every transaction the target already holds, so replaying a stream after a crash changes \
+nothing. weir-cdc --confirm-from reads the same origin, so the slot never passes what the \
+target made durable.\n\n\
+The session runs with session_replication_role = replica (a superuser, as for a \
+subscription): ordinary triggers and foreign-key checks stay off, since the source checked \
+them. The target's tables must exist with the source's columns; sequences are not in the \
+stream (set them at cutover). A stream that ends inside a transaction applies nothing of it \
+and exits 3.",
+    after_help = "Example:\n  weir-cdc app -S app_slot --publication app_pub --stream --confirm-from postgres://replica/app | weir-apply postgres://replica/app"
+)]
+pub struct ApplyCli {
+    #[command(flatten)]
+    pub conn: ConnArgs,
+    /// The replication origin that records the target's progress (created when missing).
+    #[arg(long = "origin", value_name = "NAME", default_value = "weir")]
+    pub origin: String,
+    /// Read the stream from FILE instead of standard input.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+    /// Print nothing but errors.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    /// Print help.
+    #[arg(long = "help", action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+}
+
+impl ApplyCli {
+    pub fn options(&self) -> anyhow::Result<ApplyOptions> {
+        Ok(ApplyOptions {
+            conninfo: self.conn.conninfo()?,
+            origin: self.origin.clone(),
+            input: self.file.clone(),
+            quiet: self.quiet,
+        })
+    }
+}
+
+/// weir-apply's man page.
+pub const APPLY: Page = Page {
+    command: <ApplyCli as clap::CommandFactory>::command,
+    examples: &[
+        (
+            "weir-cdc app -S app_slot --publication app_pub --stream --confirm-from postgres://replica/app | weir-apply postgres://replica/app",
+            "Keep a copy of the published tables current, exactly once across crashes of either side.",
+        ),
+        (
+            "weir-apply --origin audit_copy -f changes.jsonl postgres:///audit_copy",
+            "Apply a saved stream; run again, it changes nothing.",
+        ),
+    ],
+    environment: super::dump::CONN_ENV,
+    see_also: "weir-cdc(1), pg_recvlogical(1)",
+    exits: &[
+        (ExitCode::Failure, None),
+        (
+            ExitCode::BadArchive,
+            Some(
+                "The input is not a change stream, or it ended inside a transaction (nothing of that transaction was applied).",
+            ),
+        ),
+    ],
+};
 
 /// weir-cdc's man page: its command line and the sections written by hand.
 pub const CDC: Page = Page {

@@ -7,6 +7,7 @@ pub mod conn;
 pub mod copy_text;
 pub mod dump_toc;
 pub mod lock_table;
+pub mod lsn;
 pub mod pattern;
 #[allow(unsafe_code)]
 pub mod replication;

@@ -242,20 +242,12 @@ impl Drop for Res {
 
 /// Parses an LSN in PostgreSQL's text form, `X/X` (hex halves).
 pub fn parse_lsn(s: &str) -> Result<u64> {
-    let (hi, lo) = s
-        .split_once('/')
-        .ok_or_else(|| anyhow!("not an LSN: {s:?}"))?;
-    let hi = u64::from_str_radix(hi, 16).map_err(|_| anyhow!("not an LSN: {s:?}"))?;
-    let lo = u64::from_str_radix(lo, 16).map_err(|_| anyhow!("not an LSN: {s:?}"))?;
-    if hi > u32::MAX as u64 || lo > u32::MAX as u64 {
-        bail!("not an LSN: {s:?}");
-    }
-    Ok(hi << 32 | lo)
+    Ok(super::lsn::Lsn::parse(s)?.0)
 }
 
 /// An LSN in PostgreSQL's text form.
 pub fn format_lsn(lsn: u64) -> String {
-    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+    super::lsn::Lsn(lsn).to_string()
 }
 
 #[cfg(test)]

@@ -124,7 +124,8 @@ fn pgoutput_from_the_server_decodes_to_the_changes_made() {
 /// server records as the slot's confirmed position, no further.
 #[test]
 fn a_streamed_change_and_the_flush_position_the_slot_keeps() {
-    use weir::cdc::wire::{FromServer, parse, status_update};
+    use weir::cdc::wire::{FromServer, Positions, parse, status_update};
+    use weir::pg::lsn::Lsn;
     use weir::pg::replication::{ReplConn, Reply};
     let c = cluster();
     c.create_db(
@@ -165,8 +166,13 @@ fn a_streamed_change_and_the_flush_position_the_slot_keeps() {
     };
     assert_eq!(seen, ["1,streamed"]);
     // Written and flushed up to the commit's end: the slot confirms exactly that.
-    conn.put_copy_data(&status_update(end, end, end, false))
-        .unwrap();
+    let at = Lsn(end);
+    let p = Positions {
+        written: at,
+        flushed: at,
+        applied: at,
+    };
+    conn.put_copy_data(&status_update(p, false)).unwrap();
     let want = weir::pg::replication::format_lsn(end);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {

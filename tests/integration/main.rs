@@ -4,6 +4,7 @@
 mod harness;
 mod objstore;
 
+mod apply;
 mod cdc;
 mod cli;
 mod connections;

@@ -1,0 +1,9 @@
+complete -c weir-apply -s d -l dbname -d 'Same as the DBNAME argument' -r
+complete -c weir-apply -s h -l host -d 'Server host name or Unix-socket directory (overrides the conninfo and PGHOST)' -r
+complete -c weir-apply -s p -l port -d 'Server port (overrides the conninfo and PGPORT)' -r
+complete -c weir-apply -s U -l username -d 'User name (overrides the conninfo and PGUSER). Passwords never go on the command line: use PGPASSWORD, PGPASSFILE or ~/.pgpass' -r
+complete -c weir-apply -l origin -d 'The replication origin that records the target\'s progress (created when missing)' -r
+complete -c weir-apply -s f -l file -d 'Read the stream from FILE instead of standard input' -r
+complete -c weir-apply -s q -l quiet -d 'Print nothing but errors'
+complete -c weir-apply -l help -d 'Print help'
+complete -c weir-apply -s V -l version -d 'Print version'

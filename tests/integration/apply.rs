@@ -1,0 +1,363 @@
+//! weir-apply: weir-cdc's stream applied to a second database, exactly once. The source and
+//! the target are databases of the shared cluster (a replication origin, like a slot, is the
+//! cluster's); each test has its own slot, origin and databases.
+
+use crate::harness::*;
+use std::process::{Child, Command, Stdio};
+
+const SCHEMA: &str = "CREATE TABLE acct (id int PRIMARY KEY, name text, balance numeric, big text,
+                          flags bool[], at timestamptz, raw bytea);
+     CREATE TABLE item (acct_id int REFERENCES acct (id), n int, note text);
+     ALTER TABLE item REPLICA IDENTITY FULL;
+     CREATE TABLE ledger (id bigint PRIMARY KEY);
+     CREATE TABLE ledger_lsn (id bigint, lsn pg_lsn);
+     CREATE TABLE slow (id bigint);";
+
+/// Every table's rows, ordered: equal databases give equal digests.
+fn digest(c: &Cluster, db: &str) -> String {
+    c.psql(
+        db,
+        "SELECT string_agg(t || ' ' || d, E'\\n' ORDER BY t) FROM (
+           SELECT 'acct' t, md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) d FROM acct x
+           UNION ALL SELECT 'item', md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM item x
+           UNION ALL SELECT 'ledger', count(*) || ':' || md5(coalesce(string_agg(x::text, ',' ORDER BY x::text), '')) FROM ledger x) s",
+    )
+}
+
+fn source_and_target(c: &Cluster, src: &str, dst: &str, slot: &str) {
+    c.create_db(
+        src,
+        &format!("{SCHEMA} CREATE PUBLICATION pub FOR ALL TABLES;"),
+    );
+    c.create_db(dst, SCHEMA);
+    let o = tool_on(
+        c,
+        "weir-cdc",
+        &["-d", src, "-S", slot, "--create-slot"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn tool_on(c: &Cluster, name: &str, args: &[&str], input: &[u8]) -> std::process::Output {
+    let mut cmd = Command::new(bin(name));
+    cmd.args(args);
+    run_with_input(scrub(&mut cmd, &c.env()), input)
+}
+
+fn current_lsn(c: &Cluster, db: &str) -> String {
+    c.psql(db, "SELECT pg_current_wal_insert_lsn()")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn weir_apply_makes_the_target_equal_and_a_replay_changes_nothing() {
+    let c = cluster();
+    source_and_target(c, "apply_src", "apply_dst", "apply_slot");
+    // Every kind of change weir-apply must get right: types and awkward text, an update that
+    // leaves a TOASTed value alone (the stream omits it), a key change under REPLICA IDENTITY
+    // DEFAULT, duplicates under FULL (one changes), a TRUNCATE ... CASCADE across a foreign
+    // key, rows after it.
+    c.psql(
+        "apply_src",
+        "INSERT INTO acct VALUES
+           (1, 'a''b\tc\nd\\e', 'NaN', (SELECT string_agg(md5(g::text), '') FROM generate_series(1, 400) g),
+            '{t,f,NULL}', '2026-01-02 03:04:05.678+01', '\\x00ff0a'),
+           (2, NULL, '-Infinity', NULL, NULL, NULL, NULL),
+           (3, 'three', 3.25, 'x', '{}', 'infinity', '\\x');
+         INSERT INTO item VALUES (1, 1, 'dup'), (1, 1, 'dup'), (3, 7, NULL);
+         UPDATE acct SET balance = 10 WHERE id = 1;
+         UPDATE acct SET id = 20, name = 'moved' WHERE id = 2;
+         UPDATE item SET note = 'one of two' WHERE note = 'dup' AND ctid = (SELECT min(ctid) FROM item WHERE note = 'dup');
+         DELETE FROM item WHERE n = 7;
+         DELETE FROM acct WHERE id = 3;
+         BEGIN; INSERT INTO ledger SELECT generate_series(1, 5000); UPDATE acct SET name = 'in a big one' WHERE id = 20; COMMIT;",
+    );
+    let before_truncate = digest(c, "apply_src");
+    c.psql(
+        "apply_src",
+        "TRUNCATE acct CASCADE;
+         INSERT INTO acct VALUES (5, 'after', 1, NULL, NULL, NULL, NULL);
+         INSERT INTO item VALUES (5, 2, 'after');",
+    );
+    let end = current_lsn(c, "apply_src");
+    let o = tool_on(
+        c,
+        "weir-cdc",
+        &[
+            "-d",
+            "apply_src",
+            "-S",
+            "apply_slot",
+            "--publication",
+            "pub",
+            "--stream",
+            "-E",
+            &end,
+            "-q",
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stream = o.stdout;
+    assert_ne!(before_truncate, digest(c, "apply_src"));
+
+    let o = tool_on(
+        c,
+        "weir-apply",
+        &["-d", "apply_dst", "--origin", "apply_o"],
+        &stream,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(digest(c, "apply_dst"), digest(c, "apply_src"));
+    let progress = c.psql(
+        "postgres",
+        "SELECT pg_replication_origin_progress('apply_o', true)",
+    );
+    assert!(!progress.trim().is_empty());
+
+    // The same stream again: every transaction is already there, and nothing changes.
+    c.psql("apply_dst", "INSERT INTO ledger VALUES (-1)");
+    let marked = digest(c, "apply_dst");
+    let o = tool_on(
+        c,
+        "weir-apply",
+        &["-d", "apply_dst", "--origin", "apply_o"],
+        &stream,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("0 transactions applied"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(digest(c, "apply_dst"), marked);
+
+    // A stream cut inside a transaction: the transactions before it apply, nothing of it
+    // does, exit 3 names it; the whole stream then completes the copy.
+    let text = String::from_utf8_lossy(&stream).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let big = lines
+        .iter()
+        .position(|l| l.contains("\"table\":\"ledger\""))
+        .unwrap();
+    let cut = lines[..big + 100].join("\n") + "\n";
+    c.create_db("apply_cut", SCHEMA);
+    let o = tool_on(
+        c,
+        "weir-apply",
+        &["-d", "apply_cut", "--origin", "apply_cut_o"],
+        cut.as_bytes(),
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the stream ended inside transaction"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        c.psql("apply_cut", "SELECT count(*) FROM ledger").trim(),
+        "0"
+    );
+    assert_eq!(c.psql("apply_cut", "SELECT count(*) FROM item").trim(), "2");
+    let o = tool_on(
+        c,
+        "weir-apply",
+        &["-d", "apply_cut", "--origin", "apply_cut_o"],
+        &stream,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(digest(c, "apply_cut"), digest(c, "apply_src"));
+
+    let o = tool_on(
+        c,
+        "weir-cdc",
+        &["-d", "apply_src", "-S", "apply_slot", "--drop-slot"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// The pipeline `weir-cdc --confirm-from | weir-apply`, one stage killed with SIGKILL ten
+/// times while writers run; after each stop, every source transaction that ended at or before
+/// the slot's confirmed position is on the target, and at the end the two are equal.
+#[test]
+fn kill_9_anywhere_in_the_pipeline_loses_nothing_and_applies_nothing_twice() {
+    let c = cluster();
+    source_and_target(c, "kill_src", "kill_dst", "kill_slot");
+    // On the target, a row of `slow` takes 5 ms (a trigger that fires in replica sessions
+    // too): a transaction with 150 of them keeps weir-apply busy for most of a second while weir-cdc
+    // runs ahead, a window in which confirming what was merely written would lose it (without
+    // --confirm-from this test fails: the slot confirms transactions the target lacks).
+    c.psql(
+        "kill_dst",
+        "CREATE FUNCTION nap() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.005); RETURN NEW; END $$;
+         CREATE TRIGGER nap BEFORE INSERT ON slow FOR EACH ROW EXECUTE FUNCTION nap();
+         ALTER TABLE slow ENABLE ALWAYS TRIGGER nap;",
+    );
+    c.psql(
+        "kill_src",
+        "INSERT INTO acct SELECT g, 'n' || g, g, NULL, NULL, now(), NULL FROM generate_series(1, 50) g",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, env) = (stop.clone(), c.env());
+        std::thread::spawn(move || write_until(&env, &stop))
+    };
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rand = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for round in 0..10 {
+        let (mut cdc, mut apply) = pipeline(c, None);
+        std::thread::sleep(std::time::Duration::from_millis(1500 + rand(1500)));
+        let victim = if rand(2) == 0 { &mut cdc } else { &mut apply };
+        victim.kill().unwrap();
+        // The other stage sees its pipe close; a supervisor would restart both.
+        for p in [&mut cdc, &mut apply] {
+            wait_or_kill(p);
+        }
+        let confirmed = c.psql(
+            "postgres",
+            "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'kill_slot'",
+        );
+        let on_target = c.psql("kill_dst", "SELECT count(*) FROM ledger");
+        // Every ledger row committed at or before the confirmed position must be there.
+        let missing = c.psql(
+            "kill_src",
+            &format!(
+                "SELECT count(*) FROM ledger_lsn WHERE lsn <= '{}' AND id NOT IN ({})",
+                confirmed.trim(),
+                ids_on(c, "kill_dst")
+            ),
+        );
+        assert_eq!(
+            missing.trim(),
+            "0",
+            "round {round}: the slot confirmed {} but the target misses transactions before it ({} ledger rows there)",
+            confirmed.trim(),
+            on_target.trim()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    let end = current_lsn(c, "kill_src");
+    let (cdc, apply) = pipeline(c, Some(&end));
+    let (cdc, apply) = (
+        cdc.wait_with_output().unwrap(),
+        apply.wait_with_output().unwrap(),
+    );
+    assert!(apply.status.success(), "{}", stderr(&apply));
+    assert!(cdc.status.success(), "{}", stderr(&cdc));
+    assert_eq!(digest(c, "kill_dst"), digest(c, "kill_src"));
+    let rows = c.psql("kill_dst", "SELECT count(*) FROM ledger");
+    assert!(
+        rows.trim().parse::<u64>().unwrap() > 10,
+        "the writers wrote: {rows}"
+    );
+    let o = tool_on(
+        c,
+        "weir-cdc",
+        &["-d", "kill_src", "-S", "kill_slot", "--drop-slot"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// The ids the target's ledger holds, as an SQL list.
+fn ids_on(c: &Cluster, db: &str) -> String {
+    let ids = c.psql(
+        db,
+        "SELECT coalesce(string_agg(id::text, ','), '-1') FROM ledger",
+    );
+    ids.trim().to_string()
+}
+
+/// weir-cdc piped into weir-apply, confirming from the target; stopping at `end` if given.
+fn pipeline(c: &Cluster, end: Option<&str>) -> (Child, Child) {
+    let mut args = vec![
+        "-d",
+        "kill_src",
+        "-S",
+        "kill_slot",
+        "--publication",
+        "pub",
+        "--stream",
+        "-q",
+        "-s",
+        "1",
+        "--confirm-from",
+        "dbname=kill_dst",
+        "--origin",
+        "kill_o",
+    ];
+    if let Some(e) = end {
+        args.extend(["-E", e]);
+    }
+    let mut cmd = Command::new(bin("weir-cdc"));
+    cmd.args(&args);
+    let mut cdc = scrub(&mut cmd, &c.env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cmd = Command::new(bin("weir-apply"));
+    cmd.args(["-q", "-d", "kill_dst", "--origin", "kill_o"]);
+    let apply = scrub(&mut cmd, &c.env())
+        .stdin(Stdio::from(cdc.stdout.take().unwrap()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (cdc, apply)
+}
+
+fn wait_or_kill(p: &mut Child) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while p.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > until {
+            let _ = p.kill();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Small transactions until `stop`: each adds a ledger row and changes accounts; after its
+/// commit, the WAL insert position (at or past the commit's end) goes into `ledger_lsn`.
+fn write_until(env: &[(String, String)], stop: &std::sync::atomic::AtomicBool) {
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    let mut c = postgres::Config::new()
+        .host(&get("PGHOST"))
+        .port(get("PGPORT").parse().unwrap())
+        .user("postgres")
+        .dbname("kill_src")
+        .connect(postgres::NoTls)
+        .unwrap();
+    let mut id = 0i64;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        id += 1;
+        let k = (id % 50) + 1;
+        c.batch_execute(&format!(
+            "BEGIN; INSERT INTO ledger VALUES ({id});
+             UPDATE acct SET balance = balance + 1, big = repeat(md5('{id}'), {}) WHERE id = {k};
+             INSERT INTO item VALUES ({k}, {id}, 'w');
+             DELETE FROM item WHERE n = {};
+             INSERT INTO slow SELECT {id} FROM generate_series(1, {}); COMMIT;",
+            id % 3 * 100,
+            id - 5,
+            if id % 100 == 0 { 150 } else { 0 }
+        ))
+        .unwrap();
+        c.batch_execute(&format!(
+            "INSERT INTO ledger_lsn SELECT {id}, pg_current_wal_insert_lsn()"
+        ))
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
