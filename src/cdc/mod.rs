@@ -8,3 +8,4 @@ pub mod json;
 pub mod pgoutput;
 pub mod stream;
 pub mod wire;
+pub mod writer;

@@ -18,14 +18,14 @@
 use super::json::{self, Col, Rel, Txn};
 use super::pgoutput::{Message, decode};
 use super::wire::{FromServer, Positions, parse, status_update};
+use super::writer::{Offer, Writer};
 use crate::pg::conn::ConnParams;
 use crate::pg::lsn::Lsn;
-use crate::pg::replication::{ReplConn, format_lsn};
+use crate::pg::replication::{Polled, ReplConn, format_lsn};
 use crate::pg::sql::quote_literal;
 use crate::plumbing::{ExitCode, Output, coded};
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Default)]
@@ -176,7 +176,7 @@ fn create_slot(repl: &mut ReplConn, slot: &str, if_not_exists: bool) -> Result<(
 /// The streaming loop's state.
 struct Streamer<'o> {
     o: &'o CdcOptions,
-    out: Output,
+    out: Writer,
     /// format_type, by (type, modifier), from a normal connection.
     types: postgres::Client,
     type_names: HashMap<(u32, i32), String>,
@@ -185,9 +185,10 @@ struct Streamer<'o> {
     txn: Option<Txn>,
     /// Received up to here.
     received: u64,
-    /// Written and flushed to the output up to here, or passed without changes.
-    written: Lsn,
-    /// The end of the last transaction written.
+    /// Handed to the writer up to here (a transaction's end, or a position passed without
+    /// changes); the writer says what of it is written.
+    handed: Lsn,
+    /// The end of the last transaction handed to the writer.
     last_end: Lsn,
     confirm: Confirm,
     last_status: Instant,
@@ -199,13 +200,13 @@ impl<'o> Streamer<'o> {
         let confirm = Confirm::open(o)?;
         Ok(Streamer {
             o,
-            out: Output::open(o.output.as_deref(), false)?,
+            out: Writer::spawn(Output::open(o.output.as_deref(), false)?, 8),
             types,
             type_names: HashMap::new(),
             relations: HashMap::new(),
             txn: None,
             received: 0,
-            written: Lsn::ZERO,
+            handed: Lsn::ZERO,
             last_end: Lsn::ZERO,
             confirm,
             last_status: Instant::now(),
@@ -234,22 +235,56 @@ impl<'o> Streamer<'o> {
             Some(crate::pg::replication::Reply::CopyBoth) => {}
             _ => bail!("the server did not start streaming slot {}", self.o.slot),
         }
-        while let Some(data) = repl.copy_data()? {
+        loop {
+            let data = match repl.copy_data_within(self.o.status_interval)? {
+                Polled::Data(d) => d,
+                Polled::Timeout => {
+                    self.tick(repl)?;
+                    continue;
+                }
+                Polled::End => bail!("the server ended the stream of slot {}", self.o.slot),
+            };
             let done = match parse(&data)? {
-                FromServer::XLogData { start, data, .. } => self.xlog(start, data)?,
+                FromServer::XLogData { start, data, .. } => self.xlog(repl, start, data)?,
                 FromServer::Keepalive { end, reply, .. } => self.keepalive(repl, end, reply)?,
             };
-            if self.last_status.elapsed() >= self.o.status_interval {
-                self.confirm.refresh()?;
-                self.status(repl, false)?;
-            }
+            self.tick(repl)?;
             if done {
+                let out = self.out.finish()?;
                 self.confirm.refresh()?;
                 self.status(repl, false)?;
-                return self.out.finish().context("writing the output");
+                return out.finish().context("writing the output");
             }
         }
-        bail!("the server ended the stream of slot {}", self.o.slot)
+    }
+
+    /// A status update when the interval has passed.
+    fn tick(&mut self, repl: &mut ReplConn) -> Result<()> {
+        if self.last_status.elapsed() >= self.o.status_interval {
+            self.confirm.refresh()?;
+            self.status(repl, false)?;
+        }
+        Ok(())
+    }
+
+    /// Hands the buffered lines to the writer (`at`: the position they complete), sending
+    /// status updates while its queue stays full.
+    fn hand(&mut self, repl: &mut ReplConn, at: Option<Lsn>) -> Result<()> {
+        let mut item = (std::mem::take(&mut self.buf), at);
+        loop {
+            match self.out.offer(item, Duration::from_millis(200))? {
+                Offer::Taken => break,
+                Offer::Full(back) => {
+                    item = back;
+                    self.tick(repl)?;
+                }
+            }
+        }
+        if let Some(at) = at {
+            self.handed = self.handed.max(at);
+        }
+        self.buf = Vec::with_capacity(1 << 16);
+        Ok(())
     }
 
     /// Past the end position: stop before anything beyond it is written.
@@ -258,7 +293,7 @@ impl<'o> Streamer<'o> {
     }
 
     /// One pgoutput message; true when the end position is reached.
-    fn xlog(&mut self, lsn: u64, data: &[u8]) -> Result<bool> {
+    fn xlog(&mut self, repl: &mut ReplConn, lsn: u64, data: &[u8]) -> Result<bool> {
         self.received = self.received.max(lsn);
         match decode(data)? {
             Message::Begin {
@@ -280,9 +315,8 @@ impl<'o> Streamer<'o> {
             } => {
                 let t = self.txn.take().context("a commit outside a transaction")?;
                 json::commit(&mut self.buf, &t, commit_lsn, end_lsn);
-                self.flush()?;
-                self.written = self.written.max(Lsn(end_lsn));
                 self.last_end = Lsn(end_lsn);
+                self.hand(repl, Some(Lsn(end_lsn)))?;
                 return Ok(self.o.endpos.is_some_and(|e| end_lsn > e));
             }
             Message::Relation(r) => {
@@ -317,16 +351,13 @@ impl<'o> Streamer<'o> {
                 let t = self.txn.filter(|_| transactional);
                 json::message(&mut self.buf, t.as_ref(), lsn, prefix, content);
                 if !transactional {
-                    self.flush()?;
+                    self.hand(repl, Some(self.handed))?;
                 }
             }
             Message::Origin { .. } | Message::Type { .. } => {}
         }
         if self.buf.len() >= 1 << 20 {
-            self.out
-                .write_all(&self.buf)
-                .context("writing the output")?;
-            self.buf.clear();
+            self.hand(repl, None)?;
         }
         Ok(false)
     }
@@ -357,21 +388,14 @@ impl<'o> Streamer<'o> {
         })
     }
 
-    /// Writes what is buffered and flushes the output.
-    fn flush(&mut self) -> Result<()> {
-        self.out
-            .write_all(&self.buf)
-            .context("writing the output")?;
-        self.buf.clear();
-        self.out.flush().context("writing the output")
-    }
-
     /// A keepalive: with no transaction open, nothing before the server's end remains to be
     /// written; true when that passes the end position.
     fn keepalive(&mut self, repl: &mut ReplConn, end: u64, reply: bool) -> Result<bool> {
         self.received = self.received.max(end);
-        if self.txn.is_none() {
-            self.written = self.written.max(Lsn(end));
+        if self.txn.is_none() && Lsn(end) > self.handed {
+            // Nothing before `end` remains to be written: it is written once what was handed
+            // before it is.
+            self.hand(repl, Some(Lsn(end)))?;
         }
         let idle = self.txn.is_none();
         if idle && self.o.endpos.is_some_and(|e| end >= e) {
@@ -389,9 +413,10 @@ impl<'o> Streamer<'o> {
     }
 
     fn status(&mut self, repl: &mut ReplConn, reply: bool) -> Result<()> {
-        let flushed = self.confirm.flushed(self.written, self.last_end);
+        let written = self.out.written();
+        let flushed = self.confirm.flushed(written, self.last_end);
         let p = Positions {
-            written: Lsn(self.received).max(self.written),
+            written: Lsn(self.received).max(written),
             flushed,
             applied: flushed,
         };

@@ -20,7 +20,8 @@ loses nothing, and weir-apply skips what it already holds. Without it, each tran
 confirmed once its lines are written and flushed (confirm on write): a later stage that fails \
 before making them durable loses them, and weir-cdc says so when it starts. When no \
 transaction is open and everything written is confirmed, the server's keepalive position is \
-confirmed too, so an idle slot does not hold WAL.",
+confirmed too, so an idle slot does not hold WAL. Status updates go on while a slow reader \
+blocks the output, so the server's wal_sender_timeout does not end the connection.",
     after_help = "Examples:\n  weir-cdc app -S audit --publication app_pub --create-slot --if-not-exists --stream > changes.jsonl\n  weir-cdc app -S audit --publication app_pub --stream --confirm-from postgres://replica/app | weir-apply postgres://replica/app"
 )]
 pub struct CdcCli {

@@ -22,6 +22,14 @@ pub struct ReplConn {
 // without libpq keeping thread-local state), which is what libpq requires.
 unsafe impl Send for ReplConn {}
 
+/// What [`ReplConn::copy_data_within`] found.
+pub enum Polled {
+    Data(CopyData),
+    /// The COPY stream ended.
+    End,
+    Timeout,
+}
+
 /// A result set in text form: rows of nullable values.
 pub type Rows = Vec<Vec<Option<String>>>;
 
@@ -144,6 +152,59 @@ impl ReplConn {
                 len: n as usize,
             })),
             n => Err(anyhow!("unexpected PQgetCopyData result {n}")),
+        }
+    }
+
+    /// Like [`ReplConn::copy_data`], but waits at most `timeout`: a streaming client must
+    /// keep sending status updates while nothing arrives or while it cannot take more.
+    pub fn copy_data_within(&mut self, timeout: std::time::Duration) -> Result<Polled> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let mut buf: *mut c_char = std::ptr::null_mut();
+            // SAFETY: valid connection; async mode (1) returns 0 when no whole message is
+            // buffered; libpq allocates buf, freed by CopyData's Drop.
+            match unsafe { pq::PQgetCopyData(self.conn, &mut buf, 1) } {
+                -1 => return Ok(Polled::End),
+                -2 => bail!("{}", self.error()),
+                0 => {}
+                n if n > 0 => {
+                    return Ok(Polled::Data(CopyData {
+                        buf,
+                        len: n as usize,
+                    }));
+                }
+                n => bail!("unexpected PQgetCopyData result {n}"),
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(Polled::Timeout);
+            }
+            self.wait_readable(left)?;
+            // SAFETY: valid connection; reads what the socket has into libpq's buffer.
+            if unsafe { pq::PQconsumeInput(self.conn) } != 1 {
+                bail!("{}", self.error());
+            }
+        }
+    }
+
+    /// Waits until the connection's socket has something to read, or `timeout` passes.
+    fn wait_readable(&self, timeout: std::time::Duration) -> Result<()> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        // SAFETY: valid connection; the socket stays open while the connection does.
+        let fd = unsafe { pq::PQsocket(self.conn) };
+        if fd < 0 {
+            bail!("the replication connection has no socket");
+        }
+        // SAFETY: fd is libpq's open socket, borrowed for this call only.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let t = Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: timeout.subsec_nanos() as _,
+        };
+        match poll(&mut fds, Some(&t)) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
+            Err(e) => bail!("waiting for the server: {e}"),
         }
     }
 

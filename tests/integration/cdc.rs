@@ -409,3 +409,61 @@ fn weir_cdc_says_what_is_missing() {
     );
     assert_eq!(left.trim(), "0");
 }
+
+/// A reader that stops reading for longer than the server's wal_sender_timeout: weir-cdc keeps
+/// sending status updates while its output is blocked, so the server keeps the connection,
+/// and every change arrives once the reader reads again.
+#[test]
+fn a_blocked_reader_does_not_cost_the_replication_connection() {
+    use crate::harness::{bin, scrub, stderr};
+    use std::io::Read;
+    let c = cluster();
+    c.create_db(
+        "cdc_blocked",
+        "CREATE TABLE wide (id int PRIMARY KEY, v text); CREATE PUBLICATION blocked FOR TABLE wide;",
+    );
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(bin("weir-cdc"));
+        cmd.args(["-d", "cdc_blocked", "-S", "blocked_slot"])
+            .args(args);
+        scrub(&mut cmd, &c.env())
+            .env("PGOPTIONS", "-c wal_sender_timeout=2s")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    assert!(run(&["--create-slot"]).wait().unwrap().success());
+    // About 30 MB of lines: more than the pipe and weir-cdc's queue hold.
+    c.psql(
+        "cdc_blocked",
+        "INSERT INTO wide SELECT g, repeat('x', 200) FROM generate_series(1, 100000) g",
+    );
+    let end = c
+        .psql("cdc_blocked", "SELECT pg_current_wal_insert_lsn()")
+        .trim()
+        .to_string();
+    let mut cdc = run(&[
+        "--publication",
+        "blocked",
+        "--stream",
+        "-q",
+        "-s",
+        "1",
+        "-E",
+        &end,
+    ]);
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    let mut out = Vec::new();
+    cdc.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    let o = cdc.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let inserts = out
+        .split(|b| *b == b'\n')
+        .filter(|l| l.starts_with(b"{\"action\":\"I\""))
+        .count();
+    assert_eq!(inserts, 100000);
+    let mut cmd = std::process::Command::new(bin("weir-cdc"));
+    cmd.args(["-d", "cdc_blocked", "-S", "blocked_slot", "--drop-slot"]);
+    assert!(scrub(&mut cmd, &c.env()).status().unwrap().success());
+}
