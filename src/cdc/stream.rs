@@ -146,6 +146,45 @@ pub fn run(o: &CdcOptions) -> Result<()> {
     Ok(())
 }
 
+/// Says where the slot stands (its confirmed position, how far the server's WAL is ahead,
+/// `wal_status`), and stops with its own exit code on a lost slot: its changes are gone, and
+/// only a new copy repairs what depends on it.
+fn slot_health(repl: &mut ReplConn, slot: &str, quiet: bool) -> Result<()> {
+    let rows = repl.query(&format!(
+        "SELECT wal_status, confirmed_flush_lsn::text, \
+                pg_catalog.pg_size_pretty(pg_catalog.pg_current_wal_lsn() - confirmed_flush_lsn), \
+                pg_catalog.pg_size_pretty(safe_wal_size) \
+         FROM pg_catalog.pg_replication_slots WHERE slot_name = {}",
+        quote_literal(slot)
+    ))?;
+    let Some(r) = rows.first() else {
+        bail!("slot {slot} does not exist (--create-slot makes it)");
+    };
+    let get = |i: usize| r[i].as_deref().unwrap_or("-");
+    if get(0) == "lost" {
+        return Err(coded(
+            ExitCode::SlotLost,
+            format!(
+                "slot {slot} is lost (wal_status = lost): the server removed WAL it still needed, so changes after {} are gone; drop the slot (--drop-slot) and start again from a new copy",
+                get(1)
+            ),
+        ));
+    }
+    if !quiet {
+        let room = match get(3) {
+            "-" => "no max_slot_wal_keep_size".to_string(),
+            left => format!("{left} more before max_slot_wal_keep_size loses it"),
+        };
+        eprintln!(
+            "weir-cdc: slot {slot} confirmed at {}, {} behind the server's WAL (wal_status {}, {room})",
+            get(1),
+            get(2),
+            get(0),
+        );
+    }
+    Ok(())
+}
+
 /// A slot name as the replication grammar takes it.
 fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
@@ -215,6 +254,7 @@ impl<'o> Streamer<'o> {
     }
 
     fn run(mut self, repl: &mut ReplConn) -> Result<()> {
+        slot_health(repl, &self.o.slot, self.o.quiet)?;
         let start = self.o.startpos.map_or("0/0".to_string(), format_lsn);
         let publication = self.o.publication.as_deref().expect("checked");
         // pg_logical_emit_message's messages come only when asked for (PostgreSQL 14 on).
@@ -228,10 +268,18 @@ impl<'o> Streamer<'o> {
             quote_literal(&ident(publication))
         );
         repl.send(&sql)?;
-        match repl
-            .next_result()
-            .with_context(|| format!("starting slot {}", self.o.slot))?
-        {
+        let started = repl.next_result().map_err(|e| {
+            // The slot was lost between the check and the start (slot.c: "can no longer get
+            // changes from replication slot").
+            match e.to_string().contains("can no longer get changes") {
+                true => coded(
+                    ExitCode::SlotLost,
+                    format!("slot {} is lost: {e}", self.o.slot),
+                ),
+                false => e.context(format!("starting slot {}", self.o.slot)),
+            }
+        })?;
+        match started {
             Some(crate::pg::replication::Reply::CopyBoth) => {}
             _ => bail!("the server did not start streaming slot {}", self.o.slot),
         }

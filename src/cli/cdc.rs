@@ -192,5 +192,9 @@ pub const CDC: Page = Page {
     ],
     environment: super::dump::CONN_ENV,
     see_also: "pg_recvlogical(1), weir-extract(1)",
-    exits: &[(ExitCode::Failure, None), (ExitCode::BrokenPipe, None)],
+    exits: &[
+        (ExitCode::Failure, None),
+        (ExitCode::SlotLost, None),
+        (ExitCode::BrokenPipe, None),
+    ],
 };

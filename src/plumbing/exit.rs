@@ -22,6 +22,8 @@ pub enum ExitCode {
     Exists = 5,
     /// A WAL file or data directory belongs to another cluster than the repository.
     WrongCluster = 6,
+    /// A replication slot is lost (`wal_status = lost`): the server removed WAL it needed.
+    SlotLost = 7,
     /// weir-wal fetch failed for any reason but absence: PostgreSQL stops recovery on a
     /// status above 125 instead of taking it for the end of the archive.
     FetchFailed = 255,
@@ -34,7 +36,7 @@ pub enum ExitCode {
 
 impl ExitCode {
     /// Every code, in the order the EXIT STATUS sections and README's table list them.
-    pub const ALL: [ExitCode; 10] = [
+    pub const ALL: [ExitCode; 11] = [
         ExitCode::Ok,
         ExitCode::Failure,
         ExitCode::Usage,
@@ -42,6 +44,7 @@ impl ExitCode {
         ExitCode::NotFound,
         ExitCode::Exists,
         ExitCode::WrongCluster,
+        ExitCode::SlotLost,
         ExitCode::BrokenPipe,
         ExitCode::FetchFailed,
         ExitCode::Interrupted,
@@ -57,6 +60,7 @@ impl ExitCode {
             ExitCode::NotFound => "4",
             ExitCode::Exists => "5",
             ExitCode::WrongCluster => "6",
+            ExitCode::SlotLost => "7",
             ExitCode::BrokenPipe => "141",
             ExitCode::FetchFailed => "255",
             ExitCode::Interrupted => "128+n",
@@ -82,6 +86,9 @@ impl ExitCode {
             }
             ExitCode::WrongCluster => {
                 "The WAL file or data directory belongs to another cluster than the repository (weir-wal)."
+            }
+            ExitCode::SlotLost => {
+                "The replication slot is lost (wal_status = lost): the server removed WAL it still needed, so changes are missing; drop the slot and copy again (weir-cdc)."
             }
             ExitCode::FetchFailed => {
                 "weir-wal fetch failed for a reason other than the file's absence (PostgreSQL then stops recovery rather than end it)."

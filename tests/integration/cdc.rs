@@ -467,3 +467,47 @@ fn a_blocked_reader_does_not_cost_the_replication_connection() {
     cmd.args(["-d", "cdc_blocked", "-S", "blocked_slot", "--drop-slot"]);
     assert!(scrub(&mut cmd, &c.env()).status().unwrap().success());
 }
+
+/// A slot whose WAL the server removed (max_slot_wal_keep_size) has lost changes: weir-cdc
+/// stops with exit status 7 and says what to do, rather than stream from a gap.
+#[test]
+fn a_lost_slot_has_its_own_exit_status() {
+    use crate::harness::{Cluster, bin, run_with_input, scrub, stderr};
+    let c = Cluster::start_with(
+        "lost",
+        "wal_level = logical\nmax_slot_wal_keep_size = 1MB\nmin_wal_size = 32MB",
+    );
+    c.create_db(
+        "cdc_lost",
+        "CREATE TABLE t (id int PRIMARY KEY, v text); CREATE PUBLICATION lost FOR TABLE t;",
+    );
+    let run = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(bin("weir-cdc"));
+        cmd.args(["-d", "cdc_lost", "-S", "lost_slot"]).args(args);
+        run_with_input(scrub(&mut cmd, &c.env()), b"")
+    };
+    let o = run(&["--create-slot"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&["--publication", "lost", "--stream", "-E", "0/1"]);
+    assert!(stderr(&o).contains("wal_status reserved"), "{}", stderr(&o));
+    for _ in 0..4 {
+        c.psql(
+            "cdc_lost",
+            "INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g ON CONFLICT (id) DO UPDATE SET v = 'y'; SELECT pg_switch_wal();",
+        );
+    }
+    c.psql("postgres", "CHECKPOINT");
+    let status = c.psql(
+        "postgres",
+        "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'lost_slot'",
+    );
+    assert_eq!(status.trim(), "lost");
+    let o = run(&["--publication", "lost", "--stream"]);
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("slot lost_slot is lost"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(run(&["--drop-slot"]).status.success());
+}
