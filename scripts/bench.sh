@@ -16,6 +16,8 @@
 #                                              scale: scripts/lib/bench-physical.sh)
 #   weir-extract, weir-load on 5,000  against  pg_dump -Fd -j2 -Z0, pg_restore -j2 (20,000 too:
 #   small tables                               BENCH_TABLES="5000 20000"; bench-tables.sh)
+#   weir-cdc, weir-cdc | weir-apply   against  pg_recvlogical (wal2json, test_decoding), a
+#                                              native subscription (scripts/lib/bench-cdc.sh)
 # on a generated mixed-type dataset of about BENCH_GB gigabytes (default 1). Prints wall time,
 # peak RSS and the ratios weir/reference (below 1.0 means weir is faster or smaller).
 # BENCH_RUNS (default 3) runs of each, in alternating order; the best run counts.
@@ -248,6 +250,11 @@ bench_physical
 # Many small tables: weir against pg_dump and pg_restore (scripts/lib/bench-tables.sh).
 . scripts/lib/bench-tables.sh
 bench_tables
+
+# Change data capture: weir-cdc against pg_recvlogical, weir-apply against a subscription
+# (scripts/lib/bench-cdc.sh).
+. scripts/lib/bench-cdc.sh
+bench_cdc
 
 echo
 echo "byte-stream stages:"

@@ -63,8 +63,20 @@ struct InsertRun {
     data: Vec<u8>,
 }
 
-/// Inserts are sent in COPYs of at most this much, whatever the transaction's size.
+/// Inserts are sent in COPYs of at most this much, whatever the transaction's size, and
+/// updates and deletes in batches of at most this much SQL.
 const RUN_BYTES: usize = 8 << 20;
+
+/// Updates and deletes sent in one round trip at most.
+const BATCH_STATEMENTS: usize = 1000;
+
+/// Updates and deletes waiting to be sent, with the row each must find (for the error).
+#[derive(Default)]
+struct Statements {
+    sql: Vec<String>,
+    rows: Vec<String>,
+    bytes: usize,
+}
 
 /// The transaction being applied (or skipped).
 struct Open {
@@ -81,6 +93,7 @@ struct Applier {
     progress: Lsn,
     open: Option<Open>,
     run: Option<InsertRun>,
+    statements: Statements,
     /// One source TRUNCATE's tables (its lines share a position), applied together.
     truncate: Option<(Lsn, Vec<String>)>,
     /// Whether a target table is partitioned, by its quoted name.
@@ -152,6 +165,7 @@ impl Applier {
                 .unwrap_or_default(),
             open: None,
             run: None,
+            statements: Statements::default(),
             truncate: None,
             partitioned: HashMap::new(),
             applied: 0,
@@ -180,7 +194,8 @@ impl Applier {
             _ if skipping => Ok(()),
             "I" => self.insert(&l),
             "U" | "D" => {
-                self.flush()?;
+                self.flush_truncate()?;
+                self.flush_inserts()?;
                 self.update_or_delete(&l)
             }
             "T" => self.truncate(&l),
@@ -243,6 +258,7 @@ impl Applier {
 
     fn insert(&mut self, l: &Line) -> Result<()> {
         self.flush_truncate()?;
+        self.flush_statements()?;
         let names: Vec<String> = l.columns.iter().map(|f| quote_ident(&f.name)).collect();
         let target = format!("{} ({})", table(l)?, names.join(", "));
         if self.run.as_ref().is_some_and(|r| r.target != target) {
@@ -305,17 +321,40 @@ impl Applier {
             }
             _ => format!("DELETE FROM {rel} WHERE {row}"),
         };
-        let n = self
-            .c
-            .execute(q.as_str(), &[])
-            .map_err(|e| pg_error(e, &q))?;
-        if n != 1 {
-            let key: Vec<String> = l
-                .identity
-                .iter()
-                .map(|f| format!("{} = {}", f.name, literal(f)))
-                .collect();
-            bail!("the target has no row of {rel} with {}", key.join(", "));
+        let key: Vec<String> = l
+            .identity
+            .iter()
+            .map(|f| format!("{} = {}", f.name, literal(f)))
+            .collect();
+        self.statements.bytes += q.len();
+        self.statements.sql.push(q);
+        self.statements.rows.push(format!("{rel} with {}", key.join(", ")));
+        if self.statements.sql.len() >= BATCH_STATEMENTS || self.statements.bytes >= RUN_BYTES {
+            self.flush_statements()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the queued updates and deletes in one round trip, each of which must have
+    /// changed exactly one row.
+    fn flush_statements(&mut self) -> Result<()> {
+        if self.statements.sql.is_empty() {
+            return Ok(());
+        }
+        let b = std::mem::take(&mut self.statements);
+        let all = b.sql.join(";\n");
+        let replies = self.c.simple_query(&all).map_err(|e| {
+            let n = b.sql.len();
+            pg_error(e, &format!("one of {n} updates and deletes, the first: {}", b.sql[0]))
+        })?;
+        let counts = replies.iter().filter_map(|m| match m {
+            postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        });
+        for (n, row) in counts.zip(&b.rows) {
+            if n != 1 {
+                bail!("the target has no row of {row}");
+            }
         }
         Ok(())
     }
@@ -336,6 +375,7 @@ impl Applier {
 
     fn truncate(&mut self, l: &Line) -> Result<()> {
         self.flush_inserts()?;
+        self.flush_statements()?;
         let lsn = Lsn::parse(l.lsn.as_deref().context("a truncate line without lsn")?)?;
         if self.truncate.as_ref().is_some_and(|(at, _)| *at != lsn) {
             self.flush_truncate()?;
@@ -348,6 +388,7 @@ impl Applier {
     /// Sends what is collected: the insert run or the truncate.
     fn flush(&mut self) -> Result<()> {
         self.flush_truncate()?;
+        self.flush_statements()?;
         self.flush_inserts()
     }
 

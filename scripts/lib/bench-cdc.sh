@@ -1,0 +1,133 @@
+# shellcheck shell=bash
+# The change-data-capture pairs of scripts/bench.sh (issue 16), over the same WAL:
+#
+#   weir-cdc -E END > /dev/null       against  pg_recvlogical -P wal2json (format-version 2;
+#                                              Debian's 2.5 has no numeric-data-types-as-string)
+#                                              and pg_recvlogical -P test_decoding
+#   weir-cdc --confirm-from | weir-apply   against  a native subscription (CREATE SUBSCRIPTION
+#                                              into another database of the same server)
+#
+# on an insert-heavy workload (BENCH_CDC_ROWS rows, default 1,000,000, in transactions of
+# 10,000) and an update-heavy one (every row updated once, same transactions). Each run reads
+# from a slot of its own, created before the workload, so every run decodes the same WAL.
+# The server is switched to wal_level = logical for this pair and back after. Reports rows/s,
+# WAL MB/s, client CPU and peak RSS, and the ratios.
+# Sourced by bench.sh: uses $bin, $work, $runs, measure, best and the scratch cluster.
+# shellcheck disable=SC2154 # work, runs and bin come from bench.sh.
+
+bench_cdc_wal_level() { # logical | replica
+    psql -X -q -d postgres -c "ALTER SYSTEM SET wal_level = $1"
+    scratch_pg_restart
+}
+
+bench_cdc_slots() { # KIND: one slot per run and tool, at the current WAL position
+    local kind=$1 i
+    for i in $(seq "$runs"); do
+        "$bin/weir-cdc" -q -d cdcb -S "w_${kind}_$i" --create-slot
+        pg_recvlogical -d cdcb -S "j_${kind}_$i" -P wal2json --create-slot
+        pg_recvlogical -d cdcb -S "t_${kind}_$i" -P test_decoding --create-slot
+        psql -X -q -d cdcb -c "SELECT pg_create_logical_replication_slot('s_${kind}_$i', 'pgoutput')" >/dev/null
+    done
+}
+
+bench_cdc_target() { # DB: an empty copy of the table
+    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"
+    psql -X -q -d "$1" -c "CREATE TABLE ev (id bigint PRIMARY KEY, kind text, payload text, at timestamptz, n numeric)"
+}
+
+# Waits until slot $1 has confirmed $2; prints nothing. For the native subscription, whose
+# apply worker confirms what it committed.
+bench_cdc_wait() {
+    until [ "$(psql -X -A -t -d postgres -c "SELECT confirmed_flush_lsn >= '$2' FROM pg_replication_slots WHERE slot_name = '$1'")" = t ]; do
+        sleep 0.05
+    done
+}
+
+bench_cdc_native() { # KIND I END: the subscription's catch-up, measured from enabling it
+    local sub="sub_$1_$2"
+    bench_cdc_target "sub_$1_$2"
+    psql -X -q -d "sub_$1_$2" -c "CREATE SUBSCRIPTION $sub CONNECTION 'host=$PGHOST port=$PGPORT user=postgres dbname=cdcb' PUBLICATION cdcp WITH (create_slot = false, slot_name = 's_$1_$2', copy_data = false, enabled = false)"
+    if [ "$1" = upd ]; then
+        # The updates need the rows: the insert run's result, loaded before.
+        pg_dump -a -t ev cdcb_before | psql -X -q -d "sub_$1_$2" >/dev/null
+    fi
+    measure "native subscription" bash -c "psql -X -q -d sub_$1_$2 -c 'ALTER SUBSCRIPTION $sub ENABLE' && . scripts/lib/bench-cdc.sh && bench_cdc_wait s_$1_$2 $3"
+    psql -X -q -d "sub_$1_$2" -c "ALTER SUBSCRIPTION $sub DISABLE" -c "ALTER SUBSCRIPTION $sub SET (slot_name = NONE)" -c "DROP SUBSCRIPTION $sub"
+    # The apply worker lets the slot go a moment after DISABLE.
+    until [ "$(psql -X -A -t -d postgres -c "SELECT active FROM pg_replication_slots WHERE slot_name = 's_$1_$2'")" = f ]; do
+        sleep 0.05
+    done
+    psql -X -q -d postgres -c "DROP DATABASE sub_$1_$2"
+}
+
+bench_cdc_one() { # KIND (ins | upd) END START ROWS
+    local kind=$1 end=$2 start=$3 rows=$4 i a b c d w=() j=() t=() ap=() nat=() wkb=() jkb=()
+    for i in $(seq "$runs"); do
+        read -r a b < <(measure "weir-cdc ($kind)" sh -c "'$bin/weir-cdc' -q -d cdcb -S w_${kind}_$i --publication cdcp --stream -E $end > /dev/null")
+        w+=("$a"); wkb+=("$b")
+        read -r a b < <(measure "pg_recvlogical wal2json" pg_recvlogical --no-loop -d cdcb -S "j_${kind}_$i" --start -E "$end" -f /dev/null \
+            -o format-version=2 -o include-xids=1 -o include-timestamp=1 -o include-lsn=1)
+        j+=("$a"); jkb+=("$b")
+        read -r a _ < <(measure "pg_recvlogical test_decoding" pg_recvlogical --no-loop -d cdcb -S "t_${kind}_$i" --start -E "$end" -f /dev/null)
+        t+=("$a")
+    done
+    # The apply pair, once per run: weir's pipeline into one target, the subscription into another.
+    for i in $(seq "$runs"); do
+        bench_cdc_target "app_${kind}_$i"
+        [ "$kind" = ins ] || pg_dump -a -t ev cdcb_before | psql -X -q -d "app_${kind}_$i" >/dev/null
+        read -r c _ < <(measure "weir-cdc | weir-apply" sh -c "'$bin/weir-cdc' -q -d cdcb -S w2_${kind}_$i --publication cdcp --stream -E $end --confirm-from dbname=app_${kind}_$i --origin o_$i | '$bin/weir-apply' -q -d app_${kind}_$i --origin o_$i")
+        ap+=("$c")
+        read -r d _ < <(bench_cdc_native "$kind" "$i" "$end")
+        nat+=("$d")
+        psql -X -q -d postgres -c "DROP DATABASE app_${kind}_$i" -c "SELECT pg_replication_origin_drop('o_$i')" >/dev/null
+    done
+    local mb
+    mb=$(psql -X -A -t -d postgres -c "SELECT round(('$end'::pg_lsn - '$start'::pg_lsn) / 1e6, 1)")
+    ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+    per_s() { python3 -c "print(f'{$1/$2:,.0f}')"; }
+    {
+        printf '  %-26s %s rows, %s MB of WAL: weir-cdc %s s (%s rows/s, %s MB/s, %s KiB), wal2json %s s (%s KiB): %sx wal2json'"'"'s speed (target >= 1.0); test_decoding %s s\n' \
+            "cdc decode, $kind" "$rows" "$mb" "$(best "${w[@]}")" "$(per_s "$rows" "$(best "${w[@]}")")" "$(ratio "$mb" "$(best "${w[@]}")")" \
+            "$(maxi "${wkb[@]}")" "$(best "${j[@]}")" "$(maxi "${jkb[@]}")" "$(ratio "$(best "${j[@]}")" "$(best "${w[@]}")")" "$(best "${t[@]}")"
+        printf '  %-26s weir-cdc | weir-apply %s s, native subscription %s s: %sx its speed (target >= 1.0 on inserts)\n' \
+            "cdc apply, $kind" "$(best "${ap[@]}")" "$(best "${nat[@]}")" "$(ratio "$(best "${nat[@]}")" "$(best "${ap[@]}")")"
+    } >>"$work/stages"
+}
+
+bench_cdc() {
+    local n=${BENCH_CDC_ROWS:-1000000} start mid end i
+    echo "== change data capture: $n rows inserted, then updated, $runs runs each"
+    bench_cdc_wal_level logical
+    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS cdcb" -c "CREATE DATABASE cdcb"
+    psql -X -q -d cdcb -c "CREATE TABLE ev (id bigint PRIMARY KEY, kind text, payload text, at timestamptz, n numeric)" \
+        -c "CREATE PUBLICATION cdcp FOR TABLE ev"
+    bench_cdc_slots ins
+    for i in $(seq "$runs"); do "$bin/weir-cdc" -q -d cdcb -S "w2_ins_$i" --create-slot; done
+    start=$(psql -X -A -t -d cdcb -c "SELECT pg_current_wal_lsn()")
+    psql -X -q -d cdcb <<SQL
+DO \$\$ BEGIN FOR b IN 0..$((n / 10000 - 1)) LOOP
+  INSERT INTO ev SELECT g, 'kind ' || (g % 7), md5(g::text) || md5((g + 1)::text), now(), g * 1.5
+    FROM generate_series(b * 10000 + 1, b * 10000 + 10000) g;
+  COMMIT;
+END LOOP; END \$\$;
+SQL
+    mid=$(psql -X -A -t -d cdcb -c "SELECT pg_current_wal_lsn()")
+    psql -X -q -d postgres -c "CREATE DATABASE cdcb_before TEMPLATE cdcb" 2>/dev/null ||
+        { pg_dump cdcb | { psql -X -q -d postgres -c "CREATE DATABASE cdcb_before" && psql -X -q -d cdcb_before; }; }
+    bench_cdc_slots upd
+    for i in $(seq "$runs"); do "$bin/weir-cdc" -q -d cdcb -S "w2_upd_$i" --create-slot; done
+    local mid2
+    mid2=$(psql -X -A -t -d cdcb -c "SELECT pg_current_wal_lsn()")
+    psql -X -q -d cdcb <<SQL
+DO \$\$ BEGIN FOR b IN 0..$((n / 10000 - 1)) LOOP
+  UPDATE ev SET n = n + 1, kind = 'changed' WHERE id > b * 10000 AND id <= b * 10000 + 10000;
+  COMMIT;
+END LOOP; END \$\$;
+SQL
+    end=$(psql -X -A -t -d cdcb -c "SELECT pg_current_wal_lsn()")
+    bench_cdc_one ins "$mid" "$start" "$n"
+    bench_cdc_one upd "$end" "$mid2" "$n"
+    psql -X -A -t -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'cdcb'" >/dev/null
+    psql -X -q -d postgres -c "DROP DATABASE cdcb" -c "DROP DATABASE cdcb_before"
+    bench_cdc_wal_level replica
+}
