@@ -98,6 +98,8 @@ struct Applier {
     truncate: Option<(Lsn, Vec<String>)>,
     /// Whether a target table is partitioned, by its quoted name.
     partitioned: HashMap<String, bool>,
+    /// Prepared updates and deletes: their names by SQL.
+    prepared: HashMap<String, String>,
     applied: u64,
     skipped: u64,
 }
@@ -147,12 +149,7 @@ impl Applier {
         let q = "SELECT pg_catalog.pg_replication_origin_create($1::text) \
                  WHERE pg_catalog.pg_replication_origin_oid($1::text) IS NULL";
         c.execute(q, &[&origin]).map_err(|e| pg_error(e, q))?;
-        let q = "SELECT pg_catalog.pg_replication_origin_session_setup($1::text)";
-        c.execute(q, &[&origin])
-            .map_err(|e| pg_error(e, q))
-            .with_context(|| {
-                format!("taking replication origin {origin} (is another weir-apply using it?)")
-            })?;
+        take_origin(&mut c, origin)?;
         let q = "SELECT pg_catalog.pg_replication_origin_session_progress(false)::text";
         let progress: Option<String> = c.query_one(q, &[]).map_err(|e| pg_error(e, q))?.get(0);
         Ok(Applier {
@@ -168,6 +165,7 @@ impl Applier {
             statements: Statements::default(),
             truncate: None,
             partitioned: HashMap::new(),
+            prepared: HashMap::new(),
             applied: 0,
             skipped: 0,
         })
@@ -293,34 +291,22 @@ impl Applier {
                 }
             );
         }
-        // `=` and IS NULL, which an index serves (IS NOT DISTINCT FROM is never indexed).
-        let cond: Vec<String> = l
-            .identity
-            .iter()
-            .map(|f| match f.value.is_null() {
-                true => format!("{} IS NULL", quote_ident(&f.name)),
-                false => format!("{} = {}", quote_ident(&f.name), literal(f)),
-            })
-            .collect();
-        let cond = cond.join(" AND ");
-        // One row, as the apply worker changes one: under REPLICA IDENTITY FULL a table
-        // without a key may hold duplicates. A row address is unique only within one table,
-        // so a partitioned target is matched by the identity alone.
-        let row = match self.partitioned(&rel)? {
-            false => format!("ctid = (SELECT ctid FROM {rel} WHERE {cond} LIMIT 1)"),
-            true => cond,
-        };
-        let q = match l.action.as_str() {
-            "U" => {
-                let set: Vec<String> = l
-                    .columns
-                    .iter()
-                    .map(|f| format!("{} = {}", quote_ident(&f.name), literal(f)))
-                    .collect();
-                format!("UPDATE {rel} SET {} WHERE {row}", set.join(", "))
-            }
-            _ => format!("DELETE FROM {rel} WHERE {row}"),
-        };
+        let (shape, args) = statement(l, &rel, self.partitioned(&rel)?);
+        // Each shape (table, columns set, key columns, which keys are NULL) is prepared once
+        // and executed with literals: the server plans it once, not once a row.
+        let n = self.prepared.len();
+        let name = self
+            .prepared
+            .entry(shape.clone())
+            .or_insert_with(|| format!("weir_{n}"));
+        let name = name.clone();
+        if n < self.prepared.len() {
+            self.statements
+                .sql
+                .push(format!("PREPARE {name} AS {shape}"));
+            self.statements.rows.push(String::new());
+        }
+        let q = format!("EXECUTE {name}({})", args.join(", "));
         let key: Vec<String> = l
             .identity
             .iter()
@@ -328,7 +314,9 @@ impl Applier {
             .collect();
         self.statements.bytes += q.len();
         self.statements.sql.push(q);
-        self.statements.rows.push(format!("{rel} with {}", key.join(", ")));
+        self.statements
+            .rows
+            .push(format!("{rel} with {}", key.join(", ")));
         if self.statements.sql.len() >= BATCH_STATEMENTS || self.statements.bytes >= RUN_BYTES {
             self.flush_statements()?;
         }
@@ -345,14 +333,17 @@ impl Applier {
         let all = b.sql.join(";\n");
         let replies = self.c.simple_query(&all).map_err(|e| {
             let n = b.sql.len();
-            pg_error(e, &format!("one of {n} updates and deletes, the first: {}", b.sql[0]))
+            pg_error(
+                e,
+                &format!("one of {n} updates and deletes, the first: {}", b.sql[0]),
+            )
         })?;
         let counts = replies.iter().filter_map(|m| match m {
             postgres::SimpleQueryMessage::CommandComplete(n) => Some(*n),
             _ => None,
         });
         for (n, row) in counts.zip(&b.rows) {
-            if n != 1 {
+            if !row.is_empty() && n != 1 {
                 bail!("the target has no row of {row}");
             }
         }
@@ -412,11 +403,75 @@ impl Applier {
     }
 }
 
+/// Makes this session the origin's, waiting a few seconds while another session holds it: a
+/// weir-apply killed a moment ago leaves a server process that lets the origin go only as it
+/// notices its client is gone.
+fn take_origin(c: &mut postgres::Client, origin: &str) -> Result<()> {
+    let q = "SELECT pg_catalog.pg_replication_origin_session_setup($1::text)";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match c.execute(q, &[&origin]) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if e.as_db_error()
+                    .is_some_and(|d| d.message().contains("is already active"))
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(pg_error(e, q)).with_context(|| {
+                    format!("taking replication origin {origin} (is another weir-apply using it?)")
+                });
+            }
+        }
+    }
+}
+
 fn table(l: &Line) -> Result<String> {
     let (Some(s), Some(t)) = (&l.schema, &l.table) else {
         bail!("a {:?} line without schema and table", l.action);
     };
     Ok(format!("{}.{}", quote_ident(s), quote_ident(t)))
+}
+
+/// An update's or delete's SQL with `$n` for every value, and the values as literals, in
+/// order. `=` and IS NULL, which an index serves (IS NOT DISTINCT FROM is never indexed).
+/// One row, as the apply worker changes one: under REPLICA IDENTITY FULL a table without a
+/// key may hold duplicates. A row address is unique only within one table, so a
+/// partitioned target is matched by the identity alone.
+fn statement(l: &Line, rel: &str, partitioned: bool) -> (String, Vec<String>) {
+    let mut args = Vec::new();
+    let mut param = |f: &Field| {
+        args.push(literal(f));
+        format!("${}", args.len())
+    };
+    let set: Vec<String> = match l.action.as_str() {
+        "U" => l
+            .columns
+            .iter()
+            .map(|f| format!("{} = {}", quote_ident(&f.name), param(f)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let cond: Vec<String> = l
+        .identity
+        .iter()
+        .map(|f| match f.value.is_null() {
+            true => format!("{} IS NULL", quote_ident(&f.name)),
+            false => format!("{} = {}", quote_ident(&f.name), param(f)),
+        })
+        .collect();
+    let cond = cond.join(" AND ");
+    let row = match partitioned {
+        false => format!("ctid = (SELECT ctid FROM {rel} WHERE {cond} LIMIT 1)"),
+        true => cond,
+    };
+    let sql = match l.action.as_str() {
+        "U" => format!("UPDATE {rel} SET {} WHERE {row}", set.join(", ")),
+        _ => format!("DELETE FROM {rel} WHERE {row}"),
+    };
+    (sql, args)
 }
 
 /// A value as the stream has it, in the form the type's input function reads: text output,
