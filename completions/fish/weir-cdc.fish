@@ -3,6 +3,7 @@ complete -c weir-cdc -s h -l host -d 'Server host name or Unix-socket directory 
 complete -c weir-cdc -s p -l port -d 'Server port (overrides the conninfo and PGPORT)' -r
 complete -c weir-cdc -s U -l username -d 'User name (overrides the conninfo and PGUSER). Passwords never go on the command line: use PGPASSWORD, PGPASSFILE or ~/.pgpass' -r
 complete -c weir-cdc -s S -l slot -d 'The logical replication slot (pgoutput)' -r
+complete -c weir-cdc -s j -l jobs -d 'Connections that copy tables in parallel (--copy, --copy-and-stream)' -r
 complete -c weir-cdc -l publication -d 'The publication whose tables are streamed (CREATE PUBLICATION on the source)' -r
 complete -c weir-cdc -s I -l startpos -d 'Start at this LSN (default: where the slot\'s confirmed position is)' -r
 complete -c weir-cdc -s E -l endpos -d 'Stop, and exit 0, at this LSN: no transaction that commits after it is written' -r
@@ -14,6 +15,8 @@ complete -c weir-cdc -l create-slot -d 'Create the slot (and stop there unless -
 complete -c weir-cdc -l if-not-exists -d 'With --create-slot, take an existing pgoutput slot of that name as it is'
 complete -c weir-cdc -l drop-slot -d 'Drop the slot (after streaming, with --stream)'
 complete -c weir-cdc -l stream -d 'Stream the slot\'s changes to the output'
+complete -c weir-cdc -l copy -d 'Create the slot with an exported snapshot and write the publication\'s tables as they are in it (insert lines marked "snapshot", one transaction), then stop: --stream resumes after them'
+complete -c weir-cdc -l copy-and-stream -d '--copy, then stream from the slot\'s consistent point: no change lost or doubled across the hand-off'
 complete -c weir-cdc -s q -l quiet -d 'Print nothing but errors'
 complete -c weir-cdc -l help -d 'Print help'
 complete -c weir-cdc -s V -l version -d 'Print version'

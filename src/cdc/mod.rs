@@ -4,6 +4,7 @@
 //! [`crate::pg::replication`]'s.
 
 pub mod apply;
+pub mod copy;
 pub mod json;
 pub mod pgoutput;
 pub mod stream;

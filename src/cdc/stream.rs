@@ -36,6 +36,11 @@ pub struct CdcOptions {
     pub if_not_exists: bool,
     pub drop_slot: bool,
     pub stream: bool,
+    /// Create the slot with an exported snapshot and copy the publication's tables first.
+    pub copy: bool,
+    /// After the copy, stream (else stop, the slot kept for a later --stream).
+    pub copy_and_stream: bool,
+    pub jobs: usize,
     pub publication: Option<String>,
     pub startpos: Option<u64>,
     pub endpos: Option<u64>,
@@ -118,26 +123,41 @@ impl Confirm {
 }
 
 pub fn run(o: &CdcOptions) -> Result<()> {
-    if !(o.create_slot || o.drop_slot || o.stream) {
+    let reads = o.stream || o.copy || o.copy_and_stream;
+    if !(o.create_slot || o.drop_slot || reads) {
         return Err(coded(
             ExitCode::Usage,
-            "nothing to do: give --create-slot, --stream or --drop-slot",
+            "nothing to do: give --create-slot, --stream, --copy, --copy-and-stream or --drop-slot",
         ));
     }
-    if o.stream && o.publication.is_none() {
-        return Err(coded(ExitCode::Usage, "--stream needs --publication NAME"));
+    if reads && o.publication.is_none() {
+        return Err(coded(
+            ExitCode::Usage,
+            "--stream, --copy and --copy-and-stream need --publication NAME",
+        ));
     }
     let params = ConnParams::resolve(o.conninfo.as_deref(), "weir-cdc")?;
     let mut repl = ReplConn::connect_logical(&params)?;
-    if o.create_slot {
+    let snapshot = match o.copy || o.copy_and_stream {
+        true => Some(super::copy::create_slot_exporting(&mut repl, &o.slot)?),
+        false => None,
+    };
+    if o.create_slot && snapshot.is_none() {
         create_slot(&mut repl, &o.slot, o.if_not_exists)?;
     }
-    if o.stream {
+    if reads {
         let mut types = params.connect()?;
         // Type names as the walsender writes them (wal2json too): qualified unless in
         // pg_catalog.
         types.batch_execute("SELECT pg_catalog.set_config('search_path', '', false)")?;
-        Streamer::new(o, types)?.run(&mut repl)?;
+        let mut s = Streamer::new(o, types)?;
+        if let Some(snap) = &snapshot {
+            s.copy(&params, snap)?;
+        }
+        match o.stream || o.copy_and_stream {
+            true => s.run(&mut repl)?,
+            false => s.finish_copy()?,
+        }
     }
     if o.drop_slot {
         repl.query(&format!("DROP_REPLICATION_SLOT {}", ident(&o.slot)))
@@ -183,6 +203,17 @@ fn slot_health(repl: &mut ReplConn, slot: &str, quiet: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Hands a buffer to the writer before streaming has started (no status updates are due).
+fn give(out: &mut Writer, buf: Vec<u8>, at: Option<Lsn>) -> Result<()> {
+    let mut item = (buf, at);
+    loop {
+        match out.offer(item, Duration::from_secs(1))? {
+            Offer::Taken => return Ok(()),
+            Offer::Full(back) => item = back,
+        }
+    }
 }
 
 /// A slot name as the replication grammar takes it.
@@ -232,6 +263,8 @@ struct Streamer<'o> {
     confirm: Confirm,
     last_status: Instant,
     buf: Vec<u8>,
+    /// Where streaming starts when a copy came first: the slot's consistent point.
+    copied_to: Option<Lsn>,
 }
 
 impl<'o> Streamer<'o> {
@@ -250,12 +283,59 @@ impl<'o> Streamer<'o> {
             confirm,
             last_status: Instant::now(),
             buf: Vec::with_capacity(1 << 16),
+            copied_to: None,
         })
+    }
+
+    /// The publication's tables as they are in the slot's snapshot, as one transaction of
+    /// insert lines that ends at the slot's consistent point (see [`super::copy`]).
+    fn copy(&mut self, params: &ConnParams, snap: &super::copy::Snapshot) -> Result<()> {
+        let publication = self.o.publication.as_deref().expect("checked");
+        let tables = super::copy::tables(&mut self.types, publication)?;
+        let n = tables.len();
+        let txn = Txn {
+            xid: 0,
+            commit_time: super::wire::pg_now(),
+        };
+        json::begin(&mut self.buf, &txn, snap.at.0);
+        let first = std::mem::take(&mut self.buf);
+        give(&mut self.out, first, None)?;
+        let out = &mut self.out;
+        let rows = super::copy::copy(params, snap, tables, self.o.jobs, txn, |b| {
+            give(out, b, None)
+        })?;
+        json::commit(&mut self.buf, &txn, snap.at.0, snap.at.0);
+        let last = std::mem::take(&mut self.buf);
+        give(&mut self.out, last, Some(snap.at))?;
+        (self.handed, self.last_end, self.copied_to) = (snap.at, snap.at, Some(snap.at));
+        if !self.o.quiet {
+            eprintln!(
+                "weir-cdc: copied {rows} rows of {n} tables in the snapshot of slot {} (consistent point {})",
+                self.o.slot, snap.at
+            );
+        }
+        Ok(())
+    }
+
+    /// After `--copy` alone: everything written; the slot stays for a later `--stream`.
+    fn finish_copy(mut self) -> Result<()> {
+        self.out.finish()?.finish().context("writing the output")?;
+        if !self.o.quiet {
+            eprintln!(
+                "weir-cdc: slot {} keeps the changes after the copy: --stream resumes there",
+                self.o.slot
+            );
+        }
+        Ok(())
     }
 
     fn run(mut self, repl: &mut ReplConn) -> Result<()> {
         slot_health(repl, &self.o.slot, self.o.quiet)?;
-        let start = self.o.startpos.map_or("0/0".to_string(), format_lsn);
+        let start = match (self.o.startpos, self.copied_to) {
+            (Some(p), _) => format_lsn(p),
+            (None, Some(at)) => at.to_string(),
+            (None, None) => "0/0".into(),
+        };
         let publication = self.o.publication.as_deref().expect("checked");
         // pg_logical_emit_message's messages come only when asked for (PostgreSQL 14 on).
         let messages = match repl.server_version() >= 140000 {

@@ -21,7 +21,11 @@ confirmed once its lines are written and flushed (confirm on write): a later sta
 before making them durable loses them, and weir-cdc says so when it starts. When no \
 transaction is open and everything written is confirmed, the server's keepalive position is \
 confirmed too, so an idle slot does not hold WAL. Status updates go on while a slow reader \
-blocks the output, so the server's wal_sender_timeout does not end the connection.",
+blocks the output, so the server's wal_sender_timeout does not end the connection.\n\n\
+--copy-and-stream creates the slot with an exported snapshot, copies the publication's tables \
+as they are in it (insert lines marked \"snapshot\", one transaction ending at the slot's \
+consistent point), then streams from that point: no change is lost or doubled across the \
+hand-off.",
     after_help = "Examples:\n  weir-cdc app -S audit --publication app_pub --create-slot --if-not-exists --stream > changes.jsonl\n  weir-cdc app -S audit --publication app_pub --stream --confirm-from postgres://replica/app | weir-apply postgres://replica/app"
 )]
 pub struct CdcCli {
@@ -42,6 +46,18 @@ pub struct CdcCli {
     /// Stream the slot's changes to the output.
     #[arg(long = "stream")]
     pub stream: bool,
+    /// Create the slot with an exported snapshot and write the publication's tables as they
+    /// are in it (insert lines marked "snapshot", one transaction), then stop: --stream
+    /// resumes after them.
+    #[arg(long = "copy", conflicts_with_all = ["stream", "create_slot"])]
+    pub copy: bool,
+    /// --copy, then stream from the slot's consistent point: no change lost or doubled
+    /// across the hand-off.
+    #[arg(long = "copy-and-stream", conflicts_with_all = ["stream", "create_slot", "copy"])]
+    pub copy_and_stream: bool,
+    /// Connections that copy tables in parallel (--copy, --copy-and-stream).
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
     /// The publication whose tables are streamed (CREATE PUBLICATION on the source).
     #[arg(long = "publication", value_name = "NAME")]
     pub publication: Option<String>,
@@ -86,6 +102,9 @@ impl CdcCli {
             if_not_exists: self.if_not_exists,
             drop_slot: self.drop_slot,
             stream: self.stream,
+            copy: self.copy,
+            copy_and_stream: self.copy_and_stream,
+            jobs: self.jobs.max(1),
             publication: self.publication.clone(),
             startpos: self.startpos,
             endpos: self.endpos,
@@ -184,6 +203,10 @@ pub const CDC: Page = Page {
         (
             "weir-cdc app -S audit --publication app_pub --stream -E \"$(psql -XAtc 'SELECT pg_current_wal_lsn()' app)\"",
             "Stream what was committed until now, then exit 0: a bounded batch for cron.",
+        ),
+        (
+            "weir-cdc app -S app_slot --publication app_pub --copy-and-stream -j 4 --confirm-from postgres://replica/app | weir-apply postgres://replica/app",
+            "A new replica of the published tables: their rows as of one snapshot, then every change after it.",
         ),
         (
             "weir-cdc app -S audit --drop-slot",

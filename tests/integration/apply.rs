@@ -203,7 +203,7 @@ fn kill_9_anywhere_in_the_pipeline_loses_nothing_and_applies_nothing_twice() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let (stop, env) = (stop.clone(), c.env());
-        std::thread::spawn(move || write_until(&env, &stop))
+        std::thread::spawn(move || write_until(&env, "kill_src", &stop))
     };
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -330,13 +330,13 @@ fn wait_or_kill(p: &mut Child) {
 
 /// Small transactions until `stop`: each adds a ledger row and changes accounts; after its
 /// commit, the WAL insert position (at or past the commit's end) goes into `ledger_lsn`.
-fn write_until(env: &[(String, String)], stop: &std::sync::atomic::AtomicBool) {
+fn write_until(env: &[(String, String)], db: &str, stop: &std::sync::atomic::AtomicBool) {
     let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
     let mut c = postgres::Config::new()
         .host(&get("PGHOST"))
         .port(get("PGPORT").parse().unwrap())
         .user("postgres")
-        .dbname("kill_src")
+        .dbname(db)
         .connect(postgres::NoTls)
         .unwrap();
     let mut id = 0i64;
@@ -360,4 +360,89 @@ fn write_until(env: &[(String, String)], stop: &std::sync::atomic::AtomicBool) {
         .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// `--copy-and-stream -j 4` while a writer runs through the slot's creation, the copy and
+/// after: the target ends equal to the source, so no row was lost or applied twice across
+/// the hand-off from the snapshot to the stream.
+#[test]
+fn copy_and_stream_hands_over_without_losing_or_doubling_a_row() {
+    let c = cluster();
+    c.create_db(
+        "cs_src",
+        &format!("{SCHEMA} CREATE PUBLICATION pub FOR ALL TABLES;"),
+    );
+    c.create_db("cs_dst", SCHEMA);
+    c.psql(
+        "cs_src",
+        "INSERT INTO acct SELECT g, 'n' || g, g, NULL, NULL, now(), NULL FROM generate_series(1, 50) g;
+         INSERT INTO ledger SELECT generate_series(100001, 160000);",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, env) = (stop.clone(), c.env());
+        std::thread::spawn(move || write_until(&env, "cs_src", &stop))
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut cmd = Command::new(bin("weir-cdc"));
+    cmd.args([
+        "-d",
+        "cs_src",
+        "-S",
+        "cs_slot",
+        "--publication",
+        "pub",
+        "--copy-and-stream",
+        "-j",
+        "4",
+        "-q",
+        "-s",
+        "1",
+        "--confirm-from",
+        "dbname=cs_dst",
+        "--origin",
+        "cs_o",
+    ]);
+    let mut cdc = scrub(&mut cmd, &c.env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cmd = Command::new(bin("weir-apply"));
+    cmd.args(["-q", "-d", "cs_dst", "--origin", "cs_o"]);
+    let mut apply = scrub(&mut cmd, &c.env())
+        .stdin(Stdio::from(cdc.stdout.take().unwrap()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    // The last transaction: once the target holds it, it holds everything before it.
+    c.psql("cs_src", "INSERT INTO ledger VALUES (-1)");
+    let caught_up = "SELECT count(*) FROM ledger WHERE id = -1";
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while c.psql("cs_dst", caught_up).trim() != "1" {
+        assert!(
+            apply.try_wait().unwrap().is_none() && cdc.try_wait().unwrap().is_none(),
+            "a stage stopped early"
+        );
+        assert!(
+            std::time::Instant::now() < until,
+            "the target did not catch up"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    cdc.kill().unwrap();
+    let _ = (cdc.wait(), apply.wait());
+    assert_eq!(digest(c, "cs_dst"), digest(c, "cs_src"));
+    let copied = c.psql("cs_dst", "SELECT count(*) FROM ledger WHERE id > 100000");
+    assert_eq!(copied.trim(), "60000");
+    let o = tool_on(
+        c,
+        "weir-cdc",
+        &["-d", "cs_src", "-S", "cs_slot", "--drop-slot"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
 }

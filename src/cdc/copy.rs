@@ -1,0 +1,219 @@
+//! The initial copy of `weir-cdc --copy` and `--copy-and-stream`: the slot is created with an
+//! exported snapshot (CREATE_REPLICATION_SLOT ... EXPORT_SNAPSHOT: the snapshot in which the
+//! slot's first change is the first one not visible), `-j N` connections import it and COPY
+//! the publication's tables, and every row becomes an insert line marked `"snapshot":true`,
+//! all inside one transaction whose end is the slot's consistent point. Streaming then starts
+//! at that point: a change is either in the snapshot or in the stream, never both, never
+//! neither. weir-apply applies the copy as one target transaction, so an interrupted copy
+//! leaves nothing behind (PostgreSQL docs, "Streaming Replication Protocol",
+//! CREATE_REPLICATION_SLOT; the initial table synchronization of logical replication works
+//! the same way).
+
+use super::json::{self, Col, Rel, Txn};
+use super::pgoutput::Value;
+use crate::pg::conn::ConnParams;
+use crate::pg::copy_text::decode_field;
+use crate::pg::lsn::Lsn;
+use crate::pg::replication::ReplConn;
+use crate::pg::sql::{pg_error, quote_ident, quote_literal};
+use anyhow::{Context, Result, anyhow, bail};
+use std::io::BufRead;
+
+/// The slot's exported snapshot and its consistent point.
+pub struct Snapshot {
+    pub name: String,
+    pub at: Lsn,
+}
+
+/// A buffer of lines is handed on once it holds this much.
+const BUFFER: usize = 1 << 20;
+
+/// Creates `slot` (pgoutput) exporting its snapshot; valid until the connection's next command.
+pub fn create_slot_exporting(repl: &mut ReplConn, slot: &str) -> Result<Snapshot> {
+    let exists = repl.query(&format!(
+        "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = {}",
+        quote_literal(slot)
+    ))?;
+    if !exists.is_empty() {
+        bail!(
+            "slot {slot} exists: a copy starts with a new slot (if its copy was interrupted, drop it with --drop-slot and copy again; if the copy completed, resume with --stream)"
+        );
+    }
+    let rows = repl
+        .query(&format!(
+            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
+            quote_ident(slot)
+        ))
+        .with_context(|| format!("creating slot {slot}"))?;
+    let r = rows
+        .first()
+        .context("CREATE_REPLICATION_SLOT returned nothing")?;
+    let field = |i: usize| {
+        r.get(i)
+            .cloned()
+            .flatten()
+            .context("CREATE_REPLICATION_SLOT's reply is short")
+    };
+    Ok(Snapshot {
+        at: Lsn::parse(&field(1)?)?,
+        name: field(2)?,
+    })
+}
+
+/// A table to copy: as the stream names it, and the query that reads it.
+pub struct Table {
+    pub rel: Rel,
+    pub query: String,
+}
+
+/// The publication's tables with the columns the stream carries (no generated ones), their
+/// types as `format_type` writes them on `c` (search_path '', as the stream has them).
+pub fn tables(c: &mut postgres::Client, publication: &str) -> Result<Vec<Table>> {
+    let q = "SELECT schemaname::text, tablename::text, \
+                    pg_catalog.format('%I.%I', schemaname, tablename)::regclass::oid \
+             FROM pg_catalog.pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2";
+    let rows = c.query(q, &[&publication]).map_err(|e| pg_error(e, q))?;
+    if rows.is_empty() {
+        bail!("publication {publication} has no tables (or does not exist)");
+    }
+    let mut out = Vec::new();
+    for r in rows {
+        let (schema, table, oid): (String, String, u32) = (r.get(0), r.get(1), r.get(2));
+        let q = "SELECT attname::text, pg_catalog.format_type(atttypid, atttypmod), atttypid \
+                 FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 \
+                   AND NOT attisdropped AND attgenerated = '' ORDER BY attnum";
+        let columns: Vec<Col> = c
+            .query(q, &[&oid])
+            .map_err(|e| pg_error(e, q))?
+            .iter()
+            .map(|a| Col {
+                name: a.get(0),
+                type_name: a.get(1),
+                type_oid: a.get(2),
+                key: false,
+            })
+            .collect();
+        let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
+        let query = format!(
+            "COPY (SELECT {} FROM {}.{}) TO STDOUT",
+            names.join(", "),
+            quote_ident(&schema),
+            quote_ident(&table)
+        );
+        out.push(Table {
+            rel: Rel {
+                schema,
+                table,
+                columns,
+            },
+            query,
+        });
+    }
+    Ok(out)
+}
+
+/// Copies `tables` in the snapshot on `jobs` connections; `out` receives buffers of insert
+/// lines (whole lines, about 1 MiB each) as they fill. Returns the rows copied.
+pub fn copy(
+    params: &ConnParams,
+    snapshot: &Snapshot,
+    tables: Vec<Table>,
+    jobs: usize,
+    txn: Txn,
+    mut out: impl FnMut(Vec<u8>) -> Result<()>,
+) -> Result<u64> {
+    let (work_tx, work_rx) = crossbeam_channel::unbounded::<Table>();
+    for t in tables {
+        work_tx.send(t).expect("receiver alive");
+    }
+    drop(work_tx);
+    let (buf_tx, buf_rx) = crossbeam_channel::bounded::<Result<(Vec<u8>, u64)>>(jobs * 2);
+    let mut rows = 0;
+    std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..jobs.max(1) {
+            let (work_rx, buf_tx) = (work_rx.clone(), buf_tx.clone());
+            scope.spawn(move || {
+                if let Err(e) = worker(params, snapshot, txn, &work_rx, &buf_tx) {
+                    let _ = buf_tx.send(Err(e));
+                }
+            });
+        }
+        drop(buf_tx);
+        let result = buf_rx.iter().try_for_each(|m| {
+            let (buf, n) = m?;
+            rows += n;
+            out(buf)
+        });
+        if result.is_err() {
+            // Stop the workers: nothing more is read.
+            drop(buf_rx);
+            while work_rx.try_recv().is_ok() {}
+        }
+        result
+    })?;
+    Ok(rows)
+}
+
+type Sent = crossbeam_channel::Sender<Result<(Vec<u8>, u64)>>;
+
+fn worker(
+    params: &ConnParams,
+    snapshot: &Snapshot,
+    txn: Txn,
+    work: &crossbeam_channel::Receiver<Table>,
+    out: &Sent,
+) -> Result<()> {
+    let mut c = params.connect()?;
+    c.batch_execute(&format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT {}",
+        quote_literal(&snapshot.name)
+    ))?;
+    let (mut buf, mut n) = (Vec::with_capacity(BUFFER + (64 << 10)), 0u64);
+    for t in work.iter() {
+        let reader = c
+            .copy_out(t.query.as_str())
+            .map_err(|e| pg_error(e, &t.query))?;
+        for line in std::io::BufReader::new(reader).split(b'\n') {
+            let line = line.with_context(|| format!("reading {}.{}", t.rel.schema, t.rel.table))?;
+            insert_line(&mut buf, &t.rel, &line, txn, snapshot.at)?;
+            n += 1;
+            if buf.len() >= BUFFER {
+                let full = std::mem::replace(&mut buf, Vec::with_capacity(BUFFER + (64 << 10)));
+                if out.send(Ok((full, std::mem::take(&mut n)))).is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+    c.batch_execute("COMMIT")?;
+    if !buf.is_empty() {
+        let _ = out.send(Ok((buf, n)));
+    }
+    Ok(())
+}
+
+/// One COPY text row as an insert line marked as a snapshot row.
+fn insert_line(out: &mut Vec<u8>, rel: &Rel, line: &[u8], txn: Txn, at: Lsn) -> Result<()> {
+    let fields: Vec<Option<Vec<u8>>> = line
+        .split(|b| *b == b'\t')
+        .map(decode_field)
+        .collect::<Result<_>>()?;
+    if fields.len() != rel.columns.len() {
+        return Err(anyhow!(
+            "a row of {}.{} with {} fields, {} columns expected",
+            rel.schema,
+            rel.table,
+            fields.len(),
+            rel.columns.len()
+        ));
+    }
+    let tuple: Vec<Value> = fields
+        .iter()
+        .map(|f| f.as_deref().map_or(Value::Null, Value::Text))
+        .collect();
+    json::change(out, "I", &txn, at.0, rel, Some(&tuple), None);
+    // `}\n` becomes `,"snapshot":true}\n` (docs/FORMAT.md, 13).
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(b",\"snapshot\":true}\n");
+    Ok(())
+}
