@@ -421,18 +421,13 @@ fn copy_and_stream_hands_over_without_losing_or_doubling_a_row() {
     // The last transaction: once the target holds it, it holds everything before it.
     c.psql("cs_src", "INSERT INTO ledger VALUES (-1)");
     let caught_up = "SELECT count(*) FROM ledger WHERE id = -1";
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while c.psql("cs_dst", caught_up).trim() != "1" {
+    wait_until("the target to catch up", 60, || {
         assert!(
             apply.try_wait().unwrap().is_none() && cdc.try_wait().unwrap().is_none(),
             "a stage stopped early"
         );
-        assert!(
-            std::time::Instant::now() < until,
-            "the target did not catch up"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+        c.psql("cs_dst", caught_up).trim() == "1"
+    });
     cdc.kill().unwrap();
     let _ = (cdc.wait(), apply.wait());
     assert_eq!(digest(c, "cs_dst"), digest(c, "cs_src"));

@@ -340,7 +340,9 @@ fn a_table_truncated_after_the_snapshot_stops_the_extract() {
     let waiting =
         "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'public.u'::regclass";
     let granted = "SELECT count(*) FROM pg_locks WHERE granted AND mode = 'AccessExclusiveLock' AND relation = 'public.u'::regclass";
-    wait_for(|| c.psql("trunc_race", granted).trim() == "1");
+    wait_until("the TRUNCATE's lock", 30, || {
+        c.psql("trunc_race", granted).trim() == "1"
+    });
 
     let mut cmd = std::process::Command::new(bin("weir-extract"));
     cmd.args(["-q", "trunc_race"]);
@@ -350,7 +352,9 @@ fn a_table_truncated_after_the_snapshot_stops_the_extract() {
         .spawn()
         .unwrap();
     // weir-extract has its snapshot and waits for the table: now the TRUNCATE commits.
-    wait_for(|| c.psql("trunc_race", waiting).trim() == "1");
+    wait_until("weir-extract waiting for the lock", 30, || {
+        c.psql("trunc_race", waiting).trim() == "1"
+    });
     writeln!(sql, "COMMIT;").unwrap();
     drop(sql);
     assert!(session.wait().unwrap().success());
@@ -364,12 +368,4 @@ fn a_table_truncated_after_the_snapshot_stops_the_extract() {
         "{err}"
     );
     assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
-}
-
-fn wait_for(mut cond: impl FnMut() -> bool) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !cond() {
-        assert!(std::time::Instant::now() < until, "timed out");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
 }

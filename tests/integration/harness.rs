@@ -475,3 +475,15 @@ pub fn tar_entry(archive: &[u8], name: &str) -> String {
 pub fn holds(data: &[u8], s: &str) -> bool {
     data.windows(s.len()).any(|w| w == s.as_bytes())
 }
+
+/// Polls `cond` every 50 ms until it holds; fails the test naming `what` after `secs` seconds.
+pub fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
