@@ -70,12 +70,21 @@ const RUN_BYTES: usize = 8 << 20;
 /// Updates and deletes sent in one round trip at most.
 const BATCH_STATEMENTS: usize = 1000;
 
-/// Updates and deletes waiting to be sent, with the row each must find (for the error).
+/// Updates and deletes waiting to be sent, with the row each must find (for the error;
+/// none for a PREPARE).
 #[derive(Default)]
 struct Statements {
     sql: Vec<String>,
-    rows: Vec<String>,
+    rows: Vec<Option<String>>,
     bytes: usize,
+}
+
+impl Statements {
+    fn push(&mut self, sql: String, row: Option<String>) {
+        self.bytes += sql.len();
+        self.sql.push(sql);
+        self.rows.push(row);
+    }
 }
 
 /// The transaction being applied (or skipped).
@@ -191,11 +200,7 @@ impl Applier {
             _ if self.open.is_none() => bail!("a {:?} line outside a transaction", l.action),
             _ if skipping => Ok(()),
             "I" => self.insert(&l),
-            "U" | "D" => {
-                self.flush_truncate()?;
-                self.flush_inserts()?;
-                self.update_or_delete(&l)
-            }
+            "U" | "D" => self.update_or_delete(&l),
             "T" => self.truncate(&l),
             "M" => Ok(()),
             a => bail!("unknown action {a:?}"),
@@ -280,6 +285,8 @@ impl Applier {
     }
 
     fn update_or_delete(&mut self, l: &Line) -> Result<()> {
+        self.flush_truncate()?;
+        self.flush_inserts()?;
         let rel = table(l)?;
         if l.identity.is_empty() {
             bail!(
@@ -294,29 +301,24 @@ impl Applier {
         let (shape, args) = statement(l, &rel, self.partitioned(&rel)?);
         // Each shape (table, columns set, key columns, which keys are NULL) is prepared once
         // and executed with literals: the server plans it once, not once a row.
-        let n = self.prepared.len();
-        let name = self
-            .prepared
-            .entry(shape.clone())
-            .or_insert_with(|| format!("weir_{n}"));
-        let name = name.clone();
-        if n < self.prepared.len() {
-            self.statements
-                .sql
-                .push(format!("PREPARE {name} AS {shape}"));
-            self.statements.rows.push(String::new());
-        }
-        let q = format!("EXECUTE {name}({})", args.join(", "));
+        let name = match self.prepared.get(&shape) {
+            Some(name) => name.clone(),
+            None => {
+                let name = format!("weir_{}", self.prepared.len());
+                let prepare = format!("PREPARE {name} AS {shape}");
+                self.statements.push(prepare, None);
+                self.prepared.insert(shape, name.clone());
+                name
+            }
+        };
         let key: Vec<String> = l
             .identity
             .iter()
             .map(|f| format!("{} = {}", f.name, literal(f)))
             .collect();
-        self.statements.bytes += q.len();
-        self.statements.sql.push(q);
-        self.statements
-            .rows
-            .push(format!("{rel} with {}", key.join(", ")));
+        let execute = format!("EXECUTE {name}({})", args.join(", "));
+        let row = format!("{rel} with {}", key.join(", "));
+        self.statements.push(execute, Some(row));
         if self.statements.sql.len() >= BATCH_STATEMENTS || self.statements.bytes >= RUN_BYTES {
             self.flush_statements()?;
         }
@@ -343,7 +345,7 @@ impl Applier {
             _ => None,
         });
         for (n, row) in counts.zip(&b.rows) {
-            if !row.is_empty() && n != 1 {
+            if let Some(row) = row.as_ref().filter(|_| n != 1) {
                 bail!("the target has no row of {row}");
             }
         }

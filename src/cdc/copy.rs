@@ -30,11 +30,7 @@ const BUFFER: usize = 1 << 20;
 
 /// Creates `slot` (pgoutput) exporting its snapshot; valid until the connection's next command.
 pub fn create_slot_exporting(repl: &mut ReplConn, slot: &str) -> Result<Snapshot> {
-    let exists = repl.query(&format!(
-        "SELECT 1 FROM pg_catalog.pg_replication_slots WHERE slot_name = {}",
-        quote_literal(slot)
-    ))?;
-    if !exists.is_empty() {
+    if super::stream::existing_slot(repl, slot)?.is_some() {
         bail!(
             "slot {slot} exists: a copy starts with a new slot (if its copy was interrupted, drop it with --drop-slot and copy again; if the copy completed, resume with --stream)"
         );

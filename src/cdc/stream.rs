@@ -22,7 +22,7 @@ use super::writer::{Offer, Writer};
 use crate::pg::conn::ConnParams;
 use crate::pg::lsn::Lsn;
 use crate::pg::replication::{Polled, ReplConn, format_lsn};
-use crate::pg::sql::quote_literal;
+use crate::pg::sql::{quote_ident, quote_literal};
 use crate::plumbing::{ExitCode, Output, coded};
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
@@ -160,7 +160,7 @@ pub fn run(o: &CdcOptions) -> Result<()> {
         }
     }
     if o.drop_slot {
-        repl.query(&format!("DROP_REPLICATION_SLOT {}", ident(&o.slot)))
+        repl.query(&format!("DROP_REPLICATION_SLOT {}", quote_ident(&o.slot)))
             .with_context(|| format!("dropping slot {}", o.slot))?;
     }
     Ok(())
@@ -205,39 +205,28 @@ fn slot_health(repl: &mut ReplConn, slot: &str, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// Hands a buffer to the writer before streaming has started (no status updates are due).
-fn give(out: &mut Writer, buf: Vec<u8>, at: Option<Lsn>) -> Result<()> {
-    let mut item = (buf, at);
-    loop {
-        match out.offer(item, Duration::from_secs(1))? {
-            Offer::Taken => return Ok(()),
-            Offer::Full(back) => item = back,
-        }
-    }
-}
-
-/// A slot name as the replication grammar takes it.
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
-fn create_slot(repl: &mut ReplConn, slot: &str, if_not_exists: bool) -> Result<()> {
-    let exists = repl.query(&format!(
+/// The plugin of slot `slot` if it exists (`Some(None)`: a physical slot).
+pub(super) fn existing_slot(repl: &mut ReplConn, slot: &str) -> Result<Option<Option<String>>> {
+    let rows = repl.query(&format!(
         "SELECT plugin FROM pg_catalog.pg_replication_slots WHERE slot_name = {}",
         quote_literal(slot)
     ))?;
-    match exists.first() {
-        Some(row) if if_not_exists && row[0].as_deref() == Some("pgoutput") => return Ok(()),
-        Some(row) if if_not_exists => bail!(
+    Ok(rows.into_iter().next().map(|mut r| r.swap_remove(0)))
+}
+
+fn create_slot(repl: &mut ReplConn, slot: &str, if_not_exists: bool) -> Result<()> {
+    match existing_slot(repl, slot)? {
+        Some(plugin) if if_not_exists && plugin.as_deref() == Some("pgoutput") => return Ok(()),
+        Some(plugin) if if_not_exists => bail!(
             "slot {slot} exists with plugin {}, not pgoutput",
-            row[0].as_deref().unwrap_or("none (a physical slot)")
+            plugin.as_deref().unwrap_or("none (a physical slot)")
         ),
         Some(_) => bail!("slot {slot} exists already (--if-not-exists takes it as it is)"),
         None => {}
     }
     repl.query(&format!(
         "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput NOEXPORT_SNAPSHOT",
-        ident(slot)
+        quote_ident(slot)
     ))
     .with_context(|| format!("creating slot {slot}"))?;
     Ok(())
@@ -298,15 +287,15 @@ impl<'o> Streamer<'o> {
             commit_time: super::wire::pg_now(),
         };
         json::begin(&mut self.buf, &txn, snap.at.0);
-        let first = std::mem::take(&mut self.buf);
-        give(&mut self.out, first, None)?;
+        // Before streaming starts no status update is due, so the writer may make us wait.
+        self.out.send((std::mem::take(&mut self.buf), None))?;
         let out = &mut self.out;
         let rows = super::copy::copy(params, snap, tables, self.o.jobs, txn, |b| {
-            give(out, b, None)
+            out.send((b, None))
         })?;
         json::commit(&mut self.buf, &txn, snap.at.0, snap.at.0);
-        let last = std::mem::take(&mut self.buf);
-        give(&mut self.out, last, Some(snap.at))?;
+        self.out
+            .send((std::mem::take(&mut self.buf), Some(snap.at)))?;
         (self.handed, self.last_end, self.copied_to) = (snap.at, snap.at, Some(snap.at));
         if !self.o.quiet {
             eprintln!(
@@ -344,8 +333,8 @@ impl<'o> Streamer<'o> {
         };
         let sql = format!(
             "START_REPLICATION SLOT {} LOGICAL {start} (proto_version '1', publication_names {}{messages})",
-            ident(&self.o.slot),
-            quote_literal(&ident(publication))
+            quote_ident(&self.o.slot),
+            quote_literal(&quote_ident(publication))
         );
         repl.send(&sql)?;
         let started = repl.next_result().map_err(|e| {

@@ -61,6 +61,15 @@ impl Writer {
         Lsn(self.written.load(Ordering::SeqCst))
     }
 
+    /// Hands `item` over, waiting for room as long as it takes.
+    pub fn send(&mut self, item: Item) -> Result<()> {
+        let tx = self.tx.as_ref().expect("not finished");
+        match tx.send(item) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.failure()),
+        }
+    }
+
     /// Hands `item` over, waiting at most `wait` for room.
     pub fn offer(&mut self, item: Item, wait: Duration) -> Result<Offer> {
         let tx = self.tx.as_ref().expect("not finished");

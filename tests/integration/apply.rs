@@ -30,19 +30,13 @@ fn source_and_target(c: &Cluster, src: &str, dst: &str, slot: &str) {
         &format!("{SCHEMA} CREATE PUBLICATION pub FOR ALL TABLES;"),
     );
     c.create_db(dst, SCHEMA);
-    let o = tool_on(
+    let o = run_on(
         c,
         "weir-cdc",
         &["-d", src, "-S", slot, "--create-slot"],
         b"",
     );
     assert!(o.status.success(), "{}", stderr(&o));
-}
-
-fn tool_on(c: &Cluster, name: &str, args: &[&str], input: &[u8]) -> std::process::Output {
-    let mut cmd = Command::new(bin(name));
-    cmd.args(args);
-    run_with_input(scrub(&mut cmd, &c.env()), input)
 }
 
 fn current_lsn(c: &Cluster, db: &str) -> String {
@@ -82,7 +76,7 @@ fn weir_apply_makes_the_target_equal_and_a_replay_changes_nothing() {
          INSERT INTO item VALUES (5, 2, 'after');",
     );
     let end = current_lsn(c, "apply_src");
-    let o = tool_on(
+    let o = run_on(
         c,
         "weir-cdc",
         &[
@@ -103,7 +97,7 @@ fn weir_apply_makes_the_target_equal_and_a_replay_changes_nothing() {
     let stream = o.stdout;
     assert_ne!(before_truncate, digest(c, "apply_src"));
 
-    let o = tool_on(
+    let o = run_on(
         c,
         "weir-apply",
         &["-d", "apply_dst", "--origin", "apply_o"],
@@ -120,7 +114,7 @@ fn weir_apply_makes_the_target_equal_and_a_replay_changes_nothing() {
     // The same stream again: every transaction is already there, and nothing changes.
     c.psql("apply_dst", "INSERT INTO ledger VALUES (-1)");
     let marked = digest(c, "apply_dst");
-    let o = tool_on(
+    let o = run_on(
         c,
         "weir-apply",
         &["-d", "apply_dst", "--origin", "apply_o"],
@@ -144,7 +138,7 @@ fn weir_apply_makes_the_target_equal_and_a_replay_changes_nothing() {
         .unwrap();
     let cut = lines[..big + 100].join("\n") + "\n";
     c.create_db("apply_cut", SCHEMA);
-    let o = tool_on(
+    let o = run_on(
         c,
         "weir-apply",
         &["-d", "apply_cut", "--origin", "apply_cut_o"],
@@ -161,7 +155,7 @@ fn weir_apply_makes_the_target_equal_and_a_replay_changes_nothing() {
         "0"
     );
     assert_eq!(c.psql("apply_cut", "SELECT count(*) FROM item").trim(), "2");
-    let o = tool_on(
+    let o = run_on(
         c,
         "weir-apply",
         &["-d", "apply_cut", "--origin", "apply_cut_o"],
@@ -170,7 +164,7 @@ fn weir_apply_makes_the_target_equal_and_a_replay_changes_nothing() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(digest(c, "apply_cut"), digest(c, "apply_src"));
 
-    let o = tool_on(
+    let o = run_on(
         c,
         "weir-cdc",
         &["-d", "apply_src", "-S", "apply_slot", "--drop-slot"],
@@ -216,7 +210,7 @@ fn kill_9_anywhere_in_the_pipeline_loses_nothing_and_applies_nothing_twice() {
         (seed >> 33) % n
     };
     for round in 0..10 {
-        let (mut cdc, mut apply) = pipeline(c, None);
+        let (mut cdc, mut apply) = kill_pipeline(c, None);
         std::thread::sleep(std::time::Duration::from_millis(1500 + rand(1500)));
         let victim = if rand(2) == 0 { &mut cdc } else { &mut apply };
         victim.kill().unwrap();
@@ -249,7 +243,7 @@ fn kill_9_anywhere_in_the_pipeline_loses_nothing_and_applies_nothing_twice() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     writer.join().unwrap();
     let end = current_lsn(c, "kill_src");
-    let (cdc, apply) = pipeline(c, Some(&end));
+    let (cdc, apply) = kill_pipeline(c, Some(&end));
     let (cdc, apply) = (
         cdc.wait_with_output().unwrap(),
         apply.wait_with_output().unwrap(),
@@ -262,7 +256,7 @@ fn kill_9_anywhere_in_the_pipeline_loses_nothing_and_applies_nothing_twice() {
         rows.trim().parse::<u64>().unwrap() > 10,
         "the writers wrote: {rows}"
     );
-    let o = tool_on(
+    let o = run_on(
         c,
         "weir-cdc",
         &["-d", "kill_src", "-S", "kill_slot", "--drop-slot"],
@@ -280,8 +274,37 @@ fn ids_on(c: &Cluster, db: &str) -> String {
     ids.trim().to_string()
 }
 
-/// weir-cdc piped into weir-apply, confirming from the target; stopping at `end` if given.
-fn pipeline(c: &Cluster, end: Option<&str>) -> (Child, Child) {
+/// `weir-cdc ARGS --confirm-from dbname=TARGET --origin ORIGIN | weir-apply`, quiet, with
+/// status updates every second.
+fn pipeline(c: &Cluster, cdc_args: &[&str], target: &str, origin: &str) -> (Child, Child) {
+    let confirm = format!("dbname={target}");
+    let mut cmd = Command::new(bin("weir-cdc"));
+    cmd.args(cdc_args).args([
+        "-q",
+        "-s",
+        "1",
+        "--confirm-from",
+        &confirm,
+        "--origin",
+        origin,
+    ]);
+    let mut cdc = scrub(&mut cmd, &c.env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cmd = Command::new(bin("weir-apply"));
+    cmd.args(["-q", "-d", target, "--origin", origin]);
+    let apply = scrub(&mut cmd, &c.env())
+        .stdin(Stdio::from(cdc.stdout.take().unwrap()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (cdc, apply)
+}
+
+/// The kill test's pipeline, streaming until killed or, with `end`, until there.
+fn kill_pipeline(c: &Cluster, end: Option<&str>) -> (Child, Child) {
     let mut args = vec![
         "-d",
         "kill_src",
@@ -290,32 +313,11 @@ fn pipeline(c: &Cluster, end: Option<&str>) -> (Child, Child) {
         "--publication",
         "pub",
         "--stream",
-        "-q",
-        "-s",
-        "1",
-        "--confirm-from",
-        "dbname=kill_dst",
-        "--origin",
-        "kill_o",
     ];
     if let Some(e) = end {
         args.extend(["-E", e]);
     }
-    let mut cmd = Command::new(bin("weir-cdc"));
-    cmd.args(&args);
-    let mut cdc = scrub(&mut cmd, &c.env())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut cmd = Command::new(bin("weir-apply"));
-    cmd.args(["-q", "-d", "kill_dst", "--origin", "kill_o"]);
-    let apply = scrub(&mut cmd, &c.env())
-        .stdin(Stdio::from(cdc.stdout.take().unwrap()))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    (cdc, apply)
+    pipeline(c, &args, "kill_dst", "kill_o")
 }
 
 fn wait_or_kill(p: &mut Child) {
@@ -384,8 +386,7 @@ fn copy_and_stream_hands_over_without_losing_or_doubling_a_row() {
         std::thread::spawn(move || write_until(&env, "cs_src", &stop))
     };
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let mut cmd = Command::new(bin("weir-cdc"));
-    cmd.args([
+    let args = [
         "-d",
         "cs_src",
         "-S",
@@ -395,26 +396,8 @@ fn copy_and_stream_hands_over_without_losing_or_doubling_a_row() {
         "--copy-and-stream",
         "-j",
         "4",
-        "-q",
-        "-s",
-        "1",
-        "--confirm-from",
-        "dbname=cs_dst",
-        "--origin",
-        "cs_o",
-    ]);
-    let mut cdc = scrub(&mut cmd, &c.env())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut cmd = Command::new(bin("weir-apply"));
-    cmd.args(["-q", "-d", "cs_dst", "--origin", "cs_o"]);
-    let mut apply = scrub(&mut cmd, &c.env())
-        .stdin(Stdio::from(cdc.stdout.take().unwrap()))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    ];
+    let (mut cdc, mut apply) = pipeline(c, &args, "cs_dst", "cs_o");
     std::thread::sleep(std::time::Duration::from_secs(3));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     writer.join().unwrap();
@@ -433,7 +416,7 @@ fn copy_and_stream_hands_over_without_losing_or_doubling_a_row() {
     assert_eq!(digest(c, "cs_dst"), digest(c, "cs_src"));
     let copied = c.psql("cs_dst", "SELECT count(*) FROM ledger WHERE id > 100000");
     assert_eq!(copied.trim(), "60000");
-    let o = tool_on(
+    let o = run_on(
         c,
         "weir-cdc",
         &["-d", "cs_src", "-S", "cs_slot", "--drop-slot"],

@@ -487,3 +487,10 @@ pub fn wait_until(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A weir binary run against `target` (its socket, port and user), with `input` on stdin.
+pub fn run_on(target: &Cluster, name: &str, args: &[&str], input: &[u8]) -> Output {
+    let mut cmd = Command::new(bin(name));
+    cmd.args(args);
+    run_with_input(scrub(&mut cmd, &target.env()), input)
+}

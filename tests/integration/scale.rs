@@ -38,12 +38,6 @@ fn load(target: &Cluster, args: &[&str], archive: &[u8]) -> std::process::Output
     run_on(target, "weir-load", args, archive)
 }
 
-fn run_on(target: &Cluster, name: &str, args: &[&str], input: &[u8]) -> std::process::Output {
-    let mut cmd = Command::new(bin(name));
-    cmd.args(args);
-    run_with_input(scrub(&mut cmd, &target.env()), input)
-}
-
 #[test]
 fn many_tables_restore_where_one_transaction_cannot_lock_them_all() {
     let src = cluster();

@@ -138,9 +138,8 @@ fn blob_owners(c: &mut postgres::Client) -> Result<Vec<(u32, String)>> {
 
 /// The schema, globals and sequences, then every table's rows: `-j N` workers COPY the work
 /// items and the calling thread writes their chunks as they come. Returns rows and bytes.
-/// Writes schema, globals, sequences and data. The schema is read while the workers start
-/// copying, unless the leader must first take back its locks from pg_dump (`relock`, see
-/// [`plan::plan`]): then pg_dump runs first, alone.
+/// The schema is read while the workers start copying, unless the leader must first take
+/// back its locks from pg_dump (`relock`, see [`plan::plan`]): then pg_dump runs first, alone.
 fn write_data<W: Write>(
     w: &mut ArchiveWriter<W>,
     src: &mut Source,
