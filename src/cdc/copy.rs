@@ -14,10 +14,12 @@ use super::pgoutput::Value;
 use crate::pg::conn::ConnParams;
 use crate::pg::copy_text::decode_field;
 use crate::pg::lsn::Lsn;
+use crate::pg::page_ranges;
 use crate::pg::replication::ReplConn;
 use crate::pg::sql::{pg_error, quote_ident, quote_literal};
 use anyhow::{Context, Result, anyhow, bail};
 use std::io::BufRead;
+use std::sync::Arc;
 
 /// The slot's exported snapshot and its consistent point.
 pub struct Snapshot {
@@ -56,70 +58,107 @@ pub fn create_slot_exporting(repl: &mut ReplConn, slot: &str) -> Result<Snapshot
     })
 }
 
-/// A table to copy: as the stream names it, and the query that reads it.
-pub struct Table {
-    pub rel: Rel,
+/// One COPY for a worker: a table, or a page range of one, with the table as the stream
+/// names it.
+pub struct Item {
+    pub rel: Arc<Rel>,
     pub query: String,
 }
 
 /// The publication's tables with the columns the stream carries (no generated ones), their
-/// types as `format_type` writes them on `c` (search_path '', as the stream has them).
-pub fn tables(c: &mut postgres::Client, publication: &str) -> Result<Vec<Table>> {
-    let q = "SELECT schemaname::text, tablename::text, \
-                    pg_catalog.format('%I.%I', schemaname, tablename)::regclass::oid \
-             FROM pg_catalog.pg_publication_tables WHERE pubname = $1 ORDER BY 1, 2";
+/// types as `format_type` writes them on `c` (search_path '', as the stream has them), cut
+/// into work: tables above twice `range` pages in page ranges (see [`page_ranges`]), the
+/// first range of every table first, biggest table first, so that every worker stays busy.
+pub fn items(
+    c: &mut postgres::Client,
+    publication: &str,
+    range: i64,
+) -> Result<(Vec<Item>, usize)> {
+    let q = "SELECT schemaname::text, tablename::text, c.oid, c.relkind = 'p', \
+                    pg_catalog.pg_relation_size(c.oid) / pg_catalog.current_setting('block_size')::int8 \
+             FROM pg_catalog.pg_publication_tables p \
+             JOIN pg_catalog.pg_class c \
+               ON c.oid = pg_catalog.format('%I.%I', p.schemaname, p.tablename)::regclass \
+             WHERE pubname = $1 ORDER BY 1, 2";
     let rows = c.query(q, &[&publication]).map_err(|e| pg_error(e, q))?;
     if rows.is_empty() {
         bail!("publication {publication} has no tables (or does not exist)");
     }
-    let mut out = Vec::new();
-    for r in rows {
-        let (schema, table, oid): (String, String, u32) = (r.get(0), r.get(1), r.get(2));
-        let q = "SELECT attname::text, pg_catalog.format_type(atttypid, atttypmod), atttypid \
-                 FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 \
-                   AND NOT attisdropped AND attgenerated = '' ORDER BY attnum";
-        let columns: Vec<Col> = c
-            .query(q, &[&oid])
-            .map_err(|e| pg_error(e, q))?
-            .iter()
-            .map(|a| Col {
-                name: a.get(0),
-                type_name: a.get(1),
-                type_oid: a.get(2),
-                key: false,
-            })
-            .collect();
-        let names: Vec<String> = columns.iter().map(|c| quote_ident(&c.name)).collect();
-        let query = format!(
-            "COPY (SELECT {} FROM {}.{}) TO STDOUT",
-            names.join(", "),
-            quote_ident(&schema),
-            quote_ident(&table)
-        );
-        out.push(Table {
-            rel: Rel {
-                schema,
-                table,
-                columns,
-            },
-            query,
+    let server_num = c
+        .query_one("SHOW server_version_num", &[])?
+        .get::<_, String>(0);
+    let server_num: u32 = server_num.parse().context("server_version_num")?;
+    // (round, pages, item)
+    let mut items: Vec<(usize, i64, Item)> = Vec::new();
+    for r in &rows {
+        let (schema, table, oid, partitioned, pages): (String, String, u32, bool, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4));
+        let rel = Arc::new(Rel {
+            columns: columns(c, oid)?,
+            schema,
+            table,
         });
+        let names: Vec<String> = rel.columns.iter().map(|c| quote_ident(&c.name)).collect();
+        // A table's own rows only: an inheritance child is in the publication on its own.
+        // A partitioned table is there when the publication publishes through the root,
+        // and its rows are its partitions' (as in PostgreSQL's tablesync.c).
+        let from = format!(
+            "SELECT {} FROM {}{}.{}",
+            names.join(", "),
+            if partitioned { "" } else { "ONLY " },
+            quote_ident(&rel.schema),
+            quote_ident(&rel.table)
+        );
+        let conds = page_ranges::split(pages, range, server_num).unwrap_or_default();
+        if conds.is_empty() {
+            let query = format!("COPY ({from}) TO STDOUT");
+            items.push((0, pages, Item { rel, query }));
+            continue;
+        }
+        for (round, cond) in conds.into_iter().enumerate() {
+            let query = format!("COPY ({from} WHERE {cond}) TO STDOUT");
+            items.push((
+                round,
+                pages,
+                Item {
+                    rel: rel.clone(),
+                    query,
+                },
+            ));
+        }
     }
-    Ok(out)
+    items.sort_by_key(|(round, pages, _)| (*round, std::cmp::Reverse(*pages)));
+    Ok((items.into_iter().map(|(_, _, i)| i).collect(), rows.len()))
 }
 
-/// Copies `tables` in the snapshot on `jobs` connections; `out` receives buffers of insert
+fn columns(c: &mut postgres::Client, oid: u32) -> Result<Vec<Col>> {
+    let q = "SELECT attname::text, pg_catalog.format_type(atttypid, atttypmod), atttypid \
+             FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 \
+               AND NOT attisdropped AND attgenerated = '' ORDER BY attnum";
+    Ok(c.query(q, &[&oid])
+        .map_err(|e| pg_error(e, q))?
+        .iter()
+        .map(|a| Col {
+            name: a.get(0),
+            type_name: a.get(1),
+            type_oid: a.get(2),
+            key: false,
+        })
+        .collect())
+}
+
+/// Copies `items` in the snapshot on `jobs` connections; `out` receives buffers of insert
 /// lines (whole lines, about 1 MiB each) as they fill. Returns the rows copied.
 pub fn copy(
     params: &ConnParams,
     snapshot: &Snapshot,
-    tables: Vec<Table>,
+    items: Vec<Item>,
     jobs: usize,
     txn: Txn,
     mut out: impl FnMut(Vec<u8>) -> Result<()>,
 ) -> Result<u64> {
-    let (work_tx, work_rx) = crossbeam_channel::unbounded::<Table>();
-    for t in tables {
+    let (work_tx, work_rx) = crossbeam_channel::unbounded::<Item>();
+    for t in items {
         work_tx.send(t).expect("receiver alive");
     }
     drop(work_tx);
@@ -156,7 +195,7 @@ fn worker(
     params: &ConnParams,
     snapshot: &Snapshot,
     txn: Txn,
-    work: &crossbeam_channel::Receiver<Table>,
+    work: &crossbeam_channel::Receiver<Item>,
     out: &Sent,
 ) -> Result<()> {
     let mut c = params.connect()?;

@@ -41,6 +41,8 @@ pub struct CdcOptions {
     /// After the copy, stream (else stop, the slot kept for a later --stream).
     pub copy_and_stream: bool,
     pub jobs: usize,
+    /// Tables above twice this many pages are copied in ranges of this many pages.
+    pub split_pages: i64,
     pub publication: Option<String>,
     pub startpos: Option<u64>,
     pub endpos: Option<u64>,
@@ -280,8 +282,7 @@ impl<'o> Streamer<'o> {
     /// insert lines that ends at the slot's consistent point (see [`super::copy`]).
     fn copy(&mut self, params: &ConnParams, snap: &super::copy::Snapshot) -> Result<()> {
         let publication = self.o.publication.as_deref().expect("checked");
-        let tables = super::copy::tables(&mut self.types, publication)?;
-        let n = tables.len();
+        let (items, n) = super::copy::items(&mut self.types, publication, self.o.split_pages)?;
         let txn = Txn {
             xid: 0,
             commit_time: super::wire::pg_now(),
@@ -290,7 +291,7 @@ impl<'o> Streamer<'o> {
         // Before streaming starts no status update is due, so the writer may make us wait.
         self.out.send((std::mem::take(&mut self.buf), None))?;
         let out = &mut self.out;
-        let rows = super::copy::copy(params, snap, tables, self.o.jobs, txn, |b| {
+        let rows = super::copy::copy(params, snap, items, self.o.jobs, txn, |b| {
             out.send((b, None))
         })?;
         json::commit(&mut self.buf, &txn, snap.at.0, snap.at.0);

@@ -58,6 +58,14 @@ pub struct CdcCli {
     /// Connections that copy tables in parallel (--copy, --copy-and-stream).
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1)]
     pub jobs: usize,
+    /// Tables larger than twice this many pages are copied in ranges of this many pages.
+    #[arg(
+        long = "split-pages",
+        value_name = "PAGES",
+        default_value_t = crate::pg::page_ranges::RANGE_PAGES,
+        hide = true
+    )]
+    pub split_pages: i64,
     /// The publication whose tables are streamed (CREATE PUBLICATION on the source).
     #[arg(long = "publication", value_name = "NAME")]
     pub publication: Option<String>,
@@ -105,6 +113,7 @@ impl CdcCli {
             copy: self.copy,
             copy_and_stream: self.copy_and_stream,
             jobs: self.jobs.max(1),
+            split_pages: self.split_pages,
             publication: self.publication.clone(),
             startpos: self.startpos,
             endpos: self.endpos,

@@ -320,6 +320,19 @@ fn kill_pipeline(c: &Cluster, end: Option<&str>) -> (Child, Child) {
     pipeline(c, &args, "kill_dst", "kill_o")
 }
 
+/// What the stages wrote to standard error, once they have stopped.
+fn stderr_of(stages: &mut [&mut Child]) -> String {
+    use std::io::Read;
+    let mut out = String::new();
+    for p in stages {
+        let _ = p.wait();
+        if let Some(mut e) = p.stderr.take() {
+            let _ = e.read_to_string(&mut out);
+        }
+    }
+    out
+}
+
 fn wait_or_kill(p: &mut Child) {
     let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while p.try_wait().unwrap().is_none() {
@@ -364,8 +377,8 @@ fn write_until(env: &[(String, String)], db: &str, stop: &std::sync::atomic::Ato
     }
 }
 
-/// `--copy-and-stream -j 4` while a writer runs through the slot's creation, the copy and
-/// after: the target ends equal to the source, so no row was lost or applied twice across
+/// `--copy-and-stream -j 4`, a big table in page ranges, while a writer runs through the
+/// slot's creation, the copy and after: the target ends equal to the source, so no row was lost or applied twice across
 /// the hand-off from the snapshot to the stream.
 #[test]
 fn copy_and_stream_hands_over_without_losing_or_doubling_a_row() {
@@ -396,6 +409,9 @@ fn copy_and_stream_hands_over_without_losing_or_doubling_a_row() {
         "--copy-and-stream",
         "-j",
         "4",
+        // The ledger's 60,000 rows fill about 270 pages: copied in ranges of 20.
+        "--split-pages",
+        "20",
     ];
     let (mut cdc, mut apply) = pipeline(c, &args, "cs_dst", "cs_o");
     std::thread::sleep(std::time::Duration::from_secs(3));
@@ -405,10 +421,13 @@ fn copy_and_stream_hands_over_without_losing_or_doubling_a_row() {
     c.psql("cs_src", "INSERT INTO ledger VALUES (-1)");
     let caught_up = "SELECT count(*) FROM ledger WHERE id = -1";
     wait_until("the target to catch up", 60, || {
-        assert!(
-            apply.try_wait().unwrap().is_none() && cdc.try_wait().unwrap().is_none(),
-            "a stage stopped early"
-        );
+        if apply.try_wait().unwrap().is_some() || cdc.try_wait().unwrap().is_some() {
+            let _ = cdc.kill();
+            panic!(
+                "a stage stopped early: {}",
+                stderr_of(&mut [&mut cdc, &mut apply])
+            );
+        }
         c.psql("cs_dst", caught_up).trim() == "1"
     });
     cdc.kill().unwrap();

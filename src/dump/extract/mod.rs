@@ -10,8 +10,6 @@
 mod plan;
 pub mod subset;
 
-pub use plan::RANGE_PAGES;
-
 use crate::archive::{self, ArchiveWriter};
 use crate::pg::conn::ConnParams;
 use crate::pg::copy_text::{Chunk, Chunker};

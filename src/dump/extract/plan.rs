@@ -9,15 +9,12 @@ use crate::archive::{
     self, Column, ForeignKey, Manifest, MatView, Sequence, SubsetInfo, Table, UniqueKey,
 };
 use crate::pg::lock_table::LockTable;
+use crate::pg::page_ranges::{self, RANGE_PAGES};
 use crate::pg::pattern::Pattern;
 use crate::pg::sql::quote_ident;
 use crate::plumbing::{random_bytes, rfc3339, unix_seconds};
 use anyhow::{Result, anyhow, bail};
 use std::collections::{HashMap, HashSet};
-
-/// Tables above twice this many pages (128 MiB of 8 kB pages) are split into ranges, on
-/// servers with TID range scans.
-pub const RANGE_PAGES: i64 = 16384;
 
 /// One COPY for a worker: a table, or a page range of one.
 pub struct WorkItem {
@@ -724,21 +721,13 @@ fn work_items(
         }
         let pages = t.bytes_on_disk as i64 / block_size.max(1);
         let cols = t.column_list();
-        if server_num >= 140000 && pages > 2 * range {
-            let mut start = 0;
-            while start < pages {
-                let end = start + range;
-                let mut cond = format!("ctid >= '({start},0)'::pg_catalog.tid");
-                // The last range is open-ended: pages added since the size was read still hold
-                // no rows our snapshot can see, and the range costs nothing to leave open.
-                if end < pages {
-                    cond.push_str(&format!(" AND ctid < '({end},0)'::pg_catalog.tid"));
-                }
+        if let Some(ranges) = page_ranges::split(pages, range, server_num) {
+            for (round, mut cond) in ranges.into_iter().enumerate() {
                 if let Some(f) = &t.filter {
                     cond.push_str(&format!(" AND {f}"));
                 }
                 items.push((
-                    (start / range) as usize,
+                    round,
                     t.bytes_on_disk,
                     WorkItem {
                         table: t.id,
@@ -748,7 +737,6 @@ fn work_items(
                         ),
                     },
                 ));
-                start = end;
             }
         } else {
             let query = match &t.filter {
