@@ -6,6 +6,8 @@
 #                                              and pg_recvlogical -P test_decoding
 #   weir-cdc --confirm-from | weir-apply   against  a native subscription (CREATE SUBSCRIPTION
 #                                              into another database of the same server)
+#   weir-cdc --copy -j 2 | weir-apply      against  a subscription's initial copy (copy_data),
+#                                              until every table is synchronized
 #
 # on an insert-heavy workload (BENCH_CDC_ROWS rows, default 1,000,000, in transactions of
 # 10,000) and an update-heavy one (every row updated once, same transactions). Each run reads
@@ -17,6 +19,13 @@
 
 bench_cdc_wal_level() { # logical | replica
     psql -X -q -d postgres -c "ALTER SYSTEM SET wal_level = $1"
+    # Six slots a run (three readers, two pipelines, the copy's subscription) and their
+    # walsenders; the default of 10 slots does not hold two runs.
+    if [ "$1" = logical ]; then
+        psql -X -q -d postgres -c "ALTER SYSTEM SET max_replication_slots = 64" -c "ALTER SYSTEM SET max_wal_senders = 64"
+    else
+        psql -X -q -d postgres -c "ALTER SYSTEM RESET max_replication_slots" -c "ALTER SYSTEM RESET max_wal_senders"
+    fi
     scratch_pg_restart
 }
 
@@ -94,12 +103,38 @@ bench_cdc_one() { # KIND (ins | upd) END START ROWS
     } >>"$work/stages"
 }
 
+# The initial copy of the table as the workloads left it: weir's copy into one target, the
+# subscription's copy_data into another, each from a slot of its own. The subscription counts
+# until its table sync is done (state s or r in pg_subscription_rel).
+bench_cdc_copy() { # ROWS
+    local i a b w=() nat=() wkb=()
+    for i in $(seq "$runs"); do
+        bench_cdc_target "cpw_$i"
+        read -r a b < <(measure "weir-cdc --copy | weir-apply" sh -c "'$bin/weir-cdc' -q -d cdcb -S cw_$i --publication cdcp --copy -j 2 --confirm-from dbname=cpw_$i --origin oc_$i | '$bin/weir-apply' -q -d cpw_$i --origin oc_$i")
+        w+=("$a"); wkb+=("$b")
+        bench_cdc_target "cpn_$i"
+        psql -X -q -d cdcb -c "SELECT pg_create_logical_replication_slot('cn_$i', 'pgoutput')" >/dev/null
+        read -r a _ < <(measure "subscription copy_data" bash -c "psql -X -q -d cpn_$i -c \"CREATE SUBSCRIPTION cpn_$i CONNECTION 'host=$PGHOST port=$PGPORT user=postgres dbname=cdcb' PUBLICATION cdcp WITH (create_slot = false, slot_name = 'cn_$i', copy_data = true)\" && until [ \"\$(psql -X -A -t -d cpn_$i -c \"SELECT count(*) FROM pg_subscription_rel WHERE srsubstate NOT IN ('s', 'r')\")\" = 0 ]; do sleep 0.05; done")
+        nat+=("$a")
+        [ "$(psql -X -A -t -d "cpw_$i" -c "SELECT count(*) FROM ev")" = "$1" ] || { echo "weir's copy has the wrong row count" >&2; exit 1; }
+        psql -X -q -d "cpn_$i" -c "ALTER SUBSCRIPTION cpn_$i DISABLE" -c "ALTER SUBSCRIPTION cpn_$i SET (slot_name = NONE)" -c "DROP SUBSCRIPTION cpn_$i"
+        until [ "$(psql -X -A -t -d postgres -c "SELECT active FROM pg_replication_slots WHERE slot_name = 'cn_$i'")" = f ]; do
+            sleep 0.05
+        done
+        psql -X -q -d postgres -c "DROP DATABASE cpw_$i" -c "DROP DATABASE cpn_$i" -c "SELECT pg_replication_origin_drop('oc_$i')" >/dev/null
+    done
+    printf '  %-26s %s rows: weir-cdc --copy -j 2 | weir-apply %s s (%s KiB), subscription copy_data %s s: %sx its time (target <= 0.5)\n' \
+        "cdc initial copy" "$1" "$(best "${w[@]}")" "$(maxi "${wkb[@]}")" "$(best "${nat[@]}")" \
+        "$(python3 -c "print(f'{$(best "${w[@]}")/$(best "${nat[@]}"):.2f}')")" >>"$work/stages"
+}
+
 bench_cdc() {
     local n=${BENCH_CDC_ROWS:-1000000} start mid end i
     echo "== change data capture: $n rows inserted, then updated, $runs runs each"
     bench_cdc_wal_level logical
     psql -X -q -d postgres -c "DROP DATABASE IF EXISTS cdcb" -c "CREATE DATABASE cdcb"
-    psql -X -q -d cdcb -c "CREATE TABLE ev (id bigint PRIMARY KEY, kind text, payload text, at timestamptz, n numeric)" \
+    # No autovacuum on the table: a vacuum of the updated rows would land in one run and not another.
+    psql -X -q -d cdcb -c "CREATE TABLE ev (id bigint PRIMARY KEY, kind text, payload text, at timestamptz, n numeric) WITH (autovacuum_enabled = off)" \
         -c "CREATE PUBLICATION cdcp FOR TABLE ev"
     bench_cdc_slots ins
     for i in $(seq "$runs"); do "$bin/weir-cdc" -q -d cdcb -S "w2_ins_$i" --create-slot; done
@@ -127,6 +162,7 @@ SQL
     end=$(psql -X -A -t -d cdcb -c "SELECT pg_current_wal_lsn()")
     bench_cdc_one ins "$mid" "$start" "$n"
     bench_cdc_one upd "$end" "$mid2" "$n"
+    bench_cdc_copy "$n"
     psql -X -A -t -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'cdcb'" >/dev/null
     psql -X -q -d postgres -c "DROP DATABASE cdcb" -c "DROP DATABASE cdcb_before"
     bench_cdc_wal_level replica

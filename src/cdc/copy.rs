@@ -12,7 +12,7 @@
 use super::json::{self, Col, Rel, Txn};
 use super::pgoutput::Value;
 use crate::pg::conn::ConnParams;
-use crate::pg::copy_text::decode_field;
+use crate::pg::copy_text;
 use crate::pg::lsn::Lsn;
 use crate::pg::page_ranges;
 use crate::pg::replication::ReplConn;
@@ -229,9 +229,9 @@ fn worker(
 
 /// One COPY text row as an insert line marked as a snapshot row.
 fn insert_line(out: &mut Vec<u8>, rel: &Rel, line: &[u8], txn: Txn, at: Lsn) -> Result<()> {
-    let fields: Vec<Option<Vec<u8>>> = line
+    let fields: Vec<_> = line
         .split(|b| *b == b'\t')
-        .map(decode_field)
+        .map(copy_text::field)
         .collect::<Result<_>>()?;
     if fields.len() != rel.columns.len() {
         return Err(anyhow!(

@@ -34,17 +34,53 @@ pub struct Txn {
     pub commit_time: i64,
 }
 
+/// `s` as a JSON string, escaped as serde_json escapes (RFC 8259, section 7: `"`, `\` and
+/// the control characters; nothing else). Most values need no escape: they are copied whole.
 fn string(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("writing to memory");
+    out.push(b'"');
+    let b = s.as_bytes();
+    let mut from = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\t' => b"\\t",
+            b'\r' => b"\\r",
+            8 => b"\\b",
+            12 => b"\\f",
+            0..=31 => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&b[from..i]);
+        from = i + 1;
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{c:04x}");
+        } else {
+            out.extend_from_slice(esc);
+        }
+    }
+    out.extend_from_slice(&b[from..]);
+    out.push(b'"');
 }
 
 fn head(out: &mut Vec<u8>, action: &str, t: &Txn) {
     let _ = write!(
         out,
-        "{{\"action\":\"{action}\",\"xid\":{},\"timestamp\":",
+        "{{\"action\":\"{action}\",\"xid\":{},\"timestamp\":\"",
         t.xid
     );
-    string(out, &timestamp(t.commit_time));
+    // Every line of a transaction carries its commit time: formatted once, not per line.
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    LAST.with_borrow_mut(|(at, text)| {
+        if *at != t.commit_time {
+            (*at, *text) = (t.commit_time, timestamp(t.commit_time));
+        }
+        out.extend_from_slice(text.as_bytes());
+    });
+    out.push(b'"');
 }
 
 /// `{"action":"B",...}`; the begin message holds the commit's LSN, and its end comes only
@@ -134,7 +170,11 @@ fn value(out: &mut Vec<u8>, type_oid: u32, v: &Value) {
             out.extend_from_slice(b"null");
             return;
         }
-        Value::Text(t) | Value::Binary(t) => String::from_utf8_lossy(t),
+        // Valid UTF-8 is borrowed as it is (from_utf8 checks faster than from_utf8_lossy).
+        Value::Text(t) | Value::Binary(t) => match std::str::from_utf8(t) {
+            Ok(s) => std::borrow::Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(t),
+        },
     };
     match type_oid {
         BOOL => out.extend_from_slice(if text == "t" { b"true" } else { b"false" }),
@@ -246,5 +286,18 @@ mod tests {
         );
         assert!(lines[3].ends_with(r#""lsn":"0/16B3748","nextlsn":"0/16B3778"}"#));
         assert_eq!(timestamp(0), "2000-01-01 00:00:00+00");
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let all: String = (0u8..128).map(char::from).chain("é€😀".chars()).collect();
+        for s in [all.as_str(), "", "plain", "a\"b\\c"] {
+            let mut out = Vec::new();
+            string(&mut out, s);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
+        }
     }
 }

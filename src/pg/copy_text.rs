@@ -160,6 +160,15 @@ pub fn decode_field(f: &[u8]) -> Result<Option<Vec<u8>>> {
     Ok(decode_field_into(f, &mut out)?.then_some(out))
 }
 
+/// Decodes one COPY text field, borrowing it when it holds no escape (most fields); `None`
+/// for SQL NULL (`\N`).
+pub fn field(f: &[u8]) -> Result<Option<std::borrow::Cow<'_, [u8]>>> {
+    if memchr::memchr(b'\\', f).is_none() {
+        return Ok(Some(std::borrow::Cow::Borrowed(f)));
+    }
+    Ok(decode_field(f)?.map(std::borrow::Cow::Owned))
+}
+
 /// Decodes one COPY text field into `out` (cleared first), so a caller can reuse the buffer;
 /// returns false for SQL NULL (`\N`).
 pub fn decode_field_into(f: &[u8], out: &mut Vec<u8>) -> Result<bool> {

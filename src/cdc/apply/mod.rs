@@ -16,14 +16,16 @@
 //! `session_replication_role = replica`, as the apply worker does: ordinary triggers and
 //! foreign-key checks stay off, since the source already checked them.
 
+mod line;
+
 use crate::pg::conn::ConnParams;
 use crate::pg::lsn::Lsn;
 use crate::pg::sql::{pg_error, quote_ident, quote_literal};
 use crate::plumbing::{ExitCode, coded, open_input};
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use line::{Field, Line, Reader};
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
@@ -33,39 +35,12 @@ pub struct ApplyOptions {
     pub quiet: bool,
 }
 
-/// One line of the stream; fields a kind of line lacks are absent (docs/FORMAT.md, 13).
-#[derive(Debug, Deserialize)]
-struct Line {
-    action: String,
-    xid: Option<u32>,
-    lsn: Option<String>,
-    nextlsn: Option<String>,
-    timestamp: Option<String>,
-    schema: Option<String>,
-    table: Option<String>,
-    #[serde(default)]
-    columns: Vec<Field>,
-    #[serde(default)]
-    identity: Vec<Field>,
-}
+/// Updates and deletes are sent in batches of at most this much SQL.
+const BATCH_BYTES: usize = 8 << 20;
 
-#[derive(Debug, Deserialize)]
-struct Field {
-    name: String,
-    #[serde(rename = "type")]
-    type_name: String,
-    value: serde_json::Value,
-}
-
-/// A COPY of inserts into one table, same columns, collected until something else comes.
-struct InsertRun {
-    target: String,
-    data: Vec<u8>,
-}
-
-/// Inserts are sent in COPYs of at most this much, whatever the transaction's size, and
-/// updates and deletes in batches of at most this much SQL.
-const RUN_BYTES: usize = 8 << 20;
+/// A run of inserts goes to the server in pieces of this much while the next rows are read,
+/// so the server's work on one piece overlaps the reading of the next.
+const SEND_BYTES: usize = 256 << 10;
 
 /// Updates and deletes sent in one round trip at most.
 const BATCH_STATEMENTS: usize = 1000;
@@ -101,7 +76,6 @@ struct Applier {
     /// The end of the last transaction the target holds.
     progress: Lsn,
     open: Option<Open>,
-    run: Option<InsertRun>,
     statements: Statements,
     /// One source TRUNCATE's tables (its lines share a position), applied together.
     truncate: Option<(Lsn, Vec<String>)>,
@@ -116,19 +90,16 @@ struct Applier {
 pub fn run(o: &ApplyOptions) -> Result<()> {
     let params = ConnParams::resolve(o.conninfo.as_deref(), "weir-apply")?;
     let mut a = Applier::connect(&params, &o.origin)?;
-    let input = open_input(o.input.as_deref())?;
-    for (n, line) in std::io::BufReader::new(input).lines().enumerate() {
-        let line = line.context("reading the change stream")?;
-        if line.is_empty() {
-            continue;
-        }
-        let l: Line = serde_json::from_str(&line).map_err(|e| {
-            coded(
-                ExitCode::BadArchive,
-                format!("line {}: not a weir-cdc change line ({e})", n + 1),
-            )
-        })?;
-        a.line(l).with_context(|| a.whereabouts())?;
+    let mut lines = Reader::new(std::io::BufReader::new(open_input(o.input.as_deref())?));
+    while lines.advance()? {
+        let l = lines.line()?;
+        let result = if l.action == "I" && a.applying() {
+            drop(l);
+            a.insert_run(&mut lines)
+        } else {
+            a.line(l)
+        };
+        result.with_context(|| a.whereabouts())?;
     }
     if let Some(t) = &a.open {
         let _ = a.c.batch_execute("ROLLBACK");
@@ -170,7 +141,6 @@ impl Applier {
                 .transpose()?
                 .unwrap_or_default(),
             open: None,
-            run: None,
             statements: Statements::default(),
             truncate: None,
             partitioned: HashMap::new(),
@@ -193,13 +163,13 @@ impl Applier {
 
     fn line(&mut self, l: Line) -> Result<()> {
         let skipping = self.open.as_ref().is_some_and(|t| t.skip);
-        match l.action.as_str() {
+        match l.action {
             "B" => self.begin(&l),
             "C" => self.commit(&l),
             _ if l.xid.is_none() => Ok(()), // a non-transactional message
             _ if self.open.is_none() => bail!("a {:?} line outside a transaction", l.action),
             _ if skipping => Ok(()),
-            "I" => self.insert(&l),
+            "I" => bail!("an insert outside the run that reads it"),
             "U" | "D" => self.update_or_delete(&l),
             "T" => self.truncate(&l),
             "M" => Ok(()),
@@ -215,7 +185,7 @@ impl Applier {
                 t.xid
             );
         }
-        let commit = Lsn::parse(l.lsn.as_deref().context("a begin line without lsn")?)?;
+        let commit = Lsn::parse(l.lsn.context("a begin line without lsn")?)?;
         // The target holds every transaction that ended at or before its progress; this one's
         // commit record starts before its end, so "commit < progress" is "already applied".
         let skip = commit < self.progress;
@@ -232,21 +202,14 @@ impl Applier {
 
     fn commit(&mut self, l: &Line) -> Result<()> {
         let t = self.open.take().context("a commit outside a transaction")?;
-        let end = Lsn::parse(
-            l.nextlsn
-                .as_deref()
-                .context("a commit line without nextlsn")?,
-        )?;
+        let end = Lsn::parse(l.nextlsn.context("a commit line without nextlsn")?)?;
         if t.skip {
             self.skipped += 1;
             return Ok(());
         }
         self.open = Some(t);
         self.flush()?;
-        let ts = l
-            .timestamp
-            .as_deref()
-            .context("a commit line without timestamp")?;
+        let ts = l.timestamp.context("a commit line without timestamp")?;
         let q = format!(
             "SELECT pg_catalog.pg_replication_origin_xact_setup({}, {}); COMMIT",
             quote_literal(&end.to_string()),
@@ -259,34 +222,54 @@ impl Applier {
         Ok(())
     }
 
-    fn insert(&mut self, l: &Line) -> Result<()> {
-        self.flush_truncate()?;
-        self.flush_statements()?;
-        let names: Vec<String> = l.columns.iter().map(|f| quote_ident(&f.name)).collect();
-        let target = format!("{} ({})", table(l)?, names.join(", "));
-        if self.run.as_ref().is_some_and(|r| r.target != target) {
-            self.flush()?;
-        }
-        let run = self.run.get_or_insert_with(|| InsertRun {
-            target,
-            data: Vec::new(),
-        });
-        for (i, f) in l.columns.iter().enumerate() {
-            if i > 0 {
-                run.data.push(b'\t');
+    /// Inside a transaction that is applied (not skipped).
+    fn applying(&self) -> bool {
+        self.open.as_ref().is_some_and(|t| !t.skip)
+    }
+
+    /// The insert `lines` is on and those after it into the same table and columns, as one
+    /// COPY sent while it is read; stops before the first line that is something else.
+    fn insert_run(&mut self, lines: &mut Reader<impl BufRead>) -> Result<()> {
+        self.flush()?;
+        let first = lines.line()?;
+        let (schema, table) = names(&first)?;
+        let (schema, table) = (schema.to_string(), table.to_string());
+        let columns: Vec<String> = first.columns.iter().map(|f| f.name.to_string()).collect();
+        let quoted: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+        let q = format!(
+            "COPY {}.{} ({}) FROM STDIN",
+            quote_ident(&schema),
+            quote_ident(&table),
+            quoted.join(", ")
+        );
+        let mut buf = Vec::with_capacity(SEND_BYTES + (64 << 10));
+        row(&mut buf, &first);
+        drop(first);
+        let mut w = self.c.copy_in(q.as_str()).map_err(|e| pg_error(e, &q))?;
+        while lines.advance()? {
+            let l = lines.line()?;
+            let same = l.action == "I"
+                && l.schema.as_deref() == Some(schema.as_str())
+                && l.table.as_deref() == Some(table.as_str())
+                && l.columns.len() == columns.len()
+                && l.columns.iter().zip(&columns).all(|(f, c)| &*f.name == c);
+            if !same {
+                lines.unread();
+                break;
             }
-            copy_value(&mut run.data, f);
+            row(&mut buf, &l);
+            if buf.len() >= SEND_BYTES {
+                w.write_all(&buf).context("sending rows")?;
+                buf.clear();
+            }
         }
-        run.data.push(b'\n');
-        if run.data.len() >= RUN_BYTES {
-            self.flush_inserts()?;
-        }
+        w.write_all(&buf).context("sending rows")?;
+        w.finish().map_err(|e| pg_error(e, &q))?;
         Ok(())
     }
 
     fn update_or_delete(&mut self, l: &Line) -> Result<()> {
         self.flush_truncate()?;
-        self.flush_inserts()?;
         let rel = table(l)?;
         if l.identity.is_empty() {
             bail!(
@@ -314,12 +297,12 @@ impl Applier {
         let key: Vec<String> = l
             .identity
             .iter()
-            .map(|f| format!("{} = {}", f.name, literal(f)))
+            .map(|f| format!("{} = {}", &*f.name, literal(f)))
             .collect();
         let execute = format!("EXECUTE {name}({})", args.join(", "));
         let row = format!("{rel} with {}", key.join(", "));
         self.statements.push(execute, Some(row));
-        if self.statements.sql.len() >= BATCH_STATEMENTS || self.statements.bytes >= RUN_BYTES {
+        if self.statements.sql.len() >= BATCH_STATEMENTS || self.statements.bytes >= BATCH_BYTES {
             self.flush_statements()?;
         }
         Ok(())
@@ -367,9 +350,8 @@ impl Applier {
     }
 
     fn truncate(&mut self, l: &Line) -> Result<()> {
-        self.flush_inserts()?;
         self.flush_statements()?;
-        let lsn = Lsn::parse(l.lsn.as_deref().context("a truncate line without lsn")?)?;
+        let lsn = Lsn::parse(l.lsn.context("a truncate line without lsn")?)?;
         if self.truncate.as_ref().is_some_and(|(at, _)| *at != lsn) {
             self.flush_truncate()?;
         }
@@ -378,22 +360,10 @@ impl Applier {
         Ok(())
     }
 
-    /// Sends what is collected: the insert run or the truncate.
+    /// Sends what is collected: the truncate or the updates and deletes.
     fn flush(&mut self) -> Result<()> {
         self.flush_truncate()?;
-        self.flush_statements()?;
-        self.flush_inserts()
-    }
-
-    fn flush_inserts(&mut self) -> Result<()> {
-        let Some(run) = self.run.take() else {
-            return Ok(());
-        };
-        let q = format!("COPY {} FROM STDIN", run.target);
-        let mut w = self.c.copy_in(q.as_str()).map_err(|e| pg_error(e, &q))?;
-        std::io::Write::write_all(&mut w, &run.data).context("sending rows")?;
-        w.finish().map_err(|e| pg_error(e, &q))?;
-        Ok(())
+        self.flush_statements()
     }
 
     fn flush_truncate(&mut self) -> Result<()> {
@@ -430,11 +400,27 @@ fn take_origin(c: &mut postgres::Client, origin: &str) -> Result<()> {
     }
 }
 
+fn names<'l>(l: &'l Line) -> Result<(&'l str, &'l str)> {
+    match (&l.schema, &l.table) {
+        (Some(s), Some(t)) => Ok((s, t)),
+        _ => bail!("a {:?} line without schema and table", l.action),
+    }
+}
+
 fn table(l: &Line) -> Result<String> {
-    let (Some(s), Some(t)) = (&l.schema, &l.table) else {
-        bail!("a {:?} line without schema and table", l.action);
-    };
+    let (s, t) = names(l)?;
     Ok(format!("{}.{}", quote_ident(s), quote_ident(t)))
+}
+
+/// One insert's columns as a row of COPY text.
+fn row(out: &mut Vec<u8>, l: &Line) {
+    for (i, f) in l.columns.iter().enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        f.copy_value(out);
+    }
+    out.push(b'\n');
 }
 
 /// An update's or delete's SQL with `$n` for every value, and the values as literals, in
@@ -448,7 +434,7 @@ fn statement(l: &Line, rel: &str, partitioned: bool) -> (String, Vec<String>) {
         args.push(literal(f));
         format!("${}", args.len())
     };
-    let set: Vec<String> = match l.action.as_str() {
+    let set: Vec<String> = match l.action {
         "U" => l
             .columns
             .iter()
@@ -459,7 +445,7 @@ fn statement(l: &Line, rel: &str, partitioned: bool) -> (String, Vec<String>) {
     let cond: Vec<String> = l
         .identity
         .iter()
-        .map(|f| match f.value.is_null() {
+        .map(|f| match f.is_null() {
             true => format!("{} IS NULL", quote_ident(&f.name)),
             false => format!("{} = {}", quote_ident(&f.name), param(f)),
         })
@@ -469,73 +455,15 @@ fn statement(l: &Line, rel: &str, partitioned: bool) -> (String, Vec<String>) {
         false => format!("ctid = (SELECT ctid FROM {rel} WHERE {cond} LIMIT 1)"),
         true => cond,
     };
-    let sql = match l.action.as_str() {
+    let sql = match l.action {
         "U" => format!("UPDATE {rel} SET {} WHERE {row}", set.join(", ")),
         _ => format!("DELETE FROM {rel} WHERE {row}"),
     };
     (sql, args)
 }
 
-/// A value as the stream has it, in the form the type's input function reads: text output,
-/// booleans as JSON booleans, bytea as hex without its `\x` (wal2json's forms).
-fn text(f: &Field) -> Option<String> {
-    match &f.value {
-        serde_json::Value::Null => None,
-        serde_json::Value::Bool(b) => Some(if *b { "t" } else { "f" }.into()),
-        serde_json::Value::String(s) if f.type_name == "bytea" => Some(format!("\\x{s}")),
-        serde_json::Value::String(s) => Some(s.clone()),
-        v => Some(v.to_string()),
-    }
-}
-
 /// An SQL literal, left for the server to type by the column it meets (so type names, which
 /// the stream writes as wal2json does, are never parsed here).
 fn literal(f: &Field) -> String {
-    text(f).map_or("NULL".into(), |s| quote_literal(&s))
-}
-
-/// A value in COPY's text format (PostgreSQL docs, COPY, "Text Format").
-fn copy_value(out: &mut Vec<u8>, f: &Field) {
-    let Some(s) = text(f) else {
-        out.extend_from_slice(b"\\N");
-        return;
-    };
-    for b in s.bytes() {
-        match b {
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            _ => out.push(b),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn field(type_name: &str, value: serde_json::Value) -> Field {
-        Field {
-            name: "c".into(),
-            type_name: type_name.into(),
-            value,
-        }
-    }
-
-    #[test]
-    fn values_reach_copy_and_sql_as_their_types_read_them() {
-        let mut out = Vec::new();
-        copy_value(&mut out, &field("text", "a\tb\\c\nd".into()));
-        out.push(b'|');
-        copy_value(&mut out, &field("bytea", "0aff".into()));
-        out.push(b'|');
-        copy_value(&mut out, &field("boolean", true.into()));
-        out.push(b'|');
-        copy_value(&mut out, &field("integer", serde_json::Value::Null));
-        assert_eq!(out, b"a\\tb\\\\c\\nd|\\\\x0aff|t|\\N");
-        assert_eq!(literal(&field("text", "it's".into())), "'it''s'");
-        assert_eq!(literal(&field("bytea", "00".into())), "'\\x00'");
-        assert_eq!(literal(&field("numeric", serde_json::Value::Null)), "NULL");
-    }
+    f.text().map_or("NULL".into(), |s| quote_literal(&s))
 }
