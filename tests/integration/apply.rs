@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 
 const SCHEMA: &str = "CREATE TABLE acct (id int PRIMARY KEY, name text, balance numeric, big text,
                           flags bool[], at timestamptz, raw bytea);
-     CREATE TABLE item (acct_id int REFERENCES acct (id), n int, note text);
+     CREATE TABLE item (acct_id int REFERENCES acct (id), n int, note text,
+                        doc json DEFAULT '{\"k\": [1, 2.50]}', at point DEFAULT '(1,2)');
      ALTER TABLE item REPLICA IDENTITY FULL;
      CREATE TABLE ledger (id bigint PRIMARY KEY);
      CREATE TABLE ledger_lsn (id bigint, lsn pg_lsn);
@@ -52,7 +53,8 @@ fn weir_apply_makes_the_target_equal_and_a_replay_changes_nothing() {
     // Every kind of change weir-apply must get right: types and awkward text, an update that
     // leaves a TOASTed value alone (the stream omits it), a key change under REPLICA IDENTITY
     // DEFAULT, duplicates under FULL (one changes), a TRUNCATE ... CASCADE across a foreign
-    // key, rows after it.
+    // key, rows after it. item's identity is FULL and holds json and point, types without
+    // an equality operator.
     c.psql(
         "apply_src",
         "INSERT INTO acct VALUES

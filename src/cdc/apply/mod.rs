@@ -24,7 +24,7 @@ use crate::pg::sql::{pg_error, quote_ident, quote_literal};
 use crate::plumbing::{ExitCode, coded, open_input};
 use anyhow::{Context, Result, bail};
 use line::{Field, Line, Reader};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 
 #[derive(Debug, Clone, Default)]
@@ -62,6 +62,31 @@ impl Statements {
     }
 }
 
+/// A target table as updates and deletes must address it.
+struct Target {
+    partitioned: bool,
+    /// Columns whose type has no `=` of its own (json, point, xml; arrays, domains and enums
+    /// have theirs only through a polymorphic one): a FULL identity compares them by their
+    /// text output, which the stream carries as it is.
+    by_text: HashSet<String>,
+}
+
+impl Target {
+    fn read(c: &mut postgres::Client, rel: &str) -> Result<Target> {
+        let q = "SELECT relkind = 'p' FROM pg_catalog.pg_class WHERE oid = $1::text::regclass";
+        let partitioned: bool = c.query_one(q, &[&rel]).map_err(|e| pg_error(e, q))?.get(0);
+        let q = "SELECT attname::text FROM pg_catalog.pg_attribute a \
+                 WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped \
+                   AND NOT EXISTS (SELECT FROM pg_catalog.pg_operator o WHERE o.oprname = '=' \
+                                   AND o.oprleft = a.atttypid AND o.oprright = a.atttypid)";
+        let rows = c.query(q, &[&rel]).map_err(|e| pg_error(e, q))?;
+        Ok(Target {
+            partitioned,
+            by_text: rows.iter().map(|r| r.get(0)).collect(),
+        })
+    }
+}
+
 /// The transaction being applied (or skipped).
 struct Open {
     xid: u32,
@@ -79,8 +104,8 @@ struct Applier {
     statements: Statements,
     /// One source TRUNCATE's tables (its lines share a position), applied together.
     truncate: Option<(Lsn, Vec<String>)>,
-    /// Whether a target table is partitioned, by its quoted name.
-    partitioned: HashMap<String, bool>,
+    /// What statements need to know of a target table, by its quoted name.
+    targets: HashMap<String, Target>,
     /// Prepared updates and deletes: their names by SQL.
     prepared: HashMap<String, String>,
     applied: u64,
@@ -143,7 +168,7 @@ impl Applier {
             open: None,
             statements: Statements::default(),
             truncate: None,
-            partitioned: HashMap::new(),
+            targets: HashMap::new(),
             prepared: HashMap::new(),
             applied: 0,
             skipped: 0,
@@ -281,7 +306,7 @@ impl Applier {
                 }
             );
         }
-        let (shape, args) = statement(l, &rel, self.partitioned(&rel)?);
+        let (shape, args) = statement(l, &rel, self.target(&rel)?);
         // Each shape (table, columns set, key columns, which keys are NULL) is prepared once
         // and executed with literals: the server plans it once, not once a row.
         let name = match self.prepared.get(&shape) {
@@ -335,18 +360,12 @@ impl Applier {
         Ok(())
     }
 
-    fn partitioned(&mut self, rel: &str) -> Result<bool> {
-        if let Some(p) = self.partitioned.get(rel) {
-            return Ok(*p);
+    fn target(&mut self, rel: &str) -> Result<&Target> {
+        if !self.targets.contains_key(rel) {
+            let t = Target::read(&mut self.c, rel)?;
+            self.targets.insert(rel.to_string(), t);
         }
-        let q = "SELECT relkind = 'p' FROM pg_catalog.pg_class WHERE oid = $1::text::regclass";
-        let p: bool = self
-            .c
-            .query_one(q, &[&rel])
-            .map_err(|e| pg_error(e, q))?
-            .get(0);
-        self.partitioned.insert(rel.to_string(), p);
-        Ok(p)
+        Ok(&self.targets[rel])
     }
 
     fn truncate(&mut self, l: &Line) -> Result<()> {
@@ -428,7 +447,7 @@ fn row(out: &mut Vec<u8>, l: &Line) {
 /// One row, as the apply worker changes one: under REPLICA IDENTITY FULL a table without a
 /// key may hold duplicates. A row address is unique only within one table, so a
 /// partitioned target is matched by the identity alone.
-fn statement(l: &Line, rel: &str, partitioned: bool) -> (String, Vec<String>) {
+fn statement(l: &Line, rel: &str, target: &Target) -> (String, Vec<String>) {
     let mut args = Vec::new();
     let mut param = |f: &Field| {
         args.push(literal(f));
@@ -447,11 +466,14 @@ fn statement(l: &Line, rel: &str, partitioned: bool) -> (String, Vec<String>) {
         .iter()
         .map(|f| match f.is_null() {
             true => format!("{} IS NULL", quote_ident(&f.name)),
+            false if target.by_text.contains(&*f.name) => {
+                format!("{}::text = {}::text", quote_ident(&f.name), param(f))
+            }
             false => format!("{} = {}", quote_ident(&f.name), param(f)),
         })
         .collect();
     let cond = cond.join(" AND ");
-    let row = match partitioned {
+    let row = match target.partitioned {
         false => format!("ctid = (SELECT ctid FROM {rel} WHERE {cond} LIMIT 1)"),
         true => cond,
     };
