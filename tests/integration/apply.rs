@@ -445,3 +445,67 @@ fn copy_and_stream_hands_over_without_losing_or_doubling_a_row() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// One transaction whose rows alone are larger than 256 MiB goes through
+/// `weir-cdc | weir-apply` with each stage's peak memory under 256 MiB (GNU time's maximum
+/// resident set size), and the target ends equal to the source.
+#[test]
+fn a_transaction_bigger_than_the_memory_cap_streams_through_under_it() {
+    let c = cluster();
+    let table = "CREATE TABLE big (id bigint PRIMARY KEY, pad text)";
+    c.create_db(
+        "big_src",
+        &format!("{table}; CREATE PUBLICATION pub FOR TABLE big;"),
+    );
+    c.create_db("big_dst", table);
+    let o = run_on(
+        c,
+        "weir-cdc",
+        &["-d", "big_src", "-S", "big_slot", "--create-slot"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // 400,000 rows of 800 bytes: 305 MiB of values, in one transaction.
+    c.psql(
+        "big_src",
+        "INSERT INTO big SELECT g, repeat(md5(g::text), 25) FROM generate_series(1, 400000) g",
+    );
+    let mib = c.psql("big_src", "SELECT sum(octet_length(pad)) >> 20 FROM big");
+    assert!(mib.trim().parse::<u64>().unwrap() > 256, "{mib}");
+    let end = current_lsn(c, "big_src");
+    let dir = tempfile::tempdir().unwrap();
+    let (cdc_rss, apply_rss) = (dir.path().join("cdc"), dir.path().join("apply"));
+    let script = format!(
+        "set -o pipefail; /usr/bin/time -f %M -o {} '{}' -q -d big_src -S big_slot --publication pub --stream -E {end} \
+           --confirm-from dbname=big_dst --origin big_o \
+         | /usr/bin/time -f %M -o {} '{}' -q -d big_dst --origin big_o",
+        cdc_rss.display(),
+        bin("weir-cdc").display(),
+        apply_rss.display(),
+        bin("weir-apply").display()
+    );
+    let mut cmd = Command::new("bash");
+    cmd.args(["-c", &script]);
+    let o = scrub(&mut cmd, &c.env()).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let peak = |p: &std::path::Path| -> u64 {
+        let text = std::fs::read_to_string(p).unwrap();
+        text.trim().lines().last().unwrap().parse().unwrap()
+    };
+    for (stage, kib) in [
+        ("weir-cdc", peak(&cdc_rss)),
+        ("weir-apply", peak(&apply_rss)),
+    ] {
+        eprintln!("{stage}: {kib} KiB peak RSS");
+        assert!(kib < 256 << 10, "{stage} peaked at {kib} KiB");
+    }
+    let sum = "SELECT count(*), sum(hashtext(id || pad)::bigint) FROM big";
+    assert_eq!(c.psql("big_dst", sum), c.psql("big_src", sum));
+    let o = run_on(
+        c,
+        "weir-cdc",
+        &["-d", "big_src", "-S", "big_slot", "--drop-slot"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
