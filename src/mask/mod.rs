@@ -15,6 +15,7 @@ pub mod globals;
 pub mod integrity;
 pub mod json;
 pub mod keyed;
+pub mod row;
 pub mod rules;
 pub mod schema;
 pub mod transform;
@@ -28,6 +29,7 @@ use crate::pg::copy_text::{Chunk, Delimiters, decode_field_into, encode_field};
 use crate::plumbing::{ExitCode, Output, coded, open_input};
 use anyhow::{Context, Result, anyhow};
 use keyed::Key;
+use row::{Row, RowBuf};
 use rules::{Plan, TablePlan};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -123,7 +125,7 @@ pub fn run(o: &MaskOptions) -> Result<()> {
         plan: None,
         out: Some(out),
         writer: None,
-        row: RowBuf::default(),
+        row: ChunkBuf::default(),
         out_manifest: None,
         stats: None,
         verify: o.verify,
@@ -170,7 +172,7 @@ struct Masker {
     plan: Option<Plan>,
     out: Option<Output>,
     writer: Option<WriterState>,
-    row: RowBuf,
+    row: ChunkBuf,
     /// The manifest that went out, and once the trailer did, what the output holds.
     out_manifest: Option<Manifest>,
     stats: Option<Stats>,
@@ -437,22 +439,18 @@ impl Visitor for Masker {
 }
 
 /// One row's values (decoded where the plan needs them; None is NULL or not decoded).
-type Row = [Option<Vec<u8>>];
-
-/// Reused per-row storage: field boundaries, original and masked values.
+/// Reused per-chunk storage: each row's field bounds and which fields the rules rewrite,
+/// and the row's values ([`RowBuf`]).
 #[derive(Default)]
-struct RowBuf {
+struct ChunkBuf {
     bounds: Vec<(usize, usize)>,
-    original: Vec<Option<Vec<u8>>>,
-    masked: Vec<Option<Vec<u8>>>,
     touched: Vec<bool>,
-    /// A transformer's output buffer, swapped with the column's after each step.
-    spare: Vec<u8>,
+    row: RowBuf,
 }
 
-/// Masks the rows of one chunk of `table` into `out`, and says how many it wrote. Kept as one
-/// function: it is the per-row loop that was tuned and measured with callgrind (issue 5), and
-/// its steps (split, decode, condition, transform, encode) share the row buffers in `r`.
+/// Masks the rows of one chunk of `table` into `out`, and says how many it wrote: each row is
+/// split and the fields the plan reads decoded, [`TablePlan::mask_row`] masks it, and the
+/// fields it rewrote are encoded in place of the old (the loop tuned with callgrind, issue 5).
 /// `seen` gets each row before and after (after is `None` when the row was filtered out), for
 /// the preview.
 fn mask_rows(
@@ -460,12 +458,11 @@ fn mask_rows(
     table: &Table,
     data: &[u8],
     out: &mut Vec<u8>,
-    r: &mut RowBuf,
+    r: &mut ChunkBuf,
     seen: &mut dyn FnMut(&Row, Option<&Row>),
 ) -> Result<u64> {
     let ncols = table.columns.len();
-    r.original.resize(ncols, None);
-    r.masked.resize(ncols, None);
+    r.row.resize(ncols);
     r.touched.clear();
     r.touched.resize(ncols, false);
     for c in &plan.columns {
@@ -519,80 +516,25 @@ fn mask_rows(
         for (i, &(s, e)) in r.bounds.iter().enumerate() {
             if plan.decode[i] {
                 // The buffer of the previous row's value is reused.
-                let slot = &mut r.original[i];
+                let slot = &mut r.row.original[i];
                 let mut buf = slot.take().unwrap_or_default();
                 let present =
                     decode_field_into(&line[s..e], &mut buf).map_err(|e| bad(e.to_string()))?;
                 *slot = present.then_some(buf);
             }
         }
-        let dropped = plan.keep.as_ref().is_some_and(|c| !c.holds(&r.original))
-            || plan.drop.as_ref().is_some_and(|c| c.holds(&r.original));
-        if dropped {
-            seen(&r.original, None);
+        if !plan.keeps(&r.row.original) {
+            seen(&r.row.original, None);
             continue;
         }
-        if plan.templates {
-            // Templates read masked values of other columns, so the whole row is kept.
-            r.masked.clone_from(&r.original);
-        }
-        for col in &plan.columns {
-            // The previous row's buffer for this column takes the new value; with templates
-            // the slot holds this row's value, which a template may read, so it stays.
-            let mut buf = match plan.templates {
-                false => r.masked[col.index].take().unwrap_or_default(),
-                true => Vec::new(),
-            };
-            // The first step that applies reads the original in place; each later one reads
-            // the previous result from `buf` and writes into the spare buffer, then they swap.
-            let mut present: Option<bool> = None;
-            for step in &col.steps {
-                if step.when.as_ref().is_some_and(|c| !c.holds(&r.original)) {
-                    continue;
-                }
-                let cx = transform::Ctx {
-                    rk: &step.key,
-                    original_row: &r.original,
-                    masked_row: &r.masked,
-                };
-                let cur = match present {
-                    Some(true) => Some(buf.as_slice()),
-                    Some(false) => None,
-                    None => r.original[col.index].as_deref(),
-                };
-                let out = step
-                    .transformer
-                    .apply_into(cur, &cx, &mut r.spare)
-                    .map_err(|e| anyhow!("{}: {e:#}", step.name))?;
-                std::mem::swap(&mut buf, &mut r.spare);
-                present = Some(out);
-            }
-            let v = match present {
-                Some(true) => Some(buf),
-                Some(false) => None,
-                None => r.original[col.index].as_ref().map(|o| {
-                    buf.clear();
-                    buf.extend_from_slice(o);
-                    buf
-                }),
-            };
-            if let Some(x) = v.as_ref().filter(|_| col.check_fit) {
-                col.ty.fits(x).map_err(|e| {
-                    anyhow!(
-                        "{}: {e}",
-                        col.steps.last().map(|s| s.name.as_str()).unwrap_or("rule")
-                    )
-                })?;
-            }
-            r.masked[col.index] = v;
-        }
-        seen(&r.original, Some(&r.masked));
+        plan.mask_row(&mut r.row)?;
+        seen(&r.row.original, Some(&r.row.masked));
         // Untouched fields are copied in runs, tabs included: one copy per run, not per field.
         let mut raw_from = 0;
         for (i, &(s, e)) in r.bounds.iter().enumerate() {
             if r.touched[i] {
                 out.extend_from_slice(&line[raw_from..s]);
-                encode_field(r.masked[i].as_deref(), out);
+                encode_field(r.row.masked[i].as_deref(), out);
                 raw_from = e;
             }
         }
@@ -690,7 +632,7 @@ impl Visitor for Preview {
             table,
             &chunk.data,
             &mut sink,
-            &mut RowBuf::default(),
+            &mut ChunkBuf::default(),
             &mut |before, after| {
                 if count >= n {
                     return;
