@@ -4,6 +4,7 @@ complete -c weir-cdc -s p -l port -d 'Server port (overrides the conninfo and PG
 complete -c weir-cdc -s U -l username -d 'User name (overrides the conninfo and PGUSER). Passwords never go on the command line: use PGPASSWORD, PGPASSFILE or ~/.pgpass' -r
 complete -c weir-cdc -s S -l slot -d 'The logical replication slot (pgoutput)' -r
 complete -c weir-cdc -s j -l jobs -d 'Connections that copy tables in parallel (--copy, --copy-and-stream)' -r
+complete -c weir-cdc -l split-pages -d 'Tables larger than twice this many pages are copied in ranges of this many pages' -r
 complete -c weir-cdc -l publication -d 'The publication whose tables are streamed (CREATE PUBLICATION on the source)' -r
 complete -c weir-cdc -s I -l startpos -d 'Start at this LSN (default: where the slot\'s confirmed position is)' -r
 complete -c weir-cdc -s E -l endpos -d 'Stop, and exit 0, at this LSN: no transaction that commits after it is written' -r

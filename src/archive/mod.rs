@@ -7,7 +7,7 @@
 mod reader;
 mod writer;
 
-pub use reader::{Visitor, read_archive};
+pub use reader::{Visitor, read_archive, read_manifest_only};
 pub use writer::ArchiveWriter;
 
 use crate::pg::sql::{quote_ident, quote_literal};

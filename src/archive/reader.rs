@@ -37,6 +37,16 @@ pub trait Visitor {
 /// Reads and verifies a whole archive from `input`, calling the visitor for each entry.
 /// Returns the verified trailer. Any mismatch, truncation or stray entry is an error with exit
 /// code [`crate::plumbing::ExitCode::BadArchive`].
+/// The manifest at the head of an archive, the rest unread (an archive whose data was cut off
+/// still gives it: a schema-only archive is the usual one to read this way).
+pub fn read_manifest_only(input: impl Read) -> Result<Manifest> {
+    let mut ar = tar::Archive::new(input);
+    let mut entries = ar
+        .entries()
+        .map_err(|e| bad_input(format!("not a weir archive: {e}")))?;
+    Ok(read_manifest(entries.next())?.0)
+}
+
 pub fn read_archive(input: impl Read, v: &mut dyn Visitor) -> Result<(Manifest, Trailer)> {
     let mut ar = tar::Archive::new(input);
     let mut entries = ar

@@ -36,7 +36,7 @@ pub struct Txn {
 
 /// `s` as a JSON string, escaped as serde_json escapes (RFC 8259, section 7: `"`, `\` and
 /// the control characters; nothing else). Most values need no escape: they are copied whole.
-fn string(out: &mut Vec<u8>, s: &str) {
+pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
     let mut from = 0;

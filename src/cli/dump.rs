@@ -292,11 +292,16 @@ large objects as the [large_objects] rule says (drop, replace or keep), and unma
 rule does, which --strict refuses.\n\n\
 What no rule reaches: free text in the schema (comments, unless [schema] comments = \"drop\"; \
 function bodies, view definitions, defaults, CHECK constraints), table and column names, \
-sequence values, and columns without a rule. --validate lists what would pass.",
-    after_help = "Without a key, pseudonyms are consistent within one run only (the output's manifest says so).\n\nExamples:\n  weir-extract prod | WEIR_MASK_KEY=... weir-mask -c mask.toml | weir-load staging\n  weir-mask -c mask.toml --preview 5 < prod.weir"
+sequence values, and columns without a rule. --validate lists what would pass.\n\n\
+A change stream from weir-cdc (JSON lines) is masked too, with the same rules and key, so a \
+key gets the same pseudonym in a masked dump and in a masked stream: name an archive of its \
+source with --schema-from. Inserts, updates and deletes are masked, their old keys too; row \
+filters turn an update that leaves or enters them into a delete or an insert; every other \
+line passes as it is.",
+    after_help = "Without a key, pseudonyms are consistent within one run only (the output's manifest says so).\n\nExamples:\n  weir-extract prod | WEIR_MASK_KEY=... weir-mask -c mask.toml | weir-load staging\n  weir-mask -c mask.toml --preview 5 < prod.weir\n  weir-cdc prod -S s --publication p --stream | weir-mask -c mask.toml --schema-from prod-schema.weir | weir-apply staging"
 )]
 pub struct MaskCli {
-    /// Read the archive from FILE instead of standard input.
+    /// Read the archive (or change stream) from FILE instead of standard input.
     #[arg(value_name = "FILE")]
     pub file: Option<String>,
     /// The rules (TOML): per table, per column, chains of transformers; row filters; tables
@@ -338,6 +343,10 @@ pub struct MaskCli {
     /// large objects without a [large_objects] rule.
     #[arg(long = "strict")]
     pub strict: bool,
+    /// For a change stream: the archive (a schema-only one is enough) whose tables, columns
+    /// and foreign keys the rules are compiled against.
+    #[arg(long = "schema-from", value_name = "ARCHIVE")]
+    pub schema_from: Option<String>,
 }
 
 impl MaskCli {
@@ -353,6 +362,7 @@ impl MaskCli {
             keep_role_passwords: self.keep_role_passwords,
             validate: self.validate,
             strict: self.strict,
+            schema_from: self.schema_from.clone(),
         }
     }
 }

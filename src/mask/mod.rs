@@ -18,6 +18,7 @@ pub mod keyed;
 pub mod row;
 pub mod rules;
 pub mod schema;
+pub mod stream;
 pub mod transform;
 pub mod types;
 pub mod validate;
@@ -52,6 +53,8 @@ pub struct MaskOptions {
     /// `--strict`: an unruled column that looks personal, or a column a table's rules do not
     /// name, is a rule error.
     pub strict: bool,
+    /// `--schema-from ARCHIVE`: the source's tables, for a change stream.
+    pub schema_from: Option<String>,
 }
 
 /// The key: `--key-file` (its first line), else `WEIR_MASK_KEY`, else none.
@@ -90,7 +93,11 @@ pub fn run(o: &MaskOptions) -> Result<()> {
         );
     }
     let key = key.unwrap_or_else(Key::random);
-    let input = open_input(o.input.as_deref())?;
+    let mut input = std::io::BufReader::with_capacity(1 << 20, open_input(o.input.as_deref())?);
+    // A weir archive starts with a tar header (its manifest's name); a change stream with `{`.
+    if std::io::BufRead::fill_buf(&mut input)?.first() == Some(&b'{') {
+        return mask_stream(o, &rules, &key, input);
+    }
     if o.preview.is_some() || o.validate {
         let mut v = Preview {
             rules,
@@ -143,6 +150,42 @@ pub fn run(o: &MaskOptions) -> Result<()> {
         stats.write(path)?;
     }
     Ok(())
+}
+
+/// A change stream, masked with the rules compiled for the `--schema-from` archive.
+fn mask_stream(
+    o: &MaskOptions,
+    rules: &rules::RulesText,
+    key: &Key,
+    input: impl std::io::BufRead,
+) -> Result<()> {
+    if o.preview.is_some() || o.validate {
+        return Err(coded(
+            ExitCode::Usage,
+            "--preview and --validate read an archive, not a change stream",
+        ));
+    }
+    let Some(path) = &o.schema_from else {
+        return Err(coded(
+            ExitCode::Usage,
+            "the input is a change stream: name an archive of its source with --schema-from (weir-extract -s makes one)",
+        ));
+    };
+    let file = std::fs::File::open(path).map_err(|e| anyhow!("cannot open {path}: {e}"))?;
+    let mut m = crate::archive::read_manifest_only(std::io::BufReader::new(file))
+        .with_context(|| format!("reading --schema-from {path}"))?;
+    // Whether the archive holds rows (a schema-only one does not) says nothing of the stream.
+    m.tables.iter_mut().for_each(|t| t.data = true);
+    if o.strict {
+        check_strict(&m, &compile(rules, &m, key)?)?;
+    }
+    stream::run(
+        rules,
+        key,
+        &m,
+        input,
+        Output::open(o.output.as_deref(), false)?,
+    )
 }
 
 /// Compiles the rules for this archive; a rule error is a usage error, reported before any

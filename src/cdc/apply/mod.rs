@@ -16,14 +16,12 @@
 //! `session_replication_role = replica`, as the apply worker does: ordinary triggers and
 //! foreign-key checks stay off, since the source already checked them.
 
-mod line;
-
+use super::line::{Field, Line, Reader};
 use crate::pg::conn::ConnParams;
 use crate::pg::lsn::Lsn;
 use crate::pg::sql::{pg_error, quote_ident, quote_literal};
 use crate::plumbing::{ExitCode, coded, open_input};
 use anyhow::{Context, Result, bail};
-use line::{Field, Line, Reader};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 

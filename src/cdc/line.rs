@@ -1,4 +1,4 @@
-//! weir-cdc's change stream as weir-apply reads it (docs/FORMAT.md, 13): one line at a time
+//! weir-cdc's change stream as weir-apply and weir-mask read it (docs/FORMAT.md, 13): one line at a time
 //! from a reused buffer, its strings borrowed from the buffer unless they hold an escape, so
 //! reading a line costs no allocation but its list of columns.
 
@@ -8,8 +8,8 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::io::BufRead;
 
-/// One line; fields a kind of line lacks are absent, fields weir-apply does not use (such
-/// as `snapshot`) are ignored.
+/// One line; fields a kind of line lacks are absent, and those of messages (`prefix`,
+/// `content`, `transactional`) are not read.
 #[derive(Debug, Deserialize)]
 pub struct Line<'a> {
     pub action: &'a str,
@@ -25,6 +25,9 @@ pub struct Line<'a> {
     pub columns: Vec<Field<'a>>,
     #[serde(borrow, default)]
     pub identity: Vec<Field<'a>>,
+    /// A row of the initial copy.
+    #[serde(default)]
+    pub snapshot: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +43,12 @@ pub struct Field<'a> {
 /// A JSON string: borrowed from the line, or unescaped into a copy of its own.
 #[derive(Debug, PartialEq)]
 pub struct Text<'a>(pub Cow<'a, str>);
+
+impl std::fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 impl std::ops::Deref for Text<'_> {
     type Target = str;
@@ -198,6 +207,11 @@ impl<R: BufRead> Reader<R> {
     /// The next [`advance`](Self::advance) stays on the line it is on.
     pub fn unread(&mut self) {
         self.unread = true;
+    }
+
+    /// The bytes of the line [`advance`](Self::advance) moved to, without its newline.
+    pub fn raw(&self) -> &[u8] {
+        &self.buf
     }
 
     /// The line [`advance`](Self::advance) moved to.

@@ -1,0 +1,311 @@
+//! weir-mask on a change stream: weir-cdc's JSON lines (docs/FORMAT.md, 13) through the same
+//! compiled rules as an archive, so a key gives the same pseudonym in a masked dump and in a
+//! masked stream, and a masked dump restored plus the masked stream applied equals a masked
+//! copy of the final source.
+//!
+//! The rules compile against the manifest of an archive of the source (`--schema-from`; a
+//! schema-only `weir-extract -s` is enough): it has the tables, their columns and types, and
+//! the foreign keys that keyed rules follow. Each insert, update and delete is masked by
+//! [`TablePlan::mask_row`], its `identity` (the old key) too, so a masked key still finds its
+//! row downstream. Begin, commit, message and truncate lines pass as they are, so positions
+//! keep flowing to `--confirm-from`.
+//!
+//! Row filters (`keep_rows`, `drop_rows`) decide per change: an insert the filter drops is
+//! dropped; an update is judged on its old values (from `identity`) and its new ones, so a row
+//! that leaves the filter becomes a delete downstream and one that enters it an insert; a
+//! delete is judged on `identity`. Values a filter reads must be in the line: for updates and
+//! deletes, in the replica identity (say REPLICA IDENTITY FULL), or weir-mask stops and says so.
+
+use super::keyed::Key;
+use super::row::RowBuf;
+use super::rules::{Plan, RulesText, TablePlan};
+use crate::archive::{Manifest, Table};
+use crate::cdc::json;
+use crate::cdc::line::{Field, Line, Reader};
+use crate::plumbing::{ExitCode, Output, coded};
+use anyhow::{Context, Result, bail};
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+
+/// Masks the change stream `input` into `out`.
+pub fn run(
+    rules: &RulesText,
+    key: &Key,
+    manifest: &Manifest,
+    input: impl BufRead,
+    mut out: Output,
+) -> Result<()> {
+    let plan = super::compile(rules, manifest, key)?;
+    let s = Streamer::new(manifest, &plan);
+    let mut lines = Reader::new(input);
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut r = RowBuf::default();
+    while lines.advance()? {
+        let l = lines.line()?;
+        match s.table(&l)? {
+            None => {
+                buf.extend_from_slice(lines.raw());
+                buf.push(b'\n');
+            }
+            Some(t) => t.change(&l, &mut r, &mut buf).with_context(|| {
+                format!(
+                    "table {}, source transaction {} at {}",
+                    t.table.qualified(),
+                    l.xid.unwrap_or(0),
+                    l.lsn.unwrap_or("?")
+                )
+            })?,
+        }
+        if buf.len() >= 1 << 20 {
+            out.write_all(&buf).context("writing the output")?;
+            buf.clear();
+        }
+    }
+    out.write_all(&buf).context("writing the output")?;
+    out.finish().context("writing the output")
+}
+
+/// The rules, by the names the stream uses.
+struct Streamer<'p> {
+    /// By schema, then by table.
+    tables: HashMap<&'p str, HashMap<&'p str, Masked<'p>>>,
+}
+
+/// One table of the stream: its columns by name and what its rules do.
+struct Masked<'p> {
+    table: &'p Table,
+    plan: Option<&'p TablePlan>,
+    index: HashMap<&'p str, usize>,
+}
+
+impl<'p> Streamer<'p> {
+    fn new(m: &'p Manifest, plan: &'p Plan) -> Self {
+        let mut tables: HashMap<&str, HashMap<&str, Masked>> = HashMap::new();
+        for t in &m.tables {
+            let index = t
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c.name.as_str(), i))
+                .collect();
+            let masked = Masked {
+                table: t,
+                plan: plan.tables.get(&t.id),
+                index,
+            };
+            tables
+                .entry(t.schema.as_str())
+                .or_default()
+                .insert(t.name.as_str(), masked);
+        }
+        Streamer { tables }
+    }
+
+    /// The table an insert, update or delete changes, when its rules change or filter
+    /// anything; `None` for every other line, which passes as it is.
+    fn table(&self, l: &Line) -> Result<Option<&Masked<'p>>> {
+        if !matches!(l.action, "I" | "U" | "D") {
+            return Ok(None);
+        }
+        let (Some(schema), Some(table)) = (&l.schema, &l.table) else {
+            bail!("a {:?} line without schema and table", l.action);
+        };
+        let Some(t) = self.tables.get(&**schema).and_then(|s| s.get(&**table)) else {
+            // Passing it unmasked could leak what a rule by pattern would have masked.
+            return Err(coded(
+                ExitCode::Usage,
+                format!(
+                    "table {schema}.{table} is not in the --schema-from archive: take a new one (weir-extract -s) that has it"
+                ),
+            ));
+        };
+        if t.table.relkind == "p" {
+            return Err(coded(
+                ExitCode::Usage,
+                format!(
+                    "the stream names partitioned table {schema}.{table} (publish_via_partition_root): weir-mask masks partitions; publish them"
+                ),
+            ));
+        }
+        Ok(t.plan.filter(|p| p.rewrites_rows() || !p.data).map(|_| t))
+    }
+}
+
+/// A row of the stream in the table's column order, and which columns the line carried.
+struct Values {
+    present: Vec<bool>,
+}
+
+impl Masked<'_> {
+    fn change(&self, l: &Line, r: &mut RowBuf, out: &mut Vec<u8>) -> Result<()> {
+        let plan = self.plan.expect("only masked tables come here");
+        if !plan.data {
+            return Ok(());
+        }
+        let filtered = plan.keep.is_some() || plan.drop.is_some();
+        let new_in = match l.action {
+            "D" => false,
+            _ => !filtered || self.judge(plan, &l.columns, Some(&l.identity), r)?,
+        };
+        let old_in = match l.action {
+            "I" => false,
+            _ => !filtered || self.judge(plan, &l.identity, None, r)?,
+        };
+        match (l.action, old_in, new_in) {
+            ("I", _, true) => self.write(l, "I", true, false, r, out),
+            ("U", true, true) => self.write(l, "U", true, true, r, out),
+            // The row leaves what the target holds: delete it there by its old key.
+            ("U", true, false) => self.write(l, "D", false, true, r, out),
+            // The row enters: the target never had it, so it is inserted whole.
+            ("U", false, true) => self.write(l, "I", true, false, r, out),
+            ("D", true, _) => self.write(l, "D", false, true, r, out),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the row `fields` describe passes the table's filters; values it lacks come
+    /// from `fallback` (an update's old values), and must be somewhere.
+    fn judge(
+        &self,
+        plan: &TablePlan,
+        fields: &[Field],
+        fallback: Option<&[Field]>,
+        r: &mut RowBuf,
+    ) -> Result<bool> {
+        let v = self.load(fields, fallback, r)?;
+        for c in plan.keep.iter().chain(&plan.drop) {
+            if !v.present[c.column] {
+                bail!(
+                    "a row filter reads column {}, which this {} does not carry: give the source table REPLICA IDENTITY FULL",
+                    self.table.columns[c.column].name,
+                    if fallback.is_some() {
+                        "update"
+                    } else {
+                        "change's old key"
+                    }
+                );
+            }
+        }
+        Ok(plan.keeps(&r.original))
+    }
+
+    /// Decodes `fields` (then what only `fallback` has) into `r.original`.
+    fn load(&self, fields: &[Field], fallback: Option<&[Field]>, r: &mut RowBuf) -> Result<Values> {
+        let n = self.table.columns.len();
+        r.resize(n);
+        r.original.iter_mut().for_each(|v| *v = None);
+        let mut present = vec![false; n];
+        for f in fields.iter().chain(fallback.unwrap_or_default()) {
+            let Some(&i) = self.index.get(&*f.name) else {
+                bail!(
+                    "column {} is not in the --schema-from archive: take a new one",
+                    &*f.name
+                );
+            };
+            if !present[i] {
+                present[i] = true;
+                r.original[i] = original(f);
+            }
+        }
+        Ok(Values { present })
+    }
+
+    /// Writes the line as `action`, with its new values masked (`columns`) and its old key
+    /// masked (`identity`).
+    fn write(
+        &self,
+        l: &Line,
+        action: &str,
+        columns: bool,
+        identity: bool,
+        r: &mut RowBuf,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let plan = self.plan.expect("masked");
+        let _ = write!(
+            out,
+            "{{\"action\":\"{action}\",\"xid\":{},\"timestamp\":",
+            l.xid.context("a change without xid")?
+        );
+        json::string(out, l.timestamp.context("a change without timestamp")?);
+        out.extend_from_slice(b",\"lsn\":");
+        json::string(out, l.lsn.context("a change without lsn")?);
+        out.extend_from_slice(b",\"schema\":");
+        json::string(out, &self.table.schema);
+        out.extend_from_slice(b",\"table\":");
+        json::string(out, &self.table.name);
+        if columns {
+            // An update that becomes an insert carries every column: those the update left
+            // out (unchanged TOAST values) come from its old values.
+            let fallback = (action == "I" && l.action == "U").then_some(&l.identity[..]);
+            self.load(&l.columns, fallback, r)?;
+            plan.mask_row(r)?;
+            out.extend_from_slice(b",\"columns\":[");
+            let all = l.columns.iter().chain(fallback.unwrap_or_default());
+            self.fields(all, r, out);
+            out.push(b']');
+        }
+        if identity && !l.identity.is_empty() {
+            self.load(&l.identity, None, r)?;
+            plan.mask_row(r)?;
+            out.extend_from_slice(b",\"identity\":[");
+            self.fields(l.identity.iter(), r, out);
+            out.push(b']');
+        }
+        if l.snapshot {
+            out.extend_from_slice(b",\"snapshot\":true");
+        }
+        out.extend_from_slice(b"}\n");
+        Ok(())
+    }
+
+    /// `fields` (the first of a name counts), with the values of `r`: masked where the
+    /// rules mask them. Names and types are written as the stream had them.
+    fn fields<'f>(
+        &self,
+        fields: impl Iterator<Item = &'f Field<'f>>,
+        r: &RowBuf,
+        out: &mut Vec<u8>,
+    ) {
+        let plan = self.plan.expect("masked");
+        let mut written = vec![false; self.table.columns.len()];
+        for f in fields {
+            let i = self.index[&*f.name];
+            if std::mem::replace(&mut written[i], true) {
+                continue;
+            }
+            if out.last() != Some(&b'[') {
+                out.push(b',');
+            }
+            let ruled = plan.columns.iter().any(|p| p.index == i);
+            let value = if ruled { &r.masked[i] } else { &r.original[i] };
+            out.extend_from_slice(b"{\"name\":");
+            json::string(out, &f.name);
+            out.extend_from_slice(b",\"type\":");
+            json::string(out, &f.type_name);
+            out.extend_from_slice(b",\"value\":");
+            value_json(out, &f.type_name, value.as_deref());
+            out.push(b'}');
+        }
+    }
+}
+
+/// A stream value as the text a COPY row holds (what the rules were written for): booleans
+/// as `t`/`f`, bytea with its `\x`.
+fn original(f: &Field) -> Option<Vec<u8>> {
+    f.text().map(|t| t.into_owned().into_bytes())
+}
+
+/// A masked value as the stream writes it (wal2json's forms, as weir-cdc writes them).
+fn value_json(out: &mut Vec<u8>, type_name: &str, v: Option<&[u8]>) {
+    let Some(v) = v else {
+        return out.extend_from_slice(b"null");
+    };
+    let text = String::from_utf8_lossy(v);
+    match type_name {
+        "boolean" if &*text == "t" => out.extend_from_slice(b"true"),
+        "boolean" if &*text == "f" => out.extend_from_slice(b"false"),
+        "bytea" => json::string(out, text.strip_prefix("\\x").unwrap_or(&text)),
+        _ => json::string(out, &text),
+    }
+}
