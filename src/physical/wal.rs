@@ -12,11 +12,12 @@
 //!   The file reaches `%p` through a synced temporary file and a rename, never half.
 
 use super::object::{self, Identity, cores};
-use super::repo::{CLUSTER, Created, Repo, Staged, TempFile};
+use super::repo::{CLUSTER, Created, Repo, Staged};
 use super::walfile::{
     Kind, SegmentHeader, WalName, control_system_identifier, segment_header, segment_name,
     segment_number,
 };
+use crate::plumbing::durable::{TempFile, durable_write, sync_while};
 use crate::plumbing::{ExitCode, bad_input, coded};
 use crate::storage::S3Settings;
 use anyhow::{Context, Result, anyhow, bail};
@@ -347,8 +348,7 @@ fn push_file(o: &PushOptions, name: &WalName, data: &[u8], threads: usize) -> Re
                 threads,
             };
             let handle = staged.file_handle()?;
-            let staged =
-                super::repo::sync_while(handle.as_ref(), || object::encode_to(data, &how, staged))?;
+            let staged = sync_while(handle.as_ref(), || object::encode_to(data, &how, staged))?;
             staged.sync()?;
             Ok(staged)
         });
@@ -561,7 +561,7 @@ fn take_prefetched(spool: &Path, name: &WalName, dest: &Path) -> Result<bool> {
     if std::fs::rename(&file, dest).is_err() {
         // Another file system: copy it whole, as a download would be written.
         let data = std::fs::read(&file)?;
-        super::repo::durable_write(dest, &data)?;
+        durable_write(dest, &data)?;
         let _ = std::fs::remove_file(&file);
     }
     Ok(true)
@@ -671,7 +671,7 @@ fn mark_spool_boot(spool: &Path) -> bool {
     let Ok(now) = std::fs::read(BOOT_ID) else {
         return true;
     };
-    super::repo::durable_write(&spool.join(".boot"), &now).is_err()
+    durable_write(&spool.join(".boot"), &now).is_err()
 }
 
 /// Removes every spooled segment (after a restart of the machine: they may be torn).
@@ -757,7 +757,7 @@ fn fetch_once(
         return Ok(Fetched::Absent);
     };
     let restored = TempFile::beside(dest)?;
-    super::repo::sync_while(Some(restored.file()).filter(|_| sync), || {
+    sync_while(Some(restored.file()).filter(|_| sync), || {
         verified(&rec, name, stored, ids, false, restored.file())
     })
     .map_err(|e| e.context(format!("{} in {}", name.name, o.repo)))?;

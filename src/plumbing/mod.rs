@@ -7,6 +7,7 @@
 
 use std::sync::Mutex;
 
+pub mod durable;
 mod exit;
 mod io;
 mod progress;
