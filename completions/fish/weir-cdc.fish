@@ -10,7 +10,7 @@ complete -c weir-cdc -s I -l startpos -d 'Start at this LSN (default: where the 
 complete -c weir-cdc -s E -l endpos -d 'Stop, and exit 0, at this LSN: no transaction that commits after it is written' -r
 complete -c weir-cdc -s s -l status-interval -d 'Seconds between status updates to the server' -r
 complete -c weir-cdc -s o -l output -d 'Write to FILE instead of standard output' -r
-complete -c weir-cdc -l confirm-from -d 'Confirm only what the database CONNINFO has committed durably, as its replication origin (weir-apply\'s --origin) records it' -r
+complete -c weir-cdc -l confirm-from -d 'Confirm only what the target has made durable: a database (CONNINFO, whose replication origin weir-apply\'s --origin records) or a weir-sink directory (file:///DIR, whose position file weir-sink writes)' -r
 complete -c weir-cdc -l origin -d 'The replication origin --confirm-from reads' -r
 complete -c weir-cdc -l create-slot -d 'Create the slot (and stop there unless --stream is given too)'
 complete -c weir-cdc -l if-not-exists -d 'With --create-slot, take an existing pgoutput slot of that name as it is'

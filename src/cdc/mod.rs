@@ -1,14 +1,15 @@
 //! Change data capture: logical replication as a stream (the CDC issues). `weir-cdc`
 //! ([`stream`]) reads a slot over the streaming protocol ([`wire`]), decodes `pgoutput`
 //! ([`pgoutput`]) and writes JSON lines ([`json`]); the replication connection is
-//! [`crate::pg::replication`]'s. [`line`] reads those lines back, for weir-apply ([`apply`])
-//! and weir-mask.
+//! [`crate::pg::replication`]'s. [`line`] reads those lines back, for weir-apply ([`apply`]),
+//! weir-sink ([`sink`]) and weir-mask.
 
 pub mod apply;
 pub mod copy;
 pub mod json;
 pub mod line;
 pub mod pgoutput;
+pub mod sink;
 pub mod stream;
 pub mod wire;
 pub mod writer;

@@ -58,6 +58,11 @@ pub struct CdcOptions {
 enum Confirm {
     /// Whatever was written and flushed to the output.
     OnWrite,
+    /// A weir-sink directory's durable position (`file:///DIR`).
+    File {
+        dir: std::path::PathBuf,
+        durable: Lsn,
+    },
     /// A replication origin's durable progress on the target.
     Origin {
         target: Box<postgres::Client>,
@@ -77,6 +82,14 @@ impl Confirm {
             }
             return Ok(Confirm::OnWrite);
         };
+        if let Some(dir) = conninfo.strip_prefix("file://") {
+            let mut c = Confirm::File {
+                dir: dir.into(),
+                durable: Lsn::ZERO,
+            };
+            c.refresh()?;
+            return Ok(c);
+        }
         let params = ConnParams::resolve(Some(conninfo), "weir-cdc")?;
         let target = params
             .connect()
@@ -90,8 +103,13 @@ impl Confirm {
         Ok(c)
     }
 
-    /// Reads the origin's durable progress again (a missing origin is nothing applied yet).
+    /// Reads the durable position again (a missing origin or position file is nothing
+    /// delivered yet).
     fn refresh(&mut self) -> Result<()> {
+        if let Confirm::File { dir, durable } = self {
+            *durable = super::sink::file::durable(dir)?.unwrap_or_default();
+            return Ok(());
+        }
         if let Confirm::Origin {
             target,
             origin,
@@ -118,8 +136,12 @@ impl Confirm {
     fn flushed(&self, written: Lsn, last_end: Lsn) -> Lsn {
         match self {
             Confirm::OnWrite => written,
-            Confirm::Origin { durable, .. } if *durable >= last_end => written.max(*durable),
-            Confirm::Origin { durable, .. } => *durable,
+            Confirm::Origin { durable, .. } | Confirm::File { durable, .. }
+                if *durable >= last_end =>
+            {
+                written.max(*durable)
+            }
+            Confirm::Origin { durable, .. } | Confirm::File { durable, .. } => *durable,
         }
     }
 }

@@ -86,9 +86,10 @@ pub struct CdcCli {
     /// Write to FILE instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: Option<String>,
-    /// Confirm only what the database CONNINFO has committed durably, as its replication
-    /// origin (weir-apply's --origin) records it.
-    #[arg(long = "confirm-from", value_name = "CONNINFO")]
+    /// Confirm only what the target has made durable: a database (CONNINFO, whose
+    /// replication origin weir-apply's --origin records) or a weir-sink directory
+    /// (file:///DIR, whose position file weir-sink writes).
+    #[arg(long = "confirm-from", value_name = "CONNINFO|file:///DIR")]
     pub confirm_from: Option<String>,
     /// The replication origin --confirm-from reads.
     #[arg(long = "origin", value_name = "NAME", default_value = "weir")]
@@ -174,6 +175,79 @@ impl ApplyCli {
         })
     }
 }
+
+/// Deliver weir-cdc's change stream to a durable target.
+#[derive(Parser, Debug)]
+#[command(name = "weir-sink", version)]
+#[command(
+    long_about = "Deliver weir-cdc's change stream, read from standard input, to a durable \
+target, whole transactions in the stream's order, and record the position it made durable \
+where weir-cdc --confirm-from reads it, so the slot never passes what the target holds.\n\n\
+file:///DIR writes JSON-lines files into DIR, each starting at a transaction and named by the \
+commit LSN of its first (names sort in stream order), a new one every --rotate-size bytes or \
+--rotate-age seconds. DIR/position ({\"lsn\", \"file\", \"offset\"}) is written after the \
+data is synced, through a synced temporary file and a rename; on start weir-sink cuts the \
+named file back to that offset and removes later files, so after a crash only whole \
+transactions remain, and the replay continues exactly there (a transaction already \
+delivered is skipped). Readers take the files in name order, the last up to the position's \
+offset.\n\n\
+A stream that ends inside a transaction delivers nothing of it and exits 3.",
+    after_help = "Example:\n  weir-cdc app -S audit --publication app_pub --stream --confirm-from file:///var/lib/audit | weir-sink file:///var/lib/audit"
+)]
+pub struct SinkCli {
+    /// Where to deliver: file:///DIR.
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// Read the stream from FILE instead of standard input.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+    /// Start a new file once the current one holds this many MiB.
+    #[arg(long = "rotate-size", value_name = "MIB", default_value_t = 64)]
+    pub rotate_size: u64,
+    /// Start a new file once the current one is this many seconds old.
+    #[arg(long = "rotate-age", value_name = "SECS", default_value_t = 3600)]
+    pub rotate_age: u64,
+    /// Make what was written durable, and record it, at most this many milliseconds after it
+    /// was written.
+    #[arg(long = "sync-interval", value_name = "MS", default_value_t = 200)]
+    pub sync_interval: u64,
+    /// Print nothing but errors.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+}
+
+impl SinkCli {
+    pub fn options(&self) -> crate::cdc::sink::SinkOptions {
+        crate::cdc::sink::SinkOptions {
+            url: self.url.clone(),
+            input: self.file.clone(),
+            rotate_bytes: self.rotate_size.max(1) << 20,
+            rotate_age: std::time::Duration::from_secs(self.rotate_age.max(1)),
+            sync_interval: std::time::Duration::from_millis(self.sync_interval),
+            quiet: self.quiet,
+        }
+    }
+}
+
+/// weir-sink's man page.
+pub const SINK: Page = Page {
+    command: <SinkCli as clap::CommandFactory>::command,
+    examples: &[(
+        "weir-cdc app -S audit --publication app_pub --stream --confirm-from file:///var/lib/audit | weir-sink file:///var/lib/audit",
+        "Keep every change of the published tables in files, none lost or doubled across crashes of either side.",
+    )],
+    environment: &[],
+    see_also: "weir-cdc(1), weir-apply(1)",
+    exits: &[
+        (ExitCode::Failure, None),
+        (
+            ExitCode::BadArchive,
+            Some(
+                "The input is not a change stream, or it ended inside a transaction (nothing of that transaction was delivered).",
+            ),
+        ),
+    ],
+};
 
 /// weir-apply's man page.
 pub const APPLY: Page = Page {

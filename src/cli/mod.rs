@@ -11,7 +11,7 @@ mod physical;
 mod storage;
 mod stream;
 
-pub use cdc::{ApplyCli, CdcCli};
+pub use cdc::{ApplyCli, CdcCli, SinkCli};
 pub use dump::{ExtractCli, InspectCli, LoadCli, MaskCli};
 pub use ops::{CatalogCli, CatalogCommand, PruneCli, ScheduleCli};
 pub use physical::{BaseBackupCli, RestorePhysicalCli, WalCli, WalCommand};
@@ -42,6 +42,7 @@ pub const PAGES: &[Page] = &[
     physical::RESTORE_PHYSICAL,
     cdc::CDC,
     cdc::APPLY,
+    cdc::SINK,
 ];
 
 /// One binary's command line and the parts of its man page that clap cannot know.

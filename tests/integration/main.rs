@@ -15,6 +15,7 @@ mod ops;
 mod pitr;
 mod roundtrip;
 mod scale;
+mod sink;
 mod stages;
 mod storage;
 mod subset;

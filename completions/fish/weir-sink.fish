@@ -1,0 +1,7 @@
+complete -c weir-sink -s f -l file -d 'Read the stream from FILE instead of standard input' -r
+complete -c weir-sink -l rotate-size -d 'Start a new file once the current one holds this many MiB' -r
+complete -c weir-sink -l rotate-age -d 'Start a new file once the current one is this many seconds old' -r
+complete -c weir-sink -l sync-interval -d 'Make what was written durable, and record it, at most this many milliseconds after it was written' -r
+complete -c weir-sink -s q -l quiet -d 'Print nothing but errors'
+complete -c weir-sink -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c weir-sink -s V -l version -d 'Print version'
