@@ -8,6 +8,8 @@
 #                                              into another database of the same server)
 #   weir-cdc --copy -j 2 | weir-apply      against  a subscription's initial copy (copy_data),
 #                                              until every table is synchronized
+#   weir-cdc | weir-mask | weir-apply      against  weir-cdc | weir-apply (inserts; three keyed
+#                                              rules), and weir-mask alone on the saved stream
 #
 # on an insert-heavy workload (BENCH_CDC_ROWS rows, default 1,000,000, in transactions of
 # 10,000) and an update-heavy one (every row updated once, same transactions). Each run reads
@@ -70,7 +72,7 @@ bench_cdc_native() { # KIND I END: the subscription's catch-up, measured from en
 }
 
 bench_cdc_one() { # KIND (ins | upd) END START ROWS
-    local kind=$1 end=$2 start=$3 rows=$4 i a b c d w=() j=() t=() ap=() nat=() wkb=() jkb=()
+    local kind=$1 end=$2 start=$3 rows=$4 i a b c d w=() j=() t=() ap=() nat=() wkb=() jkb=() masked=()
     for i in $(seq "$runs"); do
         read -r a b < <(measure "weir-cdc ($kind)" sh -c "'$bin/weir-cdc' -q -d cdcb -S w_${kind}_$i --publication cdcp --stream -E $end > /dev/null")
         w+=("$a"); wkb+=("$b")
@@ -86,6 +88,12 @@ bench_cdc_one() { # KIND (ins | upd) END START ROWS
         [ "$kind" = ins ] || pg_dump -a -t ev cdcb_before | psql -X -q -d "app_${kind}_$i" >/dev/null
         read -r c _ < <(measure "weir-cdc | weir-apply" sh -c "'$bin/weir-cdc' -q -d cdcb -S w2_${kind}_$i --publication cdcp --stream -E $end --confirm-from dbname=app_${kind}_$i --origin o_$i | '$bin/weir-apply' -q -d app_${kind}_$i --origin o_$i")
         ap+=("$c")
+        if [ "$kind" = ins ]; then
+            bench_cdc_target "mask_$i"
+            read -r c _ < <(measure "weir-cdc | weir-mask | weir-apply" sh -c "'$bin/weir-cdc' -q -d cdcb -S w3_ins_$i --publication cdcp --stream -E $end --confirm-from dbname=mask_$i --origin om_$i | WEIR_MASK_KEY=bench '$bin/weir-mask' -c '$work/cdc-mask.toml' --schema-from '$work/cdc-schema.weir' | '$bin/weir-apply' -q -d mask_$i --origin om_$i")
+            masked+=("$c")
+            psql -X -q -d postgres -c "DROP DATABASE mask_$i" -c "SELECT pg_replication_origin_drop('om_$i')" >/dev/null
+        fi
         read -r d _ < <(bench_cdc_native "$kind" "$i" "$end")
         nat+=("$d")
         psql -X -q -d postgres -c "DROP DATABASE app_${kind}_$i" -c "SELECT pg_replication_origin_drop('o_$i')" >/dev/null
@@ -100,7 +108,25 @@ bench_cdc_one() { # KIND (ins | upd) END START ROWS
             "$(maxi "${wkb[@]}")" "$(best "${j[@]}")" "$(maxi "${jkb[@]}")" "$(ratio "$(best "${j[@]}")" "$(best "${w[@]}")")" "$(best "${t[@]}")"
         printf '  %-26s weir-cdc | weir-apply %s s, native subscription %s s: %sx its speed (target >= 1.0 on inserts)\n' \
             "cdc apply, $kind" "$(best "${ap[@]}")" "$(best "${nat[@]}")" "$(ratio "$(best "${nat[@]}")" "$(best "${ap[@]}")")"
+        if [ "$kind" = ins ]; then
+            printf '  %-26s weir-cdc | weir-mask | weir-apply %s s: %sx the time without weir-mask (target <= 1.15)\n' \
+                "cdc masked apply, $kind" "$(best "${masked[@]}")" "$(ratio "$(best "${masked[@]}")" "$(best "${ap[@]}")")"
+        fi
     } >>"$work/stages"
+}
+
+# weir-mask alone over the insert workload's stream, saved to a file first: MB/s of JSON lines.
+bench_cdc_mask_alone() { # END
+    local i a m=() mb
+    "$bin/weir-cdc" -q -d cdcb -S w3_mask --publication cdcp --stream -E "$1" -o "$work/cdc-ins.jsonl"
+    mb=$(python3 -c "import os; print(round(os.path.getsize('$work/cdc-ins.jsonl') / 1e6, 1))")
+    for i in $(seq "$runs"); do
+        read -r a _ < <(measure "weir-mask (stream)" sh -c "WEIR_MASK_KEY=bench '$bin/weir-mask' -c '$work/cdc-mask.toml' --schema-from '$work/cdc-schema.weir' < '$work/cdc-ins.jsonl' > /dev/null")
+        m+=("$a")
+    done
+    rm -f "$work/cdc-ins.jsonl"
+    printf '  %-26s %s MB of JSON lines in %s s: %s MB/s (target >= 100)\n' "cdc weir-mask alone" "$mb" \
+        "$(best "${m[@]}")" "$(python3 -c "print(round($mb / $(best "${m[@]}")))")" >>"$work/stages"
 }
 
 # The initial copy of the table as the workloads left it: weir's copy into one target, the
@@ -137,7 +163,15 @@ bench_cdc() {
     psql -X -q -d cdcb -c "CREATE TABLE ev (id bigint PRIMARY KEY, kind text, payload text, at timestamptz, n numeric) WITH (autovacuum_enabled = off)" \
         -c "CREATE PUBLICATION cdcp FOR TABLE ev"
     bench_cdc_slots ins
-    for i in $(seq "$runs"); do "$bin/weir-cdc" -q -d cdcb -S "w2_ins_$i" --create-slot; done
+    for i in $(seq "$runs"); do
+        "$bin/weir-cdc" -q -d cdcb -S "w2_ins_$i" --create-slot
+        "$bin/weir-cdc" -q -d cdcb -S "w3_ins_$i" --create-slot
+    done
+    "$bin/weir-cdc" -q -d cdcb -S w3_mask --create-slot
+    # weir-mask's pair: three keyed rules, compiled against a schema-only archive.
+    "$bin/weir-extract" -q -s cdcb >"$work/cdc-schema.weir"
+    printf '%s\n' '[tables."public.ev"]' 'columns.id = "permute"' 'columns.kind = "full_name"' \
+        'columns.payload = { type = "hash", length = 32 }' >"$work/cdc-mask.toml"
     start=$(psql -X -A -t -d cdcb -c "SELECT pg_current_wal_lsn()")
     psql -X -q -d cdcb <<SQL
 DO \$\$ BEGIN FOR b IN 0..$((n / 10000 - 1)) LOOP
@@ -161,6 +195,7 @@ END LOOP; END \$\$;
 SQL
     end=$(psql -X -A -t -d cdcb -c "SELECT pg_current_wal_lsn()")
     bench_cdc_one ins "$mid" "$start" "$n"
+    bench_cdc_mask_alone "$mid"
     bench_cdc_one upd "$end" "$mid2" "$n"
     bench_cdc_copy "$n"
     psql -X -A -t -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'cdcb'" >/dev/null

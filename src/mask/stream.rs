@@ -21,7 +21,7 @@ use super::row::RowBuf;
 use super::rules::{Plan, RulesText, TablePlan};
 use crate::archive::{Manifest, Table};
 use crate::cdc::json;
-use crate::cdc::line::{Field, Line, Reader};
+use crate::cdc::line::{Field, Line, Reader, Value};
 use crate::plumbing::{ExitCode, Output, coded};
 use anyhow::{Context, Result, bail};
 use std::collections::HashMap;
@@ -39,7 +39,7 @@ pub fn run(
     let s = Streamer::new(manifest, &plan);
     let mut lines = Reader::new(input);
     let mut buf = Vec::with_capacity(1 << 20);
-    let mut r = RowBuf::default();
+    let mut r = Scratch::default();
     while lines.advance()? {
         let l = lines.line()?;
         match s.table(&l)? {
@@ -131,13 +131,17 @@ impl<'p> Streamer<'p> {
     }
 }
 
-/// A row of the stream in the table's column order, and which columns the line carried.
-struct Values {
+/// Reused per line: the row's values in the table's column order, which columns the line
+/// carried, and which were written out.
+#[derive(Default)]
+struct Scratch {
+    row: RowBuf,
     present: Vec<bool>,
+    written: Vec<bool>,
 }
 
 impl Masked<'_> {
-    fn change(&self, l: &Line, r: &mut RowBuf, out: &mut Vec<u8>) -> Result<()> {
+    fn change(&self, l: &Line, r: &mut Scratch, out: &mut Vec<u8>) -> Result<()> {
         let plan = self.plan.expect("only masked tables come here");
         if !plan.data {
             return Ok(());
@@ -170,11 +174,11 @@ impl Masked<'_> {
         plan: &TablePlan,
         fields: &[Field],
         fallback: Option<&[Field]>,
-        r: &mut RowBuf,
+        r: &mut Scratch,
     ) -> Result<bool> {
-        let v = self.load(fields, fallback, r)?;
+        self.load(plan, fields, fallback, r)?;
         for c in plan.keep.iter().chain(&plan.drop) {
-            if !v.present[c.column] {
+            if !r.present[c.column] {
                 bail!(
                     "a row filter reads column {}, which this {} does not carry: give the source table REPLICA IDENTITY FULL",
                     self.table.columns[c.column].name,
@@ -186,15 +190,22 @@ impl Masked<'_> {
                 );
             }
         }
-        Ok(plan.keeps(&r.original))
+        Ok(plan.keeps(&r.row.original))
     }
 
-    /// Decodes `fields` (then what only `fallback` has) into `r.original`.
-    fn load(&self, fields: &[Field], fallback: Option<&[Field]>, r: &mut RowBuf) -> Result<Values> {
+    /// Decodes the values of `fields` (then what only `fallback` has) that the plan reads
+    /// into `r.row.original`, reusing its buffers, and notes which columns are present.
+    fn load(
+        &self,
+        plan: &TablePlan,
+        fields: &[Field],
+        fallback: Option<&[Field]>,
+        r: &mut Scratch,
+    ) -> Result<()> {
         let n = self.table.columns.len();
-        r.resize(n);
-        r.original.iter_mut().for_each(|v| *v = None);
-        let mut present = vec![false; n];
+        r.row.resize(n);
+        r.present.clear();
+        r.present.resize(n, false);
         for f in fields.iter().chain(fallback.unwrap_or_default()) {
             let Some(&i) = self.index.get(&*f.name) else {
                 bail!(
@@ -202,12 +213,23 @@ impl Masked<'_> {
                     &*f.name
                 );
             };
-            if !present[i] {
-                present[i] = true;
-                r.original[i] = original(f);
+            if std::mem::replace(&mut r.present[i], true) || !plan.decode[i] {
+                continue;
+            }
+            let slot = &mut r.row.original[i];
+            let mut buf = slot.take().unwrap_or_default();
+            buf.clear();
+            *slot = f.text().map(|t| {
+                buf.extend_from_slice(t.as_bytes());
+                buf
+            });
+        }
+        for i in 0..n {
+            if !r.present[i] || !plan.decode[i] {
+                r.row.original[i] = None;
             }
         }
-        Ok(Values { present })
+        Ok(())
     }
 
     /// Writes the line as `action`, with its new values masked (`columns`) and its old key
@@ -218,7 +240,7 @@ impl Masked<'_> {
         action: &str,
         columns: bool,
         identity: bool,
-        r: &mut RowBuf,
+        r: &mut Scratch,
         out: &mut Vec<u8>,
     ) -> Result<()> {
         let plan = self.plan.expect("masked");
@@ -238,16 +260,16 @@ impl Masked<'_> {
             // An update that becomes an insert carries every column: those the update left
             // out (unchanged TOAST values) come from its old values.
             let fallback = (action == "I" && l.action == "U").then_some(&l.identity[..]);
-            self.load(&l.columns, fallback, r)?;
-            plan.mask_row(r)?;
+            self.load(plan, &l.columns, fallback, r)?;
+            plan.mask_row(&mut r.row)?;
             out.extend_from_slice(b",\"columns\":[");
             let all = l.columns.iter().chain(fallback.unwrap_or_default());
             self.fields(all, r, out);
             out.push(b']');
         }
         if identity && !l.identity.is_empty() {
-            self.load(&l.identity, None, r)?;
-            plan.mask_row(r)?;
+            self.load(plan, &l.identity, None, r)?;
+            plan.mask_row(&mut r.row)?;
             out.extend_from_slice(b",\"identity\":[");
             self.fields(l.identity.iter(), r, out);
             out.push(b']');
@@ -259,41 +281,41 @@ impl Masked<'_> {
         Ok(())
     }
 
-    /// `fields` (the first of a name counts), with the values of `r`: masked where the
-    /// rules mask them. Names and types are written as the stream had them.
+    /// `fields` (the first of a name counts): masked values where the rules mask, the line's
+    /// own elsewhere. Names and types are written as the stream had them.
     fn fields<'f>(
         &self,
         fields: impl Iterator<Item = &'f Field<'f>>,
-        r: &RowBuf,
+        r: &mut Scratch,
         out: &mut Vec<u8>,
     ) {
         let plan = self.plan.expect("masked");
-        let mut written = vec![false; self.table.columns.len()];
+        r.written.clear();
+        r.written.resize(self.table.columns.len(), false);
         for f in fields {
             let i = self.index[&*f.name];
-            if std::mem::replace(&mut written[i], true) {
+            if std::mem::replace(&mut r.written[i], true) {
                 continue;
             }
             if out.last() != Some(&b'[') {
                 out.push(b',');
             }
-            let ruled = plan.columns.iter().any(|p| p.index == i);
-            let value = if ruled { &r.masked[i] } else { &r.original[i] };
             out.extend_from_slice(b"{\"name\":");
             json::string(out, &f.name);
             out.extend_from_slice(b",\"type\":");
             json::string(out, &f.type_name);
             out.extend_from_slice(b",\"value\":");
-            value_json(out, &f.type_name, value.as_deref());
+            match plan.columns.iter().any(|p| p.index == i) {
+                true => value_json(out, &f.type_name, r.row.masked[i].as_deref()),
+                false => match &f.value {
+                    Value::Null => out.extend_from_slice(b"null"),
+                    Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+                    Value::Text(t) => json::string(out, t),
+                },
+            }
             out.push(b'}');
         }
     }
-}
-
-/// A stream value as the text a COPY row holds (what the rules were written for): booleans
-/// as `t`/`f`, bytea with its `\x`.
-fn original(f: &Field) -> Option<Vec<u8>> {
-    f.text().map(|t| t.into_owned().into_bytes())
 }
 
 /// A masked value as the stream writes it (wal2json's forms, as weir-cdc writes them).
