@@ -360,6 +360,13 @@ fn ahead_of_the_server(a: &Archiving, last: &str) {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(std::fs::read(&dest).unwrap() == want);
     assert!(!fspool.join(names[1]).exists());
+    // Each fetch started a prefetcher in the background. One still starting could find the
+    // spool marked as from an earlier boot by the lines below, clear it, mark it as this
+    // boot's, and so make the torn file look whole: let them finish first.
+    let spool = fspool.to_str().unwrap().to_string();
+    wait_until("the background prefetchers to finish", 30, || {
+        !running_with_arg(&spool)
+    });
     // The spool's files are not synced, so a spool from before a restart of the machine (as
     // its .boot says) is never taken: here a torn C2 is ignored and fetched again whole.
     let boot = std::fs::read_to_string(fspool.join(".boot")).unwrap();
@@ -798,4 +805,15 @@ fn recovers_a_restored_copy(a: &Archiving) {
         &c.bindir.join("pg_ctl"),
         &["-D", copy.to_str().unwrap(), "-m", "immediate", "stop"],
     );
+}
+
+/// Whether a process of this machine has `arg` on its command line.
+fn running_with_arg(arg: &str) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        std::fs::read(p.path().join("cmdline"))
+            .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == arg.as_bytes()))
+    })
 }
