@@ -27,6 +27,14 @@ pub fn pick<'a>(backups: &'a [Backup], aim: &Aim) -> Result<Option<&'a Backup>> 
             continue;
         };
         let finished = DateTime::parse_from_rfc3339(&p.finished)?.with_timezone(&Utc);
+        // Catalog times are whole seconds: a backup noted as finished at 10:00:05 may have
+        // ended as late as 10:00:05.999999, after a target of 10:00:05.5, and recovery from
+        // it could not stop there. Taken as the latest it could be; an older backup that
+        // qualifies only costs more WAL to replay.
+        let finished = match finished.timestamp_subsec_nanos() {
+            0 => finished + chrono::TimeDelta::seconds(1) - chrono::TimeDelta::nanoseconds(1),
+            _ => finished,
+        };
         if aim.time.is_some_and(|t| finished >= t) || aim.timeline.is_some_and(|t| p.timeline > t) {
             continue;
         }
@@ -222,5 +230,30 @@ mod tests {
         let gone = wal_before(&names, "000000020000000000000006");
         assert_eq!(gone.len(), 4);
         assert!(gone.iter().all(|n| !n.ends_with(".history")));
+    }
+
+    #[test]
+    fn a_backup_that_finished_within_the_targets_second_is_not_picked() {
+        let list = vec![
+            backup(
+                "2026-12-01T08:16:24Z",
+                1,
+                "0/5000000",
+                "2026-12-01T08:16:24Z",
+            ),
+            backup(
+                "2026-12-01T08:16:25Z",
+                1,
+                "0/6000000",
+                "2026-12-01T08:16:25Z",
+            ),
+        ];
+        let aim = |t| Aim {
+            time: at(t),
+            ..Aim::default()
+        };
+        let picked = |t| pick(&list, &aim(t)).unwrap().unwrap().data_url.clone();
+        assert_eq!(picked("2026-12-01T08:16:25.855Z"), "2026-12-01T08:16:24Z");
+        assert_eq!(picked("2026-12-01T08:16:26Z"), "2026-12-01T08:16:25Z");
     }
 }
