@@ -27,10 +27,9 @@ pub fn pick<'a>(backups: &'a [Backup], aim: &Aim) -> Result<Option<&'a Backup>> 
             continue;
         };
         let finished = DateTime::parse_from_rfc3339(&p.finished)?.with_timezone(&Utc);
-        // Catalog times are whole seconds: a backup noted as finished at 10:00:05 may have
-        // ended as late as 10:00:05.999999, after a target of 10:00:05.5, and recovery from
-        // it could not stop there. Taken as the latest it could be; an older backup that
-        // qualifies only costs more WAL to replay.
+        // Backups before microseconds were noted finished in whole seconds: one noted at
+        // 10:00:05 may have ended as late as 10:00:05.999999, after a target of 10:00:05.5,
+        // and recovery from it could not stop there. Taken as the latest it could be.
         let finished = match finished.timestamp_subsec_nanos() {
             0 => finished + chrono::TimeDelta::seconds(1) - chrono::TimeDelta::nanoseconds(1),
             _ => finished,

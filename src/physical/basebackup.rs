@@ -155,7 +155,8 @@ pub fn run(o: &BackupOptions) -> Result<()> {
         stop_lsn: format_lsn(stop_lsn),
         stop_timeline,
         stop_wal,
-        finished: crate::plumbing::rfc3339(std::time::SystemTime::now()),
+        // Microseconds: a restore compares it with a recovery target time (catalog::physical).
+        finished: crate::plumbing::rfc3339_micros(std::time::SystemTime::now()),
         files: seen.len() as u64,
         bytes: seen.values().map(|(n, _)| n).sum(),
     };

@@ -17,7 +17,7 @@ mod time;
 pub use exit::{Coded, ExitCode, bad_input, coded, exit_code_of};
 pub use io::{IO_BUFFER, Output, alongside, copy, open_input, write_atomically, write_json_line};
 pub use progress::{Progress, human_bytes};
-pub use time::{random_bytes, rfc3339, unit_terms, unix_seconds};
+pub use time::{random_bytes, rfc3339, rfc3339_micros, unit_terms, unix_seconds};
 
 /// Runs a binary's `run` function: installs the signal policy, prints any error as one line
 /// `name: message: cause: cause` on stderr, and exits with the error's code.

@@ -26,6 +26,14 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
         .to_string()
 }
 
+/// RFC 3339 in UTC with microseconds (`2026-12-01T10:00:05.123456Z`), for a time compared
+/// with a recovery target, which has them.
+pub fn rfc3339_micros(t: std::time::SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t)
+        .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+        .to_string()
+}
+
 /// Seconds since the Unix epoch (0 for a clock set before it).
 pub fn unix_seconds(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::UNIX_EPOCH)
@@ -43,6 +51,12 @@ pub fn random_bytes(buf: &mut [u8]) {
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn rfc3339_micros_keeps_the_fraction() {
+        let t = UNIX_EPOCH + Duration::from_micros(1_764_583_205_123_456);
+        assert_eq!(rfc3339_micros(t), "2025-12-01T10:00:05.123456Z");
+    }
 
     #[test]
     fn rfc3339_known_dates() {
