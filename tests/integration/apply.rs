@@ -201,16 +201,7 @@ fn kill_9_anywhere_in_the_pipeline_loses_nothing_and_applies_nothing_twice() {
         let (stop, env) = (stop.clone(), c.env());
         std::thread::spawn(move || write_until(&env, "kill_src", &stop))
     };
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let mut rand = move |n: u64| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) % n
-    };
+    let mut rand = clock_seeded_rand();
     for round in 0..10 {
         let (mut cdc, mut apply) = kill_pipeline(c, None);
         std::thread::sleep(std::time::Duration::from_millis(1500 + rand(1500)));
@@ -348,14 +339,7 @@ fn wait_or_kill(p: &mut Child) {
 /// Small transactions until `stop`: each adds a ledger row and changes accounts; after its
 /// commit, the WAL insert position (at or past the commit's end) goes into `ledger_lsn`.
 fn write_until(env: &[(String, String)], db: &str, stop: &std::sync::atomic::AtomicBool) {
-    let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
-    let mut c = postgres::Config::new()
-        .host(&get("PGHOST"))
-        .port(get("PGPORT").parse().unwrap())
-        .user("postgres")
-        .dbname(db)
-        .connect(postgres::NoTls)
-        .unwrap();
+    let mut c = connect_with(env, db);
     let mut id = 0i64;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         id += 1;

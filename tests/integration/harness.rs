@@ -494,3 +494,31 @@ pub fn run_on(target: &Cluster, name: &str, args: &[&str], input: &[u8]) -> Outp
     cmd.args(args);
     run_with_input(scrub(&mut cmd, &target.env()), input)
 }
+
+/// A client of `db` on the cluster `env` describes: for writer threads, which cannot share
+/// the harness's psql calls.
+pub fn connect_with(env: &[(String, String)], db: &str) -> postgres::Client {
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
+    postgres::Config::new()
+        .host(&get("PGHOST"))
+        .port(get("PGPORT").parse().unwrap())
+        .user("postgres")
+        .dbname(db)
+        .connect(postgres::NoTls)
+        .unwrap()
+}
+
+/// Numbers below `n`, seeded by the clock (each run kills at other moments): a linear
+/// congruential generator (Knuth's MMIX constants), enough for picking a victim and a delay.
+pub fn clock_seeded_rand() -> impl FnMut(u64) -> u64 {
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    }
+}

@@ -94,14 +94,7 @@ fn pipeline(c: &Cluster, dir: &Path, end: Option<&str>) -> (Child, Child) {
 /// Transactions of one to 500 rows until `stop`; after each commit the WAL insert position
 /// (at or past its end) goes into `ledger_lsn`.
 fn write_until(env: &[(String, String)], stop: &std::sync::atomic::AtomicBool) {
-    let get = |k: &str| env.iter().find(|(n, _)| n == k).unwrap().1.clone();
-    let mut c = postgres::Config::new()
-        .host(&get("PGHOST"))
-        .port(get("PGPORT").parse().unwrap())
-        .user("postgres")
-        .dbname("sink_src")
-        .connect(postgres::NoTls)
-        .unwrap();
+    let mut c = connect_with(env, "sink_src");
     let mut id = 0i64;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         let n = if id % 40 == 0 { 500 } else { 1 + id % 3 };
@@ -146,16 +139,7 @@ fn the_file_sink_survives_kill_9_with_nothing_lost_or_doubled() {
         let (stop, env) = (stop.clone(), c.env());
         std::thread::spawn(move || write_until(&env, &stop))
     };
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let mut rand = move |n: u64| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) % n
-    };
+    let mut rand = clock_seeded_rand();
     for round in 0..6 {
         let (mut cdc, mut sink) = pipeline(c, dir.path(), None);
         std::thread::sleep(std::time::Duration::from_millis(1000 + rand(1500)));
