@@ -232,6 +232,31 @@ impl Masked<'_> {
         Ok(())
     }
 
+    /// A masked value that depends on another column (a step's `when`, a template) needs
+    /// that column in the line: without it the value would not be the one a masked dump has.
+    fn complete(&self, plan: &TablePlan, r: &Scratch, what: &str) -> Result<()> {
+        let has = |i: usize| r.present[i];
+        for col in plan.columns.iter().filter(|c| has(c.index)) {
+            let missing = match col.late {
+                // A template may read any column the plan decodes.
+                true => (0..r.present.len()).find(|&i| plan.decode[i] && !has(i)),
+                false => col
+                    .steps
+                    .iter()
+                    .filter_map(|s| s.when.as_ref().map(|w| w.column))
+                    .find(|&i| !has(i)),
+            };
+            if let Some(i) = missing {
+                bail!(
+                    "the rule for column {} reads column {}, which this change's {what} do not carry (an unchanged TOAST value, or a column outside the replica identity): give the source table REPLICA IDENTITY FULL",
+                    self.table.columns[col.index].name,
+                    self.table.columns[i].name
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Writes the line as `action`, with its new values masked (`columns`) and its old key
     /// masked (`identity`).
     fn write(
@@ -261,6 +286,7 @@ impl Masked<'_> {
             // out (unchanged TOAST values) come from its old values.
             let fallback = (action == "I" && l.action == "U").then_some(&l.identity[..]);
             self.load(plan, &l.columns, fallback, r)?;
+            self.complete(plan, r, "new values")?;
             plan.mask_row(&mut r.row)?;
             out.extend_from_slice(b",\"columns\":[");
             let all = l.columns.iter().chain(fallback.unwrap_or_default());
@@ -269,6 +295,7 @@ impl Masked<'_> {
         }
         if identity && !l.identity.is_empty() {
             self.load(plan, &l.identity, None, r)?;
+            self.complete(plan, r, "old key")?;
             plan.mask_row(&mut r.row)?;
             out.extend_from_slice(b",\"identity\":[");
             self.fields(l.identity.iter(), r, out);

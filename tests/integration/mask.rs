@@ -1654,6 +1654,32 @@ fn a_masked_dump_plus_the_masked_stream_equals_a_masked_copy_of_the_final_source
         "{}",
         stderr(&o)
     );
+    // A rule whose `when` reads a column an update left out (as it leaves out an unchanged
+    // TOAST value) is refused, not applied as if the column were NULL.
+    let text = String::from_utf8(stream.clone()).unwrap();
+    let vip = r#"{"name":"vip","type":"boolean","value":false},"#;
+    let cut = text
+        .lines()
+        .find(|l| l.contains("changed@corp.example"))
+        .unwrap();
+    assert!(cut.contains(vip), "{cut}");
+    let text = text.replace(cut, &cut.replacen(vip, "", 1));
+    let when = write_rules(
+        &dir,
+        "[tables.\"public.users\"]\ncolumns.name = { type = \"truncate\", length = 3, when = { column = \"vip\", equals = true } }",
+    );
+    let o = stage(
+        "weir-mask",
+        &["-c", &when, "--schema-from", &schema],
+        text.as_bytes(),
+        &[KEY],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("column name reads column vip"),
+        "{}",
+        stderr(&o)
+    );
     let o = run_on(
         c,
         "weir-cdc",
