@@ -211,6 +211,10 @@ pub struct SinkCli {
     /// was written.
     #[arg(long = "sync-interval", value_name = "MS", default_value_t = 200)]
     pub sync_interval: u64,
+    /// What to write: weir-cdc's lines as they are (wal2json), or each change in Debezium's
+    /// envelope (before, after, source, op, ts_ms; no events for begin, commit and messages).
+    #[arg(long = "format", value_name = "FORMAT", default_value = "wal2json", value_parser = ["wal2json", "debezium"])]
+    pub format: String,
     /// Print nothing but errors.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
@@ -224,6 +228,7 @@ impl SinkCli {
             rotate_bytes: self.rotate_size.max(1) << 20,
             rotate_age: std::time::Duration::from_secs(self.rotate_age.max(1)),
             sync_interval: std::time::Duration::from_millis(self.sync_interval),
+            debezium: self.format == "debezium",
             quiet: self.quiet,
         }
     }

@@ -196,6 +196,36 @@ fn the_file_sink_survives_kill_9_with_nothing_lost_or_doubled() {
     assert!(rows > 1000, "the writer wrote: {rows}");
     let files = std::fs::read_dir(dir.path()).unwrap().count();
     assert!(files > 2, "the files rotated: {files}");
+
+    // The same lines in Debezium's envelope: one create event a row, nothing for begin and
+    // commit, the source position carried.
+    let lines = delivered(dir.path()).join("\n") + "\n";
+    let saved = dir.path().join("all.jsonl.saved");
+    std::fs::write(&saved, &lines).unwrap();
+    let dbz = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dbz.path().display());
+    let o = run_on(
+        c,
+        "weir-sink",
+        &[
+            "-q",
+            &url,
+            "--format",
+            "debezium",
+            "-f",
+            saved.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let events = delivered(dbz.path());
+    assert_eq!(events.len(), rows);
+    for e in &events {
+        let v: serde_json::Value = serde_json::from_str(e).unwrap();
+        assert_eq!(v["op"], "c", "{e}");
+        assert!(v["before"].is_null() && v["after"]["id"].is_string(), "{e}");
+        assert!(v["source"]["lsn"].as_u64().unwrap() > 0, "{e}");
+    }
     let o = run_on(
         c,
         "weir-cdc",

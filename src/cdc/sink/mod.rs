@@ -5,8 +5,10 @@
 //! The loop is the same for every target: transactions are delivered whole and in order; one
 //! whose commit is before the durable position is already there and skipped (at-least-once
 //! on the wire, each transaction once at the target); a stream that ends inside a
-//! transaction delivers nothing of it and exits 3. Targets: [`file`] (`file:///DIR`).
+//! transaction delivers nothing of it and exits 3. Targets: [`file`] (`file:///DIR`); formats:
+//! weir-cdc's lines as they are, or [`debezium`]'s envelope.
 
+pub mod debezium;
 pub mod file;
 
 use super::line::Reader;
@@ -26,6 +28,8 @@ pub struct SinkOptions {
     pub rotate_age: Duration,
     /// Make what was written durable, and report it, at most this long after it was written.
     pub sync_interval: Duration,
+    /// Debezium's envelope instead of weir-cdc's lines.
+    pub debezium: bool,
     pub quiet: bool,
 }
 
@@ -36,6 +40,12 @@ struct Head<'a> {
     xid: Option<u32>,
     lsn: Option<&'a str>,
     nextlsn: Option<&'a str>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub fn run(o: &SinkOptions) -> Result<()> {
@@ -76,7 +86,9 @@ pub fn run(o: &SinkOptions) -> Result<()> {
                 if skip {
                     skipped += 1;
                 } else {
-                    sink.line(lines.raw())?;
+                    if !o.debezium {
+                        sink.line(lines.raw())?;
+                    }
                     sink.commit(end)?;
                     delivered += 1;
                 }
@@ -90,8 +102,13 @@ pub fn run(o: &SinkOptions) -> Result<()> {
             }
             _ => {}
         }
-        if !skip || open.is_none() {
+        if skip && open.is_some() {
+            continue;
+        }
+        if !o.debezium {
             sink.line(lines.raw())?;
+        } else if let Some(e) = debezium::event(&lines.line()?, now_ms())? {
+            sink.line(&e[..e.len() - 1])?;
         }
     }
     if let Some(xid) = open {
