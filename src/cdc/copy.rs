@@ -109,12 +109,11 @@ pub fn items(
             quote_ident(&rel.schema),
             quote_ident(&rel.table)
         );
-        let conds = page_ranges::split(pages, range, server_num).unwrap_or_default();
-        if conds.is_empty() {
+        let Some(conds) = page_ranges::split(pages, range, server_num) else {
             let query = format!("COPY ({from}) TO STDOUT");
             items.push((0, pages, Item { rel, query }));
             continue;
-        }
+        };
         for (round, cond) in conds.into_iter().enumerate() {
             let query = format!("COPY ({from} WHERE {cond}) TO STDOUT");
             items.push((

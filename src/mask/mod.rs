@@ -176,16 +176,11 @@ fn mask_stream(
         .with_context(|| format!("reading --schema-from {path}"))?;
     // Whether the archive holds rows (a schema-only one does not) says nothing of the stream.
     m.tables.iter_mut().for_each(|t| t.data = true);
+    let plan = compile(rules, &m, key)?;
     if o.strict {
-        check_strict(&m, &compile(rules, &m, key)?)?;
+        check_strict(&m, &plan)?;
     }
-    stream::run(
-        rules,
-        key,
-        &m,
-        input,
-        Output::open(o.output.as_deref(), false)?,
-    )
+    stream::run(&plan, &m, input, Output::open(o.output.as_deref(), false)?)
 }
 
 /// Compiles the rules for this archive; a rule error is a usage error, reported before any
@@ -481,7 +476,6 @@ impl Visitor for Masker {
     }
 }
 
-/// One row's values (decoded where the plan needs them; None is NULL or not decoded).
 /// Reused per-chunk storage: each row's field bounds and which fields the rules rewrite,
 /// and the row's values ([`RowBuf`]).
 #[derive(Default)]
@@ -506,11 +500,7 @@ fn mask_rows(
 ) -> Result<u64> {
     let ncols = table.columns.len();
     r.row.resize(ncols);
-    r.touched.clear();
-    r.touched.resize(ncols, false);
-    for c in &plan.columns {
-        r.touched[c.index] = true;
-    }
+    plan.rewritten_into(ncols, &mut r.touched);
     let bad = |msg: String| {
         coded(
             ExitCode::BadArchive,

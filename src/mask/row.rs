@@ -7,7 +7,7 @@ use super::rules::TablePlan;
 use super::transform;
 use anyhow::{Result, anyhow};
 
-/// A row's values, decoded text; `None` is SQL NULL.
+/// A row's values, decoded text; `None` is SQL NULL (or a value the plan does not read).
 pub type Row = [Option<Vec<u8>>];
 
 /// Reused per-row storage: original and masked values, by column position.
@@ -28,6 +28,15 @@ impl RowBuf {
 }
 
 impl TablePlan {
+    /// Which of the table's `ncols` columns the rules rewrite, into `out` (reused).
+    pub fn rewritten_into(&self, ncols: usize, out: &mut Vec<bool>) {
+        out.clear();
+        out.resize(ncols, false);
+        for c in &self.columns {
+            out[c.index] = true;
+        }
+    }
+
     /// Does the row in `r.original` pass the table's `keep_rows` and `drop_rows`?
     pub fn keeps(&self, row: &Row) -> bool {
         !(self.keep.as_ref().is_some_and(|c| !c.holds(row))

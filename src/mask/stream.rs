@@ -16,9 +16,8 @@
 //! delete is judged on `identity`. Values a filter reads must be in the line: for updates and
 //! deletes, in the replica identity (say REPLICA IDENTITY FULL), or weir-mask stops and says so.
 
-use super::keyed::Key;
 use super::row::RowBuf;
-use super::rules::{Plan, RulesText, TablePlan};
+use super::rules::{Plan, TablePlan};
 use crate::archive::{Manifest, Table};
 use crate::cdc::json;
 use crate::cdc::line::{Field, Line, Reader, Value};
@@ -28,15 +27,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, Write};
 
 /// Masks the change stream `input` into `out`.
-pub fn run(
-    rules: &RulesText,
-    key: &Key,
-    manifest: &Manifest,
-    input: impl BufRead,
-    mut out: Output,
-) -> Result<()> {
-    let plan = super::compile(rules, manifest, key)?;
-    let s = Streamer::new(manifest, &plan);
+pub fn run(plan: &Plan, manifest: &Manifest, input: impl BufRead, mut out: Output) -> Result<()> {
+    let s = Streamer::new(manifest, plan);
     let mut lines = Reader::new(input);
     let mut buf = Vec::with_capacity(1 << 20);
     let mut r = Scratch::default();
@@ -76,6 +68,8 @@ struct Masked<'p> {
     table: &'p Table,
     plan: Option<&'p TablePlan>,
     index: HashMap<&'p str, usize>,
+    /// The columns the rules rewrite (the others are written as the line has them).
+    rewritten: Vec<bool>,
 }
 
 impl<'p> Streamer<'p> {
@@ -88,10 +82,16 @@ impl<'p> Streamer<'p> {
                 .enumerate()
                 .map(|(i, c)| (c.name.as_str(), i))
                 .collect();
+            let mut rewritten = Vec::new();
+            let plan = plan.tables.get(&t.id);
+            if let Some(p) = plan {
+                p.rewritten_into(t.columns.len(), &mut rewritten);
+            }
             let masked = Masked {
                 table: t,
-                plan: plan.tables.get(&t.id),
+                plan,
                 index,
+                rewritten,
             };
             tables
                 .entry(t.schema.as_str())
@@ -316,7 +316,6 @@ impl Masked<'_> {
         r: &mut Scratch,
         out: &mut Vec<u8>,
     ) {
-        let plan = self.plan.expect("masked");
         r.written.clear();
         r.written.resize(self.table.columns.len(), false);
         for f in fields {
@@ -332,7 +331,7 @@ impl Masked<'_> {
             out.extend_from_slice(b",\"type\":");
             json::string(out, &f.type_name);
             out.extend_from_slice(b",\"value\":");
-            match plan.columns.iter().any(|p| p.index == i) {
+            match self.rewritten[i] {
                 true => value_json(out, &f.type_name, r.row.masked[i].as_deref()),
                 false => match &f.value {
                     Value::Null => out.extend_from_slice(b"null"),

@@ -11,7 +11,8 @@ use crate::cdc::line::{Field, Line, Value};
 use anyhow::{Context, Result};
 use serde_json::{Map, json};
 
-/// The event for `l`, or `None` for a line that has none.
+/// The event for `l` (one line of JSON, without its newline), or `None` for a line that has
+/// none.
 pub fn event(l: &Line, now_ms: i64) -> Result<Option<Vec<u8>>> {
     let op = match (l.action, l.snapshot) {
         ("I", true) => "r",
@@ -51,9 +52,7 @@ pub fn event(l: &Line, now_ms: i64) -> Result<Option<Vec<u8>>> {
         "op": op,
         "ts_ms": now_ms,
     });
-    let mut out = serde_json::to_vec(&event)?;
-    out.push(b'\n');
-    Ok(Some(out))
+    Ok(Some(serde_json::to_vec(&event)?))
 }
 
 /// `2026-12-04 07:07:20.422709+00` (the stream's commit time) in milliseconds since 1970.

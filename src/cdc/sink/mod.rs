@@ -102,13 +102,14 @@ pub fn run(o: &SinkOptions) -> Result<()> {
             }
             _ => {}
         }
-        if skip && open.is_some() {
+        // Set at a begin line, cleared at its commit: a line of a transaction already there.
+        if skip {
             continue;
         }
         if !o.debezium {
             sink.line(lines.raw())?;
         } else if let Some(e) = debezium::event(&lines.line()?, now_ms())? {
-            sink.line(&e[..e.len() - 1])?;
+            sink.line(&e)?;
         }
     }
     if let Some(xid) = open {
