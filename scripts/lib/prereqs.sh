@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Installs what building and testing weir needs, if missing: the PostgreSQL server and client
-# tools (and wal2json, the CDC tests' reference), OpenSSL headers and CLI, the reference zstd/lz4/gzip/bzip2/age/ssh-keygen tools, the
+# tools (and wal2json, the CDC tests' reference), nats-server, OpenSSL headers and CLI, the reference zstd/lz4/gzip/bzip2/age/ssh-keygen tools, the
 # s3s-fs test server, podman and debootstrap for the image, and Rust's rustfmt and clippy. Sourced by test.sh, demo.sh
 # and bench.sh; idempotent, so a machine that has everything installs nothing.
 weir_install_prereqs() {
@@ -26,6 +26,8 @@ weir_install_prereqs() {
     # backup.sh's failure webhook; the scripts' lint.
     command -v curl >/dev/null 2>&1 || need+=(curl)
     command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+    # weir-sink's NATS JetStream target, tested against the real server.
+    command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
     # Peak-RSS checks (the storage memory test, the benchmark).
     [ -x /usr/bin/time ] || need+=(time)
     # The Docker image, built and run by the test suite with podman (scripts/lib/image.sh).

@@ -107,7 +107,7 @@ impl Confirm {
     /// delivered yet).
     fn refresh(&mut self) -> Result<()> {
         if let Confirm::File { dir, durable } = self {
-            *durable = super::sink::file::durable(dir)?.unwrap_or_default();
+            *durable = super::sink::state::durable(dir)?.unwrap_or_default();
             return Ok(());
         }
         if let Confirm::Origin {

@@ -195,7 +195,8 @@ A stream that ends inside a transaction delivers nothing of it and exits 3.",
     after_help = "Example:\n  weir-cdc app -S audit --publication app_pub --stream --confirm-from file:///var/lib/audit | weir-sink file:///var/lib/audit"
 )]
 pub struct SinkCli {
-    /// Where to deliver: file:///DIR.
+    /// Where to deliver: file:///DIR, http(s)://... (a webhook: one POST per transaction), or
+    /// nats://HOST[:PORT]/SUBJECT?stream=NAME (NATS JetStream: one message per line).
     #[arg(value_name = "URL")]
     pub url: String,
     /// Read the stream from FILE instead of standard input.
@@ -215,6 +216,22 @@ pub struct SinkCli {
     /// envelope (before, after, source, op, ts_ms; no events for begin, commit and messages).
     #[arg(long = "format", value_name = "FORMAT", default_value = "wal2json", value_parser = ["wal2json", "debezium"])]
     pub format: String,
+    /// Webhook and NATS: record the durable position in DIR/position (what weir-cdc
+    /// --confirm-from file:///DIR reads), so a restart skips what was delivered. file:// keeps
+    /// it in its own DIR.
+    #[arg(long = "state", value_name = "DIR")]
+    pub state: Option<std::path::PathBuf>,
+    /// Webhook and NATS: how long one POST, or one publish's acknowledgement, may take.
+    #[arg(long = "timeout", value_name = "SECS", default_value_t = 30)]
+    pub timeout: u64,
+    /// Webhook: retry a POST that failed with a 5xx, 408 or 429, a timeout or a broken
+    /// connection for this long, backing off, before giving up.
+    #[arg(long = "retry-for", value_name = "SECS", default_value_t = 600)]
+    pub retry_for: u64,
+    /// Webhook: the largest body; a bigger transaction is sent in parts (Weir-Part,
+    /// Weir-Last-Part).
+    #[arg(long = "max-body", value_name = "MIB", default_value_t = 8)]
+    pub max_body: usize,
     /// Print nothing but errors.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
@@ -229,6 +246,10 @@ impl SinkCli {
             rotate_age: std::time::Duration::from_secs(self.rotate_age.max(1)),
             sync_interval: std::time::Duration::from_millis(self.sync_interval),
             debezium: self.format == "debezium",
+            state: self.state.clone(),
+            timeout: std::time::Duration::from_secs(self.timeout.max(1)),
+            retry_for: std::time::Duration::from_secs(self.retry_for),
+            max_body: self.max_body.max(1) << 20,
             quiet: self.quiet,
         }
     }
@@ -237,18 +258,43 @@ impl SinkCli {
 /// weir-sink's man page.
 pub const SINK: Page = Page {
     command: <SinkCli as clap::CommandFactory>::command,
-    examples: &[(
-        "weir-cdc app -S audit --publication app_pub --stream --confirm-from file:///var/lib/audit | weir-sink file:///var/lib/audit",
-        "Keep every change of the published tables in files, none lost or doubled across crashes of either side.",
-    )],
-    environment: &[],
+    examples: &[
+        (
+            "weir-cdc app -S audit --publication app_pub --stream --confirm-from file:///var/lib/audit | weir-sink file:///var/lib/audit",
+            "Keep every change of the published tables in files, none lost or doubled across crashes of either side.",
+        ),
+        (
+            "weir-cdc app -S hook --publication app_pub --stream --confirm-from file:///var/lib/hook | weir-sink --state /var/lib/hook https://example.com/changes",
+            "POST each transaction to a webhook, in order, retrying while the receiver fails; the slot advances only past what it accepted.",
+        ),
+        (
+            "weir-cdc app -S bus --publication app_pub --stream --confirm-from file:///var/lib/bus | weir-sink --state /var/lib/bus --format debezium 'nats://nats:4222/cdc.app?stream=APP'",
+            "Publish each change to NATS JetStream once, as Debezium events, across restarts of either side.",
+        ),
+    ],
+    environment: &[
+        (
+            "WEIR_SINK_AUTHORIZATION",
+            "The value of a webhook POST's Authorization header (for example \"Bearer TOKEN\").",
+        ),
+        ("WEIR_NATS_TOKEN", "The token NATS authenticates with."),
+        (
+            "WEIR_NATS_USER, WEIR_NATS_PASSWORD",
+            "The user and password NATS authenticates with.",
+        ),
+    ],
     see_also: "weir-cdc(1), weir-apply(1)",
     exits: &[
-        (ExitCode::Failure, None),
+        (
+            ExitCode::Failure,
+            Some(
+                "Delivery failed: a webhook refused a body (a 4xx) or kept failing for --retry-for, or NATS refused a message or fell silent. What was delivered is recorded; a restart goes on after it.",
+            ),
+        ),
         (
             ExitCode::BadArchive,
             Some(
-                "The input is not a change stream, or it ended inside a transaction (nothing of that transaction was delivered).",
+                "The input is not a change stream, or it ended inside a transaction (no file holds any of that transaction; a webhook or NATS may have received its first parts, which a restart sends again with the same ids).",
             ),
         ),
     ],

@@ -2,50 +2,22 @@
 //! by the commit LSN of its first (`000000000ABC1234.jsonl`, so names sort in stream order),
 //! a new one once the current file is `--rotate-size` bytes or `--rotate-age` old.
 //!
-//! `DIR/position` says what is durable: `{"lsn":"0/ABC1234","file":"...jsonl","offset":N}`,
-//! the end of the last transaction whose lines are synced, and where in which file they end.
-//! It is written after the data is synced, through a synced temporary file and a rename
-//! ([`durable_write`]), so it never names bytes a crash could lose. On start weir-sink cuts the
+//! `DIR/position` ([`state`]) says what is durable: the end of the last transaction whose
+//! lines are synced, and where in which file they end. It is written after the data is synced,
+//! so it never names bytes a crash could lose. On start weir-sink cuts the
 //! named file back to that offset and removes later files: what a crash left half-written goes,
 //! whole lines and whole transactions remain, and the replay from the slot continues exactly
 //! there. A reader takes files in name order, and the last up to `offset`.
 
 use super::SinkOptions;
+use super::state::{self, Position};
 use crate::pg::lsn::Lsn;
-use crate::plumbing::durable::{durable_write, sync_dir};
+use crate::plumbing::durable::sync_dir;
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// The name of the position file in DIR.
-pub const POSITION: &str = "position";
-
-#[derive(Serialize, Deserialize, Default, Clone)]
-struct Position {
-    lsn: String,
-    file: String,
-    offset: u64,
-}
-
-/// Reads DIR's durable position: what `weir-cdc --confirm-from file:///DIR` confirms. None
-/// when nothing was delivered yet.
-pub fn durable(dir: &Path) -> Result<Option<Lsn>> {
-    read_position(dir)?.map(|p| Lsn::parse(&p.lsn)).transpose()
-}
-
-fn read_position(dir: &Path) -> Result<Option<Position>> {
-    let path = dir.join(POSITION);
-    match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .with_context(|| format!("{}: not a weir-sink position", path.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
 
 fn is_segment(name: &str) -> bool {
     name.len() == 22
@@ -69,11 +41,40 @@ pub struct FileSink {
     buf: Vec<u8>,
 }
 
+impl super::Target for FileSink {
+    fn position(&self) -> Lsn {
+        self.durable.lsn()
+    }
+
+    fn begin(&mut self, commit: Lsn) -> Result<()> {
+        FileSink::begin(self, commit)
+    }
+
+    fn line(&mut self, raw: &[u8]) -> Result<()> {
+        FileSink::line(self, raw)
+    }
+
+    fn commit(&mut self, end: Lsn) -> Result<()> {
+        FileSink::commit(self, end)
+    }
+
+    /// A message outside any transaction goes into the current file, recorded with the next
+    /// transaction's end.
+    fn lone(&mut self, at: Lsn, raw: &[u8]) -> Result<()> {
+        FileSink::begin(self, at)?;
+        FileSink::line(self, raw)
+    }
+
+    fn finish(self: Box<Self>) -> Result<Lsn> {
+        FileSink::finish(*self)
+    }
+}
+
 impl FileSink {
     /// Opens DIR (created if missing), cutting back whatever a crash left past the position.
     pub fn open(dir: &Path, o: &SinkOptions) -> Result<FileSink> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let durable = read_position(dir)?.unwrap_or_default();
+        let durable = state::read(dir)?.unwrap_or_default();
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .with_context(|| format!("listing {}", dir.display()))?
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -106,11 +107,6 @@ impl FileSink {
             sync_interval: o.sync_interval,
             buf: Vec::with_capacity(1 << 20),
         })
-    }
-
-    /// The end of the last transaction that is durable here.
-    pub fn position(&self) -> Lsn {
-        Lsn::parse(&self.durable.lsn).unwrap_or(Lsn::ZERO)
     }
 
     /// A transaction starts: a new file when the current one is full or old enough.
@@ -187,10 +183,7 @@ impl FileSink {
             file: name.clone(),
             offset,
         };
-        let mut text = serde_json::to_vec(&p)?;
-        text.push(b'\n');
-        durable_write(&self.dir.join(POSITION), &text)?;
-        sync_dir(&self.dir)?;
+        state::write(&self.dir, &p)?;
         self.durable = p;
         Ok(())
     }
@@ -208,6 +201,6 @@ impl FileSink {
             f.set_len(keep)?;
             f.sync_all()?;
         }
-        Ok(self.position())
+        Ok(self.durable.lsn())
     }
 }

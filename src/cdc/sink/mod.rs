@@ -2,14 +2,19 @@
 //! made durable reported where `weir-cdc --confirm-from` reads it, so the slot never passes
 //! what the sink holds (the design of weir-apply's replication origin, for other targets).
 //!
-//! The loop is the same for every target: transactions are delivered whole and in order; one
-//! whose commit is before the durable position is already there and skipped (at-least-once
-//! on the wire, each transaction once at the target); a stream that ends inside a
-//! transaction delivers nothing of it and exits 3. Targets: [`file`] (`file:///DIR`); formats:
-//! weir-cdc's lines as they are, or [`debezium`]'s envelope.
+//! The loop is the same for every target ([`Target`]): transactions are delivered whole and
+//! in order; one whose commit is before the durable position is already there and skipped
+//! (at-least-once on the wire, each transaction once at the target); a stream that ends inside
+//! a transaction delivers nothing more of it and exits 3. Targets: [`file`] (`file:///DIR`),
+//! [`webhook`] (`http://` and `https://`) and [`nats`] (`nats://HOST/SUBJECT?stream=NAME`);
+//! formats: weir-cdc's lines as they are, or [`debezium`]'s envelope. [`state`] holds the
+//! durable position weir-cdc `--confirm-from file:///DIR` reads.
 
 pub mod debezium;
 pub mod file;
+pub mod nats;
+pub mod state;
+pub mod webhook;
 
 use super::line::Reader;
 use crate::pg::lsn::Lsn;
@@ -30,6 +35,14 @@ pub struct SinkOptions {
     pub sync_interval: Duration,
     /// Debezium's envelope instead of weir-cdc's lines.
     pub debezium: bool,
+    /// Where a webhook or NATS sink records its durable position (`file://` keeps it in DIR).
+    pub state: Option<std::path::PathBuf>,
+    /// How long one request (a POST, a publish's acknowledgement) may take.
+    pub timeout: Duration,
+    /// How long a webhook retries a failing delivery before giving up.
+    pub retry_for: Duration,
+    /// The largest webhook body: a bigger transaction goes in parts.
+    pub max_body: usize,
     pub quiet: bool,
 }
 
@@ -48,17 +61,44 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// A place the stream is delivered to, fed whole transactions in stream order.
+pub trait Target {
+    /// The end of the last transaction the target holds durably (0/0: nothing yet).
+    fn position(&self) -> Lsn;
+    /// A transaction that commits at `commit` starts.
+    fn begin(&mut self, commit: Lsn) -> Result<()>;
+    /// One line of it (without its newline).
+    fn line(&mut self, raw: &[u8]) -> Result<()>;
+    /// The transaction ended at `end`: deliver what is left of it, durable within the sync
+    /// interval.
+    fn commit(&mut self, end: Lsn) -> Result<()>;
+    /// A message outside any transaction, at `at`.
+    fn lone(&mut self, at: Lsn, raw: &[u8]) -> Result<()>;
+    /// Makes everything delivered durable and recorded, drops a transaction left open, and
+    /// says where the durable position ends.
+    fn finish(self: Box<Self>) -> Result<Lsn>;
+}
+
+fn open(o: &SinkOptions) -> Result<Box<dyn Target>> {
+    let (scheme, rest) = o.url.split_once("://").unwrap_or(("", ""));
+    Ok(match scheme {
+        "file" => Box::new(file::FileSink::open(std::path::Path::new(rest), o)?),
+        "http" | "https" => Box::new(webhook::Webhook::open(o)?),
+        "nats" => Box::new(nats::Nats::open(o)?),
+        _ => {
+            return Err(coded(
+                ExitCode::Usage,
+                format!(
+                    "{}: weir-sink delivers to file:///DIR, http(s)://... or nats://HOST/SUBJECT?stream=NAME",
+                    o.url
+                ),
+            ));
+        }
+    })
+}
+
 pub fn run(o: &SinkOptions) -> Result<()> {
-    let dir = o.url.strip_prefix("file://").ok_or_else(|| {
-        coded(
-            ExitCode::Usage,
-            format!(
-                "{}: weir-sink delivers to file:///DIR (webhooks and NATS JetStream are not built yet)",
-                o.url
-            ),
-        )
-    })?;
-    let mut sink = file::FileSink::open(std::path::Path::new(dir), o)?;
+    let mut sink = open(o)?;
     let durable = sink.position();
     let mut lines = Reader::new(std::io::BufReader::new(open_input(o.input.as_deref())?));
     let (mut open, mut skip, mut delivered, mut skipped) = (None::<u32>, false, 0u64, 0u64);
@@ -78,6 +118,9 @@ pub fn run(o: &SinkOptions) -> Result<()> {
                 open = h.xid;
                 if !skip {
                     sink.begin(commit)?;
+                    if !o.debezium {
+                        sink.line(lines.raw())?;
+                    }
                 }
             }
             "C" if open.is_none() => anyhow::bail!("a commit outside a transaction"),
@@ -93,33 +136,35 @@ pub fn run(o: &SinkOptions) -> Result<()> {
                     delivered += 1;
                 }
                 (open, skip) = (None, false);
-                continue;
             }
             _ if open.is_none() => {
-                // A message outside any transaction goes into the current file.
                 let at = Lsn::parse(h.lsn.context("a line without lsn")?)?;
-                sink.begin(at)?;
+                if at < durable {
+                    continue;
+                }
+                if !o.debezium {
+                    sink.lone(at, lines.raw())?;
+                } else if let Some(e) = debezium::event(&lines.line()?, now_ms())? {
+                    sink.lone(at, &e)?;
+                }
             }
-            _ => {}
+            // Set at a begin line, cleared at its commit: a line of a transaction already there.
+            _ if skip => {}
+            _ if !o.debezium => sink.line(lines.raw())?,
+            _ => {
+                if let Some(e) = debezium::event(&lines.line()?, now_ms())? {
+                    sink.line(&e)?;
+                }
+            }
         }
-        // Set at a begin line, cleared at its commit: a line of a transaction already there.
-        if skip {
-            continue;
-        }
-        if !o.debezium {
-            sink.line(lines.raw())?;
-        } else if let Some(e) = debezium::event(&lines.line()?, now_ms())? {
-            sink.line(&e)?;
-        }
-    }
-    if let Some(xid) = open {
-        sink.finish()?;
-        return Err(coded(
-            ExitCode::BadArchive,
-            format!("the stream ended inside transaction {xid}: nothing of it was delivered"),
-        ));
     }
     let at = sink.finish()?;
+    if let Some(xid) = open {
+        return Err(coded(
+            ExitCode::BadArchive,
+            format!("the stream ended inside transaction {xid}: nothing more of it was delivered"),
+        ));
+    }
     if !o.quiet {
         eprintln!(
             "weir-sink: {delivered} transactions delivered, {skipped} already there skipped; durable at {at}"
