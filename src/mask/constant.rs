@@ -129,6 +129,80 @@ pub fn compile(v: &toml::Value, ty: &Ty, column: &str) -> Result<Vec<u8>> {
     })
 }
 
+/// How values of a type are put in order by `gt`, `gte`, `lt` and `lte` (pg_flo's typed
+/// comparisons), once brought to their canonical form ([`Canon`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Order {
+    Int,
+    Decimal,
+    Float,
+    /// Byte order of the canonical text: text (as the C collation sorts it), ISO dates,
+    /// timestamps (instants in UTC), times, uuids, booleans (`f` before `t`).
+    Bytes,
+    /// An enum's labels in their sort order, as PostgreSQL orders them.
+    Labels(Vec<String>),
+}
+
+impl Order {
+    /// How `ty` is ordered, or `None` for types without an order weir knows (intervals,
+    /// arrays, json, network types and the rest).
+    pub fn of(ty: &Ty) -> Option<Order> {
+        Some(match ty {
+            Ty::Int { .. } => Order::Int,
+            Ty::Numeric { .. } => Order::Decimal,
+            Ty::Float => Order::Float,
+            Ty::Text { .. } | Ty::Date | Ty::Timestamp { .. } | Ty::Time | Ty::Uuid | Ty::Bool => {
+                Order::Bytes
+            }
+            Ty::Enum(labels) => Order::Labels(labels.clone()),
+            _ => return None,
+        })
+    }
+
+    /// Compares two canonical values; `None` when one cannot be read as the type (then no
+    /// comparison holds).
+    pub fn cmp(&self, a: &[u8], b: &[u8]) -> Option<std::cmp::Ordering> {
+        let text = |v| std::str::from_utf8(v).ok();
+        match self {
+            Order::Int => Some(text(a)?.parse::<i64>().ok()?.cmp(&text(b)?.parse().ok()?)),
+            Order::Float => text(a)?
+                .parse::<f64>()
+                .ok()?
+                .partial_cmp(&text(b)?.parse().ok()?),
+            Order::Decimal => Some(decimal_cmp(text(a)?, text(b)?)),
+            Order::Bytes => Some(infinite(a).cmp(&infinite(b)).then_with(|| a.cmp(b))),
+            Order::Labels(l) => {
+                let at = |v| l.iter().position(|x| Some(x.as_str()) == text(v));
+                Some(at(a)?.cmp(&at(b)?))
+            }
+        }
+    }
+}
+
+/// Dates' and timestamps' `-infinity` before every value, `infinity` after.
+fn infinite(v: &[u8]) -> i8 {
+    match v {
+        b"-infinity" => -1,
+        b"infinity" => 1,
+        _ => 0,
+    }
+}
+
+/// Compares two decimals in [`decimal`]'s canonical form.
+fn decimal_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (an, bn) = (a.starts_with('-'), b.starts_with('-'));
+    if an != bn {
+        return bn.cmp(&an);
+    }
+    let split = |s: &str| {
+        let s = s.trim_start_matches('-');
+        let (i, f) = s.split_once('.').unwrap_or((s, ""));
+        (i.len(), i.to_string(), f.to_string())
+    };
+    let magnitude = split(a).cmp(&split(b));
+    if an { magnitude.reverse() } else { magnitude }
+}
+
 /// A timestamp as PostgreSQL writes one (ISO DateStyle) or as TOML and RFC 3339 write one:
 /// `YYYY-MM-DD[ T]HH:MM[:SS[.frac]]` or a bare date, then optionally `Z` or an offset
 /// (`+02`, `+05:30`, `-03:30:15`) in seconds east of UTC.
@@ -213,6 +287,29 @@ fn decimal(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Ordering::{Equal, Greater, Less};
+
+    #[test]
+    fn comparisons_follow_the_type() {
+        let d = |a: &str, b: &str| Order::Decimal.cmp(a.as_bytes(), b.as_bytes()).unwrap();
+        assert_eq!(d("0.5", "0.25"), Greater);
+        assert_eq!(d("-2", "-1.5"), Less);
+        assert_eq!(d("10", "9.99"), Greater);
+        assert_eq!(d("-0.5", "0"), Less);
+        assert_eq!(d("1", "1"), Equal);
+        assert_eq!(Order::Int.cmp(b"10", b"9"), Some(Greater));
+        assert_eq!(Order::Float.cmp(b"1e2", b"99.5"), Some(Greater));
+        assert_eq!(Order::Float.cmp(b"NaN", b"1"), None);
+        assert_eq!(Order::Bytes.cmp(b"infinity", b"9999-12-31"), Some(Greater));
+        assert_eq!(
+            Order::Bytes.cmp(b"2024-01-02", b"2023-12-31"),
+            Some(Greater)
+        );
+        let labels = Order::Labels(vec!["low".into(), "high".into()]);
+        assert_eq!(labels.cmp(b"high", b"low"), Some(Greater));
+        assert_eq!(labels.cmp(b"medium", b"low"), None);
+        assert_eq!(Order::of(&Ty::Json), None);
+    }
 
     #[test]
     fn constants_take_the_column_type() {

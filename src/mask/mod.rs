@@ -176,7 +176,12 @@ fn mask_stream(
         .with_context(|| format!("reading --schema-from {path}"))?;
     // Whether the archive holds rows (a schema-only one does not) says nothing of the stream.
     m.tables.iter_mut().for_each(|t| t.data = true);
-    let plan = compile(rules, &m, key)?;
+    let mut plan = compile(rules, &m, key)?;
+    // In a stream an excluded column goes nowhere: as seen as a kept one, for --strict.
+    for p in plan.tables.values_mut() {
+        let excluded = (0..p.route.exclude.len()).filter(|&i| p.route.excluded(i));
+        p.kept.extend(excluded.collect::<Vec<_>>());
+    }
     if o.strict {
         check_strict(&m, &plan)?;
     }
@@ -329,6 +334,17 @@ impl Visitor for Masker {
         let plan = compile(&self.rules, m, &self.key)?;
         if self.strict {
             check_strict(m, &plan)?;
+        }
+        for t in m
+            .tables
+            .iter()
+            .filter(|t| plan.tables.get(&t.id).is_some_and(|p| !p.route.is_empty()))
+        {
+            eprintln!(
+                "{}: table {}: operations, exclude, rename and rename_columns apply to change streams; the archive keeps the table as it is",
+                crate::plumbing::program(),
+                t.qualified()
+            );
         }
         let mut out_m = m.clone();
         out_m.masked = true;

@@ -11,10 +11,18 @@
 //!
 //! [tables."public.audit_*"]
 //! data = false                                              # schema stays, rows go
+//!
+//! [tables."public.orders"]                                  # change streams only: routing
+//! keep_rows = { column = "total", gt = 100 }
+//! operations = ["insert", "update"]
+//! exclude = ["card_token"]
+//! rename = "analytics.orders"
+//! rename_columns = { note = "remark" }
 //! ```
 //! Everything is checked before the first row: tables and columns must exist (the nearest
 //! name is suggested), each transformer must be able to produce the column's type.
 
+use super::constant::Order;
 use super::transform::{self, Params, Transformer};
 use super::types::Ty;
 use crate::archive::{Manifest, Table};
@@ -98,6 +106,37 @@ struct TableRules {
     /// Columns that stay as they are, named so that `--strict` knows they were seen.
     #[serde(default)]
     keep: Vec<String>,
+    /// Change streams only (pg_flo's routing): the kinds of change that pass.
+    operations: Option<Vec<Operation>>,
+    /// Change streams only: columns left out of every change.
+    #[serde(default)]
+    exclude: Vec<String>,
+    /// Change streams only: the table's name downstream, `schema.table` or `table`.
+    rename: Option<String>,
+    /// Change streams only: columns' names downstream.
+    #[serde(default)]
+    rename_columns: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum Operation {
+    Insert,
+    Update,
+    Delete,
+    Truncate,
+}
+
+impl Operation {
+    /// The action letter of weir-cdc's lines.
+    fn action(self) -> &'static str {
+        match self {
+            Operation::Insert => "I",
+            Operation::Update => "U",
+            Operation::Delete => "D",
+            Operation::Truncate => "T",
+        }
+    }
 }
 
 impl Default for TableRules {
@@ -109,6 +148,10 @@ impl Default for TableRules {
             columns: BTreeMap::new(),
             assume_unique: Vec::new(),
             keep: Vec::new(),
+            operations: None,
+            exclude: Vec::new(),
+            rename: None,
+            rename_columns: BTreeMap::new(),
         }
     }
 }
@@ -135,6 +178,11 @@ struct CondSpec {
     one_of: Option<Vec<toml::Value>>,
     is_null: Option<bool>,
     matches: Option<String>,
+    gt: Option<toml::Value>,
+    gte: Option<toml::Value>,
+    lt: Option<toml::Value>,
+    lte: Option<toml::Value>,
+    contains: Option<String>,
 }
 
 /// A condition on the original values of a row.
@@ -151,6 +199,9 @@ enum Test {
     OneOf(Vec<Vec<u8>>),
     IsNull(bool),
     Matches(regex::bytes::Regex),
+    /// `gt` and the rest: the orderings that hold, the constant, how the type orders.
+    Compare(&'static [std::cmp::Ordering], Vec<u8>, Order),
+    Contains(Vec<u8>),
 }
 
 impl Condition {
@@ -163,6 +214,10 @@ impl Condition {
             Test::OneOf(xs) => v().is_some_and(|v| xs.iter().any(|x| **x == *v)),
             Test::IsNull(want) => raw.is_none() == *want,
             Test::Matches(re) => raw.is_some_and(|v| re.is_match(v)),
+            Test::Compare(holds, x, order) => v()
+                .and_then(|v| order.cmp(&v, x))
+                .is_some_and(|o| holds.contains(&o)),
+            Test::Contains(x) => raw.is_some_and(|v| memchr::memmem::find(v, x).is_some()),
         }
     }
 }
@@ -206,9 +261,47 @@ pub struct TablePlan {
     pub section: bool,
     /// The columns listed in `keep`.
     pub kept: Vec<usize>,
+    /// What a change stream's lines of the table become besides masked.
+    pub route: Route,
+}
+
+/// pg_flo's routing rules, which only a change stream has a use for: which kinds of change
+/// pass, which columns are left out, and the names downstream.
+#[derive(Default)]
+pub struct Route {
+    /// The action letters (`I`, `U`, `D`, `T`) that pass; `None`: all of them.
+    pub operations: Option<Vec<&'static str>>,
+    /// By column index; empty when nothing is excluded.
+    pub exclude: Vec<bool>,
+    /// The schema and table downstream.
+    pub rename: Option<(String, String)>,
+    /// By column index, the name downstream; empty when no column is renamed.
+    pub columns: Vec<Option<String>>,
+}
+
+impl Route {
+    pub fn is_empty(&self) -> bool {
+        self.operations.is_none()
+            && self.exclude.is_empty()
+            && self.rename.is_none()
+            && self.columns.is_empty()
+    }
+
+    pub fn passes(&self, action: &str) -> bool {
+        self.operations.as_ref().is_none_or(|o| o.contains(&action))
+    }
+
+    pub fn excluded(&self, i: usize) -> bool {
+        self.exclude.get(i).copied().unwrap_or(false)
+    }
 }
 
 impl TablePlan {
+    /// Does a change stream's line of the table change (masked, filtered or routed)?
+    pub fn changes_lines(&self) -> bool {
+        self.rewrites_rows() || !self.data || !self.route.is_empty()
+    }
+
     /// Does the plan change anything in the rows? If not, chunks pass through untouched.
     pub fn rewrites_rows(&self) -> bool {
         self.data && (self.keep.is_some() || self.drop.is_some() || !self.columns.is_empty())
@@ -445,7 +538,76 @@ impl TableCx<'_> {
             dropped: !rules.data,
             section: true,
             kept,
+            route: self.route(rules)?,
         })
+    }
+
+    /// The routing rules, checked: named columns exist, no key column is excluded (updates
+    /// and deletes downstream find their rows by it), no two columns end with one name.
+    fn route(&self, rules: &TableRules) -> Result<Route> {
+        let n = self.t.columns.len();
+        let mut route = Route {
+            operations: rules
+                .operations
+                .as_ref()
+                .map(|o| o.iter().map(|o| o.action()).collect()),
+            ..Route::default()
+        };
+        let key: Vec<&str> = self
+            .t
+            .unique
+            .iter()
+            .filter(|k| k.kind == "primary")
+            .flat_map(|k| k.columns.iter().map(String::as_str))
+            .collect();
+        for name in &rules.exclude {
+            let i = self.column(name)?;
+            if key.contains(&name.as_str()) {
+                bail!(
+                    "rules for {}: exclude names {name:?}, part of the primary key: updates and deletes downstream find their rows by it",
+                    self.pattern
+                );
+            }
+            route.exclude.resize(n, false);
+            route.exclude[i] = true;
+        }
+        for (from, to) in &rules.rename_columns {
+            let i = self.column(from)?;
+            if route.excluded(i) {
+                bail!(
+                    "rules for {}: {from:?} is both excluded and renamed",
+                    self.pattern
+                );
+            }
+            route.columns.resize(n, None);
+            route.columns[i] = Some(to.clone());
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, c) in self
+            .t
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !route.excluded(*i))
+        {
+            let name = route
+                .columns
+                .get(i)
+                .cloned()
+                .flatten()
+                .unwrap_or_else(|| c.name.clone());
+            if !names.insert(name.clone()) {
+                bail!(
+                    "rules for {}: two columns would be named {name:?} downstream",
+                    self.pattern
+                );
+            }
+        }
+        route.rename = rules.rename.as_ref().map(|r| match r.split_once('.') {
+            Some((s, t)) => (s.to_string(), t.to_string()),
+            None => (self.t.schema.clone(), r.clone()),
+        });
+        Ok(route)
     }
 
     /// A condition (`keep_rows`, `drop_rows`, `when`), its constants typed as the column.
@@ -458,6 +620,17 @@ impl TableCx<'_> {
         let one_of = |v: &Vec<toml::Value>| v.iter().map(typed).collect::<Result<Vec<_>>>();
         let regex = |re: &String| {
             regex::bytes::Regex::new(re).map_err(|e| anyhow!("condition on {}: {e}", c.column))
+        };
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        let ordered = |v: &toml::Value, holds: &'static [std::cmp::Ordering]| {
+            let order = Order::of(&ty).ok_or_else(|| {
+                anyhow!(
+                    "condition on {}: gt, gte, lt and lte compare numbers, text, dates, times, timestamps, uuids, booleans and enums; the column is {}",
+                    c.column,
+                    self.t.columns[index].type_name
+                )
+            })?;
+            Ok::<_, anyhow::Error>(Test::Compare(holds, typed(v)?, order))
         };
         let tests = [
             c.equals.as_ref().map(typed).transpose()?.map(Test::Equals),
@@ -473,11 +646,24 @@ impl TableCx<'_> {
                 .map(regex)
                 .transpose()?
                 .map(Test::Matches),
+            c.gt.as_ref().map(|v| ordered(v, &[Greater])).transpose()?,
+            c.gte
+                .as_ref()
+                .map(|v| ordered(v, &[Greater, Equal]))
+                .transpose()?,
+            c.lt.as_ref().map(|v| ordered(v, &[Less])).transpose()?,
+            c.lte
+                .as_ref()
+                .map(|v| ordered(v, &[Less, Equal]))
+                .transpose()?,
+            c.contains
+                .as_ref()
+                .map(|t| Test::Contains(t.as_bytes().to_vec())),
         ];
         let mut tests: Vec<Test> = tests.into_iter().flatten().collect();
         if tests.len() != 1 {
             bail!(
-                "condition on {}: give exactly one of equals, not_equals, in, is_null, matches",
+                "condition on {}: give exactly one of equals, not_equals, in, is_null, matches, gt, gte, lt, lte, contains",
                 c.column
             );
         }

@@ -15,6 +15,11 @@
 //! that leaves the filter becomes a delete downstream and one that enters it an insert; a
 //! delete is judged on `identity`. Values a filter reads must be in the line: for updates and
 //! deletes, in the replica identity (say REPLICA IDENTITY FULL), or weir-mask stops and says so.
+//!
+//! Routing rules ([`Route`](super::rules::Route), pg_flo's kinds) then shape what goes out:
+//! `operations` drops kinds of change (judged on the action written, after a filter made an
+//! update an insert or a delete), `exclude` leaves columns out, `rename` and `rename_columns`
+//! give the names downstream; a truncate of a routed table is dropped or renamed likewise.
 
 use super::row::RowBuf;
 use super::rules::{Plan, TablePlan};
@@ -28,6 +33,7 @@ use std::io::{BufRead, Write};
 
 /// Masks the change stream `input` into `out`.
 pub fn run(plan: &Plan, manifest: &Manifest, input: impl BufRead, mut out: Output) -> Result<()> {
+    notes(manifest, plan);
     let s = Streamer::new(manifest, plan);
     let mut lines = Reader::new(input);
     let mut buf = Vec::with_capacity(1 << 20);
@@ -39,6 +45,7 @@ pub fn run(plan: &Plan, manifest: &Manifest, input: impl BufRead, mut out: Outpu
                 buf.extend_from_slice(lines.raw());
                 buf.push(b'\n');
             }
+            Some(t) if l.action == "T" => t.truncate(&l, &mut buf)?,
             Some(t) => t.change(&l, &mut r, &mut buf).with_context(|| {
                 format!(
                     "table {}, source transaction {} at {}",
@@ -55,6 +62,32 @@ pub fn run(plan: &Plan, manifest: &Manifest, input: impl BufRead, mut out: Outpu
     }
     out.write_all(&buf).context("writing the output")?;
     out.finish().context("writing the output")
+}
+
+/// Says, before the first line, which row filters read a column outside the table's primary
+/// key: updates and deletes carry such a column only under REPLICA IDENTITY FULL (without
+/// it, weir-mask stops at the first one that lacks it).
+fn notes(m: &Manifest, plan: &Plan) {
+    for t in &m.tables {
+        let Some(p) = plan.tables.get(&t.id) else {
+            continue;
+        };
+        let key = |c: &str| {
+            t.unique
+                .iter()
+                .any(|k| k.kind == "primary" && k.columns.iter().any(|k| k == c))
+        };
+        for c in p.keep.iter().chain(&p.drop) {
+            let name = &t.columns[c.column].name;
+            if !key(name) {
+                eprintln!(
+                    "{}: table {}: the row filter reads {name}, outside the primary key: updates and deletes carry it only under REPLICA IDENTITY FULL",
+                    crate::plumbing::program(),
+                    t.qualified()
+                );
+            }
+        }
+    }
 }
 
 /// The rules, by the names the stream uses.
@@ -101,16 +134,21 @@ impl<'p> Streamer<'p> {
         Streamer { tables }
     }
 
-    /// The table an insert, update or delete changes, when its rules change or filter
-    /// anything; `None` for every other line, which passes as it is.
+    /// The table an insert, update, delete or truncate changes, when its rules change,
+    /// filter or route anything; `None` for every other line, which passes as it is.
     fn table(&self, l: &Line) -> Result<Option<&Masked<'p>>> {
-        if !matches!(l.action, "I" | "U" | "D") {
+        if !matches!(l.action, "I" | "U" | "D" | "T") {
             return Ok(None);
         }
         let (Some(schema), Some(table)) = (&l.schema, &l.table) else {
             bail!("a {:?} line without schema and table", l.action);
         };
-        let Some(t) = self.tables.get(&**schema).and_then(|s| s.get(&**table)) else {
+        let found = self.tables.get(&**schema).and_then(|s| s.get(&**table));
+        if l.action == "T" {
+            // A truncate carries no values: unknown tables' pass as they are.
+            return Ok(found.filter(|t| t.plan.is_some_and(|p| !p.route.is_empty())));
+        }
+        let Some(t) = found else {
             // Passing it unmasked could leak what a rule by pattern would have masked.
             return Err(coded(
                 ExitCode::Usage,
@@ -127,7 +165,7 @@ impl<'p> Streamer<'p> {
                 ),
             ));
         }
-        Ok(t.plan.filter(|p| p.rewrites_rows() || !p.data).map(|_| t))
+        Ok(t.plan.filter(|p| p.changes_lines()).map(|_| t))
     }
 }
 
@@ -141,6 +179,43 @@ struct Scratch {
 }
 
 impl Masked<'_> {
+    /// The names downstream: the rules' `rename`, or the table's own.
+    fn names<'a>(&'a self, plan: &'a TablePlan) -> (&'a str, &'a str) {
+        match &plan.route.rename {
+            Some((s, t)) => (s, t),
+            None => (&self.table.schema, &self.table.name),
+        }
+    }
+
+    /// A truncate of a routed table: dropped unless its operations take it, renamed.
+    fn truncate(&self, l: &Line, out: &mut Vec<u8>) -> Result<()> {
+        let plan = self.plan.expect("only routed tables come here");
+        if !plan.route.passes("T") {
+            return Ok(());
+        }
+        self.head(l, "T", plan, out)?;
+        out.extend_from_slice(b"}\n");
+        Ok(())
+    }
+
+    /// A line's start, up to its table's name.
+    fn head(&self, l: &Line, action: &str, plan: &TablePlan, out: &mut Vec<u8>) -> Result<()> {
+        let _ = write!(
+            out,
+            "{{\"action\":\"{action}\",\"xid\":{},\"timestamp\":",
+            l.xid.context("a change without xid")?
+        );
+        json::string(out, l.timestamp.context("a change without timestamp")?);
+        out.extend_from_slice(b",\"lsn\":");
+        json::string(out, l.lsn.context("a change without lsn")?);
+        let (schema, table) = self.names(plan);
+        out.extend_from_slice(b",\"schema\":");
+        json::string(out, schema);
+        out.extend_from_slice(b",\"table\":");
+        json::string(out, table);
+        Ok(())
+    }
+
     fn change(&self, l: &Line, r: &mut Scratch, out: &mut Vec<u8>) -> Result<()> {
         let plan = self.plan.expect("only masked tables come here");
         if !plan.data {
@@ -269,18 +344,11 @@ impl Masked<'_> {
         out: &mut Vec<u8>,
     ) -> Result<()> {
         let plan = self.plan.expect("masked");
-        let _ = write!(
-            out,
-            "{{\"action\":\"{action}\",\"xid\":{},\"timestamp\":",
-            l.xid.context("a change without xid")?
-        );
-        json::string(out, l.timestamp.context("a change without timestamp")?);
-        out.extend_from_slice(b",\"lsn\":");
-        json::string(out, l.lsn.context("a change without lsn")?);
-        out.extend_from_slice(b",\"schema\":");
-        json::string(out, &self.table.schema);
-        out.extend_from_slice(b",\"table\":");
-        json::string(out, &self.table.name);
+        // Judged on what goes downstream: an update that leaves the filter is a delete there.
+        if !plan.route.passes(action) {
+            return Ok(());
+        }
+        self.head(l, action, plan, out)?;
         if columns {
             // An update that becomes an insert carries every column: those the update left
             // out (unchanged TOAST values) come from its old values.
@@ -309,7 +377,8 @@ impl Masked<'_> {
     }
 
     /// `fields` (the first of a name counts): masked values where the rules mask, the line's
-    /// own elsewhere. Names and types are written as the stream had them.
+    /// own elsewhere. Excluded columns are left out, renamed ones take their new names; types
+    /// are written as the stream had them.
     fn fields<'f>(
         &self,
         fields: impl Iterator<Item = &'f Field<'f>>,
@@ -318,16 +387,18 @@ impl Masked<'_> {
     ) {
         r.written.clear();
         r.written.resize(self.table.columns.len(), false);
+        let route = &self.plan.expect("masked").route;
         for f in fields {
             let i = self.index[&*f.name];
-            if std::mem::replace(&mut r.written[i], true) {
+            if std::mem::replace(&mut r.written[i], true) || route.excluded(i) {
                 continue;
             }
             if out.last() != Some(&b'[') {
                 out.push(b',');
             }
             out.extend_from_slice(b"{\"name\":");
-            json::string(out, &f.name);
+            let renamed = route.columns.get(i).and_then(Option::as_deref);
+            json::string(out, renamed.unwrap_or(&f.name));
             out.extend_from_slice(b",\"type\":");
             json::string(out, &f.type_name);
             out.extend_from_slice(b",\"value\":");

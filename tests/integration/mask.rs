@@ -1688,3 +1688,161 @@ fn a_masked_dump_plus_the_masked_stream_equals_a_masked_copy_of_the_final_source
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// pg_flo's rule kinds on a change stream, applied by weir-apply to a target laid out as the
+/// rules route it: a typed `gt` filter (99.99 is not above 100, though its text sorts after
+/// it) with updates that cross it both ways, an excluded column, a table and a column renamed,
+/// and `operations` that let only inserts of one table through (its updates, deletes and
+/// truncate dropped). The target ends holding exactly what the rules say it should, and no
+/// excluded value is in the stream. Rules that cannot hold are refused before any line.
+#[test]
+fn routing_rules_filter_rename_exclude_and_pick_operations_on_a_stream() {
+    let c = cluster();
+    c.create_db(
+        "rt_src",
+        "CREATE TYPE state AS ENUM ('new', 'paid', 'sent');
+         CREATE TABLE orders (id int PRIMARY KEY, total numeric(10,2), note text, secret text, st state);
+         CREATE TABLE events (id int PRIMARY KEY, kind text, meta jsonb);
+         ALTER TABLE orders REPLICA IDENTITY FULL;
+         ALTER TABLE events REPLICA IDENTITY FULL;
+         INSERT INTO orders VALUES (1, 99.99, 'one', 'sec-1', 'new'), (2, 150, 'two', 'sec-2', 'paid');
+         CREATE PUBLICATION pub FOR ALL TABLES;",
+    );
+    c.create_db(
+        "rt_dst",
+        "CREATE TYPE state AS ENUM ('new', 'paid', 'sent'); CREATE SCHEMA copy;
+         CREATE TABLE copy.big_orders (id int PRIMARY KEY, total numeric(10,2), remark text, st state);
+         CREATE TABLE events (id int PRIMARY KEY, kind text, meta jsonb);
+         INSERT INTO copy.big_orders VALUES (2, 150, 'two', 'paid');",
+    );
+    let o = run_on(
+        c,
+        "weir-cdc",
+        &["-d", "rt_src", "-S", "rt_slot", "--create-slot"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.psql(
+        "rt_src",
+        "INSERT INTO orders VALUES (3, 100, 'three', 'sec-3', 'new'), (4, 1000, 'four', 'sec-4', 'new'),
+                                  (5, 100.01, 'five', 'sec-5', 'sent');
+         UPDATE orders SET total = 250 WHERE id = 1;
+         UPDATE orders SET total = 50 WHERE id = 2;
+         UPDATE orders SET note = 'four!', secret = 'sec-4b', st = 'paid' WHERE id = 4;
+         DELETE FROM orders WHERE id IN (3, 5);
+         INSERT INTO events VALUES (1, 'payment', '{}'), (2, 'login', '{}'), (3, 'repay', '{}');
+         UPDATE events SET kind = 'payment!' WHERE id = 1;
+         DELETE FROM events WHERE id = 3;
+         TRUNCATE events;",
+    );
+    let end = c.psql("rt_src", "SELECT pg_current_wal_insert_lsn()");
+    let args = [
+        "-q",
+        "-d",
+        "rt_src",
+        "-S",
+        "rt_slot",
+        "--publication",
+        "pub",
+        "--stream",
+        "-E",
+        end.trim(),
+    ];
+    let o = run_on(c, "weir-cdc", &args, b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stream = o.stdout;
+    let o = run_on(
+        c,
+        "weir-cdc",
+        &["-d", "rt_src", "-S", "rt_slot", "--drop-slot"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema.weir");
+    std::fs::write(&schema, extract("rt_src", &["-s"])).unwrap();
+    let schema = schema.display().to_string();
+    let rules = write_rules(
+        &dir,
+        r#"
+[tables."public.orders"]
+keep_rows = { column = "total", gt = 100 }
+exclude = ["secret"]
+rename = "copy.big_orders"
+rename_columns = { note = "remark" }
+columns.note = { type = "regex_replace", pattern = "!", with = "" }
+
+[tables."public.events"]
+operations = ["insert"]
+keep_rows = { column = "kind", contains = "pay" }
+"#,
+    );
+    let o = stage(
+        "weir-mask",
+        &["-c", &rules, "--schema-from", &schema],
+        &stream,
+        &[KEY],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("reads total, outside the primary key"),
+        "{}",
+        stderr(&o)
+    );
+    let routed = o.stdout;
+    assert!(!holds(&routed, "sec-"), "an excluded value passed");
+    let o = run_on(
+        c,
+        "weir-apply",
+        &["-q", "-d", "rt_dst", "--origin", "rt_o"],
+        &routed,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        c.psql(
+            "rt_dst",
+            "SELECT id, total, remark, st FROM copy.big_orders ORDER BY id"
+        ),
+        "1|250.00|one|new\n4|1000.00|four|paid\n"
+    );
+    assert_eq!(
+        c.psql("rt_dst", "SELECT id, kind FROM events ORDER BY id"),
+        "1|payment\n3|repay\n"
+    );
+
+    // Rules that cannot hold, refused with the reason before any line is written.
+    for (text, says) in [
+        (
+            "[tables.\"public.orders\"]\nexclude = [\"id\"]",
+            "primary key",
+        ),
+        (
+            "[tables.\"public.events\"]\nkeep_rows = { column = \"meta\", gt = 1 }",
+            "jsonb",
+        ),
+        (
+            "[tables.\"public.orders\"]\nrename_columns = { note = \"total\" }",
+            "two columns",
+        ),
+        (
+            "[tables.\"public.orders\"]\nkeep_rows = { column = \"total\", gt = \"lots\" }",
+            "lots",
+        ),
+        (
+            "[tables.\"public.events\"]\noperations = [\"upsert\"]",
+            "upsert",
+        ),
+    ] {
+        let bad = write_rules(&dir, text);
+        let o = stage(
+            "weir-mask",
+            &["-c", &bad, "--schema-from", &schema],
+            &stream,
+            &[KEY],
+        );
+        assert_eq!(o.status.code(), Some(2), "{text}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{text}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{text}: output written");
+    }
+}
