@@ -4,6 +4,8 @@ complete -c weir-apply -s p -l port -d 'Server port (overrides the conninfo and 
 complete -c weir-apply -s U -l username -d 'User name (overrides the conninfo and PGUSER). Passwords never go on the command line: use PGPASSWORD, PGPASSFILE or ~/.pgpass' -r
 complete -c weir-apply -l origin -d 'The replication origin that records the target\'s progress (created when missing)' -r
 complete -c weir-apply -s f -l file -d 'Read the stream from FILE instead of standard input' -r
+complete -c weir-apply -l skip-ddl-through -d 'Pass over DDL messages at or before LSN (one applied by hand, after weir-apply stopped at it)' -r
+complete -c weir-apply -l apply-ddl -d 'Run the DDL statements weir-cdc --track-ddl put in the stream, each where it was in its source transaction (without it they are passed over, and said so once)'
 complete -c weir-apply -s q -l quiet -d 'Print nothing but errors'
 complete -c weir-apply -l help -d 'Print help'
 complete -c weir-apply -s V -l version -d 'Print version'

@@ -18,6 +18,8 @@ complete -c weir-cdc -l drop-slot -d 'Drop the slot (after streaming, with --str
 complete -c weir-cdc -l stream -d 'Stream the slot\'s changes to the output'
 complete -c weir-cdc -l copy -d 'Create the slot with an exported snapshot and write the publication\'s tables as they are in it (insert lines marked "snapshot", one transaction), then stop: --stream resumes after them'
 complete -c weir-cdc -l copy-and-stream -d '--copy, then stream from the slot\'s consistent point: no change lost or doubled across the hand-off'
+complete -c weir-cdc -l track-ddl -d 'Install (or replace) event triggers on the source database that write each DDL statement into WAL as a logical message, so it reaches weir-apply --apply-ddl in order with the changes (needs a superuser; schema weir_ddl)'
+complete -c weir-cdc -l untrack-ddl -d 'Remove what --track-ddl installed'
 complete -c weir-cdc -s q -l quiet -d 'Print nothing but errors'
 complete -c weir-cdc -l help -d 'Print help'
 complete -c weir-cdc -s V -l version -d 'Print version'

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use std::borrow::Cow;
 use std::io::BufRead;
 
-/// One line; fields a kind of line lacks are absent, and those of messages (`prefix`,
-/// `content`, `transactional`) are not read.
+/// One line; fields a kind of line lacks are absent (a message's `transactional` is not
+/// read).
 #[derive(Debug, Deserialize)]
 pub struct Line<'a> {
     pub action: &'a str,
@@ -28,6 +28,11 @@ pub struct Line<'a> {
     /// A row of the initial copy.
     #[serde(default)]
     pub snapshot: bool,
+    /// A message's prefix and content.
+    #[serde(borrow, default)]
+    pub prefix: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub content: Option<Text<'a>>,
 }
 
 #[derive(Debug, Deserialize)]

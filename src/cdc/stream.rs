@@ -51,6 +51,9 @@ pub struct CdcOptions {
     /// The target whose replication origin says what is durable.
     pub confirm_from: Option<String>,
     pub origin: String,
+    /// Install, or remove, the DDL event triggers ([`super::ddl`]).
+    pub track_ddl: bool,
+    pub untrack_ddl: bool,
     pub quiet: bool,
 }
 
@@ -148,10 +151,10 @@ impl Confirm {
 
 pub fn run(o: &CdcOptions) -> Result<()> {
     let reads = o.stream || o.copy || o.copy_and_stream;
-    if !(o.create_slot || o.drop_slot || reads) {
+    if !(o.create_slot || o.drop_slot || reads || o.track_ddl || o.untrack_ddl) {
         return Err(coded(
             ExitCode::Usage,
-            "nothing to do: give --create-slot, --stream, --copy, --copy-and-stream or --drop-slot",
+            "nothing to do: give --create-slot, --stream, --copy, --copy-and-stream, --drop-slot, --track-ddl or --untrack-ddl",
         ));
     }
     if reads && o.publication.is_none() {
@@ -161,6 +164,20 @@ pub fn run(o: &CdcOptions) -> Result<()> {
         ));
     }
     let params = ConnParams::resolve(o.conninfo.as_deref(), "weir-cdc")?;
+    if o.track_ddl || o.untrack_ddl {
+        let mut c = params.connect()?;
+        match o.track_ddl {
+            true => super::ddl::install(&mut c)?,
+            false => super::ddl::remove(&mut c)?,
+        }
+        if !o.quiet {
+            let what = if o.track_ddl { "installed" } else { "removed" };
+            eprintln!("weir-cdc: DDL event triggers {what}");
+        }
+        if !(o.create_slot || o.drop_slot || reads) {
+            return Ok(());
+        }
+    }
     let mut repl = ReplConn::connect_logical(&params)?;
     let snapshot = match o.copy || o.copy_and_stream {
         true => Some(super::copy::create_slot_exporting(&mut repl, &o.slot)?),

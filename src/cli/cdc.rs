@@ -94,6 +94,14 @@ pub struct CdcCli {
     /// The replication origin --confirm-from reads.
     #[arg(long = "origin", value_name = "NAME", default_value = "weir")]
     pub origin: String,
+    /// Install (or replace) event triggers on the source database that write each DDL
+    /// statement into WAL as a logical message, so it reaches weir-apply --apply-ddl in order
+    /// with the changes (needs a superuser; schema weir_ddl).
+    #[arg(long = "track-ddl", conflicts_with = "untrack_ddl")]
+    pub track_ddl: bool,
+    /// Remove what --track-ddl installed.
+    #[arg(long = "untrack-ddl")]
+    pub untrack_ddl: bool,
     /// Print nothing but errors.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
@@ -122,6 +130,8 @@ impl CdcCli {
             output: self.output.clone(),
             confirm_from: self.confirm_from.clone(),
             origin: self.origin.clone(),
+            track_ddl: self.track_ddl,
+            untrack_ddl: self.untrack_ddl,
             quiet: self.quiet,
         })
     }
@@ -157,6 +167,14 @@ pub struct ApplyCli {
     /// Read the stream from FILE instead of standard input.
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<String>,
+    /// Run the DDL statements weir-cdc --track-ddl put in the stream, each where it was in
+    /// its source transaction (without it they are passed over, and said so once).
+    #[arg(long = "apply-ddl")]
+    pub apply_ddl: bool,
+    /// Pass over DDL messages at or before LSN (one applied by hand, after weir-apply stopped
+    /// at it).
+    #[arg(long = "skip-ddl-through", value_name = "LSN", value_parser = super::ops::lsn, requires = "apply_ddl")]
+    pub skip_ddl_through: Option<u64>,
     /// Print nothing but errors.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
@@ -171,6 +189,8 @@ impl ApplyCli {
             conninfo: self.conn.conninfo()?,
             origin: self.origin.clone(),
             input: self.file.clone(),
+            apply_ddl: self.apply_ddl,
+            skip_ddl_through: self.skip_ddl_through.map(crate::pg::lsn::Lsn),
             quiet: self.quiet,
         })
     }

@@ -493,3 +493,148 @@ fn a_transaction_bigger_than_the_memory_cap_streams_through_under_it() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// The columns of every user table, as a user would compare two schemas.
+fn columns(c: &Cluster, db: &str) -> String {
+    c.psql(
+        db,
+        "SELECT string_agg(format('%s.%s.%s %s %s', table_schema, table_name, column_name, data_type, column_default), E'\\n' ORDER BY table_schema, table_name, ordinal_position)
+           FROM information_schema.columns WHERE table_schema NOT IN ('pg_catalog', 'information_schema', 'weir_ddl')",
+    )
+}
+
+/// `weir-cdc --track-ddl | weir-apply --apply-ddl`: an ALTER TABLE ... ADD COLUMN between
+/// inserts of one transaction, a table created in a new schema under another search_path and
+/// filled, a query text holding DML and two DDL statements (a migration sent whole), and
+/// temporary tables (not captured) replay in order: the target ends with the source's columns
+/// and rows. Without --apply-ddl the target refuses the first row with the new column, and
+/// says why. DDL inside a DO block stops weir-apply with the LSN to skip once it was applied
+/// by hand, and --skip-ddl-through then goes on.
+#[test]
+fn ddl_arrives_in_wal_order_and_replays_at_the_target() {
+    let c = cluster();
+    let setup = "CREATE TABLE t (id int PRIMARY KEY, a text);";
+    c.create_db(
+        "ddl_src",
+        &format!("{setup} CREATE PUBLICATION pub FOR ALL TABLES;"),
+    );
+    c.create_db("ddl_dst", setup);
+    c.create_db("ddl_dst2", setup);
+    let slot = ["-d", "ddl_src", "-S", "ddl_slot"];
+    let o = run_on(
+        c,
+        "weir-cdc",
+        &[&slot[..], &["--track-ddl", "--create-slot"]].concat(),
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.psql(
+        "ddl_src",
+        "INSERT INTO t VALUES (1, 'x');
+         BEGIN;
+         INSERT INTO t VALUES (2, 'y');
+         ALTER TABLE t ADD COLUMN b int DEFAULT 7;
+         INSERT INTO t VALUES (3, 'z', 30);
+         COMMIT;
+         UPDATE t SET b = 8 WHERE id = 1;
+         CREATE TEMP TABLE scratch (x int); DROP TABLE scratch;
+         CREATE SCHEMA s2; SET search_path = s2, public;
+         CREATE TABLE u (k int PRIMARY KEY, t_id int REFERENCES t);
+         INSERT INTO u VALUES (1, 2);
+         RESET search_path;",
+    );
+    let mut client = connect_with(&c.env(), "ddl_src");
+    client
+        .batch_execute(
+            "INSERT INTO t VALUES (4, 'w;', 1); ALTER TABLE t RENAME COLUMN a TO a2;
+             INSERT INTO t VALUES (5, 'v', 2); ALTER TABLE t ALTER COLUMN b TYPE bigint",
+        )
+        .unwrap();
+    client
+        .batch_execute("UPDATE t SET a2 = 'q', b = 5000000000 WHERE id = 4")
+        .unwrap();
+    let end = c.psql("ddl_src", "SELECT pg_current_wal_insert_lsn()");
+    let stream = |end: &str| {
+        let args = ["-q", "--publication", "pub", "--stream", "-E", end];
+        let o = run_on(c, "weir-cdc", &[&slot[..], &args[..]].concat(), b"");
+        assert!(o.status.success(), "{}", stderr(&o));
+        o.stdout
+    };
+    let changes = stream(end.trim());
+    let o = run_on(
+        c,
+        "weir-apply",
+        &["-q", "-d", "ddl_dst", "--origin", "ddl_o", "--apply-ddl"],
+        &changes,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(columns(c, "ddl_dst"), columns(c, "ddl_src"));
+    assert_eq!(c.content("ddl_dst"), c.content("ddl_src"));
+    assert!(
+        columns(c, "ddl_dst").contains("t.b bigint 7"),
+        "{}",
+        columns(c, "ddl_dst")
+    );
+
+    let o = run_on(
+        c,
+        "weir-apply",
+        &["-d", "ddl_dst2", "--origin", "ddl_o2"],
+        &changes,
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--apply-ddl runs it"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("\"b\""), "{}", stderr(&o));
+
+    // DDL the trigger sees only as the text of a DO block.
+    c.psql("ddl_src", "DO $$ BEGIN ALTER TABLE t ADD COLUMN c text; END $$; INSERT INTO t VALUES (6, 'u', 6, 'c6');");
+    let end = c.psql("ddl_src", "SELECT pg_current_wal_insert_lsn()");
+    let changes = stream(end.trim());
+    let o = run_on(
+        c,
+        "weir-apply",
+        &["-d", "ddl_dst", "--origin", "ddl_o", "--apply-ddl"],
+        &changes,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    let at = err
+        .split("--skip-ddl-through ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert!(err.contains("DO block"), "{err}");
+    c.psql("ddl_dst", "ALTER TABLE t ADD COLUMN c text");
+    let o = run_on(
+        c,
+        "weir-apply",
+        &[
+            "-q",
+            "-d",
+            "ddl_dst",
+            "--origin",
+            "ddl_o",
+            "--apply-ddl",
+            "--skip-ddl-through",
+            at,
+        ],
+        &changes,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(c.content("ddl_dst"), c.content("ddl_src"));
+
+    let o = run_on(
+        c,
+        "weir-cdc",
+        &[&slot[..], &["--untrack-ddl", "--drop-slot"]].concat(),
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        c.psql("ddl_src", "SELECT count(*) FROM pg_event_trigger")
+            .trim(),
+        "0"
+    );
+}

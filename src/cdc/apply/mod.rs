@@ -16,6 +16,7 @@
 //! `session_replication_role = replica`, as the apply worker does: ordinary triggers and
 //! foreign-key checks stay off, since the source already checked them.
 
+use super::ddl;
 use super::line::{Field, Line, Reader};
 use crate::pg::conn::ConnParams;
 use crate::pg::lsn::Lsn;
@@ -30,6 +31,10 @@ pub struct ApplyOptions {
     pub conninfo: Option<String>,
     pub origin: String,
     pub input: Option<String>,
+    /// Run the DDL messages of weir-cdc --track-ddl.
+    pub apply_ddl: bool,
+    /// Pass over DDL messages at or before this position.
+    pub skip_ddl_through: Option<Lsn>,
     pub quiet: bool,
 }
 
@@ -108,11 +113,19 @@ struct Applier {
     prepared: HashMap<String, String>,
     applied: u64,
     skipped: u64,
+    /// `--apply-ddl`: where the DDL messages of the open transaction stand; `None`: DDL
+    /// messages are passed over.
+    ddl: Option<ddl::Replay>,
+    skip_ddl_through: Lsn,
+    /// A DDL message was passed over without --apply-ddl (said once).
+    ddl_unapplied: bool,
 }
 
 pub fn run(o: &ApplyOptions) -> Result<()> {
     let params = ConnParams::resolve(o.conninfo.as_deref(), "weir-apply")?;
     let mut a = Applier::connect(&params, &o.origin)?;
+    a.ddl = o.apply_ddl.then(ddl::Replay::default);
+    a.skip_ddl_through = o.skip_ddl_through.unwrap_or_default();
     let mut lines = Reader::new(std::io::BufReader::new(open_input(o.input.as_deref())?));
     while lines.advance()? {
         let l = lines.line()?;
@@ -170,6 +183,9 @@ impl Applier {
             prepared: HashMap::new(),
             applied: 0,
             skipped: 0,
+            ddl: None,
+            skip_ddl_through: Lsn::ZERO,
+            ddl_unapplied: false,
         })
     }
 
@@ -195,6 +211,7 @@ impl Applier {
             "I" => bail!("an insert outside the run that reads it"),
             "U" | "D" => self.update_or_delete(&l),
             "T" => self.truncate(&l),
+            "M" if l.prefix.as_deref() == Some(ddl::PREFIX) => self.ddl(&l),
             "M" => Ok(()),
             a => bail!("unknown action {a:?}"),
         }
@@ -214,6 +231,9 @@ impl Applier {
         let skip = commit < self.progress;
         if !skip {
             self.c.batch_execute("BEGIN")?;
+        }
+        if let Some(r) = &mut self.ddl {
+            r.reset();
         }
         self.open = Some(Open {
             xid: l.xid.context("a begin line without xid")?,
@@ -242,6 +262,48 @@ impl Applier {
         self.open = None;
         self.progress = end;
         self.applied += 1;
+        Ok(())
+    }
+
+    /// A DDL statement of the source, run where it was in its transaction, under the source
+    /// session's search_path; statements prepared before it are forgotten (their tables'
+    /// columns may have changed).
+    fn ddl(&mut self, l: &Line) -> Result<()> {
+        let at = Lsn::parse(l.lsn.context("a message without lsn")?)?;
+        let d = ddl::Ddl::parse(l.content.as_deref().context("a message without content")?)?;
+        let Some(replay) = &mut self.ddl else {
+            if !std::mem::replace(&mut self.ddl_unapplied, true) {
+                eprintln!(
+                    "weir-apply: passing over DDL from the source ({} at {at}): --apply-ddl runs it",
+                    d.tag
+                );
+            }
+            return Ok(());
+        };
+        if at <= self.skip_ddl_through {
+            return Ok(());
+        }
+        let hint = |e: anyhow::Error| {
+            anyhow::anyhow!(
+                "DDL at {at}: {e:#}; apply it to the target by hand, then run weir-apply again with --skip-ddl-through {at}"
+            )
+        };
+        let statement = replay.statement(&d).map_err(hint)?;
+        self.flush()?;
+        let q = "SELECT pg_catalog.set_config('search_path', $1, true),                  pg_catalog.current_setting('search_path')";
+        let row = self
+            .c
+            .query_one(q, &[&d.search_path])
+            .map_err(|e| pg_error(e, q))?;
+        let before: String = row.get(1);
+        let _ = before;
+        self.c
+            .batch_execute(&statement)
+            .map_err(|e| hint(pg_error(e, &statement)))?;
+        let q = "SELECT pg_catalog.set_config('search_path', '', true); DEALLOCATE ALL";
+        self.c.batch_execute(q).map_err(|e| pg_error(e, q))?;
+        self.prepared.clear();
+        self.targets.clear();
         Ok(())
     }
 
