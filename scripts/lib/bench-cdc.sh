@@ -10,6 +10,9 @@
 #                                              until every table is synchronized
 #   weir-cdc | weir-mask | weir-apply      against  weir-cdc | weir-apply (inserts; three keyed
 #                                              rules), and weir-mask alone on the saved stream
+#   weir-sink to files (both formats), a local webhook (Python's http.server, one POST a
+#   transaction) and NATS JetStream (nats-server -js), each from the saved stream, in lines/s
+#   next to weir-cdc's own rate writing that stream to a file
 #
 # on an insert-heavy workload (BENCH_CDC_ROWS rows, default 1,000,000, in transactions of
 # 10,000) and an update-heavy one (every row updated once, same transactions). Each run reads
@@ -18,6 +21,8 @@
 # WAL MB/s, client CPU and peak RSS, and the ratios.
 # Sourced by bench.sh: uses $bin, $work, $runs, measure, best and the scratch cluster.
 # shellcheck disable=SC2154 # work, runs and bin come from bench.sh.
+
+per_s() { python3 -c "print(f'{$1/$2:,.0f}')"; }
 
 bench_cdc_wal_level() { # logical | replica
     psql -X -q -d postgres -c "ALTER SYSTEM SET wal_level = $1"
@@ -100,8 +105,6 @@ bench_cdc_one() { # KIND (ins | upd) END START ROWS
     done
     local mb
     mb=$(psql -X -A -t -d postgres -c "SELECT round(('$end'::pg_lsn - '$start'::pg_lsn) / 1e6, 1)")
-    ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
-    per_s() { python3 -c "print(f'{$1/$2:,.0f}')"; }
     {
         printf '  %-26s %s rows, %s MB of WAL: weir-cdc %s s (%s rows/s, %s MB/s, %s KiB), wal2json %s s (%s KiB): %sx wal2json'"'"'s speed (target >= 1.0); test_decoding %s s\n' \
             "cdc decode, $kind" "$rows" "$mb" "$(best "${w[@]}")" "$(per_s "$rows" "$(best "${w[@]}")")" "$(ratio "$mb" "$(best "${w[@]}")")" \
@@ -115,18 +118,62 @@ bench_cdc_one() { # KIND (ins | upd) END START ROWS
     } >>"$work/stages"
 }
 
-# weir-mask alone over the insert workload's stream, saved to a file first: MB/s of JSON lines.
+# weir-mask alone over the insert workload's stream, saved to a file first: MB/s of JSON lines;
+# then the sinks over the same file.
 bench_cdc_mask_alone() { # END
     local i a m=() mb
-    "$bin/weir-cdc" -q -d cdcb -S w3_mask --publication cdcp --stream -E "$1" -o "$work/cdc-ins.jsonl"
+    read -r a _ < <(measure "weir-cdc -o FILE" "$bin/weir-cdc" -q -d cdcb -S w3_mask --publication cdcp --stream -E "$1" -o "$work/cdc-ins.jsonl")
     mb=$(python3 -c "import os; print(round(os.path.getsize('$work/cdc-ins.jsonl') / 1e6, 1))")
     for i in $(seq "$runs"); do
         read -r a _ < <(measure "weir-mask (stream)" sh -c "WEIR_MASK_KEY=bench '$bin/weir-mask' -c '$work/cdc-mask.toml' --schema-from '$work/cdc-schema.weir' < '$work/cdc-ins.jsonl' > /dev/null")
         m+=("$a")
     done
-    rm -f "$work/cdc-ins.jsonl"
     printf '  %-26s %s MB of JSON lines in %s s: %s MB/s (target >= 100)\n' "cdc weir-mask alone" "$mb" \
         "$(best "${m[@]}")" "$(python3 -c "print(round($mb / $(best "${m[@]}")))")" >>"$work/stages"
+    bench_cdc_sinks "$a"
+    rm -f "$work/cdc-ins.jsonl"
+}
+
+# A webhook receiver for the sink pair: answers 200 to every POST after reading its body.
+bench_cdc_hook() { # PORT
+    python3 - "$1" >/dev/null 2>&1 <<'PY' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+    echo $!
+}
+
+# weir-sink over the saved insert stream, each target in lines/s; $1 is weir-cdc's time to
+# write that stream to a file (the raw stream's rate).
+bench_cdc_sinks() { # CDC_SECS
+    local lines f d h n port pid nats="" line
+    lines=$(wc -l <"$work/cdc-ins.jsonl")
+    read -r f _ < <(measure "weir-sink file://" "$bin/weir-sink" -q -f "$work/cdc-ins.jsonl" "file://$work/sink-f")
+    read -r d _ < <(measure "weir-sink --format debezium" "$bin/weir-sink" -q --format debezium -f "$work/cdc-ins.jsonl" "file://$work/sink-d")
+    rm -rf "$work/sink-f" "$work/sink-d"
+    port=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+    pid=$(bench_cdc_hook "$port")
+    until curl -s -o /dev/null -X POST -H 'content-length: 0' "http://127.0.0.1:$port/"; do sleep 0.05; done
+    read -r h _ < <(measure "weir-sink http:// (webhook)" "$bin/weir-sink" -q -f "$work/cdc-ins.jsonl" "http://127.0.0.1:$port/hook")
+    kill "$pid"
+    line="weir-cdc $(per_s "$lines" "$1"); files $(per_s "$lines" "$f"), debezium files $(per_s "$lines" "$d"), webhook $(per_s "$lines" "$h")"
+    if command -v nats-server >/dev/null 2>&1; then
+        port=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+        nats-server -js -a 127.0.0.1 -p "$port" -sd "$work/nats" >/dev/null 2>&1 &
+        pid=$!
+        until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.05; done
+        read -r n _ < <(measure "weir-sink nats://" "$bin/weir-sink" -q -f "$work/cdc-ins.jsonl" "nats://127.0.0.1:$port/bench?stream=BENCH")
+        kill "$pid"; wait "$pid" 2>/dev/null || true
+        rm -rf "$work/nats"
+        nats=", NATS JetStream $(per_s "$lines" "$n")"
+    fi
+    printf '  %-26s %s lines, lines/s: %s%s\n' "cdc sinks" "$lines" "$line" "$nats" >>"$work/stages"
 }
 
 # The initial copy of the table as the workloads left it: weir's copy into one target, the

@@ -34,13 +34,17 @@ pub struct Txn {
     pub commit_time: i64,
 }
 
-/// `s` as a JSON string, escaped as serde_json escapes (RFC 8259, section 7: `"`, `\` and
+/// `s` as a JSON string, escaped as serde_json escapes (RFC 8259, section 7: `"`, `\\` and
 /// the control characters; nothing else). Most values need no escape: they are copied whole.
 pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let b = s.as_bytes();
     let mut from = 0;
-    for (i, &c) in b.iter().enumerate() {
+    // A table lookup a byte: the common case (no escape) is one tight loop and one copy.
+    while let Some(i) = b[from..].iter().position(|&c| ESCAPE[c as usize]) {
+        let i = from + i;
+        out.extend_from_slice(&b[from..i]);
+        let c = b[i];
         let esc: &[u8] = match c {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
@@ -49,20 +53,31 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
             b'\r' => b"\\r",
             8 => b"\\b",
             12 => b"\\f",
-            0..=31 => b"",
-            _ => continue,
+            _ => b"",
         };
-        out.extend_from_slice(&b[from..i]);
-        from = i + 1;
         if esc.is_empty() {
             let _ = write!(out, "\\u{c:04x}");
         } else {
             out.extend_from_slice(esc);
         }
+        from = i + 1;
     }
     out.extend_from_slice(&b[from..]);
     out.push(b'"');
 }
+
+/// The bytes [`string`] escapes.
+const ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 32 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
 
 fn head(out: &mut Vec<u8>, action: &str, t: &Txn) {
     let _ = write!(

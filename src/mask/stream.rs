@@ -187,6 +187,15 @@ impl Masked<'_> {
         }
     }
 
+    /// The table's column `name`, the `k`-th field of a line: weir-cdc writes a table's
+    /// columns in order, so position `k` is tried before the map.
+    fn column(&self, k: usize, name: &str) -> Option<usize> {
+        match self.table.columns.get(k) {
+            Some(c) if c.name == name => Some(k),
+            _ => self.index.get(name).copied(),
+        }
+    }
+
     /// A truncate of a routed table: dropped unless its operations take it, renamed.
     fn truncate(&self, l: &Line, out: &mut Vec<u8>) -> Result<()> {
         let plan = self.plan.expect("only routed tables come here");
@@ -281,8 +290,8 @@ impl Masked<'_> {
         r.row.resize(n);
         r.present.clear();
         r.present.resize(n, false);
-        for f in fields.iter().chain(fallback.unwrap_or_default()) {
-            let Some(&i) = self.index.get(&*f.name) else {
+        for (k, f) in fields.iter().chain(fallback.unwrap_or_default()).enumerate() {
+            let Some(i) = self.column(k, &f.name) else {
                 bail!(
                     "column {} is not in the --schema-from archive: take a new one",
                     &*f.name
@@ -388,8 +397,8 @@ impl Masked<'_> {
         r.written.clear();
         r.written.resize(self.table.columns.len(), false);
         let route = &self.plan.expect("masked").route;
-        for f in fields {
-            let i = self.index[&*f.name];
+        for (k, f) in fields.enumerate() {
+            let i = self.column(k, &f.name).expect("loaded before");
             if std::mem::replace(&mut r.written[i], true) || route.excluded(i) {
                 continue;
             }
