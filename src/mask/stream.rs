@@ -290,7 +290,11 @@ impl Masked<'_> {
         r.row.resize(n);
         r.present.clear();
         r.present.resize(n, false);
-        for (k, f) in fields.iter().chain(fallback.unwrap_or_default()).enumerate() {
+        for (k, f) in fields
+            .iter()
+            .chain(fallback.unwrap_or_default())
+            .enumerate()
+        {
             let Some(i) = self.column(k, &f.name) else {
                 bail!(
                     "column {} is not in the --schema-from archive: take a new one",

@@ -24,6 +24,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use base64::Engine;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, VecDeque};
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -134,29 +135,33 @@ impl Conn {
     ) -> Result<u64> {
         self.next += 1;
         let id = self.next;
+        let w = &mut self.writer;
         if headers.is_empty() {
-            write!(
-                self.writer,
-                "PUB {subject} {}.{id} {}\r\n",
-                self.inbox,
-                payload.len()
-            )?;
+            write!(w, "PUB {subject} {}.{id} {}\r\n", self.inbox, payload.len())?;
         } else {
-            let mut h = String::from("NATS/1.0\r\n");
-            for (k, v) in headers {
-                h.push_str(&format!("{k}: {v}\r\n"));
-            }
-            h.push_str("\r\n");
-            let total = h.len() + payload.len();
+            // NATS/1.0 CRLF, then "K: V" CRLF each, then CRLF (the header block's length).
+            let hlen = 10
+                + headers
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 4)
+                    .sum::<usize>()
+                + 2;
+            let total = hlen + payload.len();
             write!(
-                self.writer,
-                "HPUB {subject} {}.{id} {} {total}\r\n{h}",
-                self.inbox,
-                h.len()
+                w,
+                "HPUB {subject} {}.{id} {hlen} {total}\r\nNATS/1.0\r\n",
+                self.inbox
             )?;
+            for (k, v) in headers {
+                w.write_all(k.as_bytes())?;
+                w.write_all(b": ")?;
+                w.write_all(v.as_bytes())?;
+                w.write_all(b"\r\n")?;
+            }
+            w.write_all(b"\r\n")?;
         }
-        self.writer.write_all(payload)?;
-        self.writer.write_all(b"\r\n")?;
+        w.write_all(payload)?;
+        w.write_all(b"\r\n")?;
         Ok(id)
     }
 
@@ -293,6 +298,8 @@ pub struct Nats {
     /// it completes; acknowledgements that came before an older one's.
     waiting: VecDeque<(u64, Option<Lsn>)>,
     early: BTreeSet<u64>,
+    /// The message id being built (reused).
+    id: String,
     delivered: Lsn,
     state: Recorder,
 }
@@ -312,6 +319,7 @@ impl Nats {
             index: 0,
             waiting: VecDeque::new(),
             early: BTreeSet::new(),
+            id: String::new(),
             delivered: state.recorded(),
             state,
         })
@@ -324,15 +332,23 @@ impl Nats {
                 return Ok(());
             }
         }
-        let id = format!("{}:{}:{}", self.url.subject, self.commit, self.index);
+        self.id.clear();
+        let _ = write!(
+            self.id,
+            "{}:{}:{}",
+            self.url.subject, self.commit, self.index
+        );
         let headers = [
-            ("Nats-Msg-Id", id.as_str()),
+            ("Nats-Msg-Id", self.id.as_str()),
             ("Nats-Expected-Stream", &self.url.stream),
         ];
         let rid = self.conn.publish(&self.url.subject, &headers, raw)?;
         self.waiting.push_back((rid, None));
-        while self.waiting.len() >= WINDOW {
-            self.acknowledged()?;
+        if self.waiting.len() >= WINDOW {
+            // Down to half: the publishes after go out in one write, not one each.
+            while self.waiting.len() > WINDOW / 2 {
+                self.acknowledged()?;
+            }
         }
         Ok(())
     }
