@@ -12,6 +12,8 @@ complete -c weir-cdc -s s -l status-interval -d 'Seconds between status updates 
 complete -c weir-cdc -s o -l output -d 'Write to FILE instead of standard output' -r
 complete -c weir-cdc -l confirm-from -d 'Confirm only what the target has made durable: a database (CONNINFO, whose replication origin weir-apply\'s --origin records) or a weir-sink directory (file:///DIR, whose position file weir-sink writes)' -r
 complete -c weir-cdc -l origin -d 'The replication origin --confirm-from reads' -r
+complete -c weir-cdc -l metrics -d 'Write the slot\'s health as a Prometheus textfile to FILE at each status interval: lag in bytes, wal_status, safe_wal_size, the commit time of the last confirmed change' -r -F
+complete -c weir-cdc -l heartbeat -d 'Write a heartbeat message into the source database\'s WAL every SECS seconds, so a slot whose tables are quiet while other databases write keeps moving' -r
 complete -c weir-cdc -l create-slot -d 'Create the slot (and stop there unless --stream is given too)'
 complete -c weir-cdc -l if-not-exists -d 'With --create-slot, take an existing pgoutput slot of that name as it is'
 complete -c weir-cdc -l drop-slot -d 'Drop the slot (after streaming, with --stream)'

@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod copy;
 pub mod ddl;
+pub mod health;
 pub mod json;
 pub mod line;
 pub mod pgoutput;

@@ -51,6 +51,10 @@ pub struct CdcOptions {
     /// The target whose replication origin says what is durable.
     pub confirm_from: Option<String>,
     pub origin: String,
+    /// Where to write the slot's metrics ([`super::health`]).
+    pub metrics: Option<std::path::PathBuf>,
+    /// Write a heartbeat message into the source's WAL this often.
+    pub heartbeat: Option<Duration>,
     /// Install, or remove, the DDL event triggers ([`super::ddl`]).
     pub track_ddl: bool,
     pub untrack_ddl: bool,
@@ -295,6 +299,7 @@ struct Streamer<'o> {
     buf: Vec<u8>,
     /// Where streaming starts when a copy came first: the slot's consistent point.
     copied_to: Option<Lsn>,
+    health: super::health::Health,
 }
 
 impl<'o> Streamer<'o> {
@@ -314,6 +319,7 @@ impl<'o> Streamer<'o> {
             last_status: Instant::now(),
             buf: Vec::with_capacity(1 << 16),
             copied_to: None,
+            health: super::health::Health::new(o.metrics.clone(), o.heartbeat),
         })
     }
 
@@ -392,8 +398,9 @@ impl<'o> Streamer<'o> {
             Some(crate::pg::replication::Reply::CopyBoth) => {}
             _ => bail!("the server did not start streaming slot {}", self.o.slot),
         }
+        let wait = self.health.wait(self.o.status_interval);
         loop {
-            let data = match repl.copy_data_within(self.o.status_interval)? {
+            let data = match repl.copy_data_within(wait)? {
                 Polled::Data(d) => d,
                 Polled::Timeout => {
                     self.tick(repl)?;
@@ -410,18 +417,20 @@ impl<'o> Streamer<'o> {
                 let out = self.out.finish()?;
                 self.confirm.refresh()?;
                 self.status(repl, false)?;
+                self.health.write(&mut self.types, &self.o.slot)?;
                 return out.finish().context("writing the output");
             }
         }
     }
 
-    /// A status update when the interval has passed.
+    /// A status update (and the metrics) when the interval has passed; a heartbeat when due.
     fn tick(&mut self, repl: &mut ReplConn) -> Result<()> {
         if self.last_status.elapsed() >= self.o.status_interval {
             self.confirm.refresh()?;
             self.status(repl, false)?;
+            self.health.write(&mut self.types, &self.o.slot)?;
         }
-        Ok(())
+        self.health.beat(&mut self.types)
     }
 
     /// Hands the buffered lines to the writer (`at`: the position they complete), sending
@@ -473,6 +482,7 @@ impl<'o> Streamer<'o> {
                 let t = self.txn.take().context("a commit outside a transaction")?;
                 json::commit(&mut self.buf, &t, commit_lsn, end_lsn);
                 self.last_end = Lsn(end_lsn);
+                self.health.committed(Lsn(end_lsn), t.commit_time);
                 self.hand(repl, Some(Lsn(end_lsn)))?;
                 return Ok(self.o.endpos.is_some_and(|e| end_lsn > e));
             }
@@ -499,6 +509,12 @@ impl<'o> Streamer<'o> {
                     json::truncate(&mut self.buf, &t, lsn, rel);
                 }
             }
+            // A heartbeat only moves the position: nothing before it remains to be written.
+            Message::Message {
+                transactional: false,
+                prefix: super::health::HEARTBEAT,
+                ..
+            } if self.txn.is_none() => self.hand(repl, Some(Lsn(lsn).max(self.handed)))?,
             Message::Message {
                 transactional,
                 prefix,
@@ -572,6 +588,7 @@ impl<'o> Streamer<'o> {
     fn status(&mut self, repl: &mut ReplConn, reply: bool) -> Result<()> {
         let written = self.out.written();
         let flushed = self.confirm.flushed(written, self.last_end);
+        self.health.confirmed(flushed);
         let p = Positions {
             written: Lsn(self.received).max(written),
             flushed,

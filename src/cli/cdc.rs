@@ -94,6 +94,14 @@ pub struct CdcCli {
     /// The replication origin --confirm-from reads.
     #[arg(long = "origin", value_name = "NAME", default_value = "weir")]
     pub origin: String,
+    /// Write the slot's health as a Prometheus textfile to FILE at each status interval: lag in
+    /// bytes, wal_status, safe_wal_size, the commit time of the last confirmed change.
+    #[arg(long = "metrics", value_name = "FILE")]
+    pub metrics: Option<std::path::PathBuf>,
+    /// Write a heartbeat message into the source database's WAL every SECS seconds, so a
+    /// slot whose tables are quiet while other databases write keeps moving.
+    #[arg(long = "heartbeat", value_name = "SECS")]
+    pub heartbeat: Option<u64>,
     /// Install (or replace) event triggers on the source database that write each DDL
     /// statement into WAL as a logical message, so it reaches weir-apply --apply-ddl in order
     /// with the changes (needs a superuser; schema weir_ddl).
@@ -130,6 +138,10 @@ impl CdcCli {
             output: self.output.clone(),
             confirm_from: self.confirm_from.clone(),
             origin: self.origin.clone(),
+            metrics: self.metrics.clone(),
+            heartbeat: self
+                .heartbeat
+                .map(|s| std::time::Duration::from_secs(s.max(1))),
             track_ddl: self.track_ddl,
             untrack_ddl: self.untrack_ddl,
             quiet: self.quiet,

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 pub mod durable;
 mod exit;
 mod io;
+pub mod metrics;
 mod progress;
 pub mod signals;
 mod time;

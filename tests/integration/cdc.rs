@@ -511,3 +511,113 @@ fn a_lost_slot_has_its_own_exit_status() {
     );
     assert!(run(&["--drop-slot"]).status.success());
 }
+
+/// A slot on a database whose tables are quiet while another database writes: with
+/// `--heartbeat 1` weir-cdc writes heartbeat messages into the quiet database's WAL (a
+/// test_decoding slot beside it sees them), the slot's confirmed position passes the busy
+/// database's writes, no heartbeat reaches the output, and `--metrics` holds the slot's lag,
+/// wal_status and the commit time of the last confirmed change.
+#[test]
+fn a_quiet_databases_slot_moves_with_heartbeats_and_its_health_is_in_the_metrics() {
+    use crate::harness::{bin, run_on, scrub, stderr, wait_until};
+    let c = cluster();
+    c.create_db(
+        "hb_quiet",
+        "CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION pub FOR TABLE t;
+         SELECT pg_create_logical_replication_slot('hb_peek', 'test_decoding');",
+    );
+    c.create_db("hb_busy", "CREATE TABLE b (id int, pad text);");
+    let o = run_on(
+        c,
+        "weir-cdc",
+        &["-d", "hb_quiet", "-S", "hb_slot", "--create-slot"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = tempfile::tempdir().unwrap();
+    let (metrics, out) = (dir.path().join("cdc.prom"), dir.path().join("out.jsonl"));
+    let mut cmd = std::process::Command::new(bin("weir-cdc"));
+    cmd.args([
+        "-q",
+        "-d",
+        "hb_quiet",
+        "-S",
+        "hb_slot",
+        "--publication",
+        "pub",
+        "--stream",
+    ])
+    .args([
+        "-s",
+        "1",
+        "--heartbeat",
+        "1",
+        "--metrics",
+        metrics.to_str().unwrap(),
+    ])
+    .args(["-o", out.to_str().unwrap()]);
+    let mut cdc = scrub(&mut cmd, &c.env()).spawn().unwrap();
+    c.psql("hb_quiet", "INSERT INTO t VALUES (1)");
+    c.psql(
+        "hb_busy",
+        "INSERT INTO b SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g",
+    );
+    let busy = c.psql("hb_busy", "SELECT pg_current_wal_lsn()");
+    let confirmed = || {
+        c.psql(
+            "postgres",
+            &format!(
+                "SELECT confirmed_flush_lsn >= '{}' FROM pg_replication_slots WHERE slot_name = 'hb_slot'",
+                busy.trim()
+            ),
+        )
+    };
+    wait_until(
+        "the quiet slot passes the busy database's writes",
+        30,
+        || confirmed().trim() == "t",
+    );
+    wait_until(
+        "the metrics say when the last change was confirmed",
+        30,
+        || {
+            std::fs::read_to_string(&metrics)
+                .is_ok_and(|m| m.contains("weir_cdc_last_confirmed_change_timestamp_seconds"))
+        },
+    );
+    let beats = || {
+        c.psql(
+            "hb_quiet",
+            "SELECT count(*) FROM pg_logical_slot_peek_changes('hb_peek', NULL, NULL)
+              WHERE data LIKE 'message: transactional: 0 prefix: weir.heartbeat%'",
+        )
+    };
+    wait_until("heartbeats in the quiet database's WAL", 20, || {
+        beats().trim().parse::<u32>().unwrap() >= 2
+    });
+    let _ = cdc.kill();
+    let _ = cdc.wait();
+    let m = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        m.contains("weir_cdc_slot_wal_status{slot=\"hb_slot\",status=\"reserved\"} 1"),
+        "{m}"
+    );
+    let lag: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("weir_cdc_slot_lag_bytes{slot=\"hb_slot\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(lag < 4e6, "the slot holds back {lag} bytes\n{m}");
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(!written.contains("weir.heartbeat"), "{written}");
+    assert!(written.contains("\"action\":\"I\""), "{written}");
+    c.psql("hb_quiet", "SELECT pg_drop_replication_slot('hb_peek')");
+    let o = run_on(
+        c,
+        "weir-cdc",
+        &["-d", "hb_quiet", "-S", "hb_slot", "--drop-slot"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
