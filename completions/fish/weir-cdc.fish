@@ -3,7 +3,7 @@ complete -c weir-cdc -s h -l host -d 'Server host name or Unix-socket directory 
 complete -c weir-cdc -s p -l port -d 'Server port (overrides the conninfo and PGPORT)' -r
 complete -c weir-cdc -s U -l username -d 'User name (overrides the conninfo and PGUSER). Passwords never go on the command line: use PGPASSWORD, PGPASSFILE or ~/.pgpass' -r
 complete -c weir-cdc -s S -l slot -d 'The logical replication slot (pgoutput)' -r
-complete -c weir-cdc -s j -l jobs -d 'Connections that copy tables in parallel (--copy, --copy-and-stream)' -r
+complete -c weir-cdc -s j -l jobs -d 'Connections that copy tables in parallel (--copy, --copy-and-stream, --resync)' -r
 complete -c weir-cdc -l split-pages -d 'Tables larger than twice this many pages are copied in ranges of this many pages' -r
 complete -c weir-cdc -l publication -d 'The publication whose tables are streamed (CREATE PUBLICATION on the source)' -r
 complete -c weir-cdc -s I -l startpos -d 'Start at this LSN (default: where the slot\'s confirmed position is)' -r
@@ -20,6 +20,7 @@ complete -c weir-cdc -l drop-slot -d 'Drop the slot (after streaming, with --str
 complete -c weir-cdc -l stream -d 'Stream the slot\'s changes to the output'
 complete -c weir-cdc -l copy -d 'Create the slot with an exported snapshot and write the publication\'s tables as they are in it (insert lines marked "snapshot", one transaction), then stop: --stream resumes after them'
 complete -c weir-cdc -l copy-and-stream -d '--copy, then stream from the slot\'s consistent point: no change lost or doubled across the hand-off'
+complete -c weir-cdc -l resync -d 'After a lost or dropped slot: drop what is left of it, copy the publication\'s tables afresh as --copy-and-stream does, behind a truncate of each in the same transaction (weir-apply replaces the target\'s tables whole), then stream'
 complete -c weir-cdc -l track-ddl -d 'Install (or replace) event triggers on the source database that write each DDL statement into WAL as a logical message, so it reaches weir-apply --apply-ddl in order with the changes (needs a superuser; schema weir_ddl)'
 complete -c weir-cdc -l untrack-ddl -d 'Remove what --track-ddl installed'
 complete -c weir-cdc -s q -l quiet -d 'Print nothing but errors'

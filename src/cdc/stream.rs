@@ -55,6 +55,9 @@ pub struct CdcOptions {
     pub metrics: Option<std::path::PathBuf>,
     /// Write a heartbeat message into the source's WAL this often.
     pub heartbeat: Option<Duration>,
+    /// Rebuild the target after a lost or dropped slot: a new slot, a copy behind a TRUNCATE
+    /// of every published table, then the stream.
+    pub resync: bool,
     /// Install, or remove, the DDL event triggers ([`super::ddl`]).
     pub track_ddl: bool,
     pub untrack_ddl: bool,
@@ -154,17 +157,17 @@ impl Confirm {
 }
 
 pub fn run(o: &CdcOptions) -> Result<()> {
-    let reads = o.stream || o.copy || o.copy_and_stream;
+    let reads = o.stream || o.copy || o.copy_and_stream || o.resync;
     if !(o.create_slot || o.drop_slot || reads || o.track_ddl || o.untrack_ddl) {
         return Err(coded(
             ExitCode::Usage,
-            "nothing to do: give --create-slot, --stream, --copy, --copy-and-stream, --drop-slot, --track-ddl or --untrack-ddl",
+            "nothing to do: give --create-slot, --stream, --copy, --copy-and-stream, --resync, --drop-slot, --track-ddl or --untrack-ddl",
         ));
     }
     if reads && o.publication.is_none() {
         return Err(coded(
             ExitCode::Usage,
-            "--stream, --copy and --copy-and-stream need --publication NAME",
+            "--stream, --copy, --copy-and-stream and --resync need --publication NAME",
         ));
     }
     let params = ConnParams::resolve(o.conninfo.as_deref(), "weir-cdc")?;
@@ -183,7 +186,10 @@ pub fn run(o: &CdcOptions) -> Result<()> {
         }
     }
     let mut repl = ReplConn::connect_logical(&params)?;
-    let snapshot = match o.copy || o.copy_and_stream {
+    if o.resync {
+        drop_for_resync(&mut repl, &o.slot, o.quiet)?;
+    }
+    let snapshot = match o.copy || o.copy_and_stream || o.resync {
         true => Some(super::copy::create_slot_exporting(&mut repl, &o.slot)?),
         false => None,
     };
@@ -199,7 +205,7 @@ pub fn run(o: &CdcOptions) -> Result<()> {
         if let Some(snap) = &snapshot {
             s.copy(&params, snap)?;
         }
-        match o.stream || o.copy_and_stream {
+        match o.stream || o.copy_and_stream || o.resync {
             true => s.run(&mut repl)?,
             false => s.finish_copy()?,
         }
@@ -207,6 +213,32 @@ pub fn run(o: &CdcOptions) -> Result<()> {
     if o.drop_slot {
         repl.query(&format!("DROP_REPLICATION_SLOT {}", quote_ident(&o.slot)))
             .with_context(|| format!("dropping slot {}", o.slot))?;
+    }
+    Ok(())
+}
+
+/// `--resync`: what is left of the slot goes (a lost one, or none after it was dropped), said
+/// out loud, so the copy that follows starts from a new one.
+fn drop_for_resync(repl: &mut ReplConn, slot: &str, quiet: bool) -> Result<()> {
+    let rows = repl.query(&format!(
+        "SELECT coalesce(wal_status, '-'), coalesce(confirmed_flush_lsn::text, '-') \
+         FROM pg_catalog.pg_replication_slots WHERE slot_name = {}",
+        quote_literal(slot)
+    ))?;
+    let state = rows.first().map(|r| {
+        let get = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+        (get(0), get(1))
+    });
+    if let Some((status, at)) = &state {
+        repl.query(&format!("DROP_REPLICATION_SLOT {}", quote_ident(slot)))
+            .with_context(|| format!("dropping slot {slot} for --resync"))?;
+        if !quiet {
+            eprintln!(
+                "weir-cdc: resync: dropped slot {slot} (wal_status {status}, confirmed at {at})"
+            );
+        }
+    } else if !quiet {
+        eprintln!("weir-cdc: resync: slot {slot} does not exist; creating it afresh");
     }
     Ok(())
 }
@@ -223,14 +255,19 @@ fn slot_health(repl: &mut ReplConn, slot: &str, quiet: bool) -> Result<()> {
         quote_literal(slot)
     ))?;
     let Some(r) = rows.first() else {
-        bail!("slot {slot} does not exist (--create-slot makes it)");
+        return Err(coded(
+            ExitCode::SlotLost,
+            format!(
+                "slot {slot} does not exist: create it with --create-slot; if it fed a target and was dropped, changes since are missing there, and --resync rebuilds it"
+            ),
+        ));
     };
     let get = |i: usize| r[i].as_deref().unwrap_or("-");
     if get(0) == "lost" {
         return Err(coded(
             ExitCode::SlotLost,
             format!(
-                "slot {slot} is lost (wal_status = lost): the server removed WAL it still needed, so changes after {} are gone; drop the slot (--drop-slot) and start again from a new copy",
+                "slot {slot} is lost (wal_status = lost): the server removed WAL it still needed, so changes after {} are gone; --resync rebuilds the target from a fresh copy",
                 get(1)
             ),
         ));
@@ -333,6 +370,9 @@ impl<'o> Streamer<'o> {
             commit_time: super::wire::pg_now(),
         };
         json::begin(&mut self.buf, &txn, snap.at.0);
+        if self.o.resync {
+            self.replaced(&items, &txn, snap.at)?;
+        }
         // Before streaming starts no status update is due, so the writer may make us wait.
         self.out.send((std::mem::take(&mut self.buf), None))?;
         let out = &mut self.out;
@@ -347,6 +387,33 @@ impl<'o> Streamer<'o> {
             eprintln!(
                 "weir-cdc: copied {rows} rows of {n} tables in the snapshot of slot {} (consistent point {})",
                 self.o.slot, snap.at
+            );
+        }
+        Ok(())
+    }
+
+    /// `--resync`: a truncate line for each published table ahead of its copy, all at one
+    /// position, so weir-apply empties them in one statement, in the copy's transaction: the
+    /// target's tables are replaced whole or not at all.
+    fn replaced(&mut self, items: &[super::copy::Item], txn: &Txn, at: Lsn) -> Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        let mut names = Vec::new();
+        for item in items {
+            let rel = &item.rel;
+            if seen.insert((rel.schema.clone(), rel.table.clone())) {
+                json::truncate(&mut self.buf, txn, at.0, rel);
+                names.push(format!("{}.{}", rel.schema, rel.table));
+            }
+        }
+        if !self.o.quiet {
+            eprintln!(
+                "weir-cdc: resync: the target's {} replaced by a copy at {at}: {}",
+                if names.len() == 1 {
+                    "table is"
+                } else {
+                    "tables are"
+                },
+                names.join(", ")
             );
         }
         Ok(())

@@ -55,7 +55,12 @@ pub struct CdcCli {
     /// across the hand-off.
     #[arg(long = "copy-and-stream", conflicts_with_all = ["stream", "create_slot", "copy"])]
     pub copy_and_stream: bool,
-    /// Connections that copy tables in parallel (--copy, --copy-and-stream).
+    /// After a lost or dropped slot: drop what is left of it, copy the publication's tables
+    /// afresh as --copy-and-stream does, behind a truncate of each in the same transaction
+    /// (weir-apply replaces the target's tables whole), then stream.
+    #[arg(long = "resync", conflicts_with_all = ["stream", "create_slot", "copy", "copy_and_stream", "drop_slot"])]
+    pub resync: bool,
+    /// Connections that copy tables in parallel (--copy, --copy-and-stream, --resync).
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1)]
     pub jobs: usize,
     /// Tables larger than twice this many pages are copied in ranges of this many pages.
@@ -138,6 +143,7 @@ impl CdcCli {
             output: self.output.clone(),
             confirm_from: self.confirm_from.clone(),
             origin: self.origin.clone(),
+            resync: self.resync,
             metrics: self.metrics.clone(),
             heartbeat: self
                 .heartbeat

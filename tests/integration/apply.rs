@@ -638,3 +638,88 @@ fn ddl_arrives_in_wal_order_and_replays_at_the_target() {
         "0"
     );
 }
+
+/// A slot dropped behind weir-cdc's back while the source goes on writing: streaming stops
+/// with the lost-slot status (7) and names --resync; `weir-cdc --resync | weir-apply` then
+/// replaces the target's tables with a fresh copy, in one transaction, says which, and streams
+/// on: the target equals the source, and later changes keep coming.
+#[test]
+fn a_dropped_slot_stops_the_stream_and_resync_rebuilds_the_target() {
+    let c = cluster();
+    source_and_target(c, "rs_src", "rs_dst", "rs_slot");
+    let pipeline = |cdc: &[&str], end: &str| {
+        let args = [
+            "-d",
+            "rs_src",
+            "-S",
+            "rs_slot",
+            "--publication",
+            "pub",
+            "-E",
+            end,
+        ];
+        let more = ["--confirm-from", "dbname=rs_dst", "--origin", "rs_o"];
+        let o = run_on(c, "weir-cdc", &[&args[..], &more[..], cdc].concat(), b"");
+        assert!(o.status.success(), "{}", stderr(&o));
+        let a = run_on(
+            c,
+            "weir-apply",
+            &["-q", "-d", "rs_dst", "--origin", "rs_o"],
+            &o.stdout,
+        );
+        assert!(a.status.success(), "{}", stderr(&a));
+        stderr(&o)
+    };
+    c.psql(
+        "rs_src",
+        "INSERT INTO acct (id, name) SELECT g, 'a' || g FROM generate_series(1, 50) g;
+         INSERT INTO item (acct_id, n) SELECT g, g FROM generate_series(1, 50) g;
+         INSERT INTO ledger SELECT generate_series(1, 1000);",
+    );
+    pipeline(&["--stream", "-q"], &current_lsn(c, "rs_src"));
+    assert_eq!(digest(c, "rs_dst"), digest(c, "rs_src"));
+
+    c.psql("postgres", "SELECT pg_drop_replication_slot('rs_slot')");
+    c.psql(
+        "rs_src",
+        "DELETE FROM item WHERE n > 40; UPDATE acct SET name = 'missed' WHERE id < 10;
+         INSERT INTO ledger SELECT generate_series(1001, 1500);",
+    );
+    let o = run_on(
+        c,
+        "weir-cdc",
+        &[
+            "-d",
+            "rs_src",
+            "-S",
+            "rs_slot",
+            "--publication",
+            "pub",
+            "--stream",
+        ],
+        b"",
+    );
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--resync"), "{}", stderr(&o));
+    assert_ne!(digest(c, "rs_dst"), digest(c, "rs_src"));
+
+    let said = pipeline(&["--resync"], &current_lsn(c, "rs_src"));
+    assert!(
+        said.contains("replaced by a copy") && said.contains("public.acct"),
+        "{said}"
+    );
+    assert_eq!(digest(c, "rs_dst"), digest(c, "rs_src"));
+    c.psql(
+        "rs_src",
+        "UPDATE acct SET name = 'after' WHERE id = 20; DELETE FROM ledger WHERE id < 100;",
+    );
+    pipeline(&["--stream", "-q"], &current_lsn(c, "rs_src"));
+    assert_eq!(digest(c, "rs_dst"), digest(c, "rs_src"));
+    let o = run_on(
+        c,
+        "weir-cdc",
+        &["-d", "rs_src", "-S", "rs_slot", "--drop-slot"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
