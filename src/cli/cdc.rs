@@ -193,6 +193,10 @@ pub struct ApplyCli {
     /// at it).
     #[arg(long = "skip-ddl-through", value_name = "LSN", value_parser = super::ops::lsn, requires = "apply_ddl")]
     pub skip_ddl_through: Option<u64>,
+    /// What a transaction the target refuses does: stop (name it and exit 1), or
+    /// dead-letter=FILE (roll it back, append its lines to FILE, record it as applied, go on).
+    #[arg(long = "on-error", value_name = "stop|dead-letter=FILE", default_value = "stop", value_parser = on_error)]
+    pub on_error: OnError,
     /// Print nothing but errors.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
@@ -209,8 +213,27 @@ impl ApplyCli {
             input: self.file.clone(),
             apply_ddl: self.apply_ddl,
             skip_ddl_through: self.skip_ddl_through.map(crate::pg::lsn::Lsn),
+            dead_letter: match &self.on_error {
+                OnError::Stop => None,
+                OnError::DeadLetter(f) => Some(f.clone()),
+            },
             quiet: self.quiet,
         })
+    }
+}
+
+/// `--on-error`.
+#[derive(Debug, Clone)]
+pub enum OnError {
+    Stop,
+    DeadLetter(std::path::PathBuf),
+}
+
+fn on_error(s: &str) -> Result<OnError, String> {
+    match s.split_once('=') {
+        None if s == "stop" => Ok(OnError::Stop),
+        Some(("dead-letter", f)) if !f.is_empty() => Ok(OnError::DeadLetter(f.into())),
+        _ => Err(format!("{s}: expected stop or dead-letter=FILE")),
     }
 }
 

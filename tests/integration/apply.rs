@@ -723,3 +723,132 @@ fn a_dropped_slot_stops_the_stream_and_resync_rebuilds_the_target() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// `--on-error dead-letter=FILE`: of five source transactions the target refuses two (a key it
+/// already holds, an update of a row it lacks); those two are rolled back and written whole
+/// to FILE, the other three are applied, and a replay changes nothing and writes nothing more.
+/// Without the option the first refusal stops weir-apply; a garbled line stops it even with it.
+#[test]
+fn refused_transactions_go_to_the_dead_letter_file_and_the_rest_applies() {
+    let c = cluster();
+    source_and_target(c, "dl_src", "dl_dst", "dl_slot");
+    c.psql(
+        "dl_src",
+        "INSERT INTO acct (id, name) VALUES (1, 'one'), (2, 'two')",
+    );
+    c.psql(
+        "dl_dst",
+        "INSERT INTO acct (id, name) VALUES (1, 'one'), (2, 'two'), (7, 'squatter')",
+    );
+    let start = current_lsn(c, "dl_src");
+    c.psql(
+        "dl_src",
+        "INSERT INTO ledger SELECT generate_series(1, 100);
+         BEGIN; INSERT INTO acct (id, name) VALUES (6, 'six'), (7, 'seven'); INSERT INTO ledger VALUES (500); COMMIT;
+         UPDATE acct SET name = 'uno' WHERE id = 1;
+         BEGIN; INSERT INTO acct (id, name) VALUES (3, 'three'); UPDATE acct SET name = 'dos' WHERE id = 2; COMMIT;
+         INSERT INTO ledger SELECT generate_series(101, 200);",
+    );
+    c.psql("dl_dst", "DELETE FROM acct WHERE id = 2");
+    let end = current_lsn(c, "dl_src");
+    let args = [
+        "-q",
+        "-d",
+        "dl_src",
+        "-S",
+        "dl_slot",
+        "--publication",
+        "pub",
+        "--stream",
+    ];
+    let o = run_on(
+        c,
+        "weir-cdc",
+        &[&args[..], &["-I", &start, "-E", &end]].concat(),
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stream = o.stdout;
+
+    let o = run_on(
+        c,
+        "weir-apply",
+        &["-d", "dl_dst", "--origin", "dl_stop"],
+        &stream,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("duplicate key"), "{}", stderr(&o));
+    c.psql("postgres", "SELECT pg_replication_origin_drop('dl_stop')");
+    c.psql("dl_dst", "TRUNCATE ledger");
+
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dir.path().join("refused.jsonl");
+    let on_error = format!("dead-letter={}", dead.display());
+    let apply = || {
+        run_on(
+            c,
+            "weir-apply",
+            &["-d", "dl_dst", "--origin", "dl_o", "--on-error", &on_error],
+            &stream,
+        )
+    };
+    let o = apply();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("2 refused"), "{}", stderr(&o));
+    assert_eq!(
+        c.psql(
+            "dl_dst",
+            "SELECT string_agg(id || ':' || name, ',' ORDER BY id) FROM acct"
+        ),
+        "1:uno,7:squatter\n"
+    );
+    assert_eq!(
+        c.psql("dl_dst", "SELECT count(*), max(id) FROM ledger"),
+        "200|200\n"
+    );
+    let text = std::fs::read_to_string(&dead).unwrap();
+    let actions: String = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(actions, "BIIICBIUC", "{text}");
+    assert!(
+        text.contains("\"seven\"") && text.contains("\"dos\""),
+        "{text}"
+    );
+
+    let o = apply();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(&dead).unwrap(),
+        text,
+        "written again on a replay"
+    );
+
+    let mut garbled = stream.clone();
+    let cut = garbled.len() / 2;
+    garbled.splice(cut..cut, b"{\"action\":\n".iter().copied());
+    let o = run_on(
+        c,
+        "weir-apply",
+        &["-d", "dl_dst", "--origin", "dl_g", "--on-error", &on_error],
+        &garbled,
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    c.psql(
+        "postgres",
+        "SELECT pg_replication_origin_drop('dl_o'); SELECT pg_replication_origin_drop('dl_g')",
+    );
+    let o = run_on(
+        c,
+        "weir-cdc",
+        &["-d", "dl_src", "-S", "dl_slot", "--drop-slot"],
+        b"",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}

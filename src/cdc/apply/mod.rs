@@ -23,8 +23,11 @@ use crate::pg::lsn::Lsn;
 use crate::pg::sql::{pg_error, quote_ident, quote_literal};
 use crate::plumbing::{ExitCode, coded, open_input};
 use anyhow::{Context, Result, bail};
+use dead_letter::DeadLetter;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
+
+mod dead_letter;
 
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
@@ -35,6 +38,8 @@ pub struct ApplyOptions {
     pub apply_ddl: bool,
     /// Pass over DDL messages at or before this position.
     pub skip_ddl_through: Option<Lsn>,
+    /// `--on-error dead-letter=FILE`: where transactions the target refuses go.
+    pub dead_letter: Option<std::path::PathBuf>,
     pub quiet: bool,
 }
 
@@ -119,6 +124,11 @@ struct Applier {
     skip_ddl_through: Lsn,
     /// A DDL message was passed over without --apply-ddl (said once).
     ddl_unapplied: bool,
+    /// `--on-error dead-letter=FILE`, and how many transactions went there.
+    dead: Option<DeadLetter>,
+    dead_lettered: u64,
+    /// The commit line of the open transaction, once read: its end and commit time.
+    ending: Option<(Lsn, String)>,
 }
 
 pub fn run(o: &ApplyOptions) -> Result<()> {
@@ -126,8 +136,15 @@ pub fn run(o: &ApplyOptions) -> Result<()> {
     let mut a = Applier::connect(&params, &o.origin)?;
     a.ddl = o.apply_ddl.then(ddl::Replay::default);
     a.skip_ddl_through = o.skip_ddl_through.unwrap_or_default();
+    a.dead = o.dead_letter.clone().map(DeadLetter::new).transpose()?;
     let mut lines = Reader::new(std::io::BufReader::new(open_input(o.input.as_deref())?));
     while lines.advance()? {
+        if let Some(d) = &mut a.dead {
+            if a.open.is_none() {
+                d.reset()?;
+            }
+            d.keep(lines.raw())?;
+        }
         let l = lines.line()?;
         let result = if l.action == "I" && a.applying() {
             drop(l);
@@ -135,7 +152,14 @@ pub fn run(o: &ApplyOptions) -> Result<()> {
         } else {
             a.line(l)
         };
-        result.with_context(|| a.whereabouts())?;
+        match result {
+            Ok(()) => {}
+            Err(e) if a.dead.is_some() && a.applying() && DeadLetter::takes(&e) => {
+                let e = e.context(a.whereabouts());
+                a.dead_letter(e, &mut lines)?;
+            }
+            Err(e) => return Err(e.context(a.whereabouts())),
+        }
     }
     if let Some(t) = &a.open {
         let _ = a.c.batch_execute("ROLLBACK");
@@ -148,8 +172,16 @@ pub fn run(o: &ApplyOptions) -> Result<()> {
         ));
     }
     if !o.quiet {
+        let dead = match &a.dead {
+            Some(d) => format!(
+                ", {} refused and written to {}",
+                a.dead_lettered,
+                d.path.display()
+            ),
+            None => String::new(),
+        };
         eprintln!(
-            "weir-apply: {} transactions applied, {} already applied skipped; origin {} at {}",
+            "weir-apply: {} transactions applied, {} already applied skipped{dead}; origin {} at {}",
             a.applied, a.skipped, a.origin, a.progress
         );
     }
@@ -186,6 +218,9 @@ impl Applier {
             ddl: None,
             skip_ddl_through: Lsn::ZERO,
             ddl_unapplied: false,
+            dead: None,
+            dead_lettered: 0,
+            ending: None,
         })
     }
 
@@ -251,18 +286,78 @@ impl Applier {
             return Ok(());
         }
         self.open = Some(t);
-        self.flush()?;
         let ts = l.timestamp.context("a commit line without timestamp")?;
+        self.ending = Some((end, ts.to_string()));
+        self.flush()?;
         let q = format!(
             "SELECT pg_catalog.pg_replication_origin_xact_setup({}, {}); COMMIT",
             quote_literal(&end.to_string()),
             quote_literal(ts)
         );
         self.c.batch_execute(&q).map_err(|e| pg_error(e, &q))?;
-        self.open = None;
+        (self.open, self.ending) = (None, None);
         self.progress = end;
         self.applied += 1;
         Ok(())
+    }
+
+    /// The open transaction failed at the target: rolled back, its lines (the rest read from
+    /// the stream) written to the dead-letter file, and its end recorded as the target's
+    /// progress in a transaction of its own, so the stream goes on and a replay skips it.
+    fn dead_letter(&mut self, err: anyhow::Error, lines: &mut Reader<impl BufRead>) -> Result<()> {
+        let t = self
+            .open
+            .as_ref()
+            .context("a failure outside a transaction")?;
+        let (xid, commit) = (t.xid, t.commit);
+        self.c.batch_execute("ROLLBACK")?;
+        // A PREPARE of the failed batch may or may not have happened.
+        self.c.batch_execute("DEALLOCATE ALL")?;
+        self.prepared.clear();
+        (self.statements, self.truncate) = (Statements::default(), None);
+        let (end, ts) = match self.ending.take() {
+            Some(e) => e,
+            None => self.rest_of(lines, xid)?,
+        };
+        let dead = self.dead.as_mut().context("no dead-letter file")?;
+        dead.write()?;
+        let q = format!(
+            "BEGIN; SELECT pg_catalog.pg_replication_origin_xact_setup({}, {}); COMMIT",
+            quote_literal(&end.to_string()),
+            quote_literal(&ts)
+        );
+        self.c.batch_execute(&q).map_err(|e| pg_error(e, &q))?;
+        eprintln!(
+            "weir-apply: source transaction {xid} (commit LSN {commit}) refused by the target and written to {}: {}",
+            dead.path.display(),
+            crate::plumbing::one_line(&format!("{err:#}"))
+        );
+        self.open = None;
+        self.progress = end;
+        self.dead_lettered += 1;
+        Ok(())
+    }
+
+    /// Reads the failed transaction's remaining lines into the dead-letter journal; its end
+    /// and commit time from its commit line.
+    fn rest_of(&mut self, lines: &mut Reader<impl BufRead>, xid: u32) -> Result<(Lsn, String)> {
+        while lines.advance()? {
+            if let Some(d) = &mut self.dead {
+                d.keep(lines.raw())?;
+            }
+            let l = lines.line()?;
+            if l.action == "C" {
+                let end = Lsn::parse(l.nextlsn.context("a commit line without nextlsn")?)?;
+                let ts = l.timestamp.context("a commit line without timestamp")?;
+                return Ok((end, ts.to_string()));
+            }
+        }
+        Err(coded(
+            ExitCode::BadArchive,
+            format!(
+                "the stream ended inside transaction {xid}, which the target refused: nothing of it was applied or written"
+            ),
+        ))
     }
 
     /// A DDL statement of the source, run where it was in its transaction, under the source
@@ -341,6 +436,9 @@ impl Applier {
             if !same {
                 lines.unread();
                 break;
+            }
+            if let Some(d) = &mut self.dead {
+                d.keep(lines.raw())?;
             }
             row(&mut buf, &l);
             if buf.len() >= SEND_BYTES {
