@@ -389,7 +389,7 @@ fn weir_cdc_says_what_is_missing() {
     let o = run(&["--stream"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("--stream, --copy and --copy-and-stream need --publication"),
+        stderr(&o).contains("--copy-and-stream and --resync need --publication"),
         "{}",
         stderr(&o)
     );
