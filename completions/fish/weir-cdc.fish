@@ -3,6 +3,7 @@ complete -c weir-cdc -s h -l host -d 'Server host name or Unix-socket directory 
 complete -c weir-cdc -s p -l port -d 'Server port (overrides the conninfo and PGPORT)' -r
 complete -c weir-cdc -s U -l username -d 'User name (overrides the conninfo and PGUSER). Passwords never go on the command line: use PGPASSWORD, PGPASSFILE or ~/.pgpass' -r
 complete -c weir-cdc -s S -l slot -d 'The logical replication slot (pgoutput)' -r
+complete -c weir-cdc -l proto-version -d 'pgoutput\'s protocol version (default 2 on PostgreSQL 14 and later, which streams big transactions in progress; 1 holds each until its commit)' -r
 complete -c weir-cdc -s j -l jobs -d 'Connections that copy tables in parallel (--copy, --copy-and-stream, --resync)' -r
 complete -c weir-cdc -l split-pages -d 'Tables larger than twice this many pages are copied in ranges of this many pages' -r
 complete -c weir-cdc -l publication -d 'The publication whose tables are streamed (CREATE PUBLICATION on the source)' -r

@@ -12,6 +12,7 @@ pub mod json;
 pub mod line;
 pub mod pgoutput;
 pub mod sink;
+pub mod spill;
 pub mod stream;
 pub mod wire;
 pub mod writer;

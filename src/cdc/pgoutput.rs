@@ -1,6 +1,8 @@
-//! The messages of `pgoutput`, PostgreSQL's built-in logical decoding plugin, protocol version
-//! 1 (PostgreSQL docs, "Logical Replication Message Formats"; src/backend/replication/logical/
-//! proto.c). Decoding borrows from the message: a row's values are slices of the bytes the
+//! The messages of `pgoutput`, PostgreSQL's built-in logical decoding plugin, protocol versions
+//! 1 and 2 (PostgreSQL docs, "Logical Replication Message Formats"; src/backend/replication/
+//! logical/proto.c). Version 2 adds streamed transactions: a big transaction in progress comes
+//! in blocks between Stream Start and Stream Stop, whose changes carry their (sub)transaction's
+//! xid after the tag ([`decode_streamed`]), and ends with Stream Commit or Stream Abort. Decoding borrows from the message: a row's values are slices of the bytes the
 //! server sent, so a change is parsed without copying its data.
 //!
 //! Integers are big-endian; a String is NUL-terminated; LSNs are 64-bit, times microseconds
@@ -50,6 +52,23 @@ pub enum Message<'a> {
         relations: Vec<u32>,
         cascade: bool,
         restart_identity: bool,
+    },
+    /// A block of a streamed transaction starts (protocol 2).
+    StreamStart {
+        xid: u32,
+        first: bool,
+    },
+    StreamStop,
+    StreamCommit {
+        xid: u32,
+        commit_lsn: u64,
+        end_lsn: u64,
+        commit_time: i64,
+    },
+    /// The transaction (`subxid == xid`) or one of its subtransactions aborted.
+    StreamAbort {
+        xid: u32,
+        subxid: u32,
     },
     /// `pg_logical_emit_message`'s messages.
     Message {
@@ -104,9 +123,42 @@ pub enum Value<'a> {
 
 /// Decodes one message.
 pub fn decode(bytes: &[u8]) -> Result<Message<'_>> {
+    decode_with(bytes, false).map(|(_, m)| m)
+}
+
+/// A message inside a streamed transaction's block, with the xid its change carries (none for
+/// Stream Stop).
+pub fn decode_streamed(bytes: &[u8]) -> Result<(Option<u32>, Message<'_>)> {
+    decode_with(bytes, true)
+}
+
+fn decode_with(bytes: &[u8], streamed: bool) -> Result<(Option<u32>, Message<'_>)> {
     let mut c = Cursor { b: bytes, at: 0 };
     let tag = c.u8()?;
+    let xid = match streamed && matches!(tag, b'R' | b'Y' | b'I' | b'U' | b'D' | b'T' | b'M') {
+        true => Some(c.u32()?),
+        false => None,
+    };
     let m = match tag {
+        b'S' => Message::StreamStart {
+            xid: c.u32()?,
+            first: c.u8()? == 1,
+        },
+        b'E' => Message::StreamStop,
+        b'c' => {
+            let xid = c.u32()?;
+            c.u8()?; // flags, unused
+            Message::StreamCommit {
+                xid,
+                commit_lsn: c.u64()?,
+                end_lsn: c.u64()?,
+                commit_time: c.i64()?,
+            }
+        }
+        b'A' => Message::StreamAbort {
+            xid: c.u32()?,
+            subxid: c.u32()?,
+        },
         b'B' => Message::Begin {
             final_lsn: c.u64()?,
             commit_time: c.i64()?,
@@ -170,7 +222,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message<'_>> {
             }
         }
         t => bail!(
-            "unknown pgoutput message {:?} (streamed transactions and protocol versions above 1 are not asked for)",
+            "unknown pgoutput message {:?} (protocol versions above 2 are not asked for)",
             t as char
         ),
     };
@@ -181,7 +233,7 @@ pub fn decode(bytes: &[u8]) -> Result<Message<'_>> {
             bytes.len() - c.at
         );
     }
-    Ok(m)
+    Ok((xid, m))
 }
 
 fn relation<'a>(c: &mut Cursor<'a>) -> Result<Relation<'a>> {
@@ -485,6 +537,36 @@ mod tests {
     }
 
     #[test]
+    fn streamed_changes_carry_their_xid() {
+        let ins = Msg::default()
+            .b(b'I')
+            .i32(7)
+            .i32(1)
+            .b(b'N')
+            .i16(1)
+            .text("hi");
+        let (xid, m) = decode_streamed(&ins.0).unwrap();
+        assert_eq!(xid, Some(7));
+        assert!(matches!(m, Message::Insert { relation: 1, .. }));
+        let commit = Msg::default().b(b'c').i32(7).b(0).i64(10).i64(20).i64(30);
+        assert_eq!(
+            decode(&commit.0).unwrap(),
+            Message::StreamCommit {
+                xid: 7,
+                commit_lsn: 10,
+                end_lsn: 20,
+                commit_time: 30
+            }
+        );
+        let abort = Msg::default().b(b'A').i32(7).i32(9);
+        assert_eq!(
+            decode(&abort.0).unwrap(),
+            Message::StreamAbort { xid: 7, subxid: 9 }
+        );
+        assert_eq!(decode_streamed(b"E").unwrap(), (None, Message::StreamStop));
+    }
+
+    #[test]
     fn damage_is_an_error_never_a_short_row() {
         let ins = Msg::default().b(b'I').i32(1).b(b'N').i16(1).text("hello");
         for cut in 1..ins.0.len() {
@@ -494,7 +576,7 @@ mod tests {
         long.push(0);
         assert!(decode(&long).unwrap_err().to_string().contains("left over"));
         assert!(
-            decode(b"S\0\0\0\x01")
+            decode(b"Z\0\0\0\x01")
                 .unwrap_err()
                 .to_string()
                 .contains("unknown pgoutput message")

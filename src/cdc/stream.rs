@@ -55,6 +55,9 @@ pub struct CdcOptions {
     pub metrics: Option<std::path::PathBuf>,
     /// Write a heartbeat message into the source's WAL this often.
     pub heartbeat: Option<Duration>,
+    /// pgoutput's protocol version (default: 2 where the server has it, so big transactions in
+    /// progress are streamed rather than spilled by the server).
+    pub proto_version: Option<u32>,
     /// Rebuild the target after a lost or dropped slot: a new slot, a copy behind a TRUNCATE
     /// of every published table, then the stream.
     pub resync: bool,
@@ -337,6 +340,10 @@ struct Streamer<'o> {
     /// Where streaming starts when a copy came first: the slot's consistent point.
     copied_to: Option<Lsn>,
     health: super::health::Health,
+    /// Streamed transactions in progress (protocol 2), each in a file of its own, and the one
+    /// whose block is open.
+    streamed: HashMap<u32, super::spill::Spill>,
+    in_stream: Option<u32>,
 }
 
 impl<'o> Streamer<'o> {
@@ -357,6 +364,8 @@ impl<'o> Streamer<'o> {
             buf: Vec::with_capacity(1 << 16),
             copied_to: None,
             health: super::health::Health::new(o.metrics.clone(), o.heartbeat),
+            streamed: HashMap::new(),
+            in_stream: None,
         })
     }
 
@@ -439,13 +448,14 @@ impl<'o> Streamer<'o> {
             (None, None) => "0/0".into(),
         };
         let publication = self.o.publication.as_deref().expect("checked");
-        // pg_logical_emit_message's messages come only when asked for (PostgreSQL 14 on).
-        let messages = match repl.server_version() >= 140000 {
-            true => ", messages 'true'",
-            false => "",
-        };
+        // pg_logical_emit_message's messages come only when asked for, and big transactions
+        // in progress are streamed only under protocol 2 (both PostgreSQL 14 on).
+        let v14 = repl.server_version() >= 140000;
+        let proto = self.o.proto_version.unwrap_or(if v14 { 2 } else { 1 });
+        let messages = if v14 { ", messages 'true'" } else { "" };
+        let streaming = if proto >= 2 { ", streaming 'on'" } else { "" };
         let sql = format!(
-            "START_REPLICATION SLOT {} LOGICAL {start} (proto_version '1', publication_names {}{messages})",
+            "START_REPLICATION SLOT {} LOGICAL {start} (proto_version '{proto}', publication_names {}{messages}{streaming})",
             quote_ident(&self.o.slot),
             quote_literal(&quote_ident(publication))
         );
@@ -528,6 +538,9 @@ impl<'o> Streamer<'o> {
     /// One pgoutput message; true when the end position is reached.
     fn xlog(&mut self, repl: &mut ReplConn, lsn: u64, data: &[u8]) -> Result<bool> {
         self.received = self.received.max(lsn);
+        if let Some(top) = self.in_stream {
+            return self.streamed_block(top, lsn, data).map(|()| false);
+        }
         match decode(data)? {
             Message::Begin {
                 final_lsn,
@@ -545,14 +558,84 @@ impl<'o> Streamer<'o> {
                 commit_lsn,
                 end_lsn,
                 ..
-            } => {
-                let t = self.txn.take().context("a commit outside a transaction")?;
-                json::commit(&mut self.buf, &t, commit_lsn, end_lsn);
-                self.last_end = Lsn(end_lsn);
-                self.health.committed(Lsn(end_lsn), t.commit_time);
-                self.hand(repl, Some(Lsn(end_lsn)))?;
-                return Ok(self.o.endpos.is_some_and(|e| end_lsn > e));
+            } => return self.commit(repl, commit_lsn, end_lsn),
+            Message::StreamStart { xid, .. } => {
+                if let std::collections::hash_map::Entry::Vacant(e) = self.streamed.entry(xid) {
+                    e.insert(super::spill::Spill::new()?);
+                }
+                self.in_stream = Some(xid);
             }
+            Message::StreamCommit {
+                xid,
+                commit_lsn,
+                end_lsn,
+                commit_time,
+            } => {
+                let spill = self.streamed.remove(&xid);
+                if self.past_end(commit_lsn) {
+                    return Ok(true);
+                }
+                let t = Txn { xid, commit_time };
+                json::begin(&mut self.buf, &t, commit_lsn);
+                self.txn = Some(t);
+                if let Some(spill) = spill {
+                    spill.replay(|at, msg| {
+                        let (_, m) = super::pgoutput::decode_streamed(msg)?;
+                        self.change(repl, at, m)
+                    })?;
+                }
+                return self.commit(repl, commit_lsn, end_lsn);
+            }
+            Message::StreamAbort { xid, subxid } if xid == subxid => {
+                self.streamed.remove(&xid);
+            }
+            Message::StreamAbort { xid, subxid } => {
+                if let Some(s) = self.streamed.get_mut(&xid) {
+                    s.abort(subxid)?;
+                }
+            }
+            Message::StreamStop => bail!("a stream stop outside a streamed block"),
+            m => self.change(repl, lsn, m)?,
+        }
+        Ok(false)
+    }
+
+    /// A message of the streamed transaction `top`'s open block: kept in its file (a
+    /// relation's description is taken now too), the block closed at Stream Stop.
+    fn streamed_block(&mut self, top: u32, lsn: u64, data: &[u8]) -> Result<()> {
+        let (xid, m) = super::pgoutput::decode_streamed(data)?;
+        match m {
+            Message::StreamStop => self.in_stream = None,
+            Message::Type { .. } => {}
+            m => {
+                if let Message::Relation(r) = &m {
+                    let rel = self.relation(r)?;
+                    self.relations.insert(r.id, rel);
+                }
+                let spill = self
+                    .streamed
+                    .get_mut(&top)
+                    .context("a block of an unknown stream")?;
+                spill.push(xid.unwrap_or(top), lsn, data)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The open transaction commits: its lines handed on with its end.
+    fn commit(&mut self, repl: &mut ReplConn, commit_lsn: u64, end_lsn: u64) -> Result<bool> {
+        let t = self.txn.take().context("a commit outside a transaction")?;
+        json::commit(&mut self.buf, &t, commit_lsn, end_lsn);
+        self.last_end = Lsn(end_lsn);
+        self.health.committed(Lsn(end_lsn), t.commit_time);
+        self.hand(repl, Some(Lsn(end_lsn)))?;
+        Ok(self.o.endpos.is_some_and(|e| end_lsn > e))
+    }
+
+    /// A change, relation, truncate or message of the open transaction (or a message outside
+    /// any), as lines.
+    fn change(&mut self, repl: &mut ReplConn, lsn: u64, m: Message) -> Result<()> {
+        match m {
             Message::Relation(r) => {
                 let rel = self.relation(&r)?;
                 self.relations.insert(r.id, rel);
@@ -595,11 +678,12 @@ impl<'o> Streamer<'o> {
                 }
             }
             Message::Origin { .. } | Message::Type { .. } => {}
+            other => bail!("unexpected pgoutput message {other:?}"),
         }
         if self.buf.len() >= 1 << 20 {
             self.hand(repl, None)?;
         }
-        Ok(false)
+        Ok(())
     }
 
     /// The relation with its columns' type names (format_type, as wal2json writes them).

@@ -55,6 +55,10 @@ pub struct CdcCli {
     /// across the hand-off.
     #[arg(long = "copy-and-stream", conflicts_with_all = ["stream", "create_slot", "copy"])]
     pub copy_and_stream: bool,
+    /// pgoutput's protocol version (default 2 on PostgreSQL 14 and later, which streams big
+    /// transactions in progress; 1 holds each until its commit).
+    #[arg(long = "proto-version", value_name = "N", value_parser = clap::value_parser!(u32).range(1..=2), hide = true)]
+    pub proto_version: Option<u32>,
     /// After a lost or dropped slot: drop what is left of it, copy the publication's tables
     /// afresh as --copy-and-stream does, behind a truncate of each in the same transaction
     /// (weir-apply replaces the target's tables whole), then stream.
@@ -144,6 +148,7 @@ impl CdcCli {
             confirm_from: self.confirm_from.clone(),
             origin: self.origin.clone(),
             resync: self.resync,
+            proto_version: self.proto_version,
             metrics: self.metrics.clone(),
             heartbeat: self
                 .heartbeat

@@ -621,3 +621,94 @@ fn a_quiet_databases_slot_moves_with_heartbeats_and_its_health_is_in_the_metrics
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Protocol 2: with logical_decoding_work_mem cut to 64kB, a big transaction is streamed to
+/// weir-cdc while in progress (pg_stat_replication_slots counts it), with small transactions
+/// committing around it, a subtransaction rolled back inside it, and another big transaction
+/// that aborts. weir-cdc's output is line for line the one protocol 1 gives (each transaction
+/// whole, in commit order), and nothing of the aborted work is in it.
+#[test]
+fn big_transactions_stream_in_progress_and_come_out_in_commit_order() {
+    use crate::harness::{bin, connect_with, run_on, run_with_input, scrub, stderr, wait_until};
+    let c = cluster();
+    c.create_db(
+        "streamed_src",
+        "CREATE TABLE t (id int PRIMARY KEY, pad text); CREATE TABLE s (id int);
+         CREATE PUBLICATION pub FOR ALL TABLES;",
+    );
+    for slot in ["streamed_v2", "streamed_v1"] {
+        let o = run_on(
+            c,
+            "weir-cdc",
+            &["-d", "streamed_src", "-S", slot, "--create-slot"],
+            b"",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let mut big = connect_with(&c.env(), "streamed_src");
+    big.batch_execute(
+        "BEGIN; INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g;
+         SAVEPOINT a; INSERT INTO t SELECT g, 'gone' FROM generate_series(100001, 105000) g;
+         ROLLBACK TO a;",
+    )
+    .unwrap();
+    c.psql("streamed_src", "INSERT INTO s VALUES (1)");
+    big.batch_execute(
+        "INSERT INTO t SELECT g, 'after' FROM generate_series(20001, 30000) g; COMMIT",
+    )
+    .unwrap();
+    let mut aborted = connect_with(&c.env(), "streamed_src");
+    aborted
+        .batch_execute(
+            "BEGIN; INSERT INTO t SELECT g, 'aborted' FROM generate_series(200001, 230000) g; ROLLBACK",
+        )
+        .unwrap();
+    c.psql("streamed_src", "INSERT INTO s VALUES (2)");
+    let end = c.psql("streamed_src", "SELECT pg_current_wal_insert_lsn()");
+    let stream = |slot: &str, proto: &str| {
+        let mut cmd = std::process::Command::new(bin("weir-cdc"));
+        cmd.args([
+            "-q",
+            "-d",
+            "streamed_src",
+            "-S",
+            slot,
+            "--publication",
+            "pub",
+            "--stream",
+        ])
+        .args(["-E", end.trim(), "--proto-version", proto]);
+        let cmd = scrub(&mut cmd, &c.env()).env("PGOPTIONS", "-c logical_decoding_work_mem=64kB");
+        let o = run_with_input(cmd, b"");
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let (v2, v1) = (stream("streamed_v2", "2"), stream("streamed_v1", "1"));
+    wait_until("the slot's statistics", 10, || {
+        c.psql(
+            "streamed_src",
+            "SELECT stream_txns > 0 FROM pg_stat_replication_slots WHERE slot_name = 'streamed_v2'",
+        )
+        .trim()
+            == "t"
+    });
+    assert!(v2 == v1, "protocol 2's output differs from protocol 1's");
+    assert!(!v2.contains("gone") && !v2.contains("aborted"));
+    let inserts = v2.lines().filter(|l| l.contains("\"table\":\"t\"")).count();
+    assert_eq!(inserts, 30000);
+    let (s1, s2, big_at) = (
+        v2.find("\"table\":\"s\"").unwrap(),
+        v2.rfind("\"table\":\"s\"").unwrap(),
+        v2.find("\"table\":\"t\"").unwrap(),
+    );
+    assert!(s1 < big_at && big_at < s2, "not in commit order");
+    for slot in ["streamed_v2", "streamed_v1"] {
+        let o = run_on(
+            c,
+            "weir-cdc",
+            &["-d", "streamed_src", "-S", slot, "--drop-slot"],
+            b"",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+}
