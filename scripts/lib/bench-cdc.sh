@@ -10,6 +10,10 @@
 #                                              until every table is synchronized
 #   weir-cdc | weir-mask | weir-apply      against  weir-cdc | weir-apply (inserts; three keyed
 #                                              rules), and weir-mask alone on the saved stream
+#   one transaction of BENCH_CDC_BIG_ROWS inserts (default 10,000,000) through
+#   weir-cdc | weir-apply with protocol 2 (streamed while in progress) and with protocol 1,
+#   against a native subscription with streaming = on: time, peak RSS (the largest stage's),
+#   and what the server spilled to pg_replslot or streamed (pg_stat_replication_slots)
 #   weir-sink to files (both formats), a local webhook (Python's http.server, one POST a
 #   transaction) and NATS JetStream (nats-server -js), each from the saved stream, in lines/s
 #   next to weir-cdc's own rate writing that stream to a file
@@ -201,6 +205,40 @@ bench_cdc_copy() { # ROWS
         "$(python3 -c "print(f'{$(best "${w[@]}")/$(best "${nat[@]}"):.2f}')")" >>"$work/stages"
 }
 
+# The slot's spilled and streamed megabytes, as pg_stat_replication_slots counts them.
+bench_cdc_spilled() { # SLOT
+    psql -X -A -t -d cdcb -c "SELECT round(spill_bytes / 1e6) || ' MB spilled, ' || round(stream_bytes / 1e6) || ' MB streamed' FROM pg_stat_replication_slots WHERE slot_name = '$1'"
+}
+
+bench_cdc_big() { # ROWS
+    local p a b t=() kb=() sp=() nat
+    psql -X -q -d cdcb -c "CREATE TABLE big (id bigint PRIMARY KEY, pad text) WITH (autovacuum_enabled = off)" -c "ALTER PUBLICATION cdcp ADD TABLE big"
+    for p in 2 1; do "$bin/weir-cdc" -q -d cdcb -S "big_$p" --create-slot; done
+    psql -X -q -d cdcb -c "SELECT pg_create_logical_replication_slot('big_s', 'pgoutput')" >/dev/null
+    psql -X -q -d cdcb -c "INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, $1) g"
+    local end
+    end=$(psql -X -A -t -d cdcb -c "SELECT pg_current_wal_lsn()")
+    for p in 2 1; do
+        psql -X -q -d postgres -c "DROP DATABASE IF EXISTS big_$p" -c "CREATE DATABASE big_$p"
+        psql -X -q -d "big_$p" -c "CREATE TABLE big (id bigint PRIMARY KEY, pad text)" -c "CREATE TABLE ev (id bigint PRIMARY KEY, kind text, payload text, at timestamptz, n numeric)"
+        read -r a b < <(measure "weir-cdc | weir-apply (proto $p)" sh -c "'$bin/weir-cdc' -q -d cdcb -S big_$p --publication cdcp --stream --proto-version $p -E $end --confirm-from dbname=big_$p --origin ob_$p | '$bin/weir-apply' -q -d big_$p --origin ob_$p")
+        t+=("$a"); kb+=("$b"); sp+=("$(bench_cdc_spilled "big_$p")")
+        [ "$(psql -X -A -t -d "big_$p" -c "SELECT count(*) FROM big")" = "$1" ] || { echo "protocol $p: wrong row count" >&2; exit 1; }
+        psql -X -q -d postgres -c "DROP DATABASE big_$p" -c "SELECT pg_replication_origin_drop('ob_$p')" >/dev/null
+    done
+    psql -X -q -d postgres -c "DROP DATABASE IF EXISTS big_n" -c "CREATE DATABASE big_n"
+    psql -X -q -d big_n -c "CREATE TABLE big (id bigint PRIMARY KEY, pad text)" -c "CREATE TABLE ev (id bigint PRIMARY KEY, kind text, payload text, at timestamptz, n numeric)" \
+        -c "CREATE SUBSCRIPTION big_n CONNECTION 'host=$PGHOST port=$PGPORT user=postgres dbname=cdcb' PUBLICATION cdcp WITH (create_slot = false, slot_name = 'big_s', copy_data = false, enabled = false, streaming = on)"
+    read -r nat _ < <(measure "native subscription (streaming = on)" bash -c "psql -X -q -d big_n -c 'ALTER SUBSCRIPTION big_n ENABLE' && . scripts/lib/bench-cdc.sh && bench_cdc_wait big_s $end")
+    local nsp
+    nsp=$(bench_cdc_spilled big_s)
+    psql -X -q -d big_n -c "ALTER SUBSCRIPTION big_n DISABLE" -c "ALTER SUBSCRIPTION big_n SET (slot_name = NONE)" -c "DROP SUBSCRIPTION big_n"
+    until [ "$(psql -X -A -t -d postgres -c "SELECT active FROM pg_replication_slots WHERE slot_name = 'big_s'")" = f ]; do sleep 0.05; done
+    psql -X -q -d postgres -c "DROP DATABASE big_n"
+    printf '  %-26s %s rows in one transaction: protocol 2 %s s (%s KiB, %s), protocol 1 %s s (%s KiB, %s), native streaming=on %s s (%s): %sx its time\n' \
+        "cdc big transaction" "$1" "${t[0]}" "${kb[0]}" "${sp[0]}" "${t[1]}" "${kb[1]}" "${sp[1]}" "$nat" "$nsp" "$(ratio "${t[0]}" "$nat")" >>"$work/stages"
+}
+
 bench_cdc() {
     local n=${BENCH_CDC_ROWS:-1000000} start mid end i
     echo "== change data capture: $n rows inserted, then updated, $runs runs each"
@@ -245,6 +283,7 @@ SQL
     bench_cdc_mask_alone "$mid"
     bench_cdc_one upd "$end" "$mid2" "$n"
     bench_cdc_copy "$n"
+    bench_cdc_big "${BENCH_CDC_BIG_ROWS:-10000000}"
     psql -X -A -t -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'cdcb'" >/dev/null
     psql -X -q -d postgres -c "DROP DATABASE cdcb" -c "DROP DATABASE cdcb_before"
     bench_cdc_wal_level replica
