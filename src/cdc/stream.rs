@@ -716,12 +716,14 @@ impl<'o> Streamer<'o> {
     /// written; true when that passes the end position.
     fn keepalive(&mut self, repl: &mut ReplConn, end: u64, reply: bool) -> Result<bool> {
         self.received = self.received.max(end);
-        if self.txn.is_none() && Lsn(end) > self.handed {
+        // Idle: no transaction being written and none streamed in progress (the server is
+        // still decoding one, and will send more of it).
+        let idle = self.txn.is_none() && self.streamed.is_empty();
+        if idle && Lsn(end) > self.handed {
             // Nothing before `end` remains to be written: it is written once what was handed
             // before it is.
             self.hand(repl, Some(Lsn(end)))?;
         }
-        let idle = self.txn.is_none();
         if idle && self.o.endpos.is_some_and(|e| end >= e) {
             return Ok(true);
         }
