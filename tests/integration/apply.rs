@@ -31,13 +31,7 @@ fn source_and_target(c: &Cluster, src: &str, dst: &str, slot: &str) {
         &format!("{SCHEMA} CREATE PUBLICATION pub FOR ALL TABLES;"),
     );
     c.create_db(dst, SCHEMA);
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", src, "-S", slot, "--create-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, src, slot, "--create-slot");
 }
 
 fn current_lsn(c: &Cluster, db: &str) -> String {
@@ -166,13 +160,7 @@ fn weir_apply_makes_the_target_equal_and_a_replay_changes_nothing() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(digest(c, "apply_cut"), digest(c, "apply_src"));
 
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", "apply_src", "-S", "apply_slot", "--drop-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, "apply_src", "apply_slot", "--drop-slot");
 }
 
 /// The pipeline `weir-cdc --confirm-from | weir-apply`, one stage killed with SIGKILL ten
@@ -249,13 +237,7 @@ fn kill_9_anywhere_in_the_pipeline_loses_nothing_and_applies_nothing_twice() {
         rows.trim().parse::<u64>().unwrap() > 10,
         "the writers wrote: {rows}"
     );
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", "kill_src", "-S", "kill_slot", "--drop-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, "kill_src", "kill_slot", "--drop-slot");
 }
 
 /// The ids the target's ledger holds, as an SQL list.
@@ -421,13 +403,7 @@ fn copy_and_stream_hands_over_without_losing_or_doubling_a_row() {
     assert_eq!(digest(c, "cs_dst"), digest(c, "cs_src"));
     let copied = c.psql("cs_dst", "SELECT count(*) FROM ledger WHERE id > 100000");
     assert_eq!(copied.trim(), "60000");
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", "cs_src", "-S", "cs_slot", "--drop-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, "cs_src", "cs_slot", "--drop-slot");
 }
 
 /// One transaction whose rows alone are larger than 256 MiB goes through
@@ -442,13 +418,7 @@ fn a_transaction_bigger_than_the_memory_cap_streams_through_under_it() {
         &format!("{table}; CREATE PUBLICATION pub FOR TABLE big;"),
     );
     c.create_db("big_dst", table);
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", "big_src", "-S", "big_slot", "--create-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, "big_src", "big_slot", "--create-slot");
     // 400,000 rows of 800 bytes: 305 MiB of values, in one transaction.
     c.psql(
         "big_src",
@@ -485,13 +455,7 @@ fn a_transaction_bigger_than_the_memory_cap_streams_through_under_it() {
     }
     let sum = "SELECT count(*), sum(hashtext(id || pad)::bigint) FROM big";
     assert_eq!(c.psql("big_dst", sum), c.psql("big_src", sum));
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", "big_src", "-S", "big_slot", "--drop-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, "big_src", "big_slot", "--drop-slot");
 }
 
 /// The columns of every user table, as a user would compare two schemas.
@@ -715,13 +679,7 @@ fn a_dropped_slot_stops_the_stream_and_resync_rebuilds_the_target() {
     );
     pipeline(&["--stream", "-q"], &current_lsn(c, "rs_src"));
     assert_eq!(digest(c, "rs_dst"), digest(c, "rs_src"));
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", "rs_src", "-S", "rs_slot", "--drop-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, "rs_src", "rs_slot", "--drop-slot");
 }
 
 /// `--on-error dead-letter=FILE`: of five source transactions the target refuses two (a key it
@@ -844,11 +802,5 @@ fn refused_transactions_go_to_the_dead_letter_file_and_the_rest_applies() {
         "postgres",
         "SELECT pg_replication_origin_drop('dl_o'); SELECT pg_replication_origin_drop('dl_g')",
     );
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", "dl_src", "-S", "dl_slot", "--drop-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, "dl_src", "dl_slot", "--drop-slot");
 }

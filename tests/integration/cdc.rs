@@ -519,7 +519,7 @@ fn a_lost_slot_has_its_own_exit_status() {
 /// wal_status and the commit time of the last confirmed change.
 #[test]
 fn a_quiet_databases_slot_moves_with_heartbeats_and_its_health_is_in_the_metrics() {
-    use crate::harness::{bin, run_on, scrub, stderr, wait_until};
+    use crate::harness::{bin, cdc_slot, scrub, wait_until};
     let c = cluster();
     c.create_db(
         "hb_quiet",
@@ -527,13 +527,7 @@ fn a_quiet_databases_slot_moves_with_heartbeats_and_its_health_is_in_the_metrics
          SELECT pg_create_logical_replication_slot('hb_peek', 'test_decoding');",
     );
     c.create_db("hb_busy", "CREATE TABLE b (id int, pad text);");
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", "hb_quiet", "-S", "hb_slot", "--create-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, "hb_quiet", "hb_slot", "--create-slot");
     let dir = tempfile::tempdir().unwrap();
     let (metrics, out) = (dir.path().join("cdc.prom"), dir.path().join("out.jsonl"));
     let mut cmd = std::process::Command::new(bin("weir-cdc"));
@@ -613,13 +607,7 @@ fn a_quiet_databases_slot_moves_with_heartbeats_and_its_health_is_in_the_metrics
     assert!(!written.contains("weir.heartbeat"), "{written}");
     assert!(written.contains("\"action\":\"I\""), "{written}");
     c.psql("hb_quiet", "SELECT pg_drop_replication_slot('hb_peek')");
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", "hb_quiet", "-S", "hb_slot", "--drop-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, "hb_quiet", "hb_slot", "--drop-slot");
 }
 
 /// Protocol 2: with logical_decoding_work_mem cut to 64kB, a big transaction is streamed to
@@ -629,7 +617,7 @@ fn a_quiet_databases_slot_moves_with_heartbeats_and_its_health_is_in_the_metrics
 /// whole, in commit order), and nothing of the aborted work is in it.
 #[test]
 fn big_transactions_stream_in_progress_and_come_out_in_commit_order() {
-    use crate::harness::{bin, connect_with, run_on, run_with_input, scrub, stderr, wait_until};
+    use crate::harness::{bin, cdc_slot, connect_with, run_with_input, scrub, stderr, wait_until};
     let c = cluster();
     c.create_db(
         "streamed_src",
@@ -637,13 +625,7 @@ fn big_transactions_stream_in_progress_and_come_out_in_commit_order() {
          CREATE PUBLICATION pub FOR ALL TABLES;",
     );
     for slot in ["streamed_v2", "streamed_v1"] {
-        let o = run_on(
-            c,
-            "weir-cdc",
-            &["-d", "streamed_src", "-S", slot, "--create-slot"],
-            b"",
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
+        cdc_slot(c, "streamed_src", slot, "--create-slot");
     }
     let mut big = connect_with(&c.env(), "streamed_src");
     big.batch_execute(
@@ -703,12 +685,6 @@ fn big_transactions_stream_in_progress_and_come_out_in_commit_order() {
     );
     assert!(s1 < big_at && big_at < s2, "not in commit order");
     for slot in ["streamed_v2", "streamed_v1"] {
-        let o = run_on(
-            c,
-            "weir-cdc",
-            &["-d", "streamed_src", "-S", slot, "--drop-slot"],
-            b"",
-        );
-        assert!(o.status.success(), "{}", stderr(&o));
+        cdc_slot(c, "streamed_src", slot, "--drop-slot");
     }
 }

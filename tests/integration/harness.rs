@@ -522,3 +522,9 @@ pub fn clock_seeded_rand() -> impl FnMut(u64) -> u64 {
         (seed >> 33) % n
     }
 }
+
+/// `weir-cdc -d DB -S SLOT ACTION` (`--create-slot`, `--drop-slot`) on `c`, which must succeed.
+pub fn cdc_slot(c: &Cluster, db: &str, slot: &str, action: &str) {
+    let o = run_on(c, "weir-cdc", &["-d", db, "-S", slot, action], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+}

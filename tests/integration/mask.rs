@@ -1558,13 +1558,7 @@ fn a_masked_dump_plus_the_masked_stream_equals_a_masked_copy_of_the_final_source
     );
     let dir = tempfile::tempdir().unwrap();
     let rules = write_rules(&dir, SHOP_RULES);
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", "ms_src", "-S", "ms_slot", "--create-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, "ms_src", "ms_slot", "--create-slot");
     // No write between the slot and the dump: the stream starts where the dump's data ends.
     let masked = ok(mask(&rules, &extract("ms_src", &[]), &[KEY]));
     load("ms_dst", &masked);
@@ -1680,13 +1674,7 @@ fn a_masked_dump_plus_the_masked_stream_equals_a_masked_copy_of_the_final_source
         "{}",
         stderr(&o)
     );
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", "ms_src", "-S", "ms_slot", "--drop-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, "ms_src", "ms_slot", "--drop-slot");
 }
 
 /// pg_flo's rule kinds on a change stream, applied by weir-apply to a target laid out as the
@@ -1715,13 +1703,7 @@ fn routing_rules_filter_rename_exclude_and_pick_operations_on_a_stream() {
          CREATE TABLE events (id int PRIMARY KEY, kind text, meta jsonb);
          INSERT INTO copy.big_orders VALUES (2, 150, 'two', 'paid');",
     );
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", "rt_src", "-S", "rt_slot", "--create-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, "rt_src", "rt_slot", "--create-slot");
     c.psql(
         "rt_src",
         "INSERT INTO orders VALUES (3, 100, 'three', 'sec-3', 'new'), (4, 1000, 'four', 'sec-4', 'new'),
@@ -1751,13 +1733,7 @@ fn routing_rules_filter_rename_exclude_and_pick_operations_on_a_stream() {
     let o = run_on(c, "weir-cdc", &args, b"");
     assert!(o.status.success(), "{}", stderr(&o));
     let stream = o.stdout;
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", "rt_src", "-S", "rt_slot", "--drop-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, "rt_src", "rt_slot", "--drop-slot");
 
     let dir = tempfile::tempdir().unwrap();
     let schema = dir.path().join("schema.weir");

@@ -122,14 +122,7 @@ fn ledger_db(c: &Cluster, db: &str) {
 }
 
 fn create_slot(c: &Cluster, db: &str) {
-    let slot = format!("{db}_slot");
-    let o = run_on(
-        c,
-        "weir-cdc",
-        &["-d", db, "-S", &slot, "--create-slot"],
-        b"",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, db, &format!("{db}_slot"), "--create-slot");
 }
 
 /// `pipeline` started `rounds` times while a writer inserts into the ledger, one stage killed
@@ -256,9 +249,7 @@ fn the_file_sink_survives_kill_9_with_nothing_lost_or_doubled() {
 }
 
 fn drop_slot(c: &Cluster, db: &str) {
-    let slot = format!("{db}_slot");
-    let o = run_on(c, "weir-cdc", &["-d", db, "-S", &slot, "--drop-slot"], b"");
-    assert!(o.status.success(), "{}", stderr(&o));
+    cdc_slot(c, db, &format!("{db}_slot"), "--drop-slot");
 }
 
 /// A change stream to deliver: a fresh slot's changes for `sql`, written by weir-cdc to a file.

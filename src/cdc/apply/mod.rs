@@ -289,16 +289,22 @@ impl Applier {
         let ts = l.timestamp.context("a commit line without timestamp")?;
         self.ending = Some((end, ts.to_string()));
         self.flush()?;
+        self.commit_at(end, ts)?;
+        (self.open, self.ending) = (None, None);
+        self.progress = end;
+        self.applied += 1;
+        Ok(())
+    }
+
+    /// Commits the target's open transaction with the source position it ends at (`end`,
+    /// committed at `ts`) recorded in the replication origin, in the same commit.
+    fn commit_at(&mut self, end: Lsn, ts: &str) -> Result<()> {
         let q = format!(
             "SELECT pg_catalog.pg_replication_origin_xact_setup({}, {}); COMMIT",
             quote_literal(&end.to_string()),
             quote_literal(ts)
         );
-        self.c.batch_execute(&q).map_err(|e| pg_error(e, &q))?;
-        (self.open, self.ending) = (None, None);
-        self.progress = end;
-        self.applied += 1;
-        Ok(())
+        self.c.batch_execute(&q).map_err(|e| pg_error(e, &q))
     }
 
     /// The open transaction failed at the target: rolled back, its lines (the rest read from
@@ -321,15 +327,11 @@ impl Applier {
         };
         let dead = self.dead.as_mut().context("no dead-letter file")?;
         dead.write()?;
-        let q = format!(
-            "BEGIN; SELECT pg_catalog.pg_replication_origin_xact_setup({}, {}); COMMIT",
-            quote_literal(&end.to_string()),
-            quote_literal(&ts)
-        );
-        self.c.batch_execute(&q).map_err(|e| pg_error(e, &q))?;
+        let path = dead.path.display().to_string();
+        self.c.batch_execute("BEGIN")?;
+        self.commit_at(end, &ts)?;
         eprintln!(
-            "weir-apply: source transaction {xid} (commit LSN {commit}) refused by the target and written to {}: {}",
-            dead.path.display(),
+            "weir-apply: source transaction {xid} (commit LSN {commit}) refused by the target and written to {path}: {}",
             crate::plumbing::one_line(&format!("{err:#}"))
         );
         self.open = None;
@@ -385,17 +387,15 @@ impl Applier {
         };
         let statement = replay.statement(&d).map_err(hint)?;
         self.flush()?;
-        let q = "SELECT pg_catalog.set_config('search_path', $1, true),                  pg_catalog.current_setting('search_path')";
-        let row = self
-            .c
-            .query_one(q, &[&d.search_path])
+        let q = "SELECT pg_catalog.set_config('search_path', $1, true)";
+        self.c
+            .execute(q, &[&d.search_path])
             .map_err(|e| pg_error(e, q))?;
-        let before: String = row.get(1);
-        let _ = before;
         self.c
             .batch_execute(&statement)
             .map_err(|e| hint(pg_error(e, &statement)))?;
-        let q = "SELECT pg_catalog.set_config('search_path', '', true); DEALLOCATE ALL";
+        // Back to the session's own search_path (RESET takes the value it started with).
+        let q = "RESET search_path; DEALLOCATE ALL";
         self.c.batch_execute(q).map_err(|e| pg_error(e, q))?;
         self.prepared.clear();
         self.targets.clear();

@@ -97,6 +97,18 @@ fn open(o: &SinkOptions) -> Result<Box<dyn Target>> {
     })
 }
 
+/// The current line as the target takes it: as it is, or as its Debezium event (none for
+/// begin, commit and message lines).
+fn rendered<'r>(
+    o: &SinkOptions,
+    lines: &'r Reader<impl std::io::BufRead>,
+) -> Result<Option<std::borrow::Cow<'r, [u8]>>> {
+    if !o.debezium {
+        return Ok(Some(std::borrow::Cow::Borrowed(lines.raw())));
+    }
+    Ok(debezium::event(&lines.line()?, now_ms())?.map(std::borrow::Cow::Owned))
+}
+
 pub fn run(o: &SinkOptions) -> Result<()> {
     let mut sink = open(o)?;
     let durable = sink.position();
@@ -118,8 +130,8 @@ pub fn run(o: &SinkOptions) -> Result<()> {
                 open = h.xid;
                 if !skip {
                     sink.begin(commit)?;
-                    if !o.debezium {
-                        sink.line(lines.raw())?;
+                    if let Some(r) = rendered(o, &lines)? {
+                        sink.line(&r)?;
                     }
                 }
             }
@@ -129,8 +141,8 @@ pub fn run(o: &SinkOptions) -> Result<()> {
                 if skip {
                     skipped += 1;
                 } else {
-                    if !o.debezium {
-                        sink.line(lines.raw())?;
+                    if let Some(r) = rendered(o, &lines)? {
+                        sink.line(&r)?;
                     }
                     sink.commit(end)?;
                     delivered += 1;
@@ -142,18 +154,15 @@ pub fn run(o: &SinkOptions) -> Result<()> {
                 if at < durable {
                     continue;
                 }
-                if !o.debezium {
-                    sink.lone(at, lines.raw())?;
-                } else if let Some(e) = debezium::event(&lines.line()?, now_ms())? {
-                    sink.lone(at, &e)?;
+                if let Some(r) = rendered(o, &lines)? {
+                    sink.lone(at, &r)?;
                 }
             }
             // Set at a begin line, cleared at its commit: a line of a transaction already there.
             _ if skip => {}
-            _ if !o.debezium => sink.line(lines.raw())?,
             _ => {
-                if let Some(e) = debezium::event(&lines.line()?, now_ms())? {
-                    sink.line(&e)?;
+                if let Some(r) = rendered(o, &lines)? {
+                    sink.line(&r)?;
                 }
             }
         }
