@@ -31,7 +31,8 @@ pub struct Snapshot {
 const BUFFER: usize = 1 << 20;
 
 /// Creates `slot` (pgoutput) exporting its snapshot; valid until the connection's next command.
-pub fn create_slot_exporting(repl: &mut ReplConn, slot: &str) -> Result<Snapshot> {
+/// A temporary slot goes when the connection does.
+pub fn create_slot_exporting(repl: &mut ReplConn, slot: &str, temporary: bool) -> Result<Snapshot> {
     if super::stream::existing_slot(repl, slot)?.is_some() {
         bail!(
             "slot {slot} exists: a copy starts with a new slot (if its copy was interrupted, drop it with --drop-slot and copy again; if the copy completed, resume with --stream)"
@@ -39,8 +40,9 @@ pub fn create_slot_exporting(repl: &mut ReplConn, slot: &str) -> Result<Snapshot
     }
     let rows = repl
         .query(&format!(
-            "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
-            quote_ident(slot)
+            "CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput EXPORT_SNAPSHOT",
+            quote_ident(slot),
+            if temporary { " TEMPORARY" } else { "" }
         ))
         .with_context(|| format!("creating slot {slot}"))?;
     let r = rows
@@ -130,7 +132,7 @@ pub fn items(
     Ok((items.into_iter().map(|(_, _, i)| i).collect(), rows.len()))
 }
 
-fn columns(c: &mut postgres::Client, oid: u32) -> Result<Vec<Col>> {
+pub(super) fn columns(c: &mut postgres::Client, oid: u32) -> Result<Vec<Col>> {
     let q = "SELECT attname::text, pg_catalog.format_type(atttypid, atttypmod), atttypid \
              FROM pg_catalog.pg_attribute WHERE attrelid = $1 AND attnum > 0 \
                AND NOT attisdropped AND attgenerated = '' ORDER BY attnum";

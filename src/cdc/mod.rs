@@ -14,5 +14,6 @@ pub mod pgoutput;
 pub mod sink;
 pub mod spill;
 pub mod stream;
+pub mod verify;
 pub mod wire;
 pub mod writer;

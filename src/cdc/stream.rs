@@ -64,6 +64,9 @@ pub struct CdcOptions {
     /// Install, or remove, the DDL event triggers ([`super::ddl`]).
     pub track_ddl: bool,
     pub untrack_ddl: bool,
+    /// Check the target against the source at this run's start ([`super::verify`]).
+    pub verify: bool,
+    pub verify_chunk_rows: u64,
     pub quiet: bool,
 }
 
@@ -193,7 +196,9 @@ pub fn run(o: &CdcOptions) -> Result<()> {
         drop_for_resync(&mut repl, &o.slot, o.quiet)?;
     }
     let snapshot = match o.copy || o.copy_and_stream || o.resync {
-        true => Some(super::copy::create_slot_exporting(&mut repl, &o.slot)?),
+        true => Some(super::copy::create_slot_exporting(
+            &mut repl, &o.slot, false,
+        )?),
         false => None,
     };
     if o.create_slot && snapshot.is_none() {
@@ -208,6 +213,9 @@ pub fn run(o: &CdcOptions) -> Result<()> {
         if let Some(snap) = &snapshot {
             s.copy(&params, snap)?;
         }
+        if o.verify {
+            s.check = Some(begin_check(o, &params)?);
+        }
         match o.stream || o.copy_and_stream || o.resync {
             true => s.run(&mut repl)?,
             false => s.finish_copy()?,
@@ -218,6 +226,31 @@ pub fn run(o: &CdcOptions) -> Result<()> {
             .with_context(|| format!("dropping slot {}", o.slot))?;
     }
     Ok(())
+}
+
+/// `--verify`: the source's side of the check, at a position the stream has not passed yet
+/// (the slot cannot be ahead of the server's WAL).
+fn begin_check(o: &CdcOptions, params: &ConnParams) -> Result<super::verify::SourceCheck> {
+    let publication = o.publication.as_deref().expect("checked");
+    let check = super::verify::SourceCheck::begin(params, publication, o.jobs, o.verify_chunk_rows)
+        .context("starting the check (--verify)")?;
+    if let Some(end) = o.endpos.filter(|e| *e < check.at.0) {
+        return Err(coded(
+            ExitCode::Usage,
+            format!(
+                "--endpos {} is before the check's position {}: give a later one, or none",
+                format_lsn(end),
+                check.at
+            ),
+        ));
+    }
+    if !o.quiet {
+        eprintln!(
+            "weir-cdc: checking the target against the source at {}",
+            check.at
+        );
+    }
+    Ok(check)
 }
 
 /// `--resync`: what is left of the slot goes (a lost one, or none after it was dropped), said
@@ -344,6 +377,8 @@ struct Streamer<'o> {
     /// whose block is open.
     streamed: HashMap<u32, super::spill::Spill>,
     in_stream: Option<u32>,
+    /// `--verify`: the check whose messages are still to be written.
+    check: Option<super::verify::SourceCheck>,
 }
 
 impl<'o> Streamer<'o> {
@@ -366,6 +401,7 @@ impl<'o> Streamer<'o> {
             health: super::health::Health::new(o.metrics.clone(), o.heartbeat),
             streamed: HashMap::new(),
             in_stream: None,
+            check: None,
         })
     }
 
@@ -481,6 +517,7 @@ impl<'o> Streamer<'o> {
                 Polled::Data(d) => d,
                 Polled::Timeout => {
                     self.tick(repl)?;
+                    self.check_messages(repl, Duration::ZERO)?;
                     continue;
                 }
                 Polled::End => bail!("the server ended the stream of slot {}", self.o.slot),
@@ -490,7 +527,9 @@ impl<'o> Streamer<'o> {
                 FromServer::Keepalive { end, reply, .. } => self.keepalive(repl, end, reply)?,
             };
             self.tick(repl)?;
+            self.check_messages(repl, Duration::ZERO)?;
             if done {
+                self.finish_check(repl)?;
                 let out = self.out.finish()?;
                 self.confirm.refresh()?;
                 self.status(repl, false)?;
@@ -547,6 +586,7 @@ impl<'o> Streamer<'o> {
                 commit_time,
                 xid,
             } => {
+                self.check_point(repl, final_lsn)?;
                 if self.past_end(final_lsn) {
                     return Ok(true);
                 }
@@ -572,6 +612,7 @@ impl<'o> Streamer<'o> {
                 commit_time,
             } => {
                 let spill = self.streamed.remove(&xid);
+                self.check_point(repl, commit_lsn)?;
                 if self.past_end(commit_lsn) {
                     return Ok(true);
                 }
@@ -659,6 +700,17 @@ impl<'o> Streamer<'o> {
                     json::truncate(&mut self.buf, &t, lsn, rel);
                 }
             }
+            Message::Message {
+                transactional: false,
+                ..
+            } if self
+                .check
+                .as_ref()
+                .is_some_and(|c| !c.point_sent && lsn >= c.at.0) =>
+            {
+                self.check_point(repl, lsn)?;
+                return self.change(repl, lsn, m);
+            }
             // A heartbeat only moves the position: nothing before it remains to be written.
             Message::Message {
                 transactional: false,
@@ -724,6 +776,9 @@ impl<'o> Streamer<'o> {
             // before it is.
             self.hand(repl, Some(Lsn(end)))?;
         }
+        if idle {
+            self.check_point(repl, end)?;
+        }
         if idle && self.o.endpos.is_some_and(|e| end >= e) {
             return Ok(true);
         }
@@ -736,6 +791,71 @@ impl<'o> Streamer<'o> {
             self.status(repl, true)?;
         }
         Ok(false)
+    }
+
+    /// `--verify`: the point message goes out once the stream reaches the check's position
+    /// (`lsn`, a commit or a position with nothing before it left to write): every transaction
+    /// that commits before it is written, none after.
+    fn check_point(&mut self, repl: &mut ReplConn, lsn: u64) -> Result<()> {
+        let Some(check) = self
+            .check
+            .as_mut()
+            .filter(|c| !c.point_sent && lsn >= c.at.0)
+        else {
+            return Ok(());
+        };
+        let at = check.at;
+        let content = check.point();
+        json::message(
+            &mut self.buf,
+            None,
+            at.0,
+            super::verify::PREFIX,
+            content.as_bytes(),
+        );
+        self.hand(repl, Some(self.handed))
+    }
+
+    /// The check's messages that are ready, between transactions, after its point.
+    fn check_messages(&mut self, repl: &mut ReplConn, wait: Duration) -> Result<()> {
+        if self.txn.is_some() {
+            return Ok(());
+        }
+        let Some(check) = self.check.as_mut().filter(|c| c.point_sent) else {
+            return Ok(());
+        };
+        let at = check.at;
+        while let Some(content) = check.next(wait)? {
+            json::message(
+                &mut self.buf,
+                None,
+                at.0,
+                super::verify::PREFIX,
+                content.as_bytes(),
+            );
+        }
+        if check.done() {
+            self.check = None;
+            if !self.o.quiet {
+                eprintln!("weir-cdc: the source's side of the check at {at} is written");
+            }
+        }
+        if !self.buf.is_empty() {
+            self.hand(repl, Some(self.handed))?;
+        }
+        Ok(())
+    }
+
+    /// At the end position: the rest of the check is waited for (status updates going on),
+    /// so the stream carries all of it. Everything before the end is written, so the point
+    /// may go now if it has not.
+    fn finish_check(&mut self, repl: &mut ReplConn) -> Result<()> {
+        self.check_point(repl, u64::MAX)?;
+        while self.check.is_some() {
+            self.check_messages(repl, Duration::from_millis(200))?;
+            self.tick(repl)?;
+        }
+        Ok(())
     }
 
     fn status(&mut self, repl: &mut ReplConn, reply: bool) -> Result<()> {

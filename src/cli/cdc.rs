@@ -25,7 +25,12 @@ blocks the output, so the server's wal_sender_timeout does not end the connectio
 --copy-and-stream creates the slot with an exported snapshot, copies the publication's tables \
 as they are in it (insert lines marked \"snapshot\", one transaction ending at the slot's \
 consistent point), then streams from that point: no change is lost or doubled across the \
-hand-off.",
+hand-off.\n\n\
+--verify checks the target against the source: a temporary slot's exported snapshot is the \
+source at one position, its published tables are read in it (ordered by key, in chunks of \
+10,000 rows), and the stream carries a point message where that position is, then the chunks' \
+digests; weir-apply compares them with the target as it is at the point, and names the first \
+differing key range of each table that differs.",
     after_help = "Examples:\n  weir-cdc app -S audit --publication app_pub --create-slot --if-not-exists --stream > changes.jsonl\n  weir-cdc app -S audit --publication app_pub --stream --confirm-from postgres://replica/app | weir-apply postgres://replica/app"
 )]
 pub struct CdcCli {
@@ -64,7 +69,8 @@ pub struct CdcCli {
     /// (weir-apply replaces the target's tables whole), then stream.
     #[arg(long = "resync", conflicts_with_all = ["stream", "create_slot", "copy", "copy_and_stream", "drop_slot"])]
     pub resync: bool,
-    /// Connections that copy tables in parallel (--copy, --copy-and-stream, --resync).
+    /// Connections that copy tables in parallel (--copy, --copy-and-stream, --resync), or read
+    /// them for --verify.
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1)]
     pub jobs: usize,
     /// Tables larger than twice this many pages are copied in ranges of this many pages.
@@ -119,6 +125,15 @@ pub struct CdcCli {
     /// Remove what --track-ddl installed.
     #[arg(long = "untrack-ddl")]
     pub untrack_ddl: bool,
+    /// Check the target against the source: read the publication's tables in a snapshot of
+    /// this moment (-j connections) and put their digests in the stream where that moment is,
+    /// for weir-apply to compare with the target's at the same point. With -E, the run ends
+    /// once they are written.
+    #[arg(long = "verify", requires = "stream")]
+    pub verify: bool,
+    /// Rows in each chunk the check compares.
+    #[arg(long = "verify-chunk-rows", value_name = "N", default_value_t = crate::cdc::verify::CHUNK_ROWS, hide = true)]
+    pub verify_chunk_rows: u64,
     /// Print nothing but errors.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
@@ -155,6 +170,8 @@ impl CdcCli {
                 .map(|s| std::time::Duration::from_secs(s.max(1))),
             track_ddl: self.track_ddl,
             untrack_ddl: self.untrack_ddl,
+            verify: self.verify,
+            verify_chunk_rows: self.verify_chunk_rows.max(1),
             quiet: self.quiet,
         })
     }
@@ -178,7 +195,12 @@ The session runs with session_replication_role = replica (a superuser, as for a 
 subscription): ordinary triggers and foreign-key checks stay off, since the source checked \
 them. The target's tables must exist with the source's columns; sequences are not in the \
 stream (set them at cutover). A stream that ends inside a transaction applies nothing of it \
-and exits 3.",
+and exits 3.\n\n\
+A stream from weir-cdc --verify asks for a check: where its point message is, the target holds \
+exactly the source transactions before the checked position; weir-apply reads its tables in a \
+snapshot taken there (-j connections) while it goes on applying, compares them with the \
+source's digests, and exits 8 naming each table that differs and its first differing key \
+range.",
     after_help = "Example:\n  weir-cdc app -S app_slot --publication app_pub --stream --confirm-from postgres://replica/app | weir-apply postgres://replica/app"
 )]
 pub struct ApplyCli {
@@ -202,6 +224,10 @@ pub struct ApplyCli {
     /// dead-letter=FILE (roll it back, append its lines to FILE, record it as applied, go on).
     #[arg(long = "on-error", value_name = "stop|dead-letter=FILE", default_value = "stop", value_parser = on_error)]
     pub on_error: OnError,
+    /// Connections that read the target's tables when the stream asks for a check (weir-cdc
+    /// --verify).
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
     /// Print nothing but errors.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
@@ -222,6 +248,7 @@ impl ApplyCli {
                 OnError::Stop => None,
                 OnError::DeadLetter(f) => Some(f.clone()),
             },
+            jobs: self.jobs,
             quiet: self.quiet,
         })
     }
@@ -389,6 +416,7 @@ pub const APPLY: Page = Page {
                 "The input is not a change stream, or it ended inside a transaction (nothing of that transaction was applied).",
             ),
         ),
+        (ExitCode::Differs, None),
     ],
 };
 
@@ -407,6 +435,10 @@ pub const CDC: Page = Page {
         (
             "weir-cdc app -S app_slot --publication app_pub --copy-and-stream -j 4 --confirm-from postgres://replica/app | weir-apply postgres://replica/app",
             "A new replica of the published tables: their rows as of one snapshot, then every change after it.",
+        ),
+        (
+            "weir-cdc app -S app_slot --publication app_pub --stream --verify -j 2 --confirm-from postgres://replica/app | weir-apply -j 2 postgres://replica/app",
+            "Stream as usual and check, once, that the replica equals the source at the moment weir-cdc started.",
         ),
         (
             "weir-cdc app -S audit --drop-slot",

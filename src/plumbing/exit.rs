@@ -24,6 +24,8 @@ pub enum ExitCode {
     WrongCluster = 6,
     /// A replication slot is lost (`wal_status = lost`): the server removed WAL it needed.
     SlotLost = 7,
+    /// A check found the target different from its source (weir-apply at weir-cdc --verify).
+    Differs = 8,
     /// weir-wal fetch failed for any reason but absence: PostgreSQL stops recovery on a
     /// status above 125 instead of taking it for the end of the archive.
     FetchFailed = 255,
@@ -36,7 +38,7 @@ pub enum ExitCode {
 
 impl ExitCode {
     /// Every code, in the order the EXIT STATUS sections and README's table list them.
-    pub const ALL: [ExitCode; 11] = [
+    pub const ALL: [ExitCode; 12] = [
         ExitCode::Ok,
         ExitCode::Failure,
         ExitCode::Usage,
@@ -45,6 +47,7 @@ impl ExitCode {
         ExitCode::Exists,
         ExitCode::WrongCluster,
         ExitCode::SlotLost,
+        ExitCode::Differs,
         ExitCode::BrokenPipe,
         ExitCode::FetchFailed,
         ExitCode::Interrupted,
@@ -61,6 +64,7 @@ impl ExitCode {
             ExitCode::Exists => "5",
             ExitCode::WrongCluster => "6",
             ExitCode::SlotLost => "7",
+            ExitCode::Differs => "8",
             ExitCode::BrokenPipe => "141",
             ExitCode::FetchFailed => "255",
             ExitCode::Interrupted => "128+n",
@@ -89,6 +93,9 @@ impl ExitCode {
             }
             ExitCode::SlotLost => {
                 "The replication slot is lost (wal_status = lost): the server removed WAL it still needed, so changes are missing; drop the slot and copy again (weir-cdc)."
+            }
+            ExitCode::Differs => {
+                "The target differs from its source at the checked position; the tables and key ranges that differ are named (weir-apply, at weir-cdc --verify)."
             }
             ExitCode::FetchFailed => {
                 "weir-wal fetch failed for a reason other than the file's absence (PostgreSQL then stops recovery rather than end it)."

@@ -804,3 +804,103 @@ fn refused_transactions_go_to_the_dead_letter_file_and_the_rest_applies() {
     );
     cdc_slot(c, "dl_src", "dl_slot", "--drop-slot");
 }
+
+/// `weir-cdc --verify | weir-apply` while a writer runs: the point the check takes falls among
+/// the writer's transactions, and the target, read when it has applied exactly those before
+/// it, equals the source in every table (keyed ones in 1,000-row chunks, keyless ones whole).
+/// Then rows changed on the target behind the pipeline's back: the check exits 8 and names
+/// the table without a key and the key range of the keyed table that holds the missing row.
+#[test]
+fn a_check_at_one_position_finds_the_target_equal_and_names_where_it_differs() {
+    let c = cluster();
+    source_and_target(c, "vf_src", "vf_dst", "vf_slot");
+    c.psql(
+        "vf_src",
+        "INSERT INTO acct SELECT g, 'n' || g, g, NULL, NULL, now(), NULL FROM generate_series(1, 50) g;
+         INSERT INTO item (acct_id, n) SELECT g, -g FROM generate_series(1, 50) g;
+         INSERT INTO ledger SELECT generate_series(100001, 130000);",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, env) = (stop.clone(), c.env());
+        std::thread::spawn(move || write_until(&env, "vf_src", &stop))
+    };
+    // The writer moves the WAL on; each run ends a little past where it starts.
+    let check = || {
+        let end = c.psql("vf_src", "SELECT pg_current_wal_insert_lsn() + 300000");
+        let args = [
+            "-d",
+            "vf_src",
+            "-S",
+            "vf_slot",
+            "--publication",
+            "pub",
+            "--stream",
+            "--verify",
+            "-j",
+            "2",
+            "--verify-chunk-rows",
+            "1000",
+            "-E",
+            end.trim(),
+            "--confirm-from",
+            "dbname=vf_dst",
+            "--origin",
+            "vf_o",
+        ];
+        let mut cmd = Command::new(bin("weir-cdc"));
+        cmd.args(args);
+        let mut cdc = scrub(&mut cmd, &c.env())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut cmd = Command::new(bin("weir-apply"));
+        cmd.args(["-d", "vf_dst", "--origin", "vf_o", "-j", "2"]);
+        let mut apply = scrub(&mut cmd, &c.env())
+            .stdin(Stdio::from(cdc.stdout.take().unwrap()))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_until("the check to end", 120, || {
+            apply.try_wait().unwrap().is_some()
+        });
+        wait_or_kill(&mut cdc);
+        let code = apply.wait().unwrap().code();
+        (code, stderr_of(&mut [&mut cdc, &mut apply]))
+    };
+    let (code, said) = check();
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("the target equals the source in 5 tables"),
+        "{said}"
+    );
+
+    c.psql(
+        "vf_dst",
+        "DELETE FROM ledger WHERE id = 112345; INSERT INTO item (acct_id, n) VALUES (1, -1000);",
+    );
+    let (code, said) = check();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    assert_eq!(code, Some(8), "{said}");
+    assert!(
+        said.contains("public.item differs (no key") && said.contains("in 2 of 5 tables"),
+        "{said}"
+    );
+    // The range named holds the missing row, and is one chunk long.
+    let range = said
+        .lines()
+        .find_map(|l| {
+            l.split_once("public.ledger differs in the rows from (id)=(")?
+                .1
+                .split_once("):")
+        })
+        .unwrap_or_else(|| panic!("no ledger range in: {said}"))
+        .0
+        .to_string();
+    let (from, to) = range.split_once(") up to (").unwrap();
+    let (from, to): (i64, i64) = (from.parse().unwrap(), to.parse().unwrap());
+    assert!(from <= 112345 && 112345 < to && to - from <= 1001, "{said}");
+    cdc_slot(c, "vf_src", "vf_slot", "--drop-slot");
+}

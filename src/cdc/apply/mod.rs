@@ -18,15 +18,18 @@
 
 use super::ddl;
 use super::line::{Field, Line, Reader};
+use super::verify;
 use crate::pg::conn::ConnParams;
 use crate::pg::lsn::Lsn;
 use crate::pg::sql::{pg_error, quote_ident, quote_literal};
 use crate::plumbing::{ExitCode, coded, open_input};
 use anyhow::{Context, Result, bail};
+use check::Check;
 use dead_letter::DeadLetter;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 
+mod check;
 mod dead_letter;
 
 #[derive(Debug, Clone, Default)]
@@ -40,6 +43,8 @@ pub struct ApplyOptions {
     pub skip_ddl_through: Option<Lsn>,
     /// `--on-error dead-letter=FILE`: where transactions the target refuses go.
     pub dead_letter: Option<std::path::PathBuf>,
+    /// Connections that read the target for a check.
+    pub jobs: usize,
     pub quiet: bool,
 }
 
@@ -129,11 +134,18 @@ struct Applier {
     dead_lettered: u64,
     /// The commit line of the open transaction, once read: its end and commit time.
     ending: Option<(Lsn, String)>,
+    /// For a check's connections to the target.
+    params: ConnParams,
+    jobs: usize,
+    quiet: bool,
+    /// The check under way ([`check`]).
+    check: Option<Check>,
 }
 
 pub fn run(o: &ApplyOptions) -> Result<()> {
     let params = ConnParams::resolve(o.conninfo.as_deref(), "weir-apply")?;
     let mut a = Applier::connect(&params, &o.origin)?;
+    (a.jobs, a.quiet) = (o.jobs.max(1), o.quiet);
     a.ddl = o.apply_ddl.then(ddl::Replay::default);
     a.skip_ddl_through = o.skip_ddl_through.unwrap_or_default();
     a.dead = o.dead_letter.clone().map(DeadLetter::new).transpose()?;
@@ -158,6 +170,8 @@ pub fn run(o: &ApplyOptions) -> Result<()> {
                 let e = e.context(a.whereabouts());
                 a.dead_letter(e, &mut lines)?;
             }
+            // Between transactions (a check's verdict, a stray line) there is nothing to add.
+            Err(e) if a.open.is_none() => return Err(e),
             Err(e) => return Err(e.context(a.whereabouts())),
         }
     }
@@ -170,6 +184,12 @@ pub fn run(o: &ApplyOptions) -> Result<()> {
                 t.xid, t.commit
             ),
         ));
+    }
+    if let Some(c) = &a.check {
+        bail!(
+            "the stream ended before the check at {} was complete (did weir-cdc stop early?)",
+            c.at
+        );
     }
     if !o.quiet {
         let dead = match &a.dead {
@@ -221,6 +241,10 @@ impl Applier {
             dead: None,
             dead_lettered: 0,
             ending: None,
+            params: params.clone(),
+            jobs: 1,
+            quiet: false,
+            check: None,
         })
     }
 
@@ -240,6 +264,7 @@ impl Applier {
         match l.action {
             "B" => self.begin(&l),
             "C" => self.commit(&l),
+            "M" if l.xid.is_none() && l.prefix.as_deref() == Some(verify::PREFIX) => self.check(&l),
             _ if l.xid.is_none() => Ok(()), // a non-transactional message
             _ if self.open.is_none() => bail!("a {:?} line outside a transaction", l.action),
             _ if skipping => Ok(()),
@@ -399,6 +424,44 @@ impl Applier {
         self.c.batch_execute(q).map_err(|e| pg_error(e, q))?;
         self.prepared.clear();
         self.targets.clear();
+        Ok(())
+    }
+
+    /// A check's message: its point starts reading the target as it is now, its tables'
+    /// chunks are kept, its end compares.
+    fn check(&mut self, l: &Line) -> Result<()> {
+        let content = l.content.as_deref().context("a message without content")?;
+        match verify::Notice::parse(content)? {
+            verify::Notice::Point {
+                at,
+                chunk_rows,
+                tables,
+            } => {
+                let at = Lsn::parse(&at)?;
+                if self.progress > at {
+                    eprintln!(
+                        "weir-apply: passing over the check at {at}: the target holds transactions up to {}, past it",
+                        self.progress
+                    );
+                    return Ok(());
+                }
+                if self.check.is_some() {
+                    bail!("a check at {at} begins before the last one ended");
+                }
+                let c = Check::begin(&self.params, at, chunk_rows, tables, self.jobs)?;
+                self.check = Some(c);
+            }
+            verify::Notice::Table { index, chunks, .. } => {
+                if let Some(c) = &mut self.check {
+                    c.source(index, chunks)?;
+                }
+            }
+            verify::Notice::End { .. } => {
+                if let Some(c) = self.check.take() {
+                    c.finish(self.quiet)?;
+                }
+            }
+        }
         Ok(())
     }
 
