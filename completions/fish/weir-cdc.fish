@@ -25,7 +25,7 @@ complete -c weir-cdc -l copy-and-stream -d '--copy, then stream from the slot\'s
 complete -c weir-cdc -l resync -d 'After a lost or dropped slot: drop what is left of it, copy the publication\'s tables afresh as --copy-and-stream does, behind a truncate of each in the same transaction (weir-apply replaces the target\'s tables whole), then stream'
 complete -c weir-cdc -l track-ddl -d 'Install (or replace) event triggers on the source database that write each DDL statement into WAL as a logical message, so it reaches weir-apply --apply-ddl in order with the changes (needs a superuser; schema weir_ddl)'
 complete -c weir-cdc -l untrack-ddl -d 'Remove what --track-ddl installed'
-complete -c weir-cdc -l verify -d 'Check the target against the source: read the publication\'s tables in a snapshot of this moment (-j connections) and put their digests in the stream where that moment is, for weir-apply to compare with the target\'s at the same point. With -E, the run ends once they are written'
+complete -c weir-cdc -l verify -d 'Check the target against the source: read the publication\'s tables in a snapshot of this moment (-j connections) and put their digests in the stream where that moment is, for weir-apply to compare with the target\'s at the same point. With -E, the run goes at least to that moment and ends once they are written'
 complete -c weir-cdc -s q -l quiet -d 'Print nothing but errors'
 complete -c weir-cdc -l help -d 'Print help'
 complete -c weir-cdc -s V -l version -d 'Print version'

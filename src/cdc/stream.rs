@@ -214,7 +214,10 @@ pub fn run(o: &CdcOptions) -> Result<()> {
             s.copy(&params, snap)?;
         }
         if o.verify {
-            s.check = Some(begin_check(o, &params)?);
+            let check = begin_check(o, &params)?;
+            // The check needs the stream to reach its position.
+            s.endpos = s.endpos.map(|e| e.max(check.at.0));
+            s.check = Some(check);
         }
         match o.stream || o.copy_and_stream || o.resync {
             true => s.run(&mut repl)?,
@@ -234,15 +237,12 @@ fn begin_check(o: &CdcOptions, params: &ConnParams) -> Result<super::verify::Sou
     let publication = o.publication.as_deref().expect("checked");
     let check = super::verify::SourceCheck::begin(params, publication, o.jobs, o.verify_chunk_rows)
         .context("starting the check (--verify)")?;
-    if let Some(end) = o.endpos.filter(|e| *e < check.at.0) {
-        return Err(coded(
-            ExitCode::Usage,
-            format!(
-                "--endpos {} is before the check's position {}: give a later one, or none",
-                format_lsn(end),
-                check.at
-            ),
-        ));
+    if let Some(end) = o.endpos.filter(|e| *e < check.at.0 && !o.quiet) {
+        eprintln!(
+            "weir-cdc: streaming to {}, the check's position, past --endpos {}",
+            check.at,
+            format_lsn(end)
+        );
     }
     if !o.quiet {
         eprintln!(
@@ -379,6 +379,8 @@ struct Streamer<'o> {
     in_stream: Option<u32>,
     /// `--verify`: the check whose messages are still to be written.
     check: Option<super::verify::SourceCheck>,
+    /// Where the stream stops: `--endpos`, or the check's position if that is later.
+    endpos: Option<u64>,
 }
 
 impl<'o> Streamer<'o> {
@@ -402,6 +404,7 @@ impl<'o> Streamer<'o> {
             streamed: HashMap::new(),
             in_stream: None,
             check: None,
+            endpos: o.endpos,
         })
     }
 
@@ -571,7 +574,7 @@ impl<'o> Streamer<'o> {
 
     /// Past the end position: stop before anything beyond it is written.
     fn past_end(&self, lsn: u64) -> bool {
-        self.o.endpos.is_some_and(|e| lsn > e)
+        self.endpos.is_some_and(|e| lsn > e)
     }
 
     /// One pgoutput message; true when the end position is reached.
@@ -670,7 +673,7 @@ impl<'o> Streamer<'o> {
         self.last_end = Lsn(end_lsn);
         self.health.committed(Lsn(end_lsn), t.commit_time);
         self.hand(repl, Some(Lsn(end_lsn)))?;
-        Ok(self.o.endpos.is_some_and(|e| end_lsn > e))
+        Ok(self.endpos.is_some_and(|e| end_lsn > e))
     }
 
     /// A change, relation, truncate or message of the open transaction (or a message outside
@@ -779,12 +782,12 @@ impl<'o> Streamer<'o> {
         if idle {
             self.check_point(repl, end)?;
         }
-        if idle && self.o.endpos.is_some_and(|e| end >= e) {
+        if idle && self.endpos.is_some_and(|e| end >= e) {
             return Ok(true);
         }
         if reply {
             self.status(repl, false)?;
-        } else if idle && self.o.endpos.is_some() {
+        } else if idle && self.endpos.is_some() {
             // Short of the end position with nothing to do: ask the server for its position
             // again soon, rather than waiting for its next keepalive (wal_sender_timeout / 2).
             std::thread::sleep(Duration::from_millis(50));

@@ -127,8 +127,8 @@ pub struct CdcCli {
     pub untrack_ddl: bool,
     /// Check the target against the source: read the publication's tables in a snapshot of
     /// this moment (-j connections) and put their digests in the stream where that moment is,
-    /// for weir-apply to compare with the target's at the same point. With -E, the run ends
-    /// once they are written.
+    /// for weir-apply to compare with the target's at the same point. With -E, the run goes
+    /// at least to that moment and ends once they are written.
     #[arg(long = "verify", requires = "stream")]
     pub verify: bool,
     /// Rows in each chunk the check compares.

@@ -1729,10 +1729,14 @@ fn routing_rules_filter_rename_exclude_and_pick_operations_on_a_stream() {
         "--stream",
         "-E",
         end.trim(),
+        // A check's messages in the stream: weir-mask drops them, or weir-apply would compare
+        // the renamed and filtered target with the source and fail.
+        "--verify",
     ];
     let o = run_on(c, "weir-cdc", &args, b"");
     assert!(o.status.success(), "{}", stderr(&o));
     let stream = o.stdout;
+    assert!(holds(&stream, "weir.verify"));
     cdc_slot(c, "rt_src", "rt_slot", "--drop-slot");
 
     let dir = tempfile::tempdir().unwrap();
@@ -1766,8 +1770,10 @@ keep_rows = { column = "kind", contains = "pay" }
         "{}",
         stderr(&o)
     );
+    assert!(stderr(&o).contains("dropping weir-cdc --verify's messages"));
     let routed = o.stdout;
     assert!(!holds(&routed, "sec-"), "an excluded value passed");
+    assert!(!holds(&routed, "weir.verify"));
     let o = run_on(
         c,
         "weir-apply",
