@@ -247,9 +247,6 @@ fn insert_line(out: &mut Vec<u8>, rel: &Rel, line: &[u8], txn: Txn, at: Lsn) -> 
         .iter()
         .map(|f| f.as_deref().map_or(Value::Null, Value::Text))
         .collect();
-    json::change(out, "I", &txn, at.0, rel, Some(&tuple), None);
-    // `}\n` becomes `,"snapshot":true}\n` (docs/FORMAT.md, 13).
-    out.truncate(out.len() - 2);
-    out.extend_from_slice(b",\"snapshot\":true}\n");
+    json::snapshot_insert(out, &txn, at.0, rel, &tuple);
     Ok(())
 }

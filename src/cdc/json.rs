@@ -142,6 +142,15 @@ pub fn change(
     out.extend_from_slice(b"}\n");
 }
 
+/// An insert of a row read from a table rather than decoded from WAL (the copy, a backfill's
+/// chunk), marked `"snapshot":true`.
+pub fn snapshot_insert(out: &mut Vec<u8>, t: &Txn, lsn: u64, rel: &Rel, row: &Tuple) {
+    change(out, "I", t, lsn, rel, Some(row), None);
+    // `}\n` becomes `,"snapshot":true}\n` (docs/FORMAT.md, 13).
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(b",\"snapshot\":true}\n");
+}
+
 /// `{"name":..,"type":..,"value":..}` for each column sent (an unchanged TOAST value is not),
 /// only the replica identity's with `keys`.
 fn columns(out: &mut Vec<u8>, rel: &Rel, row: &Tuple, keys: bool) {

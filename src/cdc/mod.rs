@@ -5,6 +5,7 @@
 //! weir-sink ([`sink`]) and weir-mask.
 
 pub mod apply;
+pub mod backfill;
 pub mod copy;
 pub mod ddl;
 pub mod health;

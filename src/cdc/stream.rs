@@ -67,6 +67,9 @@ pub struct CdcOptions {
     /// Check the target against the source at this run's start ([`super::verify`]).
     pub verify: bool,
     pub verify_chunk_rows: u64,
+    /// Copy this table into the stream while it flows ([`super::backfill`]).
+    pub backfill: Option<String>,
+    pub backfill_chunk_rows: usize,
     pub quiet: bool,
 }
 
@@ -212,6 +215,9 @@ pub fn run(o: &CdcOptions) -> Result<()> {
         let mut s = Streamer::new(o, types)?;
         if let Some(snap) = &snapshot {
             s.copy(&params, snap)?;
+        }
+        if let Some(table) = &o.backfill {
+            s.backfill = Some(s.begin_backfill(&params, table)?);
         }
         if o.verify {
             let check = begin_check(o, &params)?;
@@ -381,6 +387,9 @@ struct Streamer<'o> {
     check: Option<super::verify::SourceCheck>,
     /// Where the stream stops: `--endpos`, or the check's position if that is later.
     endpos: Option<u64>,
+    /// `--backfill`: the table being copied in, and its changes in the open transaction.
+    backfill: Option<super::backfill::Backfill>,
+    held: Vec<super::backfill::Held>,
 }
 
 impl<'o> Streamer<'o> {
@@ -405,6 +414,8 @@ impl<'o> Streamer<'o> {
             in_stream: None,
             check: None,
             endpos: o.endpos,
+            backfill: None,
+            held: Vec::new(),
         })
     }
 
@@ -521,6 +532,7 @@ impl<'o> Streamer<'o> {
                 Polled::Timeout => {
                     self.tick(repl)?;
                     self.check_messages(repl, Duration::ZERO)?;
+                    self.backfill_step()?;
                     continue;
                 }
                 Polled::End => bail!("the server ended the stream of slot {}", self.o.slot),
@@ -531,6 +543,7 @@ impl<'o> Streamer<'o> {
             };
             self.tick(repl)?;
             self.check_messages(repl, Duration::ZERO)?;
+            self.backfill_step()?;
             if done {
                 self.finish_check(repl)?;
                 let out = self.out.finish()?;
@@ -668,7 +681,9 @@ impl<'o> Streamer<'o> {
 
     /// The open transaction commits: its lines handed on with its end.
     fn commit(&mut self, repl: &mut ReplConn, commit_lsn: u64, end_lsn: u64) -> Result<bool> {
-        let t = self.txn.take().context("a commit outside a transaction")?;
+        let t = self.txn.context("a commit outside a transaction")?;
+        self.settle()?;
+        self.txn = None;
         json::commit(&mut self.buf, &t, commit_lsn, end_lsn);
         self.last_end = Lsn(end_lsn);
         self.health.committed(Lsn(end_lsn), t.commit_time);
@@ -684,6 +699,44 @@ impl<'o> Streamer<'o> {
                 let rel = self.relation(&r)?;
                 self.relations.insert(r.id, rel);
             }
+            Message::Message {
+                transactional: false,
+                ..
+            } if self
+                .check
+                .as_ref()
+                .is_some_and(|c| !c.point_sent && lsn >= c.at.0) =>
+            {
+                self.check_point(repl, lsn)?;
+                return self.change(repl, lsn, m);
+            }
+            Message::Insert { relation, .. }
+            | Message::Update { relation, .. }
+            | Message::Delete { relation, .. }
+                if self.backfill.as_ref().is_some_and(|b| b.oid == relation) =>
+            {
+                self.hold(lsn, m)?;
+            }
+            Message::Truncate { relations, .. } => {
+                let id = self.backfill.as_ref().map(|b| b.oid);
+                let ours = id.is_some_and(|id| relations.contains(&id));
+                if ours {
+                    self.settle()?;
+                }
+                for id in relations {
+                    let (t, rel) = context(self.txn, &self.relations, id)?;
+                    json::truncate(&mut self.buf, &t, lsn, rel);
+                }
+                if let Some(b) = self.backfill.as_mut().filter(|_| ours) {
+                    b.truncate();
+                }
+            }
+            Message::Message {
+                transactional: false,
+                prefix: super::backfill::PREFIX,
+                content,
+                ..
+            } if self.txn.is_none() => self.watermark(repl, lsn, content)?,
             Message::Insert { relation, new } => {
                 let (t, rel) = context(self.txn, &self.relations, relation)?;
                 json::change(&mut self.buf, "I", &t, lsn, rel, Some(&new), None);
@@ -696,23 +749,6 @@ impl<'o> Streamer<'o> {
             Message::Delete { relation, old } => {
                 let (t, rel) = context(self.txn, &self.relations, relation)?;
                 json::change(&mut self.buf, "D", &t, lsn, rel, None, Some(&old.1));
-            }
-            Message::Truncate { relations, .. } => {
-                for id in relations {
-                    let (t, rel) = context(self.txn, &self.relations, id)?;
-                    json::truncate(&mut self.buf, &t, lsn, rel);
-                }
-            }
-            Message::Message {
-                transactional: false,
-                ..
-            } if self
-                .check
-                .as_ref()
-                .is_some_and(|c| !c.point_sent && lsn >= c.at.0) =>
-            {
-                self.check_point(repl, lsn)?;
-                return self.change(repl, lsn, m);
             }
             // A heartbeat only moves the position: nothing before it remains to be written.
             Message::Message {
@@ -737,6 +773,116 @@ impl<'o> Streamer<'o> {
         }
         if self.buf.len() >= 1 << 20 {
             self.hand(repl, None)?;
+        }
+        Ok(())
+    }
+
+    /// `--backfill TABLE`: from where the target's copy of it stands (the --confirm-from
+    /// database's greatest key).
+    fn begin_backfill(
+        &mut self,
+        params: &ConnParams,
+        table: &str,
+    ) -> Result<super::backfill::Backfill> {
+        let publication = self.o.publication.as_deref().expect("checked");
+        let Confirm::Origin { target, .. } = &mut self.confirm else {
+            return Err(coded(
+                ExitCode::Usage,
+                "--backfill needs --confirm-from CONNINFO: the target's copy of the table says where to go on from",
+            ));
+        };
+        let b = super::backfill::Backfill::start(
+            params,
+            table,
+            publication,
+            target,
+            self.o.backfill_chunk_rows,
+        )?;
+        if !self.o.quiet {
+            let from = match b.bound() {
+                None => "from its start".to_string(),
+                Some(k) => format!(
+                    "after key ({}), the greatest the target holds",
+                    k.join(", ")
+                ),
+            };
+            eprintln!("weir-cdc: backfilling {} {from}", b.name());
+        }
+        Ok(b)
+    }
+
+    /// Between transactions: the next chunk of the backfill is read when none is under way;
+    /// the last one out, the backfill is over.
+    fn backfill_step(&mut self) -> Result<()> {
+        if self.txn.is_some() {
+            return Ok(());
+        }
+        let Some(b) = &mut self.backfill else {
+            return Ok(());
+        };
+        if b.done() {
+            if !self.o.quiet {
+                eprintln!(
+                    "weir-cdc: backfill of {} complete: {} rows copied in this run",
+                    b.name(),
+                    b.copied
+                );
+            }
+            self.backfill = None;
+        } else if b.wants_chunk() {
+            b.read_chunk()?;
+        }
+        Ok(())
+    }
+
+    /// A change of the table being backfilled, kept until its transaction's keys are placed.
+    fn hold(&mut self, lsn: u64, m: Message) -> Result<()> {
+        use super::backfill::{Held, owned_row};
+        let (action, relation, new, old) = match &m {
+            Message::Insert { relation, new } => ('I', *relation, Some(new), None),
+            Message::Update { relation, old, new } => {
+                ('U', *relation, Some(new), old.as_ref().map(|(_, o)| o))
+            }
+            Message::Delete { relation, old } => ('D', *relation, None, Some(&old.1)),
+            _ => bail!("not a change: {m:?}"),
+        };
+        let (t, rel) = context(self.txn, &self.relations, relation)?;
+        let mut line = Vec::new();
+        json::change(&mut line, &action.to_string(), &t, lsn, rel, new, old);
+        self.held.push(Held {
+            action,
+            lsn,
+            new: new.map(|r| owned_row(r)),
+            old: old.map(|r| owned_row(r)),
+            line,
+        });
+        Ok(())
+    }
+
+    /// The held changes of the backfilled table, placed: written, kept in the chunk, or
+    /// dropped.
+    fn settle(&mut self) -> Result<()> {
+        let (Some(b), Some(t)) = (&mut self.backfill, self.txn) else {
+            return Ok(());
+        };
+        b.settle(std::mem::take(&mut self.held), &t, &mut self.buf)
+    }
+
+    /// A backfill watermark: at this run's high one, the chunk goes out as a transaction
+    /// ending at the watermark's position.
+    fn watermark(&mut self, repl: &mut ReplConn, lsn: u64, content: &[u8]) -> Result<()> {
+        let Some(b) = &mut self.backfill else {
+            return Ok(());
+        };
+        let txn = Txn {
+            xid: 0,
+            commit_time: super::wire::pg_now(),
+        };
+        let content = String::from_utf8_lossy(content);
+        if let super::backfill::Mark::Chunk { lines, .. } = b.watermark(&content, txn, Lsn(lsn))? {
+            self.buf.extend_from_slice(&lines);
+            self.last_end = Lsn(lsn);
+            self.hand(repl, Some(Lsn(lsn).max(self.handed)))?;
         }
         Ok(())
     }

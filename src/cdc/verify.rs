@@ -139,7 +139,7 @@ pub fn tables(c: &mut postgres::Client, publication: &str) -> Result<Vec<Spec>> 
 }
 
 /// The primary key's columns, else the replica identity index's, in index order.
-fn key(c: &mut postgres::Client, oid: u32) -> Result<Vec<String>> {
+pub(super) fn key(c: &mut postgres::Client, oid: u32) -> Result<Vec<String>> {
     let q = "SELECT a.attname::text \
              FROM (SELECT indrelid, indkey FROM pg_catalog.pg_index \
                    WHERE indrelid = $1 AND (indisprimary OR indisreplident) \

@@ -131,6 +131,14 @@ pub struct CdcCli {
     /// at least to that moment and ends once they are written.
     #[arg(long = "verify", requires = "stream")]
     pub verify: bool,
+    /// Copy TABLE (in the publication, with a primary key) into the stream while it flows, in
+    /// chunks by key, without a lock; after a crash, run again with it: it goes on after the
+    /// greatest key the --confirm-from database holds.
+    #[arg(long = "backfill", value_name = "TABLE", requires = "stream")]
+    pub backfill: Option<String>,
+    /// Rows read per backfill chunk.
+    #[arg(long = "backfill-chunk-rows", value_name = "N", default_value_t = crate::cdc::backfill::CHUNK_ROWS, hide = true)]
+    pub backfill_chunk_rows: usize,
     /// Rows in each chunk the check compares.
     #[arg(long = "verify-chunk-rows", value_name = "N", default_value_t = crate::cdc::verify::CHUNK_ROWS, hide = true)]
     pub verify_chunk_rows: u64,
@@ -172,6 +180,8 @@ impl CdcCli {
             untrack_ddl: self.untrack_ddl,
             verify: self.verify,
             verify_chunk_rows: self.verify_chunk_rows.max(1),
+            backfill: self.backfill.clone(),
+            backfill_chunk_rows: self.backfill_chunk_rows.max(1),
             quiet: self.quiet,
         })
     }
@@ -439,6 +449,10 @@ pub const CDC: Page = Page {
         (
             "weir-cdc app -S app_slot --publication app_pub --stream --verify -j 2 --confirm-from postgres://replica/app | weir-apply -j 2 postgres://replica/app",
             "Stream as usual and check, once, that the replica equals the source at the moment weir-cdc started.",
+        ),
+        (
+            "weir-cdc app -S app_slot --publication app_pub --stream --backfill orders --confirm-from postgres://replica/app | weir-apply postgres://replica/app",
+            "Copy the table orders, just added to the publication, into the running stream in chunks; run again after a crash to go on where the target stands.",
         ),
         (
             "weir-cdc app -S audit --drop-slot",

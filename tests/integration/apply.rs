@@ -904,3 +904,141 @@ fn a_check_at_one_position_finds_the_target_equal_and_names_where_it_differs() {
     assert!(from <= 112345 && 112345 < to && to - from <= 1001, "{said}");
     cdc_slot(c, "vf_src", "vf_slot", "--drop-slot");
 }
+
+/// `weir-cdc --backfill big`: a 30,000-row table added to a running stream's publication is
+/// copied in 1,000-row chunks while a writer keeps changing it (updates that leave a TOASTed
+/// value alone, inserts and deletes on both sides of the copied range, keys moved forward and
+/// back across it). weir-cdc is killed with SIGKILL in the middle; run again with the same
+/// flag it goes on after the greatest key the target holds, not from the start. At the end
+/// the target's table equals the source's.
+#[test]
+fn a_table_added_to_a_running_stream_is_backfilled_in_chunks_and_resumes_after_kill_9() {
+    let c = cluster();
+    let big = "CREATE TABLE big (id int PRIMARY KEY, v text, pad text);";
+    c.create_db(
+        "bf_src",
+        &format!("{SCHEMA} {big} CREATE PUBLICATION pub FOR TABLE ledger;"),
+    );
+    c.create_db("bf_dst", &format!("{SCHEMA} {big}"));
+    cdc_slot(c, "bf_src", "bf_slot", "--create-slot");
+    // Every 100th row's pad is stored out of line (random hex does not compress to 2 kB).
+    c.psql(
+        "bf_src",
+        "INSERT INTO big SELECT g, 'v' || g, CASE WHEN g % 100 = 0
+           THEN (SELECT string_agg(md5(random()::text || x), '') FROM generate_series(1, 300) x)
+           ELSE 'p' || g END FROM generate_series(1, 30000) g;
+         ALTER PUBLICATION pub ADD TABLE big;",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, env) = (stop.clone(), c.env());
+        std::thread::spawn(move || {
+            let mut db = connect_with(&env, "bf_src");
+            let mut rand = clock_seeded_rand();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                i += 1;
+                let (a, b, d) = (rand(30000) + 1, rand(30000) + 1, rand(30000) + 1);
+                // Rows with an out-of-line pad only move forward (a row moved back into the
+                // copied range must carry all its values).
+                let back = if b % 100 == 0 { b + 1 } else { b };
+                db.batch_execute(&format!(
+                    "BEGIN; UPDATE big SET v = 'u{i}' WHERE id = {a};
+                     INSERT INTO big VALUES ({}, 'new', 'n'), ({}, 'neg', 'n');
+                     DELETE FROM big WHERE id = {d};
+                     UPDATE big SET id = id + 1000000 WHERE id = {} AND {i} % 7 = 0;
+                     UPDATE big SET id = -id - 2000000 WHERE id = {back} AND {i} % 5 = 0;
+                     INSERT INTO ledger VALUES ({i}); COMMIT;",
+                    100000 + i,
+                    -(i as i64),
+                    rand(30000) + 1,
+                ))
+                .unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let args = [
+        "-d",
+        "bf_src",
+        "-S",
+        "bf_slot",
+        "--publication",
+        "pub",
+        "--stream",
+        "--backfill",
+        "big",
+        "--backfill-chunk-rows",
+        "1000",
+    ];
+    let count = || {
+        c.psql("bf_dst", "SELECT count(*) FROM big")
+            .trim()
+            .parse::<i64>()
+            .unwrap()
+    };
+    let started = |cdc: &mut Child, apply: &mut Child| {
+        if apply.try_wait().unwrap().is_some() || cdc.try_wait().unwrap().is_some() {
+            let _ = cdc.kill();
+            panic!("a stage stopped: {}", stderr_of(&mut [cdc, apply]));
+        }
+    };
+    let (mut cdc, mut apply) = pipeline_said(c, &args, "bf_dst", "bf_o");
+    wait_until("part of the table to be copied", 60, || {
+        started(&mut cdc, &mut apply);
+        count() >= 8000
+    });
+    cdc.kill().unwrap();
+    let first = stderr_of(&mut [&mut cdc, &mut apply]);
+    assert!(
+        first.contains("backfilling public.big from its start"),
+        "{first}"
+    );
+    assert!(count() < 25000, "the kill came too late to test a resume");
+
+    let (mut cdc, mut apply) = pipeline_said(c, &args, "bf_dst", "bf_o");
+    let same = "SELECT md5(string_agg(b::text, ',' ORDER BY id)) FROM big b";
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    wait_until("the target's table to equal the source's", 120, || {
+        started(&mut cdc, &mut apply);
+        c.psql("bf_dst", same) == c.psql("bf_src", same)
+    });
+    cdc.kill().unwrap();
+    let second = stderr_of(&mut [&mut cdc, &mut apply]);
+    assert!(
+        second.contains("backfilling public.big after key ("),
+        "{second}"
+    );
+    assert!(
+        second.contains("backfill of public.big complete"),
+        "{second}"
+    );
+    assert_eq!(
+        c.psql("bf_dst", "SELECT count(*) FROM ledger"),
+        c.psql("bf_src", "SELECT count(*) FROM ledger")
+    );
+    cdc_slot(c, "bf_src", "bf_slot", "--drop-slot");
+}
+
+/// [`pipeline`], with what the stages say on standard error kept (not quiet).
+fn pipeline_said(c: &Cluster, cdc_args: &[&str], target: &str, origin: &str) -> (Child, Child) {
+    let confirm = format!("dbname={target}");
+    let mut cmd = Command::new(bin("weir-cdc"));
+    cmd.args(cdc_args)
+        .args(["-s", "1", "--confirm-from", &confirm, "--origin", origin]);
+    let mut cdc = scrub(&mut cmd, &c.env())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut cmd = Command::new(bin("weir-apply"));
+    cmd.args(["-q", "-d", target, "--origin", origin]);
+    let apply = scrub(&mut cmd, &c.env())
+        .stdin(Stdio::from(cdc.stdout.take().unwrap()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (cdc, apply)
+}

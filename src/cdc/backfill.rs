@@ -1,0 +1,633 @@
+//! `weir-cdc --backfill TABLE`: a table's rows copied into a running stream, in chunks by key,
+//! with no lock held, by the low/high-watermark technique (DBLog, Andreakis and Papapanagiotou,
+//! Netflix 2020; Debezium's incremental snapshots work the same way).
+//!
+//! For each chunk weir-cdc writes a low watermark into the source's WAL (a non-transactional
+//! logical message), waits for the transactions then in progress to end (one of them may have
+//! its commit record before the watermark and not yet be visible), reads the next `chunk_rows`
+//! rows after the copied bound in key order, and writes a high watermark. The stream carries
+//! every transaction in commit order between the two messages; so, for the table:
+//! - a change whose key is at or below the copied bound passes as usual (the target has that
+//!   row's history);
+//! - before the low watermark, or beyond the chunk's last key, a change is dropped: a later
+//!   chunk reads the row as it is after it;
+//! - between the watermarks, a change to a key of the chunk's range is applied to the chunk's
+//!   rows as read (an insert replaces, an update sets what it sent and keeps an unchanged
+//!   TOASTed value, a delete removes), because the read may or may not have seen it.
+//!
+//! At the high watermark the chunk's rows go out as a transaction of inserts ending there, so
+//! weir-apply records its position with them, and the bound moves to the chunk's last key. A
+//! short chunk is the last: its range has no end.
+//!
+//! Keys are compared by the source server (one query per source transaction that touches the
+//! table during the backfill), so every key type orders as the chunks' `ORDER BY` does. After
+//! a crash the target's greatest key is the bound: it holds nothing beyond the bound, and
+//! everything at or below it.
+
+use super::json::{self, Rel, Txn};
+use super::pgoutput::Value;
+use crate::pg::conn::ConnParams;
+use crate::pg::copy_text;
+use crate::pg::lsn::Lsn;
+use crate::pg::sql::{pg_error, quote_ident};
+use anyhow::{Context, Result, bail};
+use postgres::types::ToSql;
+use std::collections::HashMap;
+use std::io::BufRead;
+
+/// The prefix of the watermark messages.
+pub const PREFIX: &str = "weir.backfill";
+
+/// Rows read per chunk unless asked otherwise.
+pub const CHUNK_ROWS: usize = 20_000;
+
+/// A value as a change or the read carried it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    Null,
+    /// A TOASTed value an update left alone: not sent.
+    Unchanged,
+    Text(Vec<u8>),
+}
+
+impl Cell {
+    fn of(v: &Value) -> Cell {
+        match v {
+            Value::Null => Cell::Null,
+            Value::Unchanged => Cell::Unchanged,
+            Value::Text(t) | Value::Binary(t) => Cell::Text(t.to_vec()),
+        }
+    }
+
+    fn value(&self) -> Value<'_> {
+        match self {
+            Cell::Null => Value::Null,
+            Cell::Unchanged => Value::Unchanged,
+            Cell::Text(t) => Value::Text(t),
+        }
+    }
+}
+
+pub type Row = Vec<Cell>;
+type Key = Vec<String>;
+
+/// A change to the table, held until its transaction's keys are compared.
+pub struct Held {
+    pub action: char,
+    pub lsn: u64,
+    pub new: Option<Row>,
+    pub old: Option<Row>,
+    /// The line as weir-cdc writes it, for a change that passes.
+    pub line: Vec<u8>,
+}
+
+/// The chunk read between a pair of watermarks.
+struct Chunk {
+    id: u64,
+    /// The low watermark came by: changes now fall between the two.
+    entered: bool,
+    /// Its rows by key; `None`: deleted since.
+    rows: HashMap<Key, Option<Row>>,
+    /// Its last key; `None`: the last chunk, whose range has no end.
+    last: Option<Key>,
+}
+
+pub struct Backfill {
+    c: postgres::Client,
+    pub oid: u32,
+    /// The table's columns as the stream carries them, its key flagged.
+    pub rel: Rel,
+    key_at: Vec<usize>,
+    /// The key columns' types (format_type).
+    key_types: Vec<String>,
+    chunk_rows: usize,
+    /// Copied through this key; `None`: nothing yet.
+    bound: Option<Key>,
+    /// This run's name in its watermarks (old runs' watermarks are passed over).
+    run: String,
+    chunk: Option<Chunk>,
+    chunks: u64,
+    pub copied: u64,
+}
+
+/// What a watermark does.
+pub enum Mark {
+    /// Not this run's, or a low one: nothing to write.
+    Nothing,
+    /// A chunk ends here: its rows, as insert lines.
+    Chunk { lines: Vec<u8>, rows: u64 },
+}
+
+impl Backfill {
+    /// Starts backfilling `table` (as `schema.table` or a name on the search path) of
+    /// `publication`, from the greatest key `target` holds.
+    pub fn start(
+        params: &ConnParams,
+        table: &str,
+        publication: &str,
+        target: &mut postgres::Client,
+        chunk_rows: usize,
+    ) -> Result<Backfill> {
+        let mut c = params.connect()?;
+        let q = "SELECT c.oid, n.nspname::text, c.relname::text, \
+                        EXISTS (SELECT FROM pg_catalog.pg_publication_tables p \
+                                WHERE p.pubname = $2 AND p.schemaname = n.nspname \
+                                  AND p.tablename = c.relname) \
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE c.oid = pg_catalog.to_regclass($1)";
+        let row = c
+            .query_opt(q, &[&table, &publication])
+            .map_err(|e| pg_error(e, q))?
+            .with_context(|| format!("--backfill {table}: no such table"))?;
+        let (oid, schema, name, published): (u32, String, String, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        if !published {
+            bail!(
+                "--backfill {schema}.{name}: the table is not in publication {publication} (ALTER PUBLICATION {} ADD TABLE {}.{} first)",
+                quote_ident(publication),
+                quote_ident(&schema),
+                quote_ident(&name)
+            );
+        }
+        c.batch_execute("SELECT pg_catalog.set_config('search_path', '', false)")?;
+        let mut columns = super::copy::columns(&mut c, oid)?;
+        let key = super::verify::key(&mut c, oid)?;
+        if key.is_empty() {
+            bail!(
+                "--backfill {schema}.{name}: the table has no primary key or replica identity index to cut chunks by"
+            );
+        }
+        let mut key_at = Vec::new();
+        for k in &key {
+            let i = columns
+                .iter()
+                .position(|c| &c.name == k)
+                .context("a key column the stream does not carry")?;
+            columns[i].key = true;
+            key_at.push(i);
+        }
+        let key_types = key_at
+            .iter()
+            .map(|&i| columns[i].type_name.clone())
+            .collect();
+        let rel = Rel {
+            schema,
+            table: name,
+            columns,
+        };
+        let mut b = Backfill {
+            c,
+            oid,
+            rel,
+            key_at,
+            key_types,
+            chunk_rows: chunk_rows.max(1),
+            bound: None,
+            run: format!("{}-{}", std::process::id(), super::wire::pg_now()),
+            chunk: None,
+            chunks: 0,
+            copied: 0,
+        };
+        b.bound = b.greatest(target)?;
+        Ok(b)
+    }
+
+    pub fn name(&self) -> String {
+        format!("{}.{}", self.rel.schema, self.rel.table)
+    }
+
+    pub fn bound(&self) -> Option<&[String]> {
+        self.bound.as_deref()
+    }
+
+    fn key_list(&self) -> String {
+        let cols: Vec<String> = self
+            .key_at
+            .iter()
+            .map(|&i| quote_ident(&self.rel.columns[i].name))
+            .collect();
+        cols.join(", ")
+    }
+
+    fn qualified(&self) -> String {
+        format!(
+            "{}.{}",
+            quote_ident(&self.rel.schema),
+            quote_ident(&self.rel.table)
+        )
+    }
+
+    /// The target's greatest key: what an earlier run copied.
+    fn greatest(&self, target: &mut postgres::Client) -> Result<Option<Key>> {
+        let cols: Vec<String> = self
+            .key_at
+            .iter()
+            .map(|&i| format!("t.{}::text", quote_ident(&self.rel.columns[i].name)))
+            .collect();
+        // Ordered by the columns themselves (an output column of the same name, the text,
+        // would win over them in ORDER BY).
+        let order: Vec<String> = self
+            .key_at
+            .iter()
+            .map(|&i| format!("t.{} DESC", quote_ident(&self.rel.columns[i].name)))
+            .collect();
+        let q = format!(
+            "SELECT {} FROM {} t ORDER BY {} LIMIT 1",
+            cols.join(", "),
+            self.qualified(),
+            order.join(", ")
+        );
+        let row = target
+            .query_opt(q.as_str(), &[])
+            .map_err(|e| pg_error(e, &q))
+            .with_context(|| format!("reading what the target holds of {}", self.name()))?;
+        Ok(row.map(|r| (0..self.key_at.len()).map(|i| r.get(i)).collect()))
+    }
+
+    /// A chunk is to be read: none is under way.
+    pub fn wants_chunk(&self) -> bool {
+        self.chunk.is_none()
+    }
+
+    /// Reads the next chunk between a low and a high watermark.
+    pub fn read_chunk(&mut self) -> Result<()> {
+        self.chunks += 1;
+        let id = self.chunks;
+        self.mark(id, "low")?;
+        self.wait_for_running()?;
+        let rows = self.read_rows()?;
+        self.mark(id, "high")?;
+        let last = match rows.len() < self.chunk_rows {
+            true => None,
+            false => rows.last().map(|r| self.key_of(r)).transpose()?,
+        };
+        let rows = rows
+            .into_iter()
+            .map(|r| Ok((self.key_of(&r)?, Some(r))))
+            .collect::<Result<_>>()?;
+        self.chunk = Some(Chunk {
+            id,
+            entered: false,
+            rows,
+            last,
+        });
+        Ok(())
+    }
+
+    fn mark(&mut self, id: u64, which: &str) -> Result<()> {
+        let content = format!(
+            "{{\"run\":\"{}\",\"chunk\":{id},\"mark\":\"{which}\"}}",
+            self.run
+        );
+        let q = "SELECT pg_catalog.pg_logical_emit_message(false, $1, $2)";
+        self.c
+            .execute(q, &[&PREFIX, &content])
+            .map_err(|e| pg_error(e, q))
+            .context("writing a backfill watermark into the source's WAL")?;
+        Ok(())
+    }
+
+    /// Waits until every transaction running now has ended: one whose commit record is
+    /// before the low watermark may not be visible yet (its commit is written to WAL before
+    /// it is marked done, PostgreSQL's xact.c), and the chunk must see all of them.
+    fn wait_for_running(&mut self) -> Result<()> {
+        let q = "SELECT pg_catalog.array_agg(x)::text[] \
+                 FROM pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot()) x";
+        let xids: Option<Vec<String>> =
+            self.c.query_one(q, &[]).map_err(|e| pg_error(e, q))?.get(0);
+        let Some(xids) = xids else { return Ok(()) };
+        let q = "SELECT count(*) FROM unnest($1::text[]) x \
+                 WHERE pg_catalog.pg_xact_status(x::xid8) = 'in progress'";
+        loop {
+            let n: i64 = self
+                .c
+                .query_one(q, &[&xids])
+                .map_err(|e| pg_error(e, q))?
+                .get(0);
+            if n == 0 {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The next `chunk_rows` rows after the bound, in key order, as COPY text.
+    fn read_rows(&mut self) -> Result<Vec<Row>> {
+        let cols: Vec<String> = self
+            .rel
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        let after = match &self.bound {
+            None => String::new(),
+            Some(b) => format!(" WHERE {}", self.compare("<", b)),
+        };
+        let q = format!(
+            "COPY (SELECT {} FROM ONLY {}{after} ORDER BY {} LIMIT {}) TO STDOUT",
+            cols.join(", "),
+            self.qualified(),
+            self.key_list(),
+            self.chunk_rows
+        );
+        let (name, width) = (self.name(), self.rel.columns.len());
+        let reader = self.c.copy_out(q.as_str()).map_err(|e| pg_error(e, &q))?;
+        let mut rows = Vec::new();
+        for line in std::io::BufReader::new(reader).split(b'\n') {
+            let line = line.with_context(|| format!("reading {name}"))?;
+            let row = line
+                .split(|b| *b == b'\t')
+                .map(|f| {
+                    Ok(match copy_text::field(f)? {
+                        None => Cell::Null,
+                        Some(v) => Cell::Text(v.into_owned()),
+                    })
+                })
+                .collect::<Result<Row>>()?;
+            if row.len() != width {
+                bail!("a row of {name} with {} fields", row.len());
+            }
+            rows.push(row);
+        }
+        Ok(rows)
+    }
+
+    /// `ROW(literal key) OP ROW(key columns)`, the key's values as typed literals.
+    fn compare(&self, op: &str, key: &[String]) -> String {
+        let cols: Vec<String> = self
+            .key_at
+            .iter()
+            .map(|&i| quote_ident(&self.rel.columns[i].name))
+            .collect();
+        let vals: Vec<String> = key
+            .iter()
+            .zip(&self.key_types)
+            .map(|(v, t)| format!("{}::{t}", crate::pg::sql::quote_literal(v)))
+            .collect();
+        format!("ROW({}) {op} ROW({})", vals.join(", "), cols.join(", "))
+    }
+
+    fn key_of(&self, row: &[Cell]) -> Result<Key> {
+        self.key_at
+            .iter()
+            .map(|&i| match row.get(i) {
+                Some(Cell::Text(t)) => Ok(String::from_utf8_lossy(t).into_owned()),
+                _ => bail!("a change of {} without its key's values", self.name()),
+            })
+            .collect()
+    }
+
+    /// A watermark message; `lsn` is where the stream has it.
+    pub fn watermark(&mut self, content: &str, txn: Txn, lsn: Lsn) -> Result<Mark> {
+        #[derive(serde::Deserialize)]
+        struct W<'a> {
+            run: &'a str,
+            chunk: u64,
+            mark: &'a str,
+        }
+        let w: W =
+            serde_json::from_str(content).context("a backfill watermark that does not parse")?;
+        let Some(chunk) = self
+            .chunk
+            .as_mut()
+            .filter(|c| w.run == self.run && w.chunk == c.id)
+        else {
+            return Ok(Mark::Nothing);
+        };
+        if w.mark == "low" {
+            chunk.entered = true;
+            return Ok(Mark::Nothing);
+        }
+        let chunk = self.chunk.take().expect("checked");
+        let (mut lines, mut rows) = (Vec::new(), 0);
+        // Ends just before the watermark's position: weir-apply records it as the target's
+        // progress, and the next transaction commits at or after it.
+        let at = lsn.0.saturating_sub(1);
+        json::begin(&mut lines, &txn, at);
+        for (key, row) in &chunk.rows {
+            let Some(row) = row else { continue };
+            if row.contains(&Cell::Unchanged) {
+                bail!(
+                    "the backfill of {} lacks a TOASTed value of key ({}) that an update left unchanged",
+                    self.name(),
+                    key.join(", ")
+                );
+            }
+            let tuple: Vec<Value> = row.iter().map(Cell::value).collect();
+            json::snapshot_insert(&mut lines, &txn, at, &self.rel, &tuple);
+            rows += 1;
+        }
+        json::commit(&mut lines, &txn, at, lsn.0);
+        self.copied += rows;
+        self.bound = chunk.last;
+        // The last chunk: nothing is beyond it.
+        if self.bound.is_none() {
+            self.chunks = u64::MAX;
+        }
+        Ok(Mark::Chunk { lines, rows })
+    }
+
+    /// The last chunk went out: the table is all there.
+    pub fn done(&self) -> bool {
+        self.chunks == u64::MAX && self.chunk.is_none()
+    }
+
+    /// A truncate of the table: the chunk's rows are gone as well.
+    pub fn truncate(&mut self) {
+        if let Some(chunk) = self.chunk.as_mut().filter(|c| c.entered) {
+            chunk.rows.values_mut().for_each(|r| *r = None);
+        }
+    }
+
+    /// The held changes of one transaction, in order: those that pass are written to `out`,
+    /// those between the watermarks in the chunk's range are applied to its rows, the rest
+    /// dropped.
+    pub fn settle(&mut self, held: Vec<Held>, t: &Txn, out: &mut Vec<u8>) -> Result<()> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let mut keys: Vec<Key> = Vec::new();
+        let mut index: HashMap<Key, usize> = HashMap::new();
+        let mut key_of = |this: &Self, row: &Option<Row>| -> Result<Option<usize>> {
+            let Some(row) = row else { return Ok(None) };
+            let k = this.key_of(row)?;
+            let n = keys.len();
+            Ok(Some(*index.entry(k.clone()).or_insert_with(|| {
+                keys.push(k);
+                n
+            })))
+        };
+        let mut at = Vec::with_capacity(held.len());
+        for h in &held {
+            // An update's old row carries its key only when the key changed (or under FULL).
+            let new = key_of(self, &h.new)?;
+            let old = key_of(self, &h.old)?;
+            at.push((new, old.or(new)));
+        }
+        let classes = self.classify(&keys)?;
+        for (h, (new, old)) in held.into_iter().zip(at) {
+            let class = |i: Option<usize>| i.map(|i| classes[i]);
+            self.settle_one(
+                h,
+                class(new),
+                class(old),
+                new.map(|i| &keys[i]),
+                old.map(|i| &keys[i]),
+                t,
+                out,
+            )?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn settle_one(
+        &mut self,
+        h: Held,
+        new: Option<Class>,
+        old: Option<Class>,
+        knew: Option<&Key>,
+        kold: Option<&Key>,
+        t: &Txn,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let entered = self.chunk.as_ref().is_some_and(|c| c.entered);
+        let in_chunk = |c: Option<Class>| entered && c == Some(Class::Chunk);
+        let copied = |c: Option<Class>| c == Some(Class::Copied);
+        let same_key = knew == kold;
+        if same_key || h.action != 'U' {
+            let (class, key) = if h.action == 'D' {
+                (old, kold)
+            } else {
+                (new, knew)
+            };
+            if copied(class) {
+                out.extend_from_slice(&h.line);
+            } else if in_chunk(class) {
+                let key = key.expect("classified").clone();
+                let rows = &mut self.chunk.as_mut().expect("entered").rows;
+                let row = match h.action {
+                    'D' => None,
+                    'I' => h.new,
+                    _ => Some(merge(
+                        rows.get(&key).cloned().flatten(),
+                        h.new.expect("an update's row"),
+                    )),
+                };
+                rows.insert(key, row);
+            }
+            return Ok(());
+        }
+        // An update that moved its row to another key: the old key's side, then the new's.
+        let mut prior = None;
+        if copied(old) {
+            let old_row = h.old.as_ref().expect("a moved row's old key");
+            let tuple: Vec<Value> = old_row.iter().map(Cell::value).collect();
+            json::change(out, "D", t, h.lsn, &self.rel, None, Some(&tuple));
+        } else if in_chunk(old) {
+            let rows = &mut self.chunk.as_mut().expect("entered").rows;
+            prior = rows
+                .insert(kold.expect("classified").clone(), None)
+                .flatten();
+        }
+        let row = merge(prior, h.new.expect("an update's row"));
+        if copied(new) {
+            if row.contains(&Cell::Unchanged) {
+                bail!(
+                    "an update of {} moved a row into the copied range with a TOASTed value it left unchanged, which the stream does not carry; run the backfill again from an empty table",
+                    self.name()
+                );
+            }
+            let tuple: Vec<Value> = row.iter().map(Cell::value).collect();
+            json::change(out, "I", t, h.lsn, &self.rel, Some(&tuple), None);
+        } else if in_chunk(new) {
+            let rows = &mut self.chunk.as_mut().expect("entered").rows;
+            rows.insert(knew.expect("classified").clone(), Some(row));
+        }
+        Ok(())
+    }
+
+    /// Where each key stands: at or below the bound, in the chunk under way (up to its last
+    /// key), or beyond; compared by the source server, as the chunks' ORDER BY does.
+    fn classify(&mut self, keys: &[Key]) -> Result<Vec<Class>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = self.key_at.len();
+        let cols: Vec<String> = (1..=n).map(|i| format!("k{i}")).collect();
+        let row = |prefix: &str| -> String {
+            let v: Vec<String> = cols
+                .iter()
+                .zip(&self.key_types)
+                .map(|(c, t)| format!("{prefix}{c}::{t}"))
+                .collect();
+            format!("ROW({})", v.join(", "))
+        };
+        let lit = |key: &[String]| -> String {
+            let v: Vec<String> = key
+                .iter()
+                .zip(&self.key_types)
+                .map(|(v, t)| format!("{}::{t}", crate::pg::sql::quote_literal(v)))
+                .collect();
+            format!("ROW({})", v.join(", "))
+        };
+        let copied = match &self.bound {
+            None => "false".to_string(),
+            Some(b) => format!("{} <= {}", row("u."), lit(b)),
+        };
+        let in_chunk = match self.chunk.as_ref().map(|c| c.last.as_ref()) {
+            Some(None) => "true".to_string(),
+            Some(Some(last)) => format!("{} <= {}", row("u."), lit(last)),
+            None => "false".to_string(),
+        };
+        let arrays: Vec<String> = (1..=n).map(|i| format!("${i}::text[]")).collect();
+        let q = format!(
+            "SELECT CASE WHEN {copied} THEN 0 WHEN {in_chunk} THEN 1 ELSE 2 END \
+             FROM unnest({}) WITH ORDINALITY u({}, n) ORDER BY u.n",
+            arrays.join(", "),
+            cols.join(", ")
+        );
+        let columns: Vec<Vec<&str>> = (0..n)
+            .map(|i| keys.iter().map(|k| k[i].as_str()).collect())
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+        let rows = self
+            .c
+            .query(q.as_str(), &params)
+            .map_err(|e| pg_error(e, &q))?;
+        Ok(rows
+            .iter()
+            .map(|r| match r.get::<_, i32>(0) {
+                0 => Class::Copied,
+                1 => Class::Chunk,
+                _ => Class::Beyond,
+            })
+            .collect())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Class {
+    Copied,
+    Chunk,
+    Beyond,
+}
+
+/// An update's new row, its unchanged TOASTed values taken from the row before it (still
+/// unchanged where that is unknown).
+fn merge(before: Option<Row>, new: Row) -> Row {
+    match before {
+        None => new,
+        Some(before) => new
+            .into_iter()
+            .zip(before)
+            .map(|(n, b)| if n == Cell::Unchanged { b } else { n })
+            .collect(),
+    }
+}
+
+/// A change's tuple, kept.
+pub fn owned_row(t: &[Value]) -> Row {
+    t.iter().map(Cell::of).collect()
+}
