@@ -15,7 +15,7 @@ complete -c weir-cdc -l confirm-from -d 'Confirm only what the target has made d
 complete -c weir-cdc -l origin -d 'The replication origin --confirm-from reads' -r
 complete -c weir-cdc -l metrics -d 'Write the slot\'s health as a Prometheus textfile to FILE at each status interval: lag in bytes, wal_status, safe_wal_size, the commit time of the last confirmed change' -r -F
 complete -c weir-cdc -l heartbeat -d 'Write a heartbeat message into the source database\'s WAL every SECS seconds, so a slot whose tables are quiet while other databases write keeps moving' -r
-complete -c weir-cdc -l backfill -d 'Copy TABLE (in the publication, with a primary key) into the stream while it flows, in chunks by key, without a lock; after a crash, run again with it: it goes on after the greatest key the --confirm-from database holds' -r
+complete -c weir-cdc -l backfill -d 'Copy TABLE (in the publication, with a primary key) into the stream while it flows, in chunks by key, without a lock; after a crash, run again with it: it goes on after the greatest key the --confirm-from database holds. May be given more than once' -r
 complete -c weir-cdc -l backfill-chunk-rows -d 'Rows read per backfill chunk' -r
 complete -c weir-cdc -l verify-chunk-rows -d 'Rows in each chunk the check compares' -r
 complete -c weir-cdc -l create-slot -d 'Create the slot (and stop there unless --stream is given too)'
@@ -28,6 +28,7 @@ complete -c weir-cdc -l resync -d 'After a lost or dropped slot: drop what is le
 complete -c weir-cdc -l track-ddl -d 'Install (or replace) event triggers on the source database that write each DDL statement into WAL as a logical message, so it reaches weir-apply --apply-ddl in order with the changes (needs a superuser; schema weir_ddl)'
 complete -c weir-cdc -l untrack-ddl -d 'Remove what --track-ddl installed'
 complete -c weir-cdc -l verify -d 'Check the target against the source: read the publication\'s tables in a snapshot of this moment (-j connections) and put their digests in the stream where that moment is, for weir-apply to compare with the target\'s at the same point. With -E, the run goes at least to that moment and ends once they are written'
+complete -c weir-cdc -l backfill-all -d '--backfill every table of the publication, one after the other: an initial copy that a crash does not send back to the start'
 complete -c weir-cdc -s q -l quiet -d 'Print nothing but errors'
 complete -c weir-cdc -l help -d 'Print help'
 complete -c weir-cdc -s V -l version -d 'Print version'

@@ -72,6 +72,7 @@ pub type Row = Vec<Cell>;
 type Key = Vec<String>;
 
 /// A change to the table, held until its transaction's keys are compared.
+#[derive(Clone)]
 pub struct Held {
     pub action: char,
     pub lsn: u64,
@@ -107,6 +108,8 @@ pub struct Backfill {
     run: String,
     chunk: Option<Chunk>,
     chunks: u64,
+    /// The last chunk went out: every change passes.
+    complete: bool,
     pub copied: u64,
 }
 
@@ -186,6 +189,7 @@ impl Backfill {
             run: format!("{}-{}", std::process::id(), super::wire::pg_now()),
             chunk: None,
             chunks: 0,
+            complete: false,
             copied: 0,
         };
         b.bound = b.greatest(target)?;
@@ -246,7 +250,7 @@ impl Backfill {
 
     /// A chunk is to be read: none is under way.
     pub fn wants_chunk(&self) -> bool {
-        self.chunk.is_none()
+        self.chunk.is_none() && !self.complete
     }
 
     /// Reads the next chunk between a low and a high watermark.
@@ -419,17 +423,17 @@ impl Backfill {
         }
         json::commit(&mut lines, &txn, at, lsn.0);
         self.copied += rows;
-        self.bound = chunk.last;
-        // The last chunk: nothing is beyond it.
-        if self.bound.is_none() {
-            self.chunks = u64::MAX;
+        match chunk.last {
+            Some(last) => self.bound = Some(last),
+            // The last chunk: nothing is beyond it.
+            None => self.complete = true,
         }
         Ok(Mark::Chunk { lines, rows })
     }
 
     /// The last chunk went out: the table is all there.
     pub fn done(&self) -> bool {
-        self.chunks == u64::MAX && self.chunk.is_none()
+        self.complete
     }
 
     /// A truncate of the table: the chunk's rows are gone as well.
@@ -550,8 +554,8 @@ impl Backfill {
     /// Where each key stands: at or below the bound, in the chunk under way (up to its last
     /// key), or beyond; compared by the source server, as the chunks' ORDER BY does.
     fn classify(&mut self, keys: &[Key]) -> Result<Vec<Class>> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
+        if self.complete {
+            return Ok(vec![Class::Copied; keys.len()]);
         }
         let n = self.key_at.len();
         let cols: Vec<String> = (1..=n).map(|i| format!("k{i}")).collect();
@@ -630,4 +634,134 @@ fn merge(before: Option<Row>, new: Row) -> Row {
 /// A change's tuple, kept.
 pub fn owned_row(t: &[Value]) -> Row {
     t.iter().map(Cell::of).collect()
+}
+
+/// Every table being backfilled, read one at a time in the order given, and the open
+/// transaction's changes to them.
+pub struct Backfills {
+    tables: Vec<Backfill>,
+    held: Vec<(u32, Held)>,
+    quiet: bool,
+}
+
+impl Backfills {
+    /// Starts backfilling `names` (every table of the publication when empty), each from
+    /// where the target's copy of it stands.
+    pub fn start(
+        params: &ConnParams,
+        names: &[String],
+        publication: &str,
+        target: &mut postgres::Client,
+        chunk_rows: usize,
+        quiet: bool,
+    ) -> Result<Backfills> {
+        let names = match names.is_empty() {
+            false => names.to_vec(),
+            true => published(params, publication)?,
+        };
+        let mut tables = Vec::new();
+        for name in &names {
+            let b = Backfill::start(params, name, publication, target, chunk_rows)?;
+            if !quiet {
+                let from = match b.bound() {
+                    None => "from its start".to_string(),
+                    Some(k) => format!(
+                        "after key ({}), the greatest the target holds",
+                        k.join(", ")
+                    ),
+                };
+                eprintln!("weir-cdc: backfilling {} {from}", b.name());
+            }
+            tables.push(b);
+        }
+        Ok(Backfills {
+            tables,
+            held: Vec::new(),
+            quiet,
+        })
+    }
+
+    pub fn holds(&self, oid: u32) -> bool {
+        self.tables.iter().any(|b| b.oid == oid)
+    }
+
+    /// A change of table `oid`, kept until its transaction's keys are placed.
+    pub fn hold(&mut self, oid: u32, h: Held) {
+        self.held.push((oid, h));
+    }
+
+    /// The open transaction's held changes, placed table by table, in order.
+    pub fn settle(&mut self, t: &Txn, out: &mut Vec<u8>) -> Result<()> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        for b in &mut self.tables {
+            let mine: Vec<Held> = held
+                .iter()
+                .filter(|(oid, _)| *oid == b.oid)
+                .map(|(_, h)| h.clone())
+                .collect();
+            b.settle(mine, t, out)?;
+        }
+        Ok(())
+    }
+
+    /// A truncate of `oids`: changes held before it are placed first.
+    pub fn truncating(&mut self, oids: &[u32], t: &Txn, out: &mut Vec<u8>) -> Result<()> {
+        if !oids.iter().any(|o| self.holds(*o)) {
+            return Ok(());
+        }
+        self.settle(t, out)?;
+        for b in self.tables.iter_mut().filter(|b| oids.contains(&b.oid)) {
+            b.truncate();
+        }
+        Ok(())
+    }
+
+    /// A watermark: a chunk's lines when it is one's high watermark.
+    pub fn watermark(&mut self, content: &str, lsn: Lsn) -> Result<Option<Vec<u8>>> {
+        let txn = Txn {
+            xid: 0,
+            commit_time: super::wire::pg_now(),
+        };
+        for b in &mut self.tables {
+            if let Mark::Chunk { lines, .. } = b.watermark(content, txn, lsn)? {
+                return Ok(Some(lines));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Between transactions: a table whose last chunk went out is done; the first of the
+    /// others reads its next chunk when none is under way.
+    pub fn step(&mut self) -> Result<()> {
+        while let Some(b) = self.tables.first().filter(|b| b.done()) {
+            if !self.quiet {
+                eprintln!(
+                    "weir-cdc: backfill of {} complete: {} rows copied in this run",
+                    b.name(),
+                    b.copied
+                );
+            }
+            self.tables.remove(0);
+        }
+        match self.tables.first_mut() {
+            Some(b) if b.wants_chunk() => b.read_chunk(),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+}
+
+/// The publication's tables, by name.
+fn published(params: &ConnParams, publication: &str) -> Result<Vec<String>> {
+    let mut c = params.connect()?;
+    let q = "SELECT pg_catalog.format('%I.%I', schemaname, tablename) \
+             FROM pg_catalog.pg_publication_tables WHERE pubname = $1 ORDER BY 1";
+    let rows = c.query(q, &[&publication]).map_err(|e| pg_error(e, q))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }

@@ -68,7 +68,9 @@ pub struct CdcOptions {
     pub verify: bool,
     pub verify_chunk_rows: u64,
     /// Copy this table into the stream while it flows ([`super::backfill`]).
-    pub backfill: Option<String>,
+    /// (Every table of the publication when empty and `backfill_all`.)
+    pub backfill: Vec<String>,
+    pub backfill_all: bool,
     pub backfill_chunk_rows: usize,
     pub quiet: bool,
 }
@@ -216,8 +218,8 @@ pub fn run(o: &CdcOptions) -> Result<()> {
         if let Some(snap) = &snapshot {
             s.copy(&params, snap)?;
         }
-        if let Some(table) = &o.backfill {
-            s.backfill = Some(s.begin_backfill(&params, table)?);
+        if !o.backfill.is_empty() || o.backfill_all {
+            s.backfill = Some(s.begin_backfill(&params)?);
         }
         if o.verify {
             let check = begin_check(o, &params)?;
@@ -388,8 +390,7 @@ struct Streamer<'o> {
     /// Where the stream stops: `--endpos`, or the check's position if that is later.
     endpos: Option<u64>,
     /// `--backfill`: the table being copied in, and its changes in the open transaction.
-    backfill: Option<super::backfill::Backfill>,
-    held: Vec<super::backfill::Held>,
+    backfill: Option<super::backfill::Backfills>,
 }
 
 impl<'o> Streamer<'o> {
@@ -415,7 +416,6 @@ impl<'o> Streamer<'o> {
             check: None,
             endpos: o.endpos,
             backfill: None,
-            held: Vec::new(),
         })
     }
 
@@ -713,22 +713,17 @@ impl<'o> Streamer<'o> {
             Message::Insert { relation, .. }
             | Message::Update { relation, .. }
             | Message::Delete { relation, .. }
-                if self.backfill.as_ref().is_some_and(|b| b.oid == relation) =>
+                if self.backfill.as_ref().is_some_and(|b| b.holds(relation)) =>
             {
                 self.hold(lsn, m)?;
             }
             Message::Truncate { relations, .. } => {
-                let id = self.backfill.as_ref().map(|b| b.oid);
-                let ours = id.is_some_and(|id| relations.contains(&id));
-                if ours {
-                    self.settle()?;
+                if let (Some(b), Some(t)) = (&mut self.backfill, self.txn) {
+                    b.truncating(&relations, &t, &mut self.buf)?;
                 }
                 for id in relations {
                     let (t, rel) = context(self.txn, &self.relations, id)?;
                     json::truncate(&mut self.buf, &t, lsn, rel);
-                }
-                if let Some(b) = self.backfill.as_mut().filter(|_| ours) {
-                    b.truncate();
                 }
             }
             Message::Message {
@@ -777,65 +772,39 @@ impl<'o> Streamer<'o> {
         Ok(())
     }
 
-    /// `--backfill TABLE`: from where the target's copy of it stands (the --confirm-from
-    /// database's greatest key).
-    fn begin_backfill(
-        &mut self,
-        params: &ConnParams,
-        table: &str,
-    ) -> Result<super::backfill::Backfill> {
+    /// `--backfill`: each table from where the target's copy of it stands (the
+    /// --confirm-from database's greatest key).
+    fn begin_backfill(&mut self, params: &ConnParams) -> Result<super::backfill::Backfills> {
         let publication = self.o.publication.as_deref().expect("checked");
         let Confirm::Origin { target, .. } = &mut self.confirm else {
             return Err(coded(
                 ExitCode::Usage,
-                "--backfill needs --confirm-from CONNINFO: the target's copy of the table says where to go on from",
+                "--backfill needs --confirm-from CONNINFO: the target's copy of each table says where to go on from",
             ));
         };
-        let b = super::backfill::Backfill::start(
+        super::backfill::Backfills::start(
             params,
-            table,
+            &self.o.backfill,
             publication,
             target,
             self.o.backfill_chunk_rows,
-        )?;
-        if !self.o.quiet {
-            let from = match b.bound() {
-                None => "from its start".to_string(),
-                Some(k) => format!(
-                    "after key ({}), the greatest the target holds",
-                    k.join(", ")
-                ),
-            };
-            eprintln!("weir-cdc: backfilling {} {from}", b.name());
-        }
-        Ok(b)
+            self.o.quiet,
+        )
     }
 
-    /// Between transactions: the next chunk of the backfill is read when none is under way;
-    /// the last one out, the backfill is over.
+    /// Between transactions: the backfill's next chunk is read when none is under way.
     fn backfill_step(&mut self) -> Result<()> {
-        if self.txn.is_some() {
-            return Ok(());
-        }
-        let Some(b) = &mut self.backfill else {
+        let Some(b) = self.backfill.as_mut().filter(|_| self.txn.is_none()) else {
             return Ok(());
         };
-        if b.done() {
-            if !self.o.quiet {
-                eprintln!(
-                    "weir-cdc: backfill of {} complete: {} rows copied in this run",
-                    b.name(),
-                    b.copied
-                );
-            }
+        b.step()?;
+        if b.is_empty() {
             self.backfill = None;
-        } else if b.wants_chunk() {
-            b.read_chunk()?;
         }
         Ok(())
     }
 
-    /// A change of the table being backfilled, kept until its transaction's keys are placed.
+    /// A change of a table being backfilled, kept until its transaction's keys are placed.
     fn hold(&mut self, lsn: u64, m: Message) -> Result<()> {
         use super::backfill::{Held, owned_row};
         let (action, relation, new, old) = match &m {
@@ -849,37 +818,34 @@ impl<'o> Streamer<'o> {
         let (t, rel) = context(self.txn, &self.relations, relation)?;
         let mut line = Vec::new();
         json::change(&mut line, &action.to_string(), &t, lsn, rel, new, old);
-        self.held.push(Held {
+        let held = Held {
             action,
             lsn,
             new: new.map(|r| owned_row(r)),
             old: old.map(|r| owned_row(r)),
             line,
-        });
+        };
+        if let Some(b) = &mut self.backfill {
+            b.hold(relation, held);
+        }
         Ok(())
     }
 
-    /// The held changes of the backfilled table, placed: written, kept in the chunk, or
-    /// dropped.
+    /// The held changes of backfilled tables, placed: written, kept in a chunk, or dropped.
     fn settle(&mut self) -> Result<()> {
         let (Some(b), Some(t)) = (&mut self.backfill, self.txn) else {
             return Ok(());
         };
-        b.settle(std::mem::take(&mut self.held), &t, &mut self.buf)
+        b.settle(&t, &mut self.buf)
     }
 
-    /// A backfill watermark: at this run's high one, the chunk goes out as a transaction
+    /// A backfill watermark: at a chunk's high one, the chunk goes out as a transaction
     /// ending at the watermark's position.
     fn watermark(&mut self, repl: &mut ReplConn, lsn: u64, content: &[u8]) -> Result<()> {
         let Some(b) = &mut self.backfill else {
             return Ok(());
         };
-        let txn = Txn {
-            xid: 0,
-            commit_time: super::wire::pg_now(),
-        };
-        let content = String::from_utf8_lossy(content);
-        if let super::backfill::Mark::Chunk { lines, .. } = b.watermark(&content, txn, Lsn(lsn))? {
+        if let Some(lines) = b.watermark(&String::from_utf8_lossy(content), Lsn(lsn))? {
             self.buf.extend_from_slice(&lines);
             self.last_end = Lsn(lsn);
             self.hand(repl, Some(Lsn(lsn).max(self.handed)))?;

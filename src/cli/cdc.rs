@@ -133,9 +133,17 @@ pub struct CdcCli {
     pub verify: bool,
     /// Copy TABLE (in the publication, with a primary key) into the stream while it flows, in
     /// chunks by key, without a lock; after a crash, run again with it: it goes on after the
-    /// greatest key the --confirm-from database holds.
+    /// greatest key the --confirm-from database holds. May be given more than once.
     #[arg(long = "backfill", value_name = "TABLE", requires = "stream")]
-    pub backfill: Option<String>,
+    pub backfill: Vec<String>,
+    /// --backfill every table of the publication, one after the other: an initial copy that a
+    /// crash does not send back to the start.
+    #[arg(
+        long = "backfill-all",
+        requires = "stream",
+        conflicts_with = "backfill"
+    )]
+    pub backfill_all: bool,
     /// Rows read per backfill chunk.
     #[arg(long = "backfill-chunk-rows", value_name = "N", default_value_t = crate::cdc::backfill::CHUNK_ROWS, hide = true)]
     pub backfill_chunk_rows: usize,
@@ -181,6 +189,7 @@ impl CdcCli {
             verify: self.verify,
             verify_chunk_rows: self.verify_chunk_rows.max(1),
             backfill: self.backfill.clone(),
+            backfill_all: self.backfill_all,
             backfill_chunk_rows: self.backfill_chunk_rows.max(1),
             quiet: self.quiet,
         })

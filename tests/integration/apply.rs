@@ -1042,3 +1042,82 @@ fn pipeline_said(c: &Cluster, cdc_args: &[&str], target: &str, origin: &str) -> 
         .unwrap();
     (cdc, apply)
 }
+
+/// `--backfill-all` as a new replica's initial copy: a fresh slot, the publication's tables
+/// copied one after the other in chunks while a writer runs, weir-cdc killed with SIGKILL
+/// during the copy and started again with the same command: it goes on where the target
+/// stands, and the target's tables end equal to the source's.
+#[test]
+fn an_initial_copy_by_backfill_all_resumes_after_kill_9() {
+    let c = cluster();
+    c.create_db(
+        "ba_src",
+        &format!("{SCHEMA} CREATE PUBLICATION pub FOR TABLE acct, ledger;"),
+    );
+    c.create_db("ba_dst", SCHEMA);
+    c.psql(
+        "ba_src",
+        "INSERT INTO acct SELECT g, 'n' || g, g, NULL, NULL, now(), NULL FROM generate_series(1, 50) g;
+         INSERT INTO ledger SELECT generate_series(100001, 120000);",
+    );
+    cdc_slot(c, "ba_src", "ba_slot", "--create-slot");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, env) = (stop.clone(), c.env());
+        std::thread::spawn(move || write_until(&env, "ba_src", &stop))
+    };
+    let args = [
+        "-d",
+        "ba_src",
+        "-S",
+        "ba_slot",
+        "--publication",
+        "pub",
+        "--stream",
+        "--backfill-all",
+        "--backfill-chunk-rows",
+        "500",
+    ];
+    let ledger = |db: &str| {
+        c.psql(db, "SELECT count(*) FROM ledger")
+            .trim()
+            .parse::<i64>()
+            .unwrap()
+    };
+    let (mut cdc, mut apply) = pipeline_said(c, &args, "ba_dst", "ba_o");
+    wait_until("part of the ledger to be copied", 60, || {
+        assert!(apply.try_wait().unwrap().is_none() && cdc.try_wait().unwrap().is_none());
+        ledger("ba_dst") >= 5000
+    });
+    cdc.kill().unwrap();
+    let first = stderr_of(&mut [&mut cdc, &mut apply]);
+    assert!(
+        first.contains("backfill of public.acct complete"),
+        "{first}"
+    );
+    assert!(
+        ledger("ba_dst") < 15000,
+        "the kill came too late to test a resume"
+    );
+
+    let (mut cdc, mut apply) = pipeline_said(c, &args, "ba_dst", "ba_o");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    c.psql("ba_src", "INSERT INTO ledger VALUES (-1)");
+    // The published tables (item is not).
+    let same = "SELECT (SELECT md5(string_agg(a::text, ',' ORDER BY id)) FROM acct a),
+                       (SELECT md5(string_agg(l::text, ',' ORDER BY id)) FROM ledger l)";
+    wait_until("the target to equal the source", 120, || {
+        assert!(apply.try_wait().unwrap().is_none(), "weir-apply stopped");
+        c.psql("ba_dst", same) == c.psql("ba_src", same)
+    });
+    cdc.kill().unwrap();
+    let second = stderr_of(&mut [&mut cdc, &mut apply]);
+    assert!(
+        second.contains("backfilling public.ledger after key (")
+            && second.contains("backfill of public.ledger complete"),
+        "{second}"
+    );
+    cdc_slot(c, "ba_src", "ba_slot", "--drop-slot");
+}
