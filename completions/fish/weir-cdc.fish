@@ -19,6 +19,7 @@ complete -c weir-cdc -l backfill -d 'Copy TABLE (in the publication, with a prim
 complete -c weir-cdc -l backfill-chunk-rows -d 'Rows read per backfill chunk' -r
 complete -c weir-cdc -l verify-chunk-rows -d 'Rows in each chunk the check compares' -r
 complete -c weir-cdc -l create-slot -d 'Create the slot (and stop there unless --stream is given too)'
+complete -c weir-cdc -l failover -d 'Create the slot as a failover slot, synchronized to standbys that have sync_replication_slots on, so it survives a failover (PostgreSQL 17 and later)'
 complete -c weir-cdc -l if-not-exists -d 'With --create-slot, take an existing pgoutput slot of that name as it is'
 complete -c weir-cdc -l drop-slot -d 'Drop the slot (after streaming, with --stream)'
 complete -c weir-cdc -l stream -d 'Stream the slot\'s changes to the output'

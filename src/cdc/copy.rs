@@ -32,15 +32,21 @@ const BUFFER: usize = 1 << 20;
 
 /// Creates `slot` (pgoutput) exporting its snapshot; valid until the connection's next command.
 /// A temporary slot goes when the connection does.
-pub fn create_slot_exporting(repl: &mut ReplConn, slot: &str, temporary: bool) -> Result<Snapshot> {
+pub fn create_slot_exporting(
+    repl: &mut ReplConn,
+    slot: &str,
+    temporary: bool,
+    failover: bool,
+) -> Result<Snapshot> {
     if super::stream::existing_slot(repl, slot)?.is_some() {
         bail!(
             "slot {slot} exists: a copy starts with a new slot (if its copy was interrupted, drop it with --drop-slot and copy again; if the copy completed, resume with --stream)"
         );
     }
+    let options = super::stream::slot_options(repl, "export", failover)?;
     let rows = repl
         .query(&format!(
-            "CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput EXPORT_SNAPSHOT",
+            "CREATE_REPLICATION_SLOT {}{} LOGICAL pgoutput {options}",
             quote_ident(slot),
             if temporary { " TEMPORARY" } else { "" }
         ))

@@ -72,6 +72,8 @@ pub struct CdcOptions {
     pub backfill: Vec<String>,
     pub backfill_all: bool,
     pub backfill_chunk_rows: usize,
+    /// Create the slot as a failover slot (PostgreSQL 17).
+    pub failover: bool,
     pub quiet: bool,
 }
 
@@ -197,17 +199,18 @@ pub fn run(o: &CdcOptions) -> Result<()> {
         }
     }
     let mut repl = ReplConn::connect_logical(&params)?;
+    on_a_standby(&mut repl, o)?;
     if o.resync {
         drop_for_resync(&mut repl, &o.slot, o.quiet)?;
     }
     let snapshot = match o.copy || o.copy_and_stream || o.resync {
         true => Some(super::copy::create_slot_exporting(
-            &mut repl, &o.slot, false,
+            &mut repl, &o.slot, false, o.failover,
         )?),
         false => None,
     };
     if o.create_slot && snapshot.is_none() {
-        create_slot(&mut repl, &o.slot, o.if_not_exists)?;
+        create_slot(&mut repl, &o.slot, o.if_not_exists, o.failover)?;
     }
     if reads {
         let mut types = params.connect()?;
@@ -340,7 +343,56 @@ pub(super) fn existing_slot(repl: &mut ReplConn, slot: &str) -> Result<Option<Op
     Ok(rows.into_iter().next().map(|mut r| r.swap_remove(0)))
 }
 
-fn create_slot(repl: &mut ReplConn, slot: &str, if_not_exists: bool) -> Result<()> {
+/// What PostgreSQL 16 and 17 add: decoding on a hot standby (16: the slot lives on the standby,
+/// which needs `hot_standby_feedback` and the primary's `wal_level = logical`), and failover
+/// slots (17). On a standby nothing can be written, so what writes to the source's WAL
+/// (heartbeats, backfill watermarks, the DDL triggers) needs the primary.
+fn on_a_standby(repl: &mut ReplConn, o: &CdcOptions) -> Result<()> {
+    let rows = repl.query("SELECT pg_catalog.pg_is_in_recovery()")?;
+    let standby = rows.first().and_then(|r| r[0].as_deref()) == Some("t");
+    if !standby {
+        return Ok(());
+    }
+    let version = repl.server_version();
+    if version < 160000 {
+        bail!(
+            "the server is a standby, and decoding on a standby needs PostgreSQL 16 or later (this one is {}): point weir-cdc at the primary",
+            version / 10000
+        );
+    }
+    let writes = [
+        (o.heartbeat.is_some(), "--heartbeat"),
+        (!o.backfill.is_empty() || o.backfill_all, "--backfill"),
+        (o.track_ddl || o.untrack_ddl, "--track-ddl"),
+    ];
+    if let Some((_, flag)) = writes.iter().find(|(on, _)| *on) {
+        bail!(
+            "{flag} writes into the source's WAL, which a standby cannot: give it on the primary"
+        );
+    }
+    Ok(())
+}
+
+/// The options of CREATE_REPLICATION_SLOT (PostgreSQL 15's parenthesized form): what becomes
+/// of the snapshot (`export`, `nothing`), and `FAILOVER` (17 and later: the slot is
+/// synchronized to standbys with `sync_replication_slots`, so it survives a failover).
+pub(super) fn slot_options(repl: &ReplConn, snapshot: &str, failover: bool) -> Result<String> {
+    let version = repl.server_version();
+    if failover && version < 170000 {
+        bail!(
+            "--failover needs PostgreSQL 17 or later (this server is {})",
+            version / 10000
+        );
+    }
+    let failover = if failover { ", FAILOVER" } else { "" };
+    Ok(match version >= 150000 {
+        true => format!("(SNAPSHOT '{snapshot}'{failover})"),
+        false if snapshot == "export" => "EXPORT_SNAPSHOT".into(),
+        false => "NOEXPORT_SNAPSHOT".into(),
+    })
+}
+
+fn create_slot(repl: &mut ReplConn, slot: &str, if_not_exists: bool, failover: bool) -> Result<()> {
     match existing_slot(repl, slot)? {
         Some(plugin) if if_not_exists && plugin.as_deref() == Some("pgoutput") => return Ok(()),
         Some(plugin) if if_not_exists => bail!(
@@ -350,8 +402,9 @@ fn create_slot(repl: &mut ReplConn, slot: &str, if_not_exists: bool) -> Result<(
         Some(_) => bail!("slot {slot} exists already (--if-not-exists takes it as it is)"),
         None => {}
     }
+    let options = slot_options(repl, "nothing", failover)?;
     repl.query(&format!(
-        "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput NOEXPORT_SNAPSHOT",
+        "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {options}",
         quote_ident(slot)
     ))
     .with_context(|| format!("creating slot {slot}"))?;

@@ -351,7 +351,7 @@ impl SourceCheck {
     ) -> Result<SourceCheck> {
         let mut repl = ReplConn::connect_logical(params)?;
         let slot = format!("weir_verify_{}", std::process::id());
-        let snap = super::copy::create_slot_exporting(&mut repl, &slot, true)?;
+        let snap = super::copy::create_slot_exporting(&mut repl, &slot, true, false)?;
         let mut c = reader(params, &snap.name)?;
         let specs = Arc::new(tables(&mut c, publication)?);
         let results = start(params, &snap.name, specs.clone(), jobs, chunk_rows)?;

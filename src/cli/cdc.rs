@@ -42,6 +42,10 @@ pub struct CdcCli {
     /// Create the slot (and stop there unless --stream is given too).
     #[arg(long = "create-slot")]
     pub create_slot: bool,
+    /// Create the slot as a failover slot, synchronized to standbys that have
+    /// sync_replication_slots on, so it survives a failover (PostgreSQL 17 and later).
+    #[arg(long = "failover")]
+    pub failover: bool,
     /// With --create-slot, take an existing pgoutput slot of that name as it is.
     #[arg(long = "if-not-exists", requires = "create_slot")]
     pub if_not_exists: bool,
@@ -190,6 +194,7 @@ impl CdcCli {
             verify_chunk_rows: self.verify_chunk_rows.max(1),
             backfill: self.backfill.clone(),
             backfill_all: self.backfill_all,
+            failover: self.failover,
             backfill_chunk_rows: self.backfill_chunk_rows.max(1),
             quiet: self.quiet,
         })
@@ -247,6 +252,11 @@ pub struct ApplyCli {
     /// --verify).
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 1)]
     pub jobs: usize,
+    /// Write what the target took as a Prometheus textfile to FILE (every few seconds and at
+    /// exit): transactions applied, skipped and dead-lettered, the origin's position, the
+    /// source commit time of the last transaction applied.
+    #[arg(long = "metrics", value_name = "FILE")]
+    pub metrics: Option<std::path::PathBuf>,
     /// Print nothing but errors.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
@@ -268,6 +278,7 @@ impl ApplyCli {
                 OnError::DeadLetter(f) => Some(f.clone()),
             },
             jobs: self.jobs,
+            metrics: self.metrics.clone(),
             quiet: self.quiet,
         })
     }

@@ -742,17 +742,33 @@ fn refused_transactions_go_to_the_dead_letter_file_and_the_rest_applies() {
     let dir = tempfile::tempdir().unwrap();
     let dead = dir.path().join("refused.jsonl");
     let on_error = format!("dead-letter={}", dead.display());
+    let metrics = dir.path().join("apply.prom");
     let apply = || {
-        run_on(
-            c,
-            "weir-apply",
-            &["-d", "dl_dst", "--origin", "dl_o", "--on-error", &on_error],
-            &stream,
-        )
+        let m = metrics.display().to_string();
+        let args = [
+            "-d",
+            "dl_dst",
+            "--origin",
+            "dl_o",
+            "--on-error",
+            &on_error,
+            "--metrics",
+            &m,
+        ];
+        run_on(c, "weir-apply", &args, &stream)
     };
     let o = apply();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("2 refused"), "{}", stderr(&o));
+    // What an alert on refused transactions reads.
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    for sample in [
+        "weir_apply_transactions_total{origin=\"dl_o\",outcome=\"applied\"} 3\n",
+        "weir_apply_transactions_total{origin=\"dl_o\",outcome=\"dead_lettered\"} 2\n",
+        "weir_apply_last_commit_timestamp_seconds{origin=\"dl_o\"} ",
+    ] {
+        assert!(prom.contains(sample), "{sample} in {prom}");
+    }
     assert_eq!(
         c.psql(
             "dl_dst",

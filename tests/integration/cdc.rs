@@ -403,6 +403,21 @@ fn weir_cdc_says_what_is_missing() {
     );
     assert!(run(&["--create-slot", "--if-not-exists"]).status.success());
     assert!(run(&["--drop-slot"]).status.success());
+    // Failover slots are PostgreSQL 17's; this server says so and creates nothing.
+    let version: u32 = c
+        .psql("postgres", "SHOW server_version_num")
+        .trim()
+        .parse()
+        .unwrap();
+    if version < 170000 {
+        let o = run(&["--create-slot", "--failover"]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("--failover needs PostgreSQL 17"),
+            "{}",
+            stderr(&o)
+        );
+    }
     let left = c.psql(
         "postgres",
         "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'usage_slot'",

@@ -177,8 +177,10 @@ fn start_configured(name: &str, conf: &str) -> Cluster {
         true => "",
         false => " -c full_page_writes=off",
     };
+    // Every CDC test keeps a replication origin, and each origin with progress takes one of
+    // max_replication_slots' states (PostgreSQL's origin.c), 10 by default.
     let opts = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c ssl=on -c fsync=off -c synchronous_commit=off{fpw} -c max_connections=60 -c max_wal_size=1GB",
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c ssl=on -c fsync=off -c synchronous_commit=off{fpw} -c max_connections=60 -c max_wal_size=1GB -c max_replication_slots=40",
         base.display()
     );
     let out = as_owner(

@@ -232,6 +232,25 @@ fn a_standby_with_an_unlogged_table_backs_up() {
     );
     assert!(o2.status.success(), "{}", stderr(&o2));
     assert_eq!(primary.content("app_without"), want);
+    // weir-cdc on the standby: decoding there is PostgreSQL 16's; before it, a clear refusal.
+    let version: u32 = primary
+        .psql("postgres", "SHOW server_version_num")
+        .trim()
+        .parse()
+        .unwrap();
+    let o = on(
+        &standby.0,
+        "weir-cdc",
+        &["-d", "app", "-S", "s", "--create-slot"],
+    );
+    if version < 160000 {
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("decoding on a standby needs PostgreSQL 16"),
+            "{}",
+            stderr(&o)
+        );
+    }
     // weir-basebackup from the standby: a whole base backup stream.
     let o = on(&standby.0, "weir-basebackup", &["-q"]);
     assert!(

@@ -31,6 +31,7 @@ use std::io::{BufRead, Write};
 
 mod check;
 mod dead_letter;
+mod metrics;
 
 #[derive(Debug, Clone, Default)]
 pub struct ApplyOptions {
@@ -45,6 +46,8 @@ pub struct ApplyOptions {
     pub dead_letter: Option<std::path::PathBuf>,
     /// Connections that read the target for a check.
     pub jobs: usize,
+    /// Where to write the Prometheus textfile ([`metrics`]).
+    pub metrics: Option<std::path::PathBuf>,
     pub quiet: bool,
 }
 
@@ -140,12 +143,16 @@ struct Applier {
     quiet: bool,
     /// The check under way ([`check`]).
     check: Option<Check>,
+    metrics: Option<metrics::Metrics>,
+    /// The source commit time of the last transaction applied.
+    last_commit: Option<String>,
 }
 
 pub fn run(o: &ApplyOptions) -> Result<()> {
     let params = ConnParams::resolve(o.conninfo.as_deref(), "weir-apply")?;
     let mut a = Applier::connect(&params, &o.origin)?;
     (a.jobs, a.quiet) = (o.jobs.max(1), o.quiet);
+    a.metrics = o.metrics.clone().map(metrics::Metrics::new);
     a.ddl = o.apply_ddl.then(ddl::Replay::default);
     a.skip_ddl_through = o.skip_ddl_through.unwrap_or_default();
     a.dead = o.dead_letter.clone().map(DeadLetter::new).transpose()?;
@@ -191,6 +198,7 @@ pub fn run(o: &ApplyOptions) -> Result<()> {
             c.at
         );
     }
+    a.write_metrics(true)?;
     if !o.quiet {
         let dead = match &a.dead {
             Some(d) => format!(
@@ -245,7 +253,25 @@ impl Applier {
             jobs: 1,
             quiet: false,
             check: None,
+            metrics: None,
+            last_commit: None,
         })
+    }
+
+    /// The metrics file, when asked for and due (or `now`).
+    fn write_metrics(&mut self, now: bool) -> Result<()> {
+        let Some(m) = &mut self.metrics else {
+            return Ok(());
+        };
+        let counts = metrics::Counts {
+            origin: &self.origin,
+            applied: self.applied,
+            skipped: self.skipped,
+            dead_lettered: self.dead_lettered,
+            progress: self.progress,
+            last_commit: self.last_commit.as_deref(),
+        };
+        m.write(&counts, now)
     }
 
     /// Names the transaction an error happened in.
@@ -318,7 +344,8 @@ impl Applier {
         (self.open, self.ending) = (None, None);
         self.progress = end;
         self.applied += 1;
-        Ok(())
+        self.last_commit = Some(ts.to_string());
+        self.write_metrics(false)
     }
 
     /// Commits the target's open transaction with the source position it ends at (`end`,
@@ -362,7 +389,7 @@ impl Applier {
         self.open = None;
         self.progress = end;
         self.dead_lettered += 1;
-        Ok(())
+        self.write_metrics(false)
     }
 
     /// Reads the failed transaction's remaining lines into the dead-letter journal; its end
