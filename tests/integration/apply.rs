@@ -804,6 +804,23 @@ fn refused_transactions_go_to_the_dead_letter_file_and_the_rest_applies() {
         "written again on a replay"
     );
 
+    // The check names the tables the refused transactions touched (acct by both, ledger by
+    // the first), and only those.
+    let now = current_lsn(c, "dl_src");
+    let checked = [&args[1..], &["--verify", "-E", &now]].concat();
+    let (mut cdc, mut apply) = pipeline_said(c, &checked, "dl_dst", "dl_o");
+    wait_until("the check", 60, || apply.try_wait().unwrap().is_some());
+    wait_or_kill(&mut cdc);
+    let code = apply.wait().unwrap().code();
+    let said = stderr_of(&mut [&mut cdc, &mut apply]);
+    assert_eq!(code, Some(8), "{said}");
+    assert!(
+        said.contains("public.acct differs")
+            && said.contains("public.ledger differs")
+            && said.contains("in 2 of 5 tables"),
+        "{said}"
+    );
+
     let mut garbled = stream.clone();
     let cut = garbled.len() / 2;
     garbled.splice(cut..cut, b"{\"action\":\n".iter().copied());
@@ -924,9 +941,10 @@ fn a_check_at_one_position_finds_the_target_equal_and_names_where_it_differs() {
 /// `weir-cdc --backfill big`: a 30,000-row table added to a running stream's publication is
 /// copied in 1,000-row chunks while a writer keeps changing it (updates that leave a TOASTed
 /// value alone, inserts and deletes on both sides of the copied range, keys moved forward and
-/// back across it). weir-cdc is killed with SIGKILL in the middle; run again with the same
-/// flag it goes on after the greatest key the target holds, not from the start. At the end
-/// the target's table equals the source's.
+/// back across it). weir-apply is killed with SIGKILL in the middle; run again with the same
+/// flag the pipeline goes on after the greatest key the target holds, not from the start, and
+/// weir-apply is killed again once streaming. Then `--verify`, with the writer still going,
+/// finds the target equal to the source, and so do ordered digests at the end.
 #[test]
 fn a_table_added_to_a_running_stream_is_backfilled_in_chunks_and_resumes_after_kill_9() {
     let c = cluster();
@@ -999,12 +1017,14 @@ fn a_table_added_to_a_running_stream_is_backfilled_in_chunks_and_resumes_after_k
             panic!("a stage stopped: {}", stderr_of(&mut [cdc, apply]));
         }
     };
+    // weir-apply killed with SIGKILL during the backfill (weir-cdc stops on the broken pipe).
     let (mut cdc, mut apply) = pipeline_said(c, &args, "bf_dst", "bf_o");
     wait_until("part of the table to be copied", 60, || {
         started(&mut cdc, &mut apply);
         count() >= 8000
     });
-    cdc.kill().unwrap();
+    apply.kill().unwrap();
+    wait_or_kill(&mut cdc);
     let first = stderr_of(&mut [&mut cdc, &mut apply]);
     assert!(
         first.contains("backfilling public.big from its start"),
@@ -1012,33 +1032,62 @@ fn a_table_added_to_a_running_stream_is_backfilled_in_chunks_and_resumes_after_k
     );
     assert!(count() < 25000, "the kill came too late to test a resume");
 
+    // The same command goes on after the target's greatest key; once the backfill is over,
+    // weir-apply is killed again while it streams.
     let (mut cdc, mut apply) = pipeline_said(c, &args, "bf_dst", "bf_o");
-    let same = "SELECT md5(string_agg(b::text, ',' ORDER BY id)) FROM big b";
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writer.join().unwrap();
-    wait_until("the target's table to equal the source's", 120, || {
-        started(&mut cdc, &mut apply);
-        c.psql("bf_dst", same) == c.psql("bf_src", same)
+    let said = live_stderr(&mut cdc);
+    wait_until("the backfill to complete", 120, || {
+        assert!(
+            apply.try_wait().unwrap().is_none(),
+            "{}",
+            said.lock().unwrap()
+        );
+        said.lock()
+            .unwrap()
+            .contains("backfill of public.big complete")
     });
-    cdc.kill().unwrap();
-    let second = stderr_of(&mut [&mut cdc, &mut apply]);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    apply.kill().unwrap();
+    wait_or_kill(&mut cdc);
+    let _ = stderr_of(&mut [&mut cdc, &mut apply]);
+    let second = said.lock().unwrap().clone();
     assert!(
         second.contains("backfilling public.big after key ("),
         "{second}"
     );
+
+    // A run without --backfill, with the writer still going: the check finds the target equal
+    // to the source at its position.
+    let plain = &args[..7];
+    let end = current_lsn(c, "bf_src");
+    let checked = [plain, &["--verify", "-E", &end]].concat();
+    let (mut cdc, mut apply) = pipeline_said(c, &checked, "bf_dst", "bf_o");
+    wait_until("the check", 120, || apply.try_wait().unwrap().is_some());
+    wait_or_kill(&mut cdc);
+    let code = apply.wait().unwrap().code();
+    let third = stderr_of(&mut [&mut cdc, &mut apply]);
+    assert_eq!(code, Some(0), "{third}");
     assert!(
-        second.contains("backfill of public.big complete"),
-        "{second}"
+        third.contains("the target equals the source in 2 tables"),
+        "{third}"
     );
-    assert_eq!(
-        c.psql("bf_dst", "SELECT count(*) FROM ledger"),
-        c.psql("bf_src", "SELECT count(*) FROM ledger")
-    );
+
+    // And by ordered digests, once the writer stopped and the stream caught up.
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    let end = current_lsn(c, "bf_src");
+    let last = [plain, &["-E", &end]].concat();
+    let (mut cdc, mut apply) = pipeline_said(c, &last, "bf_dst", "bf_o");
+    wait_until("the last run", 60, || apply.try_wait().unwrap().is_some());
+    wait_or_kill(&mut cdc);
+    let said = stderr_of(&mut [&mut cdc, &mut apply]);
+    let same = "SELECT (SELECT md5(string_agg(b::text, ',' ORDER BY id)) FROM big b),
+                       (SELECT md5(string_agg(l::text, ',' ORDER BY id)) FROM ledger l)";
+    assert_eq!(c.psql("bf_dst", same), c.psql("bf_src", same), "{said}");
     cdc_slot(c, "bf_src", "bf_slot", "--drop-slot");
 }
 
-/// [`pipeline`], with what the stages say on standard error kept (not quiet).
+/// [`pipeline`], with what the stages say on standard error kept (neither is quiet).
 fn pipeline_said(c: &Cluster, cdc_args: &[&str], target: &str, origin: &str) -> (Child, Child) {
     let confirm = format!("dbname={target}");
     let mut cmd = Command::new(bin("weir-cdc"));
@@ -1050,13 +1099,29 @@ fn pipeline_said(c: &Cluster, cdc_args: &[&str], target: &str, origin: &str) -> 
         .spawn()
         .unwrap();
     let mut cmd = Command::new(bin("weir-apply"));
-    cmd.args(["-q", "-d", target, "--origin", origin]);
+    cmd.args(["-d", target, "--origin", origin]);
     let apply = scrub(&mut cmd, &c.env())
         .stdin(Stdio::from(cdc.stdout.take().unwrap()))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     (cdc, apply)
+}
+
+/// What `p` writes to standard error, gathered as it comes.
+fn live_stderr(p: &mut Child) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use std::io::Read;
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (mut from, to) = (p.stderr.take().unwrap(), said.clone());
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            to.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    said
 }
 
 /// `--backfill-all` as a new replica's initial copy: a fresh slot, the publication's tables
