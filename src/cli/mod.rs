@@ -5,6 +5,8 @@
 //! integration tests' help snapshots all iterate it.
 
 mod cdc;
+#[cfg(test)]
+mod doc_flags;
 mod dump;
 mod ops;
 mod physical;
