@@ -380,7 +380,62 @@ fn a_base_backup_restores_to_every_kind_of_target_and_damage_never_restores() {
     }
     amcheck(&p);
     stop(&p);
+    by_hand(&p, &stored, &marks, &s);
     missing_segment(&p, &stored, &marks);
+}
+
+/// README's recipe for restoring a base backup by hand, run as it is written there (its paths
+/// replaced by the test's), into an emptied data directory and tablespace: pg_verifybackup
+/// passes where the recipe runs it, and the server recovers to the time and pauses there.
+fn by_hand(p: &Pitr, stored: &Path, marks: &Marks, stats: &serde_json::Value) {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme.split("## Restoring by hand").nth(1).unwrap();
+    let recipe = section.split("```sh\n").nth(2).unwrap();
+    let recipe = recipe.split("\n```").next().unwrap();
+    let c = &p.c;
+    let dir = c.dir.join("byhand");
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    sh(&format!(
+        "chown -R postgres {0} 2>/dev/null || true",
+        dir.display()
+    ));
+    let oid = stats["tablespaces"][0]["oid"].as_str().unwrap();
+    let data = c.data().display().to_string();
+    let ts = p.tablespace.display().to_string();
+    let key = p.key.display().to_string();
+    let time = marks.time.trim();
+    let verify = c.bindir.join("pg_verifybackup").display().to_string();
+    let restore = dir.join("restore").display().to_string();
+    let wal_by_hand = dir.join("bin/wal-by-hand").display().to_string();
+    let script = recipe
+        .replace("/var/lib/postgresql/15/main", &data)
+        .replace("/srv/ts1", &ts)
+        .replace("/restore", &restore)
+        .replace("16384", oid)
+        .replace("/etc/weir/key.txt", &key)
+        .replace(" key.txt ", &format!(" {key} "))
+        .replace("base.tar.zst.age", &stored.display().to_string())
+        .replace("/archive/", &format!("{}/", p.repo.display()))
+        .replace("/usr/local/bin/wal-by-hand", &wal_by_hand)
+        .replace("'wal-by-hand %f %p'", &format!("'{wal_by_hand} %f %p'"))
+        .replace("pg_verifybackup", &verify)
+        .replace("2026-12-01 10:00:00+00", time);
+    // The recipe starts from an empty place: no data directory, an empty tablespace.
+    let out = owner_sh(
+        p,
+        &format!("rm -rf {data} && find {ts} -mindepth 1 -delete && set -e\n{script}"),
+    );
+    assert!(
+        out.status.success(),
+        "the recipe as README has it:\n{script}\n{}",
+        stderr(&out)
+    );
+    assert!(server(p, "start").status.success(), "{}", log(p));
+    wait_recovered(p, true);
+    assert_eq!(sentinels(c), "1");
+    assert_eq!(q(c, "SELECT count(*) FROM in_ts"), "10000");
+    stop(p);
 }
 
 /// A stream cut off, or with one byte of one file changed, restores nothing and leaves the
