@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Backs up the databases of one PostgreSQL instance to S3-compatible storage or a local
 # directory, catalogs each complete backup, thins old ones, and writes Prometheus metrics.
-# Configured by environment variables only (README.md, "backup.sh and restore.sh"); the
+# Configured by environment variables only (docs/jobs.md); the
 # names of postgres-backup-s3 work as they did there.
 #
 #   POSTGRES_HOST=db S3_BUCKET=backups PASSPHRASE=... scripts/backup.sh

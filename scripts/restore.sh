@@ -2,7 +2,7 @@
 # Restores a backup that backup.sh made: the latest of a database, or a named one, into a
 # database of any instance, whole or only some tables or schemas, optionally with the roles
 # and tablespaces first. Configured by the same environment variables as backup.sh
-# (README.md, "backup.sh and restore.sh"); POSTGRES_* name the instance to restore into.
+# (docs/jobs.md); POSTGRES_* name the instance to restore into.
 #
 #   RESTORE_DATABASE=app scripts/restore.sh                     # the latest backup of app
 #   RESTORE_DATABASE=app scripts/restore.sh 20261122T030000Z    # the one taken then

@@ -384,14 +384,13 @@ fn a_base_backup_restores_to_every_kind_of_target_and_damage_never_restores() {
     missing_segment(&p, &stored, &marks);
 }
 
-/// README's recipe for restoring a base backup by hand, run as it is written there (its paths
+/// docs/restore-by-hand.md's recipe for restoring a base backup, run as it is written there (its paths
 /// replaced by the test's), into an emptied data directory and tablespace: pg_verifybackup
 /// passes where the recipe runs it, and the server recovers to the time and pauses there.
 fn by_hand(p: &Pitr, stored: &Path, marks: &Marks, stats: &serde_json::Value) {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let section = readme.split("## Restoring by hand").nth(1).unwrap();
-    let recipe = section.split("```sh\n").nth(2).unwrap();
+    let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/restore-by-hand.md");
+    let guide = std::fs::read_to_string(guide).unwrap();
+    let recipe = guide.split("```sh\n").nth(2).unwrap();
     let recipe = recipe.split("\n```").next().unwrap();
     let c = &p.c;
     let dir = c.dir.join("byhand");
@@ -428,7 +427,7 @@ fn by_hand(p: &Pitr, stored: &Path, marks: &Marks, stats: &serde_json::Value) {
     );
     assert!(
         out.status.success(),
-        "the recipe as README has it:\n{script}\n{}",
+        "the recipe as docs/restore-by-hand.md has it:\n{script}\n{}",
         stderr(&out)
     );
     assert!(server(p, "start").status.success(), "{}", log(p));

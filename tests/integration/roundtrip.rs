@@ -90,7 +90,7 @@ fn hand_restore_with_tar_pg_restore_and_psql() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("db.weir"), &archive).unwrap();
     c.create_db("hand_dst", "");
-    // The recipe README.md gives, run as a user would run it.
+    // The recipe docs/restore-by-hand.md gives, run as a user would run it.
     let script = format!(
         r#"set -eu
 cd {dir}
