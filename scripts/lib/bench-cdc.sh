@@ -205,6 +205,38 @@ bench_cdc_copy() { # ROWS
         "$(python3 -c "print(f'{$(best "${w[@]}")/$(best "${nat[@]}"):.2f}')")" >>"$work/stages"
 }
 
+# --backfill of the whole table into an empty copy while nothing else changes (timed until the
+# copy holds every row; the stream runs on until stopped, so it is stopped then), against the
+# copy from an exported snapshot; then --verify of the two, against reading both tables once
+# in key order with COPY (what any check of every row must do at least).
+bench_cdc_backfill_verify() { # ROWS
+    local i a b bf=() bkb=() vf=() vkb=() rd=()
+    for i in $(seq "$runs"); do
+        bench_cdc_target "bfw_$i"
+        "$bin/weir-cdc" -q -d cdcb -S "bf_$i" --create-slot
+        # Job control gives the pipeline a process group of its own, stopped whole at the end.
+        read -r a b < <(measure "weir-cdc --backfill | weir-apply" bash -c "set -m
+            '$bin/weir-cdc' -q -d cdcb -S bf_$i --publication cdcp --stream --backfill ev --confirm-from dbname=bfw_$i --origin obf_$i \
+              | '$bin/weir-apply' -q -d bfw_$i --origin obf_$i &
+            until [ \"\$(psql -X -A -t -d bfw_$i -c 'SELECT count(*) FROM ev')\" = $1 ]; do sleep 0.05; done
+            kill -- -\$(jobs -p); wait || true")
+        bf+=("$a"); bkb+=("$b")
+        local end
+        end=$(psql -X -A -t -d cdcb -c "SELECT pg_current_wal_lsn()")
+        read -r a b < <(measure "weir-cdc --verify | weir-apply" sh -c "'$bin/weir-cdc' -q -d cdcb -S bf_$i --publication cdcp --stream --verify -j 2 -E $end --confirm-from dbname=bfw_$i --origin obf_$i | '$bin/weir-apply' -d bfw_$i --origin obf_$i -j 2 2>&1 | grep -q 'the target equals the source in 1 tables'")
+        vf+=("$a"); vkb+=("$b")
+        read -r a _ < <(measure "COPY of both, by key" sh -c "psql -X -q -d cdcb -c 'COPY (SELECT * FROM ev ORDER BY id) TO STDOUT' >/dev/null & psql -X -q -d bfw_$i -c 'COPY (SELECT * FROM ev ORDER BY id) TO STDOUT' >/dev/null; wait")
+        rd+=("$a")
+        "$bin/weir-cdc" -q -d cdcb -S "bf_$i" --drop-slot
+        psql -X -q -d postgres -c "DROP DATABASE bfw_$i" -c "SELECT pg_replication_origin_drop('obf_$i')" >/dev/null
+    done
+    printf '  %-26s %s rows: weir-cdc --backfill | weir-apply %s s (%s KiB) (%s rows/s)\n' \
+        "cdc backfill" "$1" "$(best "${bf[@]}")" "$(maxi "${bkb[@]}")" "$(per_s "$1" "$(best "${bf[@]}")")" >>"$work/stages"
+    printf '  %-26s %s rows: weir-cdc --verify -j 2 | weir-apply -j 2 %s s (%s KiB), COPY of both sides by key %s s: %sx its time\n' \
+        "cdc verify" "$1" "$(best "${vf[@]}")" "$(maxi "${vkb[@]}")" "$(best "${rd[@]}")" \
+        "$(python3 -c "print(f'{$(best "${vf[@]}")/$(best "${rd[@]}"):.2f}')")" >>"$work/stages"
+}
+
 # The slot's spilled and streamed megabytes, as pg_stat_replication_slots counts them.
 bench_cdc_spilled() { # SLOT
     psql -X -A -t -d cdcb -c "SELECT round(spill_bytes / 1e6) || ' MB spilled, ' || round(stream_bytes / 1e6) || ' MB streamed' FROM pg_stat_replication_slots WHERE slot_name = '$1'"
@@ -283,6 +315,7 @@ SQL
     bench_cdc_mask_alone "$mid"
     bench_cdc_one upd "$end" "$mid2" "$n"
     bench_cdc_copy "$n"
+    bench_cdc_backfill_verify "$n"
     bench_cdc_big "${BENCH_CDC_BIG_ROWS:-10000000}"
     psql -X -A -t -d postgres -c "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = 'cdcb'" >/dev/null
     psql -X -q -d postgres -c "DROP DATABASE cdcb" -c "DROP DATABASE cdcb_before"

@@ -157,7 +157,7 @@ impl Backfill {
         let key = super::verify::key(&mut c, oid)?;
         if key.is_empty() {
             bail!(
-                "--backfill {schema}.{name}: the table has no primary key or replica identity index to cut chunks by"
+                "--backfill {schema}.{name}: the table has no primary key or replica identity index to cut chunks by (copy it with --copy-and-stream or --resync instead)"
             );
         }
         let mut key_at = Vec::new();
