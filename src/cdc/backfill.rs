@@ -108,6 +108,8 @@ pub struct Backfill {
     run: String,
     chunk: Option<Chunk>,
     chunks: u64,
+    /// Its rows are its partitions' (published through the root).
+    partitioned: bool,
     /// The last chunk went out: every change passes.
     complete: bool,
     pub copied: u64,
@@ -132,18 +134,21 @@ impl Backfill {
         chunk_rows: usize,
     ) -> Result<Backfill> {
         let mut c = params.connect()?;
+        // A partitioned table is listed only when the publication publishes through its root,
+        // and a partition only when it does not: either way the stream names what is listed.
         let q = "SELECT c.oid, n.nspname::text, c.relname::text, \
                         EXISTS (SELECT FROM pg_catalog.pg_publication_tables p \
                                 WHERE p.pubname = $2 AND p.schemaname = n.nspname \
-                                  AND p.tablename = c.relname) \
+                                  AND p.tablename = c.relname), \
+                        c.relkind = 'p' \
                  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  WHERE c.oid = pg_catalog.to_regclass($1)";
         let row = c
             .query_opt(q, &[&table, &publication])
             .map_err(|e| pg_error(e, q))?
             .with_context(|| format!("--backfill {table}: no such table"))?;
-        let (oid, schema, name, published): (u32, String, String, bool) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let (oid, schema, name, published, partitioned): (u32, String, String, bool, bool) =
+            (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
         if !published {
             bail!(
                 "--backfill {schema}.{name}: the table is not in publication {publication} (ALTER PUBLICATION {} ADD TABLE {}.{} first)",
@@ -189,6 +194,7 @@ impl Backfill {
             run: format!("{}-{}", std::process::id(), super::wire::pg_now()),
             chunk: None,
             chunks: 0,
+            partitioned,
             complete: false,
             copied: 0,
         };
@@ -328,8 +334,9 @@ impl Backfill {
             Some(b) => format!(" WHERE {}", self.compare("<", b)),
         };
         let q = format!(
-            "COPY (SELECT {} FROM ONLY {}{after} ORDER BY {} LIMIT {}) TO STDOUT",
+            "COPY (SELECT {} FROM {}{}{after} ORDER BY {} LIMIT {}) TO STDOUT",
             cols.join(", "),
+            if self.partitioned { "" } else { "ONLY " },
             self.qualified(),
             self.key_list(),
             self.chunk_rows
