@@ -1,4 +1,5 @@
-//! A check that the command lines in README.md and docs/ only use flags the binaries have: every
+//! Checks that README.md and docs/ stay true: their links resolve, and their command lines
+//! only use flags the binaries have: every
 //! `weir-*` command in a fenced code block, its flags read up to the end of the command (a pipe,
 //! `;`, `&&`, a closing parenthesis), each looked up in the binary's own definition, its
 //! subcommands' included. Synopses (`[--a | --b]`) are read too: a `|` inside brackets is an
@@ -190,6 +191,37 @@ mod tests {
             ["R.md:3: weir-cdc has no --bogus"]
         );
         assert!(unknown_flags("R.md", "```\nweir-nope -x\n```\n")[0].contains("no binary"));
+    }
+
+    /// Every relative link of README.md and docs/ names a file that exists.
+    #[test]
+    fn links_between_readme_and_guides_resolve() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("README.md")];
+        for e in std::fs::read_dir(root.join("docs")).unwrap() {
+            files.push(e.unwrap().path());
+        }
+        let mut broken = Vec::new();
+        for f in files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|x| x == "md"))
+        {
+            let text = std::fs::read_to_string(f).unwrap();
+            for target in text.split("](").skip(1).filter_map(|t| t.split(')').next()) {
+                let path = target.split('#').next().unwrap_or_default();
+                if path.is_empty() || path.contains("://") || path.contains(' ') {
+                    continue;
+                }
+                if !f.parent().unwrap().join(path).exists() {
+                    broken.push(format!("{}: {target}", f.display()));
+                }
+            }
+        }
+        assert!(
+            broken.is_empty(),
+            "links to nothing:\n{}",
+            broken.join("\n")
+        );
     }
 
     #[test]
