@@ -72,7 +72,6 @@ pub type Row = Vec<Cell>;
 type Key = Vec<String>;
 
 /// A change to the table, held until its transaction's keys are compared.
-#[derive(Clone)]
 pub struct Held {
     pub action: char,
     pub lsn: u64,
@@ -210,13 +209,24 @@ impl Backfill {
         self.bound.as_deref()
     }
 
-    fn key_list(&self) -> String {
+    /// The key's columns, quoted, each between `before` and `after`, joined by commas.
+    fn key_list(&self, before: &str, after: &str) -> String {
         let cols: Vec<String> = self
             .key_at
             .iter()
-            .map(|&i| quote_ident(&self.rel.columns[i].name))
+            .map(|&i| format!("{before}{}{after}", quote_ident(&self.rel.columns[i].name)))
             .collect();
         cols.join(", ")
+    }
+
+    /// `ROW('v1'::type1, ...)`: a key's values as typed literals.
+    fn key_literal(&self, key: &[String]) -> String {
+        let vals: Vec<String> = key
+            .iter()
+            .zip(&self.key_types)
+            .map(|(v, t)| format!("{}::{t}", crate::pg::sql::quote_literal(v)))
+            .collect();
+        format!("ROW({})", vals.join(", "))
     }
 
     fn qualified(&self) -> String {
@@ -229,23 +239,13 @@ impl Backfill {
 
     /// The target's greatest key: what an earlier run copied.
     fn greatest(&self, target: &mut postgres::Client) -> Result<Option<Key>> {
-        let cols: Vec<String> = self
-            .key_at
-            .iter()
-            .map(|&i| format!("t.{}::text", quote_ident(&self.rel.columns[i].name)))
-            .collect();
         // Ordered by the columns themselves (an output column of the same name, the text,
         // would win over them in ORDER BY).
-        let order: Vec<String> = self
-            .key_at
-            .iter()
-            .map(|&i| format!("t.{} DESC", quote_ident(&self.rel.columns[i].name)))
-            .collect();
         let q = format!(
             "SELECT {} FROM {} t ORDER BY {} LIMIT 1",
-            cols.join(", "),
+            self.key_list("t.", "::text"),
             self.qualified(),
-            order.join(", ")
+            self.key_list("t.", " DESC")
         );
         let row = target
             .query_opt(q.as_str(), &[])
@@ -338,7 +338,7 @@ impl Backfill {
             cols.join(", "),
             if self.partitioned { "" } else { "ONLY " },
             self.qualified(),
-            self.key_list(),
+            self.key_list("", ""),
             self.chunk_rows
         );
         let (name, width) = (self.name(), self.rel.columns.len());
@@ -365,17 +365,11 @@ impl Backfill {
 
     /// `ROW(literal key) OP ROW(key columns)`, the key's values as typed literals.
     fn compare(&self, op: &str, key: &[String]) -> String {
-        let cols: Vec<String> = self
-            .key_at
-            .iter()
-            .map(|&i| quote_ident(&self.rel.columns[i].name))
-            .collect();
-        let vals: Vec<String> = key
-            .iter()
-            .zip(&self.key_types)
-            .map(|(v, t)| format!("{}::{t}", crate::pg::sql::quote_literal(v)))
-            .collect();
-        format!("ROW({}) {op} ROW({})", vals.join(", "), cols.join(", "))
+        format!(
+            "{} {op} ROW({})",
+            self.key_literal(key),
+            self.key_list("", "")
+        )
     }
 
     fn key_of(&self, row: &[Cell]) -> Result<Key> {
@@ -574,14 +568,7 @@ impl Backfill {
                 .collect();
             format!("ROW({})", v.join(", "))
         };
-        let lit = |key: &[String]| -> String {
-            let v: Vec<String> = key
-                .iter()
-                .zip(&self.key_types)
-                .map(|(v, t)| format!("{}::{t}", crate::pg::sql::quote_literal(v)))
-                .collect();
-            format!("ROW({})", v.join(", "))
-        };
+        let lit = |key: &[String]| self.key_literal(key);
         let copied = match &self.bound {
             None => "false".to_string(),
             Some(b) => format!("{} <= {}", row("u."), lit(b)),
@@ -702,13 +689,14 @@ impl Backfills {
         if self.held.is_empty() {
             return Ok(());
         }
-        let held = std::mem::take(&mut self.held);
-        for b in &mut self.tables {
-            let mine: Vec<Held> = held
-                .iter()
-                .filter(|(oid, _)| *oid == b.oid)
-                .map(|(_, h)| h.clone())
-                .collect();
+        // Each table's changes, in their order, moved out in one pass.
+        let mut by_table: Vec<Vec<Held>> = self.tables.iter().map(|_| Vec::new()).collect();
+        for (oid, h) in std::mem::take(&mut self.held) {
+            if let Some(i) = self.tables.iter().position(|b| b.oid == oid) {
+                by_table[i].push(h);
+            }
+        }
+        for (b, mine) in self.tables.iter_mut().zip(by_table) {
             b.settle(mine, t, out)?;
         }
         Ok(())

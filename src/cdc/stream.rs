@@ -654,15 +654,7 @@ impl<'o> Streamer<'o> {
                 final_lsn,
                 commit_time,
                 xid,
-            } => {
-                self.check_point(repl, final_lsn)?;
-                if self.past_end(final_lsn) {
-                    return Ok(true);
-                }
-                let t = Txn { xid, commit_time };
-                json::begin(&mut self.buf, &t, final_lsn);
-                self.txn = Some(t);
-            }
+            } => return self.begin(repl, Txn { xid, commit_time }, final_lsn),
             Message::Commit {
                 commit_lsn,
                 end_lsn,
@@ -681,13 +673,9 @@ impl<'o> Streamer<'o> {
                 commit_time,
             } => {
                 let spill = self.streamed.remove(&xid);
-                self.check_point(repl, commit_lsn)?;
-                if self.past_end(commit_lsn) {
+                if self.begin(repl, Txn { xid, commit_time }, commit_lsn)? {
                     return Ok(true);
                 }
-                let t = Txn { xid, commit_time };
-                json::begin(&mut self.buf, &t, commit_lsn);
-                self.txn = Some(t);
                 if let Some(spill) = spill {
                     spill.replay(|at, msg| {
                         let (_, m) = super::pgoutput::decode_streamed(msg)?;
@@ -707,6 +695,18 @@ impl<'o> Streamer<'o> {
             Message::StreamStop => bail!("a stream stop outside a streamed block"),
             m => self.change(repl, lsn, m)?,
         }
+        Ok(false)
+    }
+
+    /// A transaction whose commit is at `commit_lsn` begins: its begin line, unless it commits
+    /// past the end position (true: stop). A check's point goes before it when it is due.
+    fn begin(&mut self, repl: &mut ReplConn, t: Txn, commit_lsn: u64) -> Result<bool> {
+        self.check_point(repl, commit_lsn)?;
+        if self.past_end(commit_lsn) {
+            return Ok(true);
+        }
+        json::begin(&mut self.buf, &t, commit_lsn);
+        self.txn = Some(t);
         Ok(false)
     }
 

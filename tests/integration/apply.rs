@@ -252,30 +252,64 @@ fn ids_on(c: &Cluster, db: &str) -> String {
 /// `weir-cdc ARGS --confirm-from dbname=TARGET --origin ORIGIN | weir-apply`, quiet, with
 /// status updates every second.
 fn pipeline(c: &Cluster, cdc_args: &[&str], target: &str, origin: &str) -> (Child, Child) {
+    spawn_pipeline(c, cdc_args, target, origin, true, &[])
+}
+
+/// [`pipeline`], with what the stages say on standard error kept (neither is quiet).
+fn pipeline_said(c: &Cluster, cdc_args: &[&str], target: &str, origin: &str) -> (Child, Child) {
+    spawn_pipeline(c, cdc_args, target, origin, false, &[])
+}
+
+/// `weir-cdc ARGS -s 1 --confirm-from dbname=TARGET --origin ORIGIN | weir-apply -d TARGET
+/// --origin ORIGIN APPLY_ARGS`, both with `-q` when `quiet`.
+fn spawn_pipeline(
+    c: &Cluster,
+    cdc_args: &[&str],
+    target: &str,
+    origin: &str,
+    quiet: bool,
+    apply_args: &[&str],
+) -> (Child, Child) {
     let confirm = format!("dbname={target}");
+    let q: &[&str] = if quiet { &["-q"] } else { &[] };
     let mut cmd = Command::new(bin("weir-cdc"));
-    cmd.args(cdc_args).args([
-        "-q",
-        "-s",
-        "1",
-        "--confirm-from",
-        &confirm,
-        "--origin",
-        origin,
-    ]);
+    cmd.args(cdc_args)
+        .args(q)
+        .args(["-s", "1", "--confirm-from", &confirm, "--origin", origin]);
     let mut cdc = scrub(&mut cmd, &c.env())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut cmd = Command::new(bin("weir-apply"));
-    cmd.args(["-q", "-d", target, "--origin", origin]);
+    cmd.args(q)
+        .args(["-d", target, "--origin", origin])
+        .args(apply_args);
     let apply = scrub(&mut cmd, &c.env())
         .stdin(Stdio::from(cdc.stdout.take().unwrap()))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     (cdc, apply)
+}
+
+/// A bounded [`pipeline_said`] (its `-E` in `cdc_args`) run to its end within `secs`:
+/// weir-apply's exit status and what both stages said.
+fn run_pipeline(
+    c: &Cluster,
+    cdc_args: &[&str],
+    target: &str,
+    origin: &str,
+    apply_args: &[&str],
+    secs: u64,
+) -> (Option<i32>, String) {
+    let (mut cdc, mut apply) = spawn_pipeline(c, cdc_args, target, origin, false, apply_args);
+    wait_until("the pipeline to end", secs, || {
+        apply.try_wait().unwrap().is_some()
+    });
+    wait_or_kill(&mut cdc);
+    let code = apply.wait().unwrap().code();
+    (code, stderr_of(&mut [&mut cdc, &mut apply]))
 }
 
 /// The kill test's pipeline, streaming until killed or, with `end`, until there.
@@ -808,11 +842,7 @@ fn refused_transactions_go_to_the_dead_letter_file_and_the_rest_applies() {
     // the first), and only those.
     let now = current_lsn(c, "dl_src");
     let checked = [&args[1..], &["--verify", "-E", &now]].concat();
-    let (mut cdc, mut apply) = pipeline_said(c, &checked, "dl_dst", "dl_o");
-    wait_until("the check", 60, || apply.try_wait().unwrap().is_some());
-    wait_or_kill(&mut cdc);
-    let code = apply.wait().unwrap().code();
-    let said = stderr_of(&mut [&mut cdc, &mut apply]);
+    let (code, said) = run_pipeline(c, &checked, "dl_dst", "dl_o", &[], 60);
     assert_eq!(code, Some(8), "{said}");
     assert!(
         said.contains("public.acct differs")
@@ -876,31 +906,8 @@ fn a_check_at_one_position_finds_the_target_equal_and_names_where_it_differs() {
             "1000",
             "-E",
             &end,
-            "--confirm-from",
-            "dbname=vf_dst",
-            "--origin",
-            "vf_o",
         ];
-        let mut cmd = Command::new(bin("weir-cdc"));
-        cmd.args(args);
-        let mut cdc = scrub(&mut cmd, &c.env())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut cmd = Command::new(bin("weir-apply"));
-        cmd.args(["-d", "vf_dst", "--origin", "vf_o", "-j", "2"]);
-        let mut apply = scrub(&mut cmd, &c.env())
-            .stdin(Stdio::from(cdc.stdout.take().unwrap()))
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_until("the check to end", 120, || {
-            apply.try_wait().unwrap().is_some()
-        });
-        wait_or_kill(&mut cdc);
-        let code = apply.wait().unwrap().code();
-        (code, stderr_of(&mut [&mut cdc, &mut apply]))
+        run_pipeline(c, &args, "vf_dst", "vf_o", &["-j", "2"], 120)
     };
     let (code, said) = check();
     assert_eq!(code, Some(0), "{said}");
@@ -1061,11 +1068,7 @@ fn a_table_added_to_a_running_stream_is_backfilled_in_chunks_and_resumes_after_k
     let plain = &args[..7];
     let end = current_lsn(c, "bf_src");
     let checked = [plain, &["--verify", "-E", &end]].concat();
-    let (mut cdc, mut apply) = pipeline_said(c, &checked, "bf_dst", "bf_o");
-    wait_until("the check", 120, || apply.try_wait().unwrap().is_some());
-    wait_or_kill(&mut cdc);
-    let code = apply.wait().unwrap().code();
-    let third = stderr_of(&mut [&mut cdc, &mut apply]);
+    let (code, third) = run_pipeline(c, &checked, "bf_dst", "bf_o", &[], 120);
     assert_eq!(code, Some(0), "{third}");
     assert!(
         third.contains("the target equals the source in 2 tables"),
@@ -1077,35 +1080,11 @@ fn a_table_added_to_a_running_stream_is_backfilled_in_chunks_and_resumes_after_k
     writer.join().unwrap();
     let end = current_lsn(c, "bf_src");
     let last = [plain, &["-E", &end]].concat();
-    let (mut cdc, mut apply) = pipeline_said(c, &last, "bf_dst", "bf_o");
-    wait_until("the last run", 60, || apply.try_wait().unwrap().is_some());
-    wait_or_kill(&mut cdc);
-    let said = stderr_of(&mut [&mut cdc, &mut apply]);
+    let (_, said) = run_pipeline(c, &last, "bf_dst", "bf_o", &[], 60);
     let same = "SELECT (SELECT md5(string_agg(b::text, ',' ORDER BY id)) FROM big b),
                        (SELECT md5(string_agg(l::text, ',' ORDER BY id)) FROM ledger l)";
     assert_eq!(c.psql("bf_dst", same), c.psql("bf_src", same), "{said}");
     cdc_slot(c, "bf_src", "bf_slot", "--drop-slot");
-}
-
-/// [`pipeline`], with what the stages say on standard error kept (neither is quiet).
-fn pipeline_said(c: &Cluster, cdc_args: &[&str], target: &str, origin: &str) -> (Child, Child) {
-    let confirm = format!("dbname={target}");
-    let mut cmd = Command::new(bin("weir-cdc"));
-    cmd.args(cdc_args)
-        .args(["-s", "1", "--confirm-from", &confirm, "--origin", origin]);
-    let mut cdc = scrub(&mut cmd, &c.env())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut cmd = Command::new(bin("weir-apply"));
-    cmd.args(["-d", target, "--origin", origin]);
-    let apply = scrub(&mut cmd, &c.env())
-        .stdin(Stdio::from(cdc.stdout.take().unwrap()))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    (cdc, apply)
 }
 
 /// What `p` writes to standard error, gathered as it comes.
