@@ -23,6 +23,15 @@
 //! table during the backfill), so every key type orders as the chunks' `ORDER BY` does. After
 //! a crash the target's greatest key is the bound: it holds nothing beyond the bound, and
 //! everything at or below it.
+//!
+//! A table without a key is read whole, at one snapshot, into a file of its own. Ranges of
+//! ctid cannot be chunks: the stream does not say where a change's row lies (an update may
+//! move it to any page), so a change cannot be placed before or beyond a bound. Instead each
+//! transaction up to the high watermark is placed by the read's snapshot: one the read saw is
+//! in its rows (its changes to the table are dropped), one it did not see is applied after
+//! them, in the chunk's transaction. Every transaction before the low watermark is one the
+//! read saw (those running then were waited for). Such a table is all or nothing: after a
+//! crash, an empty target table is read again and a filled one is done.
 
 use super::json::{self, Rel, Txn};
 use super::pgoutput::Value;
@@ -33,7 +42,8 @@ use crate::pg::sql::{pg_error, quote_ident};
 use anyhow::{Context, Result, bail};
 use postgres::types::ToSql;
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, Write};
 
 /// The prefix of the watermark messages.
 pub const PREFIX: &str = "weir.backfill";
@@ -90,6 +100,57 @@ struct Chunk {
     rows: HashMap<Key, Option<Row>>,
     /// Its last key; `None`: the last chunk, whose range has no end.
     last: Option<Key>,
+    /// A table without a key: its rows read whole.
+    whole: Option<Whole>,
+}
+
+/// A table without a key, read whole at one snapshot.
+struct Whole {
+    seen: Snap,
+    /// Its rows as COPY text.
+    file: File,
+    rows: u64,
+    /// A truncate the read did not see: the rows read are gone.
+    emptied: bool,
+    /// Changes of transactions the read did not see, in commit order, to apply after its rows.
+    after: Vec<Held>,
+}
+
+/// A snapshot as `pg_current_snapshot()` gives it.
+#[derive(Debug)]
+struct Snap {
+    xmin: u64,
+    xmax: u64,
+    xip: Vec<u64>,
+}
+
+impl Snap {
+    /// `xmin:xmax:xip,...`
+    fn parse(s: &str) -> Result<Snap> {
+        let bad = || anyhow::anyhow!("a snapshot that does not parse: {s}");
+        let mut parts = s.split(':');
+        let mut next = || parts.next().ok_or_else(bad);
+        let (xmin, xmax, xip) = (next()?, next()?, next()?);
+        let num = |v: &str| v.parse::<u64>().map_err(|_| bad());
+        Ok(Snap {
+            xmin: num(xmin)?,
+            xmax: num(xmax)?,
+            xip: xip
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .map(num)
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// Whether a committed transaction's effects are visible in it. The stream carries 32-bit
+    /// xids; the full one is taken as the nearest to xmax (a transaction in the stream now
+    /// is within 2^31 of it, as PostgreSQL's own wraparound arithmetic assumes).
+    fn sees(&self, xid: u32) -> bool {
+        let d = i64::from(xid.wrapping_sub(self.xmax as u32) as i32);
+        let full = (self.xmax as i64 + d) as u64;
+        full < self.xmin || (full < self.xmax && !self.xip.contains(&full))
+    }
 }
 
 pub struct Backfill {
@@ -111,6 +172,8 @@ pub struct Backfill {
     partitioned: bool,
     /// The last chunk went out: every change passes.
     complete: bool,
+    /// No key: read whole at one snapshot.
+    keyless: bool,
     pub copied: u64,
 }
 
@@ -118,8 +181,65 @@ pub struct Backfill {
 pub enum Mark {
     /// Not this run's, or a low one: nothing to write.
     Nothing,
-    /// A chunk ends here: its rows, as insert lines.
-    Chunk { lines: Vec<u8>, rows: u64 },
+    /// A chunk ends here: its transaction's lines, written piece by piece.
+    Chunk(Lines),
+}
+
+/// A chunk's transaction as lines, in pieces of about 1 MiB: a table without a key is read
+/// whole, so its chunk is written from its file rather than held.
+pub enum Lines {
+    Ready(Option<Vec<u8>>),
+    Whole(Box<WholeLines>),
+}
+
+impl Lines {
+    /// Appends the next piece to `out`; false when none remains.
+    pub fn next(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        match self {
+            Lines::Ready(lines) => Ok(lines.take().map(|l| out.extend(l)).is_some()),
+            Lines::Whole(w) => w.next(out),
+        }
+    }
+}
+
+pub struct WholeLines {
+    rel: Rel,
+    txn: Txn,
+    at: u64,
+    end: u64,
+    rows: Option<std::io::Split<BufReader<File>>>,
+    after: std::vec::IntoIter<Held>,
+    /// Begun, ended.
+    state: (bool, bool),
+}
+
+impl WholeLines {
+    fn next(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        if self.state.1 {
+            return Ok(false);
+        }
+        if !self.state.0 {
+            json::begin(out, &self.txn, self.at);
+            self.state.0 = true;
+        }
+        let (at, rel) = (self.at, &self.rel);
+        while out.len() < 1 << 20 {
+            if let Some(line) = self.rows.as_mut().and_then(|r| r.next()) {
+                let row = parse_row(&line?, rel)?;
+                let tuple: Vec<Value> = row.iter().map(Cell::value).collect();
+                json::snapshot_insert(out, &self.txn, at, rel, &tuple);
+            } else if let Some(h) = self.after.next() {
+                let (new, old) = (tuple(&h.new), tuple(&h.old));
+                let action = h.action.to_string();
+                json::change(out, &action, &self.txn, at, rel, new.as_ref(), old.as_ref());
+            } else {
+                json::commit(out, &self.txn, at, self.end);
+                self.state.1 = true;
+                break;
+            }
+        }
+        Ok(true)
+    }
 }
 
 impl Backfill {
@@ -159,10 +279,10 @@ impl Backfill {
         c.batch_execute("SELECT pg_catalog.set_config('search_path', '', false)")?;
         let mut columns = super::copy::columns(&mut c, oid)?;
         let key = super::verify::key(&mut c, oid)?;
-        if key.is_empty() {
-            bail!(
-                "--backfill {schema}.{name}: the table has no primary key or replica identity index to cut chunks by (copy it with --copy-and-stream or --resync instead)"
-            );
+        let keyless = key.is_empty();
+        if keyless && replica_identity_full(&mut c, oid)? {
+            // Its updates and deletes name their row by all of its columns.
+            columns.iter_mut().for_each(|c| c.key = true);
         }
         let mut key_at = Vec::new();
         for k in &key {
@@ -195,10 +315,20 @@ impl Backfill {
             chunks: 0,
             partitioned,
             complete: false,
+            keyless,
             copied: 0,
         };
-        b.bound = b.greatest(target)?;
+        match keyless {
+            // All or nothing: rows on the target are an earlier run's whole read.
+            true => b.complete = b.target_has_rows(target)?,
+            false => b.bound = b.greatest(target)?,
+        }
         Ok(b)
+    }
+
+    /// Read whole at one snapshot: it has no key.
+    pub fn keyless(&self) -> bool {
+        self.keyless
     }
 
     pub fn name(&self) -> String {
@@ -254,6 +384,16 @@ impl Backfill {
         Ok(row.map(|r| (0..self.key_at.len()).map(|i| r.get(i)).collect()))
     }
 
+    /// Whether the target's copy of the table holds a row.
+    fn target_has_rows(&self, target: &mut postgres::Client) -> Result<bool> {
+        let q = format!("SELECT EXISTS (SELECT FROM {})", self.qualified());
+        let row = target
+            .query_one(q.as_str(), &[])
+            .map_err(|e| pg_error(e, &q))
+            .with_context(|| format!("reading what the target holds of {}", self.name()))?;
+        Ok(row.get(0))
+    }
+
     /// A chunk is to be read: none is under way.
     pub fn wants_chunk(&self) -> bool {
         self.chunk.is_none() && !self.complete
@@ -265,6 +405,18 @@ impl Backfill {
         let id = self.chunks;
         self.mark(id, "low")?;
         self.wait_for_running()?;
+        if self.keyless {
+            let whole = self.read_whole()?;
+            self.mark(id, "high")?;
+            self.chunk = Some(Chunk {
+                id,
+                entered: false,
+                rows: HashMap::new(),
+                last: None,
+                whole: Some(whole),
+            });
+            return Ok(());
+        }
         let rows = self.read_rows()?;
         self.mark(id, "high")?;
         let last = match rows.len() < self.chunk_rows {
@@ -280,6 +432,7 @@ impl Backfill {
             entered: false,
             rows,
             last,
+            whole: None,
         });
         Ok(())
     }
@@ -321,46 +474,79 @@ impl Backfill {
         }
     }
 
-    /// The next `chunk_rows` rows after the bound, in key order, as COPY text.
-    fn read_rows(&mut self) -> Result<Vec<Row>> {
+    /// `SELECT columns FROM [ONLY] table`: a partitioned table's rows are its partitions'.
+    fn select(&self) -> String {
         let cols: Vec<String> = self
             .rel
             .columns
             .iter()
             .map(|c| quote_ident(&c.name))
             .collect();
+        let only = if self.partitioned { "" } else { "ONLY " };
+        format!("SELECT {} FROM {only}{}", cols.join(", "), self.qualified())
+    }
+
+    /// The next `chunk_rows` rows after the bound, in key order, as COPY text.
+    fn read_rows(&mut self) -> Result<Vec<Row>> {
         let after = match &self.bound {
             None => String::new(),
             Some(b) => format!(" WHERE {}", self.compare("<", b)),
         };
         let q = format!(
-            "COPY (SELECT {} FROM {}{}{after} ORDER BY {} LIMIT {}) TO STDOUT",
-            cols.join(", "),
-            if self.partitioned { "" } else { "ONLY " },
-            self.qualified(),
+            "COPY ({}{after} ORDER BY {} LIMIT {}) TO STDOUT",
+            self.select(),
             self.key_list("", ""),
             self.chunk_rows
         );
-        let (name, width) = (self.name(), self.rel.columns.len());
+        let (name, rel) = (self.name(), self.rel.clone());
         let reader = self.c.copy_out(q.as_str()).map_err(|e| pg_error(e, &q))?;
         let mut rows = Vec::new();
-        for line in std::io::BufReader::new(reader).split(b'\n') {
+        for line in BufReader::new(reader).split(b'\n') {
             let line = line.with_context(|| format!("reading {name}"))?;
-            let row = line
-                .split(|b| *b == b'\t')
-                .map(|f| {
-                    Ok(match copy_text::field(f)? {
-                        None => Cell::Null,
-                        Some(v) => Cell::Text(v.into_owned()),
-                    })
-                })
-                .collect::<Result<Row>>()?;
-            if row.len() != width {
-                bail!("a row of {name} with {} fields", row.len());
-            }
-            rows.push(row);
+            rows.push(parse_row(&line, &rel)?);
         }
         Ok(rows)
+    }
+
+    /// The whole table, at one snapshot, into a file; the snapshot says which transactions
+    /// the read saw.
+    fn read_whole(&mut self) -> Result<Whole> {
+        let name = self.name();
+        self.c
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+        // The first statement takes the transaction's snapshot; the COPY reads in it.
+        let q = "SELECT pg_catalog.pg_current_snapshot()::text";
+        let snap: String = self.c.query_one(q, &[]).map_err(|e| pg_error(e, q))?.get(0);
+        let seen = Snap::parse(&snap)?;
+        let mut file = tempfile::tempfile().context("creating a file for a backfill")?;
+        let q = format!("COPY ({}) TO STDOUT", self.select());
+        let mut reader = self.c.copy_out(q.as_str()).map_err(|e| pg_error(e, &q))?;
+        let (mut rows, mut buf) = (0u64, vec![0u8; 1 << 16]);
+        {
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut file);
+            loop {
+                let n = reader
+                    .read(&mut buf)
+                    .with_context(|| format!("reading {name}"))?;
+                if n == 0 {
+                    break;
+                }
+                rows += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+                w.write_all(&buf[..n])
+                    .with_context(|| format!("keeping the rows of {name}"))?;
+            }
+            w.flush()?;
+        }
+        drop(reader);
+        self.c.batch_execute("COMMIT")?;
+        file.rewind()?;
+        Ok(Whole {
+            seen,
+            file,
+            rows,
+            emptied: false,
+            after: Vec::new(),
+        })
     }
 
     /// `ROW(literal key) OP ROW(key columns)`, the key's values as typed literals.
@@ -404,10 +590,24 @@ impl Backfill {
             return Ok(Mark::Nothing);
         }
         let chunk = self.chunk.take().expect("checked");
-        let (mut lines, mut rows) = (Vec::new(), 0);
         // Ends just before the watermark's position: weir-apply records it as the target's
         // progress, and the next transaction commits at or after it.
         let at = lsn.0.saturating_sub(1);
+        if let Some(whole) = chunk.whole {
+            self.complete = true;
+            self.copied += if whole.emptied { 0 } else { whole.rows };
+            let rows = (!whole.emptied).then(|| BufReader::with_capacity(1 << 20, whole.file));
+            return Ok(Mark::Chunk(Lines::Whole(Box::new(WholeLines {
+                rel: self.rel.clone(),
+                txn,
+                at,
+                end: lsn.0,
+                rows: rows.map(|r| r.split(b'\n')),
+                after: whole.after.into_iter(),
+                state: (false, false),
+            }))));
+        }
+        let (mut lines, mut rows) = (Vec::new(), 0);
         json::begin(&mut lines, &txn, at);
         for (key, row) in &chunk.rows {
             let Some(row) = row else { continue };
@@ -429,7 +629,7 @@ impl Backfill {
             // The last chunk: nothing is beyond it.
             None => self.complete = true,
         }
-        Ok(Mark::Chunk { lines, rows })
+        Ok(Mark::Chunk(Lines::Ready(Some(lines))))
     }
 
     /// The last chunk went out: the table is all there.
@@ -437,10 +637,20 @@ impl Backfill {
         self.complete
     }
 
-    /// A truncate of the table: the chunk's rows are gone as well.
-    pub fn truncate(&mut self) {
-        if let Some(chunk) = self.chunk.as_mut().filter(|c| c.entered) {
-            chunk.rows.values_mut().for_each(|r| *r = None);
+    /// A truncate of the table by `t`: the chunk's rows are gone as well (a whole read's,
+    /// when it did not see `t`).
+    pub fn truncate(&mut self, t: &Txn) {
+        let Some(chunk) = self.chunk.as_mut() else {
+            return;
+        };
+        match &mut chunk.whole {
+            Some(w) if !w.seen.sees(t.xid) => {
+                w.emptied = true;
+                w.after.clear();
+            }
+            Some(_) => {}
+            None if chunk.entered => chunk.rows.values_mut().for_each(|r| *r = None),
+            None => {}
         }
     }
 
@@ -449,6 +659,10 @@ impl Backfill {
     /// dropped.
     pub fn settle(&mut self, held: Vec<Held>, t: &Txn, out: &mut Vec<u8>) -> Result<()> {
         if held.is_empty() {
+            return Ok(());
+        }
+        if self.keyless {
+            self.settle_whole(held, t, out);
             return Ok(());
         }
         let mut keys: Vec<Key> = Vec::new();
@@ -483,6 +697,19 @@ impl Backfill {
             )?;
         }
         Ok(())
+    }
+
+    /// A table without a key: once copied, every change passes; while its read is under
+    /// way, the changes of a transaction it did not see are kept for after its rows; the
+    /// rest (seen by the read, or before it) are dropped.
+    fn settle_whole(&mut self, held: Vec<Held>, t: &Txn, out: &mut Vec<u8>) {
+        if self.complete {
+            held.iter().for_each(|h| out.extend_from_slice(&h.line));
+        } else if let Some(w) = self.chunk.as_mut().and_then(|c| c.whole.as_mut()) {
+            if !w.seen.sees(t.xid) {
+                w.after.extend(held);
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -625,6 +852,39 @@ fn merge(before: Option<Row>, new: Row) -> Row {
     }
 }
 
+/// A kept row as the values a change carries.
+fn tuple(r: &Option<Row>) -> Option<Vec<Value<'_>>> {
+    r.as_ref().map(|r| r.iter().map(Cell::value).collect())
+}
+
+/// A row of COPY text as cells, as many as `rel` has columns.
+fn parse_row(line: &[u8], rel: &Rel) -> Result<Row> {
+    let row = line
+        .split(|b| *b == b'\t')
+        .map(|f| {
+            Ok(match copy_text::field(f)? {
+                None => Cell::Null,
+                Some(v) => Cell::Text(v.into_owned()),
+            })
+        })
+        .collect::<Result<Row>>()?;
+    if row.len() != rel.columns.len() {
+        bail!(
+            "a row of {}.{} with {} fields",
+            rel.schema,
+            rel.table,
+            row.len()
+        );
+    }
+    Ok(row)
+}
+
+/// Whether the table's replica identity is FULL.
+fn replica_identity_full(c: &mut postgres::Client, oid: u32) -> Result<bool> {
+    let q = "SELECT relreplident = 'f' FROM pg_catalog.pg_class WHERE oid = $1";
+    Ok(c.query_one(q, &[&oid]).map_err(|e| pg_error(e, q))?.get(0))
+}
+
 /// A change's tuple, kept.
 pub fn owned_row(t: &[Value]) -> Row {
     t.iter().map(Cell::of).collect()
@@ -657,9 +917,13 @@ impl Backfills {
         for name in &names {
             let b = Backfill::start(params, name, publication, target, chunk_rows)?;
             if !quiet {
-                let from = match b.bound() {
-                    None => "from its start".to_string(),
-                    Some(k) => format!(
+                let from = match (b.keyless(), b.bound()) {
+                    (true, _) if b.done() => {
+                        "skipped: it has no key, and the target holds its rows, copied whole by an earlier run".to_string()
+                    }
+                    (true, _) => "whole, at one snapshot (it has no key)".to_string(),
+                    (false, None) => "from its start".to_string(),
+                    (false, Some(k)) => format!(
                         "after key ({}), the greatest the target holds",
                         k.join(", ")
                     ),
@@ -709,19 +973,19 @@ impl Backfills {
         }
         self.settle(t, out)?;
         for b in self.tables.iter_mut().filter(|b| oids.contains(&b.oid)) {
-            b.truncate();
+            b.truncate(t);
         }
         Ok(())
     }
 
     /// A watermark: a chunk's lines when it is one's high watermark.
-    pub fn watermark(&mut self, content: &str, lsn: Lsn) -> Result<Option<Vec<u8>>> {
+    pub fn watermark(&mut self, content: &str, lsn: Lsn) -> Result<Option<Lines>> {
         let txn = Txn {
             xid: 0,
             commit_time: super::wire::pg_now(),
         };
         for b in &mut self.tables {
-            if let Mark::Chunk { lines, .. } = b.watermark(content, txn, lsn)? {
+            if let Mark::Chunk(lines) = b.watermark(content, txn, lsn)? {
                 return Ok(Some(lines));
             }
         }
@@ -759,4 +1023,28 @@ fn published(params: &ConnParams, publication: &str) -> Result<Vec<String>> {
              FROM pg_catalog.pg_publication_tables WHERE pubname = $1 ORDER BY 1";
     let rows = c.query(q, &[&publication]).map_err(|e| pg_error(e, q))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Snap;
+
+    #[test]
+    fn a_snapshot_sees_what_committed_before_it_and_not_what_ran_or_came_after() {
+        let s = Snap::parse("100:105:100,103").unwrap();
+        assert!(s.sees(99) && s.sees(101) && s.sees(104));
+        assert!(!s.sees(100) && !s.sees(103) && !s.sees(105) && !s.sees(200));
+        assert!(Snap::parse("7:7:").unwrap().sees(6));
+        assert!(Snap::parse("7:7").is_err() && Snap::parse("a:7:").is_err());
+    }
+
+    #[test]
+    fn a_32_bit_xid_is_placed_in_the_snapshots_epoch() {
+        // xmax in epoch 1, just after wraparound: 2^32 + 10.
+        let s = Snap::parse("4294967290:4294967306:4294967290").unwrap();
+        assert!(s.sees(u32::MAX), "epoch 0's last xid committed before");
+        assert!(!s.sees(4294967290u64 as u32), "running when taken");
+        assert!(!s.sees(10) && !s.sees(11), "at or after xmax");
+        assert!(s.sees(5), "between xmin and xmax, not running");
+    }
 }

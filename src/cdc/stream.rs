@@ -898,8 +898,10 @@ impl<'o> Streamer<'o> {
         let Some(b) = &mut self.backfill else {
             return Ok(());
         };
-        if let Some(lines) = b.watermark(&String::from_utf8_lossy(content), Lsn(lsn))? {
-            self.buf.extend_from_slice(&lines);
+        if let Some(mut lines) = b.watermark(&String::from_utf8_lossy(content), Lsn(lsn))? {
+            while lines.next(&mut self.buf)? {
+                self.hand(repl, None)?;
+            }
             self.last_end = Lsn(lsn);
             self.hand(repl, Some(Lsn(lsn).max(self.handed)))?;
         }

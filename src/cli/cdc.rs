@@ -135,9 +135,10 @@ pub struct CdcCli {
     /// at least to that moment and ends once they are written.
     #[arg(long = "verify", requires = "stream")]
     pub verify: bool,
-    /// Copy TABLE (in the publication, with a primary key) into the stream while it flows, in
-    /// chunks by key, without a lock; after a crash, run again with it: it goes on after the
-    /// greatest key the --confirm-from database holds. May be given more than once.
+    /// Copy TABLE (in the publication) into the stream while it flows, in chunks by key (a
+    /// table without one whole, at one snapshot), without a lock; after a crash, run again
+    /// with it: it goes on after the greatest key the --confirm-from database holds. May be
+    /// given more than once.
     #[arg(long = "backfill", value_name = "TABLE", requires = "stream")]
     pub backfill: Vec<String>,
     /// --backfill every table of the publication, one after the other: an initial copy that a
