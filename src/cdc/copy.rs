@@ -40,7 +40,7 @@ pub fn create_slot_exporting(
 ) -> Result<Snapshot> {
     if super::stream::existing_slot(repl, slot)?.is_some() {
         bail!(
-            "slot {slot} exists: a copy starts with a new slot (if its copy was interrupted, drop it with --drop-slot and copy again; if the copy completed, resume with --stream)"
+            "slot {slot} exists: a copy starts with a new slot (if its copy was interrupted, go on with --stream --backfill-all, or drop it with --drop-slot and copy again; if the copy completed, resume with --stream)"
         );
     }
     let options = super::stream::slot_options(repl, "export", failover)?;

@@ -440,6 +440,77 @@ fn copy_and_stream_hands_over_without_losing_or_doubling_a_row() {
     cdc_slot(c, "cs_src", "cs_slot", "--drop-slot");
 }
 
+/// A `--copy-and-stream` killed during its copy leaves the target as it was (the copy is one
+/// transaction), and the same slot goes on with `--stream --backfill-all` instead of a new
+/// copy: the tables are copied from where the target stands, while a writer runs, and end
+/// equal to the source's.
+#[test]
+fn an_interrupted_copy_goes_on_with_backfill_all() {
+    let c = cluster();
+    c.create_db(
+        "ic_src",
+        &format!("{SCHEMA} CREATE PUBLICATION pub FOR ALL TABLES;"),
+    );
+    c.create_db("ic_dst", SCHEMA);
+    c.psql(
+        "ic_src",
+        "INSERT INTO acct SELECT g, 'n' || g, g, NULL, NULL, now(), NULL FROM generate_series(1, 50) g;
+         INSERT INTO item SELECT g % 50 + 1, g, 'x' FROM generate_series(1, 5000) g;
+         INSERT INTO ledger SELECT generate_series(100001, 400000);",
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, env) = (stop.clone(), c.env());
+        std::thread::spawn(move || write_until(&env, "ic_src", &stop))
+    };
+    let copy = [
+        "-d",
+        "ic_src",
+        "-S",
+        "ic_slot",
+        "--publication",
+        "pub",
+        "--copy-and-stream",
+    ];
+    let (mut cdc, mut apply) = pipeline_said(c, &copy, "ic_dst", "ic_o");
+    let slot = "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ic_slot'";
+    wait_until("the copy's slot", 30, || {
+        c.psql("ic_src", slot).trim() == "1"
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    cdc.kill().unwrap();
+    let said = stderr_of(&mut [&mut cdc, &mut apply]);
+    let held = "SELECT (SELECT count(*) FROM acct) + (SELECT count(*) FROM ledger)";
+    assert!(
+        said.contains("weir-apply: "),
+        "the kill came after the copy"
+    );
+    assert_eq!(c.psql("ic_dst", held).trim(), "0", "{said}");
+
+    let resume = [
+        "-d",
+        "ic_src",
+        "-S",
+        "ic_slot",
+        "--publication",
+        "pub",
+        "--stream",
+        "--backfill-all",
+    ];
+    let (mut cdc, mut apply) = pipeline(c, &resume, "ic_dst", "ic_o");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    c.psql("ic_src", "INSERT INTO ledger VALUES (-1)");
+    wait_until("the target to equal the source", 120, || {
+        assert!(apply.try_wait().unwrap().is_none(), "weir-apply stopped");
+        digest(c, "ic_dst") == digest(c, "ic_src")
+    });
+    cdc.kill().unwrap();
+    let _ = (cdc.wait(), apply.wait());
+    cdc_slot(c, "ic_src", "ic_slot", "--drop-slot");
+}
+
 /// One transaction whose rows alone are larger than 256 MiB goes through
 /// `weir-cdc | weir-apply` with each stage's peak memory under 256 MiB (GNU time's maximum
 /// resident set size), and the target ends equal to the source.
