@@ -23,6 +23,7 @@ pub mod archive;
 pub mod catalog;
 pub mod cdc;
 pub mod cli;
+pub mod dedup;
 pub mod dump;
 pub mod mask;
 pub mod pg;

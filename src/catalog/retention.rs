@@ -245,7 +245,7 @@ fn wal_to_remove(
         )?;
         return Ok(Vec::new());
     };
-    let repo = crate::physical::repo::Repo::open(repo_url, s3)?;
+    let repo = crate::storage::repo::Repo::open(repo_url, s3)?;
     let keys = repo.list("wal/")?;
     let names: Vec<String> = keys
         .iter()

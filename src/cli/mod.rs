@@ -5,6 +5,7 @@
 //! integration tests' help snapshots all iterate it.
 
 mod cdc;
+mod dedup;
 #[cfg(test)]
 mod doc_flags;
 mod dump;
@@ -14,6 +15,7 @@ mod storage;
 mod stream;
 
 pub use cdc::{ApplyCli, CdcCli, SinkCli};
+pub use dedup::{DedupCli, DedupCommand};
 pub use dump::{ExtractCli, InspectCli, LoadCli, MaskCli};
 pub use ops::{CatalogCli, CatalogCommand, PruneCli, ScheduleCli};
 pub use physical::{BaseBackupCli, RestorePhysicalCli, WalCli, WalCommand};
@@ -36,6 +38,7 @@ pub const PAGES: &[Page] = &[
     storage::GET,
     storage::LS,
     storage::RM,
+    dedup::DEDUP,
     ops::CATALOG,
     ops::PRUNE,
     ops::SCHEDULE,

@@ -17,12 +17,12 @@
 //! src/backend/backup/basebackup_copy.c, which sends them.
 
 use super::manifest::{self, Seen, Summing};
-use super::repo::Repo;
 use super::walfile::segment_name;
 use crate::pg::conn::ConnParams;
 use crate::pg::replication::{CopyData, ReplConn, Reply, Rows, format_lsn, parse_lsn};
 use crate::plumbing::{ExitCode, Output, Progress, coded};
 use crate::storage::S3Settings;
+use crate::storage::repo::Repo;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};

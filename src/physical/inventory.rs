@@ -4,11 +4,11 @@
 //! the WAL it needs before it counts.
 
 use super::object::Identity;
-use super::repo::Repo;
 use super::wal::{ClusterRecord, object_key, read_record, verified};
 use super::walfile::{Kind, WalName, segment_name, segment_number};
 use crate::plumbing::{ExitCode, Output, bad_input, coded};
 use crate::storage::S3Settings;
+use crate::storage::repo::Repo;
 use anyhow::{Result, anyhow};
 use std::io::Write;
 

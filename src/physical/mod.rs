@@ -8,7 +8,6 @@ pub mod inventory;
 pub mod manifest;
 pub mod metrics;
 pub mod object;
-pub mod repo;
 pub mod restore;
 pub mod wal;
 pub mod walfile;

@@ -159,7 +159,7 @@ fn check_archive(
     target: &Target,
 ) -> Result<()> {
     use super::inventory::{entries, gaps, segments};
-    let repo = super::repo::Repo::open(url, s3)?;
+    let repo = crate::storage::repo::Repo::open(url, s3)?;
     let rec = super::wal::read_record(&repo)?
         .ok_or_else(|| anyhow!("no weir-wal repository at {url}"))?;
     let backup =

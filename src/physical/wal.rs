@@ -12,7 +12,10 @@
 //!   The file reaches `%p` through a synced temporary file and a rename, never half.
 
 use super::object::{self, Identity, cores};
-use super::repo::{CLUSTER, Created, Repo, Staged};
+use crate::storage::repo::{Created, Repo, Staged};
+
+/// The repository's cluster record, written once by the first push.
+pub const CLUSTER: &str = "cluster.json";
 use super::walfile::{
     Kind, SegmentHeader, WalName, control_system_identifier, segment_header, segment_name,
     segment_number,
@@ -107,7 +110,7 @@ pub fn read_record(repo: &Repo) -> Result<Option<ClusterRecord>> {
     parse_record(repo.read(CLUSTER)?)
 }
 
-fn parse_record(stored: Option<super::repo::Stored>) -> Result<Option<ClusterRecord>> {
+fn parse_record(stored: Option<crate::storage::repo::Stored>) -> Result<Option<ClusterRecord>> {
     let Some(stored) = stored else {
         return Ok(None);
     };
@@ -776,7 +779,7 @@ fn fetch_once(
 pub(super) fn verified(
     rec: &ClusterRecord,
     name: &WalName,
-    stored: super::repo::Stored,
+    stored: crate::storage::repo::Stored,
     identities: &[Identity],
     always_hash: bool,
     out: &std::fs::File,

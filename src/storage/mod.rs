@@ -8,6 +8,7 @@
 
 pub mod local;
 pub mod parts;
+pub mod repo;
 pub mod s3;
 
 use crate::plumbing::{ExitCode, coded, human_bytes, rfc3339};

@@ -894,7 +894,11 @@ pub fn remove_keys(s: &S3Settings, bucket: &str, keys: &[String]) -> Result<Vec<
     })
 }
 
-async fn delete_keys(client: &Client, bucket: &str, keys: &[String]) -> Result<Vec<String>> {
+pub(crate) async fn delete_keys(
+    client: &Client,
+    bucket: &str,
+    keys: &[String],
+) -> Result<Vec<String>> {
     let prefix = format!("s3://{bucket}/");
     let mut removed = Vec::new();
     for batch in keys.chunks(1000) {

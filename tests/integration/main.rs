@@ -8,6 +8,7 @@ mod apply;
 mod cdc;
 mod cli;
 mod connections;
+mod dedup;
 mod errors;
 mod image;
 mod mask;

@@ -1,5 +1,6 @@
-//! A WAL repository: an S3 prefix or a local directory, holding one cluster record and the
-//! archived files, each with the SHA-256 of its plaintext.
+//! A repository of objects that are created and never replaced: an S3 prefix or a local
+//! directory. The WAL archive keeps one cluster record and the archived files there, each with
+//! the SHA-256 of its plaintext; the deduplicated repository keeps its chunks and recipes.
 //!
 //! ```text
 //! REPO/cluster.json                         the cluster record, written once
@@ -23,8 +24,6 @@ use aws_sdk_s3::primitives::ByteStream;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-
-pub const CLUSTER: &str = "cluster.json";
 
 /// An object read back: its bytes as a reader (a file is read as it is decoded, not copied
 /// into memory first).
@@ -240,6 +239,74 @@ impl Repo {
                 &digest.sha256,
             )),
             _ => bail!("an object staged for another kind of repository"),
+        }
+    }
+
+    /// Writes `data` at `key`, replacing what is there, durable when it returns: for objects
+    /// whose key names their content (a chunk under its hash), where a second writer of the
+    /// same key writes the same plaintext. No digest is recorded.
+    pub fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        match self {
+            Repo::Dir(root) => {
+                let path = root.join(key);
+                let mut t = self.stage(key)?;
+                t.write_all(data)?;
+                let Staged::File(t) = t else {
+                    bail!("an object staged for another kind of repository")
+                };
+                t.sync()?;
+                t.persist()?;
+                sync_dir(&parent(&path))
+            }
+            Repo::S3 {
+                rt,
+                client,
+                bucket,
+                prefix,
+            } => rt.block_on(async {
+                let k = Self::s3_key(prefix, key);
+                client
+                    .put_object()
+                    .bucket(bucket.as_str())
+                    .key(&k)
+                    .body(ByteStream::from(data.to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| failure(&format!("s3://{bucket}/{k}"), e))?;
+                Ok(())
+            }),
+        }
+    }
+
+    /// Removes `keys` (those already gone are no error).
+    pub fn remove(&self, keys: &[String]) -> Result<()> {
+        match self {
+            Repo::Dir(root) => {
+                let mut dirs = std::collections::BTreeSet::new();
+                for k in keys {
+                    let path = root.join(k);
+                    match fs::remove_file(&path) {
+                        Ok(()) => {
+                            dirs.insert(parent(&path));
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(e).with_context(|| format!("removing {}", path.display()));
+                        }
+                    }
+                }
+                dirs.iter().try_for_each(|d| sync_dir(d))
+            }
+            Repo::S3 {
+                rt,
+                client,
+                bucket,
+                prefix,
+            } => {
+                let full: Vec<String> = keys.iter().map(|k| Self::s3_key(prefix, k)).collect();
+                rt.block_on(crate::storage::s3::delete_keys(client, bucket, &full))
+                    .map(|_| ())
+            }
         }
     }
 

@@ -1,0 +1,161 @@
+//! `weir-dedup ls` and `weir-dedup verify`: what the repository holds, and whether every
+//! backup in it can be read back.
+
+use super::store::{self, Entry, Recipe};
+use crate::plumbing::{ExitCode, bad_input, coded, human_bytes};
+use crate::storage::S3Settings;
+use crate::storage::repo::Repo;
+use crate::stream::encrypt::{self, EncryptOptions};
+use anyhow::Result;
+use std::collections::{BTreeMap, HashMap};
+
+pub struct LsOptions {
+    pub repo: String,
+    pub s3: S3Settings,
+    pub json: bool,
+}
+
+/// A backup as listed: its recipe's key and what the recipe says.
+struct Listed {
+    at: String,
+    recipe: Recipe,
+}
+
+/// Every recipe, in key order (name, then time). Read without the key: listing needs no
+/// secret; `cat` and `verify --deep` check the signatures.
+fn backups(repo: &Repo) -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    for (at, _) in repo.list("backups/")? {
+        if !at.ends_with(".json") {
+            continue;
+        }
+        let recipe: Recipe = serde_json::from_slice(&store::read_all(repo, &at)?)
+            .map_err(|e| bad_input(format!("{at} is not a weir-dedup recipe: {e}")))?;
+        out.push(Listed { at, recipe });
+    }
+    Ok(out)
+}
+
+/// `NAME@STAMP` for a recipe's key `backups/NAME/STAMP.json`.
+fn label(at: &str) -> String {
+    let rest = at.trim_start_matches("backups/").trim_end_matches(".json");
+    rest.replacen('/', "@", 1)
+}
+
+pub fn ls(o: &LsOptions) -> Result<()> {
+    let repo = Repo::open(&o.repo, &o.s3)?;
+    store::config(&repo, &o.repo)?;
+    let all = backups(&repo)?;
+    if o.json {
+        let rows: Vec<serde_json::Value> = all
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "backup": label(&b.at), "name": b.recipe.name, "time": b.recipe.time,
+                    "bytes": b.recipe.bytes, "chunks": b.recipe.chunks,
+                    "added_chunks": b.recipe.added_chunks, "added_bytes": b.recipe.added_bytes,
+                    "blake3": b.recipe.blake3,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    for b in &all {
+        println!(
+            "{}  {}  {:>9}  added {:>9}  {}",
+            b.recipe.time,
+            label(&b.at),
+            human_bytes(b.recipe.bytes),
+            human_bytes(b.recipe.added_bytes),
+            b.recipe.blake3
+        );
+    }
+    Ok(())
+}
+
+pub struct VerifyOptions {
+    pub repo: String,
+    pub s3: S3Settings,
+    pub deep: bool,
+    /// The identities for --deep.
+    pub enc: EncryptOptions,
+}
+
+/// Every chunk every recipe names is in the repository; with `deep`, each also decrypts,
+/// decompresses and hashes to its name, and each recipe's signature holds. Exit 3 naming the
+/// backups that cannot be read back.
+pub fn verify(o: &VerifyOptions) -> Result<()> {
+    let repo = Repo::open(&o.repo, &o.s3)?;
+    let c = store::config(&repo, &o.repo)?;
+    let stored: HashMap<String, u64> = repo
+        .list("chunks/")?
+        .into_iter()
+        .filter_map(|(k, n)| Some((k.rsplit('/').next()?.to_string(), n)))
+        .collect();
+    let all = backups(&repo)?;
+    let deep = match o.deep {
+        false => None,
+        true => {
+            let identities = encrypt::identities(&o.enc)?;
+            if identities.is_empty() {
+                return Err(coded(
+                    ExitCode::Usage,
+                    "--deep reads every chunk: give -i FILE or WEIR_AGE_IDENTITY_FILE",
+                ));
+            }
+            let key = store::read_key(&repo, &c, &identities)?;
+            Some((identities, key))
+        }
+    };
+    // Each chunk's verdict once, however many backups name it.
+    let mut verdict: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut bad = Vec::new();
+    for b in &all {
+        let mut problems = Vec::new();
+        if let Some((_, key)) = &deep {
+            let json = store::read_all(&repo, &b.at)?;
+            if let Err(e) = Recipe::parse(&json, key, &c, &b.at) {
+                problems.push(format!("{e:#}"));
+            }
+        }
+        for p in &b.recipe.pieces {
+            let Entry::Chunk { id, bytes } = p else {
+                continue;
+            };
+            let v = verdict.entry(id.clone()).or_insert_with(|| {
+                if !stored.contains_key(id) {
+                    return Some(format!("chunk {id} is missing"));
+                }
+                let (identities, key) = deep.as_ref()?;
+                let data = store::read_all(&repo, &store::chunk_key(id));
+                data.and_then(|d| super::decode(&d, identities, key, id, *bytes))
+                    .err()
+                    .map(|e| format!("{e:#}"))
+            });
+            if let Some(v) = v {
+                problems.push(v.clone());
+            }
+        }
+        if !problems.is_empty() {
+            problems.dedup();
+            bad.push(format!("{}: {}", label(&b.at), problems.join("; ")));
+        }
+    }
+    let checked = verdict.len();
+    if !bad.is_empty() {
+        return Err(bad_input(format!(
+            "{} of {} backups cannot be read back: {}",
+            bad.len(),
+            all.len(),
+            bad.join(" | ")
+        )));
+    }
+    eprintln!(
+        "{}: {} backups, {checked} chunks{}: all there",
+        crate::plumbing::program(),
+        all.len(),
+        if o.deep { " read back and checked" } else { "" }
+    );
+    Ok(())
+}

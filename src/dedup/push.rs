@@ -1,0 +1,205 @@
+//! `weir-dedup push REPO NAME`: standard input into the repository, each chunk stored once.
+//!
+//! One thread reads and cuts the stream, names each chunk and writes the recipe's pieces; the
+//! chunks the repository lacks go to `jobs` workers that compress, encrypt and store them. At
+//! most twice `jobs` chunks wait between the two, so memory stays bounded (about 3 x jobs x 4
+//! MiB) whatever the stream's size. The recipe is written last, once every chunk is stored: a
+//! push that fails leaves no backup, only chunks that the next push reuses or prune removes.
+
+use super::chunker::{Chunker, Piece};
+use super::store::{self, Entry, Key, Recipe};
+use crate::plumbing::{ExitCode, coded, human_bytes, open_input};
+use crate::storage::S3Settings;
+use crate::storage::repo::{Created, Repo};
+use crate::stream::encrypt::{self, EncryptOptions};
+use anyhow::{Context, Result, anyhow};
+use base64::Engine;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+pub struct PushOptions {
+    pub repo: String,
+    pub s3: S3Settings,
+    pub name: String,
+    /// The recipients (-r, -R, WEIR_AGE_RECIPIENTS).
+    pub enc: EncryptOptions,
+    pub key_file: Option<std::path::PathBuf>,
+    pub jobs: usize,
+    pub quiet: bool,
+}
+
+/// What the workers added.
+#[derive(Default)]
+struct Added {
+    chunks: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// What the reader made of the stream.
+struct Read {
+    pieces: Vec<Entry>,
+    bytes: u64,
+    blake3: String,
+    chunks: u64,
+}
+
+pub fn push(o: &PushOptions) -> Result<()> {
+    store::check_name(&o.name)?;
+    let recipients = encrypt::recipients(&o.enc)?;
+    if recipients.is_empty() {
+        return Err(coded(
+            ExitCode::Usage,
+            "a push needs recipients to encrypt to: -r, -R or WEIR_AGE_RECIPIENTS",
+        ));
+    }
+    let key = store::push_key(o.key_file.as_deref())?;
+    let repo = Repo::open(&o.repo, &o.s3)?;
+    let config = store::open_or_create(&repo, &key, &recipients)?;
+    let (started, when) = (Instant::now(), SystemTime::now());
+    let known = stored(&repo)?;
+    let added = Added::default();
+    let read = store_stream(o, &key, known, &added)?;
+    let recipe = Recipe {
+        format: store::FORMAT.into(),
+        version: 1,
+        repository: config.id.clone(),
+        name: o.name.clone(),
+        time: crate::plumbing::rfc3339_micros(when),
+        bytes: read.bytes,
+        blake3: read.blake3,
+        chunks: read.chunks,
+        added_chunks: added.chunks.load(Ordering::Relaxed),
+        added_bytes: added.bytes.load(Ordering::Relaxed),
+        pieces: read.pieces,
+        signature: String::new(),
+    };
+    let stamp = chrono::DateTime::<chrono::Utc>::from(when).format("%Y%m%dT%H%M%S%.6fZ");
+    let at = format!("backups/{}/{stamp}.json", o.name);
+    let summary = format!(
+        "pushed {}@{stamp}: {} in {} chunks, {} new ({} stored) in {:.1} s",
+        o.name,
+        human_bytes(recipe.bytes),
+        recipe.chunks,
+        recipe.added_chunks,
+        human_bytes(recipe.added_bytes),
+        started.elapsed().as_secs_f64()
+    );
+    let json = recipe.signed(&key)?;
+    match repo.create(&at, &json, &crate::physical::object::sha256_hex(&json))? {
+        Created::New => {}
+        Created::Exists(_) => {
+            return Err(coded(ExitCode::Exists, format!("{at} exists already")));
+        }
+    }
+    if !o.quiet {
+        eprintln!("{}: {summary}", crate::plumbing::program());
+    }
+    Ok(())
+}
+
+/// The ids of the chunks the repository holds.
+fn stored(repo: &Repo) -> Result<HashSet<String>> {
+    Ok(repo
+        .list("chunks/")
+        .context("listing the repository's chunks")?
+        .into_iter()
+        .filter_map(|(k, _)| {
+            let id = k.rsplit('/').next()?;
+            (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+        })
+        .collect())
+}
+
+/// Reads standard input into pieces while the workers store the new chunks.
+fn store_stream(
+    o: &PushOptions,
+    key: &Key,
+    mut known: HashSet<String>,
+    added: &Added,
+) -> Result<Read> {
+    let (tx, rx) = crossbeam_channel::bounded::<(String, Vec<u8>)>(o.jobs * 2);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..o.jobs)
+            .map(|_| {
+                let rx = rx.clone();
+                s.spawn(move || upload(o, rx, added))
+            })
+            .collect();
+        drop(rx);
+        let read = read_pieces(key, &mut known, &tx);
+        drop(tx);
+        let mut failed = None;
+        for w in workers {
+            let r = w.join().map_err(|_| anyhow!("an upload worker panicked"))?;
+            failed = failed.or(r.err());
+        }
+        // A worker's error is the cause of the reader's ("the workers stopped").
+        match failed {
+            Some(e) => Err(e),
+            None => read,
+        }
+    })
+}
+
+fn read_pieces(
+    key: &Key,
+    known: &mut HashSet<String>,
+    tx: &crossbeam_channel::Sender<(String, Vec<u8>)>,
+) -> Result<Read> {
+    let mut chunker = Chunker::new(open_input(None)?);
+    let mut hasher = blake3::Hasher::new();
+    let mut r = Read {
+        pieces: Vec::new(),
+        bytes: 0,
+        blake3: String::new(),
+        chunks: 0,
+    };
+    while let Some(p) = chunker.next_piece().context("reading standard input")? {
+        let b = match &p {
+            Piece::Inline(b) | Piece::Chunk(b) => b,
+        };
+        hasher.update(b);
+        r.bytes += b.len() as u64;
+        match p {
+            Piece::Inline(b) => r.pieces.push(Entry::Inline {
+                inline: base64::engine::general_purpose::STANDARD.encode(b),
+            }),
+            Piece::Chunk(b) => {
+                let id = key.chunk_id(&b);
+                r.chunks += 1;
+                r.pieces.push(Entry::Chunk {
+                    id: id.clone(),
+                    bytes: b.len() as u64,
+                });
+                if known.insert(id.clone()) {
+                    tx.send((id, b))
+                        .map_err(|_| anyhow!("the uploads stopped"))?;
+                }
+            }
+        }
+    }
+    r.blake3 = hasher.finalize().to_hex().to_string();
+    Ok(r)
+}
+
+/// One worker: compresses, encrypts and stores chunks until there are no more.
+fn upload(
+    o: &PushOptions,
+    rx: crossbeam_channel::Receiver<(String, Vec<u8>)>,
+    added: &Added,
+) -> Result<()> {
+    let recipients = encrypt::recipients(&o.enc)?;
+    let repo = Repo::open(&o.repo, &o.s3)?;
+    for (id, chunk) in rx {
+        let stored = super::encode(&chunk, &recipients)?;
+        let at = store::chunk_key(&id);
+        repo.put(&at, &stored)
+            .with_context(|| format!("storing {at}"))?;
+        added.chunks.fetch_add(1, Ordering::Relaxed);
+        added
+            .bytes
+            .fetch_add(stored.len() as u64, Ordering::Relaxed);
+    }
+    Ok(())
+}

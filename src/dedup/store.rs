@@ -1,0 +1,338 @@
+//! The repository's objects: its config, its key, its chunks and its recipes.
+//!
+//! ```text
+//! REPO/config.json                      format, id, chunk sizes, a check value of the key
+//! REPO/keys/id.age                      the key, age-encrypted to the first push's recipients
+//! REPO/chunks/3f/3f9a...                a chunk: age(zstd(bytes)), named by its keyed hash
+//! REPO/backups/NAME/STAMP.json          a recipe: the pieces of one backup, in order
+//! ```
+//!
+//! The key names chunks by a keyed BLAKE3 of their bytes, as restic and borg key their ids, so
+//! that names say nothing about the data to whoever can list the repository (an unkeyed hash
+//! would tell that a known file is in it). It also signs each recipe, so a recipe cannot be
+//! altered or brought from another repository unnoticed. Pushing needs the key (a secret of the
+//! backup host, like weir-mask's), never the identity that decrypts: chunks are encrypted to
+//! recipients. Reading takes the key from `keys/id.age` with that identity.
+
+use super::chunker;
+use crate::plumbing::{ExitCode, bad_input, coded};
+use crate::storage::repo::{Created, Repo};
+use anyhow::{Context, Result, anyhow, bail};
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+
+pub const CONFIG: &str = "config.json";
+pub const KEY: &str = "keys/id.age";
+pub const FORMAT: &str = "weir-dedup";
+
+/// Environment variable holding the key itself (else `--key-file`).
+pub const ENV_KEY: &str = "WEIR_DEDUP_KEY";
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Config {
+    pub format: String,
+    pub version: u32,
+    /// Random, fixed at creation: a recipe names the repository it belongs to.
+    pub id: String,
+    pub created: String,
+    pub chunker: ChunkerParams,
+    /// A keyed hash of a fixed text: tells whether a key is this repository's.
+    pub key_check: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+pub struct ChunkerParams {
+    pub kind: String,
+    pub min: usize,
+    pub avg: usize,
+    pub max: usize,
+}
+
+impl ChunkerParams {
+    fn current() -> ChunkerParams {
+        ChunkerParams {
+            kind: "fastcdc-2020, tar members apart".into(),
+            min: chunker::MIN,
+            avg: chunker::AVG,
+            max: chunker::MAX,
+        }
+    }
+}
+
+/// The repository key, and the keys derived from it for each use (BLAKE3's derive_key, so
+/// that one use's values tell nothing about another's).
+pub struct Key {
+    master: [u8; 32],
+    ids: [u8; 32],
+    mac: [u8; 32],
+}
+
+impl Key {
+    /// From the secret text a user keeps (its first line).
+    pub fn from_secret(text: &str) -> Result<Key> {
+        let line = text.lines().next().unwrap_or("").trim();
+        if line.len() < 16 {
+            bail!(
+                "the weir-dedup key is shorter than 16 characters (make one with: head -c 32 /dev/urandom | base64)"
+            );
+        }
+        Ok(Key::from_master(blake3::derive_key(
+            "weir-dedup 2026-12 repository key from a secret",
+            line.as_bytes(),
+        )))
+    }
+
+    fn from_master(master: [u8; 32]) -> Key {
+        Key {
+            master,
+            ids: blake3::derive_key("weir-dedup 2026-12 chunk ids", &master),
+            mac: blake3::derive_key("weir-dedup 2026-12 recipe signatures", &master),
+        }
+    }
+
+    /// A chunk's id: the keyed hash of its bytes, in hex.
+    pub fn chunk_id(&self, data: &[u8]) -> String {
+        blake3::keyed_hash(&self.ids, data).to_hex().to_string()
+    }
+
+    fn sign(&self, data: &[u8]) -> String {
+        blake3::keyed_hash(&self.mac, data).to_hex().to_string()
+    }
+
+    fn check(&self) -> String {
+        self.sign(b"weir-dedup key check")
+    }
+}
+
+/// The key a push uses: `--key-file` (its first line), else `WEIR_DEDUP_KEY`.
+pub fn push_key(key_file: Option<&std::path::Path>) -> Result<Key> {
+    if let Some(f) = key_file {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read key file {}", f.display()))?;
+        return Key::from_secret(&text);
+    }
+    match std::env::var(ENV_KEY) {
+        Ok(k) => Key::from_secret(&k),
+        Err(_) => Err(coded(
+            ExitCode::Usage,
+            format!("a push needs the repository's key: --key-file FILE or {ENV_KEY}"),
+        )),
+    }
+}
+
+/// The key of an existing repository checked against its config, or a new repository made
+/// with it: its config, and the key encrypted to `recipients` for those who restore.
+pub fn open_or_create(repo: &Repo, key: &Key, recipients: &[super::Recipient]) -> Result<Config> {
+    if let Some(c) = read_config(repo)? {
+        if c.key_check != key.check() {
+            return Err(coded(
+                ExitCode::Failure,
+                format!(
+                    "the key is not repository {}'s (another key, or another repository)",
+                    c.id
+                ),
+            ));
+        }
+        return Ok(c);
+    }
+    let mut sealed = Vec::new();
+    super::seal(hex::encode(key.master).as_bytes(), recipients, &mut sealed)?;
+    repo.put(KEY, &sealed)
+        .context("writing the repository's key")?;
+    let c = Config {
+        format: FORMAT.into(),
+        version: 1,
+        id: random_hex(16),
+        created: crate::plumbing::rfc3339(std::time::SystemTime::now()),
+        chunker: ChunkerParams::current(),
+        key_check: key.check(),
+    };
+    let json = serde_json::to_vec_pretty(&c)?;
+    match repo.create(CONFIG, &json, &crate::physical::object::sha256_hex(&json))? {
+        Created::New => Ok(c),
+        // Another push created it first: its key may differ.
+        Created::Exists(_) => open_or_create(repo, key, recipients),
+    }
+}
+
+/// The config, or `None` when the location holds no repository.
+pub fn read_config(repo: &Repo) -> Result<Option<Config>> {
+    let Some(stored) = repo.read(CONFIG)? else {
+        return Ok(None);
+    };
+    let c: Config = serde_json::from_slice(&stored.bytes()?)
+        .map_err(|e| bad_input(format!("{CONFIG} is not a weir-dedup config: {e}")))?;
+    if c.format != FORMAT || c.version != 1 {
+        return Err(bad_input(format!(
+            "{CONFIG} is {} version {}, which this weir does not read",
+            c.format, c.version
+        )));
+    }
+    if c.chunker != ChunkerParams::current() {
+        // Other sizes would still restore; pushing with these would deduplicate badly.
+        eprintln!(
+            "{}: the repository's chunks were cut with other sizes ({:?})",
+            crate::plumbing::program(),
+            c.chunker
+        );
+    }
+    Ok(Some(c))
+}
+
+/// The config of the repository at `url`, which must exist.
+pub fn config(repo: &Repo, url: &str) -> Result<Config> {
+    read_config(repo)?.ok_or_else(|| {
+        coded(
+            ExitCode::NotFound,
+            format!("no weir-dedup repository at {url} (no {CONFIG})"),
+        )
+    })
+}
+
+/// The key, read from the repository with `identities`.
+pub fn read_key(repo: &Repo, c: &Config, identities: &[super::Identity]) -> Result<Key> {
+    let sealed = repo
+        .read(KEY)?
+        .ok_or_else(|| bad_input(format!("the repository has no {KEY}")))?
+        .bytes()?;
+    let hexed = super::open(&sealed, identities).map_err(|e| {
+        anyhow!("cannot decrypt the repository's key ({KEY}) with the identities given: {e:#}")
+    })?;
+    let master: [u8; 32] = hex::decode(String::from_utf8_lossy(&hexed).trim())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| bad_input(format!("{KEY} does not hold a key")))?;
+    let key = Key::from_master(master);
+    if key.check() != c.key_check {
+        return Err(bad_input(format!(
+            "{KEY} holds another key than repository {}'s config names",
+            c.id
+        )));
+    }
+    Ok(key)
+}
+
+/// Where a chunk is stored.
+pub fn chunk_key(id: &str) -> String {
+    format!("chunks/{}/{id}", &id[..2])
+}
+
+/// One backup: the pieces of its stream in order, and what the catalog shows.
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub struct Recipe {
+    pub format: String,
+    pub version: u32,
+    pub repository: String,
+    pub name: String,
+    pub time: String,
+    /// The stream's length and its BLAKE3 (`b3sum` prints the same).
+    pub bytes: u64,
+    pub blake3: String,
+    pub chunks: u64,
+    /// What this backup added to the repository: new chunks, their stored bytes.
+    pub added_chunks: u64,
+    pub added_bytes: u64,
+    pub pieces: Vec<Entry>,
+    /// The keyed hash of this recipe with an empty signature.
+    pub signature: String,
+}
+
+/// A chunk by its id and length, or bytes kept inline (base64).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(untagged)]
+pub enum Entry {
+    Chunk { id: String, bytes: u64 },
+    Inline { inline: String },
+}
+
+impl Recipe {
+    /// Its JSON, signed.
+    pub fn signed(mut self, key: &Key) -> Result<Vec<u8>> {
+        self.signature = String::new();
+        let unsigned = serde_json::to_vec(&self)?;
+        self.signature = key.sign(&unsigned);
+        Ok(serde_json::to_vec(&self)?)
+    }
+
+    /// A recipe read back, its signature and repository checked.
+    pub fn parse(json: &[u8], key: &Key, c: &Config, what: &str) -> Result<Recipe> {
+        let mut r: Recipe = serde_json::from_slice(json)
+            .map_err(|e| bad_input(format!("{what} is not a weir-dedup recipe: {e}")))?;
+        if r.repository != c.id {
+            return Err(bad_input(format!(
+                "{what} belongs to repository {}, not this one ({})",
+                r.repository, c.id
+            )));
+        }
+        let signature = std::mem::take(&mut r.signature);
+        if key.sign(&serde_json::to_vec(&r)?) != signature {
+            return Err(bad_input(format!(
+                "{what} is altered: its signature does not match"
+            )));
+        }
+        r.signature = signature;
+        Ok(r)
+    }
+}
+
+/// The recipes of backup `name`, oldest first (their keys).
+pub fn recipes(repo: &Repo, name: &str) -> Result<Vec<String>> {
+    let prefix = format!("backups/{name}/");
+    Ok(repo
+        .list(&prefix)?
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.ends_with(".json") && !k[prefix.len()..].contains('/'))
+        .collect())
+}
+
+/// `NAME`, `NAME@latest` or `NAME@STAMP` (a prefix of a recipe's stamp): its recipe's key.
+pub fn select(repo: &Repo, which: &str) -> Result<String> {
+    let (name, at) = which.split_once('@').unwrap_or((which, "latest"));
+    check_name(name)?;
+    let all = recipes(repo, name)?;
+    let stamp = |k: &String| k.rsplit('/').next().unwrap_or("").to_string();
+    let found = match at {
+        "latest" => all.last().cloned(),
+        at => all.iter().rev().find(|k| stamp(k).starts_with(at)).cloned(),
+    };
+    found.ok_or_else(|| {
+        coded(
+            ExitCode::NotFound,
+            format!("no backup {which} in the repository"),
+        )
+    })
+}
+
+/// A backup's name becomes a folder: no slashes, nothing hidden.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if !ok {
+        return Err(coded(
+            ExitCode::Usage,
+            format!("backup name {name:?}: use letters, digits, '.', '_' and '-'"),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a whole stored object, or says which one is missing.
+pub fn read_all(repo: &Repo, key: &str) -> Result<Vec<u8>> {
+    let mut v = Vec::new();
+    repo.read(key)?
+        .ok_or_else(|| bad_input(format!("{key} is missing from the repository")))?
+        .body
+        .read_to_end(&mut v)?;
+    Ok(v)
+}
+
+/// `n` random bytes in hex.
+pub fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    crate::plumbing::random_bytes(&mut b);
+    hex::encode(b)
+}
