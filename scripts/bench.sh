@@ -18,6 +18,8 @@
 #   small tables                               BENCH_TABLES="5000 20000"; bench-tables.sh)
 #   weir-cdc, weir-cdc | weir-apply   against  pg_recvlogical (wal2json, test_decoding), a
 #                                              native subscription (scripts/lib/bench-cdc.sh)
+#   weir-dedup, 30 daily backups      against  restic backup --stdin, and the plain pipeline
+#                                              (scripts/lib/bench-dedup.sh)
 # on a generated mixed-type dataset of about BENCH_GB gigabytes (default 1). Prints wall time,
 # peak RSS and the ratios weir/reference (below 1.0 means weir is faster or smaller).
 # BENCH_RUNS (default 3) runs of each, in alternating order; the best run counts.
@@ -250,6 +252,12 @@ bench_physical
 # Many small tables: weir against pg_dump and pg_restore (scripts/lib/bench-tables.sh).
 . scripts/lib/bench-tables.sh
 bench_tables
+
+# A month of daily backups: weir-dedup against restic and the plain pipeline
+# (scripts/lib/bench-dedup.sh).
+command -v restic >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq --no-install-recommends restic >/dev/null; }
+. scripts/lib/bench-dedup.sh
+bench_dedup
 
 # Change data capture: weir-cdc against pg_recvlogical, weir-apply against a subscription
 # (scripts/lib/bench-cdc.sh).
