@@ -142,6 +142,9 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
              --keep-yearly or --keep-within",
         ));
     }
+    if crate::dedup::store::is_repository(url, s3)? {
+        return crate::dedup::prune::prune(url, s3, o);
+    }
     let now = o.now.unwrap_or_else(Utc::now);
     let cat = load(url, s3)?;
     warn_broken(&cat);

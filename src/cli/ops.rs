@@ -12,7 +12,8 @@ use clap::Parser;
     after_help = "Backups are grouped by database; each rule keeps some of every group, and a backup no rule keeps is removed (its catalog entry first, then its data). --keep-daily N keeps the newest backup of each of the N most recent days that have one; weekly (ISO weeks), monthly and yearly likewise. The newest backup of each database is never removed. Data objects without a catalog entry (a failed or interrupted backup) are removed once older than --leftover-age.\n\nExamples:\n  weir-prune --dry-run --keep-daily 7 --keep-weekly 4 --keep-monthly 12 s3://backups/prod/\n  weir-prune --keep-within 30d /var/backups/weir"
 )]
 pub struct PruneCli {
-    /// The catalog's prefix: s3://BUCKET/PREFIX, file:///PATH or PATH.
+    /// The catalog's prefix, or a weir-dedup repository (whose backups are pruned, then the
+    /// chunks no kept backup names): s3://BUCKET/PREFIX, file:///PATH or PATH.
     #[arg(value_name = "URL")]
     pub url: String,
     /// Keep the N newest backups.

@@ -10,6 +10,8 @@
 pub mod cat;
 pub mod chunker;
 pub mod inventory;
+pub mod lock;
+pub mod prune;
 pub mod push;
 pub mod store;
 

@@ -56,6 +56,7 @@ pub fn push(o: &PushOptions) -> Result<()> {
     let key = store::push_key(o.key_file.as_deref())?;
     let repo = Repo::open(&o.repo, &o.s3)?;
     let config = store::open_or_create(&repo, &key, &recipients)?;
+    let lock = super::lock::take(&o.repo, &o.s3, super::lock::Kind::Push)?;
     let (started, when) = (Instant::now(), SystemTime::now());
     let known = stored(&repo)?;
     let added = Added::default();
@@ -86,12 +87,14 @@ pub fn push(o: &PushOptions) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     let json = recipe.signed(&key)?;
+    lock.still_held()?;
     match repo.create(&at, &json, &crate::physical::object::sha256_hex(&json))? {
         Created::New => {}
         Created::Exists(_) => {
             return Err(coded(ExitCode::Exists, format!("{at} exists already")));
         }
     }
+    drop(lock);
     if !o.quiet {
         eprintln!("{}: {summary}", crate::plumbing::program());
     }

@@ -179,6 +179,16 @@ pub fn read_config(repo: &Repo) -> Result<Option<Config>> {
     Ok(Some(c))
 }
 
+/// Whether `url` holds a weir-dedup repository (a config of its format).
+pub fn is_repository(url: &str, s3: &crate::storage::S3Settings) -> Result<bool> {
+    let repo = Repo::open(url, s3)?;
+    let Ok(Some(stored)) = repo.read(CONFIG) else {
+        return Ok(false);
+    };
+    let text = stored.bytes()?;
+    Ok(serde_json::from_slice::<serde_json::Value>(&text).is_ok_and(|v| v["format"] == FORMAT))
+}
+
 /// The config of the repository at `url`, which must exist.
 pub fn config(repo: &Repo, url: &str) -> Result<Config> {
     read_config(repo)?.ok_or_else(|| {

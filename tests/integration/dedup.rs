@@ -365,3 +365,95 @@ fn by_hand(r: &Repo, archive: &[u8], backup: &str) {
         String::from_utf8_lossy(&printed.stdout)
     );
 }
+
+/// `weir-prune` on a repository: a dry run removes nothing; a push's lock stops it (a stale
+/// one does not); then it keeps the newest backup, removes the others and every chunk only
+/// they named, and what is kept still reads back whole. A prune's lock stops a push.
+#[test]
+fn prune_keeps_what_the_policy_keeps_and_never_runs_beside_a_push() {
+    let c = cluster();
+    c.create_db("dd_prune", SCHEMA);
+    let r = Repo::new();
+    let url = r.url();
+    let mut last = Vec::new();
+    for day in 0..3 {
+        c.psql(
+            "dd_prune",
+            &format!("UPDATE big SET v = 'day {day}' WHERE id % 50 = {day}"),
+        );
+        last = extract("dd_prune", &[]);
+        run_ok(r.push(&url, "app", &last), "push");
+    }
+    let chunk_files = || files_under(&r.path().join("chunks")).len();
+    let before = chunk_files();
+    let prune = |args: &[&str]| {
+        let mut a = vec![url.as_str(), "--keep-last", "1"];
+        a.extend_from_slice(args);
+        stage("weir-prune", &a, b"", &[])
+    };
+    let dry = run_ok(prune(&["--dry-run"]), "prune --dry-run");
+    let dry = String::from_utf8_lossy(&dry).to_string();
+    assert_eq!(dry.matches("would remove").count(), 2, "{dry}");
+    assert_eq!(chunk_files(), before);
+
+    let locks = r.path().join("locks");
+    std::fs::create_dir_all(&locks).unwrap();
+    let lock = |name: &str, age: u64| {
+        let time = crate::harness::now_unix() - age;
+        let body =
+            format!("{{\"kind\":\"push\",\"host\":\"elsewhere\",\"pid\":7,\"time\":{time}}}");
+        std::fs::write(locks.join(name), body).unwrap();
+    };
+    lock("push-1-aaaaaaaa.json", 10);
+    let blocked = prune(&[]);
+    assert_eq!(blocked.status.code(), Some(1), "{}", stderr(&blocked));
+    assert!(
+        stderr(&blocked).contains("locked by a push on elsewhere"),
+        "{}",
+        stderr(&blocked)
+    );
+    assert_eq!(chunk_files(), before);
+    std::fs::remove_file(locks.join("push-1-aaaaaaaa.json")).unwrap();
+    lock("push-2-bbbbbbbb.json", 7200);
+
+    let done = prune(&[]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(
+        stderr(&done).contains("1 backups kept, 2 removed"),
+        "{}",
+        stderr(&done)
+    );
+    assert!(
+        !locks.join("push-2-bbbbbbbb.json").exists(),
+        "a stale lock stayed"
+    );
+    assert!(chunk_files() < before, "no chunk was removed");
+    assert_eq!(r.listed(&url).len(), 1);
+    assert!(run_ok(r.cat(&url, "app"), "cat") == last);
+    run_ok(
+        stage(
+            "weir-dedup",
+            &["verify", "--deep", "-i", &r.identity, &url],
+            b"",
+            &[],
+        ),
+        "verify --deep after prune",
+    );
+
+    std::fs::write(
+        locks.join("prune-3-cccccccc.json"),
+        format!(
+            "{{\"kind\":\"prune\",\"host\":\"elsewhere\",\"pid\":8,\"time\":{}}}",
+            crate::harness::now_unix()
+        ),
+    )
+    .unwrap();
+    let refused = r.push(&url, "app", &last);
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("locked by a prune"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(r.listed(&url).len(), 1);
+}

@@ -530,3 +530,11 @@ pub fn cdc_slot(c: &Cluster, db: &str, slot: &str, action: &str) {
     let o = run_on(c, "weir-cdc", &["-d", db, "-S", slot, action], b"");
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Seconds since the Unix epoch, now.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
