@@ -10,6 +10,9 @@
 # Each database goes through one pipeline:
 #   weir-extract | [weir-mask] | [weir-compress] | [weir-encrypt] | weir-put
 # and enters the catalog (NAME.catalog.json, written last) only when every stage succeeded.
+# With DEDUP=1 each goes into one deduplicated repository instead (DEDUP_REPO), where what
+# earlier backups stored is not stored again:
+#   weir-extract | [weir-mask] | weir-dedup push
 # With BACKUP_MODE=physical the instance is backed up whole instead, as one base backup:
 #   weir-basebackup --repo WAL_REPO | [weir-compress] | [weir-encrypt] | weir-put
 # (the server archives its WAL to WAL_REPO itself, through weir-wal push).
@@ -58,6 +61,28 @@ case "$mode" in
         ;;
     *) die 2 "BACKUP_MODE=$mode: expected logical or physical" ;;
 esac
+
+dedup=${DEDUP:-0}
+dedup_args=()
+if [ "$dedup" = 1 ]; then
+    [ "$mode" = logical ] || die 2 "DEDUP=1 is for logical backups; base backups go to their own place"
+    [ "$encryption" = age ] || die 2 "DEDUP=1 needs AGE_RECIPIENTS or AGE_RECIPIENTS_FILE: each chunk is encrypted to recipients (weir-dedup has no passphrase mode yet)"
+    DEDUP_REPO=${DEDUP_REPO:-${WEIR_BASE}_dedup}
+    # The repository key is a secret: from a file, or through weir-dedup's environment.
+    if [ -n "${DEDUP_KEY_FILE:-}" ]; then
+        dedup_args=(--key-file "$DEDUP_KEY_FILE")
+    elif [ -n "${DEDUP_KEY:-}" ]; then
+        export WEIR_DEDUP_KEY="$DEDUP_KEY"
+    else
+        die 2 "DEDUP=1 needs DEDUP_KEY or DEDUP_KEY_FILE: the repository's key names its chunks"
+    fi
+    case "$DEDUP_REPO" in
+        s3://*) ;;
+        *) mkdir -p "${DEDUP_REPO#file://}" || die 1 "cannot create $DEDUP_REPO" ;;
+    esac
+elif [ "$dedup" != 0 ]; then
+    die 2 "DEDUP=$dedup: expected 0 or 1"
+fi
 
 mask_args=()
 if [ -n "${MASK_RULES:-}" ]; then
@@ -149,9 +174,37 @@ begin_run() {
     rm -f "$work"/*.json
 }
 
+# Pushes one stream into the deduplicated repository as backup NAME: the pipeline's first
+# stage is given as a command, then its name for reports. Records the metrics, the bytes the
+# push added among them; returns non-zero (and says why) if any stage failed.
+push_dedup() {
+    local label=$1 name=$2 first=$3 started stamp t0 stage size rows tables
+    shift 3
+    begin_run
+    log "$label: pushing to $DEDUP_REPO as $name"
+    "$@" | stage_mask | weir-dedup push -q "$DEDUP_REPO" "$name" "${encrypt_args[@]}"         "${dedup_args[@]}" --stats "$work/push.json"
+    local -a codes=("${PIPESTATUS[@]}")
+    stage=$(failed_stage "$first weir-mask weir-dedup" "${codes[@]}")
+    if [ -n "$stage" ]; then
+        fail_db "$label" "$stage" "$started" "$(elapsed "$t0")"
+        return 1
+    fi
+    size=$(json_num "$work/push.json" bytes)
+    rows=$(json_num "$work/push.json" rows)
+    tables=$(json_num "$work/push.json" tables)
+    ok_db "$label" "$started" "$(elapsed "$t0")" "$size" "$rows" "$tables"
+    METRIC["weir_backup_bytes_added{$(metric_label "$label")}"]=$(json_num "$work/push.json" added_bytes)
+    log "$label: done in $(elapsed "$t0") s, $size bytes, $(json_num "$work/push.json" added_bytes) added"
+}
+
 # Backs up one database; returns non-zero (and says why) if any stage failed.
 backup_database() {
     local db=$1 started stamp url t0 stats=$work/extract.json
+    if [ "$dedup" = 1 ]; then
+        push_dedup "$db" "$(key_name "$db")" weir-extract \
+            weir-extract -q "${extract_args[@]}" -d "$(conninfo_db "$db")"
+        return
+    fi
     [ ${#mask_args[@]} -gt 0 ] && stats=$work/mask.json
     begin_run
     url="$WEIR_BASE$(key_name "$db")/$(key_name "$db")-$stamp$suffix"
@@ -166,12 +219,18 @@ backup_database() {
 # The roles and tablespaces, once per run: pg_dumpall --globals-only as SQL.
 backup_globals() {
     local started stamp url t0 gopts
-    begin_run
-    url="${WEIR_BASE}_globals/globals-$stamp${suffix/.weir/.sql}"
-    log "globals: backing up to $url"
     read -r -a gopts <<<"${GLOBALS_EXTRA_OPTS:-}"
     # A masked run keeps no secrets, the roles' password verifiers included.
     [ ${#mask_args[@]} -gt 0 ] && gopts+=(--no-role-passwords)
+    if [ "$dedup" = 1 ]; then
+        # SQL, not an archive: nothing to mask (a masked run leaves the passwords out above).
+        local mask_args=()
+        push_dedup "(globals)" _globals pg_dumpall pg_dumpall --globals-only "${gopts[@]}"
+        return
+    fi
+    begin_run
+    url="${WEIR_BASE}_globals/globals-$stamp${suffix/.weir/.sql}"
+    log "globals: backing up to $url"
     pg_dumpall --globals-only "${gopts[@]}" |
         stage_compress | stage_encrypt |
         weir-put -q --if-none-match --stats "$work/put.json" "$url"
@@ -272,7 +331,9 @@ metrics_write || log "cannot write the metrics to $METRICS_FILE"
 
 # Retention, after the backups: the newest complete backup of each database is never removed.
 if [ ${#prune_args[@]} -gt 0 ]; then
-    if ! weir-prune -q "${prune_args[@]}" "$WEIR_BASE" >"$work/prune.out"; then
+    prune_url=$WEIR_BASE
+    [ "$dedup" = 1 ] && prune_url=$DEDUP_REPO
+    if ! weir-prune -q "${prune_args[@]}" "$prune_url" >"$work/prune.out"; then
         log "pruning failed; the backups themselves are complete"
         failures=$((failures + 1))
     fi

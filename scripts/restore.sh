@@ -47,6 +47,48 @@ if [ -z "$source_db" ] && [ -n "${POSTGRES_DATABASE:-}" ] && [ "$POSTGRES_DATABA
     source_db=$POSTGRES_DATABASE
 fi
 
+load_args=()
+[ "${RESTORE_CREATE:-0}" = 1 ] && load_args+=(--create)
+[ "${RESTORE_CLEAN:-0}" = 1 ] && load_args+=(--clean --if-exists)
+[ "${RESTORE_NO_OWNER:-0}" = 1 ] && load_args+=(--no-owner)
+[ -n "${RESTORE_JOBS:-}" ] && load_args+=(-j "$RESTORE_JOBS")
+tables=${RESTORE_TABLES:-}
+for t in ${tables//,/ }; do load_args+=(-t "$t"); done
+schemas=${RESTORE_SCHEMAS:-}
+for n in ${schemas//,/ }; do load_args+=(-n "$n"); done
+read -r -a extra <<<"${RESTORE_EXTRA_OPTS:-}"
+load_args+=("${extra[@]}")
+
+# DEDUP=1: the backup is NAME or NAME@STAMP in the deduplicated repository backup.sh pushed to.
+if [ "${DEDUP:-0}" = 1 ]; then
+    DEDUP_REPO=${DEDUP_REPO:-${WEIR_BASE}_dedup}
+    [ -n "$source_db" ] || die 2 "which database? set RESTORE_DATABASE"
+    cat_args=()
+    [ -n "${AGE_IDENTITY_FILE:-}" ] && cat_args+=(-i "$AGE_IDENTITY_FILE")
+    which=$(key_name "$source_db")${name:+@$name}
+    if [ "${RESTORE_GLOBALS:-0}" = 1 ]; then
+        log "restoring roles and tablespaces from $DEDUP_REPO _globals (the latest)"
+        weir-dedup cat "$DEDUP_REPO" _globals "${cat_args[@]}" |
+            psql -X -q -v ON_ERROR_STOP=0 -d "$(conninfo_db "${POSTGRES_MAINTENANCE_DB:-postgres}")" \
+                2>"${TMPDIR:-/tmp}/weir-restore-globals.$$"
+        codes=("${PIPESTATUS[@]}")
+        errors=$(grep -v 'already exists' "${TMPDIR:-/tmp}/weir-restore-globals.$$" | grep 'ERROR' || true)
+        rm -f "${TMPDIR:-/tmp}/weir-restore-globals.$$"
+        check "weir-dedup psql" "${codes[@]}"
+        [ -z "$errors" ] || die 1 "restoring the globals failed: $(head -n1 <<<"$errors")"
+    fi
+    target=${RESTORE_TARGET_DATABASE:-$source_db}
+    log "restoring $which from $DEDUP_REPO into database $target on ${PGHOST:-the local server}"
+    weir-dedup cat "$DEDUP_REPO" "$which" "${cat_args[@]}" |
+        weir-load -q "${load_args[@]}" -d "$(conninfo_db "$target")"
+    codes=("${PIPESTATUS[@]}")
+    # weir-dedup's 4: no such backup, as below.
+    [ "${codes[0]}" = 4 ] && die 4 "no backup $which in $DEDUP_REPO (see weir-dedup ls $DEDUP_REPO)"
+    check "weir-dedup weir-load" "${codes[@]}"
+    log "restored $which into $target"
+    exit 0
+fi
+
 # The catalog line (TIME DATABASE ... URL) of the backup to restore.
 pick() {
     local prefix=$1 want=$2
@@ -88,18 +130,6 @@ if [ "${RESTORE_GLOBALS:-0}" = 1 ]; then
     check "weir-get weir-encrypt weir-compress psql" "${codes[@]}"
     [ -z "$errors" ] || die 1 "restoring the globals failed: $(head -n1 <<<"$errors")"
 fi
-
-load_args=()
-[ "${RESTORE_CREATE:-0}" = 1 ] && load_args+=(--create)
-[ "${RESTORE_CLEAN:-0}" = 1 ] && load_args+=(--clean --if-exists)
-[ "${RESTORE_NO_OWNER:-0}" = 1 ] && load_args+=(--no-owner)
-[ -n "${RESTORE_JOBS:-}" ] && load_args+=(-j "$RESTORE_JOBS")
-tables=${RESTORE_TABLES:-}
-for t in ${tables//,/ }; do load_args+=(-t "$t"); done
-schemas=${RESTORE_SCHEMAS:-}
-for n in ${schemas//,/ }; do load_args+=(-n "$n"); done
-read -r -a extra <<<"${RESTORE_EXTRA_OPTS:-}"
-load_args+=("${extra[@]}")
 
 target=${RESTORE_TARGET_DATABASE:-$source_db}
 if [ -z "$target" ]; then

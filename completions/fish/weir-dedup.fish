@@ -39,6 +39,7 @@ complete -c weir-dedup -n "__fish_weir_dedup_using_subcommand push" -s r -l reci
 complete -c weir-dedup -n "__fish_weir_dedup_using_subcommand push" -s R -l recipients-file -d 'Encrypt to the recipients listed in FILE (repeatable)' -r
 complete -c weir-dedup -n "__fish_weir_dedup_using_subcommand push" -l key-file -d 'The repository\'s key, a secret of the backup host (its first line, 16 characters or more); else WEIR_DEDUP_KEY. It names chunks and signs recipes; it decrypts nothing' -r -F
 complete -c weir-dedup -n "__fish_weir_dedup_using_subcommand push" -s j -l jobs -d 'Chunks compressed, encrypted and uploaded at once' -r
+complete -c weir-dedup -n "__fish_weir_dedup_using_subcommand push" -l stats -d 'Once the backup is written, what was pushed as one line of JSON: backup, bytes, chunks, added_chunks, added_bytes, blake3, and for a weir archive its database, tables and rows' -r
 complete -c weir-dedup -n "__fish_weir_dedup_using_subcommand push" -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'
 complete -c weir-dedup -n "__fish_weir_dedup_using_subcommand push" -s v -l verbose -d 'On a storage error, also print what the AWS SDK said (its credential chain\'s complaints, the HTTP exchange\'s cause)'
 complete -c weir-dedup -n "__fish_weir_dedup_using_subcommand push" -s q -l quiet -d 'Nothing but errors on standard error'

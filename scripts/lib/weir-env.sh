@@ -105,6 +105,14 @@ json_str() {
     printf '"%s"' "$s"
 }
 
+# json_num FILE KEY: the number under KEY in a one-line JSON file (the first, at any depth);
+# 0 when there is none. Enough for the flat stats files the stages write.
+json_num() {
+    local n
+    n=$(grep -o "[{,]\"$2\":[0-9]*" "$1" 2>/dev/null | head -n1 | cut -d: -f2)
+    printf '%s' "${n:-0}"
+}
+
 # Seconds since $1 (a `date +%s.%N` reading), with millisecond precision.
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }'; }
 
@@ -123,7 +131,8 @@ METRIC_NAMES=(
     "weir_backup_last_run_timestamp_seconds|gauge|When the last backup of the database started."
     "weir_backup_last_success_timestamp_seconds|gauge|When the last successful backup of the database started."
     "weir_backup_duration_seconds|gauge|How long the last backup of the database took."
-    "weir_backup_bytes|gauge|Stored size of the last successful backup."
+    "weir_backup_bytes|gauge|Stored size of the last successful backup (DEDUP=1: the size of its stream)."
+    "weir_backup_bytes_added|gauge|DEDUP=1: what the last successful backup added to the repository (new chunks, stored size)."
     "weir_backup_rows|gauge|Rows in the last successful backup."
     "weir_backup_tables|gauge|Tables with data in the last successful backup."
     "weir_backup_failures_total|counter|Failed backups of the database, over every run this file has seen."

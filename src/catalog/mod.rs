@@ -134,6 +134,9 @@ pub(crate) fn warn_broken(cat: &Catalog) {
 
 /// `weir-ls --catalog`: one line (or JSON object) per complete backup, oldest first.
 pub fn ls(url: &str, s3: &S3Settings, json: bool, human: bool) -> Result<()> {
+    if crate::dedup::store::is_repository(url, s3)? {
+        return crate::dedup::inventory::catalog(url, s3, json, human);
+    }
     let cat = load(url, s3)?;
     warn_broken(&cat);
     let mut out = crate::plumbing::Output::open(None, false)?;

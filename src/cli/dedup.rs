@@ -47,7 +47,7 @@ pub struct RepoArg {
 pub struct PushArgs {
     #[command(flatten)]
     pub repo: RepoArg,
-    /// The backup's name (letters, digits, '.', '_', '-'); each push adds one under it.
+    /// The backup's name (letters, digits, '.', '_', '-', '%'); each push adds one under it.
     #[arg(value_name = "NAME")]
     pub name: String,
     /// Encrypt to RECIPIENT (age1... or an SSH public key; repeatable).
@@ -66,6 +66,11 @@ pub struct PushArgs {
     /// Nothing but errors on standard error.
     #[arg(short = 'q', long = "quiet")]
     pub quiet: bool,
+    /// Once the backup is written, what was pushed as one line of JSON: backup, bytes,
+    /// chunks, added_chunks, added_bytes, blake3, and for a weir archive its database, tables
+    /// and rows.
+    #[arg(long = "stats", value_name = "FILE")]
+    pub stats: Option<String>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -129,6 +134,7 @@ impl PushArgs {
             key_file: self.key_file.clone(),
             jobs: self.jobs,
             quiet: self.quiet,
+            stats: self.stats.clone(),
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::storage::repo::Repo;
 use crate::stream::encrypt::{self, EncryptOptions};
 use anyhow::Result;
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 
 pub struct LsOptions {
     pub repo: String,
@@ -71,6 +72,60 @@ pub fn ls(o: &LsOptions) -> Result<()> {
             b.recipe.blake3
         );
     }
+    Ok(())
+}
+
+/// `weir-ls --catalog` on a repository: its backups as a catalog lists them, with the bytes
+/// each added beside its size.
+pub fn catalog(url: &str, s3: &S3Settings, json: bool, human: bool) -> Result<()> {
+    let repo = Repo::open(url, s3)?;
+    let mut all = backups(&repo)?;
+    all.sort_by(|a, b| (&a.recipe.time, &a.at).cmp(&(&b.recipe.time, &b.at)));
+    let mut out = crate::plumbing::Output::open(None, false)?;
+    if json {
+        let rows: Vec<serde_json::Value> = all
+            .iter()
+            .map(|b| {
+                let a = b.recipe.archive.clone().unwrap_or_default();
+                serde_json::json!({
+                    "time": b.recipe.time, "database": a.database, "name": b.recipe.name,
+                    "backup": label(&b.at), "repository": url, "bytes": b.recipe.bytes,
+                    "added_bytes": b.recipe.added_bytes, "tables": a.tables, "rows": a.rows,
+                    "masked": a.masked,
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &rows)?;
+        writeln!(out)?;
+        out.finish()?;
+        return Ok(());
+    }
+    let size = |n: u64| if human { human_bytes(n) } else { n.to_string() };
+    writeln!(
+        out,
+        "{:<27}  {:<16}  {:>12}  {:>12}  {:>6}  {:>12}  {:<6}  BACKUP",
+        "TIME", "DATABASE", "SIZE", "ADDED", "TABLES", "ROWS", "MASKED"
+    )?;
+    for b in &all {
+        let (db, tables, rows, masked) = match &b.recipe.archive {
+            Some(a) => (
+                a.database.as_str(),
+                a.tables.to_string(),
+                a.rows.to_string(),
+                if a.masked { "yes" } else { "no" },
+            ),
+            None => ("-", "-".into(), "-".into(), "-"),
+        };
+        writeln!(
+            out,
+            "{:<27}  {db:<16}  {:>12}  {:>12}  {tables:>6}  {rows:>12}  {masked:<6}  {}",
+            b.recipe.time,
+            size(b.recipe.bytes),
+            size(b.recipe.added_bytes),
+            label(&b.at)
+        )?;
+    }
+    out.finish()?;
     Ok(())
 }
 

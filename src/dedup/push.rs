@@ -27,6 +27,8 @@ pub struct PushOptions {
     pub key_file: Option<std::path::PathBuf>,
     pub jobs: usize,
     pub quiet: bool,
+    /// Once the recipe is written: what was pushed, as one line of JSON.
+    pub stats: Option<String>,
 }
 
 /// What the workers added.
@@ -42,6 +44,58 @@ struct Read {
     bytes: u64,
     blake3: String,
     chunks: u64,
+    archive: Option<store::ArchiveSummary>,
+}
+
+/// The manifest and trailer of a weir archive, kept as they pass (both small).
+#[derive(Default)]
+struct Members {
+    /// The member being read, when it is one of the two.
+    current: Option<&'static str>,
+    manifest: Vec<u8>,
+    trailer: Vec<u8>,
+}
+
+impl Members {
+    /// Up to this much of either is kept: more is not a weir archive's.
+    const LIMIT: usize = 16 << 20;
+
+    fn header(&mut self, block: &[u8]) {
+        let name = tar::Header::from_byte_slice(block)
+            .path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        self.current = [crate::archive::MANIFEST, crate::archive::TRAILER]
+            .into_iter()
+            .find(|m| *m == name);
+    }
+
+    fn content(&mut self, b: &[u8]) {
+        let keep = match self.current {
+            Some(crate::archive::MANIFEST) => &mut self.manifest,
+            Some(_) => &mut self.trailer,
+            None => return,
+        };
+        if keep.len() + b.len() <= Self::LIMIT {
+            keep.extend_from_slice(b);
+        }
+    }
+
+    /// The summary, when both parse (tar pads them with zeros).
+    fn summary(&self) -> Option<store::ArchiveSummary> {
+        let json = |b: &[u8]| -> Option<serde_json::Value> {
+            let end = b.iter().rposition(|c| *c != 0).map_or(0, |i| i + 1);
+            serde_json::from_slice(&b[..end]).ok()
+        };
+        let (m, t) = (json(&self.manifest)?, json(&self.trailer)?);
+        let tables = t["tables"].as_array()?;
+        Some(store::ArchiveSummary {
+            database: m["database"].as_str()?.to_string(),
+            tables: tables.len() as u64,
+            rows: tables.iter().filter_map(|t| t["rows"].as_u64()).sum(),
+            masked: m["masked"].as_bool().unwrap_or(false),
+        })
+    }
 }
 
 pub fn push(o: &PushOptions) -> Result<()> {
@@ -72,6 +126,7 @@ pub fn push(o: &PushOptions) -> Result<()> {
         chunks: read.chunks,
         added_chunks: added.chunks.load(Ordering::Relaxed),
         added_bytes: added.bytes.load(Ordering::Relaxed),
+        archive: read.archive,
         pieces: read.pieces,
         signature: String::new(),
     };
@@ -86,6 +141,13 @@ pub fn push(o: &PushOptions) -> Result<()> {
         human_bytes(recipe.added_bytes),
         started.elapsed().as_secs_f64()
     );
+    let stats = serde_json::json!({
+        "repository": o.repo, "backup": format!("{}@{stamp}", o.name), "name": o.name,
+        "time": recipe.time, "bytes": recipe.bytes, "blake3": recipe.blake3,
+        "chunks": recipe.chunks, "added_chunks": recipe.added_chunks,
+        "added_bytes": recipe.added_bytes, "archive": recipe.archive,
+        "seconds": started.elapsed().as_secs_f64(),
+    });
     let json = recipe.signed(&key)?;
     lock.still_held()?;
     match repo.create(&at, &json, &crate::physical::object::sha256_hex(&json))? {
@@ -95,6 +157,9 @@ pub fn push(o: &PushOptions) -> Result<()> {
         }
     }
     drop(lock);
+    if let Some(f) = &o.stats {
+        crate::plumbing::write_json_line(f, &stats)?;
+    }
     if !o.quiet {
         eprintln!("{}: {summary}", crate::plumbing::program());
     }
@@ -157,13 +222,19 @@ fn read_pieces(
         bytes: 0,
         blake3: String::new(),
         chunks: 0,
+        archive: None,
     };
+    let mut members = Members::default();
     while let Some(p) = chunker.next_piece().context("reading standard input")? {
         let b = match &p {
             Piece::Inline(b) | Piece::Chunk(b) => b,
         };
         hasher.update(b);
         r.bytes += b.len() as u64;
+        match &p {
+            Piece::Inline(h) => members.header(h),
+            Piece::Chunk(c) => members.content(c),
+        }
         match p {
             Piece::Inline(b) => r.pieces.push(Entry::Inline {
                 inline: base64::engine::general_purpose::STANDARD.encode(b),
@@ -183,6 +254,7 @@ fn read_pieces(
         }
     }
     r.blake3 = hasher.finalize().to_hex().to_string();
+    r.archive = members.summary();
     Ok(r)
 }
 

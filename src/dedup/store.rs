@@ -242,9 +242,22 @@ pub struct Recipe {
     /// What this backup added to the repository: new chunks, their stored bytes.
     pub added_chunks: u64,
     pub added_bytes: u64,
+    /// What the stream is, when it is a weir archive (for the catalog).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArchiveSummary>,
     pub pieces: Vec<Entry>,
     /// The keyed hash of this recipe with an empty signature.
     pub signature: String,
+}
+
+/// A weir archive's database, tables, rows and whether it is masked, from its manifest and
+/// trailer as they passed through the push.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct ArchiveSummary {
+    pub database: String,
+    pub tables: u64,
+    pub rows: u64,
+    pub masked: bool,
 }
 
 /// A chunk by its id and length, or bytes kept inline (base64).
@@ -320,11 +333,11 @@ pub fn check_name(name: &str) -> Result<()> {
         && !name.starts_with('.')
         && name
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            .all(|c| c.is_ascii_alphanumeric() || "._-%".contains(c));
     if !ok {
         return Err(coded(
             ExitCode::Usage,
-            format!("backup name {name:?}: use letters, digits, '.', '_' and '-'"),
+            format!("backup name {name:?}: use letters, digits, '.', '_', '-' and '%'"),
         ));
     }
     Ok(())

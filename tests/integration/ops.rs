@@ -1078,3 +1078,85 @@ fn database_names_with_spaces_slashes_and_accents_back_up_and_restore() {
     assert!(out.status.success(), "restore.sh: {}", stderr(&out));
     assert_eq!(c.content(odd), c.content(copy));
 }
+
+/// backup.sh with DEDUP=1: each database and the globals pushed into one deduplicated
+/// repository; a second run of an unchanged database adds almost nothing (the metric says how
+/// much); retention thins the repository; weir-ls --catalog lists it; restore.sh brings the
+/// database back from it.
+#[test]
+fn dedup_runs_store_what_did_not_change_once_and_restore() {
+    let c = cluster();
+    c.create_db(
+        "ops_dedup",
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 30000) g;",
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("key.txt");
+    assert!(
+        Command::new("age-keygen")
+            .arg("-o")
+            .arg(&key)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let recipient = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&key)
+        .output()
+        .unwrap()
+        .stdout;
+    let recipient = String::from_utf8(recipient).unwrap();
+    let dir = tmp.path().join("backups").display().to_string();
+    let metrics = tmp.path().join("metrics.prom").display().to_string();
+    let env = [
+        ("BACKUP_DIR", dir.as_str()),
+        ("POSTGRES_DATABASE", "ops_dedup"),
+        ("BACKUP_GLOBALS", "1"),
+        ("DEDUP", "1"),
+        ("DEDUP_KEY", "the repository key of the ops test"),
+        ("AGE_RECIPIENTS", recipient.trim()),
+        ("METRICS_FILE", metrics.as_str()),
+        ("KEEP_LAST", "1"),
+    ];
+    for run_no in 0..2 {
+        let out = run("backup.sh", c, &env);
+        assert!(
+            out.status.success(),
+            "backup.sh run {run_no}: {}",
+            stderr(&out)
+        );
+    }
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let size = metric(&text, "weir_backup_bytes", "ops_dedup").unwrap();
+    let added = metric(&text, "weir_backup_bytes_added", "ops_dedup").unwrap();
+    assert!(size > 1e6 && added * 100.0 < size, "{text}");
+    assert_eq!(
+        metric(&text, "weir_backup_rows", "ops_dedup"),
+        Some(30000.0)
+    );
+    let repo = format!("{dir}/_dedup");
+    let listed = catalog(&repo, &[]);
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let db = listed
+        .iter()
+        .find(|e| e["database"] == "ops_dedup")
+        .unwrap();
+    assert_eq!(db["rows"], 30000);
+    assert!(listed.iter().any(|e| e["name"] == "_globals"));
+
+    c.psql("postgres", "DROP DATABASE IF EXISTS ops_dedup_copy");
+    let key_s = key.display().to_string();
+    let mut renv = env.to_vec();
+    renv.extend([
+        ("RESTORE_DATABASE", "ops_dedup"),
+        ("RESTORE_TARGET_DATABASE", "ops_dedup_copy"),
+        ("RESTORE_CREATE", "1"),
+        ("AGE_IDENTITY_FILE", key_s.as_str()),
+    ]);
+    let out = run("restore.sh", c, &renv);
+    assert!(out.status.success(), "restore.sh: {}", stderr(&out));
+    assert_eq!(c.content("ops_dedup"), c.content("ops_dedup_copy"));
+}
