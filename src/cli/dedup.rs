@@ -228,6 +228,10 @@ const DEDUP_ENV: &[(&str, &str)] = &[
         "Recipients for push, separated by commas, spaces or newlines.",
     ),
     (
+        "WEIR_CACHE_DIR",
+        "Where push keeps its list of the repository's chunks (default $XDG_CACHE_HOME/weir or ~/.cache/weir); empty: no cache.",
+    ),
+    (
         "WEIR_AGE_IDENTITY_FILE",
         "An identity file for cat and verify --deep.",
     ),

@@ -9,6 +9,7 @@
 
 pub mod cat;
 pub mod chunker;
+pub mod index;
 pub mod inventory;
 pub mod lock;
 pub mod prune;

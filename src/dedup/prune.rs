@@ -87,6 +87,8 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
     }
     out.finish()?;
     if !o.dry_run {
+        // Before anything goes: every push's cached chunk list is stale from here on.
+        super::index::bump(&repo)?;
         repo.remove(&gone)?;
         repo.remove(&unnamed)?;
     }

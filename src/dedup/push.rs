@@ -112,9 +112,9 @@ pub fn push(o: &PushOptions) -> Result<()> {
     let config = store::open_or_create(&repo, &key, &recipients)?;
     let lock = super::lock::take(&o.repo, &o.s3, super::lock::Kind::Push)?;
     let (started, when) = (Instant::now(), SystemTime::now());
-    let known = stored(&repo)?;
+    let mut known = super::index::known(&repo, &config)?;
     let added = Added::default();
-    let read = store_stream(o, &key, known, &added)?;
+    let read = store_stream(o, &key, &mut known.ids, &added)?;
     let recipe = Recipe {
         format: store::FORMAT.into(),
         version: 1,
@@ -133,13 +133,18 @@ pub fn push(o: &PushOptions) -> Result<()> {
     let stamp = chrono::DateTime::<chrono::Utc>::from(when).format("%Y%m%dT%H%M%S%.6fZ");
     let at = format!("backups/{}/{stamp}.json", o.name);
     let summary = format!(
-        "pushed {}@{stamp}: {} in {} chunks, {} new ({} stored) in {:.1} s",
+        "pushed {}@{stamp}: {} in {} chunks, {} new ({} stored) in {:.1} s{}",
         o.name,
         human_bytes(recipe.bytes),
         recipe.chunks,
         recipe.added_chunks,
         human_bytes(recipe.added_bytes),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        if known.cached {
+            " (the chunk list from the cache)"
+        } else {
+            ""
+        }
     );
     let stats = serde_json::json!({
         "repository": o.repo, "backup": format!("{}@{stamp}", o.name), "name": o.name,
@@ -157,6 +162,8 @@ pub fn push(o: &PushOptions) -> Result<()> {
         }
     }
     drop(lock);
+    // The chunks this push stored are now the repository's too.
+    super::index::remember(&config, &known);
     if let Some(f) = &o.stats {
         crate::plumbing::write_json_line(f, &stats)?;
     }
@@ -166,24 +173,11 @@ pub fn push(o: &PushOptions) -> Result<()> {
     Ok(())
 }
 
-/// The ids of the chunks the repository holds.
-fn stored(repo: &Repo) -> Result<HashSet<String>> {
-    Ok(repo
-        .list("chunks/")
-        .context("listing the repository's chunks")?
-        .into_iter()
-        .filter_map(|(k, _)| {
-            let id = k.rsplit('/').next()?;
-            (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
-        })
-        .collect())
-}
-
 /// Reads standard input into pieces while the workers store the new chunks.
 fn store_stream(
     o: &PushOptions,
     key: &Key,
-    mut known: HashSet<String>,
+    known: &mut HashSet<String>,
     added: &Added,
 ) -> Result<Read> {
     let (tx, rx) = crossbeam_channel::bounded::<(String, Vec<u8>)>(o.jobs * 2);
@@ -195,7 +189,7 @@ fn store_stream(
             })
             .collect();
         drop(rx);
-        let read = read_pieces(key, &mut known, &tx);
+        let read = read_pieces(key, known, &tx);
         drop(tx);
         let mut failed = None;
         for w in workers {

@@ -457,3 +457,43 @@ fn prune_keeps_what_the_policy_keeps_and_never_runs_beside_a_push() {
     );
     assert_eq!(r.listed(&url).len(), 1);
 }
+
+/// The local chunk list: a second push reads it from the cache; a prune makes every cache
+/// stale, so a push after it uploads again the chunks the prune removed, and its backup reads
+/// back whole (trusting the old cache, it would name chunks that are gone).
+#[test]
+fn a_prune_makes_every_cached_chunk_list_stale() {
+    let c = cluster();
+    c.create_db("dd_cache", SCHEMA);
+    let r = Repo::new();
+    let url = r.url();
+    let cache = r.dir.path().join("cache").display().to_string();
+    let env = [("WEIR_CACHE_DIR", cache.as_str())];
+    let push = |archive: &[u8]| {
+        let args = [
+            "push",
+            &url,
+            "app",
+            "-r",
+            &r.recipient,
+            "--key-file",
+            &r.key,
+        ];
+        let out = stage("weir-dedup", &args, archive, &env);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let a = extract("dd_cache", &[]);
+    assert!(!push(&a).contains("from the cache"));
+    c.psql("dd_cache", "UPDATE big SET v = 'rewritten ' || id");
+    let b = extract("dd_cache", &[]);
+    assert!(push(&b).contains("(the chunk list from the cache)"));
+    let pruned = stage("weir-prune", &[url.as_str(), "--keep-last", "1"], b"", &[]);
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    let said = push(&a);
+    assert!(!said.contains("from the cache"), "{said}");
+    assert!(
+        run_ok(r.cat(&url, "app"), "cat") == a,
+        "the backup after the prune came back different"
+    );
+}
