@@ -2,7 +2,7 @@
 //!
 //! One thread reads and cuts the stream, names each chunk and writes the recipe's pieces; the
 //! chunks the repository lacks go to `jobs` workers that compress, encrypt and store them. At
-//! most twice `jobs` chunks wait between the two, so memory stays bounded (about 3 x jobs x 4
+//! most twice `jobs` chunks wait between the two, so memory stays bounded (about 3 x jobs x 2
 //! MiB) whatever the stream's size. The recipe is written last, once every chunk is stored: a
 //! push that fails leaves no backup, only chunks that the next push reuses or prune removes.
 
