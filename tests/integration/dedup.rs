@@ -497,3 +497,28 @@ fn a_prune_makes_every_cached_chunk_list_stale() {
         "the backup after the prune came back different"
     );
 }
+
+/// Two pushes at once into one repository (they share chunks, and may store the same one
+/// together): both succeed, and each backup reads back whole.
+#[test]
+fn two_pushes_at_once_both_land_whole() {
+    let c = cluster();
+    c.create_db("dd_two", SCHEMA);
+    let r = Repo::new();
+    let url = r.url();
+    let a = extract("dd_two", &[]);
+    c.psql("dd_two", "UPDATE small SET label = 'changed'");
+    let b = extract("dd_two", &[]);
+    std::thread::scope(|s| {
+        let one = s.spawn(|| r.push(&url, "one", &a));
+        let two = s.spawn(|| r.push(&url, "two", &b));
+        for p in [one, two] {
+            let out = p.join().unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    });
+    assert!(run_ok(r.cat(&url, "one"), "cat one") == a);
+    assert!(run_ok(r.cat(&url, "two"), "cat two") == b);
+    let verified = stage("weir-dedup", &["verify", &url], b"", &[]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+}
