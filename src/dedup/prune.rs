@@ -45,7 +45,9 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
     let (mut gone, mut named) = (Vec::new(), HashSet::new());
     let (mut kept, mut removed) = (0, 0);
     for (name, mut list) in groups {
-        list.sort_by_key(|b| std::cmp::Reverse(b.unix));
+        // Newest first; backups of one second are told apart by their stamps (microseconds),
+        // which sort as the times do.
+        list.sort_by(|a, b| (b.unix, &b.at).cmp(&(a.unix, &a.at)));
         let times: Vec<i64> = list.iter().map(|b| b.unix).collect();
         for (b, why) in list.iter().zip(decide(&times, &o.policy, now)) {
             let label = format!("{name}@{}", stamp(&b.at));
