@@ -440,6 +440,33 @@ fn prune_keeps_what_the_policy_keeps_and_never_runs_beside_a_push() {
         "verify --deep after prune",
     );
 
+    // A prune cut short after removing a recipe and before its chunks (recipes go first):
+    // the repository still verifies, and the next prune removes what no recipe names.
+    c.psql("dd_prune", "UPDATE big SET v = 'cut' WHERE id % 7 = 0");
+    let older = extract("dd_prune", &[]);
+    run_ok(r.push(&url, "app", &older), "push");
+    run_ok(r.push(&url, "app", &last), "push");
+    // The recipes, oldest first: the kept one, `older`, the new one (the same stream as the
+    // kept). Only `older` names chunks of its own; its recipe goes by hand.
+    let recipes: Vec<PathBuf> = files_under(&r.path().join("backups/app"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(recipes.len(), 3);
+    let with_orphans = chunk_files();
+    std::fs::remove_file(&recipes[1]).unwrap();
+    run_ok(
+        stage("weir-dedup", &["verify", &url], b"", &[]),
+        "verify after a cut prune",
+    );
+    let again = prune(&[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        chunk_files() < with_orphans,
+        "the next prune left the orphaned chunks"
+    );
+    assert!(run_ok(r.cat(&url, "app"), "cat") == last);
+
     std::fs::write(
         locks.join("prune-3-cccccccc.json"),
         format!(
