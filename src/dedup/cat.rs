@@ -4,8 +4,10 @@
 //! ahead, so memory stays bounded; the writer puts them out in order. Every chunk is checked
 //! against its name (its keyed hash) before it is written, and the recipe against its
 //! signature before anything is, so a missing or damaged chunk stops the stream (exit 3) short
-//! of its end, and a weir-load reading it commits nothing. The whole stream's BLAKE3 and length
-//! are checked at the end as well.
+//! of its end, and a weir-load reading it commits nothing. Together they authenticate every
+//! byte (the signed recipe holds the inline bytes and the chunks' names), so the stream's own
+//! BLAKE3 is not computed again here: on one writer thread it cost a third of cat's time. Its
+//! length is checked at the end; `b3sum` checks the BLAKE3 by hand.
 
 use super::store::{self, Entry, Key, Recipe};
 use crate::plumbing::{ExitCode, Output, bad_input, coded};
@@ -119,7 +121,6 @@ fn write(
     slots: crossbeam_channel::Receiver<()>,
 ) -> Result<()> {
     let mut waiting: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
-    let mut hasher = blake3::Hasher::new();
     let mut bytes = 0u64;
     for (i, piece) in recipe.pieces.iter().enumerate() {
         let data = match piece {
@@ -137,15 +138,13 @@ fn write(
                 waiting.remove(&i).expect("arrived")
             }
         };
-        hasher.update(&data);
         bytes += data.len() as u64;
         out.write_all(&data).context("writing the output")?;
     }
-    let digest = hasher.finalize().to_hex().to_string();
-    if bytes != recipe.bytes || digest != recipe.blake3 {
+    if bytes != recipe.bytes {
         return Err(bad_input(format!(
-            "the stream rebuilt ({bytes} bytes, BLAKE3 {digest}) is not the one pushed ({} bytes, {})",
-            recipe.bytes, recipe.blake3
+            "the stream rebuilt has {bytes} bytes, the one pushed {}",
+            recipe.bytes
         )));
     }
     Ok(())

@@ -75,7 +75,8 @@ fn decode(
     len: u64,
 ) -> Result<Vec<u8>> {
     let damaged = |why: String| bad_input(format!("chunk {id} is damaged: {why}"));
-    let compressed = open(stored, identities).map_err(|e| e.context(format!("chunk {id}")))?;
+    let compressed = crate::stream::encrypt::open_in_memory(stored, identities)
+        .map_err(|e| e.context(format!("chunk {id}")))?;
     let data = zstd::bulk::decompress(&compressed, len as usize)
         .map_err(|e| damaged(format!("zstd: {e}")))?;
     if data.len() as u64 != len || key.chunk_id(&data) != id {

@@ -200,6 +200,31 @@ pub fn encrypt(
     })
 }
 
+/// Decrypts a whole STREAM payload held in memory, on this thread: weir-dedup's chunks, which
+/// its workers already decrypt side by side. The same rules as [`decrypt`]: every chunk
+/// authenticates, the last is flagged (so a payload cut at a chunk boundary fails), and an
+/// empty last chunk only when it is the only one.
+pub fn decrypt_in_memory(key: &[u8; 32], payload: &[u8]) -> Result<Vec<u8>, String> {
+    let sealed = CHUNK + TAG;
+    if payload.is_empty() {
+        return Err("the payload is missing".into());
+    }
+    let n = payload.len().div_ceil(sealed);
+    let last_len = payload.len() - (n - 1) * sealed;
+    if last_len < TAG || (last_len == TAG && n > 1) {
+        return Err("the payload ends with a chunk too short".into());
+    }
+    let mut out = vec![0u8; payload.len() - n * TAG];
+    for i in 0..n {
+        let src = &payload[i * sealed..((i + 1) * sealed).min(payload.len())];
+        let dst = &mut out[i * CHUNK..i * CHUNK + src.len() - TAG];
+        if !open(key, &chunk_nonce(i as u64, i == n - 1), src, dst) {
+            return Err(format!("chunk {i} of the payload does not authenticate"));
+        }
+    }
+    Ok(out)
+}
+
 /// Why a payload did not decrypt; both mean the ciphertext cannot be trusted.
 #[derive(Debug)]
 pub enum PayloadError {
