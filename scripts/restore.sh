@@ -34,6 +34,24 @@ check() {
     [ -z "$stage" ] || die 1 "restore FAILED at stage $stage"
 }
 
+# psql replaying the roles and tablespaces (SQL on stdin) into the maintenance database; what
+# it says is kept for globals_verdict.
+globals_psql() {
+    psql -X -q -v ON_ERROR_STOP=0 -d "$(conninfo_db "${POSTGRES_MAINTENANCE_DB:-postgres}")" \
+        2>"${TMPDIR:-/tmp}/weir-restore-globals.$$"
+}
+
+# The verdict on a globals pipeline (its stage names, then their exit statuses). A role that
+# exists already is reported by psql and kept, as when replaying pg_dumpall's output by hand;
+# any other error fails the restore.
+globals_verdict() {
+    local errors
+    errors=$(grep -v 'already exists' "${TMPDIR:-/tmp}/weir-restore-globals.$$" | grep 'ERROR' || true)
+    rm -f "${TMPDIR:-/tmp}/weir-restore-globals.$$"
+    check "$@"
+    [ -z "$errors" ] || die 1 "restoring the globals failed: $(head -n1 <<<"$errors")"
+}
+
 if [ "${RESTORE_MODE:-logical}" = physical ]; then
     # shellcheck source-path=SCRIPTDIR source=lib/restore-physical.sh
     . "$(dirname "${BASH_SOURCE[0]}")/lib/restore-physical.sh"
@@ -68,14 +86,8 @@ if [ "${DEDUP:-0}" = 1 ]; then
     which=$(key_name "$source_db")${name:+@$name}
     if [ "${RESTORE_GLOBALS:-0}" = 1 ]; then
         log "restoring roles and tablespaces from $DEDUP_REPO _globals (the latest)"
-        weir-dedup cat "$DEDUP_REPO" _globals "${cat_args[@]}" |
-            psql -X -q -v ON_ERROR_STOP=0 -d "$(conninfo_db "${POSTGRES_MAINTENANCE_DB:-postgres}")" \
-                2>"${TMPDIR:-/tmp}/weir-restore-globals.$$"
-        codes=("${PIPESTATUS[@]}")
-        errors=$(grep -v 'already exists' "${TMPDIR:-/tmp}/weir-restore-globals.$$" | grep 'ERROR' || true)
-        rm -f "${TMPDIR:-/tmp}/weir-restore-globals.$$"
-        check "weir-dedup psql" "${codes[@]}"
-        [ -z "$errors" ] || die 1 "restoring the globals failed: $(head -n1 <<<"$errors")"
+        weir-dedup cat "$DEDUP_REPO" _globals "${cat_args[@]}" | globals_psql
+        globals_verdict "weir-dedup psql" "${PIPESTATUS[@]}"
     fi
     target=${RESTORE_TARGET_DATABASE:-$source_db}
     log "restoring $which from $DEDUP_REPO into database $target on ${PGHOST:-the local server}"
@@ -119,16 +131,8 @@ if [ "${RESTORE_GLOBALS:-0}" = 1 ]; then
     [ -n "$gline" ] || die 4 "RESTORE_GLOBALS=1, but no globals backup under ${WEIR_BASE}_globals/ is older than $backup_time"
     gurl=${gline##* }
     log "restoring roles and tablespaces from $gurl"
-    # A role that exists already is reported by psql and kept, as when replaying
-    # pg_dumpall's output by hand; any other error fails the restore.
-    weir-get -q "$gurl" | stage_decrypt "$gurl" | stage_decompress "$gurl" |
-        psql -X -q -v ON_ERROR_STOP=0 -d "$(conninfo_db "${POSTGRES_MAINTENANCE_DB:-postgres}")" \
-            2>"${TMPDIR:-/tmp}/weir-restore-globals.$$"
-    codes=("${PIPESTATUS[@]}")
-    errors=$(grep -v 'already exists' "${TMPDIR:-/tmp}/weir-restore-globals.$$" | grep 'ERROR' || true)
-    rm -f "${TMPDIR:-/tmp}/weir-restore-globals.$$"
-    check "weir-get weir-encrypt weir-compress psql" "${codes[@]}"
-    [ -z "$errors" ] || die 1 "restoring the globals failed: $(head -n1 <<<"$errors")"
+    weir-get -q "$gurl" | stage_decrypt "$gurl" | stage_decompress "$gurl" | globals_psql
+    globals_verdict "weir-get weir-encrypt weir-compress psql" "${PIPESTATUS[@]}"
 fi
 
 target=${RESTORE_TARGET_DATABASE:-$source_db}

@@ -193,19 +193,24 @@ mod tests {
         assert!(unknown_flags("R.md", "```\nweir-nope -x\n```\n")[0].contains("no binary"));
     }
 
-    /// Every relative link of README.md and docs/ names a file that exists.
-    #[test]
-    fn links_between_readme_and_guides_resolve() {
+    /// README.md and every Markdown file under docs/.
+    fn guides() -> Vec<std::path::PathBuf> {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut files = vec![root.join("README.md")];
         for e in std::fs::read_dir(root.join("docs")).unwrap() {
-            files.push(e.unwrap().path());
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == "md") {
+                files.push(p);
+            }
         }
+        files
+    }
+
+    /// Every relative link of README.md and docs/ names a file that exists.
+    #[test]
+    fn links_between_readme_and_guides_resolve() {
         let mut broken = Vec::new();
-        for f in files
-            .iter()
-            .filter(|f| f.extension().is_some_and(|x| x == "md"))
-        {
+        for f in &guides() {
             let text = std::fs::read_to_string(f).unwrap();
             for target in text.split("](").skip(1).filter_map(|t| t.split(')').next()) {
                 let path = target.split('#').next().unwrap_or_default();
@@ -227,15 +232,8 @@ mod tests {
     #[test]
     fn readme_and_guides_use_only_flags_the_binaries_have() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut files = vec![root.join("README.md")];
-        for e in std::fs::read_dir(root.join("docs")).unwrap() {
-            let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "md") {
-                files.push(p);
-            }
-        }
         let mut wrong = Vec::new();
-        for f in &files {
+        for f in &guides() {
             let text = std::fs::read_to_string(f).unwrap();
             let name = f.strip_prefix(root).unwrap().display().to_string();
             wrong.extend(unknown_flags(&name, &text));

@@ -70,14 +70,9 @@ pub fn known(repo: &Repo, c: &Config) -> Result<Known> {
             });
         }
     }
-    let ids: HashSet<String> = repo
-        .list("chunks/")
-        .context("listing the repository's chunks")?
+    let ids: HashSet<String> = super::store::stored_chunks(repo)?
         .into_iter()
-        .filter_map(|(k, _)| {
-            let id = k.rsplit('/').next()?;
-            (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
-        })
+        .map(|(id, _, _)| id)
         .collect();
     let known = Known {
         ids,

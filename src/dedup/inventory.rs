@@ -7,7 +7,7 @@ use crate::storage::S3Settings;
 use crate::storage::repo::Repo;
 use crate::stream::encrypt::{self, EncryptOptions};
 use anyhow::Result;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 
 pub struct LsOptions {
@@ -22,25 +22,11 @@ struct Listed {
     recipe: Recipe,
 }
 
-/// Every recipe, in key order (name, then time). Read without the key: listing needs no
-/// secret; `cat` and `verify --deep` check the signatures.
 fn backups(repo: &Repo) -> Result<Vec<Listed>> {
-    let mut out = Vec::new();
-    for (at, _) in repo.list("backups/")? {
-        if !at.ends_with(".json") {
-            continue;
-        }
-        let recipe: Recipe = serde_json::from_slice(&store::read_all(repo, &at)?)
-            .map_err(|e| bad_input(format!("{at} is not a weir-dedup recipe: {e}")))?;
-        out.push(Listed { at, recipe });
-    }
-    Ok(out)
-}
-
-/// `NAME@STAMP` for a recipe's key `backups/NAME/STAMP.json`.
-fn label(at: &str) -> String {
-    let rest = at.trim_start_matches("backups/").trim_end_matches(".json");
-    rest.replacen('/', "@", 1)
+    Ok(store::all_recipes(repo)?
+        .into_iter()
+        .map(|(at, recipe)| Listed { at, recipe })
+        .collect())
 }
 
 pub fn ls(o: &LsOptions) -> Result<()> {
@@ -52,7 +38,7 @@ pub fn ls(o: &LsOptions) -> Result<()> {
             .iter()
             .map(|b| {
                 serde_json::json!({
-                    "backup": label(&b.at), "name": b.recipe.name, "time": b.recipe.time,
+                    "backup": store::label(&b.at), "name": b.recipe.name, "time": b.recipe.time,
                     "bytes": b.recipe.bytes, "chunks": b.recipe.chunks,
                     "added_chunks": b.recipe.added_chunks, "added_bytes": b.recipe.added_bytes,
                     "blake3": b.recipe.blake3,
@@ -66,7 +52,7 @@ pub fn ls(o: &LsOptions) -> Result<()> {
         println!(
             "{}  {}  {:>9}  added {:>9}  {}",
             b.recipe.time,
-            label(&b.at),
+            store::label(&b.at),
             human_bytes(b.recipe.bytes),
             human_bytes(b.recipe.added_bytes),
             b.recipe.blake3
@@ -89,7 +75,7 @@ pub fn catalog(url: &str, s3: &S3Settings, json: bool, human: bool) -> Result<()
                 let a = b.recipe.archive.clone().unwrap_or_default();
                 serde_json::json!({
                     "time": b.recipe.time, "database": a.database, "name": b.recipe.name,
-                    "backup": label(&b.at), "repository": url, "bytes": b.recipe.bytes,
+                    "backup": store::label(&b.at), "repository": url, "bytes": b.recipe.bytes,
                     "added_bytes": b.recipe.added_bytes, "tables": a.tables, "rows": a.rows,
                     "masked": a.masked,
                 })
@@ -122,7 +108,7 @@ pub fn catalog(url: &str, s3: &S3Settings, json: bool, human: bool) -> Result<()
             b.recipe.time,
             size(b.recipe.bytes),
             size(b.recipe.added_bytes),
-            label(&b.at)
+            store::label(&b.at)
         )?;
     }
     out.finish()?;
@@ -143,10 +129,9 @@ pub struct VerifyOptions {
 pub fn verify(o: &VerifyOptions) -> Result<()> {
     let repo = Repo::open(&o.repo, &o.s3)?;
     let c = store::config(&repo, &o.repo)?;
-    let stored: HashMap<String, u64> = repo
-        .list("chunks/")?
+    let stored: HashSet<String> = store::stored_chunks(&repo)?
         .into_iter()
-        .filter_map(|(k, n)| Some((k.rsplit('/').next()?.to_string(), n)))
+        .map(|(id, _, _)| id)
         .collect();
     let all = backups(&repo)?;
     let deep = match o.deep {
@@ -179,7 +164,7 @@ pub fn verify(o: &VerifyOptions) -> Result<()> {
                 continue;
             };
             let v = verdict.entry(id.clone()).or_insert_with(|| {
-                if !stored.contains_key(id) {
+                if !stored.contains(id) {
                     return Some(format!("chunk {id} is missing"));
                 }
                 let (identities, key) = deep.as_ref()?;
@@ -194,7 +179,7 @@ pub fn verify(o: &VerifyOptions) -> Result<()> {
         }
         if !problems.is_empty() {
             problems.dedup();
-            bad.push(format!("{}: {}", label(&b.at), problems.join("; ")));
+            bad.push(format!("{}: {}", store::label(&b.at), problems.join("; ")));
         }
     }
     let checked = verdict.len();

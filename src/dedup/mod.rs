@@ -18,7 +18,7 @@ pub mod store;
 
 use crate::plumbing::bad_input;
 use anyhow::{Result, anyhow};
-use std::io::{Read, Write};
+use std::io::Write;
 
 pub type Recipient = Box<dyn age::Recipient + Send>;
 pub type Identity = Box<dyn age::Identity>;
@@ -36,23 +36,6 @@ fn seal(data: &[u8], recipients: &[Recipient], out: &mut Vec<u8>) -> Result<()> 
     w.write_all(data)?;
     w.finish()?;
     Ok(())
-}
-
-/// Decrypts an age file with `identities`; a damaged one is bad input (exit 3), a key that
-/// opens none of its stanzas a failure.
-fn open(sealed: &[u8], identities: &[Identity]) -> Result<Vec<u8>> {
-    let dec = age::Decryptor::new_buffered(sealed)
-        .map_err(|e| bad_input(format!("not a readable age file: {e}")))?;
-    let mut r = dec
-        .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
-        .map_err(|e| match e {
-            age::DecryptError::NoMatchingKeys => anyhow!("no identity given opens it"),
-            e => bad_input(format!("cannot decrypt: {e}")),
-        })?;
-    let mut out = Vec::new();
-    r.read_to_end(&mut out)
-        .map_err(|e| bad_input(format!("the ciphertext is truncated or altered: {e}")))?;
-    Ok(out)
 }
 
 /// A chunk's stored form: zstd (with its checksum) inside age.

@@ -13,7 +13,7 @@ use crate::plumbing::{Output, bad_input, human_bytes};
 use crate::storage::S3Settings;
 use crate::storage::repo::Repo;
 use anyhow::Result;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 
 struct Listed {
@@ -44,13 +44,13 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
     let verb = if o.dry_run { "would remove" } else { "remove" };
     let (mut gone, mut named) = (Vec::new(), HashSet::new());
     let (mut kept, mut removed) = (0, 0);
-    for (name, mut list) in groups {
+    for mut list in groups.into_values() {
         // Newest first; backups of one second are told apart by their stamps (microseconds),
         // which sort as the times do.
         list.sort_by(|a, b| (b.unix, &b.at).cmp(&(a.unix, &a.at)));
         let times: Vec<i64> = list.iter().map(|b| b.unix).collect();
         for (b, why) in list.iter().zip(decide(&times, &o.policy, now)) {
-            let label = format!("{name}@{}", stamp(&b.at));
+            let label = store::label(&b.at);
             if why.is_empty() {
                 writeln!(
                     out,
@@ -75,13 +75,9 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
             }));
         }
     }
-    let chunks: HashMap<String, (String, u64)> = repo
-        .list("chunks/")?
-        .into_iter()
-        .filter_map(|(k, n)| Some((k.rsplit('/').next()?.to_string(), (k, n))))
-        .collect();
+    let chunks = store::stored_chunks(&repo)?;
     let (mut unnamed, mut freed) = (Vec::new(), 0u64);
-    for (id, (key, size)) in &chunks {
+    for (id, key, size) in &chunks {
         if !named.contains(id) {
             unnamed.push(key.clone());
             freed += size;
@@ -110,31 +106,16 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
     Ok(())
 }
 
-/// Every recipe, read without the key (a prune needs no secret): a recipe that does not parse
-/// stops the prune, since the chunks it names cannot be known.
+/// Every recipe with its time: a recipe that does not parse stops the prune, since the chunks
+/// it names cannot be known.
 fn recipes(repo: &Repo) -> Result<Vec<Listed>> {
-    let mut out = Vec::new();
-    for (at, _) in repo.list("backups/")? {
-        if !at.ends_with(".json") {
-            continue;
-        }
-        let recipe: Recipe = serde_json::from_slice(&store::read_all(repo, &at)?).map_err(|e| {
-            bad_input(format!(
-                "{at} is not a weir-dedup recipe ({e}); nothing removed, since the chunks it names are unknown"
-            ))
-        })?;
-        let unix = crate::catalog::parse_time(&recipe.time)
-            .map_err(|e| bad_input(format!("{at}: {e}")))?
-            .timestamp();
-        out.push(Listed { at, recipe, unix });
-    }
-    Ok(out)
-}
-
-/// The stamp of `backups/NAME/STAMP.json`.
-fn stamp(at: &str) -> &str {
-    at.rsplit('/')
-        .next()
-        .unwrap_or(at)
-        .trim_end_matches(".json")
+    store::all_recipes(repo)?
+        .into_iter()
+        .map(|(at, recipe)| {
+            let unix = crate::catalog::parse_time(&recipe.time)
+                .map_err(|e| bad_input(format!("{at}: {e}")))?
+                .timestamp();
+            Ok(Listed { at, recipe, unix })
+        })
+        .collect()
 }

@@ -81,19 +81,17 @@ impl Members {
         }
     }
 
-    /// The summary, when both parse (tar pads them with zeros).
+    /// The summary, when both parse as the archive's own types (tar pads them with zeros).
     fn summary(&self) -> Option<store::ArchiveSummary> {
-        let json = |b: &[u8]| -> Option<serde_json::Value> {
-            let end = b.iter().rposition(|c| *c != 0).map_or(0, |i| i + 1);
-            serde_json::from_slice(&b[..end]).ok()
-        };
-        let (m, t) = (json(&self.manifest)?, json(&self.trailer)?);
-        let tables = t["tables"].as_array()?;
+        let unpadded =
+            |b: &[u8]| b[..b.iter().rposition(|c| *c != 0).map_or(0, |i| i + 1)].to_vec();
+        let m: crate::archive::Manifest = serde_json::from_slice(&unpadded(&self.manifest)).ok()?;
+        let t: crate::archive::Trailer = serde_json::from_slice(&unpadded(&self.trailer)).ok()?;
         Some(store::ArchiveSummary {
-            database: m["database"].as_str()?.to_string(),
-            tables: tables.len() as u64,
-            rows: tables.iter().filter_map(|t| t["rows"].as_u64()).sum(),
-            masked: m["masked"].as_bool().unwrap_or(false),
+            database: m.database,
+            tables: t.tables.len() as u64,
+            rows: t.tables.iter().map(|t| t.rows).sum(),
+            masked: m.masked,
         })
     }
 }

@@ -205,7 +205,7 @@ pub fn read_key(repo: &Repo, c: &Config, identities: &[super::Identity]) -> Resu
         .read(KEY)?
         .ok_or_else(|| bad_input(format!("the repository has no {KEY}")))?
         .bytes()?;
-    let hexed = super::open(&sealed, identities).map_err(|e| {
+    let hexed = crate::stream::encrypt::open_in_memory(&sealed, identities).map_err(|e| {
         anyhow!("cannot decrypt the repository's key ({KEY}) with the identities given: {e:#}")
     })?;
     let master: [u8; 32] = hex::decode(String::from_utf8_lossy(&hexed).trim())
@@ -296,6 +296,43 @@ impl Recipe {
         r.signature = signature;
         Ok(r)
     }
+}
+
+/// Every recipe in the repository with its key, in key order (name, then stamp), read
+/// without the key: listing, pruning and verifying need no secret (`cat` and `verify --deep`
+/// check signatures). One that does not parse is bad input.
+pub fn all_recipes(repo: &Repo) -> Result<Vec<(String, Recipe)>> {
+    let mut out = Vec::new();
+    for (at, _) in repo.list("backups/")? {
+        if !at.ends_with(".json") {
+            continue;
+        }
+        let recipe: Recipe = serde_json::from_slice(&read_all(repo, &at)?)
+            .map_err(|e| bad_input(format!("{at} is not a weir-dedup recipe: {e}")))?;
+        out.push((at, recipe));
+    }
+    Ok(out)
+}
+
+/// `NAME@STAMP` for a recipe's key `backups/NAME/STAMP.json`.
+pub fn label(at: &str) -> String {
+    let rest = at.trim_start_matches("backups/").trim_end_matches(".json");
+    rest.replacen('/', "@", 1)
+}
+
+/// The chunks the repository holds: (id, key, stored size), in key order. Only names that
+/// are chunk ids count (a temporary file left by a crash is not one).
+pub fn stored_chunks(repo: &Repo) -> Result<Vec<(String, String, u64)>> {
+    Ok(repo
+        .list("chunks/")
+        .context("listing the repository's chunks")?
+        .into_iter()
+        .filter_map(|(key, size)| {
+            let id = key.rsplit('/').next()?;
+            let is_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
+            is_id.then(|| (id.to_string(), key.clone(), size))
+        })
+        .collect())
 }
 
 /// The recipes of backup `name`, oldest first (their keys).

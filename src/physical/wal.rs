@@ -12,10 +12,6 @@
 //!   The file reaches `%p` through a synced temporary file and a rename, never half.
 
 use super::object::{self, Identity, cores};
-use crate::storage::repo::{Created, Repo, Staged};
-
-/// The repository's cluster record, written once by the first push.
-pub const CLUSTER: &str = "cluster.json";
 use super::walfile::{
     Kind, SegmentHeader, WalName, control_system_identifier, segment_header, segment_name,
     segment_number,
@@ -23,10 +19,14 @@ use super::walfile::{
 use crate::plumbing::durable::{TempFile, durable_write, sync_while};
 use crate::plumbing::{ExitCode, bad_input, coded};
 use crate::storage::S3Settings;
+use crate::storage::repo::{Created, Repo, Staged};
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// The repository's cluster record, written once by the first push.
+pub const CLUSTER: &str = "cluster.json";
 
 /// The repository's one record of the cluster it belongs to.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -285,14 +285,8 @@ impl Repo {
                 let mut dirs = std::collections::BTreeSet::new();
                 for k in keys {
                     let path = root.join(k);
-                    match fs::remove_file(&path) {
-                        Ok(()) => {
-                            dirs.insert(parent(&path));
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            return Err(e).with_context(|| format!("removing {}", path.display()));
-                        }
+                    if !crate::storage::local::remove(&path, false)?.is_empty() {
+                        dirs.insert(parent(&path));
                     }
                 }
                 dirs.iter().try_for_each(|d| sync_dir(d))

@@ -184,11 +184,7 @@ fn kill_9_anywhere_in_the_pipeline_loses_nothing_and_applies_nothing_twice() {
         "kill_src",
         "INSERT INTO acct SELECT g, 'n' || g, g, NULL, NULL, now(), NULL FROM generate_series(1, 50) g",
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (stop, env) = (stop.clone(), c.env());
-        std::thread::spawn(move || write_until(&env, "kill_src", &stop))
-    };
+    let writer = Writer::ledger(c, "kill_src");
     let mut rand = clock_seeded_rand();
     for round in 0..10 {
         let (mut cdc, mut apply) = kill_pipeline(c, None);
@@ -221,8 +217,7 @@ fn kill_9_anywhere_in_the_pipeline_loses_nothing_and_applies_nothing_twice() {
             on_target.trim()
         );
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writer.join().unwrap();
+    writer.stop();
     let end = current_lsn(c, "kill_src");
     let (cdc, apply) = kill_pipeline(c, Some(&end));
     let (cdc, apply) = (
@@ -379,6 +374,36 @@ fn write_until(env: &[(String, String)], db: &str, stop: &std::sync::atomic::Ato
     }
 }
 
+/// A writer on the source on a thread of its own, until [`Writer::stop`].
+struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Writer {
+    /// `work(env, stop)` on its own thread; it returns once `stop` is set.
+    fn spawn(
+        c: &Cluster,
+        work: impl FnOnce(&[(String, String)], &std::sync::atomic::AtomicBool) + Send + 'static,
+    ) -> Writer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, env) = (stop.clone(), c.env());
+        let thread = std::thread::spawn(move || work(&env, &flag));
+        Writer { stop, thread }
+    }
+
+    /// [`write_until`] on `db`.
+    fn ledger(c: &Cluster, db: &str) -> Writer {
+        let db = db.to_string();
+        Writer::spawn(c, move |env, stop| write_until(env, &db, stop))
+    }
+
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread.join().unwrap();
+    }
+}
+
 /// `--copy-and-stream -j 4`, a big table in page ranges, while a writer runs through the
 /// slot's creation, the copy and after: the target ends equal to the source, so no row was lost or applied twice across
 /// the hand-off from the snapshot to the stream.
@@ -395,11 +420,7 @@ fn copy_and_stream_hands_over_without_losing_or_doubling_a_row() {
         "INSERT INTO acct SELECT g, 'n' || g, g, NULL, NULL, now(), NULL FROM generate_series(1, 50) g;
          INSERT INTO ledger SELECT generate_series(100001, 160000);",
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (stop, env) = (stop.clone(), c.env());
-        std::thread::spawn(move || write_until(&env, "cs_src", &stop))
-    };
+    let writer = Writer::ledger(c, "cs_src");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let args = [
         "-d",
@@ -417,8 +438,7 @@ fn copy_and_stream_hands_over_without_losing_or_doubling_a_row() {
     ];
     let (mut cdc, mut apply) = pipeline(c, &args, "cs_dst", "cs_o");
     std::thread::sleep(std::time::Duration::from_secs(3));
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writer.join().unwrap();
+    writer.stop();
     // The last transaction: once the target holds it, it holds everything before it.
     c.psql("cs_src", "INSERT INTO ledger VALUES (-1)");
     let caught_up = "SELECT count(*) FROM ledger WHERE id = -1";
@@ -458,11 +478,7 @@ fn an_interrupted_copy_goes_on_with_backfill_all() {
          INSERT INTO item SELECT g % 50 + 1, g, 'x' FROM generate_series(1, 5000) g;
          INSERT INTO ledger SELECT generate_series(100001, 400000);",
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (stop, env) = (stop.clone(), c.env());
-        std::thread::spawn(move || write_until(&env, "ic_src", &stop))
-    };
+    let writer = Writer::ledger(c, "ic_src");
     let copy = [
         "-d",
         "ic_src",
@@ -499,8 +515,7 @@ fn an_interrupted_copy_goes_on_with_backfill_all() {
     ];
     let (mut cdc, mut apply) = pipeline(c, &resume, "ic_dst", "ic_o");
     std::thread::sleep(std::time::Duration::from_secs(1));
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writer.join().unwrap();
+    writer.stop();
     c.psql("ic_src", "INSERT INTO ledger VALUES (-1)");
     wait_until("the target to equal the source", 120, || {
         assert!(apply.try_wait().unwrap().is_none(), "weir-apply stopped");
@@ -954,11 +969,7 @@ fn a_check_at_one_position_finds_the_target_equal_and_names_where_it_differs() {
          INSERT INTO item (acct_id, n) SELECT g, -g FROM generate_series(1, 50) g;
          INSERT INTO ledger SELECT generate_series(100001, 130000);",
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (stop, env) = (stop.clone(), c.env());
-        std::thread::spawn(move || write_until(&env, "vf_src", &stop))
-    };
+    let writer = Writer::ledger(c, "vf_src");
     // An end before the check's position: the run goes on to that position.
     let check = || {
         let end = current_lsn(c, "vf_src");
@@ -992,8 +1003,7 @@ fn a_check_at_one_position_finds_the_target_equal_and_names_where_it_differs() {
         "DELETE FROM ledger WHERE id = 112345; INSERT INTO item (acct_id, n) VALUES (1, -1000);",
     );
     let (code, said) = check();
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writer.join().unwrap();
+    writer.stop();
     assert_eq!(code, Some(8), "{said}");
     assert!(
         said.contains("public.item differs (no key") && said.contains("in 2 of 5 tables"),
@@ -1041,35 +1051,31 @@ fn a_table_added_to_a_running_stream_is_backfilled_in_chunks_and_resumes_after_k
            ELSE 'p' || g END FROM generate_series(1, 30000) g;
          ALTER PUBLICATION pub ADD TABLE big;",
     );
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (stop, env) = (stop.clone(), c.env());
-        std::thread::spawn(move || {
-            let mut db = connect_with(&env, "bf_src");
-            let mut rand = clock_seeded_rand();
-            let mut i = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                i += 1;
-                let (a, b, d) = (rand(30000) + 1, rand(30000) + 1, rand(30000) + 1);
-                // Rows with an out-of-line pad only move forward (a row moved back into the
-                // copied range must carry all its values).
-                let back = if b % 100 == 0 { b + 1 } else { b };
-                db.batch_execute(&format!(
-                    "BEGIN; UPDATE big SET v = 'u{i}' WHERE id = {a};
+    let writer = Writer::spawn(c, |env, stop| {
+        let mut db = connect_with(env, "bf_src");
+        let mut rand = clock_seeded_rand();
+        let mut i = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            i += 1;
+            let (a, b, d) = (rand(30000) + 1, rand(30000) + 1, rand(30000) + 1);
+            // Rows with an out-of-line pad only move forward (a row moved back into the
+            // copied range must carry all its values).
+            let back = if b % 100 == 0 { b + 1 } else { b };
+            db.batch_execute(&format!(
+                "BEGIN; UPDATE big SET v = 'u{i}' WHERE id = {a};
                      INSERT INTO big VALUES ({}, 'new', 'n'), ({}, 'neg', 'n');
                      DELETE FROM big WHERE id = {d};
                      UPDATE big SET id = id + 1000000 WHERE id = {} AND {i} % 7 = 0;
                      UPDATE big SET id = -id - 2000000 WHERE id = {back} AND {i} % 5 = 0;
                      INSERT INTO ledger VALUES ({i}); COMMIT;",
-                    100000 + i,
-                    -(i as i64),
-                    rand(30000) + 1,
-                ))
-                .unwrap();
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-        })
-    };
+                100000 + i,
+                -(i as i64),
+                rand(30000) + 1,
+            ))
+            .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    });
     let args = [
         "-d",
         "bf_src",
@@ -1147,8 +1153,7 @@ fn a_table_added_to_a_running_stream_is_backfilled_in_chunks_and_resumes_after_k
     );
 
     // And by ordered digests, once the writer stopped and the stream caught up.
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writer.join().unwrap();
+    writer.stop();
     let end = current_lsn(c, "bf_src");
     let last = [plain, &["-E", &end]].concat();
     let (_, said) = run_pipeline(c, &last, "bf_dst", "bf_o", &[], 60);
@@ -1195,11 +1200,7 @@ fn an_initial_copy_by_backfill_all_resumes_after_kill_9() {
          INSERT INTO ledger SELECT generate_series(100001, 120000);",
     );
     cdc_slot(c, "ba_src", "ba_slot", "--create-slot");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writer = {
-        let (stop, env) = (stop.clone(), c.env());
-        std::thread::spawn(move || write_until(&env, "ba_src", &stop))
-    };
+    let writer = Writer::ledger(c, "ba_src");
     let args = [
         "-d",
         "ba_src",
@@ -1242,8 +1243,7 @@ fn an_initial_copy_by_backfill_all_resumes_after_kill_9() {
 
     let (mut cdc, mut apply) = pipeline_said(c, &args, "ba_dst", "ba_o");
     std::thread::sleep(std::time::Duration::from_secs(1));
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    writer.join().unwrap();
+    writer.stop();
     c.psql("ba_src", "INSERT INTO ledger VALUES (-1)");
     let same = "SELECT (SELECT md5(string_agg(a::text, ',' ORDER BY id)) FROM acct a),
                        (SELECT count(*) || md5(string_agg(i::text, ',' ORDER BY i::text)) FROM item i),

@@ -17,20 +17,12 @@ impl Repo {
     fn new() -> Repo {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("repo")).unwrap();
-        let id = dir.path().join("id.txt");
-        run_ok(
-            tool("age-keygen", &["-o", id.to_str().unwrap()], b""),
-            "age-keygen",
-        );
-        let recipient = run_ok(
-            tool("age-keygen", &["-y", id.to_str().unwrap()], b""),
-            "age-keygen -y",
-        );
+        let (identity, recipient) = keypair(dir.path(), "id.txt");
         let key = dir.path().join("dedup.key");
         std::fs::write(&key, "a repository key of this test\n").unwrap();
         Repo {
-            identity: id.display().to_string(),
-            recipient: String::from_utf8(recipient).unwrap().trim().to_string(),
+            identity,
+            recipient,
             key: key.display().to_string(),
             dir,
         }
@@ -44,17 +36,14 @@ impl Repo {
         self.path().display().to_string()
     }
 
+    /// `push URL NAME` to this test's recipient with its key.
+    fn push_args<'a>(&'a self, url: &'a str, name: &'a str) -> [&'a str; 7] {
+        let (r, k) = (self.recipient.as_str(), self.key.as_str());
+        ["push", url, name, "-r", r, "--key-file", k]
+    }
+
     fn push(&self, url: &str, name: &str, archive: &[u8]) -> std::process::Output {
-        let args = [
-            "push",
-            url,
-            name,
-            "-r",
-            &self.recipient,
-            "--key-file",
-            &self.key,
-        ];
-        stage("weir-dedup", &args, archive, &[])
+        stage("weir-dedup", &self.push_args(url, name), archive, &[])
     }
 
     fn cat(&self, url: &str, which: &str) -> std::process::Output {
@@ -198,15 +187,7 @@ fn a_repository_on_s3_round_trips() {
     let url = format!("s3://{}/repo", s3.bucket("dedup"));
     let r = Repo::new();
     let archive = extract("dd_s3", &[]);
-    let push = [
-        "push",
-        &url,
-        "app",
-        "-r",
-        &r.recipient,
-        "--key-file",
-        &r.key,
-    ];
+    let push = r.push_args(&url, "app");
     run_ok(s3.run("weir-dedup", &push, &archive), "push to s3");
     run_ok(s3.run("weir-dedup", &push, &archive), "push to s3 again");
     let ls = run_ok(s3.run("weir-dedup", &["ls", "--json", &url], b""), "ls");
@@ -497,16 +478,7 @@ fn a_prune_makes_every_cached_chunk_list_stale() {
     let cache = r.dir.path().join("cache").display().to_string();
     let env = [("WEIR_CACHE_DIR", cache.as_str())];
     let push = |archive: &[u8]| {
-        let args = [
-            "push",
-            &url,
-            "app",
-            "-r",
-            &r.recipient,
-            "--key-file",
-            &r.key,
-        ];
-        let out = stage("weir-dedup", &args, archive, &env);
+        let out = stage("weir-dedup", &r.push_args(&url, "app"), archive, &env);
         assert!(out.status.success(), "{}", stderr(&out));
         stderr(&out)
     };

@@ -538,3 +538,20 @@ pub fn now_unix() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+/// A new age identity written to DIR/NAME: its path and its public key.
+pub fn keypair(dir: &std::path::Path, name: &str) -> (String, String) {
+    let key = dir.join(name);
+    run_ok(
+        tool("age-keygen", &["-o", key.to_str().unwrap()], b""),
+        "age-keygen",
+    );
+    let public = run_ok(
+        tool("age-keygen", &["-y", key.to_str().unwrap()], b""),
+        "age-keygen -y",
+    );
+    (
+        key.display().to_string(),
+        String::from_utf8(public).unwrap().trim().to_string(),
+    )
+}

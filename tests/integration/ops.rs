@@ -1092,23 +1092,7 @@ fn dedup_runs_store_what_did_not_change_once_and_restore() {
          INSERT INTO t SELECT g, repeat(md5(g::text), 8) FROM generate_series(1, 30000) g;",
     );
     let tmp = tempfile::tempdir().unwrap();
-    let key = tmp.path().join("key.txt");
-    assert!(
-        Command::new("age-keygen")
-            .arg("-o")
-            .arg(&key)
-            .output()
-            .unwrap()
-            .status
-            .success()
-    );
-    let recipient = Command::new("age-keygen")
-        .arg("-y")
-        .arg(&key)
-        .output()
-        .unwrap()
-        .stdout;
-    let recipient = String::from_utf8(recipient).unwrap();
+    let (key_s, recipient) = crate::harness::keypair(tmp.path(), "key.txt");
     let dir = tmp.path().join("backups").display().to_string();
     let metrics = tmp.path().join("metrics.prom").display().to_string();
     let env = [
@@ -1117,7 +1101,7 @@ fn dedup_runs_store_what_did_not_change_once_and_restore() {
         ("BACKUP_GLOBALS", "1"),
         ("DEDUP", "1"),
         ("DEDUP_KEY", "the repository key of the ops test"),
-        ("AGE_RECIPIENTS", recipient.trim()),
+        ("AGE_RECIPIENTS", recipient.as_str()),
         ("METRICS_FILE", metrics.as_str()),
         ("KEEP_LAST", "1"),
     ];
@@ -1148,7 +1132,6 @@ fn dedup_runs_store_what_did_not_change_once_and_restore() {
     assert!(listed.iter().any(|e| e["name"] == "_globals"));
 
     c.psql("postgres", "DROP DATABASE IF EXISTS ops_dedup_copy");
-    let key_s = key.display().to_string();
     let mut renv = env.to_vec();
     renv.extend([
         ("RESTORE_DATABASE", "ops_dedup"),

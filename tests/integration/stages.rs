@@ -215,22 +215,6 @@ fn a_truncated_compressed_backup_never_restores() {
     }
 }
 
-fn keypair(dir: &std::path::Path, name: &str) -> (String, String) {
-    let key = dir.join(name);
-    run_ok(
-        tool("age-keygen", &["-o", key.to_str().unwrap()], b""),
-        "age-keygen",
-    );
-    let public = run_ok(
-        tool("age-keygen", &["-y", key.to_str().unwrap()], b""),
-        "age-keygen -y",
-    );
-    (
-        key.display().to_string(),
-        String::from_utf8(public).unwrap().trim().to_string(),
-    )
-}
-
 #[test]
 fn age_recipients_interoperate_both_ways_binary_and_armored() {
     let dir = tempfile::tempdir().unwrap();
