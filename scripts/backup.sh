@@ -66,7 +66,7 @@ dedup=${DEDUP:-0}
 dedup_args=()
 if [ "$dedup" = 1 ]; then
     [ "$mode" = logical ] || die 2 "DEDUP=1 is for logical backups; base backups go to their own place"
-    [ "$encryption" = age ] || die 2 "DEDUP=1 needs AGE_RECIPIENTS or AGE_RECIPIENTS_FILE: each chunk is encrypted to recipients (weir-dedup has no passphrase mode yet)"
+    [ "$encryption" != none ] || die 2 "DEDUP=1 needs AGE_RECIPIENTS, AGE_RECIPIENTS_FILE or PASSPHRASE: every chunk is encrypted"
     DEDUP_REPO=${DEDUP_REPO:-${WEIR_BASE}_dedup}
     # The repository key is a secret: from a file, or through weir-dedup's environment.
     if [ -n "${DEDUP_KEY_FILE:-}" ]; then

@@ -56,6 +56,8 @@ pub struct PushArgs {
     /// Encrypt to the recipients listed in FILE (repeatable).
     #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
     pub recipients_files: Vec<String>,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
     /// The repository's key, a secret of the backup host (its first line, 16 characters or
     /// more); else WEIR_DEDUP_KEY. It names chunks and signs recipes; it decrypts nothing.
     #[arg(long = "key-file", value_name = "FILE")]
@@ -83,6 +85,8 @@ pub struct CatArgs {
     /// An identity that decrypts the chunks (repeatable); else WEIR_AGE_IDENTITY_FILE.
     #[arg(short = 'i', long = "identity", value_name = "FILE")]
     pub identities: Vec<String>,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
     /// Chunks fetched and decoded at once.
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 8, value_parser = super::jobs)]
     pub jobs: usize,
@@ -111,11 +115,28 @@ pub struct VerifyArgs {
     /// Identities for --deep (repeatable); else WEIR_AGE_IDENTITY_FILE.
     #[arg(short = 'i', long = "identity", value_name = "FILE")]
     pub identities: Vec<String>,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
 }
 
-fn identities(files: &[String]) -> EncryptOptions {
+/// A passphrase repository's options (docs: src/dedup/access.rs).
+#[derive(clap::Args, Debug)]
+pub struct PassphraseArgs {
+    /// Seal the repository with a passphrase instead of recipients (push, when it creates
+    /// one), or open its identity with it; from --passphrase-file, WEIR_PASSPHRASE or a
+    /// prompt on the terminal.
+    #[arg(short = 'p', long = "passphrase")]
+    pub passphrase: bool,
+    /// Read the passphrase from the first line of FILE (implies -p).
+    #[arg(long = "passphrase-file", value_name = "FILE")]
+    pub passphrase_file: Option<String>,
+}
+
+fn identities(files: &[String], p: &PassphraseArgs) -> EncryptOptions {
     EncryptOptions {
         identities: files.to_vec(),
+        passphrase: p.passphrase,
+        passphrase_file: p.passphrase_file.clone(),
         ..Default::default()
     }
 }
@@ -129,6 +150,8 @@ impl PushArgs {
             enc: EncryptOptions {
                 recipients: self.recipients.clone(),
                 recipients_files: self.recipients_files.clone(),
+                passphrase: self.passphrase.passphrase,
+                passphrase_file: self.passphrase.passphrase_file.clone(),
                 ..Default::default()
             },
             key_file: self.key_file.clone(),
@@ -145,7 +168,7 @@ impl CatArgs {
             repo: self.repo.repo.clone(),
             s3: self.repo.s3.settings(),
             which: self.which.clone(),
-            enc: identities(&self.identities),
+            enc: identities(&self.identities, &self.passphrase),
             jobs: self.jobs,
             output: self.output.clone(),
         }
@@ -168,7 +191,7 @@ impl VerifyArgs {
             repo: self.repo.repo.clone(),
             s3: self.repo.s3.settings(),
             deep: self.deep,
-            enc: identities(&self.identities),
+            enc: identities(&self.identities, &self.passphrase),
         }
     }
 }
@@ -184,6 +207,10 @@ pub const DEDUP: Page = Page {
         (
             "weir-dedup cat s3://backups/repo prod -i key.txt | weir-load --create prod_copy",
             "Restore its latest backup.",
+        ),
+        (
+            "weir-extract prod | weir-dedup push /var/lib/weir/repo prod --passphrase-file /run/secrets/pass --key-file dedup.key",
+            "Back up into a repository sealed by a passphrase instead of recipients.",
         ),
         (
             "weir-dedup ls /var/lib/weir/repo",
@@ -234,6 +261,10 @@ const DEDUP_ENV: &[(&str, &str)] = &[
     (
         "WEIR_AGE_IDENTITY_FILE",
         "An identity file for cat and verify --deep.",
+    ),
+    (
+        "WEIR_PASSPHRASE",
+        "A passphrase repository's passphrase, when --passphrase-file is not given.",
     ),
     STORAGE_ENV[0],
     STORAGE_ENV[1],

@@ -9,11 +9,12 @@
 //! BLAKE3 is not computed again here: on one writer thread it cost a third of cat's time. Its
 //! length is checked at the end; `b3sum` checks the BLAKE3 by hand.
 
+use super::access::Opener;
 use super::store::{self, Entry, Key, Recipe};
-use crate::plumbing::{ExitCode, Output, bad_input, coded};
+use crate::plumbing::{Output, bad_input};
 use crate::storage::S3Settings;
 use crate::storage::repo::Repo;
-use crate::stream::encrypt::{self, EncryptOptions};
+use crate::stream::encrypt::EncryptOptions;
 use anyhow::{Context, Result, anyhow};
 use base64::Engine;
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ pub struct CatOptions {
     pub s3: S3Settings,
     /// `NAME`, `NAME@latest` or `NAME@STAMP`.
     pub which: String,
-    /// The identities (-i, WEIR_AGE_IDENTITY_FILE).
+    /// The identities (-i, WEIR_AGE_IDENTITY_FILE), or the passphrase options.
     pub enc: EncryptOptions,
     pub jobs: usize,
     pub output: Option<String>,
@@ -33,7 +34,7 @@ pub struct CatOptions {
 type Fetched = (usize, Result<Vec<u8>>);
 
 pub fn cat(o: &CatOptions) -> Result<()> {
-    let (repo, key, recipe) = open_recipe(o)?;
+    let (repo, opener, key, recipe) = open_recipe(o)?;
     let mut out = Output::open(o.output.as_deref(), true)?;
     let chunks: Vec<(usize, String, u64)> = recipe
         .pieces
@@ -58,8 +59,8 @@ pub fn cat(o: &CatOptions) -> Result<()> {
             }
         });
         for _ in 0..o.jobs {
-            let (jobs_rx, done_tx, key) = (jobs_rx.clone(), done_tx.clone(), &key);
-            s.spawn(move || fetch(o, key, jobs_rx, done_tx));
+            let (jobs_rx, done_tx, key, opener) = (jobs_rx.clone(), done_tx.clone(), &key, &opener);
+            s.spawn(move || fetch(o, opener, key, jobs_rx, done_tx));
         }
         drop((jobs_rx, done_tx));
         write(&recipe, &mut out, done_rx, slots_rx)
@@ -69,31 +70,25 @@ pub fn cat(o: &CatOptions) -> Result<()> {
 }
 
 /// The repository, its key and the chosen recipe, checked.
-fn open_recipe(o: &CatOptions) -> Result<(Repo, Key, Recipe)> {
-    let identities = encrypt::identities(&o.enc)?;
-    if identities.is_empty() {
-        return Err(coded(
-            ExitCode::Usage,
-            "reading a backup needs the identity its chunks are encrypted to: -i FILE or WEIR_AGE_IDENTITY_FILE",
-        ));
-    }
+fn open_recipe(o: &CatOptions) -> Result<(Repo, Opener, Key, Recipe)> {
     let repo = Repo::open(&o.repo, &o.s3)?;
     let c = store::config(&repo, &o.repo)?;
-    let key = store::read_key(&repo, &c, &identities)?;
+    let opener = Opener::new(&repo, &c, &o.enc)?;
+    let key = store::read_key(&repo, &c, &opener.identities()?)?;
     let at = store::select(&repo, &o.which)?;
     let recipe = Recipe::parse(&store::read_all(&repo, &at)?, &key, &c, &at)?;
-    Ok((repo, key, recipe))
+    Ok((repo, opener, key, recipe))
 }
 
 /// One worker: fetches and decodes the chunks it is given.
 fn fetch(
     o: &CatOptions,
+    opener: &Opener,
     key: &Key,
     jobs: crossbeam_channel::Receiver<(usize, String, u64)>,
     done: crossbeam_channel::Sender<Fetched>,
 ) {
-    let setup =
-        (|| Ok::<_, anyhow::Error>((Repo::open(&o.repo, &o.s3)?, encrypt::identities(&o.enc)?)))();
+    let setup = (|| Ok::<_, anyhow::Error>((Repo::open(&o.repo, &o.s3)?, opener.identities()?)))();
     let (repo, identities) = match setup {
         Ok(s) => s,
         Err(e) => {

@@ -2,10 +2,10 @@
 //! backup in it can be read back.
 
 use super::store::{self, Entry, Recipe};
-use crate::plumbing::{ExitCode, bad_input, coded, human_bytes};
+use crate::plumbing::{bad_input, human_bytes};
 use crate::storage::S3Settings;
 use crate::storage::repo::Repo;
-use crate::stream::encrypt::{self, EncryptOptions};
+use crate::stream::encrypt::EncryptOptions;
 use anyhow::Result;
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -119,7 +119,7 @@ pub struct VerifyOptions {
     pub repo: String,
     pub s3: S3Settings,
     pub deep: bool,
-    /// The identities for --deep.
+    /// The identities (or passphrase) for --deep.
     pub enc: EncryptOptions,
 }
 
@@ -137,13 +137,7 @@ pub fn verify(o: &VerifyOptions) -> Result<()> {
     let deep = match o.deep {
         false => None,
         true => {
-            let identities = encrypt::identities(&o.enc)?;
-            if identities.is_empty() {
-                return Err(coded(
-                    ExitCode::Usage,
-                    "--deep reads every chunk: give -i FILE or WEIR_AGE_IDENTITY_FILE",
-                ));
-            }
+            let identities = super::access::Opener::new(&repo, &c, &o.enc)?.identities()?;
             let key = store::read_key(&repo, &c, &identities)?;
             Some((identities, key))
         }

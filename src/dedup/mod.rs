@@ -7,6 +7,7 @@
 //! `cat` writes the stream back byte for byte, every chunk checked against its name before it
 //! is written. The layout and the key are in [`store`]; docs/FORMAT.md has the formats.
 
+pub mod access;
 pub mod cat;
 pub mod chunker;
 pub mod index;

@@ -98,21 +98,17 @@ impl Members {
 
 pub fn push(o: &PushOptions) -> Result<()> {
     store::check_name(&o.name)?;
-    let recipients = encrypt::recipients(&o.enc)?;
-    if recipients.is_empty() {
-        return Err(coded(
-            ExitCode::Usage,
-            "a push needs recipients to encrypt to: -r, -R or WEIR_AGE_RECIPIENTS",
-        ));
-    }
     let key = store::push_key(o.key_file.as_deref())?;
     let repo = Repo::open(&o.repo, &o.s3)?;
-    let config = store::open_or_create(&repo, &key, &recipients)?;
+    let sealing =
+        super::access::push_recipients(&repo, store::read_config(&repo)?.as_ref(), &o.enc)?;
+    let recipients = encrypt::recipients(&sealing.enc)?;
+    let config = store::open_or_create(&repo, &key, &recipients, sealing.passphrase)?;
     let lock = super::lock::take(&o.repo, &o.s3, super::lock::Kind::Push)?;
     let (started, when) = (Instant::now(), SystemTime::now());
     let mut known = super::index::known(&repo, &config)?;
     let added = Added::default();
-    let read = store_stream(o, &key, &mut known.ids, &added)?;
+    let read = store_stream(o, &sealing.enc, &key, &mut known.ids, &added)?;
     let recipe = Recipe {
         format: store::FORMAT.into(),
         version: 1,
@@ -174,6 +170,7 @@ pub fn push(o: &PushOptions) -> Result<()> {
 /// Reads standard input into pieces while the workers store the new chunks.
 fn store_stream(
     o: &PushOptions,
+    sealing: &EncryptOptions,
     key: &Key,
     known: &mut HashSet<String>,
     added: &Added,
@@ -183,7 +180,7 @@ fn store_stream(
         let workers: Vec<_> = (0..o.jobs)
             .map(|_| {
                 let rx = rx.clone();
-                s.spawn(move || upload(o, rx, added))
+                s.spawn(move || upload(o, sealing, rx, added))
             })
             .collect();
         drop(rx);
@@ -253,10 +250,11 @@ fn read_pieces(
 /// One worker: compresses, encrypts and stores chunks until there are no more.
 fn upload(
     o: &PushOptions,
+    sealing: &EncryptOptions,
     rx: crossbeam_channel::Receiver<(String, Vec<u8>)>,
     added: &Added,
 ) -> Result<()> {
-    let recipients = encrypt::recipients(&o.enc)?;
+    let recipients = encrypt::recipients(sealing)?;
     let repo = Repo::open(&o.repo, &o.s3)?;
     for (id, chunk) in rx {
         let stored = super::encode(&chunk, &recipients)?;

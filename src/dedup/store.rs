@@ -3,6 +3,7 @@
 //! ```text
 //! REPO/config.json                      format, id, chunk sizes, a check value of the key
 //! REPO/keys/id.age                      the key, age-encrypted to the first push's recipients
+//! REPO/keys/identity.age                a passphrase repository's identity (see access.rs)
 //! REPO/chunks/3f/3f9a...                a chunk: age(zstd(bytes)), named by its keyed hash
 //! REPO/backups/NAME/STAMP.json          a recipe: the pieces of one backup, in order
 //! ```
@@ -38,6 +39,10 @@ pub struct Config {
     pub chunker: ChunkerParams,
     /// A keyed hash of a fixed text: tells whether a key is this repository's.
     pub key_check: String,
+    /// Sealed by a passphrase: chunks are encrypted to the identity in `keys/identity.age`
+    /// (see [`super::access`]). Absent in repositories made before it existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub passphrase: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -122,7 +127,12 @@ pub fn push_key(key_file: Option<&std::path::Path>) -> Result<Key> {
 
 /// The key of an existing repository checked against its config, or a new repository made
 /// with it: its config, and the key encrypted to `recipients` for those who restore.
-pub fn open_or_create(repo: &Repo, key: &Key, recipients: &[super::Recipient]) -> Result<Config> {
+pub fn open_or_create(
+    repo: &Repo,
+    key: &Key,
+    recipients: &[super::Recipient],
+    passphrase: bool,
+) -> Result<Config> {
     if let Some(c) = read_config(repo)? {
         if c.key_check != key.check() {
             return Err(coded(
@@ -146,12 +156,13 @@ pub fn open_or_create(repo: &Repo, key: &Key, recipients: &[super::Recipient]) -
         created: crate::plumbing::rfc3339(std::time::SystemTime::now()),
         chunker: ChunkerParams::current(),
         key_check: key.check(),
+        passphrase,
     };
     let json = serde_json::to_vec_pretty(&c)?;
     match repo.create(CONFIG, &json, &crate::physical::object::sha256_hex(&json))? {
         Created::New => Ok(c),
         // Another push created it first: its key may differ.
-        Created::Exists(_) => open_or_create(repo, key, recipients),
+        Created::Exists(_) => open_or_create(repo, key, recipients, passphrase),
     }
 }
 

@@ -40,7 +40,7 @@ pub const ENV_PASSPHRASE: &str = "WEIR_PASSPHRASE";
 
 /// scrypt work factor for passphrase encryption: 2^18, age's own choice for about one second
 /// on a current machine, fixed so backups are not cheaper to attack on a faster host.
-const SCRYPT_LOG_N: u8 = 18;
+pub const SCRYPT_LOG_N: u8 = 18;
 
 pub fn run(o: &EncryptOptions) -> Result<()> {
     if o.decrypt { decrypt(o) } else { encrypt(o) }
@@ -173,8 +173,9 @@ fn collect_recipients(o: &EncryptOptions) -> Result<Vec<BoxedRecipient>> {
     Ok(out)
 }
 
-/// The passphrase: from a file (first line), the environment, or the terminal.
-fn passphrase(o: &EncryptOptions, confirm: bool) -> Result<SecretString> {
+/// The passphrase: from a file (first line), the environment, or the terminal (asked twice
+/// when `confirm`, for a new encryption). For weir-dedup too.
+pub fn passphrase(o: &EncryptOptions, confirm: bool) -> Result<SecretString> {
     if let Some(f) = &o.passphrase_file {
         let text = std::fs::read_to_string(f)
             .with_context(|| format!("cannot read passphrase file {f}"))?;

@@ -308,6 +308,91 @@ fn damage_and_wrong_keys_are_refused_with_their_exit_codes() {
     assert!(altered.stdout.is_empty());
 }
 
+/// A repository sealed by a passphrase: pushes and reads need the passphrase alone (from a
+/// file or WEIR_PASSPHRASE), a wrong one reads nothing, and a repository keeps the mode it was
+/// made with. By hand, the passphrase opens the repository's identity, with which the
+/// restore-by-hand recipe rebuilds the stream.
+#[test]
+fn a_passphrase_repository_reads_back_with_the_passphrase_alone() {
+    let c = cluster();
+    c.create_db("dd_pass", SCHEMA);
+    let mut r = Repo::new();
+    let url = r.url();
+    let file = r.dir.path().join("pass");
+    std::fs::write(&file, "correct horse battery staple\n").unwrap();
+    let pass = file.to_str().unwrap();
+    let env = [("WEIR_PASSPHRASE", "correct horse battery staple")];
+    let code = |o: &std::process::Output| o.status.code();
+    let archive = extract("dd_pass", &[]);
+    let push = [
+        "push",
+        &url,
+        "app",
+        "--passphrase-file",
+        pass,
+        "--key-file",
+        &r.key,
+    ];
+    run_ok(stage("weir-dedup", &push, &archive, &[]), "push");
+    let again = ["push", &url, "app", "--key-file", &r.key];
+    run_ok(stage("weir-dedup", &again, &archive, &env), "push again");
+    let listed = r.listed(&url);
+    assert!(listed[1]["added_bytes"].as_u64().unwrap() * 100 <= archive.len() as u64);
+
+    let cat = ["cat", &url, "app", "--passphrase-file", pass];
+    let back = run_ok(stage("weir-dedup", &cat, b"", &[]), "cat");
+    assert!(back == archive, "the stream came back different");
+    run_ok(
+        stage("weir-dedup", &["verify", "--deep", &url], b"", &env),
+        "verify --deep",
+    );
+
+    let wrong = [("WEIR_PASSPHRASE", "correct horse")];
+    let refused = stage("weir-dedup", &["cat", &url, "app"], b"", &wrong);
+    assert_eq!(code(&refused), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("wrong passphrase"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(refused.stdout.is_empty());
+    let to_recipients = r.push(&url, "app", &archive);
+    assert_eq!(code(&to_recipients), Some(2), "{}", stderr(&to_recipients));
+    assert!(stderr(&to_recipients).contains("sealed by a passphrase"));
+    let other = Repo::new();
+    run_ok(
+        other.push(&other.url(), "app", &archive),
+        "push to recipients",
+    );
+    let other_url = other.url();
+    let mixed = [
+        "push",
+        &other_url,
+        "app",
+        "--passphrase-file",
+        pass,
+        "--key-file",
+        &other.key,
+    ];
+    let mixed = stage("weir-dedup", &mixed, &archive, &[]);
+    assert_eq!(code(&mixed), Some(2), "{}", stderr(&mixed));
+    assert!(stderr(&mixed).contains("encrypts to recipients"));
+    assert_eq!(r.listed(&url).len(), 2, "a refused push left a backup");
+
+    // keys/identity.age is a passphrase-encrypted age file (weir-encrypt opens it here; age
+    // asks for the passphrase on a terminal); the identity in it reads every chunk.
+    let sealed = std::fs::read(r.path().join("keys/identity.age")).unwrap();
+    let opened = ["-d", "--passphrase-file", pass];
+    let identity = run_ok(
+        stage("weir-encrypt", &opened, &sealed, &[]),
+        "open identity",
+    );
+    let at = r.dir.path().join("repo-identity.txt");
+    std::fs::write(&at, identity).unwrap();
+    r.identity = at.display().to_string();
+    by_hand(&r, &archive, listed[0]["backup"].as_str().unwrap());
+}
+
 /// docs/restore-by-hand.md's recipe for a weir-dedup backup, run as written there (its paths
 /// replaced; the b3sum line left out where b3sum is not installed): the stream it rebuilds is
 /// the archive pushed, and the BLAKE3 it prints is the stream's.

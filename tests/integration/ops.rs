@@ -1142,4 +1142,26 @@ fn dedup_runs_store_what_did_not_change_once_and_restore() {
     let out = run("restore.sh", c, &renv);
     assert!(out.status.success(), "restore.sh: {}", stderr(&out));
     assert_eq!(c.content("ops_dedup"), c.content("ops_dedup_copy"));
+
+    // A repository sealed by PASSPHRASE instead, backed up and restored with it alone.
+    let dir = tmp.path().join("sealed").display().to_string();
+    let pass = [
+        ("BACKUP_DIR", dir.as_str()),
+        ("POSTGRES_DATABASE", "ops_dedup"),
+        ("DEDUP", "1"),
+        ("DEDUP_KEY", "the repository key of the ops test"),
+        ("PASSPHRASE", "the passphrase of the ops test"),
+    ];
+    let out = run("backup.sh", c, &pass);
+    assert!(out.status.success(), "backup.sh: {}", stderr(&out));
+    c.psql("postgres", "DROP DATABASE IF EXISTS ops_dedup_pass");
+    let mut renv = pass.to_vec();
+    renv.extend([
+        ("RESTORE_DATABASE", "ops_dedup"),
+        ("RESTORE_TARGET_DATABASE", "ops_dedup_pass"),
+        ("RESTORE_CREATE", "1"),
+    ]);
+    let out = run("restore.sh", c, &renv);
+    assert!(out.status.success(), "restore.sh: {}", stderr(&out));
+    assert_eq!(c.content("ops_dedup"), c.content("ops_dedup_pass"));
 }
