@@ -393,6 +393,88 @@ fn a_passphrase_repository_reads_back_with_the_passphrase_alone() {
     by_hand(&r, &archive, listed[0]["backup"].as_str().unwrap());
 }
 
+/// A directory repository on a full disk (a small tmpfs; where mounting is not allowed, a
+/// file-size limit gives EFBIG through the same writes): the push fails with one line naming
+/// the cause, leaves no backup, no lock and no partial file, the earlier backup still reads
+/// back whole, and once there is room again the same push lands. (`.lock` is the directory
+/// repository's writers' lock file, FORMAT.md section 11, which stays.)
+#[test]
+fn a_full_disk_fails_the_push_and_loses_nothing() {
+    let r = Repo::new();
+    let mnt = r.path();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    let url = r.url();
+    let small = crate::storage::noise(2 << 20, 3);
+    let big = crate::storage::noise(12 << 20, 4);
+    run_ok(r.push(&url, "small", &small), "push");
+    let o = if mounted {
+        r.push(&url, "big", &big)
+    } else {
+        let mut args = vec![bin("weir-dedup").display().to_string()];
+        args.extend(r.push_args(&url, "big").iter().map(|a| a.to_string()));
+        let cmd = format!("trap '' XFSZ; ulimit -f 256; exec {}", args.join(" "));
+        run_with_input(std::process::Command::new("sh").args(["-c", &cmd]), &big)
+    };
+    let files: Vec<String> = files_under(&mnt)
+        .iter()
+        .map(|p| p.strip_prefix(&mnt).unwrap().display().to_string())
+        .collect();
+    let verified = stage(
+        "weir-dedup",
+        &["verify", "--deep", "-i", &r.identity, &url],
+        b"",
+        &[],
+    );
+    let back = r.cat(&url, "small");
+    let remount = |size: &str| {
+        std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&mnt)
+            .status()
+            .unwrap()
+    };
+    if mounted {
+        remount("64m");
+    }
+    let retried = r.push(&url, "big", &big);
+    let again = r.cat(&url, "big");
+    if mounted {
+        let _ = std::process::Command::new("umount").arg(&mnt).status();
+    }
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("No space left on device") || err.contains("File too large"),
+        "{err}"
+    );
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.starts_with("backups/big") || f.starts_with("locks/")),
+        "{files:?}"
+    );
+    assert!(
+        !files.iter().any(|f| f.contains(".tmp")
+            || (f != ".lock" && f.rsplit('/').next().unwrap().starts_with('.'))),
+        "a partial file was left: {files:?}"
+    );
+    run_ok(verified, "verify --deep after the failed push");
+    assert!(
+        run_ok(back, "cat") == small,
+        "the earlier backup came back different"
+    );
+    run_ok(retried, "push once there is room");
+    assert!(
+        run_ok(again, "cat") == big,
+        "the retried backup came back different"
+    );
+}
+
 /// docs/restore-by-hand.md's recipe for a weir-dedup backup, run as written there (its paths
 /// replaced; the b3sum line left out where b3sum is not installed): the stream it rebuilds is
 /// the archive pushed, and the BLAKE3 it prints is the stream's.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const MIB: usize = 1 << 20;
 
 /// Incompressible, reproducible bytes.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut v = Vec::with_capacity(len + 8);
     let mut x = seed | 1;
     while v.len() < len {
