@@ -200,6 +200,19 @@ pub fn encrypt(
     })
 }
 
+/// Encrypts a whole plaintext held in memory as a STREAM payload, on this thread: weir-dedup's
+/// chunks, which its workers already seal side by side.
+pub fn encrypt_in_memory(key: &[u8; 32], plain: &[u8]) -> Vec<u8> {
+    // An empty plaintext is one empty, flagged chunk.
+    let n = plain.len().div_ceil(CHUNK).max(1);
+    let mut out = vec![0u8; plain.len() + n * TAG];
+    for (i, dst) in out.chunks_mut(CHUNK + TAG).enumerate() {
+        let src = &plain[(i * CHUNK).min(plain.len())..((i + 1) * CHUNK).min(plain.len())];
+        seal(key, &chunk_nonce(i as u64, i == n - 1), src, dst);
+    }
+    out
+}
+
 /// Decrypts a whole STREAM payload held in memory, on this thread: weir-dedup's chunks, which
 /// its workers already decrypt side by side. The same rules as [`decrypt`]: every chunk
 /// authenticates, the last is flagged (so a payload cut at a chunk boundary fails), and an

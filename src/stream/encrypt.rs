@@ -71,22 +71,7 @@ fn encrypt(o: &EncryptOptions) -> Result<()> {
         }
         recipients
     };
-    // The age crate writes the header (and so learns the file key); a copy of the key lets us
-    // encrypt the payload on several threads (see age_stream).
-    let captures: Vec<KeyCapture<BoxedRecipient>> =
-        recipients.into_iter().map(KeyCapture::new).collect();
-    let encryptor =
-        age::Encryptor::with_recipients(captures.iter().map(|c| c as &dyn age::Recipient))
-            .map_err(|e| anyhow!("{e}"))?;
-    // finish() adds the empty last chunk of an empty payload: 16 bytes of tag, cut off again.
-    let mut head = encryptor.wrap_output(Vec::new())?.finish()?;
-    head.truncate(head.len() - 16);
-    let nonce = head[head.len() - 16..].to_vec();
-    let file_key = captures
-        .iter()
-        .find_map(KeyCapture::key)
-        .ok_or_else(|| anyhow!("internal: the file key was not seen"))?;
-    let payload_key = crate::stream::age_stream::payload_key(&file_key, &nonce);
+    let (head, payload_key) = header(&recipients)?;
     let mut input = open_input(o.input.as_deref())?;
     // Armored output is text; only binary output is refused on a terminal.
     let out = Output::open(o.output.as_deref(), !o.armor)?;
@@ -105,6 +90,38 @@ fn encrypt(o: &EncryptOptions) -> Result<()> {
 }
 
 type BoxedRecipient = Box<dyn age::Recipient + Send>;
+
+/// A new age header (recipient stanzas, MAC, then the payload nonce) and the payload key.
+/// The age crate writes the header and so learns the file key; a copy of it lets the payload
+/// be encrypted outside the crate, on several threads (see age_stream).
+fn header(recipients: &[BoxedRecipient]) -> Result<(Vec<u8>, [u8; 32])> {
+    let captures: Vec<KeyCapture<&BoxedRecipient>> =
+        recipients.iter().map(KeyCapture::new).collect();
+    let encryptor =
+        age::Encryptor::with_recipients(captures.iter().map(|c| c as &dyn age::Recipient))
+            .map_err(|e| anyhow!("{e}"))?;
+    // finish() adds the empty last chunk of an empty payload: 16 bytes of tag, cut off again.
+    let mut head = encryptor.wrap_output(Vec::new())?.finish()?;
+    head.truncate(head.len() - 16);
+    let nonce = head[head.len() - 16..].to_vec();
+    let file_key = captures
+        .iter()
+        .find_map(KeyCapture::key)
+        .ok_or_else(|| anyhow!("internal: the file key was not seen"))?;
+    Ok((
+        head,
+        crate::stream::age_stream::payload_key(&file_key, &nonce),
+    ))
+}
+
+/// Encrypts `plain`, held in memory, to `recipients` as one binary age file: the age crate
+/// writes the header, the payload goes through OpenSSL's cipher on this thread (as
+/// [`open_in_memory`] reads it). For weir-dedup's chunks.
+pub fn seal_in_memory(plain: &[u8], recipients: &[BoxedRecipient]) -> Result<Vec<u8>> {
+    let (mut sealed, key) = header(recipients)?;
+    sealed.extend_from_slice(&crate::stream::age_stream::encrypt_in_memory(&key, plain));
+    Ok(sealed)
+}
 
 fn parse_recipient(s: &str, origin: &str) -> Result<BoxedRecipient> {
     let s = s.trim();
@@ -379,7 +396,7 @@ impl<T> KeyCapture<T> {
     }
 }
 
-impl age::Recipient for KeyCapture<BoxedRecipient> {
+impl age::Recipient for KeyCapture<&BoxedRecipient> {
     fn wrap_file_key(
         &self,
         file_key: &FileKey,
@@ -556,6 +573,25 @@ mod tests {
         );
         let e = parse_recipient("age1nope", "-r").err().unwrap().to_string();
         assert!(e.contains("not an age"), "{e}");
+    }
+
+    /// [`seal_in_memory`] at the payload's edges (empty, one byte, one chunk exactly, one
+    /// more byte, several chunks), read back by the age crate's own decryptor.
+    #[test]
+    fn seal_in_memory_is_read_by_the_age_crate() {
+        let id = age::x25519::Identity::generate();
+        let to: Vec<BoxedRecipient> = vec![Box::new(id.to_public())];
+        for len in [0, 1, 65536, 65537, 200_000] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            let sealed = seal_in_memory(&plain, &to).unwrap();
+            let dec = age::Decryptor::new(&sealed[..]).unwrap();
+            let mut r = dec
+                .decrypt(std::iter::once(&id as &dyn age::Identity))
+                .unwrap();
+            let mut back = Vec::new();
+            r.read_to_end(&mut back).unwrap();
+            assert!(back == plain, "length {len} came back different");
+        }
     }
 
     /// The official age vectors (C2SP CCTV) through [`open_in_memory`], weir-dedup's path:
