@@ -160,8 +160,9 @@ pub fn decode_to(mut object: impl BufRead, identities: &[Identity], out: &File) 
     let mut data = Vec::new();
     if object.fill_buf()?.starts_with(AGE_MAGIC) {
         if identities.is_empty() {
-            return Err(anyhow!(
-                "the object is encrypted: give -i FILE or WEIR_AGE_IDENTITY_FILE"
+            return Err(crate::plumbing::coded(
+                crate::plumbing::ExitCode::Usage,
+                "the object is encrypted: give -i FILE or WEIR_AGE_IDENTITY_FILE",
             ));
         }
         let dec = age::Decryptor::new_buffered(object)

@@ -556,6 +556,29 @@ fn fetch_contracts(a: &Archiving, last: &str, scratch: &Path) {
         b"",
     );
     assert_eq!(o.status.code(), Some(255), "wrong key: {}", stderr(&o));
+    // What waiting cannot mend fails at once, with one line and no "retrying" (issue 34).
+    let repo = a.repo.to_str().unwrap();
+    let dest_s = dest.to_str().unwrap();
+    for (what, args) in [
+        ("no identity", ["fetch", "--repo", repo, last, dest_s]),
+        (
+            "a malformed URL",
+            ["fetch", "--repo", "s3:///wal", last, dest_s],
+        ),
+        (
+            "another scheme",
+            ["fetch", "--repo", "ftp://host/wal", last, dest_s],
+        ),
+    ] {
+        let o = weir("weir-wal", &args, b"");
+        assert_eq!(o.status.code(), Some(255), "{what}: {}", stderr(&o));
+        assert_eq!(
+            stderr(&o).trim().lines().count(),
+            1,
+            "{what}: {}",
+            stderr(&o)
+        );
+    }
     let o = weir(
         "weir-wal",
         &[
