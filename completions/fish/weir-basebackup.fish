@@ -12,6 +12,8 @@ complete -c weir-basebackup -l region -d 'Region (default: AWS_REGION, the profi
 complete -c weir-basebackup -l profile -d 'Named profile from ~/.aws/config and ~/.aws/credentials (default: AWS_PROFILE)' -r
 complete -c weir-basebackup -l attempts -d 'Attempts per request before giving up, the first included; retries back off exponentially with jitter' -r
 complete -c weir-basebackup -l stats -d 'Once the stream is complete, write what it holds (cluster, timeline, start and stop LSN and WAL, files, bytes, seconds) as one line of JSON to FILE' -r
+complete -c weir-basebackup -l pgdata -d 'Read the files from the data directory DIR on this host (between pg_backup_start and pg_backup_stop on an ordinary connection, as pgBackRest does) instead of through the replication protocol; DIR must be the server\'s data_directory' -r -F
+complete -c weir-basebackup -s j -l jobs -d 'With --pgdata: files read at once' -r
 complete -c weir-basebackup -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'
 complete -c weir-basebackup -s v -l verbose -d 'On a storage error, also print what the AWS SDK said (its credential chain\'s complaints, the HTTP exchange\'s cause)'
 complete -c weir-basebackup -s P -l progress -d 'Print a progress line every few seconds even when stderr is not a terminal'

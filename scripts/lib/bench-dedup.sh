@@ -16,6 +16,17 @@
 # cluster (the database bench must exist).
 # shellcheck disable=SC2154 # work, runs, gb, recipient and bin come from bench.sh.
 
+# Bytes of the rows the transactions after txid START wrote (inserted, or the new versions of
+# updated rows), every table's as COPY text through zstd -3 on its own: the least a backup
+# that stores each new row once, compressed, can add for the day.
+rows_written() {
+    local db=$1 start=$2 t total=0
+    for t in $(psql -X -Atq -d "$db" -c "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"); do
+        total=$((total + $(psql -X -q -d "$db" -c "COPY (SELECT * FROM $t WHERE xmin::text::bigint > $start) TO STDOUT" | zstd -3 -q -c | wc -c)))
+    done
+    echo "$total"
+}
+
 bench_dedup() {
     local days=${BENCH_DEDUP_DAYS:-30} d a b
     local repo=$work/dedup restic_repo=$work/restic day=$work/day.weir
@@ -26,9 +37,14 @@ bench_dedup() {
     restic init -q --repo "$restic_repo" >/dev/null
     psql -X -q -d postgres -c 'DROP DATABASE IF EXISTS dd' -c 'CREATE DATABASE dd TEMPLATE bench'
     echo "== weir-dedup against restic: $days daily backups ($(restic version | cut -d' ' -f1-2))"
-    local plain=0 first_w first_r first_plain
+    local plain=0 first_w first_r first_plain written=0
     for d in $(seq "$days"); do
-        [ "$d" = 1 ] || psql -X -q -v ON_ERROR_STOP=1 -v n="$gb" -v d="$d" -d dd -f scripts/lib/bench-dedup.sql
+        if [ "$d" != 1 ]; then
+            local start
+            start=$(psql -X -Atq -d dd -c 'SELECT txid_current() % 4294967296')
+            psql -X -q -v ON_ERROR_STOP=1 -v n="$gb" -v d="$d" -d dd -f scripts/lib/bench-dedup.sql
+            written=$((written + $(rows_written dd "$start")))
+        fi
         "$bin/weir-extract" -q -j2 -f "$day" dd
         read -r a _ < <(measure "day $d: weir-dedup push" sh -c \
             "'$bin/weir-dedup' push -q '$repo' dd -r '$recipient' --key-file '$work/dedup.key' < '$day'")
@@ -52,6 +68,8 @@ bench_dedup() {
             "dedup, $days days" "$(mb "$first_w")" "$(mb "$last_w")" "$days" \
             "$(python3 -c "print(f'{$last_w/$first_plain:.2f}')")" "$(mb "$first_r")" "$(mb "$last_r")" \
             "$(python3 -c "print(f'{$last_w/$last_r:.2f}')")" "$(mb "$plain")" "$(python3 -c "print(f'{$last_w/$plain:.3f}')")"
+        printf '  %-26s the rows the days wrote (new and updated), compressed per table and day: %s; one full backup plus that is %sx one full: what storing each new row once would cost\n' \
+            "dedup, floor" "$(mb "$written")" "$(python3 -c "print(f'{($first_plain+$written)/$first_plain:.2f}')")"
         printf '  %-26s weir-dedup %s s a day after the first, restic %s s: %sx time (target <= 1.0); day 1: weir %s s, restic %s s\n' \
             "dedup, time per day" "$mean_w" "$mean_r" "$(python3 -c "print(f'{$mean_w/$mean_r:.2f}')")" "${wt[0]}" "${rt[0]}"
     } >> "$work/stages"

@@ -304,6 +304,14 @@ pub struct BaseBackupCli {
     /// LSN and WAL, files, bytes, seconds) as one line of JSON to FILE.
     #[arg(long = "stats", value_name = "FILE")]
     pub stats: Option<String>,
+    /// Read the files from the data directory DIR on this host (between pg_backup_start and
+    /// pg_backup_stop on an ordinary connection, as pgBackRest does) instead of through the
+    /// replication protocol; DIR must be the server's data_directory.
+    #[arg(long = "pgdata", value_name = "DIR")]
+    pub pgdata: Option<std::path::PathBuf>,
+    /// With --pgdata: files read at once.
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 2, value_parser = super::jobs)]
+    pub jobs: usize,
     /// Print a progress line every few seconds even when stderr is not a terminal.
     #[arg(short = 'P', long = "progress")]
     pub progress: bool,
@@ -327,6 +335,8 @@ impl BaseBackupCli {
             progress: self.progress,
             quiet: self.quiet,
             stats: self.stats.clone(),
+            pgdata: self.pgdata.clone(),
+            jobs: self.jobs,
         })
     }
 }

@@ -83,54 +83,66 @@ pub struct BackupOptions {
     pub progress: bool,
     pub quiet: bool,
     pub stats: Option<String>,
+    /// `--pgdata DIR`: read the data directory on this host instead of through BASE_BACKUP,
+    /// with `jobs` readers (see [`super::local`]).
+    pub pgdata: Option<std::path::PathBuf>,
+    pub jobs: usize,
 }
 
 /// What the server says about itself before the backup.
-struct Server {
-    system_identifier: u64,
-    server_version: u32,
-    segment_size: u32,
+pub(super) struct Server {
+    pub system_identifier: u64,
+    pub server_version: u32,
+    pub segment_size: u32,
 }
 
 /// `weir-basebackup`.
 pub fn run(o: &BackupOptions) -> Result<()> {
+    match &o.pgdata {
+        Some(dir) => super::local::run(o, dir),
+        None => replicated(o),
+    }
+}
+
+/// The weir-wal repository of `--repo`, checked to be this cluster's if it exists yet.
+pub(super) fn open_repo<'a>(
+    o: &'a BackupOptions,
+    server: &Server,
+) -> Result<Option<(&'a str, Repo)>> {
+    let Some((url, s3)) = &o.repo else {
+        return Ok(None);
+    };
+    let r = Repo::open(url, s3)?;
+    check_cluster(&r, url, server, false)?;
+    Ok(Some((url.as_str(), r)))
+}
+
+/// A backup through the replication protocol's BASE_BACKUP.
+fn replicated(o: &BackupOptions) -> Result<()> {
     let started = std::time::Instant::now();
     let mut conn = ReplConn::connect(&o.conn)?;
     if o.quiet {
         conn.drop_notices();
     }
     let server = identify(&mut conn)?;
-    let repo = match &o.repo {
-        Some((url, s3)) => Some((url.as_str(), Repo::open(url, s3)?)),
-        None => None,
-    };
-    if let Some((url, r)) = &repo {
-        check_cluster(r, url, &server, false)?;
-    }
+    let repo = open_repo(o, &server)?;
     conn.send(&command(o))?;
     let (start_lsn, timeline) = lsn_row(rows(conn.next_result()?)?)?;
     let spaces = tablespace_rows(rows(conn.next_result()?)?)?;
     if !matches!(conn.next_result()?, Some(Reply::CopyOut)) {
         bail!("BASE_BACKUP: the server did not start its COPY stream");
     }
-    let header = Header {
-        format: "weir-basebackup".into(),
-        version: 1,
-        label: o.label.clone(),
-        system_identifier: server.system_identifier.to_string(),
-        major: server.server_version / 10000,
-        server_version: server.server_version,
-        segment_size: server.segment_size,
+    let header = Header::new(
+        o,
+        &server,
         timeline,
-        start_lsn: format_lsn(start_lsn),
-        start_wal: wal_of(timeline, start_lsn, server.segment_size),
-        started: crate::plumbing::rfc3339(std::time::SystemTime::now()),
-        tablespaces: spaces
+        start_lsn,
+        spaces
             .iter()
             .filter(|(t, _)| !t.oid.is_empty())
             .map(|(t, _)| t.clone())
             .collect(),
-    };
+    );
     let total = spaces.iter().map(|(_, kb)| kb * 1024).sum::<u64>();
     let mut out = tar::Builder::new(Output::open(o.output.as_deref(), true)?);
     append_json(&mut out, HEADER, &header)?;
@@ -142,31 +154,83 @@ pub fn run(o: &BackupOptions) -> Result<()> {
     let manifest = manifest.ok_or_else(|| anyhow!("the server sent no backup manifest"))?;
     manifest::check(&manifest, &seen)?;
     append_bytes(&mut out, &format!("{DATA}{MANIFEST}"), &manifest)?;
-    let stop_wal = wal_of(
+    let end = End {
+        stop_lsn,
         stop_timeline,
-        stop_lsn.saturating_sub(1),
+        seen: &seen,
+        started,
+    };
+    finish(o, out, &header, &server, repo.as_ref(), end)
+}
+
+impl Header {
+    pub(super) fn new(
+        o: &BackupOptions,
+        server: &Server,
+        timeline: u32,
+        start_lsn: u64,
+        tablespaces: Vec<Tablespace>,
+    ) -> Header {
+        Header {
+            format: "weir-basebackup".into(),
+            version: 1,
+            label: o.label.clone(),
+            system_identifier: server.system_identifier.to_string(),
+            major: server.server_version / 10000,
+            server_version: server.server_version,
+            segment_size: server.segment_size,
+            timeline,
+            start_lsn: format_lsn(start_lsn),
+            start_wal: wal_of(timeline, start_lsn, server.segment_size),
+            started: crate::plumbing::rfc3339(std::time::SystemTime::now()),
+            tablespaces,
+        }
+    }
+}
+
+/// Where a backup stopped and what it held, for [`finish`].
+pub(super) struct End<'a> {
+    pub stop_lsn: u64,
+    pub stop_timeline: u32,
+    pub seen: &'a Seen,
+    pub started: std::time::Instant,
+}
+
+/// The end of every backup, after its manifest: the WAL from start to stop checked in the
+/// repository, the trailer that makes the stream whole, the stream finished, the stats.
+pub(super) fn finish(
+    o: &BackupOptions,
+    mut out: tar::Builder<Output>,
+    header: &Header,
+    server: &Server,
+    repo: Option<&(&str, Repo)>,
+    end: End,
+) -> Result<()> {
+    let stop_wal = wal_of(
+        end.stop_timeline,
+        end.stop_lsn.saturating_sub(1),
         server.segment_size,
     );
-    if let Some((url, r)) = &repo {
-        check_cluster(r, url, &server, true)?;
+    if let Some((url, r)) = repo {
+        check_cluster(r, url, server, true)?;
         check_wal(r, url, &header.start_wal, &stop_wal, server.segment_size)?;
     }
     let trailer = Trailer {
-        stop_lsn: format_lsn(stop_lsn),
-        stop_timeline,
+        stop_lsn: format_lsn(end.stop_lsn),
+        stop_timeline: end.stop_timeline,
         stop_wal,
         // Microseconds: a restore compares it with a recovery target time (catalog::physical).
         finished: crate::plumbing::rfc3339_micros(std::time::SystemTime::now()),
-        files: seen.len() as u64,
-        bytes: seen.values().map(|(n, _)| n).sum(),
+        files: end.seen.len() as u64,
+        bytes: end.seen.values().map(|(n, _)| n).sum(),
     };
     append_json(&mut out, TRAILER, &trailer)?;
     out.into_inner()?.finish()?;
     if let Some(path) = &o.stats {
         let stats = Stats {
-            header: &header,
+            header,
             trailer: &trailer,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds: end.started.elapsed().as_secs_f64(),
         };
         crate::plumbing::write_json_line(path, &stats)?;
     }
@@ -222,7 +286,7 @@ fn identify(conn: &mut ReplConn) -> Result<Server> {
 }
 
 /// `16MB`, `1GB`: wal_segment_size as SHOW prints it.
-fn parse_size(s: &str) -> Result<u32> {
+pub(super) fn parse_size(s: &str) -> Result<u32> {
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u32 = n.parse().map_err(|_| anyhow!("wal_segment_size {s:?}"))?;
     let shift = match unit {
@@ -275,7 +339,7 @@ fn tablespace_rows(rows: Rows) -> Result<Vec<(Tablespace, u64)>> {
 }
 
 /// The WAL segment holding `lsn`.
-fn wal_of(timeline: u32, lsn: u64, segment_size: u32) -> String {
+pub(super) fn wal_of(timeline: u32, lsn: u64, segment_size: u32) -> String {
     segment_name(timeline, lsn / segment_size as u64, segment_size)
 }
 
@@ -425,13 +489,21 @@ fn copy_archive<R: Read, W: Write>(
     Ok(())
 }
 
-fn append_json<W: Write>(out: &mut tar::Builder<W>, name: &str, v: &impl Serialize) -> Result<()> {
+pub(super) fn append_json<W: Write>(
+    out: &mut tar::Builder<W>,
+    name: &str,
+    v: &impl Serialize,
+) -> Result<()> {
     let mut json = serde_json::to_vec_pretty(v)?;
     json.push(b'\n');
     append_bytes(out, name, &json)
 }
 
-fn append_bytes<W: Write>(out: &mut tar::Builder<W>, name: &str, data: &[u8]) -> Result<()> {
+pub(super) fn append_bytes<W: Write>(
+    out: &mut tar::Builder<W>,
+    name: &str,
+    data: &[u8],
+) -> Result<()> {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Regular);
     h.set_mode(0o600);

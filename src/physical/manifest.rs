@@ -158,6 +158,41 @@ impl File {
     }
 }
 
+/// One file of a manifest weir writes: its path in the data directory, size, modification
+/// time and CRC-32C.
+pub struct Listed {
+    pub path: String,
+    pub size: u64,
+    pub modified: std::time::SystemTime,
+    pub crc: u32,
+}
+
+/// A manifest in PostgreSQL's format, for a backup weir read itself (`weir-basebackup
+/// --pgdata`): one file a line, the WAL range, then the SHA-256 of all that, so that
+/// pg_verifybackup and [`check`] read it as they read the server's. The CRC-32C is written as
+/// PostgreSQL writes it on a little-endian server (see `check_crc`).
+pub fn write(files: &[Listed], timeline: u32, start_lsn: &str, end_lsn: &str) -> Vec<u8> {
+    use sha2::Digest;
+    let mut m = String::from("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n");
+    for (i, f) in files.iter().enumerate() {
+        let modified =
+            chrono::DateTime::<chrono::Utc>::from(f.modified).format("%Y-%m-%d %H:%M:%S GMT");
+        m.push_str(&format!(
+            "{}{{ \"Path\": {}, \"Size\": {}, \"Last-Modified\": \"{modified}\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"{}\" }}",
+            if i == 0 { "" } else { ",\n" },
+            serde_json::Value::from(f.path.as_str()),
+            f.size,
+            hex::encode(f.crc.to_le_bytes())
+        ));
+    }
+    m.push_str(&format!(
+        "\n],\n\"WAL-Ranges\": [\n{{ \"Timeline\": {timeline}, \"Start-LSN\": \"{start_lsn}\", \"End-LSN\": \"{end_lsn}\" }}\n],\n"
+    ));
+    let sum = hex::encode(sha2::Sha256::digest(m.as_bytes()));
+    m.push_str(&format!("\"Manifest-Checksum\": \"{sum}\"}}\n"));
+    m.into_bytes()
+}
+
 /// A reader that sums what passes through it: length and CRC-32C.
 pub struct Summing<R> {
     inner: R,
@@ -225,6 +260,25 @@ mod tests {
             data.len(),
             crc_hex(data)
         )
+    }
+
+    #[test]
+    fn a_manifest_weir_writes_checks_as_the_servers_do() {
+        let files = [("PG_VERSION", &b"15\n"[..]), ("base/1/1 \"q\"", b"rows")];
+        let listed: Vec<Listed> = seen(&files)
+            .into_iter()
+            .map(|(path, (size, crc))| Listed {
+                path,
+                size,
+                modified: std::time::UNIX_EPOCH,
+                crc,
+            })
+            .collect();
+        let m = write(&listed, 3, "0/2000028", "0/2000100");
+        let ranges = check(&m, &seen(&files)).unwrap();
+        assert_eq!(ranges[0].timeline, 3);
+        assert_eq!(ranges[0].end_lsn, "0/2000100");
+        assert!(check(&m, &seen(&files[..1])).is_err());
     }
 
     #[test]

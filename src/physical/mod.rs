@@ -5,6 +5,7 @@
 
 pub mod basebackup;
 pub mod inventory;
+pub mod local;
 pub mod manifest;
 pub mod metrics;
 pub mod object;

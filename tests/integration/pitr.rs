@@ -871,3 +871,129 @@ fn walk_names(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// `weir-basebackup --pgdata`: the files read from the data directory by three readers
+/// while pgbench writes, instead of through BASE_BACKUP. The stream holds what the server's
+/// would (no WAL, no postmaster.pid, the backup_label, only the init fork of an unlogged
+/// table), and restores like it: pg_verifybackup passes on weir's own manifest, recovery to a
+/// time has the rows before it (the unlogged table empty), to the end equals pg_dumpall, and
+/// amcheck is clean. A directory that is not the server's is refused (exit 6).
+#[test]
+fn a_backup_read_from_the_data_directory_restores_like_the_servers() {
+    let p = setup("pitr_local");
+    let c = &p.c;
+    c.psql(
+        "postgres",
+        &format!(
+            "CREATE TABLESPACE ts1 LOCATION '{}'; CREATE TABLE in_ts TABLESPACE ts1 AS SELECT generate_series(1, 10000) AS i; CREATE TABLE sentinel (n int); CREATE UNLOGGED TABLE scratch AS SELECT generate_series(1, 50000) AS i",
+            p.tablespace.display()
+        ),
+    );
+    let unlogged = q(c, "SELECT pg_relation_filepath('scratch')");
+    let out = pgbench(c, &["-i", "-q", "-s", "5"]).output().unwrap();
+    assert!(out.status.success(), "pgbench -i: {}", stderr(&out));
+    let mut load = pgbench(c, &["-T", "4", "-c", "2", "-n"]).spawn().unwrap();
+    let plain = c.dir.join("local.tar");
+    let stored = c.dir.join("local.tar.zst.age");
+    let stats = c.dir.join("local.json");
+    let b = p.bin.display();
+    let out = owner_sh(
+        &p,
+        &format!(
+            "set -o pipefail; {b}/weir-basebackup --pgdata {data} -j 3 -c fast --repo {repo} --stats {stats} | tee {plain} | {b}/weir-compress | {b}/weir-encrypt -r {rcpt} > {stored}",
+            data = c.data().display(),
+            repo = p.repo.display(),
+            stats = stats.display(),
+            plain = plain.display(),
+            rcpt = p.recipient,
+            stored = stored.display()
+        ),
+    );
+    assert!(out.status.success(), "backup: {}", stderr(&out));
+    assert!(load.wait().unwrap().success());
+    let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats).unwrap()).unwrap();
+    assert!(s["files"].as_u64().unwrap() > 900, "{s}");
+    let names = tar_names(&std::fs::read(&plain).unwrap());
+    let has = |n: &str| names.iter().any(|m| m == n);
+    assert!(has("data/backup_label") && has("data/backup_manifest"));
+    assert!(has("data/pg_wal") && has("data/global/pg_control"));
+    assert!(has(&format!("data/{unlogged}_init")), "{unlogged}_init");
+    assert!(
+        !has(&format!("data/{unlogged}")),
+        "the unlogged table's data"
+    );
+    assert!(!has("data/postmaster.pid"));
+    assert!(!names.iter().any(|n| n.starts_with("data/pg_wal/0")));
+    assert!(names.iter().any(|n| n.starts_with("tablespaces/")));
+
+    let other = owner_sh(
+        &p,
+        &format!(
+            "{b}/weir-basebackup --pgdata {} > /dev/null",
+            p.repo.display()
+        ),
+    );
+    assert_eq!(other.status.code(), Some(6), "{}", stderr(&other));
+
+    c.psql("postgres", "INSERT INTO sentinel VALUES (1)");
+    let time = q(c, "SELECT clock_timestamp()");
+    std::thread::sleep(Duration::from_millis(50));
+    c.psql(
+        "postgres",
+        "INSERT INTO sentinel VALUES (2); DROP TABLE scratch",
+    );
+    let last = switch(c);
+    wait_archived(c, &last);
+    let dump = dumpall(c);
+    c.kill();
+
+    let out = restore(
+        &p,
+        &stored,
+        &format!("--target-time '{time}' --target-action promote"),
+    );
+    assert!(out.status.success(), "restore: {}", stderr(&out));
+    let verify = scrub(
+        &mut Command::new(c.bindir.join("pg_verifybackup")),
+        &c.env(),
+    )
+    .args(["-n", c.data().to_str().unwrap()])
+    .output()
+    .unwrap();
+    assert!(
+        verify.status.success(),
+        "pg_verifybackup: {}",
+        stderr(&verify)
+    );
+    assert!(server(&p, "start").status.success(), "{}", log(&p));
+    wait_recovered(&p, false);
+    assert_eq!(sentinels(c), "1");
+    assert_eq!(q(c, "SELECT count(*) FROM in_ts"), "10000");
+    assert_eq!(q(c, "SELECT count(*) FROM scratch"), "0");
+    amcheck(&p);
+    stop(&p);
+    restore_and_start(&p, &stored, "", false);
+    assert_eq!(sentinels(c), "1,2");
+    let after = dumpall(c);
+    if after != dump {
+        panic!("pg_dumpall differs:\n{}", scratch_diff(&p, &dump, &after));
+    }
+    amcheck(&p);
+    stop(&p);
+}
+
+/// The member names of a tar stream.
+fn tar_names(bytes: &[u8]) -> Vec<String> {
+    let mut a = tar::Archive::new(bytes);
+    a.entries()
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string()
+        })
+        .collect()
+}
