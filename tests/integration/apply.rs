@@ -518,7 +518,13 @@ fn an_interrupted_copy_goes_on_with_backfill_all() {
     writer.stop();
     c.psql("ic_src", "INSERT INTO ledger VALUES (-1)");
     wait_until("the target to equal the source", 120, || {
-        assert!(apply.try_wait().unwrap().is_none(), "weir-apply stopped");
+        if apply.try_wait().unwrap().is_some() {
+            let _ = cdc.kill();
+            panic!(
+                "weir-apply stopped: {}",
+                stderr_of(&mut [&mut cdc, &mut apply])
+            );
+        }
         digest(c, "ic_dst") == digest(c, "ic_src")
     });
     cdc.kill().unwrap();

@@ -604,20 +604,28 @@ fn a_quiet_databases_slot_moves_with_heartbeats_and_its_health_is_in_the_metrics
     wait_until("heartbeats in the quiet database's WAL", 20, || {
         beats().trim().parse::<u32>().unwrap() >= 2
     });
+    // The lag is measured against the whole server's WAL, which the other tests on this
+    // cluster write too: some write of the metrics within the wait sees the slot close behind.
+    let lag = |m: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix("weir_cdc_slot_lag_bytes{slot=\"hb_slot\"} "))
+            .map_or(f64::MAX, |v| v.parse().unwrap())
+    };
+    let mut m = String::new();
+    wait_until(
+        "the metrics show the slot less than 4 MB behind",
+        30,
+        || {
+            m = std::fs::read_to_string(&metrics).unwrap_or_default();
+            lag(&m) < 4e6
+        },
+    );
     let _ = cdc.kill();
     let _ = cdc.wait();
-    let m = std::fs::read_to_string(&metrics).unwrap();
     assert!(
         m.contains("weir_cdc_slot_wal_status{slot=\"hb_slot\",status=\"reserved\"} 1"),
         "{m}"
     );
-    let lag: f64 = m
-        .lines()
-        .find_map(|l| l.strip_prefix("weir_cdc_slot_lag_bytes{slot=\"hb_slot\"} "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(lag < 4e6, "the slot holds back {lag} bytes\n{m}");
     let written = std::fs::read_to_string(&out).unwrap();
     assert!(!written.contains("weir.heartbeat"), "{written}");
     assert!(written.contains("\"action\":\"I\""), "{written}");
