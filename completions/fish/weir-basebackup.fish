@@ -14,6 +14,8 @@ complete -c weir-basebackup -l attempts -d 'Attempts per request before giving u
 complete -c weir-basebackup -l stats -d 'Once the stream is complete, write what it holds (cluster, timeline, start and stop LSN and WAL, files, bytes, seconds) as one line of JSON to FILE' -r
 complete -c weir-basebackup -l pgdata -d 'Read the files from the data directory DIR on this host (between pg_backup_start and pg_backup_stop on an ordinary connection, as pgBackRest does) instead of through the replication protocol; DIR must be the server\'s data_directory' -r -F
 complete -c weir-basebackup -s j -l jobs -d 'With --pgdata: files read at once' -r
+complete -c weir-basebackup -l incremental-from -d 'With --pgdata: an incremental backup against the backup whose backup_manifest is FILE (the parent\'s --manifest-file): of each relation file the parent held, only the blocks written since the parent started' -r -F
+complete -c weir-basebackup -l manifest-file -d 'Once the backup is complete, write a copy of its backup_manifest to FILE: what the next --incremental-from names' -r -F
 complete -c weir-basebackup -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'
 complete -c weir-basebackup -s v -l verbose -d 'On a storage error, also print what the AWS SDK said (its credential chain\'s complaints, the HTTP exchange\'s cause)'
 complete -c weir-basebackup -s P -l progress -d 'Print a progress line every few seconds even when stderr is not a terminal'

@@ -312,6 +312,15 @@ pub struct BaseBackupCli {
     /// With --pgdata: files read at once.
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 2, value_parser = super::jobs)]
     pub jobs: usize,
+    /// With --pgdata: an incremental backup against the backup whose backup_manifest is FILE
+    /// (the parent's --manifest-file): of each relation file the parent held, only the
+    /// blocks written since the parent started.
+    #[arg(long = "incremental-from", value_name = "FILE")]
+    pub incremental_from: Option<std::path::PathBuf>,
+    /// Once the backup is complete, write a copy of its backup_manifest to FILE: what the
+    /// next --incremental-from names.
+    #[arg(long = "manifest-file", value_name = "FILE")]
+    pub manifest_file: Option<std::path::PathBuf>,
     /// Print a progress line every few seconds even when stderr is not a terminal.
     #[arg(short = 'P', long = "progress")]
     pub progress: bool,
@@ -337,6 +346,8 @@ impl BaseBackupCli {
             stats: self.stats.clone(),
             pgdata: self.pgdata.clone(),
             jobs: self.jobs,
+            incremental_from: self.incremental_from.clone(),
+            manifest_file: self.manifest_file.clone(),
         })
     }
 }

@@ -50,6 +50,17 @@ pub struct Header {
     pub start_wal: String,
     pub started: String,
     pub tablespaces: Vec<Tablespace>,
+    /// An incremental backup's parent (version 2); absent in a full backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRef>,
+}
+
+/// The backup an incremental one was taken against: named by its manifest's checksum (the
+/// `Manifest-Checksum` of the `backup_manifest` it carried), and where it started.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ParentRef {
+    pub manifest_checksum: String,
+    pub start_lsn: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -87,6 +98,10 @@ pub struct BackupOptions {
     /// with `jobs` readers (see [`super::local`]).
     pub pgdata: Option<std::path::PathBuf>,
     pub jobs: usize,
+    /// `--incremental-from FILE`: the parent's backup_manifest (needs `pgdata`).
+    pub incremental_from: Option<std::path::PathBuf>,
+    /// `--manifest-file FILE`: a copy of this backup's manifest, for the next incremental.
+    pub manifest_file: Option<std::path::PathBuf>,
 }
 
 /// What the server says about itself before the backup.
@@ -100,6 +115,10 @@ pub(super) struct Server {
 pub fn run(o: &BackupOptions) -> Result<()> {
     match &o.pgdata {
         Some(dir) => super::local::run(o, dir),
+        None if o.incremental_from.is_some() => Err(coded(
+            ExitCode::Usage,
+            "--incremental-from needs --pgdata: PostgreSQL 15's BASE_BACKUP sends whole files",
+        )),
         None => replicated(o),
     }
 }
@@ -158,6 +177,7 @@ fn replicated(o: &BackupOptions) -> Result<()> {
         stop_lsn,
         stop_timeline,
         seen: &seen,
+        manifest: &manifest,
         started,
     };
     finish(o, out, &header, &server, repo.as_ref(), end)
@@ -184,6 +204,7 @@ impl Header {
             start_wal: wal_of(timeline, start_lsn, server.segment_size),
             started: crate::plumbing::rfc3339(std::time::SystemTime::now()),
             tablespaces,
+            parent: None,
         }
     }
 }
@@ -193,6 +214,7 @@ pub(super) struct End<'a> {
     pub stop_lsn: u64,
     pub stop_timeline: u32,
     pub seen: &'a Seen,
+    pub manifest: &'a [u8],
     pub started: std::time::Instant,
 }
 
@@ -226,6 +248,10 @@ pub(super) fn finish(
     };
     append_json(&mut out, TRAILER, &trailer)?;
     out.into_inner()?.finish()?;
+    if let Some(f) = &o.manifest_file {
+        crate::plumbing::write_atomically(f, end.manifest)
+            .with_context(|| format!("writing the manifest to {}", f.display()))?;
+    }
     if let Some(path) = &o.stats {
         let stats = Stats {
             header,

@@ -62,6 +62,19 @@ struct Member {
     kind: Kind,
     mode: u32,
     modified: SystemTime,
+    /// A relation's main fork (`NNN` or `NNN.SEG` in a database directory): what an
+    /// incremental backup sends block by block.
+    relation: bool,
+}
+
+/// Relation pages, PostgreSQL's BLCKSZ; an incremental backup needs the server's to be it.
+const BLOCK: u64 = 8192;
+
+/// The parent an incremental backup sends the changes since: where it started, and the
+/// size of each file it held.
+struct Since<'a> {
+    lsn: u64,
+    files: &'a std::collections::BTreeMap<String, u64>,
 }
 
 enum Kind {
@@ -73,6 +86,10 @@ enum Kind {
 /// `weir-basebackup --pgdata DIR`.
 pub fn run(o: &BackupOptions, pgdata: &Path) -> Result<()> {
     let started = Instant::now();
+    let parent = match &o.incremental_from {
+        Some(f) => Some(read_parent(f)?),
+        None => None,
+    };
     let mut client = o.conn.connect()?;
     let server = identify(&mut client, pgdata)?;
     let repo = basebackup::open_repo(o, &server)?;
@@ -86,7 +103,15 @@ pub fn run(o: &BackupOptions, pgdata: &Path) -> Result<()> {
         .get(0);
     let start_lsn = parse_lsn(&start)?;
     let timeline = checkpoint_timeline(&mut client)?;
-    let header = Header::new(o, &server, timeline, start_lsn, spaces.clone());
+    let mut header = Header::new(o, &server, timeline, start_lsn, spaces.clone());
+    if let Some(p) = &parent {
+        check_parent(&mut client, p, start_lsn, timeline)?;
+        header.version = 2;
+        header.parent = Some(super::basebackup::ParentRef {
+            manifest_checksum: p.checksum.clone(),
+            start_lsn: p.start_lsn.clone(),
+        });
+    }
     let members = members(pgdata, &spaces)?;
     let total = members
         .iter()
@@ -98,7 +123,14 @@ pub fn run(o: &BackupOptions, pgdata: &Path) -> Result<()> {
     let mut out = tar::Builder::new(Output::open(o.output.as_deref(), true)?);
     basebackup::append_json(&mut out, HEADER, &header)?;
     let mut progress = Progress::new(Some(total), o.progress, o.quiet).bytes_only();
-    let mut listed = copy_members(&members, o.jobs, &mut out, &mut progress)?;
+    let since = match &parent {
+        Some(p) => Some(Since {
+            lsn: parse_lsn(&p.start_lsn)?,
+            files: &p.files,
+        }),
+        None => None,
+    };
+    let mut listed = copy_members(&members, o.jobs, since.as_ref(), &mut out, &mut progress)?;
     progress.clear();
     // The session ending aborts the backup (a failure above needs no pg_backup_stop).
     let stop = client
@@ -123,7 +155,7 @@ pub fn run(o: &BackupOptions, pgdata: &Path) -> Result<()> {
     }
     let seen: Seen = listed
         .iter()
-        .map(|l| (l.path.clone(), (l.size, l.crc)))
+        .map(|l| (l.path.clone(), (l.size, l.crc.unwrap_or(0))))
         .collect();
     let m = manifest::write(&listed, timeline, &start, &format_lsn(stop_lsn));
     basebackup::append_bytes(&mut out, &format!("{DATA}{MANIFEST}"), &m)?;
@@ -131,6 +163,7 @@ pub fn run(o: &BackupOptions, pgdata: &Path) -> Result<()> {
         stop_lsn,
         stop_timeline: timeline,
         seen: &seen,
+        manifest: &m,
         started,
     };
     basebackup::finish(o, out, &header, &server, repo.as_ref(), end)
@@ -141,8 +174,45 @@ fn listing(path: &str, data: &[u8]) -> Listed {
         path: path.into(),
         size: data.len() as u64,
         modified: SystemTime::now(),
-        crc: crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32,
+        crc: Some(crc32c(data)),
     }
+}
+
+fn crc32c(data: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
+}
+
+fn read_parent(f: &Path) -> Result<manifest::Parent> {
+    let bytes = fs::read(f).with_context(|| format!("--incremental-from {}", f.display()))?;
+    manifest::parent(&bytes).map_err(|e| e.context(format!("--incremental-from {}", f.display())))
+}
+
+/// The parent must be an earlier backup of this timeline, and the pages the same size as
+/// the ones this reads.
+fn check_parent(
+    client: &mut postgres::Client,
+    p: &manifest::Parent,
+    start_lsn: u64,
+    timeline: u32,
+) -> Result<()> {
+    let block: String = client
+        .query_one("SELECT current_setting('block_size')", &[])?
+        .get(0);
+    if block != BLOCK.to_string() {
+        bail!("the server's pages are {block} bytes: incremental backups read {BLOCK}-byte pages");
+    }
+    if parse_lsn(&p.start_lsn)? >= start_lsn || p.timeline != timeline {
+        return Err(coded(
+            ExitCode::WrongCluster,
+            format!(
+                "the parent started at {} on timeline {}, and this backup at {} on timeline {timeline}: not an earlier backup of this cluster's timeline",
+                p.start_lsn,
+                p.timeline,
+                format_lsn(start_lsn)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The server's identity, and proof that `pgdata` is its data directory: the same path as
@@ -297,13 +367,10 @@ fn descend(dir: &Path, prefix: &str, listed: &str, rel: &str, out: &mut Vec<Memb
             descend(&e.path(), prefix, listed, &format!("{path}/"), out)?;
         } else if ft.is_file() {
             let kind = Kind::File(meta.len());
-            out.push(member(
-                &e.path(),
-                &format!("{prefix}{path}"),
-                &format!("{listed}{path}"),
-                kind,
-                &meta,
-            ));
+            let at = (format!("{prefix}{path}"), format!("{listed}{path}"));
+            let mut m = member(&e.path(), &at.0, &at.1, kind, &meta);
+            m.relation = db_dir && main_fork(name);
+            out.push(m);
         } else if ft.is_symlink() {
             let target = fs::read_link(e.path())?;
             out.push(member(
@@ -327,6 +394,17 @@ fn member(source: &Path, name: &str, listed: &str, kind: Kind, meta: &fs::Metada
         kind,
         mode: meta.mode() & 0o7777,
         modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        relation: false,
+    }
+}
+
+/// `NNN` or `NNN.SEG`: a relation's main fork (the free space and visibility maps, whose
+/// pages are not all WAL-logged with an LSN, go whole).
+fn main_fork(name: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match name.split_once('.') {
+        Some((rel, seg)) => digits(rel) && digits(seg),
+        None => digits(name),
     }
 }
 
@@ -366,26 +444,41 @@ fn unlogged_data(name: &str, inits: &[&str]) -> bool {
     !relfilenode.is_empty() && inits.contains(&relfilenode)
 }
 
+/// What a reader hands the writer for one file: first how it goes, then its pieces.
+enum Part {
+    /// The whole file, in the pieces that follow.
+    Whole,
+    /// An incremental backup's changed blocks of a relation file, as one member (see
+    /// [`delta`]); `blocks` is the file's length in blocks.
+    Delta {
+        blocks: u64,
+        member: Vec<u8>,
+    },
+    Piece(Vec<u8>),
+}
+
+type Parts = crossbeam_channel::Receiver<io::Result<Part>>;
+
 /// Writes every member to `out`: directories and links as they come, files through `jobs`
 /// readers that read ahead in pieces while the writer takes the files in order. Returns the
 /// manifest's listing of the files.
 fn copy_members(
     members: &[Member],
     jobs: usize,
+    since: Option<&Since>,
     out: &mut tar::Builder<Output>,
     progress: &mut Progress,
 ) -> Result<Vec<Listed>> {
-    type Pieces = crossbeam_channel::Receiver<io::Result<Vec<u8>>>;
     let (work_tx, work_rx) =
-        crossbeam_channel::unbounded::<(usize, crossbeam_channel::Sender<io::Result<Vec<u8>>>)>();
-    let (order_tx, order_rx) = crossbeam_channel::bounded::<(usize, Pieces)>(jobs);
+        crossbeam_channel::unbounded::<(usize, crossbeam_channel::Sender<io::Result<Part>>)>();
+    let (order_tx, order_rx) = crossbeam_channel::bounded::<Parts>(jobs);
     let mut listed = Vec::new();
     std::thread::scope(|s| -> Result<()> {
         for _ in 0..jobs {
             let work_rx = work_rx.clone();
             s.spawn(move || {
-                for (i, pieces) in work_rx {
-                    read_file(&members[i], &pieces);
+                for (i, parts) in work_rx {
+                    read_file(&members[i], since, &parts);
                 }
             });
         }
@@ -394,7 +487,7 @@ fn copy_members(
             for (i, m) in members.iter().enumerate() {
                 if let Kind::File(_) = m.kind {
                     let (tx, rx) = crossbeam_channel::bounded(4);
-                    if order_tx.send((i, rx)).is_err() || work_tx.send((i, tx)).is_err() {
+                    if order_tx.send(rx).is_err() || work_tx.send((i, tx)).is_err() {
                         return;
                     }
                 }
@@ -402,7 +495,7 @@ fn copy_members(
         });
         let mut files = order_rx.into_iter();
         let mut done = 0u64;
-        for (i, m) in members.iter().enumerate() {
+        for m in members {
             let mut h = tar::Header::new_gnu();
             h.set_mode(m.mode);
             h.set_mtime(
@@ -421,24 +514,15 @@ fn copy_members(
                     out.append_link(&mut h, &m.name, target)?;
                 }
                 Kind::File(size) => {
-                    let (j, pieces) = files
+                    let parts = files
                         .next()
                         .ok_or_else(|| anyhow!("internal: a reader stopped"))?;
-                    debug_assert_eq!(i, j);
                     h.set_entry_type(tar::EntryType::Regular);
-                    h.set_size(*size);
-                    let mut r = manifest::Summing::new(PieceReader::new(pieces));
-                    out.append_data(&mut h, &m.name, &mut r)
+                    let l = write_file(m, *size, &parts, &mut h, out)
                         .with_context(|| format!("reading {}", m.source.display()))?;
-                    let (len, crc) = r.sum();
-                    done += len;
+                    done += size;
                     progress.update(done, 0);
-                    listed.push(Listed {
-                        path: m.listed.clone(),
-                        size: len,
-                        modified: m.modified,
-                        crc,
-                    });
+                    listed.push(l);
                 }
             }
         }
@@ -447,56 +531,201 @@ fn copy_members(
     Ok(listed)
 }
 
-/// Reads one file in pieces into `pieces`: exactly the size it had when listed, as
-/// basebackup.c's `sendFile` does (a file that shrank since is padded with zeros, one that
-/// grew is cut there; WAL replay from the backup's start makes either consistent). A file
-/// that vanished meanwhile (a table dropped) is all zeros, which replay also removes.
-fn read_file(m: &Member, pieces: &crossbeam_channel::Sender<io::Result<Vec<u8>>>) {
+/// One file into the stream, whole or as its changed blocks, as its reader decided.
+fn write_file(
+    m: &Member,
+    size: u64,
+    parts: &Parts,
+    h: &mut tar::Header,
+    out: &mut tar::Builder<Output>,
+) -> Result<Listed> {
+    let first = parts
+        .recv()
+        .map_err(|_| anyhow!("internal: a reader stopped"))??;
+    let mut l = Listed {
+        path: m.listed.clone(),
+        size,
+        modified: m.modified,
+        crc: None,
+    };
+    match first {
+        Part::Delta { blocks, member } => {
+            let (dir, file) = m.name.rsplit_once('/').unwrap_or(("", &m.name));
+            h.set_size(member.len() as u64);
+            out.append_data(h, format!("{dir}/{INCREMENTAL}{file}"), &member[..])?;
+            // The manifest lists the file as rebuilt: its size, and no checksum (the
+            // member carries its own; see FORMAT.md).
+            l.size = blocks * BLOCK;
+        }
+        Part::Whole | Part::Piece(_) => {
+            h.set_size(size);
+            let mut r = manifest::Summing::new(PieceReader::new(parts.clone()));
+            out.append_data(h, &m.name, &mut r)?;
+            l.crc = Some(r.sum().1);
+        }
+    }
+    Ok(l)
+}
+
+/// The prefix of an incremental member's name: `base/5/INCREMENTAL.16384`.
+pub const INCREMENTAL: &str = "INCREMENTAL.";
+
+/// Reads one file for the writer: for an incremental backup, a relation file its parent
+/// held goes as its changed blocks unless that saves little; anything else whole.
+fn read_file(
+    m: &Member,
+    since: Option<&Since>,
+    parts: &crossbeam_channel::Sender<io::Result<Part>>,
+) {
     let Kind::File(size) = m.kind else { return };
     let f = match fs::File::open(&m.source) {
         Ok(f) => Some(f),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => {
-            let _ = pieces.send(Err(e));
+            let _ = parts.send(Err(e));
             return;
         }
     };
+    let base = since.filter(|_| m.relation).and_then(|s| {
+        s.files
+            .get(&m.listed)
+            .map(|&parent_size| (s.lsn, parent_size / BLOCK))
+    });
+    if let (Some((lsn, parent_blocks)), Some(f)) = (base, &f) {
+        match delta(f, size, lsn, parent_blocks) {
+            Ok(Some((blocks, member))) => {
+                let _ = parts.send(Ok(Part::Delta { blocks, member }));
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let _ = parts.send(Err(e));
+                return;
+            }
+        }
+    }
+    if parts.send(Ok(Part::Whole)).is_err() {
+        return;
+    }
+    read_whole(f.as_ref(), size, parts);
+}
+
+/// The file in pieces: exactly the size it had when listed, as basebackup.c's `sendFile`
+/// does (a file that shrank since is padded with zeros, one that grew is cut there; WAL
+/// replay from the backup's start makes either consistent). A file that vanished meanwhile
+/// (a table dropped) is all zeros, which replay also removes.
+fn read_whole(
+    f: Option<&fs::File>,
+    size: u64,
+    parts: &crossbeam_channel::Sender<io::Result<Part>>,
+) {
     let mut at = 0u64;
     while at < size {
         let want = (size - at).min(PIECE as u64) as usize;
         let mut buf = vec![0u8; want];
-        if let Some(f) = &f {
-            let mut got = 0;
-            while got < want {
-                match f.read_at(&mut buf[got..], at + got as u64) {
-                    Ok(0) => break,
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let _ = pieces.send(Err(e));
-                        return;
-                    }
-                }
+        if let Some(f) = f {
+            if let Err(e) = read_full_at(f, &mut buf, at) {
+                let _ = parts.send(Err(e));
+                return;
             }
         }
         at += want as u64;
-        if pieces.send(Ok(buf)).is_err() {
+        if parts.send(Ok(Part::Piece(buf))).is_err() {
             return;
         }
     }
 }
 
+/// Fills `buf` from `at`, leaving zeros past the end of the file.
+fn read_full_at(f: &fs::File, buf: &mut [u8], at: u64) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], at + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// An incremental member: the blocks of a relation file that changed since the parent
+/// started, by the rule WAL-G's delta backups use: a block whose page LSN is at or after the
+/// parent's start LSN was written since, and a block past the parent's end is new; a page
+/// still all zeros (LSN 0) goes too, since it may replace a page of a file that had the same
+/// name in the parent. Any other block is unchanged since the parent read it (a hint bit
+/// aside, which is not WAL-logged and recovery does not need). `None` when more than half
+/// the file (or 64 MiB, to bound memory) changed: the whole file is then sent instead.
+///
+/// The member, in little-endian: `WEIRINC1`, the file's length in blocks (u32), the number
+/// of blocks sent (u32), their numbers (u32 each, ascending), the blocks, then the CRC-32C of
+/// everything before it (docs/FORMAT.md, section 12).
+fn delta(
+    f: &fs::File,
+    size: u64,
+    since: u64,
+    parent_blocks: u64,
+) -> io::Result<Option<(u64, Vec<u8>)>> {
+    if size % BLOCK != 0 {
+        return Ok(None);
+    }
+    let blocks = size / BLOCK;
+    let limit = (size / 2).min(64 << 20);
+    let (mut numbers, mut pages) = (Vec::new(), Vec::new());
+    let mut buf = vec![0u8; PIECE];
+    let mut at = 0u64;
+    while at < size {
+        let want = (size - at).min(PIECE as u64) as usize;
+        read_full_at(f, &mut buf[..want], at)?;
+        for (k, page) in buf[..want].chunks(BLOCK as usize).enumerate() {
+            let n = at / BLOCK + k as u64;
+            let lsn = page_lsn(page);
+            if n >= parent_blocks || lsn == 0 || lsn >= since {
+                numbers.push(n as u32);
+                pages.extend_from_slice(page);
+                if pages.len() as u64 > limit {
+                    return Ok(None);
+                }
+            }
+        }
+        at += want as u64;
+    }
+    let mut member = Vec::with_capacity(16 + numbers.len() * 4 + pages.len() + 4);
+    member.extend_from_slice(DELTA_MAGIC);
+    member.extend_from_slice(&(blocks as u32).to_le_bytes());
+    member.extend_from_slice(&(numbers.len() as u32).to_le_bytes());
+    for n in &numbers {
+        member.extend_from_slice(&n.to_le_bytes());
+    }
+    member.extend_from_slice(&pages);
+    let crc = crc32c(&member);
+    member.extend_from_slice(&crc.to_le_bytes());
+    Ok(Some((blocks, member)))
+}
+
+/// The first bytes of an incremental member.
+pub const DELTA_MAGIC: &[u8; 8] = b"WEIRINC1";
+
+/// A page's LSN: `pd_lsn`, its first 8 bytes, as two 32-bit halves (high, then low) in the
+/// server's byte order (src/include/storage/bufpage.h, PageXLogRecPtr).
+fn page_lsn(page: &[u8]) -> u64 {
+    let hi = u32::from_ne_bytes(page[0..4].try_into().unwrap());
+    let lo = u32::from_ne_bytes(page[4..8].try_into().unwrap());
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
 /// The pieces of one file as a reader.
 struct PieceReader {
-    pieces: crossbeam_channel::Receiver<io::Result<Vec<u8>>>,
+    parts: Parts,
     current: Vec<u8>,
     at: usize,
 }
 
 impl PieceReader {
-    fn new(pieces: crossbeam_channel::Receiver<io::Result<Vec<u8>>>) -> Self {
+    fn new(parts: Parts) -> Self {
         PieceReader {
-            pieces,
+            parts,
             current: Vec::new(),
             at: 0,
         }
@@ -506,11 +735,16 @@ impl PieceReader {
 impl Read for PieceReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.at == self.current.len() {
-            match self.pieces.recv() {
-                Ok(piece) => {
-                    self.current = piece?;
-                    self.at = 0;
-                }
+            match self.parts.recv() {
+                Ok(part) => match part? {
+                    Part::Piece(p) => {
+                        self.current = p;
+                        self.at = 0;
+                    }
+                    Part::Whole | Part::Delta { .. } => {
+                        return Err(io::Error::other("internal: a second head"));
+                    }
+                },
                 Err(_) => return Ok(0),
             }
         }

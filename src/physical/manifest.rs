@@ -89,9 +89,45 @@ pub fn check(manifest: &[u8], seen: &Seen) -> Result<Vec<WalRange>> {
     Ok(m.wal_ranges)
 }
 
+/// What an incremental backup needs of its parent's manifest: each file's size, where the
+/// parent started, and the manifest's own checksum, which names the parent.
+pub struct Parent {
+    pub files: BTreeMap<String, u64>,
+    pub start_lsn: String,
+    pub timeline: u32,
+    pub checksum: String,
+}
+
+/// Reads a parent's manifest, checked against its own checksum.
+pub fn parent(manifest: &[u8]) -> Result<Parent> {
+    let bad = |m: String| coded(ExitCode::BadArchive, m);
+    let checksum = check_own_checksum(manifest)?;
+    let m: Manifest = serde_json::from_slice(manifest)
+        .map_err(|e| bad(format!("the parent's backup manifest is not valid: {e}")))?;
+    let range = m
+        .wal_ranges
+        .first()
+        .ok_or_else(|| bad("the parent's backup manifest has no WAL range".into()))?;
+    let mut files = BTreeMap::new();
+    for f in &m.files {
+        files.insert(f.path()?, f.size);
+    }
+    Ok(Parent {
+        files,
+        start_lsn: range.start_lsn.clone(),
+        timeline: range.timeline,
+        checksum,
+    })
+}
+
+/// The checksum a manifest names itself by (its `Manifest-Checksum`), once checked.
+pub fn checksum_of(manifest: &[u8]) -> Result<String> {
+    check_own_checksum(manifest)
+}
+
 /// The manifest's SHA-256 covers every byte up to and including the newline before its last
 /// line, the one holding `Manifest-Checksum` (pg_verifybackup's rule).
-fn check_own_checksum(manifest: &[u8]) -> Result<()> {
+fn check_own_checksum(manifest: &[u8]) -> Result<String> {
     use sha2::Digest;
     let bad = |m: &str| coded(ExitCode::BadArchive, format!("the backup manifest {m}"));
     let body = manifest.strip_suffix(b"\n").unwrap_or(manifest);
@@ -105,7 +141,7 @@ fn check_own_checksum(manifest: &[u8]) -> Result<()> {
     if !got.eq_ignore_ascii_case(want) {
         return Err(bad("is damaged: its checksum does not match"));
     }
-    Ok(())
+    Ok(got)
 }
 
 impl File {
@@ -159,12 +195,13 @@ impl File {
 }
 
 /// One file of a manifest weir writes: its path in the data directory, size, modification
-/// time and CRC-32C.
+/// time and CRC-32C. No CRC for a file an incremental backup rebuilds from its parent's: its
+/// bytes are only known once rebuilt (`Checksum-Algorithm` NONE, which the format allows).
 pub struct Listed {
     pub path: String,
     pub size: u64,
     pub modified: std::time::SystemTime,
-    pub crc: u32,
+    pub crc: Option<u32>,
 }
 
 /// A manifest in PostgreSQL's format, for a backup weir read itself (`weir-basebackup
@@ -177,12 +214,18 @@ pub fn write(files: &[Listed], timeline: u32, start_lsn: &str, end_lsn: &str) ->
     for (i, f) in files.iter().enumerate() {
         let modified =
             chrono::DateTime::<chrono::Utc>::from(f.modified).format("%Y-%m-%d %H:%M:%S GMT");
+        let sum = match f.crc {
+            Some(c) => format!(
+                "\"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"{}\"",
+                hex::encode(c.to_le_bytes())
+            ),
+            None => "\"Checksum-Algorithm\": \"NONE\"".into(),
+        };
         m.push_str(&format!(
-            "{}{{ \"Path\": {}, \"Size\": {}, \"Last-Modified\": \"{modified}\", \"Checksum-Algorithm\": \"CRC32C\", \"Checksum\": \"{}\" }}",
+            "{}{{ \"Path\": {}, \"Size\": {}, \"Last-Modified\": \"{modified}\", {sum} }}",
             if i == 0 { "" } else { ",\n" },
             serde_json::Value::from(f.path.as_str()),
             f.size,
-            hex::encode(f.crc.to_le_bytes())
         ));
     }
     m.push_str(&format!(
@@ -271,7 +314,7 @@ mod tests {
                 path,
                 size,
                 modified: std::time::UNIX_EPOCH,
-                crc,
+                crc: Some(crc),
             })
             .collect();
         let m = write(&listed, 3, "0/2000028", "0/2000100");

@@ -4,6 +4,7 @@
 //! point-in-time recovery through the same repository (`restore`).
 
 pub mod basebackup;
+pub mod chain;
 pub mod inventory;
 pub mod local;
 pub mod manifest;

@@ -66,7 +66,11 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
     let locations = tablespace_locations(&header, &o.tablespace_mapping)?;
     let mut dirs = vec![o.pgdata.clone()];
     dirs.extend(locations.values().cloned());
-    let mut guard = Created::prepare(&dirs, o.clear)?;
+    let incremental = header.parent.is_some();
+    let mut guard = match incremental {
+        false => Created::prepare(&dirs, o.clear)?,
+        true => super::chain::prepare(o, &header, &dirs)?,
+    };
     // Each directory's file system, synced while the stream arrives and once more at the end.
     let mut synced = Vec::new();
     if !o.no_sync {
@@ -75,8 +79,9 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
             synced.push((d, f));
         }
     }
-    let trailer = writing_back(&synced, || {
-        unpack(&mut entries, &o.pgdata, &locations, &header)
+    let trailer = writing_back(&synced, || match incremental {
+        false => unpack(&mut entries, &o.pgdata, &locations, &header),
+        true => super::chain::apply(&mut entries, &o.pgdata, &locations, &header),
     })?;
     for (oid, location) in &locations {
         let link = o.pgdata.join("pg_tblspc").join(oid);
@@ -122,7 +127,7 @@ fn writing_back<R>(dirs: &[(&PathBuf, fs::File)], work: impl FnOnce() -> R) -> R
     crate::plumbing::alongside(std::time::Duration::from_millis(100), tick, work)
 }
 
-fn bad(m: String) -> anyhow::Error {
+pub(super) fn bad(m: String) -> anyhow::Error {
     coded(ExitCode::BadArchive, m)
 }
 
@@ -138,7 +143,9 @@ fn read_header<R: Read>(entries: &mut tar::Entries<R>) -> Result<Header> {
     let mut json = Vec::new();
     first.read_to_end(&mut json)?;
     let h: Header = serde_json::from_slice(&json).map_err(|_| not_ours())?;
-    if h.format != "weir-basebackup" || h.version != 1 {
+    // Version 2 is an incremental backup (a parent named in the header).
+    if h.format != "weir-basebackup" || !(h.version == 1 || (h.version == 2 && h.parent.is_some()))
+    {
         return Err(bad(format!(
             "the stream is {} version {}, which this weir does not read",
             h.format, h.version
@@ -248,7 +255,7 @@ fn unpack<R: Read>(
 }
 
 /// A member's place on disk and its path in the manifest.
-fn destination(
+pub(super) fn destination(
     name: &str,
     pgdata: &Path,
     locations: &BTreeMap<String, PathBuf>,
@@ -283,7 +290,10 @@ fn safe(rel: &str) -> Result<&Path> {
 }
 
 /// Writes one member; returns length and CRC-32C for a file.
-fn write_member<R: Read>(entry: &mut tar::Entry<R>, dest: &Path) -> Result<Option<(u64, u32)>> {
+pub(super) fn write_member<R: Read>(
+    entry: &mut tar::Entry<R>,
+    dest: &Path,
+) -> Result<Option<(u64, u32)>> {
     let kind = entry.header().entry_type();
     match kind {
         tar::EntryType::Directory => {
@@ -424,10 +434,12 @@ fn write_recovery_settings(o: &RestoreOptions, restore_command: &str) -> Result<
     Ok(())
 }
 
-/// The directories this restore fills, emptied again if it fails.
-struct Created {
-    dirs: Vec<PathBuf>,
-    armed: bool,
+/// The directories this restore fills, emptied again if it fails; or, for an incremental
+/// backup applied over its parent, made unstartable (see [`super::chain`]).
+pub(super) struct Created {
+    pub(super) dirs: Vec<PathBuf>,
+    pub(super) armed: bool,
+    pub(super) spoil_only: bool,
 }
 
 impl Created {
@@ -454,6 +466,7 @@ impl Created {
         let c = Created {
             dirs: dirs.to_vec(),
             armed: true,
+            spoil_only: false,
         };
         for d in dirs {
             empty(d)?;
@@ -473,7 +486,10 @@ impl Created {
 
 impl Drop for Created {
     fn drop(&mut self) {
-        if self.armed {
+        if !self.armed {
+        } else if self.spoil_only {
+            super::chain::spoil(&self.dirs[0]);
+        } else {
             for d in &self.dirs {
                 let _ = empty(d);
             }

@@ -1,0 +1,291 @@
+//! An incremental backup (`weir-basebackup --incremental-from`) restored over its parent:
+//! weir-restore-physical restores a chain by restoring the full backup into an empty
+//! directory, then each incremental in order over it, each from its own stream, so no whole
+//! backup is ever copied aside.
+//!
+//! Before anything is written the directory must hold the parent: its `backup_manifest`
+//! (which every restore leaves there) must be the one the incremental names, and its
+//! `pg_control` this cluster's. Then every file of the incremental replaces the parent's,
+//! each `INCREMENTAL.` member patches the parent's copy of its relation file block by block
+//! (checked by the member's CRC-32C), and whatever the incremental's manifest does not list
+//! is removed (files dropped since the parent). The result is a restored backup like any
+//! other: its manifest is the incremental's, which lists every file at its rebuilt size, so
+//! `pg_verifybackup` checks it, and the next incremental builds on it.
+//!
+//! A failure part-way leaves a directory that no server can start (its `pg_control` is
+//! removed first and comes back only with the stream): restore the chain again from its
+//! full backup.
+
+use super::basebackup::{DATA, Header, MANIFEST, TRAILER, Trailer};
+use super::local::{DELTA_MAGIC, INCREMENTAL};
+use super::manifest::{self, Seen};
+use super::restore::{Created, RestoreOptions, bad, destination, write_member};
+use crate::plumbing::{ExitCode, coded};
+use anyhow::{Context, Result, bail};
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+const BLOCK: u64 = 8192;
+
+/// Checks that the directory holds the incremental's parent, then makes it unstartable until
+/// the incremental is whole in it; the guard leaves it so if the restore fails.
+pub(super) fn prepare(o: &RestoreOptions, h: &Header, dirs: &[PathBuf]) -> Result<Created> {
+    let parent = h.parent.as_ref().expect("an incremental header");
+    if o.clear {
+        return Err(coded(
+            ExitCode::Usage,
+            "--clear would empty the directory an incremental backup builds on",
+        ));
+    }
+    let dir = &o.pgdata;
+    if dir.join("postmaster.pid").exists() {
+        bail!(
+            "{} holds a postmaster.pid: stop that server first",
+            dir.display()
+        );
+    }
+    let held = fs::read(dir.join(MANIFEST)).map_err(|_| {
+        bad(format!(
+            "{} holds no restored backup for this incremental to build on (no {MANIFEST}): restore its full backup first",
+            dir.display()
+        ))
+    })?;
+    let holds = manifest::checksum_of(&held)?;
+    if !holds.eq_ignore_ascii_case(&parent.manifest_checksum) {
+        return Err(bad(format!(
+            "{} holds another backup (manifest {}) than the parent this incremental was taken against (manifest {}, started at {}): restore the chain in order",
+            dir.display(),
+            short(&holds),
+            short(&parent.manifest_checksum),
+            parent.start_lsn
+        )));
+    }
+    let cluster = super::walfile::control_system_identifier(dir)?.to_string();
+    if cluster != h.system_identifier {
+        return Err(coded(
+            ExitCode::WrongCluster,
+            format!(
+                "{} holds cluster {cluster}, the incremental is of cluster {}",
+                dir.display(),
+                h.system_identifier
+            ),
+        ));
+    }
+    for d in dirs {
+        fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    spoil(dir);
+    Ok(Created {
+        dirs: dirs.to_vec(),
+        armed: true,
+        spoil_only: true,
+    })
+}
+
+/// Makes a data directory unstartable (no `pg_control`) and no longer a parent (no
+/// `backup_manifest`), nor a recovery set up on it.
+pub(super) fn spoil(dir: &Path) {
+    for f in ["global/pg_control", MANIFEST, "recovery.signal"] {
+        let _ = fs::remove_file(dir.join(f));
+    }
+}
+
+fn short(checksum: &str) -> &str {
+    &checksum[..checksum.len().min(12)]
+}
+
+/// Applies the stream's members over the parent; checks the manifest and the trailer at the
+/// end, then removes what the incremental does not list.
+pub(super) fn apply<R: Read>(
+    entries: &mut tar::Entries<R>,
+    pgdata: &Path,
+    locations: &BTreeMap<String, PathBuf>,
+    header: &Header,
+) -> Result<Trailer> {
+    let mut seen = Seen::new();
+    let mut kept: HashSet<PathBuf> = HashSet::new();
+    let mut manifest: Option<Vec<u8>> = None;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| bad(format!("the backup stream is damaged: {e}")))?;
+        let name = entry.path()?.to_string_lossy().into_owned();
+        if name == TRAILER {
+            let mut json = Vec::new();
+            entry.read_to_end(&mut json)?;
+            let t: Trailer = serde_json::from_slice(&json)
+                .map_err(|e| bad(format!("the stream's {TRAILER} is not valid: {e}")))?;
+            let m = manifest.ok_or_else(|| bad("the stream has no backup manifest".into()))?;
+            manifest::check(&m, &seen)?;
+            let mut roots = vec![pgdata.to_path_buf()];
+            roots.extend(locations.values().cloned());
+            for root in &roots {
+                remove_unlisted(root, &kept)?;
+            }
+            fs::write(pgdata.join(MANIFEST), &m)?;
+            return Ok(t);
+        }
+        if name == format!("{DATA}{MANIFEST}") {
+            let mut m = Vec::new();
+            entry.read_to_end(&mut m)?;
+            manifest = Some(m);
+            continue;
+        }
+        let (dest, listed) = destination(&name, pgdata, locations)?;
+        let file = dest.file_name().map(|f| f.to_string_lossy().into_owned());
+        if let Some(target) = file.as_deref().and_then(|f| f.strip_prefix(INCREMENTAL)) {
+            let rebuilt = dest.with_file_name(target);
+            let size = patch(&mut entry, &rebuilt)?;
+            let listed = match listed.rsplit_once('/') {
+                Some((dir, _)) => format!("{dir}/{target}"),
+                None => target.to_string(),
+            };
+            seen.insert(listed, (size, 0));
+            kept.insert(rebuilt);
+            continue;
+        }
+        if entry.header().entry_type() != tar::EntryType::Directory {
+            // The parent's copy (a file, or a link) makes way for the incremental's.
+            if let Ok(m) = fs::symlink_metadata(&dest) {
+                if !m.is_dir() {
+                    fs::remove_file(&dest)
+                        .with_context(|| format!("cannot replace {}", dest.display()))?;
+                }
+            }
+        }
+        if let Some(sum) = write_member(&mut entry, &dest)? {
+            seen.insert(listed, sum);
+        }
+        kept.insert(dest);
+    }
+    Err(bad(format!(
+        "the backup stream of {} ends early: it was cut off, or the backup did not finish",
+        header.label
+    )))
+}
+
+/// Applies one incremental member (docs/FORMAT.md, section 12) to the parent's copy of its
+/// relation file: the file takes the length the member gives, and each block sent is written
+/// in its place. Returns the rebuilt length.
+fn patch<R: Read>(member: &mut R, path: &Path) -> Result<u64> {
+    let damaged = |why: &str| {
+        bad(format!(
+            "{}: its incremental member is damaged: {why}",
+            path.display()
+        ))
+    };
+    let mut crc = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi);
+    let mut head = [0u8; 16];
+    member
+        .read_exact(&mut head)
+        .map_err(|_| damaged("it ends inside its header"))?;
+    if &head[..8] != DELTA_MAGIC {
+        return Err(damaged("not an incremental member"));
+    }
+    crc.update(&head);
+    let blocks = u64::from(u32::from_le_bytes(head[8..12].try_into().unwrap()));
+    let sent = u32::from_le_bytes(head[12..16].try_into().unwrap()) as usize;
+    let mut numbers = vec![0u8; sent * 4];
+    member
+        .read_exact(&mut numbers)
+        .map_err(|_| damaged("it ends inside its block list"))?;
+    crc.update(&numbers);
+    let f = fs::OpenOptions::new().write(true).open(path).map_err(|e| {
+        bad(format!(
+            "{}: not in the parent ({e}): this incremental does not build on what the directory holds",
+            path.display()
+        ))
+    })?;
+    f.set_len(blocks * BLOCK)?;
+    let mut page = vec![0u8; BLOCK as usize];
+    let mut last = None;
+    for n in numbers.chunks(4) {
+        let n = u64::from(u32::from_le_bytes(n.try_into().unwrap()));
+        if n >= blocks || last.is_some_and(|l| n <= l) {
+            return Err(damaged("its block list is out of order"));
+        }
+        last = Some(n);
+        member
+            .read_exact(&mut page)
+            .map_err(|_| damaged("it ends inside a block"))?;
+        crc.update(&page);
+        f.write_all_at(&page, n * BLOCK)?;
+    }
+    let mut tail = [0u8; 4];
+    member
+        .read_exact(&mut tail)
+        .map_err(|_| damaged("it ends before its checksum"))?;
+    if u32::from_le_bytes(tail) != crc.finalize() as u32 || member.read(&mut [0u8; 1])? != 0 {
+        return Err(damaged("its checksum does not match"));
+    }
+    Ok(blocks * BLOCK)
+}
+
+/// Removes every file, link and directory under `root` the incremental did not bring or
+/// rebuild: what was dropped since the parent. Links are removed, never followed (the
+/// tablespace links are made again after).
+fn remove_unlisted(root: &Path, kept: &HashSet<PathBuf>) -> Result<()> {
+    for e in fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))? {
+        let path = e?.path();
+        let meta = fs::symlink_metadata(&path)?;
+        if path.file_name().is_some_and(|n| n == MANIFEST) && root.join(MANIFEST) == path {
+            continue;
+        }
+        if !kept.contains(&path) {
+            if meta.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            }
+            .with_context(|| format!("cannot remove {}", path.display()))?;
+        } else if meta.is_dir() {
+            remove_unlisted(&path, kept)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member sending block 1 of a two-block file, as local.rs writes them.
+    fn member(page: &[u8]) -> Vec<u8> {
+        let mut m = DELTA_MAGIC.to_vec();
+        m.extend_from_slice(&2u32.to_le_bytes());
+        m.extend_from_slice(&1u32.to_le_bytes());
+        m.extend_from_slice(&1u32.to_le_bytes());
+        m.extend_from_slice(page);
+        let crc = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, &m) as u32;
+        m.extend_from_slice(&crc.to_le_bytes());
+        m
+    }
+
+    #[test]
+    fn a_member_patches_its_block_and_any_flipped_byte_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("16384");
+        let page = vec![7u8; BLOCK as usize];
+        let good = member(&page);
+        for at in [0, 9, 17, 20, 20 + 4000, good.len() - 1] {
+            fs::write(&file, vec![1u8; 3 * BLOCK as usize]).unwrap();
+            let mut bad = good.clone();
+            bad[at] ^= 1;
+            assert!(
+                patch(&mut &bad[..], &file).is_err(),
+                "a flip at {at} passed"
+            );
+        }
+        fs::write(&file, vec![1u8; 3 * BLOCK as usize]).unwrap();
+        assert_eq!(patch(&mut &good[..], &file).unwrap(), 2 * BLOCK);
+        let rebuilt = fs::read(&file).unwrap();
+        assert_eq!(rebuilt.len() as u64, 2 * BLOCK);
+        assert!(rebuilt[..BLOCK as usize].iter().all(|&b| b == 1));
+        assert!(rebuilt[BLOCK as usize..] == page[..]);
+        assert!(
+            patch(&mut &good[..16], &file).is_err(),
+            "a cut member passed"
+        );
+    }
+}
