@@ -222,4 +222,33 @@ bench_physical() {
             "restore + recover to time" "$(best "${rw[@]}")" "$(best "${rg[@]}")" "$(ratio "$(best "${rw[@]}")" "$(best "${rg[@]}")")" \
             "$(best "${rwc[@]}")" "$(best "${rgc[@]}")" "$(($(maxi "${rwk[@]}") / 1024))" "$(($(maxi "${rgk[@]}") / 1024))"
     } >> "$work/stages"
+    bench_physical_incremental "$p" "$rcpt" "$conf"
+}
+
+# Incremental backups (issue 34): a full backup by each tool, read from the data directory
+# (weir-basebackup --pgdata -j2, which keeps its manifest for the incremental), then one day
+# of bench-dedup.sql's changes (1% of the rows of users and events updated, 0.5% inserted,
+# 0.2% deleted, VACUUM), then an incremental by each: weir's against the full's manifest,
+# pgBackRest's --type=incr. One run each; time and stored bytes.
+bench_physical_incremental() {
+    local p=$1 rcpt=$2 conf=$3 fw fg iw ig
+    local pipe="'$bin/weir-compress' -3 -T2 | '$bin/weir-encrypt' -r $rcpt | '$bin/weir-put' -q"
+    local read="'$bin/weir-basebackup' -q -c fast --repo '$p/wal' --pgdata '$SCRATCH_DIR/data' -j2"
+    read -r fw _ < <(phys_measure "weir-basebackup --pgdata full" bash -o pipefail -c \
+        "$read --manifest-file '$p/full.manifest' | $pipe '$p/weir/pgdata-full.tar.zst.age'")
+    read -r fg _ < <(phys_measure "pgbackrest backup (full)" pgbackrest --config="$conf" --stanza=bench --type=full backup)
+    psql -X -q -v ON_ERROR_STOP=1 -v n="$gb" -v d=2 -d bench -f scripts/lib/bench-dedup.sql
+    read -r iw _ < <(phys_measure "weir-basebackup incremental" bash -o pipefail -c \
+        "$read --incremental-from '$p/full.manifest' | $pipe '$p/weir/pgdata-incr.tar.zst.age'")
+    read -r ig _ < <(phys_measure "pgbackrest backup --type=incr" pgbackrest --config="$conf" --stanza=bench --type=incr backup)
+    local wfull wincr gfull gincr
+    wfull=$(stat -c %s "$p/weir/pgdata-full.tar.zst.age"); wincr=$(stat -c %s "$p/weir/pgdata-incr.tar.zst.age")
+    gfull=$(du -sb "$(find "$p/pgbr/backup/bench" -maxdepth 1 -name '*F' | sort | tail -n1)" | cut -f1)
+    gincr=$(du -sb "$(find "$p/pgbr/backup/bench" -maxdepth 1 -name '*I' | sort | tail -n1)" | cut -f1)
+    {
+        printf '  %-26s weir --pgdata -j2 %s s, pgBackRest %s s: %sx wall time (target <= 0.8); stored %s against %s bytes: %sx\n' \
+            "full, read locally" "$fw" "$fg" "$(ratio "$fw" "$fg")" "$wfull" "$gfull" "$(ratio "$wfull" "$gfull")"
+        printf '  %-26s weir %s s, pgBackRest --type=incr %s s: %sx wall time (target <= 1.0); stored %s against %s bytes: %sx (target <= 1.0), %sx weir'"'"'s full (target <= 0.2)\n' \
+            "incremental, 1% changed" "$iw" "$ig" "$(ratio "$iw" "$ig")" "$wincr" "$gincr" "$(ratio "$wincr" "$gincr")" "$(ratio "$wincr" "$wfull")"
+    } >> "$work/stages"
 }
