@@ -1068,6 +1068,42 @@ fn an_incremental_chain_restores_to_a_time_and_to_the_end() {
          DELETE FROM shrink WHERE i > 1000; VACUUM shrink;
          CREATE TABLE created AS SELECT generate_series(1, 5000) AS i;",
     );
+    // A parent manifest that was altered, or an incremental without --pgdata: refused.
+    let text = std::fs::read_to_string(c.dir.join("full.manifest")).unwrap();
+    let altered = c.dir.join("altered.manifest");
+    std::fs::write(&altered, text.replacen("\"Size\": ", "\"Size\": 1", 1)).unwrap();
+    let b = p.bin.display();
+    for (args, code) in [
+        (
+            format!(
+                "--pgdata {} --incremental-from {}",
+                c.data().display(),
+                altered.display()
+            ),
+            3,
+        ),
+        (
+            format!(
+                "--incremental-from {}",
+                c.dir.join("full.manifest").display()
+            ),
+            2,
+        ),
+    ] {
+        let out = owner_sh(
+            &p,
+            &format!(
+                "{b}/weir-basebackup {args} > {}/refused.tar",
+                c.dir.display()
+            ),
+        );
+        assert_eq!(out.status.code(), Some(code), "{args}: {}", stderr(&out));
+        assert_eq!(
+            len(&c.dir.join("refused.tar")),
+            0,
+            "{args}: a stream was written"
+        );
+    }
     let i1 = local_backup(&p, "i1", Some(&c.dir.join("full.manifest")));
     let (full_len, i1_len) = (len(&full), len(&i1));
     assert!(
