@@ -17,6 +17,7 @@ shutdown\t''"
 complete -c weir-restore-physical -l target-timeline -d 'The timeline to recover along: latest (PostgreSQL\'s default), current or an ID' -r
 complete -c weir-restore-physical -s T -l tablespace-mapping -d 'Restore the tablespace at OLD into NEW (repeatable), as pg_basebackup -T' -r
 complete -c weir-restore-physical -l clear -d 'Remove what the data directory (and each tablespace directory) holds first'
+complete -c weir-restore-physical -l delta -d 'Restore over a stopped data directory of the same cluster, writing only what differs from the backup (block by block) and removing what the backup lacks (pgBackRest\'s --delta)'
 complete -c weir-restore-physical -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'
 complete -c weir-restore-physical -s v -l verbose -d 'On a storage error, also print what the AWS SDK said (its credential chain\'s complaints, the HTTP exchange\'s cause)'
 complete -c weir-restore-physical -l target-immediate -d 'Stop as soon as the backup is consistent (recovery_target = \'immediate\')'

@@ -369,6 +369,11 @@ pub struct RestorePhysicalCli {
     /// Remove what the data directory (and each tablespace directory) holds first.
     #[arg(long = "clear")]
     pub clear: bool,
+    /// Restore over a stopped data directory of the same cluster, writing only what differs
+    /// from the backup (block by block) and removing what the backup lacks (pgBackRest's
+    /// --delta).
+    #[arg(long = "delta", conflicts_with = "clear")]
+    pub delta: bool,
     /// The weir-wal repository recovery fetches WAL from.
     #[arg(long = "repo", value_name = "URL")]
     pub repo: Option<String>,
@@ -440,6 +445,7 @@ impl RestorePhysicalCli {
         crate::physical::restore::RestoreOptions {
             pgdata: self.pgdata.clone(),
             clear: self.clear,
+            delta: self.delta,
             input: self.input.clone(),
             target,
             inclusive: !self.target_exclusive,

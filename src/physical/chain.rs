@@ -15,6 +15,10 @@
 //! A failure part-way leaves a directory that no server can start (its `pg_control` is
 //! removed first and comes back only with the stream): restore the chain again from its
 //! full backup.
+//!
+//! `--delta` (pgBackRest's name) is the same walk for any backup over any stopped copy of the
+//! cluster: each whole file is compared with the one on disk in 8 KiB pieces and only the
+//! pieces that differ are written.
 
 use super::basebackup::{DATA, Header, MANIFEST, TRAILER, Trailer};
 use super::local::{DELTA_MAGIC, INCREMENTAL};
@@ -27,13 +31,14 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const BLOCK: u64 = 8192;
 
-/// Checks that the directory holds the incremental's parent, then makes it unstartable until
-/// the incremental is whole in it; the guard leaves it so if the restore fails.
+/// Checks that the directory holds the incremental's parent (or, for `--delta`, a copy of
+/// the same cluster, or nothing yet), then makes it unstartable until the backup is whole in
+/// it; the guard leaves it so if the restore fails.
 pub(super) fn prepare(o: &RestoreOptions, h: &Header, dirs: &[PathBuf]) -> Result<Created> {
-    let parent = h.parent.as_ref().expect("an incremental header");
     if o.clear {
         return Err(coded(
             ExitCode::Usage,
@@ -47,6 +52,12 @@ pub(super) fn prepare(o: &RestoreOptions, h: &Header, dirs: &[PathBuf]) -> Resul
             dir.display()
         );
     }
+    let Some(parent) = h.parent.as_ref() else {
+        if dir.join("global/pg_control").exists() {
+            same_cluster(dir, h)?;
+        }
+        return guard(dir, dirs);
+    };
     let held = fs::read(dir.join(MANIFEST)).map_err(|_| {
         bad(format!(
             "{} holds no restored backup for this incremental to build on (no {MANIFEST}): restore its full backup first",
@@ -63,17 +74,26 @@ pub(super) fn prepare(o: &RestoreOptions, h: &Header, dirs: &[PathBuf]) -> Resul
             parent.start_lsn
         )));
     }
+    same_cluster(dir, h)?;
+    guard(dir, dirs)
+}
+
+fn same_cluster(dir: &Path, h: &Header) -> Result<()> {
     let cluster = super::walfile::control_system_identifier(dir)?.to_string();
     if cluster != h.system_identifier {
         return Err(coded(
             ExitCode::WrongCluster,
             format!(
-                "{} holds cluster {cluster}, the incremental is of cluster {}",
+                "{} holds cluster {cluster}, the backup is of cluster {}",
                 dir.display(),
                 h.system_identifier
             ),
         ));
     }
+    Ok(())
+}
+
+fn guard(dir: &Path, dirs: &[PathBuf]) -> Result<Created> {
     for d in dirs {
         fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
@@ -97,13 +117,43 @@ fn short(checksum: &str) -> &str {
     &checksum[..checksum.len().min(12)]
 }
 
-/// Applies the stream's members over the parent; checks the manifest and the trailer at the
-/// end, then removes what the incremental does not list.
+/// Bytes of file contents the stream held, and those written to disk.
+#[derive(Default)]
+pub struct Written {
+    total: AtomicU64,
+    written: AtomicU64,
+}
+
+impl Written {
+    fn add(&self, total: u64, written: u64) {
+        self.total.fetch_add(total, Ordering::Relaxed);
+        self.written.fetch_add(written, Ordering::Relaxed);
+    }
+
+    pub fn describe(&self) -> String {
+        let (w, t) = (
+            self.written.load(Ordering::Relaxed),
+            self.total.load(Ordering::Relaxed),
+        );
+        format!(
+            "; wrote {} of the backup's {} ({:.1}%)",
+            crate::plumbing::human_bytes(w),
+            crate::plumbing::human_bytes(t),
+            100.0 * w as f64 / t.max(1) as f64
+        )
+    }
+}
+
+/// Applies the stream's members over what the directory holds (the parent, or for `delta`
+/// any copy of the cluster); checks the manifest and the trailer at the end, then removes
+/// what the backup does not list.
 pub(super) fn apply<R: Read>(
     entries: &mut tar::Entries<R>,
     pgdata: &Path,
     locations: &BTreeMap<String, PathBuf>,
     header: &Header,
+    delta: bool,
+    written: &Written,
 ) -> Result<Trailer> {
     let mut seen = Seen::new();
     let mut kept: HashSet<PathBuf> = HashSet::new();
@@ -136,7 +186,9 @@ pub(super) fn apply<R: Read>(
         let file = dest.file_name().map(|f| f.to_string_lossy().into_owned());
         if let Some(target) = file.as_deref().and_then(|f| f.strip_prefix(INCREMENTAL)) {
             let rebuilt = dest.with_file_name(target);
+            let sent = entry.header().size()?;
             let size = patch(&mut entry, &rebuilt)?;
+            written.add(sent, sent);
             let listed = match listed.rsplit_once('/') {
                 Some((dir, _)) => format!("{dir}/{target}"),
                 None => target.to_string(),
@@ -145,16 +197,20 @@ pub(super) fn apply<R: Read>(
             kept.insert(rebuilt);
             continue;
         }
-        if entry.header().entry_type() != tar::EntryType::Directory {
-            // The parent's copy (a file, or a link) makes way for the incremental's.
-            if let Ok(m) = fs::symlink_metadata(&dest) {
-                if !m.is_dir() {
-                    fs::remove_file(&dest)
-                        .with_context(|| format!("cannot replace {}", dest.display()))?;
-                }
-            }
+        let kind = entry.header().entry_type();
+        let existing = fs::symlink_metadata(&dest).ok();
+        let is_file = existing.as_ref().is_some_and(|m| m.is_file());
+        if delta && kind == tar::EntryType::Regular && is_file {
+            seen.insert(listed, rewrite(&mut entry, &dest, written)?);
+            kept.insert(dest);
+            continue;
+        }
+        if kind != tar::EntryType::Directory && existing.is_some_and(|m| !m.is_dir()) {
+            // What the directory held (a file, or a link) makes way for the backup's.
+            fs::remove_file(&dest).with_context(|| format!("cannot replace {}", dest.display()))?;
         }
         if let Some(sum) = write_member(&mut entry, &dest)? {
+            written.add(sum.0, sum.0);
             seen.insert(listed, sum);
         }
         kept.insert(dest);
@@ -163,6 +219,66 @@ pub(super) fn apply<R: Read>(
         "the backup stream of {} ends early: it was cut off, or the backup did not finish",
         header.label
     )))
+}
+
+/// `--delta`: makes the file at `dest` the member's bytes, comparing them with what it holds
+/// in 8 KiB pieces and writing only the pieces that differ (then cutting it to the member's
+/// length). Returns the member's length and CRC-32C, for the manifest check.
+fn rewrite<R: Read>(entry: &mut R, dest: &Path, written: &Written) -> Result<(u64, u32)> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dest)
+        .with_context(|| format!("cannot open {}", dest.display()))?;
+    let mut summed = manifest::Summing::new(entry);
+    let (mut new, mut old) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    let (mut at, mut wrote) = (0u64, 0u64);
+    loop {
+        let n = read_full(&mut summed, &mut new)?;
+        if n == 0 {
+            break;
+        }
+        let have = read_full_at(&f, &mut old[..n], at)?;
+        for (k, piece) in new[..n].chunks(BLOCK as usize).enumerate() {
+            let off = k * BLOCK as usize;
+            let same = off + piece.len() <= have && old[off..off + piece.len()] == *piece;
+            if !same {
+                f.write_all_at(piece, at + off as u64)?;
+                wrote += piece.len() as u64;
+            }
+        }
+        at += n as u64;
+    }
+    f.set_len(at)?;
+    written.add(at, wrote);
+    Ok(summed.sum())
+}
+
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(bad(format!("the backup stream is damaged: {e}"))),
+        }
+    }
+    Ok(got)
+}
+
+/// Reads up to `buf.len()` bytes at `at`; fewer at the end of the file.
+fn read_full_at(f: &fs::File, buf: &mut [u8], at: u64) -> Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match f.read_at(&mut buf[got..], at + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(got)
 }
 
 /// Applies one incremental member (docs/FORMAT.md, section 12) to the parent's copy of its

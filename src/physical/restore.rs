@@ -34,6 +34,8 @@ pub struct RestoreOptions {
     pub pgdata: PathBuf,
     /// Empty a non-empty data directory (and tablespace directories) first.
     pub clear: bool,
+    /// `--delta`: over a stopped copy of the cluster, writing only what differs.
+    pub delta: bool,
     pub input: Option<String>,
     pub target: Target,
     /// `recovery_target_inclusive`: stop just after the target (true) or just before.
@@ -67,7 +69,7 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
     let mut dirs = vec![o.pgdata.clone()];
     dirs.extend(locations.values().cloned());
     let incremental = header.parent.is_some();
-    let mut guard = match incremental {
+    let mut guard = match incremental || o.delta {
         false => Created::prepare(&dirs, o.clear)?,
         true => super::chain::prepare(o, &header, &dirs)?,
     };
@@ -79,9 +81,15 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
             synced.push((d, f));
         }
     }
-    let trailer = writing_back(&synced, || match incremental {
+    let mut written = None;
+    let trailer = writing_back(&synced, || match incremental || o.delta {
         false => unpack(&mut entries, &o.pgdata, &locations, &header),
-        true => super::chain::apply(&mut entries, &o.pgdata, &locations, &header),
+        true => {
+            let w = super::chain::Written::default();
+            let t = super::chain::apply(&mut entries, &o.pgdata, &locations, &header, o.delta, &w);
+            written = Some(w);
+            t
+        }
     })?;
     for (oid, location) in &locations {
         let link = o.pgdata.join("pg_tblspc").join(oid);
@@ -98,13 +106,14 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
     }
     guard.disarm();
     eprintln!(
-        "{}: restored backup {} ({} to {}, timeline {}) into {}",
+        "{}: restored backup {} ({} to {}, timeline {}) into {}{}",
         crate::plumbing::program(),
         header.label,
         header.start_lsn,
         trailer.stop_lsn,
         header.timeline,
-        o.pgdata.display()
+        o.pgdata.display(),
+        written.map_or(String::new(), |w| w.describe())
     );
     Ok(())
 }
@@ -523,6 +532,7 @@ mod tests {
         RestoreOptions {
             pgdata: "/tmp/x".into(),
             clear: false,
+            delta: false,
             input: None,
             target,
             inclusive: true,
