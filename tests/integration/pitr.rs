@@ -1010,6 +1010,39 @@ fn a_backup_read_from_the_data_directory_restores_like_the_servers() {
             .unwrap_or_else(|| panic!("{said}"));
         percent
     };
+    // Refused, with the directory as it was: a running server's, and another cluster's.
+    let other = c.dir.join("other");
+    let initdb = as_owner(
+        &c.bindir.join("initdb"),
+        &["-D", other.to_str().unwrap(), "-U", "postgres"],
+    );
+    assert!(initdb.status.success(), "{}", stderr(&initdb));
+    for (dir, code) in [(c.data(), 1), (other.clone(), 6)] {
+        if code == 1 {
+            assert!(server(&p, "start").status.success(), "{}", log(&p));
+        }
+        let out = owner_sh(
+            &p,
+            &format!(
+                "set -o pipefail; {b}/weir-encrypt -d -i {key} < {stored} | {b}/weir-compress -d | {b}/weir-restore-physical -D {dir} --delta --repo {repo} -i {key}",
+                key = p.key.display(),
+                stored = stored.display(),
+                dir = dir.display(),
+                repo = p.repo.display(),
+            ),
+        );
+        assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
+        // One line from the restore (the stages before it then see a closed pipe).
+        let said = stderr(&out);
+        let lines = said
+            .lines()
+            .filter(|l| l.starts_with("weir-restore-physical:"));
+        assert_eq!(lines.count(), 1, "{said}");
+        assert!(dir.join("global/pg_control").exists());
+        if code == 1 {
+            stop(&p);
+        }
+    }
     // The copy ran after its recovery: every page it read has hint bits set since, and
     // every page recovery replayed differs from the backup's, so much is written; a second
     // delta over the result writes next to nothing.
