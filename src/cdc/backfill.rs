@@ -762,6 +762,12 @@ impl Backfill {
                 .insert(kold.expect("classified").clone(), None)
                 .flatten();
         }
+        // The chunk's read may have seen the row under its new key already (the update
+        // committed before the read): its values fill what the update left unchanged.
+        if prior.is_none() && in_chunk(new) {
+            let rows = &self.chunk.as_ref().expect("entered").rows;
+            prior = rows.get(knew.expect("classified")).cloned().flatten();
+        }
         let row = merge(prior, h.new.expect("an update's row"));
         if copied(new) {
             if row.contains(&Cell::Unchanged) {

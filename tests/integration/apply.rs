@@ -489,11 +489,14 @@ fn an_interrupted_copy_goes_on_with_backfill_all() {
         "--copy-and-stream",
     ];
     let (mut cdc, mut apply) = pipeline_said(c, &copy, "ic_dst", "ic_o");
-    let slot = "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ic_slot'";
-    wait_until("the copy's slot", 30, || {
-        c.psql("ic_src", slot).trim() == "1"
+    // The slot shows in pg_replication_slots while it is being made, and is dropped if its
+    // maker dies then (it is persisted only once made); the copy starts after that.
+    let copying = "SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = 'ic_src' AND state = 'active' AND query LIKE 'COPY %'";
+    wait_until("the copy to start", 30, || {
+        c.psql("ic_src", copying).trim() != "0"
     });
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::thread::sleep(std::time::Duration::from_millis(100));
     cdc.kill().unwrap();
     let said = stderr_of(&mut [&mut cdc, &mut apply]);
     let held = "SELECT (SELECT count(*) FROM acct) + (SELECT count(*) FROM ledger)";
@@ -1064,9 +1067,12 @@ fn a_table_added_to_a_running_stream_is_backfilled_in_chunks_and_resumes_after_k
         while !stop.load(std::sync::atomic::Ordering::SeqCst) {
             i += 1;
             let (a, b, d) = (rand(30000) + 1, rand(30000) + 1, rand(30000) + 1);
-            // Rows with an out-of-line pad only move forward (a row moved back into the
-            // copied range must carry all its values).
+            // Rows with an out-of-line pad never change their key: the stream does not carry
+            // the pad then, and a row moved from the copied range into the chunk under way
+            // after its read cannot be rebuilt (weir-cdc stops and says so; docs/cdc.md).
             let back = if b % 100 == 0 { b + 1 } else { b };
+            let fwd = rand(30000) + 1;
+            let fwd = if fwd % 100 == 0 { fwd + 1 } else { fwd };
             db.batch_execute(&format!(
                 "BEGIN; UPDATE big SET v = 'u{i}' WHERE id = {a};
                      INSERT INTO big VALUES ({}, 'new', 'n'), ({}, 'neg', 'n');
@@ -1076,7 +1082,7 @@ fn a_table_added_to_a_running_stream_is_backfilled_in_chunks_and_resumes_after_k
                      INSERT INTO ledger VALUES ({i}); COMMIT;",
                 100000 + i,
                 -(i as i64),
-                rand(30000) + 1,
+                fwd,
             ))
             .unwrap();
             std::thread::sleep(std::time::Duration::from_millis(5));
