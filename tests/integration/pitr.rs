@@ -1226,6 +1226,25 @@ fn an_incremental_chain_restores_to_a_time_and_to_the_end() {
         "{}",
         stderr(&out)
     );
+    // The parent's files under another cluster's pg_control: exit 6, nothing changed.
+    let other = c.dir.join("other");
+    let initdb = as_owner(
+        &c.bindir.join("initdb"),
+        &["-D", other.to_str().unwrap(), "-U", "postgres"],
+    );
+    assert!(initdb.status.success(), "{}", stderr(&initdb));
+    let control = c.data().join("global/pg_control");
+    let ours = std::fs::read(&control).unwrap();
+    std::fs::copy(other.join("global/pg_control"), &control).unwrap();
+    let out = restore_step(&p, &i1, "");
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "another cluster: {}",
+        stderr(&out)
+    );
+    assert!(c.data().join("backup_manifest").exists());
+    std::fs::write(&control, ours).unwrap();
     assert!(
         c.data().join("global/pg_control").exists() && c.data().join("backup_manifest").exists()
     );
