@@ -65,6 +65,13 @@ pub struct Physical {
     pub finished: String,
     pub files: u64,
     pub bytes: u64,
+    /// The backup's manifest checksum, which names it to its incrementals (absent in entries
+    /// made before incremental backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_checksum: Option<String>,
+    /// An incremental backup's parent; absent for a full backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<crate::physical::basebackup::ParentRef>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

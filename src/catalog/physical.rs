@@ -130,6 +130,8 @@ mod tests {
                     finished: finished.into(),
                     files: 1,
                     bytes: 1,
+                    manifest_checksum: None,
+                    parent: None,
                 }),
             },
         }

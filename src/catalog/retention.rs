@@ -134,6 +134,71 @@ pub struct PruneOptions {
 
 /// `weir-prune`: applies the policy to every database's backups under `url`, and removes the
 /// leftovers of failed runs.
+/// What retention decided for one backup: kept, and why; or removed, and why.
+enum Verdict {
+    Keep(Vec<String>),
+    Remove(String),
+}
+
+/// The verdicts for one group's backups, newest first. Logical backups go by the keep rules;
+/// base backups too, but the rules count full backups only: an incremental is kept while the
+/// full its chain starts from is kept and goes with it, so a parent whose child is kept is
+/// never removed. An incremental whose parent the catalog does not hold is kept and named:
+/// weir cannot tell whether its chain is whole.
+fn verdicts(list: &[&Backup], p: &Policy, now: DateTime<Utc>) -> Vec<Verdict> {
+    let fulls: Vec<usize> = (0..list.len())
+        .filter(|&i| parent_of(list[i]).is_none())
+        .collect();
+    let times: Vec<i64> = fulls.iter().map(|&i| list[i].entry.time_unix).collect();
+    let mut ruled: Vec<Option<Vec<String>>> = vec![None; list.len()];
+    for (&i, why) in fulls.iter().zip(decide(&times, p, now)) {
+        ruled[i] = Some(why);
+    }
+    let by_sum: std::collections::HashMap<&str, usize> = (0..list.len())
+        .filter_map(|i| {
+            let sum = list[i]
+                .entry
+                .physical
+                .as_ref()?
+                .manifest_checksum
+                .as_deref()?;
+            Some((sum, i))
+        })
+        .collect();
+    let verdict = |i: usize| -> Verdict {
+        if let Some(why) = &ruled[i] {
+            return match why.is_empty() {
+                true => Verdict::Remove("no keep rule matched".into()),
+                false => Verdict::Keep(why.clone()),
+            };
+        }
+        // Up the chain to its full backup (no chain is longer than the list).
+        let mut at = i;
+        for _ in 0..list.len() {
+            let Some(up) = parent_of(list[at]) else { break };
+            match by_sum.get(up.manifest_checksum.as_str()) {
+                Some(&j) => at = j,
+                None => {
+                    return Verdict::Keep(vec![format!(
+                        "its parent, started at {}, is not in the catalog",
+                        up.start_lsn
+                    )]);
+                }
+            }
+        }
+        let full = &list[at].entry.time;
+        match ruled[at].as_ref().map(Vec::is_empty) {
+            Some(true) => Verdict::Remove(format!("its chain's full backup of {full} goes")),
+            _ => Verdict::Keep(vec![format!("its chain's full backup of {full} is kept")]),
+        }
+    };
+    (0..list.len()).map(verdict).collect()
+}
+
+fn parent_of(b: &Backup) -> Option<&crate::physical::basebackup::ParentRef> {
+    b.entry.physical.as_ref().and_then(|p| p.parent.as_ref())
+}
+
 pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
     if o.policy.is_empty() {
         return Err(coded(
@@ -161,18 +226,22 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
     let mut kept_starts: Vec<&str> = Vec::new();
     for (db, mut list) in groups {
         list.sort_by_key(|b| std::cmp::Reverse(b.entry.time_unix));
-        let times: Vec<i64> = list.iter().map(|b| b.entry.time_unix).collect();
-        for (b, why) in list.iter().zip(decide(&times, &o.policy, now)) {
-            if why.is_empty() {
-                writeln!(
-                    out,
-                    "{verb:<12}  {}  {db}  {}  (no keep rule matched)",
-                    b.entry.time, b.data_url
-                )?;
-                entries.push(b.entry_url.clone());
-                datas.push(b.data_url.clone());
-                freed += b.entry.object.size;
-            } else {
+        for (b, verdict) in list.iter().zip(verdicts(&list, &o.policy, now)) {
+            let why = match verdict {
+                Verdict::Keep(why) => why,
+                Verdict::Remove(reason) => {
+                    writeln!(
+                        out,
+                        "{verb:<12}  {}  {db}  {}  ({reason})",
+                        b.entry.time, b.data_url
+                    )?;
+                    entries.push(b.entry_url.clone());
+                    datas.push(b.data_url.clone());
+                    freed += b.entry.object.size;
+                    continue;
+                }
+            };
+            {
                 kept += 1;
                 if let Some(p) = &b.entry.physical {
                     kept_starts.push(&p.start_wal);
@@ -289,6 +358,60 @@ mod tests {
             .filter(|(_, r)| !r.is_empty())
             .map(|(i, _)| i)
             .collect()
+    }
+
+    /// A base backup's entry: `sum` names it, `parent` its parent's sum.
+    fn base(day: u32, sum: &str, parent: Option<&str>) -> Backup {
+        let time = format!("2026-12-{day:02}T03:00:00Z");
+        let parent =
+            parent.map(|p| serde_json::json!({"manifest_checksum": p, "start_lsn": "0/2000028"}));
+        let entry = serde_json::json!({
+            "weir_catalog": 2, "kind": "physical", "time": time, "time_unix": t(&time),
+            "compression": "zstd", "encryption": "none",
+            "object": {"url": format!("s3://b/base-{day}"), "size": 1},
+            "physical": {
+                "label": "l", "system_identifier": "7", "major": 15, "timeline": 1,
+                "start_lsn": "0/2000028", "stop_lsn": "0/2000100",
+                "start_wal": "000000010000000000000002", "stop_wal": "000000010000000000000002",
+                "started": time, "finished": time, "files": 1, "bytes": 1,
+                "manifest_checksum": sum, "parent": parent
+            }
+        });
+        Backup {
+            entry_url: format!("s3://b/base-{day}.catalog.json"),
+            data_url: format!("s3://b/base-{day}"),
+            entry: serde_json::from_value(entry).unwrap(),
+        }
+    }
+
+    #[test]
+    fn keep_rules_count_full_base_backups_and_incrementals_go_with_their_chain() {
+        // Newest first: an incremental whose parent is not in the catalog, a full and its
+        // incremental, an older full and its chain of two.
+        let list = [
+            base(10, "o", Some("gone")),
+            base(9, "f2i", Some("f2")),
+            base(8, "f2", None),
+            base(3, "f1ii", Some("f1i")),
+            base(2, "f1i", Some("f1")),
+            base(1, "f1", None),
+        ];
+        let refs: Vec<&Backup> = list.iter().collect();
+        let p = Policy {
+            last: 1,
+            ..Default::default()
+        };
+        let kept: Vec<bool> = verdicts(&refs, &p, parse_time("2026-12-11T00:00:00Z").unwrap())
+            .iter()
+            .map(|v| matches!(v, Verdict::Keep(_)))
+            .collect();
+        assert_eq!(kept, [true, true, true, false, false, false]);
+        let p = Policy {
+            last: 2,
+            ..Default::default()
+        };
+        let all = verdicts(&refs, &p, parse_time("2026-12-11T00:00:00Z").unwrap());
+        assert!(all.iter().all(|v| matches!(v, Verdict::Keep(_))));
     }
 
     #[test]

@@ -256,6 +256,7 @@ pub(super) fn finish(
         let stats = Stats {
             header,
             trailer: &trailer,
+            manifest_checksum: manifest::checksum_of(end.manifest)?,
             seconds: end.started.elapsed().as_secs_f64(),
         };
         crate::plumbing::write_json_line(path, &stats)?;
@@ -269,6 +270,9 @@ struct Stats<'a> {
     header: &'a Header,
     #[serde(flatten)]
     trailer: &'a Trailer,
+    /// The `Manifest-Checksum` of the backup's manifest: what an incremental names as its
+    /// parent, so the catalog can link a chain.
+    manifest_checksum: String,
     seconds: f64,
 }
 
