@@ -56,6 +56,12 @@ mode=${BACKUP_MODE:-logical}
 case "$mode" in
     logical) ;;
     physical)
+        case ${BASEBACKUP_TYPE:-full} in
+            full) ;;
+            incr | diff) [ -n "${BASEBACKUP_PGDATA:-}" ] || die 2 "BASEBACKUP_TYPE=$BASEBACKUP_TYPE needs BASEBACKUP_PGDATA: incremental backups read the data directory" ;;
+            *) die 2 "BASEBACKUP_TYPE=$BASEBACKUP_TYPE: expected full, incr or diff" ;;
+        esac
+        manifest_dir=${BASEBACKUP_MANIFEST_DIR:-${WEIR_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/var/lib/weir}/.cache}/weir}/manifests}
         [ -z "${MASK_RULES:-}" ] || die 2 "MASK_RULES applies to logical backups: a base backup is copied as the server's files"
         WAL_REPO=${WAL_REPO:-${WEIR_BASE}_wal}
         ;;
@@ -238,18 +244,50 @@ backup_globals() {
         "pg_dumpall weir-compress weir-encrypt weir-put" "${PIPESTATUS[@]}"
 }
 
-# The whole instance as one base backup; counted only once its WAL is in WAL_REPO.
+# The manifest of the base backup an incremental builds on: with BASEBACKUP_TYPE=incr the
+# newest complete base backup, with diff the newest full one, whose manifest this host kept
+# in BASEBACKUP_MANIFEST_DIR; nothing (a full backup) when there is none.
+basebackup_parent() {
+    local want=${BASEBACKUP_TYPE:-full} sum
+    [ "$want" != full ] || return 0
+    sum=$(weir-ls --catalog --json "${WEIR_BASE}_physical/" 2>/dev/null | jq -r --arg want "$want" '
+        [.[] | select(.physical.manifest_checksum != null)
+             | select($want == "incr" or .physical.parent == null)] | last | .physical.manifest_checksum // empty')
+    if [ -n "$sum" ] && [ -f "$manifest_dir/$sum.manifest" ]; then
+        echo "$manifest_dir/$sum.manifest"
+    else
+        log "no parent for an incremental (no earlier base backup read with BASEBACKUP_PGDATA, or its manifest is not in $manifest_dir): a full backup"
+    fi
+}
+
+# The whole instance as one base backup; counted only once its WAL is in WAL_REPO. With
+# BASEBACKUP_PGDATA the files are read from the data directory on this host, and
+# BASEBACKUP_TYPE=incr or diff makes it incremental (docs/physical.md).
 backup_physical() {
-    local started stamp url t0
+    local started stamp url t0 parent=""
     begin_run
     url="${WEIR_BASE}_physical/base-$stamp.tar${suffix#.weir}"
-    log "base backup to $url (WAL in $WAL_REPO)"
+    local -a read=()
+    if [ -n "${BASEBACKUP_PGDATA:-}" ]; then
+        read=(--pgdata "$BASEBACKUP_PGDATA" -j "${BASEBACKUP_JOBS:-2}" --manifest-file "$work/manifest")
+        parent=$(basebackup_parent)
+        [ -z "$parent" ] || read+=(--incremental-from "$parent")
+    fi
+    log "${parent:+incremental }base backup to $url (WAL in $WAL_REPO)"
     weir-basebackup -q -c "${BASEBACKUP_CHECKPOINT:-fast}" -l "weir $stamp" --repo "$WAL_REPO" \
-        --stats "$work/base.json" |
+        --stats "$work/base.json" "${read[@]}" |
         stage_compress | stage_encrypt |
         weir-put -q --if-none-match --stats "$work/put.json" "$url"
     conclude "(physical)" "$url" physical "$started" "$t0" "$work/base.json" \
         "weir-basebackup weir-compress weir-encrypt weir-put" "${PIPESTATUS[@]}" || return 1
+    if [ -n "${BASEBACKUP_PGDATA:-}" ]; then
+        # Kept for the next incremental, named by its checksum as the catalog names it.
+        local sum
+        sum=$(jq -r .manifest_checksum "$work/base.json")
+        if ! { mkdir -p "$manifest_dir" && cp "$work/manifest" "$manifest_dir/$sum.manifest"; }; then
+            log "cannot keep the manifest in $manifest_dir: the next incremental will be a full backup"
+        fi
+    fi
     wal_lag
 }
 

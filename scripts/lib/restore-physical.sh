@@ -45,18 +45,34 @@ restore_physical() {
     esac
 
     local -a args=(-D "$pgdata" --repo "$wal_repo")
-    [ "${RESTORE_CLEAR:-0}" = 1 ] && args+=(--clear)
     [ -n "${AGE_IDENTITY_FILE:-}" ] && args+=(-i "$AGE_IDENTITY_FILE")
     # The server may run elsewhere (another container) with weir-wal at another path.
     [ -n "${RESTORE_COMMAND:-}" ] && args+=(--restore-command "$RESTORE_COMMAND")
     local m
     local maps=${RESTORE_TABLESPACE_MAPPING:-}
     for m in ${maps//,/ }; do args+=(-T "$m"); done
-    log "restoring base backup $url into $pgdata (WAL from $wal_repo)"
-    weir-get -q "$url" | stage_decrypt "$url" | stage_decompress "$url" |
-        weir-restore-physical "${args[@]}" "${aim[@]}"
-    local -a codes=("${PIPESTATUS[@]}")
-    check "weir-get weir-encrypt weir-compress weir-restore-physical" "${codes[@]}"
+    # An incremental restores as its chain: the full backup it starts from, then each
+    # incremental in order, each over the last (the catalog links them by manifest checksum).
+    local -a chain=()
+    mapfile -t chain < <(weir-ls --catalog --json "$prefix" | jq -r --arg url "$url" '
+        (map(select(.physical.manifest_checksum != null) | {key: .physical.manifest_checksum, value: .}) | from_entries) as $by
+        | [map(select(.url == $url)) | first | select(. != null)]
+        | until(length == 0 or .[0].physical.parent == null or $by[.[0].physical.parent.manifest_checksum] == null;
+                [$by[.[0].physical.parent.manifest_checksum]] + .)
+        | .[].url')
+    [ ${#chain[@]} -gt 0 ] || chain=("$url")
+    local i step
+    for i in "${!chain[@]}"; do
+        step=${chain[$i]}
+        local -a more=()
+        [ "$i" = 0 ] && [ "${RESTORE_CLEAR:-0}" = 1 ] && more+=(--clear)
+        [ "$i" = $((${#chain[@]} - 1)) ] && more+=("${aim[@]}")
+        log "restoring base backup $step into $pgdata (WAL from $wal_repo)"
+        weir-get -q "$step" | stage_decrypt "$step" | stage_decompress "$step" |
+            weir-restore-physical "${args[@]}" "${more[@]}"
+        local -a codes=("${PIPESTATUS[@]}")
+        check "weir-get weir-encrypt weir-compress weir-restore-physical" "${codes[@]}"
+    done
     if [ "${RESTORE_START:-1}" != 1 ]; then
         log "restored; start the server in $pgdata to recover"
         return 0

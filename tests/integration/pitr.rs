@@ -1421,3 +1421,121 @@ fn chain_by_hand(p: &Pitr, full: &Path, incrementals: &[&Path], dump: &[u8]) {
     }
     stop(p);
 }
+
+/// backup.sh with BASEBACKUP_PGDATA takes a full backup, then incrementals
+/// (BASEBACKUP_TYPE=incr), each against the newest base backup, keeping each manifest for the
+/// next; the catalog links them, retention counts the full one only, and restore.sh restores
+/// the newest as its chain (full, then each incremental) to the end: the same database.
+#[test]
+fn backup_sh_takes_incrementals_and_restore_sh_restores_their_chain() {
+    let p = setup("pitr-incr-jobs");
+    let c = &p.c;
+    let backups = c.dir.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let repo = backups.join("_wal");
+    sh(&format!(
+        "rm -rf {0} && ln -s {1} {0} && chown -R postgres {2} 2>/dev/null || true",
+        repo.display(),
+        p.repo.display(),
+        backups.display()
+    ));
+    let vars = |kind: &str| {
+        vec![
+            ("BACKUP_MODE", "physical".to_string()),
+            ("BACKUP_DIR", backups.display().to_string()),
+            ("AGE_RECIPIENTS", p.recipient.clone()),
+            ("BASEBACKUP_PGDATA", c.data().display().to_string()),
+            ("BASEBACKUP_TYPE", kind.to_string()),
+            (
+                "BASEBACKUP_MANIFEST_DIR",
+                c.dir.join("manifests").display().to_string(),
+            ),
+            ("KEEP_LAST", "1".to_string()),
+        ]
+    };
+    let ok = |out: Output, what: &str| assert!(out.status.success(), "{what}: {}", stderr(&out));
+    let out = pgbench(c, &["-i", "-q", "-s", "3"]).output().unwrap();
+    assert!(out.status.success(), "pgbench -i: {}", stderr(&out));
+    c.psql("postgres", "CREATE TABLE sentinel (n int)");
+    // The first incremental has no parent yet: a full backup.
+    let out = job(&p, "backup.sh", &vars("incr"));
+    ok(out, "first backup");
+    for n in 1..=2 {
+        let out = pgbench(c, &["-t", "200", "-n"]).output().unwrap();
+        assert!(out.status.success(), "pgbench: {}", stderr(&out));
+        c.psql("postgres", &format!("INSERT INTO sentinel VALUES ({n})"));
+        let out = job(&p, "backup.sh", &vars("incr"));
+        assert!(
+            stderr(&out).contains("incremental base backup"),
+            "{}",
+            stderr(&out)
+        );
+        ok(out, "an incremental");
+    }
+    let ls = owner_sh(
+        &p,
+        &format!(
+            "{}/weir-ls --catalog --json {}/_physical/",
+            p.bin.display(),
+            backups.display()
+        ),
+    );
+    let listed: Vec<serde_json::Value> = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(listed.len(), 3, "retention kept the chain: {listed:?}");
+    let size = |i: usize| listed[i]["object"]["size"].as_u64().unwrap();
+    assert!(listed[0]["physical"]["parent"].is_null());
+    assert_eq!(
+        listed[1]["physical"]["parent"]["manifest_checksum"],
+        listed[0]["physical"]["manifest_checksum"]
+    );
+    assert_eq!(
+        listed[2]["physical"]["parent"]["manifest_checksum"],
+        listed[1]["physical"]["manifest_checksum"]
+    );
+    assert!(size(1) * 3 < size(0) && size(2) * 3 < size(0), "{listed:?}");
+    c.psql("postgres", "INSERT INTO sentinel VALUES (3)");
+    let last = switch(c);
+    wait_archived(c, &last);
+    let dump = dumpall(c);
+    c.kill();
+
+    let out = job(
+        &p,
+        "restore.sh",
+        &[
+            ("RESTORE_MODE", "physical".to_string()),
+            ("RESTORE_PGDATA", c.data().display().to_string()),
+            ("RESTORE_CLEAR", "1".into()),
+            ("BACKUP_DIR", backups.display().to_string()),
+            ("AGE_IDENTITY_FILE", p.key.display().to_string()),
+            (
+                "RESTORE_PG_OPTS",
+                format!(
+                    "-p {} -k {} -c archive_mode=off -c listen_addresses=''",
+                    c.port,
+                    c.dir.display()
+                ),
+            ),
+            (
+                "RESTORE_LOG",
+                c.dir.join("recovery.log").display().to_string(),
+            ),
+        ],
+    );
+    // The chain, in order: the full backup, then each incremental over it.
+    let said = stderr(&out);
+    let steps: Vec<&str> = said
+        .lines()
+        .filter_map(|l| l.split("restoring base backup ").nth(1))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    let urls: Vec<&str> = listed.iter().map(|e| e["url"].as_str().unwrap()).collect();
+    assert_eq!(steps, urls, "{said}");
+    ok(out, "restore.sh");
+    assert_eq!(sentinels(c), "1,2,3");
+    let after = dumpall(c);
+    if after != dump {
+        panic!("pg_dumpall differs:\n{}", scratch_diff(&p, &dump, &after));
+    }
+    stop(&p);
+}
