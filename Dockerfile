@@ -29,7 +29,7 @@ ARG PG_MAJOR=17
 # pgdg: PostgreSQL's own repository (every supported major version); debian: bookworm's.
 ARG PG_SOURCE=pgdg
 RUN apt-get update -qq \
-    && apt-get install -y -qq --no-install-recommends ca-certificates postgresql-common bash bash-completion curl tini libssl3 \
+    && apt-get install -y -qq --no-install-recommends ca-certificates postgresql-common bash bash-completion curl jq tini libssl3 \
     && if [ "$PG_SOURCE" = pgdg ]; then /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y; fi \
     && apt-get install -y -qq --no-install-recommends "postgresql-client-${PG_MAJOR}" libpq5 \
     && rm -rf /var/lib/apt/lists/* \

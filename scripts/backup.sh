@@ -283,8 +283,8 @@ backup_physical() {
     if [ -n "${BASEBACKUP_PGDATA:-}" ]; then
         # Kept for the next incremental, named by its checksum as the catalog names it.
         local sum
-        sum=$(jq -r .manifest_checksum "$work/base.json")
-        if ! { mkdir -p "$manifest_dir" && cp "$work/manifest" "$manifest_dir/$sum.manifest"; }; then
+        sum=$(jq -r '.manifest_checksum // empty' "$work/base.json" 2>/dev/null || true)
+        if [ -z "$sum" ] || ! { mkdir -p "$manifest_dir" && cp "$work/manifest" "$manifest_dir/$sum.manifest"; }; then
             log "cannot keep the manifest in $manifest_dir: the next incremental will be a full backup"
         fi
     fi
