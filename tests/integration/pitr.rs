@@ -1128,11 +1128,17 @@ fn an_incremental_chain_restores_to_a_time_and_to_the_end() {
     let c = &p.c;
     c.psql(
         "postgres",
-        "CREATE TABLE sentinel (n int);
-         CREATE TABLE dropme AS SELECT generate_series(1, 20000) AS i;
-         CREATE TABLE trunc AS SELECT generate_series(1, 20000) AS i;
-         CREATE TABLE grow AS SELECT generate_series(1, 1000) AS i;
-         CREATE TABLE shrink AS SELECT generate_series(1, 100000) AS i;",
+        &format!(
+            "CREATE TABLE sentinel (n int);
+             CREATE TABLE dropme AS SELECT generate_series(1, 20000) AS i;
+             CREATE TABLE trunc AS SELECT generate_series(1, 20000) AS i;
+             CREATE TABLE grow AS SELECT generate_series(1, 1000) AS i;
+             CREATE TABLE shrink AS SELECT generate_series(1, 100000) AS i;
+             CREATE TABLESPACE ts1 LOCATION '{}';
+             CREATE TABLE in_ts TABLESPACE ts1 AS SELECT generate_series(1, 50000) AS i;
+             CREATE TABLE gone_ts TABLESPACE ts1 AS SELECT generate_series(1, 5000) AS i;",
+            p.tablespace.display()
+        ),
     );
     let out = pgbench(c, &["-i", "-q", "-s", "5"]).output().unwrap();
     assert!(out.status.success(), "pgbench -i: {}", stderr(&out));
@@ -1144,7 +1150,8 @@ fn an_incremental_chain_restores_to_a_time_and_to_the_end() {
     assert!(out.status.success(), "pgbench: {}", stderr(&out));
     c.psql(
         "postgres",
-        "DROP TABLE dropme; TRUNCATE trunc; INSERT INTO grow SELECT generate_series(1, 200000);
+        "DROP TABLE dropme, gone_ts; UPDATE in_ts SET i = -i WHERE i % 50 = 0;
+         TRUNCATE trunc; INSERT INTO grow SELECT generate_series(1, 200000);
          DELETE FROM shrink WHERE i > 1000; VACUUM shrink;
          CREATE TABLE created AS SELECT generate_series(1, 5000) AS i;",
     );
@@ -1277,6 +1284,7 @@ fn an_incremental_chain_restores_to_a_time_and_to_the_end() {
     assert_eq!(q(c, "SELECT count(*) FROM grow"), "201000");
     assert_eq!(q(c, "SELECT count(*) FROM shrink"), "1000");
     assert_eq!(q(c, "SELECT to_regclass('dropme') IS NULL"), "t");
+    assert_eq!(q(c, "SELECT count(*) FROM in_ts WHERE i < 0"), "1000");
     amcheck(&p);
     stop(&p);
 
@@ -1367,6 +1375,15 @@ fn chain_by_hand(p: &Pitr, full: &Path, incrementals: &[&Path], dump: &[u8]) {
     assert!(out.status.success(), "full: {}", stderr(&out));
     let data = c.data().display().to_string();
     let incr = c.dir.join("incr").display().to_string();
+    let ts = p.tablespace.display().to_string();
+    let oid = std::fs::read_dir(c.data().join("pg_tblspc"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .into_owned();
     let verify = c.bindir.join("pg_verifybackup").display().to_string();
     for stored in incrementals {
         let sealed = stored.with_extension("zst.age");
@@ -1386,6 +1403,8 @@ fn chain_by_hand(p: &Pitr, full: &Path, incrementals: &[&Path], dump: &[u8]) {
             .replace("/incr", &incr)
             .replace(" key.txt ", &format!(" {} ", p.key.display()))
             .replace("i1.tar.zst.age", &sealed.display().to_string())
+            .replace("16384", &oid)
+            .replace("/srv/ts1", &ts)
             .replace("pg_verifybackup", &verify);
         let out = owner_sh(p, &format!("set -e\n{script}"));
         assert!(
