@@ -87,7 +87,7 @@ impl<R: Read> Chunker<R> {
     /// else (an end-of-archive block, not tar at all) starts the raw part.
     fn header(&mut self) -> Result<()> {
         let mut block = vec![0u8; BLOCK];
-        let n = read_full(&mut self.r, &mut block)?;
+        let n = crate::plumbing::read_full(&mut self.r, &mut block)?;
         block.truncate(n);
         match (n == BLOCK).then(|| member_size(&block)).flatten() {
             Some(size) => {
@@ -118,7 +118,7 @@ impl<R: Read> Chunker<R> {
         let want = left.map_or(want, |l| l.min(want)) as usize;
         let start = self.buf.len();
         self.buf.resize(start + want, 0);
-        let n = read_full(&mut self.r, &mut self.buf[start..])?;
+        let n = crate::plumbing::read_full(&mut self.r, &mut self.buf[start..])?;
         self.buf.truncate(start + n);
         if n < want {
             self.eof = true;
@@ -161,20 +161,6 @@ fn first_cut(buf: &[u8]) -> usize {
     fastcdc::v2020::FastCDC::new(buf, MIN, AVG, MAX)
         .next()
         .map_or(buf.len(), |c| c.length)
-}
-
-/// Reads until `buf` is full or the stream ends; how much was read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(n)
 }
 
 /// The content size a tar header announces, if `block` is a header (its checksum holds and it

@@ -20,10 +20,10 @@
 //! cluster: each whole file is compared with the one on disk in 8 KiB pieces and only the
 //! pieces that differ are written.
 
-use super::basebackup::{DATA, Header, MANIFEST, TRAILER, Trailer};
+use super::basebackup::{Header, MANIFEST, Trailer};
 use super::local::{DELTA_MAGIC, INCREMENTAL};
-use super::manifest::{self, Seen};
-use super::restore::{Created, RestoreOptions, bad, destination, write_member};
+use super::manifest;
+use super::restore::{Created, RestoreOptions, bad, unpack, write_member};
 use crate::plumbing::{ExitCode, coded};
 use anyhow::{Context, Result, bail};
 use std::collections::{BTreeMap, HashSet};
@@ -145,8 +145,8 @@ impl Written {
 }
 
 /// Applies the stream's members over what the directory holds (the parent, or for `delta`
-/// any copy of the cluster); checks the manifest and the trailer at the end, then removes
-/// what the backup does not list.
+/// any copy of the cluster) through restore's walk, which checks the manifest and the trailer
+/// at the end; then removes what the backup does not list.
 pub(super) fn apply<R: Read>(
     entries: &mut tar::Entries<R>,
     pgdata: &Path,
@@ -155,70 +155,52 @@ pub(super) fn apply<R: Read>(
     delta: bool,
     written: &Written,
 ) -> Result<Trailer> {
-    let mut seen = Seen::new();
     let mut kept: HashSet<PathBuf> = HashSet::new();
-    let mut manifest: Option<Vec<u8>> = None;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| bad(format!("the backup stream is damaged: {e}")))?;
-        let name = entry.path()?.to_string_lossy().into_owned();
-        if name == TRAILER {
-            let mut json = Vec::new();
-            entry.read_to_end(&mut json)?;
-            let t: Trailer = serde_json::from_slice(&json)
-                .map_err(|e| bad(format!("the stream's {TRAILER} is not valid: {e}")))?;
-            let m = manifest.ok_or_else(|| bad("the stream has no backup manifest".into()))?;
-            manifest::check(&m, &seen)?;
-            let mut roots = vec![pgdata.to_path_buf()];
-            roots.extend(locations.values().cloned());
-            for root in &roots {
-                remove_unlisted(root, &kept)?;
+    let trailer = unpack(
+        entries,
+        pgdata,
+        locations,
+        header,
+        |entry, dest, listed, seen| {
+            let file = dest.file_name().map(|f| f.to_string_lossy().into_owned());
+            if let Some(target) = file.as_deref().and_then(|f| f.strip_prefix(INCREMENTAL)) {
+                let rebuilt = dest.with_file_name(target);
+                let sent = entry.header().size()?;
+                let size = patch(entry, &rebuilt)?;
+                written.add(sent, sent);
+                let listed = match listed.rsplit_once('/') {
+                    Some((dir, _)) => format!("{dir}/{target}"),
+                    None => target.to_string(),
+                };
+                seen.insert(listed, (size, 0));
+                kept.insert(rebuilt);
+                return Ok(());
             }
-            fs::write(pgdata.join(MANIFEST), &m)?;
-            return Ok(t);
-        }
-        if name == format!("{DATA}{MANIFEST}") {
-            let mut m = Vec::new();
-            entry.read_to_end(&mut m)?;
-            manifest = Some(m);
-            continue;
-        }
-        let (dest, listed) = destination(&name, pgdata, locations)?;
-        let file = dest.file_name().map(|f| f.to_string_lossy().into_owned());
-        if let Some(target) = file.as_deref().and_then(|f| f.strip_prefix(INCREMENTAL)) {
-            let rebuilt = dest.with_file_name(target);
-            let sent = entry.header().size()?;
-            let size = patch(&mut entry, &rebuilt)?;
-            written.add(sent, sent);
-            let listed = match listed.rsplit_once('/') {
-                Some((dir, _)) => format!("{dir}/{target}"),
-                None => target.to_string(),
-            };
-            seen.insert(listed, (size, 0));
-            kept.insert(rebuilt);
-            continue;
-        }
-        let kind = entry.header().entry_type();
-        let existing = fs::symlink_metadata(&dest).ok();
-        let is_file = existing.as_ref().is_some_and(|m| m.is_file());
-        if delta && kind == tar::EntryType::Regular && is_file {
-            seen.insert(listed, rewrite(&mut entry, &dest, written)?);
+            let kind = entry.header().entry_type();
+            let existing = fs::symlink_metadata(&dest).ok();
+            let is_file = existing.as_ref().is_some_and(|m| m.is_file());
+            if delta && kind == tar::EntryType::Regular && is_file {
+                seen.insert(listed, rewrite(entry, &dest, written)?);
+            } else {
+                if kind != tar::EntryType::Directory && existing.is_some_and(|m| !m.is_dir()) {
+                    // What the directory held (a file, or a link) makes way for the backup's.
+                    fs::remove_file(&dest)
+                        .with_context(|| format!("cannot replace {}", dest.display()))?;
+                }
+                if let Some(sum) = write_member(entry, &dest)? {
+                    written.add(sum.0, sum.0);
+                    seen.insert(listed, sum);
+                }
+            }
             kept.insert(dest);
-            continue;
-        }
-        if kind != tar::EntryType::Directory && existing.is_some_and(|m| !m.is_dir()) {
-            // What the directory held (a file, or a link) makes way for the backup's.
-            fs::remove_file(&dest).with_context(|| format!("cannot replace {}", dest.display()))?;
-        }
-        if let Some(sum) = write_member(&mut entry, &dest)? {
-            written.add(sum.0, sum.0);
-            seen.insert(listed, sum);
-        }
-        kept.insert(dest);
+            Ok(())
+        },
+    )?;
+    // Once the manifest checked out: what it does not list was dropped since.
+    for root in std::iter::once(pgdata).chain(locations.values().map(PathBuf::as_path)) {
+        remove_unlisted(root, &kept)?;
     }
-    Err(bad(format!(
-        "the backup stream of {} ends early: it was cut off, or the backup did not finish",
-        header.label
-    )))
+    Ok(trailer)
 }
 
 /// `--delta`: makes the file at `dest` the member's bytes, comparing them with what it holds
@@ -234,11 +216,12 @@ fn rewrite<R: Read>(entry: &mut R, dest: &Path, written: &Written) -> Result<(u6
     let (mut new, mut old) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
     let (mut at, mut wrote) = (0u64, 0u64);
     loop {
-        let n = read_full(&mut summed, &mut new)?;
+        let n = crate::plumbing::read_full(&mut summed, &mut new)
+            .map_err(|e| bad(format!("the backup stream is damaged: {e}")))?;
         if n == 0 {
             break;
         }
-        let have = read_full_at(&f, &mut old[..n], at)?;
+        let have = crate::plumbing::read_full_at(&f, &mut old[..n], at)?;
         for (k, piece) in new[..n].chunks(BLOCK as usize).enumerate() {
             let off = k * BLOCK as usize;
             let same = off + piece.len() <= have && old[off..off + piece.len()] == *piece;
@@ -252,33 +235,6 @@ fn rewrite<R: Read>(entry: &mut R, dest: &Path, written: &Written) -> Result<(u6
     f.set_len(at)?;
     written.add(at, wrote);
     Ok(summed.sum())
-}
-
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(bad(format!("the backup stream is damaged: {e}"))),
-        }
-    }
-    Ok(got)
-}
-
-/// Reads up to `buf.len()` bytes at `at`; fewer at the end of the file.
-fn read_full_at(f: &fs::File, buf: &mut [u8], at: u64) -> Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read_at(&mut buf[got..], at + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(got)
 }
 
 /// Applies one incremental member (docs/FORMAT.md, section 12) to the parent's copy of its
@@ -345,7 +301,8 @@ fn remove_unlisted(root: &Path, kept: &HashSet<PathBuf>) -> Result<()> {
     for e in fs::read_dir(root).with_context(|| format!("cannot read {}", root.display()))? {
         let path = e?.path();
         let meta = fs::symlink_metadata(&path)?;
-        if path.file_name().is_some_and(|n| n == MANIFEST) && root.join(MANIFEST) == path {
+        // The manifest the walk just wrote.
+        if path == root.join(MANIFEST) {
             continue;
         }
         if !kept.contains(&path) {

@@ -20,7 +20,7 @@ use crate::plumbing::{ExitCode, Output, Progress, coded};
 use anyhow::{Context, Result, anyhow, bail};
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -624,7 +624,8 @@ fn read_whole(
         let want = (size - at).min(PIECE as u64) as usize;
         let mut buf = vec![0u8; want];
         if let Some(f) = f {
-            if let Err(e) = read_full_at(f, &mut buf, at) {
+            // Past the end of the file the zeros stay.
+            if let Err(e) = crate::plumbing::read_full_at(f, &mut buf, at) {
                 let _ = parts.send(Err(e));
                 return;
             }
@@ -634,20 +635,6 @@ fn read_whole(
             return;
         }
     }
-}
-
-/// Fills `buf` from `at`, leaving zeros past the end of the file.
-fn read_full_at(f: &fs::File, buf: &mut [u8], at: u64) -> io::Result<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        match f.read_at(&mut buf[got..], at + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// An incremental member: the blocks of a relation file that changed since the parent
@@ -677,7 +664,8 @@ fn delta(
     let mut at = 0u64;
     while at < size {
         let want = (size - at).min(PIECE as u64) as usize;
-        read_full_at(f, &mut buf[..want], at)?;
+        buf[..want].fill(0);
+        crate::plumbing::read_full_at(f, &mut buf[..want], at)?;
         for (k, page) in buf[..want].chunks(BLOCK as usize).enumerate() {
             let n = at / BLOCK + k as u64;
             let lsn = page_lsn(page);

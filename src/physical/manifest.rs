@@ -55,7 +55,7 @@ pub struct WalRange {
 /// ranges. Every failure is exit 3: the backup is damaged or incomplete.
 pub fn check(manifest: &[u8], seen: &Seen) -> Result<Vec<WalRange>> {
     let bad = |m: String| coded(ExitCode::BadArchive, m);
-    check_own_checksum(manifest)?;
+    checksum_of(manifest)?;
     let m: Manifest = serde_json::from_slice(manifest)
         .map_err(|e| bad(format!("the backup manifest is not valid: {e}")))?;
     if m.version != 1 && m.version != 2 {
@@ -101,7 +101,7 @@ pub struct Parent {
 /// Reads a parent's manifest, checked against its own checksum.
 pub fn parent(manifest: &[u8]) -> Result<Parent> {
     let bad = |m: String| coded(ExitCode::BadArchive, m);
-    let checksum = check_own_checksum(manifest)?;
+    let checksum = checksum_of(manifest)?;
     let m: Manifest = serde_json::from_slice(manifest)
         .map_err(|e| bad(format!("the parent's backup manifest is not valid: {e}")))?;
     let range = m
@@ -120,14 +120,10 @@ pub fn parent(manifest: &[u8]) -> Result<Parent> {
     })
 }
 
-/// The checksum a manifest names itself by (its `Manifest-Checksum`), once checked.
-pub fn checksum_of(manifest: &[u8]) -> Result<String> {
-    check_own_checksum(manifest)
-}
-
-/// The manifest's SHA-256 covers every byte up to and including the newline before its last
+/// The checksum a manifest names itself by (its `Manifest-Checksum`), once checked: its
+/// SHA-256 covers every byte up to and including the newline before its last
 /// line, the one holding `Manifest-Checksum` (pg_verifybackup's rule).
-fn check_own_checksum(manifest: &[u8]) -> Result<String> {
+pub fn checksum_of(manifest: &[u8]) -> Result<String> {
     use sha2::Digest;
     let bad = |m: &str| coded(ExitCode::BadArchive, format!("the backup manifest {m}"));
     let body = manifest.strip_suffix(b"\n").unwrap_or(manifest);

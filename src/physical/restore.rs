@@ -83,7 +83,18 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
     }
     let mut written = None;
     let trailer = writing_back(&synced, || match incremental || o.delta {
-        false => unpack(&mut entries, &o.pgdata, &locations, &header),
+        false => unpack(
+            &mut entries,
+            &o.pgdata,
+            &locations,
+            &header,
+            |entry, dest, listed, seen| {
+                if let Some(sum) = write_member(entry, &dest)? {
+                    seen.insert(listed, sum);
+                }
+                Ok(())
+            },
+        ),
         true => {
             let w = super::chain::Written::default();
             let t = super::chain::apply(&mut entries, &o.pgdata, &locations, &header, o.delta, &w);
@@ -224,12 +235,15 @@ fn tablespace_locations(
     Ok(m)
 }
 
-/// Writes every member to its place, summed; checks the manifest and the trailer at the end.
-fn unpack<R: Read>(
+/// Hands every member to `member` with its place on disk and its path in the manifest (it
+/// writes it, and records in `seen` what the manifest checks); at the trailer, checks the
+/// manifest and writes it into the data directory.
+pub(super) fn unpack<R: Read>(
     entries: &mut tar::Entries<R>,
     pgdata: &Path,
     locations: &BTreeMap<String, PathBuf>,
     header: &Header,
+    mut member: impl FnMut(&mut tar::Entry<'_, R>, PathBuf, String, &mut Seen) -> Result<()>,
 ) -> Result<Trailer> {
     let mut seen = Seen::new();
     let mut manifest: Option<Vec<u8>> = None;
@@ -253,9 +267,7 @@ fn unpack<R: Read>(
             continue;
         }
         let (dest, in_manifest) = destination(&name, pgdata, locations)?;
-        if let Some(sum) = write_member(&mut entry, &dest)? {
-            seen.insert(in_manifest, sum);
-        }
+        member(&mut entry, dest, in_manifest, &mut seen)?;
     }
     Err(bad(format!(
         "the backup stream of {} ends early: it was cut off, or the backup did not finish",
@@ -264,7 +276,7 @@ fn unpack<R: Read>(
 }
 
 /// A member's place on disk and its path in the manifest.
-pub(super) fn destination(
+fn destination(
     name: &str,
     pgdata: &Path,
     locations: &BTreeMap<String, PathBuf>,

@@ -60,6 +60,35 @@ pub fn copy(
     }
 }
 
+/// Reads until `buf` is full or the input ends, retrying interrupted reads; how much was read.
+pub fn read_full(r: &mut (impl Read + ?Sized), buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Reads `buf.len()` bytes of `f` from `at`, or fewer at the end of the file; how many.
+pub fn read_full_at(f: &std::fs::File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], at + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
 /// Writes a small file whole or not at all: a temporary file beside it, then a rename, so a
 /// reader (a Prometheus textfile collector, a script) never sees half of it.
 pub fn write_atomically(path: &std::path::Path, data: &[u8]) -> anyhow::Result<()> {

@@ -16,7 +16,10 @@ pub mod signals;
 mod time;
 
 pub use exit::{Coded, ExitCode, bad_input, coded, exit_code_of};
-pub use io::{IO_BUFFER, Output, alongside, copy, open_input, write_atomically, write_json_line};
+pub use io::{
+    IO_BUFFER, Output, alongside, copy, open_input, read_full, read_full_at, write_atomically,
+    write_json_line,
+};
 pub use progress::{Progress, human_bytes};
 pub use time::{random_bytes, rfc3339, rfc3339_micros, unit_terms, unix_seconds};
 

@@ -479,10 +479,8 @@ fn a_full_disk_fails_the_push_and_loses_nothing() {
 /// replaced; the b3sum line left out where b3sum is not installed): the stream it rebuilds is
 /// the archive pushed, and the BLAKE3 it prints is the stream's.
 fn by_hand(r: &Repo, archive: &[u8], backup: &str) {
-    let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/restore-by-hand.md");
-    let guide = std::fs::read_to_string(guide).unwrap();
-    let recipe = guide.split("```sh\n").nth(3).unwrap();
-    let recipe = recipe.split("\n```").next().unwrap();
+    let recipe = guide_block("docs/restore-by-hand.md", 3);
+    let recipe = recipe.as_str();
     let (name, stamp) = backup.split_once('@').unwrap();
     let out = r.dir.path().join("rebuilt.weir");
     let has_b3sum = tool("sh", &["-c", "command -v b3sum"], b"")

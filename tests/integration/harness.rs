@@ -555,3 +555,11 @@ pub fn keypair(dir: &std::path::Path, name: &str) -> (String, String) {
         String::from_utf8(public).unwrap().trim().to_string(),
     )
 }
+
+/// The `n`th fenced `sh` block of a document of the project, counting from 1: the recipes the
+/// tests run as written.
+pub fn guide_block(doc: &str, n: usize) -> String {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc)).unwrap();
+    let block = text.split("```sh\n").nth(n).unwrap();
+    block.split("\n```").next().unwrap().to_string()
+}

@@ -149,14 +149,19 @@ fn log(p: &Pitr) -> String {
 
 /// Restores the stored backup (decrypt, decompress, restore) into the wiped data directory.
 fn restore(p: &Pitr, stored: &Path, args: &str) -> Output {
+    restore_into(p, stored, &p.c.data(), &format!("--clear {args}"))
+}
+
+/// The same pipeline into `dir`, with only `args` added.
+fn restore_into(p: &Pitr, stored: &Path, dir: &Path, args: &str) -> Output {
     let b = p.bin.display();
     owner_sh(
         p,
         &format!(
-            "set -o pipefail; {b}/weir-encrypt -d -i {key} < {stored} | {b}/weir-compress -d | {b}/weir-restore-physical -D {data} --clear --repo {repo} -i {key} {args}",
+            "set -o pipefail; {b}/weir-encrypt -d -i {key} < {stored} | {b}/weir-compress -d | {b}/weir-restore-physical -D {dir} --repo {repo} -i {key} {args}",
             key = p.key.display(),
             stored = stored.display(),
-            data = p.c.data().display(),
+            dir = dir.display(),
             repo = p.repo.display(),
         ),
     )
@@ -197,6 +202,23 @@ fn restore_and_start(p: &Pitr, stored: &Path, args: &str, paused: bool) {
 
 fn stop(p: &Pitr) {
     let _ = server(p, "stop");
+}
+
+/// pg_verifybackup -n on the data directory, before any server ran on it.
+fn verifybackup(p: &Pitr) {
+    let c = &p.c;
+    let verify = scrub(
+        &mut Command::new(c.bindir.join("pg_verifybackup")),
+        &c.env(),
+    )
+    .args(["-n", c.data().to_str().unwrap()])
+    .output()
+    .unwrap();
+    assert!(
+        verify.status.success(),
+        "pg_verifybackup: {}",
+        stderr(&verify)
+    );
 }
 
 /// Every table and index of every database checks out.
@@ -331,18 +353,7 @@ fn a_base_backup_restores_to_every_kind_of_target_and_damage_never_restores() {
         &format!("--target-time '{}' --target-action promote", marks.time),
     );
     assert!(out.status.success(), "restore: {}", stderr(&out));
-    let verify = scrub(
-        &mut Command::new(c.bindir.join("pg_verifybackup")),
-        &c.env(),
-    )
-    .args(["-n", c.data().to_str().unwrap()])
-    .output()
-    .unwrap();
-    assert!(
-        verify.status.success(),
-        "pg_verifybackup: {}",
-        stderr(&verify)
-    );
+    verifybackup(&p);
     assert!(server(&p, "start").status.success(), "{}", log(&p));
     wait_recovered(&p, false);
     assert_eq!(sentinels(c), "1");
@@ -388,10 +399,8 @@ fn a_base_backup_restores_to_every_kind_of_target_and_damage_never_restores() {
 /// replaced by the test's), into an emptied data directory and tablespace: pg_verifybackup
 /// passes where the recipe runs it, and the server recovers to the time and pauses there.
 fn by_hand(p: &Pitr, stored: &Path, marks: &Marks, stats: &serde_json::Value) {
-    let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/restore-by-hand.md");
-    let guide = std::fs::read_to_string(guide).unwrap();
-    let recipe = guide.split("```sh\n").nth(2).unwrap();
-    let recipe = recipe.split("\n```").next().unwrap();
+    let recipe = guide_block("docs/restore-by-hand.md", 2);
+    let recipe = recipe.as_str();
     let c = &p.c;
     let dir = c.dir.join("byhand");
     std::fs::create_dir_all(dir.join("bin")).unwrap();
@@ -953,18 +962,7 @@ fn a_backup_read_from_the_data_directory_restores_like_the_servers() {
         &format!("--target-time '{time}' --target-action promote"),
     );
     assert!(out.status.success(), "restore: {}", stderr(&out));
-    let verify = scrub(
-        &mut Command::new(c.bindir.join("pg_verifybackup")),
-        &c.env(),
-    )
-    .args(["-n", c.data().to_str().unwrap()])
-    .output()
-    .unwrap();
-    assert!(
-        verify.status.success(),
-        "pg_verifybackup: {}",
-        stderr(&verify)
-    );
+    verifybackup(&p);
     assert!(server(&p, "start").status.success(), "{}", log(&p));
     wait_recovered(&p, false);
     assert_eq!(sentinels(c), "1");
@@ -988,18 +986,8 @@ fn a_backup_read_from_the_data_directory_restores_like_the_servers() {
     );
     stop(&p);
     std::fs::write(c.data().join("base/stray"), b"not the server's").unwrap();
-    let b = p.bin.display();
     let delta = || {
-        let out = owner_sh(
-            &p,
-            &format!(
-                "set -o pipefail; {b}/weir-encrypt -d -i {key} < {stored} | {b}/weir-compress -d | {b}/weir-restore-physical -D {data} --delta --repo {repo} -i {key} --target-action promote",
-                key = p.key.display(),
-                stored = stored.display(),
-                data = c.data().display(),
-                repo = p.repo.display(),
-            ),
-        );
+        let out = restore_into(&p, &stored, &c.data(), "--delta --target-action promote");
         assert!(out.status.success(), "--delta: {}", stderr(&out));
         let said = stderr(&out);
         eprintln!("--delta: {said}");
@@ -1021,16 +1009,7 @@ fn a_backup_read_from_the_data_directory_restores_like_the_servers() {
         if code == 1 {
             assert!(server(&p, "start").status.success(), "{}", log(&p));
         }
-        let out = owner_sh(
-            &p,
-            &format!(
-                "set -o pipefail; {b}/weir-encrypt -d -i {key} < {stored} | {b}/weir-compress -d | {b}/weir-restore-physical -D {dir} --delta --repo {repo} -i {key}",
-                key = p.key.display(),
-                stored = stored.display(),
-                dir = dir.display(),
-                repo = p.repo.display(),
-            ),
-        );
+        let out = restore_into(&p, &stored, &dir, "--delta");
         assert_eq!(out.status.code(), Some(code), "{}", stderr(&out));
         // One line from the restore (the stages before it then see a closed pipe).
         let said = stderr(&out);
@@ -1266,18 +1245,7 @@ fn an_incremental_chain_restores_to_a_time_and_to_the_end() {
             stderr(&out)
         );
     }
-    let verify = scrub(
-        &mut Command::new(c.bindir.join("pg_verifybackup")),
-        &c.env(),
-    )
-    .args(["-n", c.data().to_str().unwrap()])
-    .output()
-    .unwrap();
-    assert!(
-        verify.status.success(),
-        "pg_verifybackup: {}",
-        stderr(&verify)
-    );
+    verifybackup(&p);
     assert!(server(&p, "start").status.success(), "{}", log(&p));
     wait_recovered(&p, false);
     assert_eq!(sentinels(c), "1");
@@ -1366,10 +1334,8 @@ fn decompressed(p: &Pitr, stored: &Path) -> Vec<u8> {
 /// each incremental in turn over a full backup weir restored: pg_verifybackup passes, and the
 /// server recovers to the end with the same pg_dumpall.
 fn chain_by_hand(p: &Pitr, full: &Path, incrementals: &[&Path], dump: &[u8]) {
-    let guide = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/restore-by-hand.md");
-    let guide = std::fs::read_to_string(guide).unwrap();
-    let recipe = guide.split("```sh\n").nth(4).unwrap();
-    let recipe = recipe.split("\n```").next().unwrap();
+    let recipe = guide_block("docs/restore-by-hand.md", 4);
+    let recipe = recipe.as_str();
     let c = &p.c;
     let out = restore_step(p, full, "--clear");
     assert!(out.status.success(), "full: {}", stderr(&out));

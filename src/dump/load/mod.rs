@@ -519,7 +519,7 @@ impl Visitor for Loader<'_> {
         let mut buf = vec![0u8; 1 << 20];
         let mut off: i64 = 0;
         loop {
-            let n = read_full(data, &mut buf)?;
+            let n = crate::plumbing::read_full(data, &mut buf)?;
             if n == 0 {
                 break;
             }
@@ -537,18 +537,6 @@ impl Visitor for Loader<'_> {
     fn trailer(&mut self, _t: &Trailer) -> Result<()> {
         self.begin_data()
     }
-}
-
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        let k = r.read(&mut buf[n..])?;
-        if k == 0 {
-            break;
-        }
-        n += k;
-    }
-    Ok(n)
 }
 
 #[cfg(test)]
