@@ -11,7 +11,7 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(name = "weir-compress", version)]
 #[command(
-    after_help = "Levels are given as in zstd: -1 (fastest) to -19 (smallest), --fast=N for faster still.\n\nExamples:\n  weir-extract prod | weir-compress -T2 > prod.weir.zst      # zstd -d reads it\n  weir-compress -d < prod.weir.zst | weir-load prod_copy"
+    after_help = "Levels are given as in zstd: -1 (fastest) to -19 (smallest), --fast=N for faster still.\n\nExamples:\n  weir-extract prod | weir-compress -T2 > prod.weir.zst      # zstd -d reads it\n  weir-compress -d -T2 < prod.weir.zst | weir-load prod_copy"
 )]
 pub struct CompressCli {
     /// Read FILE instead of standard input.
@@ -26,7 +26,9 @@ pub struct CompressCli {
     /// Faster than -1, at a lower ratio (zstd negative levels).
     #[arg(long = "fast", value_name = "N", num_args = 0..=1, default_missing_value = "1", value_parser = clap::value_parser!(i32).range(1..=100))]
     pub fast: Option<i32>,
-    /// Compression threads (zstd); default: the number of cores, at most 4.
+    /// Threads (zstd), compressing or decompressing: zstd is written as independent frames of
+    /// 4 MiB that many threads work on at once (one frame with --long); default: the number of
+    /// cores, at most 4.
     #[arg(short = 'T', long = "threads", value_name = "N")]
     pub threads: Option<u32>,
     /// Long-distance matching with a 2^WLOG window (default 27); `zstd -d` then needs

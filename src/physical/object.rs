@@ -6,7 +6,7 @@
 //! time).
 
 use crate::plumbing::bad_input;
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{BufRead, Read, Write};
@@ -82,61 +82,16 @@ fn compress(
     threads: usize,
     mut each: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
-    let pieces: Vec<&[u8]> = file.chunks(PIECE).collect();
-    let workers = threads.min(pieces.len());
-    if workers <= 1 {
-        let mut z = compressor(level)?;
-        for p in pieces {
-            each(&z.compress(p)?)?;
-        }
-        return Ok(());
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Vec<u8>>)>();
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            let (tx, next, pieces) = (tx.clone(), &next, &pieces);
-            s.spawn(move || {
-                // One context per worker: a new one per piece would fault its tables in again.
-                let mut z = compressor(level);
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(p) = pieces.get(i) else { break };
-                    let frame = match &mut z {
-                        Ok(z) => z.compress(p).map_err(anyhow::Error::from),
-                        Err(e) => Err(anyhow!("{e}")),
-                    };
-                    // A closed channel means the writer failed: stop.
-                    if tx.send((i, frame)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
-        in_order(rx, pieces.len(), &mut each)
-    })
-}
-
-/// Hands the frames to `each` by index as they arrive out of order.
-fn in_order(
-    rx: std::sync::mpsc::Receiver<(usize, Result<Vec<u8>>)>,
-    n: usize,
-    each: &mut impl FnMut(&[u8]) -> Result<()>,
-) -> Result<()> {
-    let mut early = std::collections::BTreeMap::new();
-    let mut due = 0;
-    for (i, frame) in rx {
-        early.insert(i, frame);
-        while let Some(frame) = early.remove(&due) {
-            each(&frame?)?;
-            due += 1;
-        }
-    }
-    if due != n {
-        bail!("a compression worker stopped early");
-    }
-    Ok(())
+    let mut pieces = file.chunks(PIECE);
+    let workers = threads.min(file.len().div_ceil(PIECE)).max(1);
+    // One context per worker: a new one per piece would fault its tables in again.
+    crate::plumbing::parallel::ordered(
+        workers,
+        || Ok(pieces.next()),
+        || compressor(level),
+        |z, piece: &[u8]| Ok(z.compress(piece)?),
+        |frame| each(&frame),
+    )
 }
 
 fn compressor(level: i32) -> Result<zstd::bulk::Compressor<'static>> {

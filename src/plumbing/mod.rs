@@ -11,6 +11,7 @@ pub mod durable;
 mod exit;
 mod io;
 pub mod metrics;
+pub mod parallel;
 mod progress;
 pub mod signals;
 mod time;

@@ -3,9 +3,10 @@
 //!
 //! zstd by default: content checksum on (so corruption is detected on decompression), the
 //! window no larger than what `zstd -d` accepts without flags (levels up to 19 use at most
-//! 8 MiB; `--long` raises it to 128 MiB and then `zstd -d --long=27` is needed), and several
-//! threads. Decompression detects the format from the magic bytes, reads concatenated frames,
-//! and treats a stream that ends inside a frame as an error, never as success.
+//! 8 MiB; `--long` raises it to 128 MiB and then `zstd -d --long=27` is needed), and the
+//! stream cut into independent frames (see [`super::frames`]) so that both directions run on
+//! several threads. Decompression detects the format from the magic bytes, reads concatenated
+//! frames, and treats a stream that ends inside a frame as an error, never as success.
 
 use crate::plumbing::{Output, bad_input, open_input};
 use anyhow::{Context, Result};
@@ -43,14 +44,11 @@ pub fn default_threads() -> u32 {
 /// Read and write in blocks this large: big enough that system calls do not matter.
 const BLOCK: usize = 1 << 20;
 
-/// The size of each multithreaded zstd job (zstd's minimum is 512 KiB).
-const MT_JOB: u32 = 1 << 20;
-
 pub fn run(o: &CompressOptions) -> Result<()> {
     let input = open_input(o.input.as_deref())?;
     let out = Output::open(o.output.as_deref(), !o.decompress)?;
     if o.decompress {
-        decompress(input, out)
+        decompress(input, out, o.threads.max(1) as usize)
     } else {
         compress(input, out, o)
     }
@@ -58,23 +56,19 @@ pub fn run(o: &CompressOptions) -> Result<()> {
 
 fn compress(mut input: Box<dyn Read + Send>, out: Output, o: &CompressOptions) -> Result<()> {
     let out = match o.format {
+        Format::Zstd if o.long.is_none() => {
+            super::frames::compress(&mut input, out, o.level, o.threads.max(1) as usize)?
+        }
         Format::Zstd => {
+            // Long-distance matching finds its matches across the whole window, so the
+            // stream stays one frame, compressed by zstd's own workers.
             let mut enc = zstd::stream::write::Encoder::new(out, o.level)?;
             enc.include_checksum(true)?;
             if o.threads > 1 {
                 enc.multithread(o.threads)?;
-                if o.long.is_none() {
-                    // zstd's default job for level 3 is 8 MiB (4x the window), and its
-                    // buffers for two workers come to about 57 MiB of RSS; 1 MiB jobs need 13
-                    // MiB, measured on a 1 GB base backup with `zstd -B1MiB`, and compress as
-                    // fast and 0.6% smaller (the jobs still overlap by part of the window).
-                    enc.set_parameter(zstd::stream::raw::CParameter::JobSize(MT_JOB))?;
-                }
             }
-            if let Some(wlog) = o.long {
-                enc.long_distance_matching(true)?;
-                enc.window_log(wlog)?;
-            }
+            enc.long_distance_matching(true)?;
+            enc.window_log(o.long.unwrap_or(27))?;
             copy(&mut input, &mut enc)?;
             enc.finish().context("finishing the zstd frame")?
         }
@@ -113,7 +107,7 @@ fn sniff(head: &[u8]) -> Option<&'static str> {
     }
 }
 
-fn decompress(input: Box<dyn Read + Send>, out: Output) -> Result<()> {
+fn decompress(input: Box<dyn Read + Send>, out: Output, threads: usize) -> Result<()> {
     let mut input = BufReader::with_capacity(BLOCK, input);
     let head = input.fill_buf().context("reading the input")?;
     if head.is_empty() {
@@ -131,11 +125,8 @@ fn decompress(input: Box<dyn Read + Send>, out: Output) -> Result<()> {
     let mut out = out;
     let result = match format {
         "zstd" => {
-            let mut dec = zstd::stream::read::Decoder::with_buffer(input)?;
-            // Accept frames made with --long up to the format's largest window, as
-            // `zstd -d --long=31` would; the window's memory is then that large.
-            dec.window_log_max(31)?;
-            copy_decoded(&mut dec, &mut out)
+            super::frames::decompress(&mut input, &mut out, threads)?;
+            return out.finish().context("writing the output");
         }
         "lz4" => copy_lz4_frames(input, &mut out),
         "gzip" => copy_decoded(&mut flate2::bufread::MultiGzDecoder::new(input), &mut out),
