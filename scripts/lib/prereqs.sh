@@ -23,7 +23,7 @@ weir_install_prereqs() {
     command -v age >/dev/null 2>&1 || need+=(age)
     command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
     command -v python3 >/dev/null 2>&1 || need+=(python3)
-    # The restore-by-hand recipes (docs/restore-by-hand.md) and restore.sh's chains use jq.
+    # The restore-by-hand recipes (docs/restore-by-hand.md) and backup.sh's incrementals use jq.
     command -v jq >/dev/null 2>&1 || need+=(jq)
     # backup.sh's failure webhook; the scripts' lint.
     command -v curl >/dev/null 2>&1 || need+=(curl)

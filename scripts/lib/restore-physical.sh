@@ -2,7 +2,7 @@
 # restore.sh's physical mode: picks the base backup for the recovery target from the catalog
 # (weir-catalog pick), restores it (weir-restore-physical), starts the server, waits until
 # recovery reached the target, and says where it stopped. Sourced by restore.sh after
-# weir-env.sh, stage_decrypt, stage_decompress and check exist; never run.
+# weir-env.sh exists; never run.
 # shellcheck disable=SC2154 # WEIR_BASE comes from weir-env.sh.
 
 # restore_physical [NAME|URL]: exit 0 only once the server stands at the target (paused,
@@ -51,28 +51,13 @@ restore_physical() {
     local m
     local maps=${RESTORE_TABLESPACE_MAPPING:-}
     for m in ${maps//,/ }; do args+=(-T "$m"); done
-    # An incremental restores as its chain: the full backup it starts from, then each
-    # incremental in order, each over the last (the catalog links them by manifest checksum).
-    local -a chain=()
-    mapfile -t chain < <(weir-ls --catalog --json "$prefix" | jq -r --arg url "$url" '
-        (map(select(.physical.manifest_checksum != null) | {key: .physical.manifest_checksum, value: .}) | from_entries) as $by
-        | [map(select(.url == $url)) | first | select(. != null)]
-        | until(length == 0 or .[0].physical.parent == null or $by[.[0].physical.parent.manifest_checksum] == null;
-                [$by[.[0].physical.parent.manifest_checksum]] + .)
-        | .[].url')
-    [ ${#chain[@]} -gt 0 ] || chain=("$url")
-    local i step
-    for i in "${!chain[@]}"; do
-        step=${chain[$i]}
-        local -a more=()
-        [ "$i" = 0 ] && [ "${RESTORE_CLEAR:-0}" = 1 ] && more+=(--clear)
-        [ "$i" = $((${#chain[@]} - 1)) ] && more+=("${aim[@]}")
-        log "restoring base backup $step into $pgdata (WAL from $wal_repo)"
-        weir-get -q "$step" | stage_decrypt "$step" | stage_decompress "$step" |
-            weir-restore-physical "${args[@]}" "${more[@]}"
-        local -a codes=("${PIPESTATUS[@]}")
-        check "weir-get weir-encrypt weir-compress weir-restore-physical" "${codes[@]}"
-    done
+    # weir-restore-physical reads the object itself (--from), decrypting and decompressing it
+    # on several threads; an incremental restores as its chain, which it finds in the catalog
+    # beside it (full first, each over the last, the target on the last).
+    [ "${RESTORE_CLEAR:-0}" = 1 ] && args+=(--clear)
+    log "restoring base backup $url into $pgdata (WAL from $wal_repo)"
+    weir-restore-physical "${args[@]}" "${aim[@]}" --from "$url" ||
+        die $? "restore FAILED at stage weir-restore-physical"
     if [ "${RESTORE_START:-1}" != 1 ]; then
         log "restored; start the server in $pgdata to recover"
         return 0

@@ -364,8 +364,14 @@ pub struct RestorePhysicalCli {
     #[arg(short = 'D', long = "pgdata", value_name = "DIR")]
     pub pgdata: std::path::PathBuf,
     /// Read the stream from FILE instead of standard input.
-    #[arg(long = "input", value_name = "FILE")]
+    #[arg(long = "input", value_name = "FILE", conflicts_with = "from")]
     pub input: Option<String>,
+    /// Read the stored backup at URL (s3://, file:// or a path) itself, decrypting it with -i
+    /// and decompressing it on several threads, instead of from standard input. Repeat it for
+    /// a chain, full backup first; one incremental restores its whole chain, found in the
+    /// catalog beside it, when the directory is empty.
+    #[arg(long = "from", value_name = "URL")]
+    pub from: Vec<String>,
     /// Remove what the data directory (and each tablespace directory) holds first.
     #[arg(long = "clear")]
     pub clear: bool,
@@ -447,6 +453,7 @@ impl RestorePhysicalCli {
             clear: self.clear,
             delta: self.delta,
             input: self.input.clone(),
+            from: self.from.clone(),
             target,
             inclusive: !self.target_exclusive,
             action: self.target_action.clone(),
@@ -505,6 +512,10 @@ pub const RESTORE_PHYSICAL: Page = Page {
         (
             "weir-get s3://backups/cluster1/base/20261201T020000Z.tar.zst.age | weir-encrypt -d -i key.txt | weir-compress -d | weir-restore-physical -D /var/lib/postgresql/15/main --repo s3://backups/cluster1 -i /etc/weir/key.txt --target-time '2026-12-01 10:00:00+00'",
             "Restore last night's base backup and recover to 10:00.",
+        ),
+        (
+            "weir-restore-physical -D /var/lib/postgresql/15/main --from s3://backups/cluster1_physical/main-20261204T020000Z.tar.zst.age -i /etc/weir/key.txt --repo s3://backups/cluster1 --target-time '2026-12-04 10:00:00+00'",
+            "Read the backup itself (one process, decompressed on several threads); for an incremental, its chain from the catalog.",
         ),
         (
             "weir-restore-physical -D /srv/pg --input base.tar --restore-command 'cp /archive/%f %p' --target-immediate --target-action promote",

@@ -11,5 +11,6 @@ pub mod manifest;
 pub mod metrics;
 pub mod object;
 pub mod restore;
+pub mod source;
 pub mod wal;
 pub mod walfile;

@@ -30,6 +30,7 @@ pub enum Target {
     Name(String),
 }
 
+#[derive(Clone)]
 pub struct RestoreOptions {
     pub pgdata: PathBuf,
     /// Empty a non-empty data directory (and tablespace directories) first.
@@ -37,6 +38,8 @@ pub struct RestoreOptions {
     /// `--delta`: over a stopped copy of the cluster, writing only what differs.
     pub delta: bool,
     pub input: Option<String>,
+    /// `--from URL`: stored backups to read in-process, full first (see [`super::source`]).
+    pub from: Vec<String>,
     pub target: Target,
     /// `recovery_target_inclusive`: stop just after the target (true) or just before.
     pub inclusive: bool,
@@ -57,8 +60,41 @@ pub struct RestoreOptions {
 
 /// `weir-restore-physical`.
 pub fn run(o: &RestoreOptions) -> Result<()> {
+    if o.from.is_empty() {
+        return restore(o, crate::plumbing::open_input(o.input.as_deref())?);
+    }
+    let chain = super::source::chain(o)?;
+    let threads = crate::stream::compress::default_threads() as usize;
+    for (i, url) in chain.iter().enumerate() {
+        let last = i + 1 == chain.len();
+        // As restore.sh does it: the first step clears if asked, the last aims at the target.
+        let step = RestoreOptions {
+            clear: o.clear && i == 0,
+            target: if last {
+                o.target.clone()
+            } else {
+                Target::Latest
+            },
+            ..o.clone()
+        };
+        eprintln!(
+            "{}: restoring {url} ({} of {})",
+            crate::plumbing::program(),
+            i + 1,
+            chain.len()
+        );
+        let mut src = super::source::open(url, &o.s3, o.identity.as_deref(), threads)?;
+        // A failed source is the cause of whatever the restore then reported.
+        restore(&step, &mut src)
+            .map_err(|e| src.error().unwrap_or(e))
+            .with_context(|| format!("restoring {url}"))?;
+    }
+    Ok(())
+}
+
+/// One stream into the data directory.
+fn restore(o: &RestoreOptions, input: impl Read) -> Result<()> {
     let restore_command = restore_command(o)?;
-    let input = crate::plumbing::open_input(o.input.as_deref())?;
     let mut archive = tar::Archive::new(input);
     let mut entries = archive.entries()?;
     let header = read_header(&mut entries)?;
@@ -546,6 +582,7 @@ mod tests {
             clear: false,
             delta: false,
             input: None,
+            from: Vec::new(),
             target,
             inclusive: true,
             action: "pause".into(),

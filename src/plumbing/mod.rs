@@ -12,6 +12,7 @@ mod exit;
 mod io;
 pub mod metrics;
 pub mod parallel;
+pub mod pipe;
 mod progress;
 pub mod signals;
 mod time;

@@ -5,7 +5,7 @@
 //! the complete new one, never a torn file (the same contract as a completed S3 upload).
 
 use super::{ObjectInfo, PutOptions, Transfer};
-use crate::plumbing::{ExitCode, Output, Progress, coded, signals};
+use crate::plumbing::{ExitCode, Progress, coded, signals};
 use anyhow::{Context, Result, bail};
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -92,7 +92,7 @@ fn copy_into(input: &mut dyn Read, out: &mut dyn Write, t: &Transfer) -> Result<
     crate::plumbing::copy(input, out, &mut |n| progress.update(n, 0))
 }
 
-pub fn get(path: &Path, t: &Transfer, output: Option<&str>) -> Result<u64> {
+pub fn get(path: &Path, t: &Transfer, out: &mut dyn Write) -> Result<u64> {
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -107,8 +107,7 @@ pub fn get(path: &Path, t: &Transfer, output: Option<&str>) -> Result<u64> {
     if meta.is_dir() {
         bail!("{}: is a directory, not an object", path.display());
     }
-    let mut out = Output::open(output, true)?;
-    let n = copy_into(&mut file, &mut out, t)?;
+    let n = copy_into(&mut file, out, t)?;
     if n != meta.len() {
         bail!(
             "{}: read {n} bytes but the file has {} (changed while reading?)",
@@ -116,7 +115,6 @@ pub fn get(path: &Path, t: &Transfer, output: Option<&str>) -> Result<u64> {
             meta.len()
         );
     }
-    out.finish().context("writing the output")?;
     Ok(n)
 }
 

@@ -73,7 +73,7 @@ impl Location {
     }
 
     /// Put, get and a non-recursive rm need one object, not a bucket or a directory.
-    fn require_key(&self) -> Result<()> {
+    pub fn require_key(&self) -> Result<()> {
         let bad = match self {
             Location::S3 { key, .. } => key.is_empty() || key.ends_with('/'),
             Location::Local(p) => p.as_os_str().to_string_lossy().ends_with('/'),
@@ -224,11 +224,12 @@ pub fn get(url: &str, s3: &S3Settings, t: &Transfer, output: Option<&str>) -> Re
             let _ = std::fs::remove_file(t);
         })
     });
-    let out = tmp.as_deref().or(output);
-    let result = match &loc {
-        Location::S3 { bucket, key } => s3::get(s3, bucket, key, t, out),
-        Location::Local(path) => local::get(path, t, out),
-    };
+    let result =
+        crate::plumbing::Output::open(tmp.as_deref().or(output), true).and_then(|mut out| {
+            let n = get_into(&loc, s3, t, &mut out)?;
+            anyhow::Context::context(out.finish(), "writing the output")?;
+            Ok(n)
+        });
     let result = match (result, file, &tmp) {
         (Ok(n), Some(file), Some(tmp)) => std::fs::rename(tmp, file)
             .map(|_| n)
@@ -246,6 +247,19 @@ pub fn get(url: &str, s3: &S3Settings, t: &Transfer, output: Option<&str>) -> Re
     let n = result?;
     summary(t, "read", n, &loc, started);
     Ok(())
+}
+
+/// One object's bytes to `out`: what weir-get writes, for a stage that reads an object itself.
+pub fn get_into(
+    loc: &Location,
+    s3: &S3Settings,
+    t: &Transfer,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<u64> {
+    match loc {
+        Location::S3 { bucket, key } => s3::get(s3, bucket, key, t, out),
+        Location::Local(path) => local::get(path, t, out),
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]

@@ -15,7 +15,7 @@
 
 use super::parts::{MAX_PARTS, MIB, PartPlan, parts_in_flight};
 use super::{ObjectInfo, PutOptions, S3Settings, Transfer};
-use crate::plumbing::{ExitCode, Output, Progress, coded, signals};
+use crate::plumbing::{ExitCode, Progress, coded, signals};
 use anyhow::{Context, Result, anyhow, bail};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -626,14 +626,15 @@ async fn upload_parts(
 // ---------------------------------------------------------------------------------------------
 // weir-get
 
+/// The object's bytes to `out`, in ranged GETs in parallel, written in order.
 pub fn get(
     s: &S3Settings,
     bucket: &str,
     key: &str,
     t: &Transfer,
-    output: Option<&str>,
+    out: &mut (dyn std::io::Write + Send),
 ) -> Result<u64> {
-    runtime()?.block_on(get_async(s, bucket, key, t, output))
+    runtime()?.block_on(get_async(s, bucket, key, t, out))
 }
 
 async fn get_async(
@@ -641,7 +642,7 @@ async fn get_async(
     bucket: &str,
     key: &str,
     t: &Transfer,
-    output: Option<&str>,
+    out: &mut (dyn std::io::Write + Send),
 ) -> Result<u64> {
     let url = format!("s3://{bucket}/{key}");
     let client = client(s).await?;
@@ -655,7 +656,6 @@ async fn get_async(
         _ => head.checksum_crc64_nvme().and_then(unb64),
     };
 
-    let mut out = Output::open(output, true)?;
     let mut progress = Progress::new(Some(size), t.progress, t.quiet).bytes_only();
     let in_flight = parts_in_flight(t.buffers(), GET_CHUNK, t.jobs) as usize;
     let client = &client;
@@ -688,8 +688,7 @@ async fn get_async(
             d.update(&chunk);
         }
         n += chunk.len() as u64;
-        tokio::task::block_in_place(|| std::io::Write::write_all(&mut out, &chunk))
-            .context("writing the output")?;
+        tokio::task::block_in_place(|| out.write_all(&chunk)).context("writing the output")?;
         pool.give(chunk);
         progress.update(n, 0);
     }
@@ -712,7 +711,6 @@ async fn get_async(
             ));
         }
     }
-    tokio::task::block_in_place(|| out.finish()).context("writing the output")?;
     Ok(n)
 }
 

@@ -94,8 +94,8 @@ fn copy(input: &mut dyn Read, out: &mut dyn Write) -> Result<()> {
     crate::plumbing::copy(input, out, &mut |_| {}).map(|_| ())
 }
 
-/// What the first bytes say the input is.
-fn sniff(head: &[u8]) -> Option<&'static str> {
+/// What the first bytes say the input is: a format `decompress_into` reads, or none.
+pub fn sniff(head: &[u8]) -> Option<&'static str> {
     match head {
         [0x28, 0xb5, 0x2f, 0xfd, ..] => Some("zstd"),
         // zstd skippable frames (0x184D2A50..5F), which `zstd -d` reads and skips.
@@ -107,8 +107,16 @@ fn sniff(head: &[u8]) -> Option<&'static str> {
     }
 }
 
-fn decompress(input: Box<dyn Read + Send>, out: Output, threads: usize) -> Result<()> {
-    let mut input = BufReader::with_capacity(BLOCK, input);
+fn decompress(input: Box<dyn Read + Send>, mut out: Output, threads: usize) -> Result<()> {
+    decompress_into(input, &mut out, threads)?;
+    out.finish().context("writing the output")
+}
+
+/// Decompresses `input` (zstd on `threads` threads, lz4, gzip or bzip2, told by its first
+/// bytes) to `out`: weir-compress -d's work, for a stage that reads an object itself.
+pub fn decompress_into(input: impl Read + Send, out: &mut dyn Write, threads: usize) -> Result<()> {
+    let mut input: BufReader<Box<dyn Read + Send + '_>> =
+        BufReader::with_capacity(BLOCK, Box::new(input));
     let head = input.fill_buf().context("reading the input")?;
     if head.is_empty() {
         return Err(bad_input(
@@ -122,27 +130,22 @@ fn decompress(input: Box<dyn Read + Send>, out: Output, threads: usize) -> Resul
             hex::encode(&head)
         ))
     })?;
-    let mut out = out;
     let result = match format {
-        "zstd" => {
-            super::frames::decompress(&mut input, &mut out, threads)?;
-            return out.finish().context("writing the output");
-        }
-        "lz4" => copy_lz4_frames(input, &mut out),
-        "gzip" => copy_decoded(&mut flate2::bufread::MultiGzDecoder::new(input), &mut out),
-        _ => copy_decoded(&mut bzip2::bufread::MultiBzDecoder::new(input), &mut out),
+        "zstd" => return super::frames::decompress(&mut input, out, threads),
+        "lz4" => copy_lz4_frames(input, out),
+        "gzip" => copy_decoded(&mut flate2::bufread::MultiGzDecoder::new(input), out),
+        _ => copy_decoded(&mut bzip2::bufread::MultiBzDecoder::new(input), out),
     };
     result.map_err(|e| match e {
         Decode::Input(e) => bad_input(format!("{format} data is truncated or corrupt: {e}")),
         Decode::Output(e) => anyhow::Error::new(e).context("writing the output"),
-    })?;
-    out.finish().context("writing the output")
+    })
 }
 
 /// lz4_flex reads one frame; `lz4 -d` reads concatenated frames, so we do too.
 fn copy_lz4_frames(
-    mut input: BufReader<Box<dyn Read + Send>>,
-    out: &mut Output,
+    mut input: BufReader<Box<dyn Read + Send + '_>>,
+    out: &mut dyn Write,
 ) -> std::result::Result<(), Decode> {
     loop {
         let mut dec = lz4_flex::frame::FrameDecoder::new(input);
@@ -161,7 +164,7 @@ enum Decode {
 
 /// Copies a decoder's output, keeping errors of the compressed input (truncation, a bad
 /// checksum) apart from errors writing the result (a closed pipe).
-fn copy_decoded(dec: &mut dyn Read, out: &mut Output) -> std::result::Result<(), Decode> {
+fn copy_decoded(dec: &mut dyn Read, out: &mut dyn Write) -> std::result::Result<(), Decode> {
     let mut buf = vec![0u8; BLOCK];
     loop {
         let n = match dec.read(&mut buf) {

@@ -293,7 +293,19 @@ fn decrypt(o: &EncryptOptions) -> Result<()> {
     if !o.recipients.is_empty() || !o.recipients_files.is_empty() {
         bail!("-r/-R are for encryption; to decrypt, give identities with -i");
     }
-    let mut input = BufReader::with_capacity(1 << 20, open_input(o.input.as_deref())?);
+    let mut out = Output::open(o.output.as_deref(), true)?;
+    decrypt_into(o, open_input(o.input.as_deref())?, &mut out)?;
+    out.finish().context("writing the output")
+}
+
+/// Decrypts the age file (binary or armored) on `input` to `out` with the identities or the
+/// passphrase `o` names: weir-encrypt -d's work, for a stage that reads an object itself.
+pub fn decrypt_into(
+    o: &EncryptOptions,
+    input: impl Read + Send,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let mut input = BufReader::with_capacity(1 << 20, input);
     skip_whitespace_before_armor(&mut input)?;
     // Binary age files are read as they are; anything else goes through the armor reader,
     // which decodes armor (and reports what is neither).
@@ -301,7 +313,7 @@ fn decrypt(o: &EncryptOptions) -> Result<()> {
         .fill_buf()
         .context("reading the input")?
         .starts_with(b"age-encryption.org/");
-    let mut input: Box<dyn BufRead + Send> = if binary {
+    let mut input: Box<dyn BufRead + Send + '_> = if binary {
         Box::new(input)
     } else {
         Box::new(BufReader::with_capacity(
@@ -350,20 +362,16 @@ fn decrypt(o: &EncryptOptions) -> Result<()> {
     };
     let file_key = file_key.ok_or_else(|| anyhow!("internal: the file key was not seen"))?;
     let payload_key = crate::stream::age_stream::payload_key(&file_key, &nonce);
-    let mut out = Output::open(o.output.as_deref(), true)?;
     use crate::stream::age_stream::PayloadError;
-    crate::stream::age_stream::decrypt(&payload_key, &mut input, &mut out).map_err(
-        |e| match e {
-            PayloadError::Invalid(m) => bad_input(format!(
-                "the ciphertext is truncated or was tampered with: {m}"
-            )),
-            PayloadError::Input(e) => bad_input(format!(
-                "the ciphertext is truncated or was tampered with: {e}"
-            )),
-            PayloadError::Output(e) => anyhow::Error::new(e).context("writing the output"),
-        },
-    )?;
-    out.finish().context("writing the output")
+    crate::stream::age_stream::decrypt(&payload_key, &mut input, out).map_err(|e| match e {
+        PayloadError::Invalid(m) => bad_input(format!(
+            "the ciphertext is truncated or was tampered with: {m}"
+        )),
+        PayloadError::Input(e) => bad_input(format!(
+            "the ciphertext is truncated or was tampered with: {e}"
+        )),
+        PayloadError::Output(e) => anyhow::Error::new(e).context("writing the output"),
+    })
 }
 
 /// Wraps a recipient or identity and keeps a copy of the file key that passes through it, so

@@ -1256,19 +1256,33 @@ fn an_incremental_chain_restores_to_a_time_and_to_the_end() {
     amcheck(&p);
     stop(&p);
 
-    for (stored, args) in [
-        (&full, "--clear"),
-        (&i1, ""),
-        (&i2, "--target-action promote"),
-    ] {
-        let out = restore_step(&p, stored, args);
-        assert!(
-            out.status.success(),
-            "{}: {}",
-            stored.display(),
-            stderr(&out)
-        );
-    }
+    // The same chain in one command, each backup read by weir-restore-physical itself; an
+    // object that is not there is exit 4 before anything changed.
+    let b = p.bin.display();
+    let from = |args: &str| {
+        owner_sh(
+            &p,
+            &format!(
+                "{b}/weir-restore-physical -D {data} --repo {repo} -i {key} {args}",
+                key = p.key.display(),
+                data = c.data().display(),
+                repo = p.repo.display(),
+            ),
+        )
+    };
+    let out = from(&format!("--from {}.missing --clear", full.display()));
+    assert_eq!(out.status.code(), Some(4), "missing: {}", stderr(&out));
+    assert!(
+        c.data().join("backup_manifest").exists(),
+        "the directory changed"
+    );
+    let out = from(&format!(
+        "--clear --target-action promote --from {} --from {} --from {}",
+        full.display(),
+        i1.display(),
+        i2.display()
+    ));
+    assert!(out.status.success(), "--from the chain: {}", stderr(&out));
     assert!(server(&p, "start").status.success(), "{}", log(&p));
     wait_recovered(&p, false);
     assert_eq!(sentinels(c), "1,2");
@@ -1507,11 +1521,12 @@ fn backup_sh_takes_incrementals_and_restore_sh_restores_their_chain() {
             ),
         ],
     );
-    // The chain, in order: the full backup, then each incremental over it.
+    // The chain, in order, found by weir-restore-physical in the catalog: the full backup,
+    // then each incremental over it.
     let said = stderr(&out);
     let steps: Vec<&str> = said
         .lines()
-        .filter_map(|l| l.split("restoring base backup ").nth(1))
+        .filter_map(|l| l.split("weir-restore-physical: restoring ").nth(1))
         .filter_map(|l| l.split(' ').next())
         .collect();
     let urls: Vec<&str> = listed.iter().map(|e| e["url"].as_str().unwrap()).collect();
