@@ -16,6 +16,7 @@
 //! 'n' new archive, 'd' data, 'p' progress, 'm' manifest), and
 //! src/backend/backup/basebackup_copy.c, which sends them.
 
+use super::index::Indexed;
 use super::manifest::{self, Seen, Summing};
 use super::walfile::segment_name;
 use crate::pg::conn::ConnParams;
@@ -81,6 +82,10 @@ pub struct Trailer {
     pub files: u64,
     /// Bytes of file contents (not of the tar stream).
     pub bytes: u64,
+    /// Where each member before this one starts in the stream (see [`super::index`]); empty
+    /// in streams written before it was added.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub index: String,
 }
 
 pub struct BackupOptions {
@@ -163,7 +168,7 @@ fn replicated(o: &BackupOptions) -> Result<()> {
             .collect(),
     );
     let total = spaces.iter().map(|(_, kb)| kb * 1024).sum::<u64>();
-    let mut out = tar::Builder::new(Output::open(o.output.as_deref(), true)?);
+    let mut out = tar::Builder::new(Indexed::new(Output::open(o.output.as_deref(), true)?));
     append_json(&mut out, HEADER, &header)?;
     let mut progress = Progress::new(Some(total), o.progress, o.quiet).bytes_only();
     let (seen, manifest) = copy_stream(&mut conn, &mut out, &mut progress)?;
@@ -222,7 +227,7 @@ pub(super) struct End<'a> {
 /// repository, the trailer that makes the stream whole, the stream finished, the stats.
 pub(super) fn finish(
     o: &BackupOptions,
-    mut out: tar::Builder<Output>,
+    mut out: tar::Builder<Indexed<Output>>,
     header: &Header,
     server: &Server,
     repo: Option<&(&str, Repo)>,
@@ -245,9 +250,10 @@ pub(super) fn finish(
         finished: crate::plumbing::rfc3339_micros(std::time::SystemTime::now()),
         files: end.seen.len() as u64,
         bytes: end.seen.values().map(|(n, _)| n).sum(),
+        index: out.get_ref().text(),
     };
     append_json(&mut out, TRAILER, &trailer)?;
-    out.into_inner()?.finish()?;
+    out.into_inner()?.into_inner().finish()?;
     if let Some(f) = &o.manifest_file {
         crate::plumbing::write_atomically(f, end.manifest)
             .with_context(|| format!("writing the manifest to {}", f.display()))?;

@@ -20,7 +20,7 @@
 //! cluster: each whole file is compared with the one on disk in 8 KiB pieces and only the
 //! pieces that differ are written.
 
-use super::basebackup::{Header, MANIFEST, Trailer};
+use super::basebackup::{DATA, Header, MANIFEST, TABLESPACES, Trailer};
 use super::local::{DELTA_MAGIC, INCREMENTAL};
 use super::manifest;
 use super::restore::{Created, RestoreOptions, bad, unpack, write_member};
@@ -122,6 +122,8 @@ fn short(checksum: &str) -> &str {
 pub struct Written {
     total: AtomicU64,
     written: AtomicU64,
+    /// Of the total, what a delta restore by range never read (see super::delta).
+    unread: AtomicU64,
 }
 
 impl Written {
@@ -135,8 +137,15 @@ impl Written {
             self.written.load(Ordering::Relaxed),
             self.total.load(Ordering::Relaxed),
         );
+        let unread = match self.unread.load(Ordering::Relaxed) {
+            0 => String::new(),
+            u => format!(
+                ", {} of it left unread in the backup, the same on disk",
+                crate::plumbing::human_bytes(u)
+            ),
+        };
         format!(
-            "; wrote {} of the backup's {} ({:.1}%)",
+            "; wrote {} of the backup's {} ({:.1}%){unread}",
             crate::plumbing::human_bytes(w),
             crate::plumbing::human_bytes(t),
             100.0 * w as f64 / t.max(1) as f64
@@ -153,14 +162,27 @@ pub(super) fn apply<R: Read>(
     locations: &BTreeMap<String, PathBuf>,
     header: &Header,
     delta: bool,
+    unchanged: manifest::Seen,
     written: &Written,
 ) -> Result<Trailer> {
+    // Files a delta restore kept unread (see super::delta) stay, and count as seen.
     let mut kept: HashSet<PathBuf> = HashSet::new();
+    for (listed, (size, _)) in &unchanged {
+        written.add(*size, 0);
+        written.unread.fetch_add(*size, Ordering::Relaxed);
+        // The manifest names a tablespace's files pg_tblspc/OID/...; the stream, tablespaces/OID/...
+        let member = match listed.strip_prefix("pg_tblspc/") {
+            Some(rest) => format!("{TABLESPACES}{rest}"),
+            None => format!("{DATA}{listed}"),
+        };
+        kept.insert(super::restore::destination(&member, pgdata, locations)?.0);
+    }
     let trailer = unpack(
         entries,
         pgdata,
         locations,
         header,
+        unchanged,
         |entry, dest, listed, seen| {
             let file = dest.file_name().map(|f| f.to_string_lossy().into_owned());
             if let Some(target) = file.as_deref().and_then(|f| f.strip_prefix(INCREMENTAL)) {

@@ -14,6 +14,7 @@
 use super::basebackup::{
     self, BackupOptions, DATA, End, HEADER, Header, MANIFEST, Server, TABLESPACES, Tablespace,
 };
+use super::index::Indexed;
 use super::manifest::{self, Listed, Seen};
 use crate::pg::replication::{format_lsn, parse_lsn};
 use crate::plumbing::{ExitCode, Output, Progress, coded};
@@ -120,7 +121,7 @@ pub fn run(o: &BackupOptions, pgdata: &Path) -> Result<()> {
             _ => 0,
         })
         .sum();
-    let mut out = tar::Builder::new(Output::open(o.output.as_deref(), true)?);
+    let mut out = tar::Builder::new(Indexed::new(Output::open(o.output.as_deref(), true)?));
     basebackup::append_json(&mut out, HEADER, &header)?;
     let mut progress = Progress::new(Some(total), o.progress, o.quiet).bytes_only();
     let since = match &parent {
@@ -466,7 +467,7 @@ fn copy_members(
     members: &[Member],
     jobs: usize,
     since: Option<&Since>,
-    out: &mut tar::Builder<Output>,
+    out: &mut tar::Builder<Indexed<Output>>,
     progress: &mut Progress,
 ) -> Result<Vec<Listed>> {
     let (work_tx, work_rx) =
@@ -537,7 +538,7 @@ fn write_file(
     size: u64,
     parts: &Parts,
     h: &mut tar::Header,
-    out: &mut tar::Builder<Output>,
+    out: &mut tar::Builder<Indexed<Output>>,
 ) -> Result<Listed> {
     let first = parts
         .recv()

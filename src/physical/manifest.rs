@@ -120,6 +120,35 @@ pub fn parent(manifest: &[u8]) -> Result<Parent> {
     })
 }
 
+/// Every file a manifest lists: its size and, when the manifest gives one, its CRC-32C as
+/// written there (hex). What a delta restore compares a directory's files with.
+pub fn sums(manifest: &[u8]) -> Result<BTreeMap<String, (u64, Option<String>)>> {
+    checksum_of(manifest)?;
+    let m: Manifest = serde_json::from_slice(manifest).map_err(|e| {
+        coded(
+            ExitCode::BadArchive,
+            format!("the backup manifest is not valid: {e}"),
+        )
+    })?;
+    let mut files = BTreeMap::new();
+    for f in &m.files {
+        let crc = match f.algorithm.as_deref() {
+            Some("CRC32C") => f.checksum.clone(),
+            _ => None,
+        };
+        files.insert(f.path()?, (f.size, crc));
+    }
+    Ok(files)
+}
+
+/// Whether a manifest's CRC-32C (hex) is `crc`. PostgreSQL writes the four bytes in the
+/// server's memory order (pg_checksum_final in src/common/checksum_helper.c); either order
+/// is accepted, so a backup of a big-endian server checks too.
+pub fn same_crc(want: &str, crc: u32) -> bool {
+    want.eq_ignore_ascii_case(&hex::encode(crc.to_le_bytes()))
+        || want.eq_ignore_ascii_case(&hex::encode(crc.to_be_bytes()))
+}
+
 /// The checksum a manifest names itself by (its `Manifest-Checksum`), once checked: its
 /// SHA-256 covers every byte up to and including the newline before its last
 /// line, the one holding `Manifest-Checksum` (pg_verifybackup's rule).
@@ -160,16 +189,13 @@ impl File {
         }
     }
 
-    /// PostgreSQL writes a CRC-32C as its four bytes in the server's memory order, in hex
-    /// (pg_checksum_final in src/common/checksum_helper.c); either order is accepted, so a
-    /// backup of a big-endian server checks too.
+    /// The file's CRC-32C against the manifest's (see [`same_crc`]).
     fn check_crc(&self, path: &str, crc: u32) -> Result<()> {
         match (self.algorithm.as_deref(), self.checksum.as_deref()) {
             (None | Some("NONE"), _) => Ok(()),
             (Some("CRC32C"), Some(want)) => {
                 let le = hex::encode(crc.to_le_bytes());
-                let be = hex::encode(crc.to_be_bytes());
-                if want.eq_ignore_ascii_case(&le) || want.eq_ignore_ascii_case(&be) {
+                if same_crc(want, crc) {
                     Ok(())
                 } else {
                     Err(coded(

@@ -5,6 +5,8 @@
 
 pub mod basebackup;
 pub mod chain;
+pub mod delta;
+pub mod index;
 pub mod inventory;
 pub mod local;
 pub mod manifest;

@@ -61,7 +61,7 @@ pub struct RestoreOptions {
 /// `weir-restore-physical`.
 pub fn run(o: &RestoreOptions) -> Result<()> {
     if o.from.is_empty() {
-        return restore(o, crate::plumbing::open_input(o.input.as_deref())?);
+        return restore(o, crate::plumbing::open_input(o.input.as_deref())?, None);
     }
     let chain = super::source::chain(o)?;
     let threads = crate::stream::compress::default_threads() as usize;
@@ -83,17 +83,24 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
             i + 1,
             chain.len()
         );
+        if step.delta && chain.len() == 1 {
+            if let Some(plan) = super::delta::plan(&step, url)? {
+                return restore(&step, plan.stream, Some(plan.unchanged))
+                    .with_context(|| format!("restoring {url}"));
+            }
+        }
         let mut src = super::source::open(url, &o.s3, o.identity.as_deref(), threads)?;
         // A failed source is the cause of whatever the restore then reported.
-        restore(&step, &mut src)
+        restore(&step, &mut src, None)
             .map_err(|e| src.error().unwrap_or(e))
             .with_context(|| format!("restoring {url}"))?;
     }
     Ok(())
 }
 
-/// One stream into the data directory.
-fn restore(o: &RestoreOptions, input: impl Read) -> Result<()> {
+/// One stream into the data directory; for a delta restore that read only what differs,
+/// `unchanged` are the files it kept as the directory holds them (see [`super::delta`]).
+fn restore(o: &RestoreOptions, input: impl Read, unchanged: Option<Seen>) -> Result<()> {
     let restore_command = restore_command(o)?;
     let mut archive = tar::Archive::new(input);
     let mut entries = archive.entries()?;
@@ -124,6 +131,7 @@ fn restore(o: &RestoreOptions, input: impl Read) -> Result<()> {
             &o.pgdata,
             &locations,
             &header,
+            Seen::new(),
             |entry, dest, listed, seen| {
                 if let Some(sum) = write_member(entry, &dest)? {
                     seen.insert(listed, sum);
@@ -133,7 +141,15 @@ fn restore(o: &RestoreOptions, input: impl Read) -> Result<()> {
         ),
         true => {
             let w = super::chain::Written::default();
-            let t = super::chain::apply(&mut entries, &o.pgdata, &locations, &header, o.delta, &w);
+            let t = super::chain::apply(
+                &mut entries,
+                &o.pgdata,
+                &locations,
+                &header,
+                o.delta,
+                unchanged.unwrap_or_default(),
+                &w,
+            );
             written = Some(w);
             t
         }
@@ -249,7 +265,7 @@ fn check_archive(
 }
 
 /// Each tablespace's directory: where it was, unless `-T OLD=NEW` moves it.
-fn tablespace_locations(
+pub(super) fn tablespace_locations(
     h: &Header,
     mapping: &[(PathBuf, PathBuf)],
 ) -> Result<BTreeMap<String, PathBuf>> {
@@ -279,9 +295,9 @@ pub(super) fn unpack<R: Read>(
     pgdata: &Path,
     locations: &BTreeMap<String, PathBuf>,
     header: &Header,
+    mut seen: Seen,
     mut member: impl FnMut(&mut tar::Entry<'_, R>, PathBuf, String, &mut Seen) -> Result<()>,
 ) -> Result<Trailer> {
-    let mut seen = Seen::new();
     let mut manifest: Option<Vec<u8>> = None;
     for entry in entries {
         let mut entry = entry.map_err(|e| bad(format!("the backup stream is damaged: {e}")))?;
@@ -312,7 +328,7 @@ pub(super) fn unpack<R: Read>(
 }
 
 /// A member's place on disk and its path in the manifest.
-fn destination(
+pub(super) fn destination(
     name: &str,
     pgdata: &Path,
     locations: &BTreeMap<String, PathBuf>,

@@ -36,9 +36,19 @@ pub fn spawn(work: impl FnOnce(&mut (dyn Write + Send)) -> Result<()> + Send + '
             tx,
             buf: Vec::with_capacity(PIECE),
         };
-        match work(&mut w).and_then(|()| w.end()) {
-            Ok(()) => {}
-            Err(e) => *slot.lock().unwrap() = Some(e),
+        match work(&mut w) {
+            // Only a reader that stopped makes this fail, and it reads no more.
+            Ok(()) => {
+                if let Err(e) = w.end() {
+                    *slot.lock().unwrap() = Some(e);
+                }
+            }
+            // The error is in place before the pipe closes (with `w`), so the reader that
+            // sees the pipe closed finds it.
+            Err(e) => {
+                *slot.lock().unwrap() = Some(e);
+                drop(w);
+            }
         }
     });
     Pipe {

@@ -321,11 +321,28 @@ pub fn decrypt_into(
             age::armor::ArmoredReader::new(input),
         ))
     };
-    let mut head = read_checked_header(&mut input)?;
+    let payload_key = open_header(o, &mut input)?;
+    use crate::stream::age_stream::PayloadError;
+    crate::stream::age_stream::decrypt(&payload_key, &mut input, out).map_err(|e| match e {
+        PayloadError::Invalid(m) => bad_input(format!(
+            "the ciphertext is truncated or was tampered with: {m}"
+        )),
+        PayloadError::Input(e) => bad_input(format!(
+            "the ciphertext is truncated or was tampered with: {e}"
+        )),
+        PayloadError::Output(e) => anyhow::Error::new(e).context("writing the output"),
+    })
+}
+
+/// Reads a binary age header and the payload nonce after it from `input`, opens the header
+/// with the identities or passphrase `o` names, and returns the payload key; `input` is left
+/// at the payload's first chunk.
+pub fn open_header(o: &EncryptOptions, input: &mut dyn BufRead) -> Result<[u8; 32]> {
+    let mut head = read_checked_header(input)?;
     // The age crate checks the header and its MAC and finds the file key; the payload after
     // the 16-byte nonce is ours to decrypt, in parallel (see age_stream).
     let header_len = head.len();
-    (&mut input)
+    input
         .take(16)
         .read_to_end(&mut head)
         .map_err(|e| bad_input(format!("reading the input: {e}")))?;
@@ -361,17 +378,7 @@ pub fn decrypt_into(
         ids.iter().find_map(KeyCapture::key)
     };
     let file_key = file_key.ok_or_else(|| anyhow!("internal: the file key was not seen"))?;
-    let payload_key = crate::stream::age_stream::payload_key(&file_key, &nonce);
-    use crate::stream::age_stream::PayloadError;
-    crate::stream::age_stream::decrypt(&payload_key, &mut input, out).map_err(|e| match e {
-        PayloadError::Invalid(m) => bad_input(format!(
-            "the ciphertext is truncated or was tampered with: {m}"
-        )),
-        PayloadError::Input(e) => bad_input(format!(
-            "the ciphertext is truncated or was tampered with: {e}"
-        )),
-        PayloadError::Output(e) => anyhow::Error::new(e).context("writing the output"),
-    })
+    Ok(crate::stream::age_stream::payload_key(&file_key, &nonce))
 }
 
 /// Wraps a recipient or identity and keeps a copy of the file key that passes through it, so
@@ -501,7 +508,7 @@ fn skip_whitespace_before_armor(r: &mut impl BufRead) -> Result<()> {
 /// columns (possibly empty), and body lines are unpadded base64 (age-encryption.org/v1,
 /// "Header"; CCTV vectors `stanza_missing_body`, `stanza_missing_final_line`). Anything else
 /// wrong is left to the crate, which reports it. Returns the bytes read.
-fn read_checked_header(r: &mut impl BufRead) -> Result<Vec<u8>> {
+fn read_checked_header(r: &mut (impl BufRead + ?Sized)) -> Result<Vec<u8>> {
     const MAX_HEADER: usize = 1 << 20;
     let mut header = Vec::new();
     let mut lines: Vec<(usize, usize)> = Vec::new();

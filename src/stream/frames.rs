@@ -34,14 +34,59 @@ const MAGIC: u32 = 0xFD2F_B528;
 /// The marks' skippable-frame magic (one of the sixteen RFC 8878 leaves to users).
 const MARK_MAGIC: u32 = 0x184D_2A5E;
 const START: &[u8; 8] = b"WEIRZS01";
-const END: &[u8; 8] = b"WEIREND1";
+pub(crate) const END: &[u8; 8] = b"WEIREND1";
+/// The end mark's fixed tail: the number of frames, the content's length, then [`END`].
+pub(crate) const END_TAIL: usize = 4 + 8 + 8;
+/// End marks up to this size are read (a 64 MiB table lists frames for 32 TiB of content).
+const MOST_END: u32 = 64 << 20;
 
-/// A mark: the skippable frame's magic and size, then what it says.
-fn mark(what: &[u8; 8], len: Option<u64>) -> Vec<u8> {
-    let mut body = what.to_vec();
-    body.extend(len.iter().flat_map(|l| l.to_le_bytes()));
-    let size = u32::try_from(body.len()).expect("a short mark");
+/// One frame as the end mark lists it: its compressed size and its content's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub compressed: u32,
+    pub content: u32,
+}
+
+/// The start mark: the skippable frame's magic and size, then [`START`].
+pub(crate) fn start_mark() -> Vec<u8> {
+    [&MARK_MAGIC.to_le_bytes()[..], &8u32.to_le_bytes(), START].concat()
+}
+
+/// The end mark: every frame's sizes in order, their number, the content's length, [`END`].
+/// With it a reader finds any byte of the content without reading what comes before it.
+fn end_mark(frames: &[Listed], total: u64) -> Vec<u8> {
+    let mut body = Vec::with_capacity(frames.len() * 8 + END_TAIL);
+    for f in frames {
+        body.extend_from_slice(&f.compressed.to_le_bytes());
+        body.extend_from_slice(&f.content.to_le_bytes());
+    }
+    body.extend_from_slice(&(frames.len() as u32).to_le_bytes());
+    body.extend_from_slice(&total.to_le_bytes());
+    body.extend_from_slice(END);
+    let size = u32::try_from(body.len()).expect("an end mark under 4 GiB");
     [&MARK_MAGIC.to_le_bytes()[..], &size.to_le_bytes(), &body].concat()
+}
+
+/// Reads an end mark's body (what follows its magic and size): the frames it lists and the
+/// content's length.
+pub fn parse_end(body: &[u8]) -> Option<(Vec<Listed>, u64)> {
+    let tail = body.len().checked_sub(END_TAIL)?;
+    if &body[body.len() - 8..] != END {
+        return None;
+    }
+    let n = u32::from_le_bytes(body[tail..tail + 4].try_into().ok()?) as usize;
+    let total = u64::from_le_bytes(body[tail + 4..tail + 12].try_into().ok()?);
+    if n.checked_mul(8)? != tail {
+        return None;
+    }
+    let frames = body[..tail]
+        .chunks_exact(8)
+        .map(|c| Listed {
+            compressed: u32::from_le_bytes(c[..4].try_into().expect("4")),
+            content: u32::from_le_bytes(c[4..].try_into().expect("4")),
+        })
+        .collect();
+    Some((frames, total))
 }
 
 /// Compresses `input` to `out` as [`FRAME`]-byte frames on `threads` workers.
@@ -51,9 +96,8 @@ pub fn compress<W: Write>(
     level: i32,
     threads: usize,
 ) -> Result<W> {
-    out.write_all(&mark(START, None))
-        .context("writing the output")?;
-    let (mut ended, mut total) = (false, 0u64);
+    out.write_all(&start_mark()).context("writing the output")?;
+    let (mut ended, mut total, mut listed) = (false, 0u64, Vec::new());
     ordered(
         threads,
         || {
@@ -68,17 +112,23 @@ pub fn compress<W: Write>(
             ended = piece.len() < FRAME;
             total += piece.len() as u64;
             // An empty input still gets one (empty) frame, as zstd writes for it.
-            Ok((!piece.is_empty() || ended).then_some(piece))
+            Ok((!piece.is_empty() || total == 0).then_some(piece))
         },
         || {
             let mut z = zstd::bulk::Compressor::new(level)?;
             z.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
             Ok(z)
         },
-        |z, piece: Vec<u8>| Ok(z.compress(&piece)?),
-        |frame| out.write_all(&frame).context("writing the output"),
+        |z, piece: Vec<u8>| Ok((z.compress(&piece)?, piece.len() as u32)),
+        |(frame, content)| {
+            listed.push(Listed {
+                compressed: frame.len() as u32,
+                content,
+            });
+            out.write_all(&frame).context("writing the output")
+        },
     )?;
-    out.write_all(&mark(END, Some(total)))
+    out.write_all(&end_mark(&listed, total))
         .context("writing the output")?;
     Ok(out)
 }
@@ -91,22 +141,29 @@ enum Next {
     Streamed(Vec<u8>),
     /// weir-compress's start mark.
     Start,
-    /// weir-compress's end mark, with the content's length.
-    End(u64),
+    /// weir-compress's end mark: the frames it lists, and the content's length.
+    End(Vec<Listed>, u64),
     /// The end of the input, between frames.
     Eof,
 }
 
 /// Decompresses the zstd stream on `input` to `out`, whole frames on `threads` workers.
 pub fn decompress(input: &mut dyn BufRead, out: &mut dyn Write, threads: usize) -> Result<()> {
-    // Inside weir-compress's marks, and the bytes written since the start mark.
-    let (mut marked, mut since) = (false, 0u64);
+    // Inside weir-compress's marks; the bytes written and the frames read since the start mark
+    // (a frame decoded in the stream is listed with a compressed size of 0: not compared).
+    let (mut marked, mut since, mut read) = (false, 0u64, Vec::new());
     loop {
         let mut stop = Next::Eof;
         ordered(
             threads,
             || match next_frame(input)? {
-                Next::Whole(frame, len) => Ok(Some((frame, len))),
+                Next::Whole(frame, len) => {
+                    read.push(Listed {
+                        compressed: frame.len() as u32,
+                        content: len as u32,
+                    });
+                    Ok(Some((frame, len)))
+                }
                 other => {
                     stop = other;
                     Ok(None)
@@ -128,20 +185,48 @@ pub fn decompress(input: &mut dyn BufRead, out: &mut dyn Write, threads: usize) 
             },
         )?;
         match stop {
-            Next::Streamed(header) => since += stream_one(header, input, out)?,
-            Next::Start => (marked, since) = (true, 0),
-            Next::End(len) if marked && len == since => marked = false,
-            Next::End(len) => {
-                return Err(truncated(&format!(
-                    "the end mark says {len} bytes and the frames held {since}"
-                )));
+            Next::Streamed(header) => {
+                let n = stream_one(header, input, out)?;
+                since += n;
+                read.push(Listed {
+                    compressed: 0,
+                    content: n as u32,
+                });
             }
+            Next::Start => (marked, since, read) = (true, 0, Vec::new()),
+            Next::End(listed, len) if marked => {
+                check_end(&listed, len, &read, since)?;
+                marked = false;
+            }
+            // An end mark without a start: not ours to check.
+            Next::End(..) => {}
             Next::Eof if marked => {
                 return Err(truncated(&"the input ends before weir-compress's end mark"));
             }
             Next::Eof | Next::Whole(..) => return Ok(()),
         }
     }
+}
+
+/// The end mark must list the frames that were read, and the length they held.
+fn check_end(listed: &[Listed], len: u64, read: &[Listed], since: u64) -> Result<()> {
+    if len != since || listed.len() != read.len() {
+        return Err(truncated(&format!(
+            "the end mark says {len} bytes in {} frames and the stream held {since} in {}",
+            listed.len(),
+            read.len()
+        )));
+    }
+    let differs = listed
+        .iter()
+        .zip(read)
+        .position(|(l, r)| l.content != r.content || (r.compressed != 0 && l != r));
+    if let Some(i) = differs {
+        return Err(truncated(&format!(
+            "frame {i} is not the one the end mark lists"
+        )));
+    }
+    Ok(())
 }
 
 /// Decodes one frame whose `header` was read from `input` through zstd's streaming decoder.
@@ -186,15 +271,16 @@ fn next_frame(input: &mut dyn BufRead) -> Result<Next> {
             // A skippable frame (RFC 8878, 3.1.2): a size, then that many bytes.
             take(input, &mut frame, 4)?;
             let size = u32::from_le_bytes(frame[4..8].try_into().expect("four bytes"));
-            if magic == MARK_MAGIC && (size == 8 || size == 16) {
+            if magic == MARK_MAGIC && size <= MOST_END {
                 take(input, &mut frame, size as usize)?;
-                match (&frame[8..16], frame.get(16..24)) {
-                    (what, None) if what == START => return Ok(Next::Start),
-                    (what, Some(len)) if what == END => {
-                        return Ok(Next::End(u64::from_le_bytes(len.try_into().expect("8"))));
-                    }
-                    _ => continue,
+                let body = &frame[8..];
+                if body == START {
+                    return Ok(Next::Start);
                 }
+                if let Some((listed, len)) = parse_end(body) {
+                    return Ok(Next::End(listed, len));
+                }
+                continue;
             }
             io::copy(&mut (&mut *input).take(size.into()), &mut io::sink())?;
             continue;
@@ -346,7 +432,10 @@ mod tests {
 
     #[test]
     fn truncated_or_damaged_frames_are_errors() {
-        let data = sample(3 * FRAME);
+        // Three frames that compress to different sizes.
+        let mut last = sample(FRAME);
+        last.reverse();
+        let data = [sample(FRAME), vec![0; FRAME], last].concat();
         let z = compress(&mut &data[..], Vec::new(), 3, 2).unwrap();
         for cut in [z.len() - 1, z.len() / 2, 5] {
             let mut back = Vec::new();
@@ -359,8 +448,9 @@ mod tests {
         let e = decompress(&mut &bad[..], &mut Vec::new(), 2).unwrap_err();
         assert!(e.to_string().contains("truncated or corrupt"), "{e}");
         // Cut exactly after a whole frame, and with the end mark gone: still truncated.
+        let end = 8 + 3 * 8 + END_TAIL;
         let first = 16 + zstd::zstd_safe::find_frame_compressed_size(&z[16..]).unwrap();
-        for cut in [first, z.len() - 24] {
+        for cut in [first, z.len() - end] {
             let e = decompress(&mut &z[..cut], &mut Vec::new(), 2).unwrap_err();
             assert!(
                 e.to_string().contains("before weir-compress's end mark"),
@@ -372,6 +462,22 @@ mod tests {
         let dropped = [&z[..first], &z[first + second..]].concat();
         let e = decompress(&mut &dropped[..], &mut Vec::new(), 2).unwrap_err();
         assert!(e.to_string().contains("the end mark says"), "{e}");
+        // Two frames swapped: the lengths add up, the end mark's list does not.
+        let third = zstd::zstd_safe::find_frame_compressed_size(&z[first + second..]).unwrap();
+        let swapped = [
+            &z[..16],
+            &z[first + second..first + second + third],
+            &z[first..first + second],
+            &z[16..first],
+            &z[first + second + third..],
+        ]
+        .concat();
+        assert_ne!(second, third);
+        let e = decompress(&mut &swapped[..], &mut Vec::new(), 2).unwrap_err();
+        assert!(
+            e.to_string().contains("is not the one the end mark lists"),
+            "{e}"
+        );
         let mut tail = z;
         tail.extend_from_slice(b"garbage!");
         let e = decompress(&mut &tail[..], &mut Vec::new(), 2).unwrap_err();

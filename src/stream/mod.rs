@@ -6,3 +6,4 @@ pub mod age_stream;
 pub mod compress;
 pub mod encrypt;
 pub mod frames;
+pub mod ranged;

@@ -1,0 +1,256 @@
+//! `--delta --from`: a delta restore that reads only what differs. The stored object is read
+//! by range (see [`crate::stream::ranged`]): first the trailer at its end, whose index says
+//! where each member starts, then the header and the backup manifest; then every file the
+//! directory holds with the manifest's size and CRC-32C is kept as it is, unread in the
+//! backup, and the stream handed to the ordinary delta walk holds only the other members
+//! (the files that differ or are missing, every directory and link, the manifest and the
+//! trailer). The walk counts the files kept as seen, so the manifest check still covers
+//! every file, and removes what the manifest does not list, as before.
+//!
+//! The object must be random-accessible: a local file, written by weir-compress (its end
+//! mark lists its frames), encrypted or not (binary age), of a full backup whose trailer has
+//! the index. Anything else (S3 for now, zstd's own compression, armored age, an incremental,
+//! a stream from before the index) is restored by reading the stream whole, as without.
+
+use super::basebackup::{DATA, HEADER, Header, MANIFEST, TRAILER, Trailer};
+use super::index::{self, Entry};
+use super::manifest::{self, Seen};
+use super::restore::{RestoreOptions, destination, tablespace_locations};
+use crate::stream::encrypt::EncryptOptions;
+use crate::stream::ranged::{FileRanged, Ranged, Unframed, Unsealed};
+use anyhow::{Context, Result};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+/// What to restore: the members to read, and the files kept as the directory holds them.
+pub struct Plan {
+    pub stream: Box<dyn Read + Send>,
+    pub unchanged: Seen,
+}
+
+/// The plan for `url`, or `None` when it has to be read whole.
+pub fn plan(o: &RestoreOptions, url: &str) -> Result<Option<Plan>> {
+    let Ok(crate::storage::Location::Local(path)) = crate::storage::Location::parse(url) else {
+        return Ok(None);
+    };
+    let Ok(file) = FileRanged::open(&path) else {
+        return Ok(None);
+    };
+    let mut src: Arc<dyn Ranged> = Arc::new(file);
+    if let Some(plain) = Unsealed::open(src.clone(), &decrypting(o))? {
+        src = Arc::new(plain);
+    }
+    let Some(content) = Unframed::open(src)? else {
+        return Ok(None);
+    };
+    let content: Arc<dyn Ranged> = Arc::new(content);
+    let Some((trailer_at, trailer)) = find_trailer(content.as_ref())? else {
+        return Ok(None);
+    };
+    let entries = index::parse(&trailer.index).unwrap_or_default();
+    let span = |i: usize| -> (u64, u64) {
+        let end = entries.get(i + 1).map_or(trailer_at, |e| e.at);
+        (entries[i].at, end)
+    };
+    let Some(first) = entries.first().filter(|e| e.name == HEADER) else {
+        return Ok(None);
+    };
+    let header: Header = serde_json::from_slice(&member(content.as_ref(), span(0), &first.name)?)
+        .context("the stream's header")?;
+    if header.parent.is_some() {
+        return Ok(None);
+    }
+    let manifest_name = format!("{DATA}{MANIFEST}");
+    let Some(m) = entries.iter().position(|e| e.name == manifest_name) else {
+        return Ok(None);
+    };
+    let sums = manifest::sums(&member(content.as_ref(), span(m), &manifest_name)?)?;
+    let locations = tablespace_locations(&header, &o.tablespace_mapping)?;
+    let unchanged = kept(&entries, &sums, |name| {
+        destination(name, &o.pgdata, &locations).ok()
+    })?;
+    let mut wanted = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        let same = e.kind == 'f'
+            && destination(&e.name, &o.pgdata, &locations)
+                .is_ok_and(|(_, listed)| unchanged.contains_key(&listed));
+        if !same {
+            wanted.push(span(i));
+        }
+    }
+    wanted.push((trailer_at, content.len()));
+    Ok(Some(Plan {
+        stream: Box::new(Spans::new(content, wanted)),
+        unchanged,
+    }))
+}
+
+/// How `--from` decrypts: `-i`, or `WEIR_AGE_IDENTITY_FILE`, or `WEIR_PASSPHRASE`.
+fn decrypting(o: &RestoreOptions) -> EncryptOptions {
+    EncryptOptions {
+        decrypt: true,
+        recipients: Vec::new(),
+        recipients_files: Vec::new(),
+        identities: o.identity.iter().map(|p| p.display().to_string()).collect(),
+        passphrase: false,
+        passphrase_file: None,
+        armor: false,
+        input: None,
+        output: None,
+    }
+}
+
+/// The files the directory already holds as the manifest lists them (size and CRC-32C),
+/// summed on two threads.
+fn kept(
+    entries: &[Entry],
+    sums: &std::collections::BTreeMap<String, (u64, Option<String>)>,
+    place: impl Fn(&str) -> Option<(std::path::PathBuf, String)>,
+) -> Result<Seen> {
+    let mut candidates = Vec::new();
+    for e in entries.iter().filter(|e| e.kind == 'f') {
+        let Some((dest, listed)) = place(&e.name) else {
+            continue;
+        };
+        if let Some((size, Some(want))) = sums.get(&listed) {
+            let on_disk = std::fs::symlink_metadata(&dest).ok();
+            if on_disk.is_some_and(|m| m.is_file() && m.len() == *size) {
+                candidates.push((dest, listed, *size, want.clone()));
+            }
+        }
+    }
+    let mut unchanged = Seen::new();
+    let mut each = candidates.into_iter();
+    crate::plumbing::parallel::ordered(
+        2,
+        || Ok(each.next()),
+        || Ok(()),
+        |_, (dest, listed, size, want): (std::path::PathBuf, String, u64, String)| {
+            let crc = crc_of(&dest)?;
+            Ok(manifest::same_crc(&want, crc).then_some((listed, (size, crc))))
+        },
+        |same| {
+            if let Some((listed, sum)) = same {
+                unchanged.insert(listed, sum);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(unchanged)
+}
+
+fn crc_of(path: &Path) -> Result<u32> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut summed = manifest::Summing::new(std::io::BufReader::with_capacity(1 << 20, f));
+    std::io::copy(&mut summed, &mut std::io::sink())
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(summed.sum().1)
+}
+
+/// The trailer (the stream's last member) and where it starts, found by reading back from the
+/// end of the content in growing windows: a header block at a 512-byte boundary named
+/// [`TRAILER`].
+fn find_trailer(content: &dyn Ranged) -> Result<Option<(u64, Trailer)>> {
+    let len = content.len();
+    let mut window = (1u64 << 20).min(len);
+    loop {
+        let from = len - window;
+        let tail = content.read_at(from, window as usize)?;
+        let mut at = (len.saturating_sub(512) / 512) * 512;
+        while at >= from {
+            let raw = &tail[(at - from) as usize..(at - from) as usize + 512];
+            let h = tar::Header::from_byte_slice(raw);
+            if h.path_bytes().as_ref() == TRAILER.as_bytes() {
+                let size = h.entry_size()?;
+                let data = (at - from + 512) as usize;
+                if data as u64 + size <= window {
+                    let t: Trailer = serde_json::from_slice(&tail[data..data + size as usize])
+                        .map_err(|e| {
+                            super::restore::bad(format!("the stream's {TRAILER} is not valid: {e}"))
+                        })?;
+                    return Ok(Some((at, t)));
+                }
+            }
+            if at < 512 {
+                break;
+            }
+            at -= 512;
+        }
+        if window == len || window >= 64 << 20 {
+            return Ok(None);
+        }
+        window = (window * 8).min(len);
+    }
+}
+
+/// One member's data, read from its span.
+fn member(content: &dyn Ranged, (at, end): (u64, u64), name: &str) -> Result<Vec<u8>> {
+    let bytes = content.read_at(at, (end - at) as usize)?;
+    let mut a = tar::Archive::new(&bytes[..]);
+    let mut e = a
+        .entries()?
+        .next()
+        .ok_or_else(|| super::restore::bad(format!("{name}: not where the index says")))??;
+    if e.path()?.to_string_lossy().trim_end_matches('/') != name {
+        return Err(super::restore::bad(format!(
+            "{name}: not where the index says"
+        )));
+    }
+    let mut data = Vec::new();
+    e.read_to_end(&mut data)?;
+    Ok(data)
+}
+
+/// The spans of the content, one after another, as one stream, read a few frames at a time.
+struct Spans {
+    content: Arc<dyn Ranged>,
+    spans: std::collections::VecDeque<(u64, u64)>,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+/// Bytes read at once: four of weir-compress's frames.
+const PIECE: u64 = 16 << 20;
+
+impl Spans {
+    fn new(content: Arc<dyn Ranged>, spans: Vec<(u64, u64)>) -> Spans {
+        // Neighbouring spans are read as one.
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for (a, b) in spans {
+            match merged.last_mut() {
+                Some(last) if last.1 == a => last.1 = b,
+                _ => merged.push((a, b)),
+            }
+        }
+        Spans {
+            content,
+            spans: merged.into(),
+            buf: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Read for Spans {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.buf.len() {
+            let Some((a, b)) = self.spans.pop_front() else {
+                return Ok(0);
+            };
+            let n = (b - a).min(PIECE);
+            self.buf = self
+                .content
+                .read_at(a, n as usize)
+                .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+            self.at = 0;
+            if a + n < b {
+                self.spans.push_front((a + n, b));
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
