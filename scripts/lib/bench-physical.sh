@@ -237,24 +237,36 @@ bench_physical() {
     bench_physical_incremental "$p" "$rcpt" "$conf"
 }
 
-# Delta restore (issue 34): weir's newest backup restored to consistency and opened, one day of
-# bench-dedup.sql's changes run on it (1% of the rows of users and events updated, 0.5%
-# inserted, 0.2% deleted, VACUUM), stopped; then weir-restore-physical --delta over it against
-# a restore into an empty directory, neither started. One run each.
+# Delta restore (issue 34), by range (weir-restore-physical --delta --from), over two copies
+# of weir's newest backup, each restored to consistency, opened, changed and stopped: one that
+# ran a day of bench-dedup.sql (1% of the rows of users and events updated, 0.5% of every
+# table inserted, 0.2% deleted, VACUUM over every table), and one where only 1% of the rows of
+# users were updated; against a restore into an empty directory. None is started after.
 bench_physical_delta() {
-    local p=$1 port=$2 delta full said
+    local p=$1 port=$2 day one full said_day said_one
     local args=(--from "$(cat "$p/weir-latest")" --repo "$p/wal" -i "$p/key.txt" --target-immediate --target-action promote)
-    runuser -u postgres -- "$bin/weir-restore-physical" -D "$p/restored" "${args[@]}" 2>/dev/null
-    runuser -u postgres -- bash "$p/start.sh"
-    psql -X -q -h "$p" -p "$port" -v ON_ERROR_STOP=1 -v n="$gb" -v d=3 -d bench -f scripts/lib/bench-dedup.sql
-    runuser -u postgres -- "$SCRATCH_BINDIR/pg_ctl" -D "$p/restored" -m fast stop >/dev/null
-    read -r delta _ < <(phys_measure "restore --delta (1% changed)" "$bin/weir-restore-physical" -D "$p/restored" --delta "${args[@]}")
-    said=$(grep -o 'wrote .*' "$work/err" | head -n1)
+    diverged() {
+        rm -rf "$p/restored"
+        runuser -u postgres -- "$bin/weir-restore-physical" -D "$p/restored" "${args[@]}" 2>/dev/null
+        runuser -u postgres -- bash "$p/start.sh"
+        psql -X -q -h "$p" -p "$port" -v ON_ERROR_STOP=1 -v n="$gb" -v d=3 -d bench "$@"
+        runuser -u postgres -- "$SCRATCH_BINDIR/pg_ctl" -D "$p/restored" -m fast stop >/dev/null
+    }
+    diverged -f scripts/lib/bench-dedup.sql
+    read -r day _ < <(phys_measure "restore --delta (a day)" "$bin/weir-restore-physical" -D "$p/restored" --delta "${args[@]}")
+    said_day=$(grep -o 'wrote .*' "$work/err" | head -n1)
+    diverged -c "UPDATE users SET score = score + 1 WHERE id % 100 = 0"
+    read -r one _ < <(phys_measure "restore --delta (one table)" "$bin/weir-restore-physical" -D "$p/restored" --delta "${args[@]}")
+    said_one=$(grep -o 'wrote .*' "$work/err" | head -n1)
     rm -rf "$p/restored"
     read -r full _ < <(phys_measure "restore into an empty directory" "$bin/weir-restore-physical" -D "$p/restored" "${args[@]}")
     rm -rf "$p/restored"
-    printf '  %-26s weir --delta %s s, into an empty directory %s s: %sx (target <= 0.3); it %s\n' \
-        "delta restore, 1% changed" "$delta" "$full" "$(python3 -c "print(f'{$delta/$full:.2f}')")" "$said" >> "$work/stages"
+    {
+        printf '  %-26s weir --delta %s s, into an empty directory %s s: %sx (target <= 0.3); it %s\n' \
+            "delta restore, a day" "$day" "$full" "$(python3 -c "print(f'{$day/$full:.2f}')")" "$said_day"
+        printf '  %-26s weir --delta %s s: %sx; it %s\n' \
+            "delta restore, one table" "$one" "$(python3 -c "print(f'{$one/$full:.2f}')")" "$said_one"
+    } >> "$work/stages"
 }
 
 # Incremental backups (issue 34): a full backup by each tool, read from the data directory

@@ -67,9 +67,12 @@ pub fn plan(o: &RestoreOptions, url: &str) -> Result<Option<Plan>> {
     };
     let sums = manifest::sums(&member(content.as_ref(), span(m), &manifest_name)?)?;
     let locations = tablespace_locations(&header, &o.tablespace_mapping)?;
-    let unchanged = kept(&entries, &sums, |name| {
+    let Some(unchanged) = kept(&entries, &sums, |name| {
         destination(name, &o.pgdata, &locations).ok()
-    })?;
+    })?
+    else {
+        return Ok(None);
+    };
     let mut wanted = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let same = e.kind == 'f'
@@ -102,12 +105,13 @@ fn decrypting(o: &RestoreOptions) -> EncryptOptions {
 }
 
 /// The files the directory already holds as the manifest lists them (size and CRC-32C),
-/// summed on two threads.
+/// summed on two threads; `None` when too few of them are the same for reading by range to
+/// pay (see [`worth_it`]).
 fn kept(
     entries: &[Entry],
     sums: &std::collections::BTreeMap<String, (u64, Option<String>)>,
     place: impl Fn(&str) -> Option<(std::path::PathBuf, String)>,
-) -> Result<Seen> {
+) -> Result<Option<Seen>> {
     let mut candidates = Vec::new();
     for e in entries.iter().filter(|e| e.kind == 'f') {
         let Some((dest, listed)) = place(&e.name) else {
@@ -120,25 +124,56 @@ fn kept(
             }
         }
     }
-    let mut unchanged = Seen::new();
+    let total: u64 = sums.values().map(|(n, _)| n).sum();
+    let (mut unchanged, mut summed, mut same) = (Seen::new(), 0u64, 0u64);
     let mut each = candidates.into_iter();
-    crate::plumbing::parallel::ordered(
+    let r = crate::plumbing::parallel::ordered(
         2,
         || Ok(each.next()),
         || Ok(()),
         |_, (dest, listed, size, want): (std::path::PathBuf, String, u64, String)| {
             let crc = crc_of(&dest)?;
-            Ok(manifest::same_crc(&want, crc).then_some((listed, (size, crc))))
+            Ok((listed, size, manifest::same_crc(&want, crc).then_some(crc)))
         },
-        |same| {
-            if let Some((listed, sum)) = same {
-                unchanged.insert(listed, sum);
+        |(listed, size, crc)| {
+            summed += size;
+            if let Some(crc) = crc {
+                same += size;
+                unchanged.insert(listed, (size, crc));
+            }
+            if !worth_it(total, summed, same) {
+                return Err(NotWorthIt.into());
             }
             Ok(())
         },
-    )?;
-    Ok(unchanged)
+    );
+    match r {
+        Err(e) if e.is::<NotWorthIt>() => Ok(None),
+        Err(e) => Err(e),
+        Ok(()) if worth_it(total, total, same) => Ok(Some(unchanged)),
+        Ok(()) => Ok(None),
+    }
 }
+
+/// Reading by range pays when at least half the backup's file bytes can stay unread: past
+/// that, reading the object whole (on every core, in the order it is stored) is faster than
+/// fetching most of it member by member. Judged after the first tenth of the files summed,
+/// so a copy that differs everywhere (one that ran VACUUM over every table) costs a tenth
+/// of a pass over its files, not a whole one (measured: docs/BENCHMARKS.md).
+fn worth_it(total: u64, summed: u64, same: u64) -> bool {
+    summed * 10 < total || same * 2 >= summed.min(total)
+}
+
+#[derive(Debug)]
+struct NotWorthIt;
+
+impl std::fmt::Display for NotWorthIt {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("too few files unchanged to read by range")
+    }
+}
+
+impl std::error::Error for NotWorthIt {}
 
 fn crc_of(path: &Path) -> Result<u32> {
     let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;

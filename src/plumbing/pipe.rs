@@ -19,6 +19,9 @@ const PIECE: usize = 1 << 20;
 /// The reading end of a stage.
 pub struct Pipe {
     rx: mpsc::Receiver<Piece>,
+    /// Pieces read go back to the writer to be filled again: a fresh 1 MiB buffer per piece
+    /// costs a page fault and a page clear per 4 KiB, as much again as the copy itself.
+    back: mpsc::SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     at: usize,
     ended: bool,
@@ -29,11 +32,13 @@ pub struct Pipe {
 pub fn spawn(work: impl FnOnce(&mut (dyn Write + Send)) -> Result<()> + Send + 'static) -> Pipe {
     // Four pieces in the pipe, one being written and one being read: 6 MiB at most.
     let (tx, rx) = mpsc::sync_channel(4);
+    let (back, free) = mpsc::sync_channel(6);
     let failed = Arc::new(Mutex::new(None));
     let slot = failed.clone();
     std::thread::spawn(move || {
         let mut w = Writer {
             tx,
+            free,
             buf: Vec::with_capacity(PIECE),
         };
         match work(&mut w) {
@@ -53,6 +58,7 @@ pub fn spawn(work: impl FnOnce(&mut (dyn Write + Send)) -> Result<()> + Send + '
     });
     Pipe {
         rx,
+        back,
         cur: Vec::new(),
         at: 0,
         ended: false,
@@ -86,7 +92,13 @@ impl Read for Pipe {
                 return Ok(0);
             }
             match self.rx.recv() {
-                Ok(Some(piece)) => (self.cur, self.at) = (piece, 0),
+                Ok(Some(piece)) => {
+                    let used = std::mem::replace(&mut self.cur, piece);
+                    self.at = 0;
+                    if used.capacity() == PIECE {
+                        let _ = self.back.try_send(used);
+                    }
+                }
                 Ok(None) => self.ended = true,
                 // The stage stopped without saying it finished: it failed.
                 Err(_) => {
@@ -108,12 +120,20 @@ impl Read for Pipe {
 /// The writing end: buffers up to a piece, then sends it.
 struct Writer {
     tx: mpsc::SyncSender<Piece>,
+    free: mpsc::Receiver<Vec<u8>>,
     buf: Vec<u8>,
 }
 
 impl Writer {
     fn send(&mut self) -> io::Result<()> {
-        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
+        let next = match self.free.try_recv() {
+            Ok(mut b) => {
+                b.clear();
+                b
+            }
+            Err(_) => Vec::with_capacity(PIECE),
+        };
+        let piece = std::mem::replace(&mut self.buf, next);
         self.tx
             .send(Some(piece))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the reader stopped"))

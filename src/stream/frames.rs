@@ -152,11 +152,14 @@ pub fn decompress(input: &mut dyn BufRead, out: &mut dyn Write, threads: usize) 
     // Inside weir-compress's marks; the bytes written and the frames read since the start mark
     // (a frame decoded in the stream is listed with a compressed size of 0: not compared).
     let (mut marked, mut since, mut read) = (false, 0u64, Vec::new());
+    // Output buffers go back to the workers once written: fresh 4 MiB ones would cost a page
+    // fault and a page clear per 4 KiB.
+    let spare = std::sync::Mutex::new(Vec::<Vec<u8>>::new());
     loop {
         let mut stop = Next::Eof;
         ordered(
             threads,
-            || match next_frame(input)? {
+            || match next_frame(input, spare.lock().unwrap().pop().unwrap_or_default())? {
                 Next::Whole(frame, len) => {
                     read.push(Listed {
                         compressed: frame.len() as u32,
@@ -171,17 +174,28 @@ pub fn decompress(input: &mut dyn BufRead, out: &mut dyn Write, threads: usize) 
             },
             || Ok(zstd::bulk::Decompressor::new()?),
             |z, (frame, len): (Vec<u8>, usize)| {
-                let mut buf = Vec::with_capacity(len);
+                let mut buf = spare.lock().unwrap().pop().unwrap_or_default();
+                buf.clear();
+                buf.reserve(len);
                 z.decompress_to_buffer(&frame, &mut buf)
                     .map_err(|e| truncated(&e))?;
                 if buf.len() != len {
                     return Err(truncated(&"a frame is shorter than its header says"));
                 }
+                let mut spare = spare.lock().unwrap();
+                if spare.len() < 2 * threads {
+                    spare.push(frame);
+                }
                 Ok(buf)
             },
             |data| {
                 since += data.len() as u64;
-                out.write_all(&data).map_err(output_error)
+                out.write_all(&data).map_err(output_error)?;
+                let mut spare = spare.lock().unwrap();
+                if spare.len() < 2 * threads {
+                    spare.push(data);
+                }
+                Ok(())
             },
         )?;
         match stop {
@@ -259,12 +273,12 @@ fn output_error(e: io::Error) -> anyhow::Error {
 
 /// Reads the next frame (skipping skippable frames other than weir-compress's marks), whole
 /// when its header declares a size up to [`WHOLE_FRAME`].
-fn next_frame(input: &mut dyn BufRead) -> Result<Next> {
+fn next_frame(input: &mut dyn BufRead, mut frame: Vec<u8>) -> Result<Next> {
     loop {
         if input.fill_buf().context("reading the input")?.is_empty() {
             return Ok(Next::Eof);
         }
-        let mut frame = Vec::new();
+        frame.clear();
         take(input, &mut frame, 4)?;
         let magic = u32::from_le_bytes(frame[..4].try_into().expect("four bytes"));
         if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
