@@ -1463,8 +1463,15 @@ fn killed_backup(p: &Pitr, vars: &[(&str, String)]) {
     c.psql("postgres", "ALTER SYSTEM SET archive_command = 'false'");
     c.psql("postgres", "SELECT pg_reload_conf()");
     let scripts = c.dir.join("scripts");
+    // What the killed job leaves in TMPDIR goes with the cluster's directory.
+    let tmp = c.dir.join("killed-tmp");
+    sh(&format!(
+        "mkdir -p {0} && chown postgres {0} 2>/dev/null || true",
+        tmp.display()
+    ));
     let mut line = format!(
-        "exec env POSTGRES_HOST={} POSTGRES_PORT={} POSTGRES_USER=postgres WEIR_BIN_DIR={} PATH={}:$PATH",
+        "exec env TMPDIR={} POSTGRES_HOST={} POSTGRES_PORT={} POSTGRES_USER=postgres WEIR_BIN_DIR={} PATH={}:$PATH",
+        quoted(&tmp.display().to_string()),
         quoted(&c.dir.display().to_string()),
         c.port,
         quoted(&p.bin.display().to_string()),
