@@ -7,10 +7,11 @@
 //! trailer). The walk counts the files kept as seen, so the manifest check still covers
 //! every file, and removes what the manifest does not list, as before.
 //!
-//! The object must be random-accessible: a local file, written by weir-compress (its end
-//! mark lists its frames), encrypted or not (binary age), of a full backup whose trailer has
-//! the index. Anything else (S3 for now, zstd's own compression, armored age, an incremental,
-//! a stream from before the index) is restored by reading the stream whole, as without.
+//! The object must be random-accessible: a local file or an S3 object (one ranged GET per run
+//! of members), written by weir-compress (its end mark lists its frames), encrypted or not
+//! (binary age), of a full backup whose trailer has the index. Anything else (zstd's own
+//! compression, armored age, an incremental, a stream from before the index) is restored by
+//! reading the stream whole, as without.
 
 use super::basebackup::{DATA, HEADER, Header, MANIFEST, TRAILER, Trailer};
 use super::index::{self, Entry};
@@ -31,13 +32,20 @@ pub struct Plan {
 
 /// The plan for `url`, or `None` when it has to be read whole.
 pub fn plan(o: &RestoreOptions, url: &str) -> Result<Option<Plan>> {
-    let Ok(crate::storage::Location::Local(path)) = crate::storage::Location::parse(url) else {
-        return Ok(None);
+    // An object that cannot be opened is left to the whole read, which reports why.
+    let mut src: Arc<dyn Ranged> = match crate::storage::Location::parse(url) {
+        Ok(crate::storage::Location::Local(path)) => match FileRanged::open(&path) {
+            Ok(f) => Arc::new(f),
+            Err(_) => return Ok(None),
+        },
+        Ok(crate::storage::Location::S3 { bucket, key }) => {
+            match crate::storage::s3::RangedObject::open(&o.s3, &bucket, &key) {
+                Ok(r) => Arc::new(r),
+                Err(_) => return Ok(None),
+            }
+        }
+        Err(_) => return Ok(None),
     };
-    let Ok(file) = FileRanged::open(&path) else {
-        return Ok(None);
-    };
-    let mut src: Arc<dyn Ranged> = Arc::new(file);
     if let Some(plain) = Unsealed::open(src.clone(), &decrypting(o))? {
         src = Arc::new(plain);
     }
@@ -117,6 +125,11 @@ fn kept(
         let Some((dest, listed)) = place(&e.name) else {
             continue;
         };
+        // pg_control always comes from the backup: the walk removes it first, so that no
+        // server starts on a half-restored directory, and writes it back from the stream.
+        if listed == "global/pg_control" {
+            continue;
+        }
         if let Some((size, Some(want))) = sums.get(&listed) {
             let on_disk = std::fs::symlink_metadata(&dest).ok();
             if on_disk.is_some_and(|m| m.is_file() && m.len() == *size) {
