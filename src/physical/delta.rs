@@ -30,8 +30,24 @@ pub struct Plan {
     pub unchanged: Seen,
 }
 
-/// The plan for `url`, or `None` when it has to be read whole.
+/// The plan for `url`, or `None` when it has to be read whole. Nothing is written before a
+/// plan is made, so any failure making one (an object this cannot read by range, a header
+/// too large for the first read) leaves the whole read to restore it, or to say what is
+/// wrong with it; the reason is printed.
 pub fn plan(o: &RestoreOptions, url: &str) -> Result<Option<Plan>> {
+    match by_range(o, url) {
+        Ok(plan) => Ok(plan),
+        Err(e) => {
+            eprintln!(
+                "{}: reading {url} whole, not by range: {e:#}",
+                crate::plumbing::program()
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn by_range(o: &RestoreOptions, url: &str) -> Result<Option<Plan>> {
     // An object that cannot be opened is left to the whole read, which reports why.
     let mut src: Arc<dyn Ranged> = match crate::storage::Location::parse(url) {
         Ok(crate::storage::Location::Local(path)) => match FileRanged::open(&path) {
