@@ -30,6 +30,19 @@ impl Ranged for std::sync::Arc<dyn Ranged> {
     }
 }
 
+/// Where the range of `len` bytes from `at` ends, `None` for an empty one; past `total` it is
+/// an error.
+fn end_of(at: u64, len: usize, total: u64) -> Result<Option<u64>> {
+    if len == 0 {
+        return Ok(None);
+    }
+    let end = at + len as u64;
+    if end > total {
+        bail!("a range past the end ({end} of {total} bytes)");
+    }
+    Ok(Some(end))
+}
+
 /// A local file.
 pub struct FileRanged {
     file: std::fs::File,
@@ -105,13 +118,9 @@ impl<R: Ranged> Ranged for Unsealed<R> {
     }
 
     fn read_at(&self, at: u64, len: usize) -> Result<Vec<u8>> {
-        if len == 0 {
+        let Some(end) = end_of(at, len, self.len)? else {
             return Ok(Vec::new());
-        }
-        let end = at + len as u64;
-        if end > self.len {
-            bail!("a range past the end of the plaintext");
-        }
+        };
         let (first, last) = (at / CHUNK, (end - 1) / CHUNK);
         let from = self.payload + first * SEALED;
         let to = (self.payload + (last + 1) * SEALED).min(self.inner.len());
@@ -185,18 +194,14 @@ impl<R: Ranged> Ranged for Unframed<R> {
     }
 
     fn read_at(&self, at: u64, len: usize) -> Result<Vec<u8>> {
-        if len == 0 {
+        let Some(end) = end_of(at, len, self.len)? else {
             return Ok(Vec::new());
-        }
-        let end = at + len as u64;
-        if end > self.len {
-            bail!("a range past the end of the content");
-        }
+        };
         let first = self
             .frames
             .partition_point(|(c, _, f)| c + u64::from(f.content) <= at);
         let last = self.frames.partition_point(|(c, _, _)| *c < end) - 1;
-        let (content, from, _) = self.frames[first];
+        let (_, from, _) = self.frames[first];
         let (_, to, f) = self.frames[last];
         // The frames are contiguous in `inner`: one read, then each decompressed in turn.
         let sealed = self
@@ -219,7 +224,6 @@ impl<R: Ranged> Ranged for Unframed<R> {
             out.extend_from_slice(&data[lo..hi]);
         }
         debug_assert_eq!(out.len(), len);
-        let _ = content;
         Ok(out)
     }
 }
