@@ -1,6 +1,6 @@
 complete -c weir-restore-physical -s D -l pgdata -d 'The data directory to restore into: absent or empty, unless --clear' -r -F
 complete -c weir-restore-physical -l input -d 'Read the stream from FILE instead of standard input' -r
-complete -c weir-restore-physical -l from -d 'Read the stored backup at URL (s3://, file:// or a path) itself, decrypting it with -i and decompressing it on several threads, instead of from standard input. Repeat it for a chain, full backup first; one incremental restores its whole chain, found in the catalog beside it, when the directory is empty' -r
+complete -c weir-restore-physical -l from -d 'Read the stored backup at URL (s3://, file:// or a path) itself, decrypting it with -i and decompressing it on several threads, instead of from standard input. Repeat it for a chain, full backup first; one incremental restores its whole chain, found in the catalog beside it, when the directory is empty. With --delta, only the files that differ are read from it, by range, where most are the same' -r
 complete -c weir-restore-physical -l repo -d 'The weir-wal repository recovery fetches WAL from' -r
 complete -c weir-restore-physical -l endpoint -d 'S3-compatible endpoint, such as http://localhost:9000 (default: AWS_ENDPOINT_URL, the profile\'s endpoint_url, or AWS itself). A custom endpoint uses path-style addressing' -r
 complete -c weir-restore-physical -l region -d 'Region (default: AWS_REGION, the profile, or us-east-1 for a custom endpoint)' -r
