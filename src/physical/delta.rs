@@ -17,8 +17,7 @@ use super::basebackup::{DATA, HEADER, Header, MANIFEST, TRAILER, Trailer};
 use super::index::{self, Entry};
 use super::manifest::{self, Seen};
 use super::restore::{RestoreOptions, destination, tablespace_locations};
-use crate::stream::encrypt::EncryptOptions;
-use crate::stream::ranged::{FileRanged, Ranged, Unframed, Unsealed};
+use crate::stream::ranged::{Ranged, Unframed, Unsealed};
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::Path;
@@ -49,20 +48,15 @@ pub fn plan(o: &RestoreOptions, url: &str) -> Result<Option<Plan>> {
 
 fn by_range(o: &RestoreOptions, url: &str) -> Result<Option<Plan>> {
     // An object that cannot be opened is left to the whole read, which reports why.
-    let mut src: Arc<dyn Ranged> = match crate::storage::Location::parse(url) {
-        Ok(crate::storage::Location::Local(path)) => match FileRanged::open(&path) {
-            Ok(f) => Arc::new(f),
-            Err(_) => return Ok(None),
-        },
-        Ok(crate::storage::Location::S3 { bucket, key }) => {
-            match crate::storage::s3::RangedObject::open(&o.s3, &bucket, &key) {
-                Ok(r) => Arc::new(r),
-                Err(_) => return Ok(None),
-            }
-        }
-        Err(_) => return Ok(None),
+    let opened = crate::storage::Location::parse(url)
+        .and_then(|loc| crate::storage::open_ranged(&loc, &o.s3));
+    let Ok(mut src) = opened else {
+        return Ok(None);
     };
-    if let Some(plain) = Unsealed::open(src.clone(), &decrypting(o))? {
+    if let Some(plain) = Unsealed::open(
+        src.clone(),
+        &super::source::decrypting(o.identity.as_deref()),
+    )? {
         src = Arc::new(plain);
     }
     let Some(content) = Unframed::open(src)? else {
@@ -111,21 +105,6 @@ fn by_range(o: &RestoreOptions, url: &str) -> Result<Option<Plan>> {
         stream: Box::new(Spans::new(content, wanted)),
         unchanged,
     }))
-}
-
-/// How `--from` decrypts: `-i`, or `WEIR_AGE_IDENTITY_FILE`, or `WEIR_PASSPHRASE`.
-fn decrypting(o: &RestoreOptions) -> EncryptOptions {
-    EncryptOptions {
-        decrypt: true,
-        recipients: Vec::new(),
-        recipients_files: Vec::new(),
-        identities: o.identity.iter().map(|p| p.display().to_string()).collect(),
-        passphrase: false,
-        passphrase_file: None,
-        armor: false,
-        input: None,
-        output: None,
-    }
 }
 
 /// The files the directory already holds as the manifest lists them (size and CRC-32C),

@@ -27,24 +27,11 @@ pub fn open(url: &str, s3: &S3Settings, identity: Option<&Path>, threads: usize)
         quiet: true,
     };
     let fetched = pipe::spawn(move |w| crate::storage::get_into(&loc, &s3, &t, w).map(|_| ()));
-    let decrypt = EncryptOptions {
-        decrypt: true,
-        recipients: Vec::new(),
-        recipients_files: Vec::new(),
-        identities: identity
-            .map(|p| p.display().to_string())
-            .into_iter()
-            .collect(),
-        passphrase: false,
-        passphrase_file: None,
-        armor: false,
-        input: None,
-        output: None,
-    };
+    let decrypt = decrypting(identity);
     let plain = pipe::then(fetched, move |r, w| {
         let mut r = BufReader::with_capacity(1 << 20, r);
         let head = r.fill_buf().context("reading the object")?;
-        let sealed = head.starts_with(b"age-encryption.org/")
+        let sealed = head.starts_with(crate::stream::encrypt::AGE_BINARY)
             || head.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----");
         if !sealed {
             return pass(&mut r, w);
@@ -68,6 +55,15 @@ pub fn open(url: &str, s3: &S3Settings, identity: Option<&Path>, threads: usize)
             None => pass(&mut r, w),
         }
     }))
+}
+
+/// How `--from` decrypts: with `identity`, or `WEIR_AGE_IDENTITY_FILE`, or `WEIR_PASSPHRASE`.
+pub(super) fn decrypting(identity: Option<&Path>) -> EncryptOptions {
+    EncryptOptions {
+        decrypt: true,
+        identities: identity.iter().map(|p| p.display().to_string()).collect(),
+        ..Default::default()
+    }
 }
 
 /// A layer that is not there: the bytes as they are.

@@ -196,3 +196,32 @@ fn remove_empty_dirs(dir: &Path) {
     }
     let _ = fs::remove_dir(dir); // fails, as it should, if anything is left
 }
+
+/// A file read by range (a delta restore's `--from`).
+pub struct RangedFile {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl RangedFile {
+    pub fn open(path: &Path) -> Result<RangedFile> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(RangedFile { file, len })
+    }
+}
+
+impl crate::stream::ranged::Ranged for RangedFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, at: u64, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0; len];
+        let n = crate::plumbing::read_full_at(&self.file, &mut buf, at)?;
+        if n < len {
+            bail!("the file is shorter than it was ({} bytes read at {at})", n);
+        }
+        Ok(buf)
+    }
+}

@@ -262,6 +262,19 @@ pub fn get_into(
     }
 }
 
+/// One object to read by range: a local file, or an S3 object by ranged GETs.
+pub fn open_ranged(
+    loc: &Location,
+    s3: &S3Settings,
+) -> Result<std::sync::Arc<dyn crate::stream::ranged::Ranged>> {
+    Ok(match loc {
+        Location::S3 { bucket, key } => {
+            std::sync::Arc::new(s3::RangedObject::open(s3, bucket, key)?)
+        }
+        Location::Local(path) => std::sync::Arc::new(local::RangedFile::open(path)?),
+    })
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LsOptions {
     pub json: bool,

@@ -38,6 +38,9 @@ pub const ENV_RECIPIENTS: &str = "WEIR_AGE_RECIPIENTS";
 pub const ENV_IDENTITY_FILE: &str = "WEIR_AGE_IDENTITY_FILE";
 pub const ENV_PASSPHRASE: &str = "WEIR_PASSPHRASE";
 
+/// How a binary age file begins (its version line follows).
+pub const AGE_BINARY: &[u8] = b"age-encryption.org/";
+
 /// scrypt work factor for passphrase encryption: 2^18, age's own choice for about one second
 /// on a current machine, fixed so backups are not cheaper to attack on a faster host.
 pub const SCRYPT_LOG_N: u8 = 18;
@@ -312,7 +315,7 @@ pub fn decrypt_into(
     let binary = input
         .fill_buf()
         .context("reading the input")?
-        .starts_with(b"age-encryption.org/");
+        .starts_with(AGE_BINARY);
     let mut input: Box<dyn BufRead + Send + '_> = if binary {
         Box::new(input)
     } else {

@@ -43,35 +43,6 @@ fn end_of(at: u64, len: usize, total: u64) -> Result<Option<u64>> {
     Ok(Some(end))
 }
 
-/// A local file.
-pub struct FileRanged {
-    file: std::fs::File,
-    len: u64,
-}
-
-impl FileRanged {
-    pub fn open(path: &std::path::Path) -> Result<FileRanged> {
-        let file = std::fs::File::open(path)?;
-        let len = file.metadata()?.len();
-        Ok(FileRanged { file, len })
-    }
-}
-
-impl Ranged for FileRanged {
-    fn len(&self) -> u64 {
-        self.len
-    }
-
-    fn read_at(&self, at: u64, len: usize) -> Result<Vec<u8>> {
-        let mut buf = vec![0; len];
-        let n = crate::plumbing::read_full_at(&self.file, &mut buf, at)?;
-        if n < len {
-            bail!("the file is shorter than it was ({} bytes read at {at})", n);
-        }
-        Ok(buf)
-    }
-}
-
 /// The plaintext of a binary age file, given its payload key.
 pub struct Unsealed<R> {
     inner: R,
@@ -90,7 +61,7 @@ impl<R: Ranged> Unsealed<R> {
     /// opened with the identities or passphrase `o` names, as weir-encrypt -d opens it.
     pub fn open(inner: R, o: &super::encrypt::EncryptOptions) -> Result<Option<Unsealed<R>>> {
         let head = inner.read_at(0, inner.len().min(64 << 10) as usize)?;
-        if !head.starts_with(b"age-encryption.org/") {
+        if !head.starts_with(super::encrypt::AGE_BINARY) {
             return Ok(None);
         }
         let mut cursor = std::io::Cursor::new(&head[..]);
