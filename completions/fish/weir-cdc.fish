@@ -15,7 +15,7 @@ complete -c weir-cdc -l confirm-from -d 'Confirm only what the target has made d
 complete -c weir-cdc -l origin -d 'The replication origin --confirm-from reads' -r
 complete -c weir-cdc -l metrics -d 'Write the slot\'s health as a Prometheus textfile to FILE at each status interval: lag in bytes, wal_status, safe_wal_size, the commit time of the last confirmed change' -r -F
 complete -c weir-cdc -l heartbeat -d 'Write a heartbeat message into the source database\'s WAL every SECS seconds, so a slot whose tables are quiet while other databases write keeps moving' -r
-complete -c weir-cdc -l backfill -d 'Copy TABLE (in the publication) into the stream while it flows, in chunks by key (a table without one whole, at one snapshot), without a lock; after a crash, run again with it: it goes on after the greatest key the --confirm-from database holds. May be given more than once' -r
+complete -c weir-cdc -l backfill -d 'Copy TABLE (in the publication) into the stream while it flows, in chunks by key (a table without one whole, at one snapshot), without a lock; after a crash it goes on after the greatest key the --confirm-from database holds. May be given more than once. (A table added to the publication is copied without it.)' -r
 complete -c weir-cdc -l backfill-chunk-rows -d 'Rows read per backfill chunk' -r
 complete -c weir-cdc -l verify-chunk-rows -d 'Rows in each chunk the check compares' -r
 complete -c weir-cdc -l create-slot -d 'Create the slot (and stop there unless --stream is given too)'

@@ -244,13 +244,16 @@ impl WholeLines {
 
 impl Backfill {
     /// Starts backfilling `table` (as `schema.table` or a name on the search path) of
-    /// `publication`, from the greatest key `target` holds.
+    /// `publication`, from the greatest key `target` holds; when `fresh` (a table new to the
+    /// publication), from its start, the target's copy being empty or not there yet (a
+    /// replicated CREATE TABLE may still be on its way).
     pub fn start(
         params: &ConnParams,
         table: &str,
         publication: &str,
         target: &mut postgres::Client,
         chunk_rows: usize,
+        fresh: bool,
     ) -> Result<Backfill> {
         let mut c = params.connect()?;
         // A partitioned table is listed only when the publication publishes through its root,
@@ -318,6 +321,10 @@ impl Backfill {
             keyless,
             copied: 0,
         };
+        if fresh {
+            b.fresh(target)?;
+            return Ok(b);
+        }
         match keyless {
             // All or nothing: rows on the target are an earlier run's whole read.
             true => b.complete = b.target_has_rows(target)?,
@@ -382,6 +389,27 @@ impl Backfill {
             .map_err(|e| pg_error(e, &q))
             .with_context(|| format!("reading what the target holds of {}", self.name()))?;
         Ok(row.map(|r| (0..self.key_at.len()).map(|i| r.get(i)).collect()))
+    }
+
+    /// A table new to the publication: the target's copy of it must hold nothing, since
+    /// nothing but this copy may fill it (rows from elsewhere would be duplicated or stale).
+    fn fresh(&self, target: &mut postgres::Client) -> Result<()> {
+        let q = "SELECT pg_catalog.to_regclass($1) IS NOT NULL";
+        let exists: bool = target
+            .query_one(q, &[&self.qualified()])
+            .map_err(|e| pg_error(e, q))?
+            .get(0);
+        if exists && self.target_has_rows(target)? {
+            return Err(crate::plumbing::coded(
+                crate::plumbing::ExitCode::Failure,
+                format!(
+                    "{} joined the publication and the target's copy already holds rows weir-cdc did not copy: empty it (TRUNCATE) to have it copied, or give --backfill {} to go on after its greatest key",
+                    self.name(),
+                    self.name()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether the target's copy of the table holds a row.
@@ -919,30 +947,48 @@ impl Backfills {
             false => names.to_vec(),
             true => published(params, publication)?,
         };
-        let mut tables = Vec::new();
+        let mut all = Backfills::empty(quiet);
         for name in &names {
-            let b = Backfill::start(params, name, publication, target, chunk_rows)?;
-            if !quiet {
-                let from = match (b.keyless(), b.bound()) {
-                    (true, _) if b.done() => {
-                        "skipped: it has no key, and the target holds its rows, copied whole by an earlier run".to_string()
-                    }
-                    (true, _) => "whole, at one snapshot (it has no key)".to_string(),
-                    (false, None) => "from its start".to_string(),
-                    (false, Some(k)) => format!(
-                        "after key ({}), the greatest the target holds",
-                        k.join(", ")
-                    ),
-                };
-                eprintln!("weir-cdc: backfilling {} {from}", b.name());
-            }
-            tables.push(b);
+            all.add(Backfill::start(
+                params,
+                name,
+                publication,
+                target,
+                chunk_rows,
+                false,
+            )?);
         }
-        Ok(Backfills {
-            tables,
+        Ok(all)
+    }
+
+    pub fn empty(quiet: bool) -> Backfills {
+        Backfills {
+            tables: Vec::new(),
             held: Vec::new(),
             quiet,
-        })
+        }
+    }
+
+    /// One more table, copied after those before it (once, however often it is named).
+    pub fn add(&mut self, b: Backfill) {
+        if self.holds(b.oid) {
+            return;
+        }
+        if !self.quiet {
+            let from = match (b.keyless(), b.bound()) {
+                (true, _) if b.done() => {
+                    "skipped: it has no key, and the target holds its rows, copied whole by an earlier run".to_string()
+                }
+                (true, _) => "whole, at one snapshot (it has no key)".to_string(),
+                (false, None) => "from its start".to_string(),
+                (false, Some(k)) => format!(
+                    "after key ({}), the greatest the target holds",
+                    k.join(", ")
+                ),
+            };
+            eprintln!("weir-cdc: backfilling {} {from}", b.name());
+        }
+        self.tables.push(b);
     }
 
     pub fn holds(&self, oid: u32) -> bool {
@@ -998,9 +1044,10 @@ impl Backfills {
         Ok(None)
     }
 
-    /// Between transactions: a table whose last chunk went out is done; the first of the
-    /// others reads its next chunk when none is under way.
-    pub fn step(&mut self) -> Result<()> {
+    /// Between transactions: a table whose last chunk went out is done (returned, by oid and
+    /// name); the first of the others reads its next chunk when none is under way.
+    pub fn step(&mut self) -> Result<Vec<(u32, String)>> {
+        let mut done = Vec::new();
         while let Some(b) = self.tables.first().filter(|b| b.done()) {
             if !self.quiet {
                 eprintln!(
@@ -1009,12 +1056,14 @@ impl Backfills {
                     b.copied
                 );
             }
+            done.push((b.oid, b.name()));
             self.tables.remove(0);
         }
         match self.tables.first_mut() {
-            Some(b) if b.wants_chunk() => b.read_chunk(),
-            _ => Ok(()),
+            Some(b) if b.wants_chunk() => b.read_chunk()?,
+            _ => {}
         }
+        Ok(done)
     }
 
     pub fn is_empty(&self) -> bool {

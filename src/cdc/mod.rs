@@ -11,6 +11,7 @@ pub mod ddl;
 pub mod health;
 pub mod json;
 pub mod line;
+pub mod members;
 pub mod pgoutput;
 pub mod sink;
 pub mod spill;

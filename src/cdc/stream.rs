@@ -16,6 +16,7 @@
 //! while others are busy) does not hold WAL forever.
 
 use super::json::{self, Col, Rel, Txn};
+use super::members::{self, Members};
 use super::pgoutput::{Message, decode};
 use super::wire::{FromServer, Positions, parse, status_update};
 use super::writer::{Offer, Writer};
@@ -217,13 +218,12 @@ pub fn run(o: &CdcOptions) -> Result<()> {
         // Type names as the walsender writes them (wal2json too): qualified unless in
         // pg_catalog.
         types.batch_execute("SELECT pg_catalog.set_config('search_path', '', false)")?;
-        let mut s = Streamer::new(o, types)?;
+        let mut s = Streamer::new(o, types, params.clone())?;
         if let Some(snap) = &snapshot {
             s.copy(&params, snap)?;
         }
-        if !o.backfill.is_empty() || o.backfill_all {
-            s.backfill = Some(s.begin_backfill(&params)?);
-        }
+        s.open_members()?;
+        s.begin_backfill()?;
         if o.verify {
             let check = begin_check(o, &params)?;
             // The check needs the stream to reach its position.
@@ -444,10 +444,15 @@ struct Streamer<'o> {
     endpos: Option<u64>,
     /// `--backfill`: the table being copied in, and its changes in the open transaction.
     backfill: Option<super::backfill::Backfills>,
+    /// The source, for a backfill's reads.
+    params: ConnParams,
+    /// Which tables the target holds whole ([`super::members`]), with a database target.
+    members: Option<Members>,
+    last_poll: Instant,
 }
 
 impl<'o> Streamer<'o> {
-    fn new(o: &'o CdcOptions, types: postgres::Client) -> Result<Streamer<'o>> {
+    fn new(o: &'o CdcOptions, types: postgres::Client, params: ConnParams) -> Result<Streamer<'o>> {
         let confirm = Confirm::open(o)?;
         Ok(Streamer {
             o,
@@ -469,6 +474,9 @@ impl<'o> Streamer<'o> {
             check: None,
             endpos: o.endpos,
             backfill: None,
+            params,
+            members: None,
+            last_poll: Instant::now(),
         })
     }
 
@@ -586,6 +594,7 @@ impl<'o> Streamer<'o> {
                     self.tick(repl)?;
                     self.check_messages(repl, Duration::ZERO)?;
                     self.backfill_step()?;
+                    self.follow()?;
                     continue;
                 }
                 Polled::End => bail!("the server ended the stream of slot {}", self.o.slot),
@@ -597,6 +606,7 @@ impl<'o> Streamer<'o> {
             self.tick(repl)?;
             self.check_messages(repl, Duration::ZERO)?;
             self.backfill_step()?;
+            self.follow()?;
             if done {
                 self.finish_check(repl)?;
                 let out = self.out.finish()?;
@@ -612,6 +622,7 @@ impl<'o> Streamer<'o> {
     fn tick(&mut self, repl: &mut ReplConn) -> Result<()> {
         if self.last_status.elapsed() >= self.o.status_interval {
             self.confirm.refresh()?;
+            self.ready()?;
             self.status(repl, false)?;
             self.health.write(&mut self.types, &self.o.slot)?;
         }
@@ -751,6 +762,8 @@ impl<'o> Streamer<'o> {
             Message::Relation(r) => {
                 let rel = self.relation(&r)?;
                 self.relations.insert(r.id, rel);
+                // Before the first change of a table new to the publication.
+                self.place(r.id)?;
             }
             Message::Message {
                 transactional: false,
@@ -825,9 +838,42 @@ impl<'o> Streamer<'o> {
         Ok(())
     }
 
-    /// `--backfill`: each table from where the target's copy of it stands (the
-    /// --confirm-from database's greatest key).
-    fn begin_backfill(&mut self, params: &ConnParams) -> Result<super::backfill::Backfills> {
+    /// With a database target: the state of the publication's tables on it, opened (and
+    /// made, on the first run), the tables a copy just wrote waiting to be durable there.
+    /// Without it no table new to the publication is copied, and weir-cdc says so.
+    fn open_members(&mut self) -> Result<()> {
+        let Confirm::Origin { target, .. } = &mut self.confirm else {
+            return Ok(());
+        };
+        let publication = self.o.publication.as_deref().expect("checked");
+        let now = members::published(&mut self.types, publication)?;
+        let mut m = match Members::open(target, &self.o.origin, &now, self.copied_to.is_some()) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!(
+                    "weir-cdc: warning: a table added to publication {publication} will not be copied into the stream ({e:#}); --backfill TABLE copies one"
+                );
+                return Ok(());
+            }
+        };
+        if let Some(at) = self.copied_to {
+            now.into_iter().for_each(|p| m.copied(p.oid, p.name, at));
+        }
+        self.members = Some(m);
+        Ok(())
+    }
+
+    /// `--backfill`, and the tables an earlier run was copying: each from where the target's
+    /// copy of it stands (the --confirm-from database's greatest key), recorded as copying.
+    fn begin_backfill(&mut self) -> Result<()> {
+        let mut names = self.o.backfill.clone();
+        if let Some(m) = &self.members {
+            // A name given twice (or by --backfill too) is copied once: Backfills::add.
+            names.extend(m.copying.iter().cloned());
+        }
+        if names.is_empty() && !self.o.backfill_all {
+            return Ok(());
+        }
         let publication = self.o.publication.as_deref().expect("checked");
         let Confirm::Origin { target, .. } = &mut self.confirm else {
             return Err(coded(
@@ -835,25 +881,153 @@ impl<'o> Streamer<'o> {
                 "--backfill needs --confirm-from CONNINFO: the target's copy of each table says where to go on from",
             ));
         };
-        super::backfill::Backfills::start(
-            params,
-            &self.o.backfill,
+        let names = if self.o.backfill_all {
+            Vec::new()
+        } else {
+            names
+        };
+        let b = super::backfill::Backfills::start(
+            &self.params,
+            &names,
             publication,
             target,
             self.o.backfill_chunk_rows,
             self.o.quiet,
-        )
+        )?;
+        if let Some(m) = &mut self.members {
+            for p in members::published(&mut self.types, publication)? {
+                if b.holds(p.oid) {
+                    m.set(target, &p, "copying")?;
+                }
+            }
+        }
+        self.backfill = Some(b);
+        Ok(())
     }
 
-    /// Between transactions: the backfill's next chunk is read when none is under way.
+    /// Between transactions: the backfill's next chunk is read when none is under way; a
+    /// table whose copy went out in full is ready once the target holds it durably.
     fn backfill_step(&mut self) -> Result<()> {
         let Some(b) = self.backfill.as_mut().filter(|_| self.txn.is_none()) else {
             return Ok(());
         };
-        b.step()?;
+        let done = b.step()?;
         if b.is_empty() {
             self.backfill = None;
         }
+        if let Some(m) = &mut self.members {
+            done.into_iter()
+                .for_each(|(oid, name)| m.copied(oid, name, self.last_end));
+        }
+        Ok(())
+    }
+
+    /// The copies the target now holds durably, recorded as ready.
+    fn ready(&mut self) -> Result<()> {
+        let (
+            Some(m),
+            Confirm::Origin {
+                target, durable, ..
+            },
+        ) = (&mut self.members, &mut self.confirm)
+        else {
+            return Ok(());
+        };
+        for name in m.settle(target, *durable)? {
+            if !self.o.quiet {
+                eprintln!("weir-cdc: {name} is ready: the target holds it whole");
+            }
+        }
+        Ok(())
+    }
+
+    /// Between transactions, once per status interval: tables added to the publication are
+    /// placed (the stream carries no event for a table added without a change to it yet),
+    /// and tables that left it are forgotten.
+    fn follow(&mut self) -> Result<()> {
+        if self.txn.is_some() || self.last_poll.elapsed() < self.o.status_interval {
+            return Ok(());
+        }
+        let Some(m) = &self.members else {
+            return Ok(());
+        };
+        self.last_poll = Instant::now();
+        let publication = self.o.publication.as_deref().expect("checked");
+        let now = members::published(&mut self.types, publication)?;
+        let (added, gone) = m.changes(&now);
+        for p in added {
+            self.adopt(p)?;
+        }
+        let copying = |oid: &u32| self.backfill.as_ref().is_some_and(|b| b.holds(*oid));
+        let gone: Vec<u32> = gone.into_iter().filter(|o| !copying(o)).collect();
+        if let (Some(m), Confirm::Origin { target, .. }) = (&mut self.members, &mut self.confirm) {
+            for oid in gone {
+                m.forget(target, oid)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A relation the stream describes: one new to the publication is placed before its
+    /// first change.
+    fn place(&mut self, oid: u32) -> Result<()> {
+        let Some(m) = &mut self.members else {
+            return Ok(());
+        };
+        if m.knows(oid) || self.backfill.as_ref().is_some_and(|b| b.holds(oid)) {
+            return Ok(());
+        }
+        let publication = self.o.publication.as_deref().expect("checked");
+        let now = members::published(&mut self.types, publication)?;
+        match now.into_iter().find(|p| p.oid == oid) {
+            Some(p) => self.adopt(p),
+            // Published at this point of the stream, not any more: its changes pass as the
+            // stream has them, as before it left.
+            None => {
+                m.pass(oid);
+                Ok(())
+            }
+        }
+    }
+
+    /// A table new to the publication: ready at once when every row of its life is in the
+    /// stream (published by `FOR ALL TABLES` or its schema); otherwise recorded as copying
+    /// and backfilled from its start after the tables being copied now.
+    fn adopt(&mut self, p: members::Published) -> Result<()> {
+        let (Some(m), Confirm::Origin { target, .. }) = (&mut self.members, &mut self.confirm)
+        else {
+            return Ok(());
+        };
+        let quiet = self.o.quiet;
+        let publication = self.o.publication.as_deref().expect("checked");
+        if !p.listed {
+            m.set(target, &p, "ready")?;
+            if !quiet {
+                eprintln!(
+                    "weir-cdc: {} joined publication {publication} with every row in the stream (it is published by FOR ALL TABLES or its schema)",
+                    p.name
+                );
+            }
+            return Ok(());
+        }
+        let b = super::backfill::Backfill::start(
+            &self.params,
+            &p.name,
+            publication,
+            target,
+            self.o.backfill_chunk_rows,
+            true,
+        )?;
+        m.set(target, &p, "copying")?;
+        if !quiet {
+            eprintln!(
+                "weir-cdc: {} joined publication {publication}: it is copied into the stream",
+                p.name
+            );
+        }
+        self.backfill
+            .get_or_insert_with(|| super::backfill::Backfills::empty(quiet))
+            .add(b);
         Ok(())
     }
 

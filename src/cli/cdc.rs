@@ -26,6 +26,10 @@ blocks the output, so the server's wal_sender_timeout does not end the connectio
 as they are in it (insert lines marked \"snapshot\", one transaction ending at the slot's \
 consistent point), then streams from that point: no change is lost or doubled across the \
 hand-off.\n\n\
+With --confirm-from naming a database, a table added to the publication while weir-cdc runs \
+(or while it is stopped) is copied into the stream as --backfill copies one: weir-cdc keeps \
+which tables the target holds whole in weir_cdc.tables on the target, so a copy cut short by a \
+crash goes on when the same command runs again.\n\n\
 --verify checks the target against the source: a temporary slot's exported snapshot is the \
 source at one position, its published tables are read in it (ordered by key, in chunks of \
 10,000 rows), and the stream carries a point message where that position is, then the chunks' \
@@ -136,9 +140,9 @@ pub struct CdcCli {
     #[arg(long = "verify", requires = "stream")]
     pub verify: bool,
     /// Copy TABLE (in the publication) into the stream while it flows, in chunks by key (a
-    /// table without one whole, at one snapshot), without a lock; after a crash, run again
-    /// with it: it goes on after the greatest key the --confirm-from database holds. May be
-    /// given more than once.
+    /// table without one whole, at one snapshot), without a lock; after a crash it goes on
+    /// after the greatest key the --confirm-from database holds. May be given more than once.
+    /// (A table added to the publication is copied without it.)
     #[arg(long = "backfill", value_name = "TABLE", requires = "stream")]
     pub backfill: Vec<String>,
     /// --backfill every table of the publication, one after the other: an initial copy that a

@@ -592,7 +592,7 @@ fn columns(c: &Cluster, db: &str) -> String {
     c.psql(
         db,
         "SELECT string_agg(format('%s.%s.%s %s %s', table_schema, table_name, column_name, data_type, column_default), E'\\n' ORDER BY table_schema, table_name, ordinal_position)
-           FROM information_schema.columns WHERE table_schema NOT IN ('pg_catalog', 'information_schema', 'weir_ddl')",
+           FROM information_schema.columns WHERE table_schema NOT IN ('pg_catalog', 'information_schema', 'weir_ddl', 'weir_cdc')",
     )
 }
 
@@ -1274,6 +1274,176 @@ fn an_initial_copy_by_backfill_all_resumes_after_kill_9() {
         "{second}"
     );
     cdc_slot(c, "ba_src", "ba_slot", "--drop-slot");
+}
+
+/// A table added to a running stream's publication is copied into it without a restart: the
+/// plain pipeline (no --backfill) notices it, records it on the target as being copied, and
+/// copies it in chunks while a writer changes it, keys moved across the copied bound included.
+/// weir-apply is killed with SIGKILL during the copy; the same plain command goes on after the
+/// greatest key the target holds. A second table added while the target's copy of it holds a
+/// stray row is refused, with the way out named; emptied, it is copied by the next run. The
+/// check, with the writer still going, then finds the target equal, and so do ordered digests.
+#[test]
+fn a_table_added_to_the_publication_is_copied_without_a_restart_and_resumes_after_kill_9() {
+    let c = cluster();
+    let big = "CREATE TABLE big (id int PRIMARY KEY, v text);";
+    c.create_db(
+        "ad_src",
+        &format!("{SCHEMA} {big} CREATE PUBLICATION pub FOR TABLE ledger;"),
+    );
+    c.create_db("ad_dst", &format!("{SCHEMA} {big}"));
+    cdc_slot(c, "ad_src", "ad_slot", "--create-slot");
+    c.psql(
+        "ad_src",
+        "INSERT INTO big SELECT g, 'v' || g FROM generate_series(1, 20000) g;
+         INSERT INTO acct SELECT g, 'n' || g, g, NULL, NULL, now(), NULL FROM generate_series(1, 300) g;",
+    );
+    let writer = Writer::spawn(c, |env, stop| {
+        let mut db = connect_with(env, "ad_src");
+        let mut rand = clock_seeded_rand();
+        let mut i = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            i += 1;
+            let (a, d, m, k) = (
+                rand(20000) + 1,
+                rand(20000) + 1,
+                rand(20000) + 1,
+                rand(300) + 1,
+            );
+            db.batch_execute(&format!(
+                "BEGIN; UPDATE big SET v = 'u{i}' WHERE id = {a};
+                     INSERT INTO big VALUES ({}, 'new');
+                     DELETE FROM big WHERE id = {d};
+                     UPDATE big SET id = -id - 1000000 WHERE id = {m} AND {i} % 5 = 0;
+                     UPDATE acct SET balance = balance + 1 WHERE id = {k};
+                     INSERT INTO ledger VALUES ({i}); COMMIT;",
+                100000 + i
+            ))
+            .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    });
+    let args = [
+        "-d",
+        "ad_src",
+        "-S",
+        "ad_slot",
+        "--publication",
+        "pub",
+        "--stream",
+        "--backfill-chunk-rows",
+        "500",
+    ];
+    let count = |table: &str| {
+        c.psql("ad_dst", &format!("SELECT count(*) FROM {table}"))
+            .trim()
+            .parse::<i64>()
+            .unwrap()
+    };
+    let t0 = std::time::Instant::now();
+    let alive = |cdc: &mut Child, apply: &mut Child, said: &str| {
+        if t0.elapsed().as_secs() > 200 {
+            panic!("so far: {said}");
+        }
+        if apply.try_wait().unwrap().is_some() || cdc.try_wait().unwrap().is_some() {
+            let _ = cdc.kill();
+            let _ = apply.kill();
+            panic!("a stage stopped: {said}{}", stderr_of(&mut [apply]));
+        }
+    };
+
+    // The stream runs (its first run records the published tables as ready), then big joins.
+    let (mut cdc, mut apply) = pipeline_said(c, &args, "ad_dst", "ad_o");
+    let said = live_stderr(&mut cdc);
+    wait_until("the stream to run", 30, || {
+        alive(&mut cdc, &mut apply, &said.lock().unwrap());
+        count("ledger") > 0
+    });
+    c.psql("ad_src", "ALTER PUBLICATION pub ADD TABLE big");
+    wait_until("part of big to be copied", 60, || {
+        alive(&mut cdc, &mut apply, &said.lock().unwrap());
+        count("big") >= 3000
+    });
+    apply.kill().unwrap();
+    wait_or_kill(&mut cdc);
+    let _ = stderr_of(&mut [&mut cdc, &mut apply]);
+    let first = said.lock().unwrap().clone();
+    assert!(
+        first.contains("public.big joined publication pub: it is copied into the stream")
+            && first.contains("backfilling public.big from its start"),
+        "{first}"
+    );
+    assert!(
+        count("big") < 17000,
+        "the kill came too late to test a resume"
+    );
+    let state = "SELECT string_agg(name || ' ' || state, ', ' ORDER BY name) FROM weir_cdc.tables";
+    assert_eq!(
+        c.psql("ad_dst", state).trim(),
+        "public.big copying, public.ledger ready"
+    );
+
+    // The same plain command goes on after the target's greatest key.
+    let (mut cdc, mut apply) = pipeline_said(c, &args, "ad_dst", "ad_o");
+    let said = live_stderr(&mut cdc);
+    wait_until("big to be ready", 120, || {
+        alive(&mut cdc, &mut apply, &said.lock().unwrap());
+        said.lock().unwrap().contains("public.big is ready")
+    });
+    assert!(
+        said.lock()
+            .unwrap()
+            .contains("backfilling public.big after key ("),
+        "{}",
+        said.lock().unwrap()
+    );
+    // acct joins while the target's copy holds a row weir did not copy: weir-cdc stops.
+    c.psql("ad_dst", "INSERT INTO acct (id) VALUES (-1)");
+    c.psql("ad_src", "ALTER PUBLICATION pub ADD TABLE acct");
+    wait_until("weir-cdc to refuse acct", 30, || {
+        cdc.try_wait().unwrap().is_some()
+    });
+    assert!(!cdc.wait().unwrap().success());
+    wait_or_kill(&mut apply);
+    let _ = stderr_of(&mut [&mut cdc, &mut apply]);
+    let second = said.lock().unwrap().clone();
+    assert!(
+        second.contains("public.acct joined the publication and the target's copy already holds rows weir-cdc did not copy: empty it (TRUNCATE)"),
+        "{second}"
+    );
+
+    // Emptied, acct is copied by the next run; weir-apply is killed again while it streams.
+    c.psql("ad_dst", "DELETE FROM acct");
+    let (mut cdc, mut apply) = pipeline_said(c, &args, "ad_dst", "ad_o");
+    let said = live_stderr(&mut cdc);
+    wait_until("acct to be ready", 60, || {
+        alive(&mut cdc, &mut apply, &said.lock().unwrap());
+        said.lock().unwrap().contains("public.acct is ready")
+    });
+    apply.kill().unwrap();
+    wait_or_kill(&mut cdc);
+    let _ = stderr_of(&mut [&mut cdc, &mut apply]);
+
+    // With the writer still going, the check finds the target equal at its position.
+    let plain = &args[..7];
+    let end = current_lsn(c, "ad_src");
+    let checked = [plain, &["--verify", "-E", &end]].concat();
+    let (code, third) = run_pipeline(c, &checked, "ad_dst", "ad_o", &[], 120);
+    assert_eq!(code, Some(0), "{third}");
+    assert!(
+        third.contains("the target equals the source in 3 tables"),
+        "{third}"
+    );
+
+    writer.stop();
+    let end = current_lsn(c, "ad_src");
+    let last = [plain, &["-E", &end]].concat();
+    let (_, said) = run_pipeline(c, &last, "ad_dst", "ad_o", &[], 60);
+    let same = "SELECT (SELECT md5(string_agg(b::text, ',' ORDER BY id)) FROM big b),
+                       (SELECT md5(string_agg(a::text, ',' ORDER BY id)) FROM acct a),
+                       (SELECT md5(string_agg(l::text, ',' ORDER BY id)) FROM ledger l)";
+    assert_eq!(c.psql("ad_dst", same), c.psql("ad_src", same), "{said}");
+    cdc_slot(c, "ad_src", "ad_slot", "--drop-slot");
 }
 
 /// A partitioned table published through its root is backfilled from its partitions (the
