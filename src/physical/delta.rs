@@ -25,7 +25,9 @@ use std::sync::Arc;
 
 /// What to restore: the members to read, and the files kept as the directory holds them.
 pub struct Plan {
-    pub stream: Box<dyn Read + Send>,
+    /// Read on a thread of its own, so a failed ranged read (a lost connection, a replaced
+    /// object) is the error reported, with its own exit code, not a damaged archive.
+    pub stream: crate::plumbing::pipe::Pipe,
     pub unchanged: Seen,
 }
 
@@ -102,9 +104,20 @@ fn by_range(o: &RestoreOptions, url: &str) -> Result<Option<Plan>> {
     }
     wanted.push((trailer_at, content.len()));
     Ok(Some(Plan {
-        stream: Box::new(Spans::new(content, wanted)),
+        stream: members(content, wanted),
         unchanged,
     }))
+}
+
+/// The spans of `content` in order, read on a thread of its own.
+fn members(content: Arc<dyn Ranged>, wanted: Vec<(u64, u64)>) -> crate::plumbing::pipe::Pipe {
+    let mut spans = Spans::new(content, wanted);
+    crate::plumbing::pipe::spawn(move |out| {
+        while let Some(piece) = spans.next_piece()? {
+            out.write_all(&piece).context("handing the members on")?;
+        }
+        Ok(())
+    })
 }
 
 /// The files the directory already holds as the manifest lists them (size and CRC-32C),
@@ -249,8 +262,6 @@ fn member(content: &dyn Ranged, (at, end): (u64, u64), name: &str) -> Result<Vec
 struct Spans {
     content: Arc<dyn Ranged>,
     spans: std::collections::VecDeque<(u64, u64)>,
-    buf: Vec<u8>,
-    at: usize,
 }
 
 /// Bytes read at once: four of weir-compress's frames.
@@ -269,31 +280,55 @@ impl Spans {
         Spans {
             content,
             spans: merged.into(),
-            buf: Vec::new(),
-            at: 0,
         }
     }
 }
 
-impl Read for Spans {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.buf.len() {
-            let Some((a, b)) = self.spans.pop_front() else {
-                return Ok(0);
-            };
-            let n = (b - a).min(PIECE);
-            self.buf = self
-                .content
-                .read_at(a, n as usize)
-                .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
-            self.at = 0;
-            if a + n < b {
-                self.spans.push_front((a + n, b));
+impl Spans {
+    /// The next piece of the members wanted, up to [`PIECE`] bytes; `None` after the last.
+    fn next_piece(&mut self) -> Result<Option<Vec<u8>>> {
+        let Some((a, b)) = self.spans.pop_front() else {
+            return Ok(None);
+        };
+        let n = (b - a).min(PIECE);
+        if a + n < b {
+            self.spans.push_front((a + n, b));
+        }
+        self.content.read_at(a, n as usize).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plumbing::{ExitCode, coded, exit_code_of};
+
+    /// An object whose first piece reads and whose second fails, as a GET that loses its
+    /// connection (or finds the object replaced) half-way.
+    struct Flaky;
+
+    impl Ranged for Flaky {
+        fn len(&self) -> u64 {
+            64 << 20
+        }
+        fn read_at(&self, at: u64, len: usize) -> Result<Vec<u8>> {
+            match at {
+                0 => Ok(vec![7; len]),
+                _ => Err(coded(
+                    ExitCode::NotFound,
+                    "s3://b/base.tar.zst: no such object",
+                )),
             }
         }
-        let n = out.len().min(self.buf.len() - self.at);
-        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
+    }
+
+    #[test]
+    fn a_failed_ranged_read_is_the_error_reported_with_its_code() {
+        let mut stream = members(Arc::new(Flaky), vec![(0, 20 << 20), (20 << 20, 40 << 20)]);
+        let mut got = Vec::new();
+        assert!(std::io::copy(&mut stream, &mut got).is_err());
+        assert_eq!(got.len(), PIECE as usize);
+        let e = stream.error().expect("the read's own error");
+        assert_eq!(exit_code_of(&e), ExitCode::NotFound, "{e:#}");
     }
 }

@@ -84,8 +84,9 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
             chain.len()
         );
         if step.delta && chain.len() == 1 {
-            if let Some(plan) = super::delta::plan(&step, url)? {
-                return restore(&step, plan.stream, Some(plan.unchanged))
+            if let Some(mut plan) = super::delta::plan(&step, url)? {
+                return restore(&step, &mut plan.stream, Some(plan.unchanged))
+                    .map_err(|e| plan.stream.error().unwrap_or(e))
                     .with_context(|| format!("restoring {url}"));
             }
         }
