@@ -12,7 +12,6 @@ use std::fs::File;
 use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::FileExt;
 
-const AGE_MAGIC: &[u8] = b"age-encryption.org/v1";
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// No archived file is larger than a 1 GiB segment; a corrupt size field cannot make the
 /// decompressor allocate more.
@@ -113,7 +112,10 @@ pub struct Decoded {
 /// of one frame: a whole decompressed copy in memory would cost a page fault per 4 KiB of it.
 pub fn decode_to(mut object: impl BufRead, identities: &[Identity], out: &File) -> Result<Decoded> {
     let mut data = Vec::new();
-    if object.fill_buf()?.starts_with(AGE_MAGIC) {
+    if object
+        .fill_buf()?
+        .starts_with(crate::stream::encrypt::AGE_BINARY)
+    {
         if identities.is_empty() {
             return Err(crate::plumbing::coded(
                 crate::plumbing::ExitCode::Usage,
