@@ -6,7 +6,8 @@
 #                                     against  zstd -3 -T2, zstd -d, age, age -d (same archive)
 #   weir-mask (3 pseudonym rules; pass-through; in the backup pipeline), against the targets
 #   weir-put, weir-get                against  aws s3 cp -, aws s3 cp URL - (same archive, same
-#                                              local s3s-fs server)
+#                                              local s3s-fs server), and both against the
+#                                              server's own limit (scripts/lib/s3-limit.py)
 #   backup.sh, restore.sh             against  pg_dump -Fc | gpg | aws s3 cp, and back
 #                                              (postgres-backup-s3's job, streaming)
 #   weir-wal push, fetch              against  pgbackrest archive-push, archive-get, sync
@@ -132,6 +133,7 @@ stage_pair() { # name, reference command, weir command, input file[, throughput 
     done
     local r w
     r=$(best "${rt[@]}"); w=$(best "${wt[@]}")
+    pair_weir=$w pair_ref=$r
     local wkb rkb
     wkb=$(maxi "${wk[@]}"); rkb=$(maxi "${rk[@]}")
     printf '  %-26s weir %5.0f MB/s, reference %5.0f MB/s: %sx throughput (target %s); peak RSS weir %d MiB, reference %d MiB: %sx\n' \
@@ -205,8 +207,22 @@ until python3 -c "import socket; socket.create_connection(('127.0.0.1', $s3port)
 echo "== object storage: the $((arch_bytes / 1000000)) MB archive to and from s3s-fs, $runs runs each ($(aws --version 2>&1 | cut -d' ' -f1))"
 "$bin/weir-put" -q s3://bench/archive < "$work/bench.weir"
 stage_pair "upload (aws s3 cp -)" "aws s3 cp - s3://bench/by-aws" "'$bin/weir-put' -q s3://bench/by-weir" "$work/bench.weir" ">= 2.0"
+put_w=$pair_weir put_r=$pair_ref
 stage_pair "download (aws s3 cp URL -)" "aws s3 cp s3://bench/archive -" "'$bin/weir-get' -q s3://bench/archive" /dev/null ">= 2.0"
+get_w=$pair_weir get_r=$pair_ref
 echo "  (object storage: peak RSS target <= 0.5x)" >> "$work/stages"
+# The server's own limit: the same bytes by 8 requests at once from a client that only moves
+# them (scripts/lib/s3-limit.py), best of the runs; weir's and the CLI's share of it.
+lp=() lg=()
+for i in $(seq "$runs"); do
+    read -r a b < <(python3 scripts/lib/s3-limit.py "$work/bench.weir" bench archive 8)
+    lp+=("$a"); lg+=("$b")
+done
+share() { python3 -c "print(f'{$arch_bytes / 1e6 / $1 / $2:.2f}')"; }
+put_limit=$(printf '%s\n' "${lp[@]}" | sort -n | tail -1); get_limit=$(printf '%s\n' "${lg[@]}" | sort -n | tail -1)
+printf '  %-26s PUT %s MB/s: weir-put %sx of it, aws %sx (target >= 0.9x); GET %s MB/s: weir-get %sx, aws %sx (target >= 0.9x)\n' \
+    "s3s-fs limit, 8 at once" "$put_limit" "$(share "$put_w" "$put_limit")" "$(share "$put_r" "$put_limit")" \
+    "$get_limit" "$(share "$get_w" "$get_limit")" "$(share "$get_r" "$get_limit")" >> "$work/stages"
 
 # The whole jobs: scripts/backup.sh and scripts/restore.sh (one database, passphrase, zstd,
 # to s3s-fs) against postgres-backup-s3's pipeline in its streaming form (pg_dump custom
