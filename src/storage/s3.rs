@@ -26,14 +26,13 @@ use aws_sdk_s3::types::{
 };
 use bytes::Bytes;
 use crc_fast::CrcAlgorithm::Crc64Nvme;
-use futures_util::StreamExt;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Ranged GETs fetch this much each.
-const GET_CHUNK: u64 = 8 * MIB;
+const GET_CHUNK: u64 = 4 * MIB;
 /// A body that delivers nothing for this long is treated as a dropped connection and resumed.
 const STALL: Duration = Duration::from_secs(60);
 
@@ -657,33 +656,44 @@ async fn get_async(
     };
 
     let mut progress = Progress::new(Some(size), t.progress, t.quiet).bytes_only();
-    let in_flight = parts_in_flight(t.buffers(), GET_CHUNK, t.jobs) as usize;
-    let client = &client;
+    let in_flight = parts_in_flight(t.buffers(), GET_CHUNK, t.jobs).max(1) as usize;
     let pool = Pool::default();
-    let ranges = (0..size.div_ceil(GET_CHUNK)).map(|i| {
+    let mut ranges = (0..size.div_ceil(GET_CHUNK)).map(|i| {
         let start = i * GET_CHUNK;
         (start, (start + GET_CHUNK).min(size))
     });
-    let mut chunks = futures_util::stream::iter(ranges)
-        .map(|(start, end)| {
-            let buf = pool.take((end - start) as usize);
-            fetch_range(
-                client,
-                bucket,
-                key,
-                etag.as_deref(),
-                start,
-                end,
-                s.attempts,
-                buf,
-            )
-        })
-        .buffered(in_flight.max(1));
+    // Each range is a task of its own, so the ranges keep arriving while the writer waits on
+    // its output (a future polled only by the writer's loop stood still meanwhile, and the
+    // server with it); they are taken in order, at most `in_flight` at once.
+    let mut pending = Fetches(std::collections::VecDeque::new());
     // Only a declared full-object checksum is worth a pass over every byte.
     let mut digest = expect.map(|_| crc_fast::Digest::new(Crc64Nvme));
     let mut n = 0u64;
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| e.context(url.clone()))?;
+    loop {
+        while pending.0.len() < in_flight {
+            let Some((start, end)) = ranges.next() else {
+                break;
+            };
+            let buf = pool.take((end - start) as usize);
+            let (client, bucket, key, etag) = (
+                client.clone(),
+                bucket.to_string(),
+                key.to_string(),
+                etag.clone(),
+            );
+            let attempts = s.attempts;
+            pending.0.push_back(tokio::spawn(async move {
+                let etag = etag.as_deref();
+                fetch_range(&client, &bucket, &key, etag, start, end, attempts, buf).await
+            }));
+        }
+        let Some(next) = pending.0.pop_front() else {
+            break;
+        };
+        let chunk = next
+            .await
+            .context("a ranged GET stopped")?
+            .map_err(|e| e.context(url.clone()))?;
         if let Some(d) = digest.as_mut() {
             d.update(&chunk);
         }
@@ -712,6 +722,16 @@ async fn get_async(
         }
     }
     Ok(n)
+}
+
+/// The ranged GETs under way, in the order they are written; those left when the download
+/// stops (an error, a signal) are cancelled.
+struct Fetches(std::collections::VecDeque<tokio::task::JoinHandle<Result<Vec<u8>>>>);
+
+impl Drop for Fetches {
+    fn drop(&mut self) {
+        self.0.iter().for_each(|h| h.abort());
+    }
 }
 
 /// One object read by range (a delta restore's `--from`): one client, the length and ETag
