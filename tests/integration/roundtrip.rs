@@ -345,7 +345,7 @@ fn a_format_1_archive_still_verifies_and_loads() {
     .unwrap();
     let masked = ok(weir(
         "weir-mask",
-        &["-q", "-c", rules.path().to_str().unwrap()],
+        &["-c", rules.path().to_str().unwrap()],
         V1_ARCHIVE,
     ));
     let _ = c.psql("postgres", "DROP DATABASE IF EXISTS fv1_masked");
