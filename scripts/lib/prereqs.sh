@@ -23,8 +23,10 @@ weir_install_prereqs() {
     command -v age >/dev/null 2>&1 || need+=(age)
     command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
     command -v python3 >/dev/null 2>&1 || need+=(python3)
-    # The restore-by-hand recipes (docs/restore-by-hand.md) and backup.sh's incrementals use jq.
+    # The restore-by-hand recipes (docs/restore-by-hand.md) and backup.sh's incrementals use jq;
+    # the recipes check an archive's BLAKE3 digests with b3sum.
     command -v jq >/dev/null 2>&1 || need+=(jq)
+    command -v b3sum >/dev/null 2>&1 || need+=(b3sum)
     # backup.sh's failure webhook; the scripts' lint.
     command -v curl >/dev/null 2>&1 || need+=(curl)
     command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)

@@ -4,21 +4,23 @@
 //! `docs/FORMAT.md` is the specification; this module is its reference implementation: the
 //! types here, [`ArchiveWriter`] in `writer.rs`, the verifying [`read_archive`] in `reader.rs`.
 
+pub mod digest;
 mod reader;
 mod writer;
 
+pub use digest::{Algo, Sum};
 pub use reader::{Visitor, read_archive, read_manifest_only};
 pub use writer::ArchiveWriter;
 
 use crate::pg::sql::{quote_ident, quote_literal};
 use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
 
-/// Bumped on any change a reader of the previous version could not read correctly.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped on any change a reader of the previous version could not read correctly: 2 made the
+/// digests BLAKE3 (version 1's are SHA-256; both are read, see [`digest`]).
+pub const FORMAT_VERSION: u32 = 2;
 pub const FORMAT_NAME: &str = "weir-archive";
 
 pub const MANIFEST: &str = "weir/manifest.json";
@@ -296,7 +298,8 @@ pub struct Trailer {
 pub struct FileSum {
     pub name: String,
     pub bytes: u64,
-    pub sha256: String,
+    #[serde(flatten)]
+    pub sum: Sum,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -305,22 +308,24 @@ pub struct TableSum {
     pub rows: u64,
     pub bytes: u64,
     pub chunks: u64,
-    /// SHA-256 over the 32-byte SHA-256 of every chunk, in chunk-number order.
-    pub sha256: String,
+    /// The digest over the 32-byte digest of every chunk, in chunk-number order.
+    #[serde(flatten)]
+    pub sum: Sum,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct BlobSum {
     pub count: u64,
     pub bytes: u64,
-    /// SHA-256 over, for each blob in archive order, its OID in decimal, a newline, and the
-    /// 32-byte SHA-256 of its contents.
-    pub sha256: String,
+    /// The digest over, for each blob in archive order, its OID in decimal, a newline, and
+    /// the 32-byte digest of its contents.
+    #[serde(flatten)]
+    pub sum: Sum,
 }
 
 /// Running counts for one table's chunks, shared by the writer and the reader.
-#[derive(Default)]
 struct TableAcc {
+    algo: Algo,
     rows: u64,
     bytes: u64,
     digests: BTreeMap<u64, [u8; 32]>,
@@ -329,36 +334,56 @@ struct TableAcc {
     /// ([`Visitor::carries`]). `digests` then holds only the chunk numbers.
     carried: bool,
     /// Writer: the carried digest, once the input's trailer gave it.
-    carried_sha256: Option<String>,
+    carried_sum: Option<Sum>,
 }
 
 impl TableAcc {
+    fn new(algo: Algo) -> TableAcc {
+        TableAcc {
+            algo,
+            rows: 0,
+            bytes: 0,
+            digests: BTreeMap::new(),
+            carried: false,
+            carried_sum: None,
+        }
+    }
+
     fn sum(&self, id: u32) -> TableSum {
-        let sha256 = self.carried_sha256.clone().unwrap_or_else(|| {
-            let mut h = Sha256::new();
+        let sum = self.carried_sum.clone().unwrap_or_else(|| {
+            let mut h = self.algo.hasher();
             for d in self.digests.values() {
                 h.update(d);
             }
-            hex::encode(h.finalize())
+            Sum::new(self.algo, &h.finalize())
         });
         TableSum {
             id,
             rows: self.rows,
             bytes: self.bytes,
             chunks: self.digests.len() as u64,
-            sha256,
+            sum,
         }
     }
 }
 
-#[derive(Default)]
 struct BlobAcc {
+    algo: Algo,
     count: u64,
     bytes: u64,
-    hasher: Sha256,
+    hasher: digest::Hasher,
 }
 
 impl BlobAcc {
+    fn new(algo: Algo) -> BlobAcc {
+        BlobAcc {
+            algo,
+            count: 0,
+            bytes: 0,
+            hasher: algo.hasher(),
+        }
+    }
+
     fn add(&mut self, oid: u32, size: u64, digest: &[u8]) {
         self.count += 1;
         self.bytes += size;
@@ -369,7 +394,7 @@ impl BlobAcc {
         BlobSum {
             count: self.count,
             bytes: self.bytes,
-            sha256: hex::encode(self.hasher.clone().finalize()),
+            sum: Sum::new(self.algo, &self.hasher.finalize()),
         }
     }
 }
@@ -435,15 +460,15 @@ impl Stats {
 /// A reader wrapper that hashes and counts what passes through it.
 pub struct HashingReader<R> {
     inner: R,
-    pub hasher: Sha256,
+    pub hasher: digest::Hasher,
     pub count: u64,
 }
 
 impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
+    pub fn new(inner: R, algo: Algo) -> Self {
         HashingReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: algo.hasher(),
             count: 0,
         }
     }

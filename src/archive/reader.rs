@@ -3,13 +3,12 @@
 //! visitor sees is trustworthy until its `trailer` method is called.
 
 use super::{
-    BlobAcc, FORMAT_NAME, FORMAT_VERSION, FileSum, HashingReader, MANIFEST, MAX_ENTRY, Manifest,
-    TRAILER, Table, TableAcc, TableSum, Trailer,
+    Algo, BlobAcc, FORMAT_NAME, FORMAT_VERSION, FileSum, HashingReader, MANIFEST, MAX_ENTRY,
+    Manifest, Sum, TRAILER, Table, TableAcc, TableSum, Trailer,
 };
 use crate::pg::copy_text::Chunk;
 use crate::plumbing::bad_input;
 use anyhow::Result;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
@@ -23,7 +22,7 @@ pub trait Visitor {
     fn chunk(&mut self, table: &Table, chunk_no: u64, chunk: Chunk) -> Result<()>;
     /// Whether the visitor passes `table`'s chunks on unchanged, under their own numbers, and
     /// carries the table's digest over from the trailer ([`ArchiveWriter::carry_digests`]).
-    /// The reader then spares hashing them: their `sha256` is zero, their counts are still
+    /// The reader then spares hashing them: their digest is zero, their counts are still
     /// checked, and whoever reads the output verifies the bytes.
     fn carries(&self, _table: &Table) -> bool {
         false
@@ -82,7 +81,7 @@ pub fn read_archive(input: impl Read, v: &mut dyn Visitor) -> Result<(Manifest, 
             seen.files.push(FileSum {
                 name: name.clone(),
                 bytes: data.len() as u64,
-                sha256: hex::encode(Sha256::digest(&data)),
+                sum: Sum::of(seen.algo, &data),
             });
             v.file(&name, data)?;
         }
@@ -136,6 +135,8 @@ fn read_manifest<R: Read>(
 
 /// What has been read so far, to check against the trailer at the end.
 struct Seen {
+    /// The manifest's version's hash.
+    algo: Algo,
     tables: BTreeMap<u32, TableAcc>,
     files: Vec<FileSum>,
     blobs: BlobAcc,
@@ -145,21 +146,21 @@ struct Seen {
 
 impl Seen {
     fn new(m: &Manifest, manifest_bytes: &[u8], v: &dyn Visitor) -> Seen {
+        let algo = Algo::of(m.format_version);
         let tables = m.tables.iter().map(|t| {
-            let acc = TableAcc {
-                carried: v.carries(t),
-                ..TableAcc::default()
-            };
+            let mut acc = TableAcc::new(algo);
+            acc.carried = v.carries(t);
             (t.id, acc)
         });
         Seen {
+            algo,
             tables: tables.collect(),
             files: vec![FileSum {
                 name: MANIFEST.into(),
                 bytes: manifest_bytes.len() as u64,
-                sha256: hex::encode(Sha256::digest(manifest_bytes)),
+                sum: Sum::of(algo, manifest_bytes),
             }],
-            blobs: BlobAcc::default(),
+            blobs: BlobAcc::new(algo),
             count: 1,
         }
     }
@@ -187,17 +188,11 @@ impl Seen {
             )));
         }
         let acc = self.tables.get_mut(&id).expect("same ids as by_id");
-        let chunk = if acc.carried {
-            let rows = crate::pg::copy_text::count_rows(&data);
-            Chunk {
-                data,
-                rows,
-                sha256: [0; 32],
-            }
-        } else {
-            Chunk::new(data)
+        let chunk = match acc.carried {
+            true => Chunk::unhashed(data),
+            false => Chunk::new(data, self.algo),
         };
-        if acc.digests.insert(no, chunk.sha256).is_some() {
+        if acc.digests.insert(no, chunk.digest).is_some() {
             return Err(bad_input(format!("data entry {name:?} appears twice")));
         }
         acc.rows += chunk.rows;
@@ -220,7 +215,7 @@ impl Seen {
             .header()
             .size()
             .map_err(|e| bad_input(e.to_string()))?;
-        let mut hr = HashingReader::new(entry);
+        let mut hr = HashingReader::new(entry, self.algo);
         v.blob(oid, size, &mut hr)?;
         std::io::copy(&mut hr, &mut std::io::sink())
             .map_err(|e| truncated_or_corrupt(e, self.count))?;
@@ -322,7 +317,7 @@ fn verify_table(m: &Manifest, ts: &TableSum, acc: &TableAcc) -> Result<()> {
             got.rows, got.bytes, ts.rows, ts.bytes
         )));
     }
-    if !acc.carried && got.sha256 != ts.sha256 {
+    if !acc.carried && got.sum != ts.sum {
         return Err(bad_input(format!(
             "table {name}: data digest mismatch: corrupt stream"
         )));

@@ -2,12 +2,11 @@
 //! table's, and the trailer last.
 
 use super::{
-    BlobAcc, FileSum, HashingReader, MANIFEST, Manifest, TRAILER, TableAcc, Trailer, blob_name,
-    chunk_name,
+    Algo, BlobAcc, FileSum, HashingReader, MANIFEST, Manifest, Sum, TRAILER, TableAcc, Trailer,
+    blob_name, chunk_name,
 };
 use crate::pg::copy_text::Chunk;
 use anyhow::{Context, Result, anyhow, bail};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
@@ -15,6 +14,8 @@ use std::io::{Read, Write};
 /// the trailer and the tar end-of-archive marker and hands back the inner writer unflushed.
 pub struct ArchiveWriter<W: Write> {
     tar: tar::Builder<W>,
+    /// The manifest's version's hash: chunks given to the writer carry digests made with it.
+    algo: Algo,
     archive_id: String,
     mtime: u64,
     entries: u64,
@@ -25,17 +26,19 @@ pub struct ArchiveWriter<W: Write> {
 
 impl<W: Write> ArchiveWriter<W> {
     pub fn new(out: W, manifest: &Manifest) -> Result<ArchiveWriter<W>> {
+        let algo = Algo::of(manifest.format_version);
         let mut w = ArchiveWriter {
             tar: tar::Builder::new(out),
+            algo,
             archive_id: manifest.archive_id.clone(),
             mtime: manifest.created_unix,
             entries: 0,
             files: Vec::new(),
             tables: BTreeMap::new(),
-            blobs: BlobAcc::default(),
+            blobs: BlobAcc::new(algo),
         };
         for t in &manifest.tables {
-            w.tables.insert(t.id, TableAcc::default());
+            w.tables.insert(t.id, TableAcc::new(algo));
         }
         let json = serde_json::to_vec_pretty(manifest)?;
         w.add_file(MANIFEST, &json)?;
@@ -66,7 +69,7 @@ impl<W: Write> ArchiveWriter<W> {
         self.files.push(FileSum {
             name: name.to_string(),
             bytes: data.len() as u64,
-            sha256: hex::encode(Sha256::digest(data)),
+            sum: Sum::of(self.algo, data),
         });
         Ok(())
     }
@@ -94,7 +97,7 @@ impl<W: Write> ArchiveWriter<W> {
             bail!("table {table}: chunks both carried and rewritten");
         }
         acc.carried = carried;
-        let digest = if carried { [0; 32] } else { chunk.sha256 };
+        let digest = if carried { [0; 32] } else { chunk.digest };
         if acc.digests.insert(no, digest).is_some() {
             bail!("table {table}: chunk {no} twice");
         }
@@ -118,9 +121,14 @@ impl<W: Write> ArchiveWriter<W> {
             if (ts.rows, ts.bytes, ts.chunks) != (acc.rows, acc.bytes, acc.digests.len() as u64) {
                 bail!("table {id}: the carried chunks do not match the input's trailer");
             }
-            acc.carried_sha256 = Some(ts.sha256.clone());
+            acc.carried_sum = Some(ts.sum.clone());
         }
         Ok(())
+    }
+
+    /// The hash the chunks given to this writer must carry (the manifest's version's).
+    pub fn algo(&self) -> Algo {
+        self.algo
     }
 
     /// Number of chunks written so far for a table.
@@ -132,7 +140,7 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// Streams one large object of exactly `size` bytes from `data`.
     pub fn add_blob(&mut self, oid: u32, size: u64, data: impl Read) -> Result<()> {
-        let mut hr = HashingReader::new(data);
+        let mut hr = HashingReader::new(data, self.algo);
         self.append(&blob_name(oid), size, &mut hr)?;
         if hr.count != size {
             bail!("large object {oid} changed size while being read");
@@ -153,7 +161,7 @@ impl<W: Write> ArchiveWriter<W> {
         if let Some(id) = self
             .tables
             .iter()
-            .find(|(_, a)| a.carried && a.carried_sha256.is_none())
+            .find(|(_, a)| a.carried && a.carried_sum.is_none())
             .map(|(id, _)| id)
         {
             bail!("table {id}: carried chunks without a carried digest");

@@ -449,8 +449,9 @@ impl Visitor for Masker {
         if out.is_empty() {
             return Ok(());
         }
-        let masked = Chunk::with_rows(out, rows);
-        self.writer()?.add_chunk(table.id, &masked)
+        let w = self.writer()?;
+        let masked = Chunk::with_rows(out, rows, w.algo());
+        w.add_chunk(table.id, &masked)
     }
 
     fn blob(&mut self, oid: u32, size: u64, data: &mut dyn Read) -> Result<()> {

@@ -5,27 +5,38 @@
 //! written as the two bytes `\n` (PostgreSQL documentation, COPY, "Text Format"). So a chunk
 //! cut after a raw `0x0A` never splits a row, and rows are counted by counting `0x0A` bytes.
 
+use crate::archive::Algo;
 use anyhow::{Result, bail};
-use sha2::{Digest, Sha256};
 
-/// One chunk of COPY text: whole rows only, with its row count and SHA-256.
+/// One chunk of COPY text: whole rows only, with its row count and digest (the archive's
+/// hash, [`Algo`]).
 pub struct Chunk {
     pub data: Vec<u8>,
     pub rows: u64,
-    pub sha256: [u8; 32],
+    pub digest: [u8; 32],
 }
 
 impl Chunk {
-    pub fn new(data: Vec<u8>) -> Chunk {
+    pub fn new(data: Vec<u8>, algo: Algo) -> Chunk {
         let rows = count_rows(&data);
-        Chunk::with_rows(data, rows)
+        Chunk::with_rows(data, rows, algo)
     }
 
     /// A chunk whose rows the caller counted as it wrote them.
-    pub fn with_rows(data: Vec<u8>, rows: u64) -> Chunk {
+    pub fn with_rows(data: Vec<u8>, rows: u64, algo: Algo) -> Chunk {
         debug_assert_eq!(rows, count_rows(&data));
-        let sha256 = Sha256::digest(&data).into();
-        Chunk { data, rows, sha256 }
+        let digest = algo.digest(&data);
+        Chunk { data, rows, digest }
+    }
+
+    /// A chunk that passes through unhashed (its table's digest is carried over).
+    pub fn unhashed(data: Vec<u8>) -> Chunk {
+        let rows = count_rows(&data);
+        Chunk {
+            data,
+            rows,
+            digest: [0; 32],
+        }
     }
 }
 

@@ -100,6 +100,8 @@ fn hand_restore_with_tar_pg_restore_and_psql() {
         r#"set -eu
 cd {dir}
 mkdir x && tar -xf db.weir -C x
+want=$(python3 -c 'import json; t=json.load(open("x/weir/trailer.json")); print([f["blake3"] for f in t["files"] if f["name"] == "weir/sequences.sql"][0])')
+test "$(b3sum --no-names x/weir/sequences.sql)" = "$want"
 cat x/schema/schema.dump.* > schema.dump
 pg_restore --section=pre-data -d hand_dst schema.dump
 tar -xOf db.weir weir/manifest.json > /dev/null

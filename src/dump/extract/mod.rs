@@ -10,7 +10,7 @@
 mod plan;
 pub mod subset;
 
-use crate::archive::{self, ArchiveWriter};
+use crate::archive::{self, Algo, ArchiveWriter};
 use crate::pg::conn::ConnParams;
 use crate::pg::copy_text::{Chunk, Chunker};
 use crate::pg::sql::{pg_error, quote_ident, quote_literal};
@@ -96,7 +96,7 @@ pub fn run(opts: &ExtractOptions) -> Result<()> {
         &mut progress,
     )?;
     // Every table with data has at least one chunk, so a reader (or `cat data/N/*`) finds it.
-    let empty = Chunk::new(Vec::new());
+    let empty = Chunk::new(Vec::new(), w.algo());
     for t in with_data() {
         if w.chunks_of(t.id) == 0 {
             w.add_chunk(t.id, &empty)?;
@@ -272,13 +272,15 @@ fn worker(
             while let Some(bytes) = stream.next().await {
                 let bytes = bytes.map_err(|e| pg_error(e, &item.query))?;
                 if let Some(data) = chunker.push(&bytes) {
-                    if out.send(Ok((item.table, Chunk::new(data)))).is_err() {
+                    let chunk = Chunk::new(data, Algo::CURRENT);
+                    if out.send(Ok((item.table, chunk))).is_err() {
                         return Ok(());
                     }
                 }
             }
             if let Some(data) = chunker.finish()? {
-                if out.send(Ok((item.table, Chunk::new(data)))).is_err() {
+                let chunk = Chunk::new(data, Algo::CURRENT);
+                if out.send(Ok((item.table, chunk))).is_err() {
                     return Ok(());
                 }
             }
