@@ -356,7 +356,7 @@ fn a_format_1_archive_still_verifies_and_loads() {
         &["-q", "--create", "fv1_masked"],
         &masked,
     ));
-    let count = "SELECT count(*), count(DISTINCT name), sum(id) FROM people";
+    let count = "SELECT count(*), sum(id), count(name) FROM people";
     assert_eq!(c.psql("fv1_masked", count), c.psql("fv1_src", count));
     let names = "SELECT count(*) FROM people WHERE name LIKE 'person %'";
     assert_eq!(c.psql("fv1_masked", names).trim(), "0");
