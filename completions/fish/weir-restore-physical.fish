@@ -24,5 +24,6 @@ complete -c weir-restore-physical -s v -l verbose -d 'On a storage error, also p
 complete -c weir-restore-physical -l target-immediate -d 'Stop as soon as the backup is consistent (recovery_target = \'immediate\')'
 complete -c weir-restore-physical -l target-exclusive -d 'Stop just before the target instead of just after it (recovery_target_inclusive = off)'
 complete -c weir-restore-physical -s N -l no-sync -d 'Do not sync what was written before exit (faster; a crash may then lose it)'
+complete -c weir-restore-physical -s q -l quiet -d 'Print nothing but errors and warnings'
 complete -c weir-restore-physical -s h -l help -d 'Print help'
 complete -c weir-restore-physical -s V -l version -d 'Print version'

@@ -424,6 +424,9 @@ pub struct RestorePhysicalCli {
     /// Do not sync what was written before exit (faster; a crash may then lose it).
     #[arg(short = 'N', long = "no-sync")]
     pub no_sync: bool,
+    /// Print nothing but errors and warnings.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
 }
 
 fn mapping(s: &str) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
@@ -465,6 +468,7 @@ impl RestorePhysicalCli {
             identity: self.identity.clone(),
             tablespace_mapping: self.tablespace_mapping.clone(),
             no_sync: self.no_sync,
+            quiet: self.quiet,
         }
     }
 }

@@ -56,6 +56,8 @@ pub struct RestoreOptions {
     pub tablespace_mapping: Vec<(PathBuf, PathBuf)>,
     /// Skip the final sync of everything written (pg_basebackup --no-sync).
     pub no_sync: bool,
+    /// Say nothing but errors and warnings.
+    pub quiet: bool,
 }
 
 /// `weir-restore-physical`.
@@ -77,12 +79,14 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
             },
             ..o.clone()
         };
-        eprintln!(
-            "{}: restoring {url} ({} of {})",
-            crate::plumbing::program(),
-            i + 1,
-            chain.len()
-        );
+        if !o.quiet {
+            eprintln!(
+                "{}: restoring {url} ({} of {})",
+                crate::plumbing::program(),
+                i + 1,
+                chain.len()
+            );
+        }
         if step.delta && chain.len() == 1 {
             if let Some(mut plan) = super::delta::plan(&step, url)? {
                 return restore(&step, &mut plan.stream, Some(plan.unchanged))
@@ -169,16 +173,18 @@ fn restore(o: &RestoreOptions, input: impl Read, unchanged: Option<Seen>) -> Res
         rustix::fs::syncfs(f).with_context(|| format!("cannot sync {}", d.display()))?;
     }
     guard.disarm();
-    eprintln!(
-        "{}: restored backup {} ({} to {}, timeline {}) into {}{}",
-        crate::plumbing::program(),
-        header.label,
-        header.start_lsn,
-        trailer.stop_lsn,
-        header.timeline,
-        o.pgdata.display(),
-        written.map_or(String::new(), |w| w.describe())
-    );
+    if !o.quiet {
+        eprintln!(
+            "{}: restored backup {} ({} to {}, timeline {}) into {}{}",
+            crate::plumbing::program(),
+            header.label,
+            header.start_lsn,
+            trailer.stop_lsn,
+            header.timeline,
+            o.pgdata.display(),
+            written.map_or(String::new(), |w| w.describe())
+        );
+    }
     Ok(())
 }
 
@@ -610,6 +616,7 @@ mod tests {
             identity: None,
             tablespace_mapping: vec![],
             no_sync: false,
+            quiet: false,
         }
     }
 
