@@ -991,6 +991,11 @@ impl Backfills {
         self.tables.push(b);
     }
 
+    /// The tables being copied, by oid and name.
+    pub fn tables(&self) -> impl Iterator<Item = (u32, String)> + '_ {
+        self.tables.iter().map(|b| (b.oid, b.name()))
+    }
+
     pub fn holds(&self, oid: u32) -> bool {
         self.tables.iter().any(|b| b.oid == oid)
     }

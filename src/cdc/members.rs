@@ -20,7 +20,7 @@
 use crate::pg::lsn::Lsn;
 use crate::pg::sql::pg_error;
 use anyhow::{Context, Result};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 const SCHEMA: &str = "CREATE SCHEMA IF NOT EXISTS weir_cdc; \
      CREATE TABLE IF NOT EXISTS weir_cdc.tables ( \
@@ -113,19 +113,12 @@ impl Members {
             }
         }
         // A table that left the publication is forgotten: added back, it is new again.
-        let now: HashMap<u32, &Published> = now.iter().map(|p| (p.oid, p)).collect();
-        let gone: Vec<u32> = m
-            .known
-            .iter()
-            .filter(|o| !now.contains_key(o))
-            .copied()
-            .collect();
-        for oid in gone {
+        for oid in m.changes(now).1 {
             m.forget(target, oid)?;
         }
         // By their names now (a table may have been renamed since).
         m.copying = now
-            .values()
+            .iter()
             .filter(|p| copying.contains(&p.oid))
             .map(|p| p.name.clone())
             .collect();
@@ -196,10 +189,11 @@ impl Members {
     /// Tables of the publication weir-cdc has not placed, and placed tables no longer in it.
     pub fn changes(&self, now: &[Published]) -> (Vec<Published>, Vec<u32>) {
         let added = now.iter().filter(|p| !self.knows(p.oid)).cloned().collect();
+        let published: HashSet<u32> = now.iter().map(|p| p.oid).collect();
         let gone = self
             .known
             .iter()
-            .filter(|o| !now.iter().any(|p| p.oid == **o))
+            .filter(|o| !published.contains(o))
             .copied()
             .collect();
         (added, gone)

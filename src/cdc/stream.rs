@@ -895,10 +895,13 @@ impl<'o> Streamer<'o> {
             self.o.quiet,
         )?;
         if let Some(m) = &mut self.members {
-            for p in members::published(&mut self.types, publication)? {
-                if b.holds(p.oid) {
-                    m.set(target, &p, "copying")?;
-                }
+            for (oid, name) in b.tables() {
+                let p = members::Published {
+                    oid,
+                    name,
+                    listed: true,
+                };
+                m.set(target, &p, "copying")?;
             }
         }
         self.backfill = Some(b);

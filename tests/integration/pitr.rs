@@ -501,16 +501,7 @@ fn broken_streams(p: &Pitr, stored: &Path) {
     };
     let e = try_restore(&bytes[..bytes.len() / 2], "a stream cut in half");
     assert!(e.contains("ends early") || e.contains("ends inside"), "{e}");
-    let trailer_at = {
-        let mut a = tar::Archive::new(&bytes[..]);
-        let e = a
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap())
-            .find(|e| e.path().unwrap().to_string_lossy() == "weir-basebackup.end.json")
-            .unwrap();
-        e.raw_header_position() as usize
-    };
+    let trailer_at = member(&bytes, |name| name == "weir-basebackup.end.json").0;
     let e = try_restore(&bytes[..trailer_at], "a stream without its trailer");
     assert!(e.contains("ends early") || e.contains("manifest"), "{e}");
     let mut flipped = bytes.clone();
@@ -546,6 +537,24 @@ fn broken_streams(p: &Pitr, stored: &Path) {
         .unwrap_or_default();
     assert!(left.is_empty(), "a damaged stored backup left {left:?}");
     backup_cut_by_the_server(p);
+}
+
+/// The first member of a tar stream whose name `pick` takes: where its header and its content
+/// start, and its size.
+fn member(tar_bytes: &[u8], pick: impl Fn(&str) -> bool) -> (usize, usize, usize) {
+    let mut a = tar::Archive::new(tar_bytes);
+    let e = a
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| pick(&e.path().unwrap().to_string_lossy()))
+        .expect("a member the stream holds");
+    let size = e.size() as usize;
+    (
+        e.raw_header_position() as usize,
+        e.raw_file_position() as usize,
+        size,
+    )
 }
 
 /// Where the middle of the stream's biggest file lies.
@@ -1350,21 +1359,8 @@ fn an_incremental_chain_restores_to_a_time_and_to_the_end() {
         assert!(restore_step(&p, stored, args).status.success());
     }
     let mut tar = decompressed(&p, &i2);
-    let at = {
-        let mut a = tar::Archive::new(&tar[..]);
-        let e = a
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap())
-            .find(|e| {
-                e.path()
-                    .unwrap()
-                    .to_string_lossy()
-                    .contains("/INCREMENTAL.")
-            })
-            .unwrap();
-        (e.raw_file_position() + e.size() / 2) as usize
-    };
+    let (_, content, size) = member(&tar, |name| name.contains("/INCREMENTAL."));
+    let at = content + size / 2;
     tar[at] ^= 1;
     let damaged = c.dir.join("damaged.tar.zst");
     std::fs::write(&damaged, zstd::encode_all(&tar[..], 1).unwrap()).unwrap();
