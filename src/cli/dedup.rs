@@ -11,7 +11,7 @@ use clap::Parser;
 #[derive(Parser, Debug)]
 #[command(name = "weir-dedup", version)]
 #[command(
-    after_help = "weir-extract prod | weir-dedup push s3://bucket/repo prod -R recipients --key-file dedup.key\nweir-dedup cat s3://bucket/repo prod@latest -i key.txt | weir-load prod_copy\n\nChunks are age(zstd(bytes)) under chunks/, each backup a JSON recipe under backups/NAME/; docs/restore-by-hand.md rebuilds a stream with age, zstd, base64 and jq."
+    after_help = "weir-extract prod | weir-dedup push s3://bucket/repo prod -R recipients --key-file dedup.key\nweir-dedup cat s3://bucket/repo prod@latest -i key.txt | weir-load prod_copy\n\nChunks of about 64 KiB are stored many to a pack, age(zstd(chunk) ...) under packs/, their places in JSON lists under lists/, each backup a JSON recipe under backups/NAME/; docs/restore-by-hand.md rebuilds a stream with age, zstd, dd, base64 and jq."
 )]
 pub struct DedupCli {
     #[command(subcommand)]
@@ -256,7 +256,7 @@ const DEDUP_ENV: &[(&str, &str)] = &[
     ),
     (
         "WEIR_CACHE_DIR",
-        "Where push keeps its list of the repository's chunks (default $XDG_CACHE_HOME/weir or ~/.cache/weir); empty: no cache.",
+        "Where push keeps its index of the repository's chunks (default $XDG_CACHE_HOME/weir or ~/.cache/weir); empty: no cache.",
     ),
     (
         "WEIR_AGE_IDENTITY_FILE",

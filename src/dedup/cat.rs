@@ -1,22 +1,26 @@
 //! `weir-dedup cat REPO NAME[@STAMP]`: a backup's stream, byte for byte, on standard output.
 //!
-//! `jobs` workers fetch and decode chunks ahead of the writer, at most `2 x jobs` chunks
-//! ahead, so memory stays bounded; the writer puts them out in order. Every chunk is checked
-//! against its name (its keyed hash) before it is written, and the recipe against its
-//! signature before anything is, so a missing or damaged chunk stops the stream (exit 3) short
-//! of its end, and a weir-load reading it commits nothing. Together they authenticate every
-//! byte (the signed recipe holds the inline bytes and the chunks' names), so the stream's own
-//! BLAKE3 is not computed again here: on one writer thread it cost a third of cat's time. Its
-//! length is checked at the end; `b3sum` checks the BLAKE3 by hand.
+//! A planner reads the recipe's lists (a few at once) and turns them into reads: each a run of
+//! chunks that lie one after another in one pack, read by range in one request. `jobs` workers
+//! fetch, decrypt and decompress those runs, at most `2 x jobs` ahead of the writer, so memory
+//! stays bounded; the writer puts them out in order. Every chunk is checked against its name
+//! (its keyed hash) before it is written, every list against its name, and the recipe against
+//! its signature before anything is, so a missing or damaged chunk stops the stream (exit 3)
+//! short of its end, and a weir-load reading it commits nothing. Together they authenticate
+//! every byte (the signed recipe holds the inline bytes and the lists' names), so the stream's
+//! own BLAKE3 is not computed again here: on one writer thread it cost a third of cat's time.
+//! Its length is checked at the end; `b3sum` checks the BLAKE3 by hand.
 
 use super::access::Opener;
-use super::store::{self, Entry, Key, Recipe};
+use super::pack;
+use super::store::{self, Entry, Key, List, Recipe};
 use crate::plumbing::{Output, bad_input};
 use crate::storage::S3Settings;
 use crate::storage::repo::Repo;
 use crate::stream::encrypt::EncryptOptions;
 use anyhow::{Context, Result, anyhow};
 use base64::Engine;
+use crossbeam_channel::{Receiver, Sender};
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -31,39 +35,67 @@ pub struct CatOptions {
     pub output: Option<String>,
 }
 
+/// What a worker fetches: a version 1 chunk object, or a run of chunks in a pack.
+enum Job {
+    Object {
+        id: String,
+        bytes: u64,
+    },
+    Run {
+        pack: String,
+        at: u64,
+        len: u64,
+        /// Each chunk: its id, its length, and where its frame is in the run.
+        chunks: Vec<(String, u64, u64, u64)>,
+    },
+}
+
+/// What the writer does next, in stream order.
+enum Step {
+    Bytes(Vec<u8>),
+    /// The result of job number N.
+    Await(usize),
+    Failed(anyhow::Error),
+}
+
 type Fetched = (usize, Result<Vec<u8>>);
+
+/// A run is read in one request up to this many stored bytes (about four times as much
+/// once decompressed, per job in flight).
+const RUN_MOST: u64 = 1 << 20;
+/// Pieces of the recipe planned at a time; their lists are read together.
+const WINDOW: usize = 64;
 
 pub fn cat(o: &CatOptions) -> Result<()> {
     let (repo, opener, key, recipe) = open_recipe(o)?;
     let mut out = Output::open(o.output.as_deref(), true)?;
-    let chunks: Vec<(usize, String, u64)> = recipe
-        .pieces
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| match p {
-            Entry::Chunk { id, bytes } => Some((i, id.clone(), *bytes)),
-            Entry::Inline { .. } => None,
-        })
-        .collect();
-    drop(repo);
-    let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<(usize, String, u64)>(o.jobs);
+    let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<(usize, Job)>(o.jobs);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Fetched>();
+    let (steps_tx, steps_rx) = crossbeam_channel::unbounded::<Step>();
     let (slots_tx, slots_rx) = crossbeam_channel::bounded::<()>(o.jobs * 2);
     std::thread::scope(|s| {
+        let (key, recipe) = (&key, &recipe);
         s.spawn(move || {
-            for job in chunks {
-                // A slot per chunk in flight, given back once the chunk is written.
-                if slots_tx.send(()).is_err() || jobs_tx.send(job).is_err() {
-                    return;
-                }
+            let mut p = Planner {
+                o,
+                repo,
+                key,
+                jobs: jobs_tx,
+                steps: steps_tx.clone(),
+                slots: slots_tx,
+                next: 0,
+                run: None,
+            };
+            if let Err(e) = p.plan(recipe) {
+                let _ = steps_tx.send(Step::Failed(e));
             }
         });
         for _ in 0..o.jobs {
-            let (jobs_rx, done_tx, key, opener) = (jobs_rx.clone(), done_tx.clone(), &key, &opener);
+            let (jobs_rx, done_tx, opener) = (jobs_rx.clone(), done_tx.clone(), &opener);
             s.spawn(move || fetch(o, opener, key, jobs_rx, done_tx));
         }
         drop((jobs_rx, done_tx));
-        write(&recipe, &mut out, done_rx, slots_rx)
+        write(recipe, &mut out, steps_rx, done_rx, slots_rx)
     })?;
     out.finish().context("writing the output")?;
     Ok(())
@@ -80,13 +112,130 @@ fn open_recipe(o: &CatOptions) -> Result<(Repo, Opener, Key, Recipe)> {
     Ok((repo, opener, key, recipe))
 }
 
-/// One worker: fetches and decodes the chunks it is given.
+/// Turns the recipe into the writer's steps and the workers' jobs.
+struct Planner<'a> {
+    o: &'a CatOptions,
+    repo: Repo,
+    key: &'a Key,
+    jobs: Sender<(usize, Job)>,
+    steps: Sender<Step>,
+    /// A slot per job in flight, given back once its bytes are written.
+    slots: Sender<()>,
+    next: usize,
+    /// The run being gathered.
+    run: Option<Job>,
+}
+
+impl Planner<'_> {
+    fn plan(&mut self, recipe: &Recipe) -> Result<()> {
+        for window in recipe.pieces.chunks(WINDOW) {
+            let mut lists = self.lists(window)?.into_iter();
+            for piece in window {
+                match piece {
+                    Entry::Inline { inline } => {
+                        let b = base64::engine::general_purpose::STANDARD
+                            .decode(inline)
+                            .map_err(|e| {
+                                bad_input(format!("an inline piece of the recipe: {e}"))
+                            })?;
+                        self.flush()?;
+                        self.step(Step::Bytes(b))?;
+                    }
+                    Entry::Chunk { id, bytes } => {
+                        self.flush()?;
+                        let job = Job::Object {
+                            id: id.clone(),
+                            bytes: *bytes,
+                        };
+                        self.send(job)?;
+                    }
+                    Entry::List { .. } => {
+                        let list = lists.next().expect("one read per list");
+                        self.add(&list)?;
+                    }
+                }
+            }
+        }
+        self.flush()
+    }
+
+    /// The lists among `window`'s pieces, in order, read on a few threads at once.
+    fn lists(&self, window: &[Entry]) -> Result<Vec<List>> {
+        let ids: Vec<&str> = window
+            .iter()
+            .filter_map(|p| match p {
+                Entry::List { list, .. } => Some(list.as_str()),
+                _ => None,
+            })
+            .collect();
+        if ids.len() <= 1 || matches!(self.repo, Repo::Dir(_)) {
+            return ids
+                .iter()
+                .map(|id| store::read_list(&self.repo, self.key, id))
+                .collect();
+        }
+        store::on_threads(&self.o.repo, &self.o.s3, 8, &ids, |repo, id| {
+            store::read_list(repo, self.key, id)
+        })
+    }
+
+    /// Adds a list's chunks to the current run, starting a new run where a chunk is not right
+    /// after the last in the same pack.
+    fn add(&mut self, list: &List) -> Result<()> {
+        for (c, loc) in list.located() {
+            let follows = match &self.run {
+                Some(Job::Run { pack, at, len, .. }) => {
+                    *pack == loc.pack && at + len == loc.at && *len + loc.len <= RUN_MOST
+                }
+                _ => false,
+            };
+            if !follows {
+                self.flush()?;
+                self.run = Some(Job::Run {
+                    pack: loc.pack.clone(),
+                    at: loc.at,
+                    len: 0,
+                    chunks: Vec::new(),
+                });
+            }
+            if let Some(Job::Run { len, chunks, .. }) = &mut self.run {
+                chunks.push((c.id.clone(), c.bytes, *len, loc.len));
+                *len += loc.len;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        match self.run.take() {
+            Some(run) => self.send(run),
+            None => Ok(()),
+        }
+    }
+
+    fn send(&mut self, job: Job) -> Result<()> {
+        let stopped = || anyhow!("the writer stopped");
+        self.slots.send(()).map_err(|_| stopped())?;
+        self.step(Step::Await(self.next))?;
+        self.jobs.send((self.next, job)).map_err(|_| stopped())?;
+        self.next += 1;
+        Ok(())
+    }
+
+    fn step(&self, s: Step) -> Result<()> {
+        self.steps
+            .send(s)
+            .map_err(|_| anyhow!("the writer stopped"))
+    }
+}
+
+/// One worker: fetches and decodes what it is given.
 fn fetch(
     o: &CatOptions,
     opener: &Opener,
     key: &Key,
-    jobs: crossbeam_channel::Receiver<(usize, String, u64)>,
-    done: crossbeam_channel::Sender<Fetched>,
+    jobs: Receiver<(usize, Job)>,
+    done: Sender<Fetched>,
 ) {
     let setup = (|| Ok::<_, anyhow::Error>((Repo::open(&o.repo, &o.s3)?, opener.identities()?)))();
     let (repo, identities) = match setup {
@@ -96,33 +245,62 @@ fn fetch(
             return;
         }
     };
-    for (i, id, len) in jobs {
-        let got = repo.read(&store::chunk_key(&id)).and_then(|stored| {
-            let stored = stored
-                .ok_or_else(|| bad_input(format!("chunk {id} is missing from the repository")))?;
-            super::decode(&stored.bytes()?, &identities, key, &id, len)
-        });
+    let mut packs = pack::Reader::new(&repo, &identities);
+    for (i, job) in jobs {
+        let got = match job {
+            Job::Object { id, bytes } => repo.read(&store::chunk_key(&id)).and_then(|stored| {
+                let stored = stored.ok_or_else(|| {
+                    bad_input(format!("chunk {id} is missing from the repository"))
+                })?;
+                super::decode(&stored.bytes()?, &identities, key, &id, bytes)
+            }),
+            Job::Run {
+                pack,
+                at,
+                len,
+                chunks,
+            } => run(&mut packs, key, &pack, at, len, &chunks),
+        };
         if done.send((i, got)).is_err() {
             return;
         }
     }
 }
 
-/// Writes the pieces in order as their chunks arrive, then checks the whole.
+/// A run's chunks, read in one request and each checked.
+fn run(
+    packs: &mut pack::Reader,
+    key: &Key,
+    pack: &str,
+    at: u64,
+    len: u64,
+    chunks: &[(String, u64, u64, u64)],
+) -> Result<Vec<u8>> {
+    let frames = packs.read(pack, at, len)?;
+    let mut out = Vec::with_capacity(chunks.iter().map(|c| c.1 as usize).sum());
+    for (id, bytes, off, flen) in chunks {
+        let frame = &frames[*off as usize..(off + flen) as usize];
+        out.extend_from_slice(&pack::decompress(frame, key, id, *bytes)?);
+    }
+    Ok(out)
+}
+
+/// Follows the steps in order, writing each job's bytes as they arrive, then checks the
+/// length.
 fn write(
     recipe: &Recipe,
     out: &mut Output,
-    done: crossbeam_channel::Receiver<Fetched>,
-    slots: crossbeam_channel::Receiver<()>,
+    steps: Receiver<Step>,
+    done: Receiver<Fetched>,
+    slots: Receiver<()>,
 ) -> Result<()> {
     let mut waiting: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
     let mut bytes = 0u64;
-    for (i, piece) in recipe.pieces.iter().enumerate() {
-        let data = match piece {
-            Entry::Inline { inline } => base64::engine::general_purpose::STANDARD
-                .decode(inline)
-                .map_err(|e| bad_input(format!("piece {i} of the recipe: {e}")))?,
-            Entry::Chunk { .. } => {
+    for step in steps {
+        let data = match step {
+            Step::Bytes(b) => b,
+            Step::Failed(e) => return Err(e),
+            Step::Await(i) => {
                 while !waiting.contains_key(&i) {
                     let (at, got) = done
                         .recv()

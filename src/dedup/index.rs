@@ -1,29 +1,33 @@
-//! Which chunks the repository holds, as a push needs to know: a local cache of the listing of
-//! `chunks/`, rebuilt from the repository when it is missing or stale.
+//! Which chunks the repository holds and where, as a push needs to know: a local cache of what
+//! the repository's lists say, rebuilt from the repository when it is missing or stale.
 //!
-//! Listing a bucket costs a request per thousand keys (a 100 GB repository holds about 100,000
-//! chunks), so a push reads the list from the cache when it can. The cache is only ever behind
-//! in one harmless way: chunks other hosts pushed since are missing from it, and are uploaded
-//! again (the same bytes under the same name). The harmful way, a chunk in the cache that a
-//! prune removed, cannot happen: a prune writes a new generation (`index/generation`) before it
-//! removes anything, and a cache of another generation is thrown away. Pushes and prunes never
-//! overlap (their locks), so a push that read the generation holds for its whole run.
+//! Listing a bucket costs a request per thousand keys and reading every list a request each, so
+//! a push reads the index from the cache when it can. The cache is only ever behind in one
+//! harmless way: chunks other hosts pushed since are missing from it, and are stored again (in
+//! a pack of this push's). The harmful way, a chunk in the cache whose pack a prune removed,
+//! cannot happen: a prune writes a new generation (`index/generation`) before it removes
+//! anything, and a cache of another generation is thrown away. Pushes and prunes never overlap
+//! (their locks), so a push that read the generation holds for its whole run. A list is stored
+//! only once every pack it names is, so a list in the repository never points at a pack that a
+//! crashed push did not finish.
 //!
 //! The cache lives in `$WEIR_CACHE_DIR`, else `$XDG_CACHE_HOME/weir`, else `~/.cache/weir`,
 //! one file per repository id; `WEIR_CACHE_DIR=` (empty) turns it off.
 
-use super::store::Config;
+use super::store::{self, Config, List, Loc};
 use crate::storage::repo::Repo;
 use anyhow::{Context, Result};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 pub const GENERATION: &str = "index/generation";
 pub const ENV_CACHE: &str = "WEIR_CACHE_DIR";
 
-/// The chunks the repository holds, and whether the cache said so.
+/// The chunks the repository holds and where, its lists, and whether the cache said so.
+#[derive(Default)]
 pub struct Known {
-    pub ids: HashSet<String>,
+    pub chunks: HashMap<String, Loc>,
+    pub lists: HashSet<String>,
     pub generation: String,
     pub cached: bool,
 }
@@ -51,45 +55,87 @@ fn cache_file(c: &Config) -> Option<PathBuf> {
             _ => PathBuf::from(std::env::var_os("HOME")?).join(".cache/weir"),
         },
     };
-    Some(dir.join("dedup").join(format!("{}.chunks", c.id)))
+    Some(dir.join("dedup").join(format!("{}.index", c.id)))
 }
 
 /// The chunks the repository holds: from the cache if it is of the current generation, else
-/// listed (and the cache rewritten).
-pub fn known(repo: &Repo, c: &Config) -> Result<Known> {
+/// read from the repository's lists (and the cache rewritten).
+pub fn known(repo: &Repo, url: &str, s3: &crate::storage::S3Settings, c: &Config) -> Result<Known> {
     let generation = generation(repo)?;
     let file = cache_file(c);
     if let Some(text) = file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()) {
-        let mut lines = text.lines();
-        if lines.next() == Some(&format!("generation {generation}")) {
-            let ids = lines.map(str::to_string).collect();
-            return Ok(Known {
-                ids,
-                generation,
-                cached: true,
-            });
+        if let Some(mut k) = parse(&text, &generation) {
+            k.cached = true;
+            return Ok(k);
         }
     }
-    let ids: HashSet<String> = super::store::stored_chunks(repo)?
-        .into_iter()
-        .map(|(id, _, _)| id)
-        .collect();
-    let known = Known {
-        ids,
+    let mut known = Known {
         generation,
-        cached: false,
+        ..Known::default()
     };
+    for (id, list) in read_lists(repo, url, s3)? {
+        for (c, loc) in list.located() {
+            known.chunks.insert(c.id.clone(), loc);
+        }
+        known.lists.insert(id);
+    }
     remember(c, &known);
     Ok(known)
+}
+
+/// Every list in the repository, read by a few threads at once (on S3 each is a request).
+pub fn read_lists(
+    repo: &Repo,
+    url: &str,
+    s3: &crate::storage::S3Settings,
+) -> Result<Vec<(String, List)>> {
+    let keys = store::stored(repo, "lists/")?;
+    store::on_threads(url, s3, 8, &keys, |repo, (id, key, _)| {
+        let json = store::read_all(repo, key)?;
+        Ok((id.clone(), List::parse(&json, key)?))
+    })
+}
+
+/// A cache's text, if it is of `generation`: `c ID PACK AT LEN` a chunk, `l ID` a list.
+fn parse(text: &str, generation: &str) -> Option<Known> {
+    let mut lines = text.lines();
+    if lines.next()? != format!("generation {generation}") {
+        return None;
+    }
+    let mut k = Known {
+        generation: generation.to_string(),
+        ..Known::default()
+    };
+    for line in lines {
+        let mut f = line.split(' ');
+        match (f.next()?, f.next()?) {
+            ("c", id) => {
+                let (pack, at, len) = (f.next()?, f.next()?.parse().ok()?, f.next()?.parse().ok()?);
+                let loc = Loc {
+                    pack: pack.to_string(),
+                    at,
+                    len,
+                };
+                k.chunks.insert(id.to_string(), loc);
+            }
+            ("l", id) => {
+                k.lists.insert(id.to_string());
+            }
+            _ => return None,
+        }
+    }
+    Some(k)
 }
 
 /// Writes the cache; a cache that cannot be written is only a slower next push.
 pub fn remember(c: &Config, k: &Known) {
     let Some(file) = cache_file(c) else { return };
     let mut text = format!("generation {}\n", k.generation);
-    for id in &k.ids {
-        text.push_str(id);
-        text.push('\n');
+    for (id, l) in &k.chunks {
+        text.push_str(&format!("c {id} {} {} {}\n", l.pack, l.at, l.len));
+    }
+    for id in &k.lists {
+        text.push_str(&format!("l {id}\n"));
     }
     let written = file
         .parent()

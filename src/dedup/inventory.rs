@@ -1,7 +1,7 @@
 //! `weir-dedup ls` and `weir-dedup verify`: what the repository holds, and whether every
 //! backup in it can be read back.
 
-use super::store::{self, Entry, Recipe};
+use super::store::{self, Entry, List, Recipe};
 use crate::plumbing::{bad_input, human_bytes};
 use crate::storage::S3Settings;
 use crate::storage::repo::Repo;
@@ -124,15 +124,11 @@ pub struct VerifyOptions {
 }
 
 /// Every chunk every recipe names is in the repository; with `deep`, each also decrypts,
-/// decompresses and hashes to its name, and each recipe's signature holds. Exit 3 naming the
-/// backups that cannot be read back.
+/// decompresses and hashes to its name, and each recipe's signature and each list's name hold.
+/// Exit 3 naming the backups that cannot be read back.
 pub fn verify(o: &VerifyOptions) -> Result<()> {
     let repo = Repo::open(&o.repo, &o.s3)?;
     let c = store::config(&repo, &o.repo)?;
-    let stored: HashSet<String> = store::stored_chunks(&repo)?
-        .into_iter()
-        .map(|(id, _, _)| id)
-        .collect();
     let all = backups(&repo)?;
     let deep = match o.deep {
         false => None,
@@ -142,9 +138,17 @@ pub fn verify(o: &VerifyOptions) -> Result<()> {
             Some((identities, key))
         }
     };
-    // Each chunk's verdict once, however many backups name it.
-    let mut verdict: BTreeMap<String, Option<String>> = BTreeMap::new();
-    let mut bad = Vec::new();
+    let mut check = Check {
+        repo: &repo,
+        deep: deep.as_ref(),
+        objects: ids(&repo, "chunks/")?,
+        packs: ids(&repo, "packs/")?,
+        verdict: BTreeMap::new(),
+        lists: BTreeMap::new(),
+        in_packs: BTreeMap::new(),
+    };
+    // Per backup: its problems, and the packs whose chunks it needs (checked whole below).
+    let mut found: Vec<(Vec<String>, HashSet<String>)> = Vec::new();
     for b in &all {
         let mut problems = Vec::new();
         if let Some((_, key)) = &deep {
@@ -153,30 +157,27 @@ pub fn verify(o: &VerifyOptions) -> Result<()> {
                 problems.push(format!("{e:#}"));
             }
         }
+        let mut packs = HashSet::new();
         for p in &b.recipe.pieces {
-            let Entry::Chunk { id, bytes } = p else {
-                continue;
-            };
-            let v = verdict.entry(id.clone()).or_insert_with(|| {
-                if !stored.contains(id) {
-                    return Some(format!("chunk {id} is missing"));
-                }
-                let (identities, key) = deep.as_ref()?;
-                let data = store::read_all(&repo, &store::chunk_key(id));
-                data.and_then(|d| super::decode(&d, identities, key, id, *bytes))
-                    .err()
-                    .map(|e| format!("{e:#}"))
-            });
-            if let Some(v) = v {
-                problems.push(v.clone());
+            match p {
+                Entry::Inline { .. } => {}
+                Entry::Chunk { id, bytes } => problems.extend(check.object(id, *bytes)),
+                Entry::List { list, .. } => problems.extend(check.list(list, &mut packs)),
             }
         }
+        found.push((problems, packs));
+    }
+    let bad_packs = check.packs_deeply()?;
+    let mut bad = Vec::new();
+    for (b, (mut problems, packs)) in all.iter().zip(found) {
+        problems.extend(packs.iter().filter_map(|p| bad_packs.get(p).cloned()));
         if !problems.is_empty() {
+            problems.sort();
             problems.dedup();
             bad.push(format!("{}: {}", store::label(&b.at), problems.join("; ")));
         }
     }
-    let checked = verdict.len();
+    let checked = check.verdict.len() + check.in_packs.values().map(|c| c.len()).sum::<usize>();
     if !bad.is_empty() {
         return Err(bad_input(format!(
             "{} of {} backups cannot be read back: {}",
@@ -192,4 +193,105 @@ pub fn verify(o: &VerifyOptions) -> Result<()> {
         if o.deep { " read back and checked" } else { "" }
     );
     Ok(())
+}
+
+fn ids(repo: &Repo, dir: &str) -> Result<HashSet<String>> {
+    Ok(store::stored(repo, dir)?
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect())
+}
+
+/// What `verify` has found so far, each object judged once however many backups name it.
+struct Check<'a> {
+    repo: &'a Repo,
+    deep: Option<&'a (Vec<super::Identity>, store::Key)>,
+    /// Version 1 chunk objects stored, and packs stored.
+    objects: HashSet<String>,
+    packs: HashSet<String>,
+    /// Version 1 chunks: a problem or none.
+    verdict: BTreeMap<String, Option<String>>,
+    /// Lists: their chunks, or a problem.
+    lists: BTreeMap<String, std::result::Result<List, String>>,
+    /// For `deep`: per pack, the chunks in it that some list names (id, bytes, at, len).
+    in_packs: BTreeMap<String, BTreeMap<String, (u64, u64, u64)>>,
+}
+
+impl Check<'_> {
+    fn object(&mut self, id: &str, bytes: u64) -> Option<String> {
+        let (repo, deep, objects) = (self.repo, self.deep, &self.objects);
+        self.verdict
+            .entry(id.to_string())
+            .or_insert_with(|| {
+                if !objects.contains(id) {
+                    return Some(format!("chunk {id} is missing"));
+                }
+                let (identities, key) = deep?;
+                let data = store::read_all(repo, &store::chunk_key(id));
+                data.and_then(|d| super::decode(&d, identities, key, id, bytes))
+                    .err()
+                    .map(|e| format!("{e:#}"))
+            })
+            .clone()
+    }
+
+    /// A list's problems: it is missing or damaged, or names a pack that is gone. The packs it
+    /// names go into `packs`.
+    fn list(&mut self, id: &str, packs: &mut HashSet<String>) -> Vec<String> {
+        let (repo, deep) = (self.repo, self.deep);
+        let list = self.lists.entry(id.to_string()).or_insert_with(|| {
+            let read = match deep {
+                Some((_, key)) => store::read_list(repo, key, id),
+                None => store::read_all(repo, &store::list_key(id))
+                    .and_then(|j| List::parse(&j, &store::list_key(id))),
+            };
+            read.map_err(|e| format!("{e:#}"))
+        });
+        let list = match list {
+            Ok(l) => l.clone(),
+            Err(e) => return vec![e.clone()],
+        };
+        let mut problems = Vec::new();
+        for (c, loc) in list.located() {
+            if !self.packs.contains(&loc.pack) {
+                problems.push(format!("pack {} is missing", loc.pack));
+                continue;
+            }
+            packs.insert(loc.pack.clone());
+            if deep.is_some() {
+                let named = self.in_packs.entry(loc.pack).or_default();
+                named.insert(c.id.clone(), (c.bytes, loc.at, loc.len));
+            }
+        }
+        problems
+    }
+
+    /// With `deep`: each pack read whole once, and each chunk named in it decompressed and
+    /// checked. The packs that failed, with why.
+    fn packs_deeply(&self) -> Result<BTreeMap<String, String>> {
+        let mut bad = BTreeMap::new();
+        let Some((identities, key)) = self.deep else {
+            return Ok(bad);
+        };
+        for (pack, chunks) in &self.in_packs {
+            let at = store::pack_key(pack);
+            let checked = store::read_all(self.repo, &at).and_then(|sealed| {
+                let plain = crate::stream::encrypt::open_in_memory(&sealed, identities)
+                    .map_err(|e| e.context(format!("pack {pack}")))?;
+                for (id, (bytes, at, len)) in chunks {
+                    let frame = plain
+                        .get(*at as usize..(at + len) as usize)
+                        .ok_or_else(|| {
+                            bad_input(format!("pack {pack} is shorter than a list says"))
+                        })?;
+                    super::pack::decompress(frame, key, id, *bytes)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = checked {
+                bad.insert(pack.clone(), format!("{e:#}"));
+            }
+        }
+        Ok(bad)
+    }
 }

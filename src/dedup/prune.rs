@@ -13,7 +13,7 @@ use crate::plumbing::{Output, bad_input, human_bytes};
 use crate::storage::S3Settings;
 use crate::storage::repo::Repo;
 use anyhow::Result;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 
 struct Listed {
@@ -69,26 +69,25 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
                 b.recipe.time,
                 why.join(", ")
             )?;
-            named.extend(b.recipe.pieces.iter().filter_map(|p| match p {
-                Entry::Chunk { id, .. } => Some(id.clone()),
-                Entry::Inline { .. } => None,
-            }));
-        }
-    }
-    let chunks = store::stored_chunks(&repo)?;
-    let (mut unnamed, mut freed) = (Vec::new(), 0u64);
-    for (id, key, size) in &chunks {
-        if !named.contains(id) {
-            unnamed.push(key.clone());
-            freed += size;
+            for p in &b.recipe.pieces {
+                match p {
+                    Entry::Chunk { id, .. } => named.insert(format!("chunks/{id}")),
+                    Entry::List { list, .. } => named.insert(format!("lists/{list}")),
+                    Entry::Inline { .. } => false,
+                };
+            }
         }
     }
     out.finish()?;
+    let unnamed = Unnamed::find(&repo, url, s3, &named)?;
     if !o.dry_run {
-        // Before anything goes: every push's cached chunk list is stale from here on.
+        // Before anything goes: every push's cached index is stale from here on. Then recipes,
+        // lists, packs: a prune cut short leaves objects nothing names, never a name of one
+        // that is gone.
         super::index::bump(&repo)?;
         repo.remove(&gone)?;
-        repo.remove(&unnamed)?;
+        repo.remove(&unnamed.lists)?;
+        repo.remove(&unnamed.objects)?;
     }
     if !o.quiet {
         let (done, frees) = match o.dry_run {
@@ -96,14 +95,96 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
             false => ("removed", "freed"),
         };
         eprintln!(
-            "{}: {kept} backups kept, {removed} {done}; {} of {} chunks {done}, {} {frees}",
+            "{}: {kept} backups kept, {removed} {done}; {} of {} {} {done}, {} {frees}{}",
             crate::plumbing::program(),
-            unnamed.len(),
-            chunks.len(),
-            human_bytes(freed),
+            unnamed.objects.len(),
+            unnamed.of,
+            unnamed.what,
+            human_bytes(unnamed.freed),
+            match unnamed.partial {
+                (0, _) => String::new(),
+                (n, b) => format!(
+                    "; {n} packs kept for some of their chunks hold about {} that no backup kept needs",
+                    human_bytes(b)
+                ),
+            }
         );
     }
     Ok(())
+}
+
+/// What no kept recipe names: version 1 chunk objects, or packs and lists.
+struct Unnamed {
+    lists: Vec<String>,
+    /// Chunk objects or packs.
+    objects: Vec<String>,
+    what: &'static str,
+    of: usize,
+    freed: u64,
+    /// Packs kept with chunks no kept list names: how many, and those chunks' stored bytes.
+    partial: (usize, u64),
+}
+
+impl Unnamed {
+    /// `named` holds `chunks/ID` and `lists/ID` of what the kept recipes name.
+    fn find(repo: &Repo, url: &str, s3: &S3Settings, named: &HashSet<String>) -> Result<Unnamed> {
+        let chunks = store::stored(repo, "chunks/")?;
+        if !chunks.is_empty() {
+            let gone: Vec<_> = chunks
+                .iter()
+                .filter(|(id, _, _)| !named.contains(&format!("chunks/{id}")))
+                .collect();
+            return Ok(Unnamed {
+                lists: Vec::new(),
+                objects: gone.iter().map(|(_, k, _)| k.clone()).collect(),
+                what: "chunks",
+                of: chunks.len(),
+                freed: gone.iter().map(|(_, _, n)| n).sum(),
+                partial: (0, 0),
+            });
+        }
+        let (mut lists, mut freed) = (Vec::new(), 0);
+        // Per kept pack, the stored bytes of the chunks that kept lists name (each once).
+        let mut used: HashMap<String, HashMap<String, u64>> = HashMap::new();
+        for (id, list) in super::index::read_lists(repo, url, s3)? {
+            if !named.contains(&format!("lists/{id}")) {
+                lists.push(store::list_key(&id));
+                continue;
+            }
+            for (c, loc) in list.located() {
+                used.entry(loc.pack)
+                    .or_default()
+                    .insert(c.id.clone(), loc.len);
+            }
+        }
+        let packs = store::stored(repo, "packs/")?;
+        let (mut objects, mut partial) = (Vec::new(), (0, 0));
+        for (id, key, size) in &packs {
+            match used.get(id) {
+                None => {
+                    objects.push(key.clone());
+                    freed += size;
+                }
+                Some(chunks) => {
+                    let needed: u64 = chunks.values().sum();
+                    // The age header and tags: about 250 bytes and 16 per 64 KiB.
+                    let overhead = 256 + size / (64 << 10) * 16;
+                    if needed + overhead < *size {
+                        partial.0 += 1;
+                        partial.1 += size - needed - overhead;
+                    }
+                }
+            }
+        }
+        Ok(Unnamed {
+            lists,
+            objects,
+            what: "packs",
+            of: packs.len(),
+            freed,
+            partial,
+        })
+    }
 }
 
 /// Every recipe with its time: a recipe that does not parse stops the prune, since the chunks

@@ -4,9 +4,18 @@
 //! REPO/config.json                      format, id, chunk sizes, a check value of the key
 //! REPO/keys/id.age                      the key, age-encrypted to the first push's recipients
 //! REPO/keys/identity.age                a passphrase repository's identity (see access.rs)
-//! REPO/chunks/3f/3f9a...                a chunk: age(zstd(bytes)), named by its keyed hash
+//! REPO/packs/3f/3f9a...                 a pack: age(zstd(chunk) zstd(chunk) ...), random name
+//! REPO/lists/c1/c1d0...                 a list: where a run of chunks is, named by its keyed hash
 //! REPO/backups/NAME/STAMP.json          a recipe: the pieces of one backup, in order
+//! REPO/chunks/3f/3f9a...                version 1 only: a chunk, age(zstd(bytes)), by its hash
 //! ```
+//!
+//! Version 2 cuts chunks of about 64 KiB and keeps them many to a pack, where version 1 kept
+//! chunks of about 512 KiB one to an object: smaller chunks store less of what did not change
+//! around what did (docs/BENCHMARKS.md measures both), and packs keep the objects few (a PUT per
+//! 64 KiB would make a full push slow and, on S3, costly). A recipe names lists rather than
+//! chunks, so that what two days share of their chunk lists is stored once too: a day's recipe
+//! is a few kilobytes, where naming 10,000 chunks would cost most of what the day adds.
 //!
 //! The key names chunks by a keyed BLAKE3 of their bytes, as restic and borg key their ids, so
 //! that names say nothing about the data to whoever can list the repository (an unkeyed hash
@@ -25,6 +34,9 @@ use std::io::Read;
 pub const CONFIG: &str = "config.json";
 pub const KEY: &str = "keys/id.age";
 pub const FORMAT: &str = "weir-dedup";
+/// The version new repositories get; version 1 repositories are read (cat, ls, verify, prune)
+/// but not pushed to, since their chunks were cut at other sizes.
+pub const VERSION: u32 = 2;
 
 /// Environment variable holding the key itself (else `--key-file`).
 pub const ENV_KEY: &str = "WEIR_DEDUP_KEY";
@@ -54,7 +66,7 @@ pub struct ChunkerParams {
 }
 
 impl ChunkerParams {
-    fn current() -> ChunkerParams {
+    pub fn current() -> ChunkerParams {
         ChunkerParams {
             kind: "fastcdc-2020, tar members apart".into(),
             min: chunker::MIN,
@@ -151,7 +163,7 @@ pub fn open_or_create(
         .context("writing the repository's key")?;
     let c = Config {
         format: FORMAT.into(),
-        version: 1,
+        version: VERSION,
         id: random_hex(16),
         created: crate::plumbing::rfc3339(std::time::SystemTime::now()),
         chunker: ChunkerParams::current(),
@@ -173,13 +185,13 @@ pub fn read_config(repo: &Repo) -> Result<Option<Config>> {
     };
     let c: Config = serde_json::from_slice(&stored.bytes()?)
         .map_err(|e| bad_input(format!("{CONFIG} is not a weir-dedup config: {e}")))?;
-    if c.format != FORMAT || c.version != 1 {
+    if c.format != FORMAT || !(1..=VERSION).contains(&c.version) {
         return Err(bad_input(format!(
             "{CONFIG} is {} version {}, which this weir does not read",
             c.format, c.version
         )));
     }
-    if c.chunker != ChunkerParams::current() {
+    if c.version == VERSION && c.chunker != ChunkerParams::current() {
         // Other sizes would still restore; pushing with these would deduplicate badly.
         eprintln!(
             "{}: the repository's chunks were cut with other sizes ({:?})",
@@ -233,9 +245,114 @@ pub fn read_key(repo: &Repo, c: &Config, identities: &[super::Identity]) -> Resu
     Ok(key)
 }
 
-/// Where a chunk is stored.
+/// Where a version 1 chunk is stored.
 pub fn chunk_key(id: &str) -> String {
     format!("chunks/{}/{id}", &id[..2])
+}
+
+/// Where a pack is stored.
+pub fn pack_key(id: &str) -> String {
+    format!("packs/{}/{id}", &id[..2])
+}
+
+/// Where a list is stored.
+pub fn list_key(id: &str) -> String {
+    format!("lists/{}/{id}", &id[..2])
+}
+
+/// Whether `s` is an object id: 64 hex digits (a keyed hash, or a pack's random name).
+pub fn is_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A run of a backup's chunks and where each is: its pack (an index into `packs`), the offset
+/// of its zstd frame in the pack's plaintext and the frame's length. Stored as JSON, named by
+/// the keyed hash of those bytes, and not encrypted: it holds names and sizes, as a recipe does.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
+pub struct List {
+    pub packs: Vec<String>,
+    pub chunks: Vec<Listed>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Listed {
+    pub id: String,
+    pub bytes: u64,
+    pub pack: usize,
+    pub at: u64,
+    pub len: u64,
+}
+
+/// Where a chunk of a version 2 repository is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Loc {
+    pub pack: String,
+    pub at: u64,
+    pub len: u64,
+}
+
+impl List {
+    /// The list of `chunks` (id, length, location), in order, and its JSON.
+    pub fn of(chunks: &[(String, u64, Loc)]) -> (List, Vec<u8>) {
+        let mut l = List::default();
+        for (id, bytes, loc) in chunks {
+            let pack = match l.packs.iter().position(|p| *p == loc.pack) {
+                Some(i) => i,
+                None => {
+                    l.packs.push(loc.pack.clone());
+                    l.packs.len() - 1
+                }
+            };
+            l.chunks.push(Listed {
+                id: id.clone(),
+                bytes: *bytes,
+                pack,
+                at: loc.at,
+                len: loc.len,
+            });
+        }
+        let json = serde_json::to_vec(&l).expect("a list serializes");
+        (l, json)
+    }
+
+    /// A list read back, without the key (prune and the index need no secret): it must parse
+    /// and name packs that it has.
+    pub fn parse(json: &[u8], what: &str) -> Result<List> {
+        let l: List = serde_json::from_slice(json)
+            .map_err(|e| bad_input(format!("{what} is not a weir-dedup list: {e}")))?;
+        if l.chunks
+            .iter()
+            .any(|c| c.pack >= l.packs.len() || !is_id(&c.id))
+            || !l.packs.iter().all(|p| is_id(p))
+        {
+            return Err(bad_input(format!("{what} names a pack it does not list")));
+        }
+        Ok(l)
+    }
+
+    /// Each chunk with its location.
+    pub fn located(&self) -> impl Iterator<Item = (&Listed, Loc)> {
+        self.chunks.iter().map(|c| {
+            let loc = Loc {
+                pack: self.packs[c.pack].clone(),
+                at: c.at,
+                len: c.len,
+            };
+            (c, loc)
+        })
+    }
+}
+
+/// A list read from the repository and checked against its name.
+pub fn read_list(repo: &Repo, key: &Key, id: &str) -> Result<List> {
+    let at = list_key(id);
+    let json = read_all(repo, &at)?;
+    if key.chunk_id(&json) != id {
+        return Err(bad_input(format!(
+            "{at} is damaged: its bytes do not hash to its name"
+        )));
+    }
+    List::parse(&json, &at)
 }
 
 /// One backup: the pieces of its stream in order, and what the catalog shows.
@@ -271,10 +388,12 @@ pub struct ArchiveSummary {
     pub masked: bool,
 }
 
-/// A chunk by its id and length, or bytes kept inline (base64).
+/// A list of chunks by its id and the bytes its chunks hold (version 2), a chunk by its id and
+/// length (version 1), or bytes kept inline (base64).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(untagged)]
 pub enum Entry {
+    List { list: String, bytes: u64 },
     Chunk { id: String, bytes: u64 },
     Inline { inline: String },
 }
@@ -331,17 +450,16 @@ pub fn label(at: &str) -> String {
     rest.replacen('/', "@", 1)
 }
 
-/// The chunks the repository holds: (id, key, stored size), in key order. Only names that
-/// are chunk ids count (a temporary file left by a crash is not one).
-pub fn stored_chunks(repo: &Repo) -> Result<Vec<(String, String, u64)>> {
+/// The objects under `dir` (`chunks/`, `packs/`, `lists/`): (id, key, stored size), in key
+/// order. Only names that are ids count (a temporary file left by a crash is not one).
+pub fn stored(repo: &Repo, dir: &str) -> Result<Vec<(String, String, u64)>> {
     Ok(repo
-        .list("chunks/")
-        .context("listing the repository's chunks")?
+        .list(dir)
+        .with_context(|| format!("listing the repository's {dir}"))?
         .into_iter()
         .filter_map(|(key, size)| {
             let id = key.rsplit('/').next()?;
-            let is_id = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
-            is_id.then(|| (id.to_string(), key.clone(), size))
+            is_id(id).then(|| (id.to_string(), key.clone(), size))
         })
         .collect())
 }
@@ -406,4 +524,37 @@ pub fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     crate::plumbing::random_bytes(&mut b);
     hex::encode(b)
+}
+
+/// `f` applied to each of `items` on up to `threads` threads, each with its own handle on the
+/// repository (on S3 each object is a request, and a handle serves one at a time); the
+/// results in `items`' order.
+pub fn on_threads<T: Sync, R: Send>(
+    url: &str,
+    s3: &crate::storage::S3Settings,
+    threads: usize,
+    items: &[T],
+    f: impl Fn(&Repo, &T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let per = items.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| {
+        let parts: Vec<_> = items
+            .chunks(per)
+            .map(|part| {
+                let f = &f;
+                s.spawn(move || -> Result<Vec<R>> {
+                    let repo = Repo::open(url, s3)?;
+                    part.iter().map(|item| f(&repo, item)).collect()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(items.len());
+        for p in parts {
+            all.extend(
+                p.join()
+                    .map_err(|_| anyhow!("a repository reader panicked"))??,
+            );
+        }
+        Ok(all)
+    })
 }

@@ -145,6 +145,58 @@ impl Repo {
         }
     }
 
+    /// Bytes `at..at + len` of the object at `key`, fewer where the object ends before, or
+    /// `None` when there is no such object.
+    pub fn read_range(&self, key: &str, at: u64, len: usize) -> Result<Option<Vec<u8>>> {
+        Ok(Some(match self {
+            Repo::Dir(root) => {
+                let path = root.join(key);
+                let file = match File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+                };
+                let mut buf = vec![0; len];
+                let n = crate::plumbing::read_full_at(&file, &mut buf, at)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                buf.truncate(n);
+                buf
+            }
+            Repo::S3 {
+                rt,
+                client,
+                bucket,
+                prefix,
+            } => {
+                if len == 0 {
+                    return Ok(Some(Vec::new()));
+                }
+                let k = Self::s3_key(prefix, key);
+                let asked = client
+                    .get_object()
+                    .bucket(bucket.as_str())
+                    .key(&k)
+                    .range(format!("bytes={at}-{}", at + len as u64 - 1));
+                let got = rt.block_on(async {
+                    let out = match asked.send().await {
+                        Ok(o) => o,
+                        Err(e) if not_found(&e) => return Ok(None),
+                        Err(e) => return Err(failure(&format!("s3://{bucket}/{k}"), e)),
+                    };
+                    let data =
+                        out.body.collect().await.map_err(|e| {
+                            anyhow!("s3://{bucket}/{k}: reading bytes from {at}: {e}")
+                        })?;
+                    Ok(Some(data.into_bytes().to_vec()))
+                })?;
+                match got {
+                    Some(b) => b,
+                    None => return Ok(None),
+                }
+            }
+        }))
+    }
+
     /// Two objects at once: on S3 both GETs are in flight together (fetch needs the cluster
     /// record and the file, and recovery waits for every file).
     pub fn read_two(&self, a: &str, b: &str) -> Result<(Option<Stored>, Option<Stored>)> {

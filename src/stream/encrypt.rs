@@ -462,14 +462,26 @@ impl age::Identity for KeyCapture<&dyn age::Identity> {
 /// (about twice the crate's speed). For weir-dedup's chunks. A damaged file is bad input; an
 /// identity that opens none of its stanzas is a failure.
 pub fn open_in_memory(sealed: &[u8], identities: &[Box<dyn age::Identity>]) -> Result<Vec<u8>> {
-    let mut r = sealed;
+    let (key, payload) = open_head(sealed, identities)?;
+    crate::stream::age_stream::decrypt_in_memory(&key, &sealed[payload..]).map_err(|m| {
+        bad_input(format!(
+            "the ciphertext is truncated or was tampered with: {m}"
+        ))
+    })
+}
+
+/// Opens the header at the start of `head` (a binary age file, or its first bytes through
+/// the payload nonce) with `identities`: the payload key, and where the payload's first chunk
+/// starts. For reading part of a file by range (weir-dedup's packs).
+pub fn open_head(head: &[u8], identities: &[Box<dyn age::Identity>]) -> Result<([u8; 32], usize)> {
+    let mut r = head;
     let header = read_checked_header(&mut r)?;
     if r.len() < 16 {
         return Err(bad_input("the age file ends before its payload"));
     }
-    let (nonce, payload) = r.split_at(16);
-    let head = [&header[..], nonce].concat();
-    let dec = age::Decryptor::new_buffered(std::io::Cursor::new(head)).map_err(explain)?;
+    let nonce = &r[..16];
+    let both = [&header[..], nonce].concat();
+    let dec = age::Decryptor::new_buffered(std::io::Cursor::new(both)).map_err(explain)?;
     let ids: Vec<KeyCapture<&dyn age::Identity>> = identities
         .iter()
         .map(|i| KeyCapture::new(i.as_ref()))
@@ -484,11 +496,7 @@ pub fn open_in_memory(sealed: &[u8], identities: &[Box<dyn age::Identity>]) -> R
         .find_map(KeyCapture::key)
         .ok_or_else(|| anyhow!("internal: the file key was not seen"))?;
     let key = crate::stream::age_stream::payload_key(&file_key, nonce);
-    crate::stream::age_stream::decrypt_in_memory(&key, payload).map_err(|m| {
-        bad_input(format!(
-            "the ciphertext is truncated or was tampered with: {m}"
-        ))
-    })
+    Ok((key, header.len() + 16))
 }
 
 /// Whitespace before an armored file is allowed (age's armor rules, and the CCTV vector

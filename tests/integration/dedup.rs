@@ -79,6 +79,13 @@ fn data_entries(archive: &[u8]) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// The packs and lists of the repository: what its backups' data costs.
+fn stored_objects(r: &Repo) -> Vec<PathBuf> {
+    let mut all = files_under(&r.path().join("packs"));
+    all.extend(files_under(&r.path().join("lists")));
+    all
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
@@ -132,12 +139,12 @@ fn unchanged_rows_are_stored_once_and_every_backup_comes_back_whole() {
     let listed = r.listed(&url);
     assert_eq!(listed.len(), 3);
     let size = |i: usize, f: &str| listed[i][f].as_u64().unwrap();
-    let stored: u64 = files_under(&r.path().join("chunks"))
+    let stored: u64 = stored_objects(&r)
         .iter()
         .map(|p| p.metadata().unwrap().len())
         .sum();
     eprintln!(
-        "archive {} B; added: {} B, {} B, {} B; chunks stored {stored} B",
+        "archive {} B; added: {} B, {} B, {} B; packs and lists stored {stored} B",
         size(0, "bytes"),
         size(0, "added_bytes"),
         size(1, "added_bytes"),
@@ -251,10 +258,26 @@ fn damage_and_wrong_keys_are_refused_with_their_exit_codes() {
         stderr(&foreign)
     );
 
-    // The biggest chunk: flipped, then gone.
-    let mut chunks = files_under(&r.path().join("chunks"));
-    chunks.sort_by_key(|p| std::cmp::Reverse(p.metadata().unwrap().len()));
-    let victim = &chunks[0];
+    // A list: one byte of it changed, then put back.
+    let lists = files_under(&r.path().join("lists"));
+    let list = std::fs::read(&lists[0]).unwrap();
+    let changed = String::from_utf8(list.clone())
+        .unwrap()
+        .replacen("\"at\":", "\"at\":1", 1);
+    std::fs::write(&lists[0], changed).unwrap();
+    let damaged = r.cat(&url, "app");
+    assert_eq!(code(&damaged), Some(3), "{}", stderr(&damaged));
+    assert!(
+        stderr(&damaged).contains("is damaged"),
+        "{}",
+        stderr(&damaged)
+    );
+    std::fs::write(&lists[0], list).unwrap();
+
+    // The biggest pack: flipped, then gone.
+    let mut packs = files_under(&r.path().join("packs"));
+    packs.sort_by_key(|p| std::cmp::Reverse(p.metadata().unwrap().len()));
+    let victim = &packs[0];
     let mut bytes = std::fs::read(victim).unwrap();
     let at = bytes.len() - 100;
     bytes[at] ^= 1;
@@ -483,6 +506,7 @@ fn by_hand(r: &Repo, archive: &[u8], backup: &str) {
     let recipe = recipe.as_str();
     let (name, stamp) = backup.split_once('@').unwrap();
     let out = r.dir.path().join("rebuilt.weir");
+    let scratch = r.dir.path().join("opened-packs");
     let has_b3sum = tool("sh", &["-c", "command -v b3sum"], b"")
         .status
         .success();
@@ -496,6 +520,11 @@ fn by_hand(r: &Repo, archive: &[u8], backup: &str) {
             &format!("backups/{name}/{stamp}.json"),
         )
         .replace("repo/", &format!("{}/", r.path().display()))
+        .replace("mkdir -p packs", &format!("mkdir -p {}", scratch.display()))
+        .replace(
+            "\"packs/$pack\"",
+            &format!("\"{}/$pack\"", scratch.display()),
+        )
         .replace("key.txt", &r.identity)
         .replace("prod.weir", &out.display().to_string());
     let printed = tool("bash", &["-c", &format!("set -eo pipefail\n{script}")], b"");
@@ -530,7 +559,7 @@ fn prune_keeps_what_the_policy_keeps_and_never_runs_beside_a_push() {
         last = extract("dd_prune", &[]);
         run_ok(r.push(&url, "app", &last), "push");
     }
-    let chunk_files = || files_under(&r.path().join("chunks")).len();
+    let chunk_files = || stored_objects(&r).len();
     let before = chunk_files();
     let prune = |args: &[&str]| {
         let mut a = vec![url.as_str(), "--keep-last", "1"];
@@ -685,4 +714,77 @@ fn two_pushes_at_once_both_land_whole() {
     assert!(run_ok(r.cat(&url, "two"), "cat two") == b);
     let verified = stage("weir-dedup", &["verify", &url], b"", &[]);
     assert!(verified.status.success(), "{}", stderr(&verified));
+}
+
+/// The lines a version 1 fixture stream holds: `seq 1 N | awk '{print $1, ($1*$1) % 9973}'`.
+fn v1_stream(n: u64) -> Vec<u8> {
+    (1..=n)
+        .flat_map(|i| format!("{i} {}\n", i * i % 9973).into_bytes())
+        .collect()
+}
+
+/// A repository made by weir before version 2 (tests/fixtures/dedup-v1: two pushes by the
+/// version 1 weir-dedup, of `v1_stream(60000)` and `v1_stream(70000)`, sharing a chunk): both
+/// backups read back byte for byte, verify deeply, and prune; a push into it is refused with
+/// a line that says why (exit 2) and changes nothing.
+#[test]
+fn a_version_1_repository_still_reads_verifies_and_prunes() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dedup-v1");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = tool(
+        "cp",
+        &[
+            "-a",
+            &format!("{}/.", fixture.display()),
+            &dir.path().display().to_string(),
+        ],
+        b"",
+    );
+    assert!(copy.status.success(), "{}", stderr(&copy));
+    let key_txt = std::fs::read_to_string(dir.path().join("key.txt")).unwrap();
+    let recipient = key_txt
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_string();
+    let r = Repo {
+        identity: dir.path().join("key.txt").display().to_string(),
+        recipient,
+        key: dir.path().join("dedup.key").display().to_string(),
+        dir,
+    };
+    let url = r.url();
+    let listed = r.listed(&url);
+    assert_eq!(listed.len(), 2);
+    for (i, n) in [60000, 70000].into_iter().enumerate() {
+        let which = listed[i]["backup"].as_str().unwrap();
+        let back = run_ok(r.cat(&url, which), "cat a version 1 backup");
+        assert!(back == v1_stream(n), "{which} came back different");
+    }
+    let deep = ["verify", "--deep", "-i", &r.identity, &url];
+    run_ok(stage("weir-dedup", &deep, b"", &[]), "verify --deep");
+
+    let chunks = files_under(&r.path().join("chunks")).len();
+    let refused = r.push(&url, "app", &v1_stream(10));
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("version 1 repository"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(r.listed(&url).len(), 2);
+    assert!(
+        !r.path().join("packs").exists(),
+        "the refused push stored a pack"
+    );
+
+    let pruned = stage("weir-prune", &[url.as_str(), "--keep-last", "1"], b"", &[]);
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    assert!(files_under(&r.path().join("chunks")).len() < chunks);
+    let back = run_ok(r.cat(&url, "app"), "cat after prune");
+    assert!(back == v1_stream(70000));
+    run_ok(
+        stage("weir-dedup", &deep, b"", &[]),
+        "verify --deep after prune",
+    );
 }

@@ -1,0 +1,230 @@
+//! Packs: many chunks to one stored object, as restic packs its blobs. A pack is one age file
+//! whose plaintext is its chunks' zstd frames one after another; a list says where each chunk's
+//! frame starts and how long it is. By hand, `age -d` opens a pack and `dd` cuts a frame out of it
+//! for `zstd -d`.
+//!
+//! One X25519 a pack rather than one a chunk (a 700 MB archive is about 10,000 chunks of
+//! 64 KiB), and one object. A reader fetches only the part of a pack it needs: age's payload
+//! is 64 KiB chunks each authenticated on its own (age-encryption.org/v1, "Payload"), so the
+//! chunks of the payload that hold a range are read and opened alone, as
+//! [`crate::stream::ranged`] does for a whole stream.
+
+use super::store::{self, Key, Loc};
+use super::{Identity, Recipient};
+use crate::plumbing::bad_input;
+use crate::storage::repo::Repo;
+use crate::stream::age_stream::{CHUNK, TAG, open_chunk};
+use anyhow::{Context, Result};
+use std::collections::HashMap;
+
+/// A pack is stored once its frames reach 8 MiB: big enough that a full backup is a few
+/// dozen objects, small enough that `jobs` of them in memory at once cost little.
+pub const TARGET: usize = 8 << 20;
+
+/// A pack being filled by one push worker.
+pub struct Packer {
+    id: String,
+    plain: Vec<u8>,
+    chunks: Vec<(String, Loc)>,
+}
+
+impl Default for Packer {
+    fn default() -> Self {
+        Packer::new()
+    }
+}
+
+impl Packer {
+    pub fn new() -> Packer {
+        Packer {
+            id: store::random_hex(32),
+            plain: Vec::with_capacity(TARGET + (1 << 20)),
+            chunks: Vec::new(),
+        }
+    }
+
+    /// Appends a chunk's zstd frame.
+    pub fn add(&mut self, id: String, frame: &[u8]) {
+        let loc = Loc {
+            pack: self.id.clone(),
+            at: self.plain.len() as u64,
+            len: frame.len() as u64,
+        };
+        self.plain.extend_from_slice(frame);
+        self.chunks.push((id, loc));
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.plain.len() >= TARGET
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Seals the pack and stores it (durable when this returns); then its chunks, with their
+    /// locations, and the bytes stored. The packer starts a new pack.
+    pub fn store(
+        &mut self,
+        repo: &Repo,
+        recipients: &[Recipient],
+    ) -> Result<(Vec<(String, Loc)>, u64)> {
+        let full = std::mem::take(self);
+        let sealed = crate::stream::encrypt::seal_in_memory(&full.plain, recipients)?;
+        let at = store::pack_key(&full.id);
+        repo.put(&at, &sealed)
+            .with_context(|| format!("storing {at}"))?;
+        Ok((full.chunks, sealed.len() as u64))
+    }
+}
+
+/// zstd level for chunks: zstd's default, as weir-compress's.
+const LEVEL: i32 = 3;
+
+/// A chunk's frame: zstd, with its checksum.
+pub fn compress(z: &mut zstd::bulk::Compressor, chunk: &[u8]) -> Result<Vec<u8>> {
+    Ok(z.compress(chunk)?)
+}
+
+pub fn compressor() -> Result<zstd::bulk::Compressor<'static>> {
+    let mut z = zstd::bulk::Compressor::new(LEVEL)?;
+    z.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+    Ok(z)
+}
+
+/// A chunk's frame back to its bytes, checked: its length and its keyed hash must be what the
+/// list names it by.
+pub fn decompress(frame: &[u8], key: &Key, id: &str, bytes: u64) -> Result<Vec<u8>> {
+    let damaged = |why: String| bad_input(format!("chunk {id} is damaged: {why}"));
+    let data =
+        zstd::bulk::decompress(frame, bytes as usize).map_err(|e| damaged(format!("zstd: {e}")))?;
+    if data.len() as u64 != bytes || key.chunk_id(&data) != id {
+        return Err(damaged("its bytes do not hash to its name".into()));
+    }
+    Ok(data)
+}
+
+/// Reads ranges of packs' plaintexts, each pack's header opened once.
+pub struct Reader<'a> {
+    repo: &'a Repo,
+    identities: &'a [Identity],
+    /// Per pack: its payload key and where its payload starts.
+    heads: HashMap<String, ([u8; 32], u64)>,
+}
+
+/// An age header with one X25519 stanza is about 200 bytes; this much holds a dozen.
+const HEAD: usize = 4 << 10;
+const SEALED: u64 = (CHUNK + TAG) as u64;
+
+impl<'a> Reader<'a> {
+    pub fn new(repo: &'a Repo, identities: &'a [Identity]) -> Reader<'a> {
+        Reader {
+            repo,
+            identities,
+            heads: HashMap::new(),
+        }
+    }
+
+    fn head(&mut self, pack: &str) -> Result<([u8; 32], u64)> {
+        if let Some(h) = self.heads.get(pack) {
+            return Ok(*h);
+        }
+        let at = store::pack_key(pack);
+        let mut got = self.range(&at, 0, HEAD)?;
+        if !got.windows(5).any(|w| w == b"\n--- ") && got.len() == HEAD {
+            // Many recipients: read the whole header.
+            got = self.range(&at, 0, 1 << 20)?;
+        }
+        let (key, payload) = crate::stream::encrypt::open_head(&got, self.identities)
+            .map_err(|e| e.context(format!("pack {pack}")))?;
+        if self.heads.len() >= 256 {
+            self.heads.clear();
+        }
+        self.heads.insert(pack.to_string(), (key, payload as u64));
+        Ok((key, payload as u64))
+    }
+
+    /// Up to `len` bytes from `at` of the object; missing is bad input naming it.
+    fn range(&self, key: &str, at: u64, len: usize) -> Result<Vec<u8>> {
+        self.repo
+            .read_range(key, at, len)?
+            .ok_or_else(|| bad_input(format!("{key} is missing from the repository")))
+    }
+
+    /// Bytes `at..at + len` of `pack`'s plaintext. Each age chunk is opened as not the last
+    /// first, then as the last: the flag is authenticated, so only the true one opens it.
+    pub fn read(&mut self, pack: &str, at: u64, len: u64) -> Result<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let (key, payload) = self.head(pack)?;
+        let (first, last) = (at / CHUNK as u64, (at + len - 1) / CHUNK as u64);
+        let want = ((last - first + 1) * SEALED) as usize;
+        let sealed = self.range(&store::pack_key(pack), payload + first * SEALED, want)?;
+        let mut plain = Vec::with_capacity(want);
+        for (i, ct) in (first..).zip(sealed.chunks(SEALED as usize)) {
+            let opened = open_chunk(&key, i, false, ct)
+                .or_else(|| open_chunk(&key, i, true, ct))
+                .ok_or_else(|| {
+                    bad_input(format!(
+                        "pack {pack} is damaged or was tampered with (its chunk {i})"
+                    ))
+                })?;
+            plain.extend_from_slice(&opened);
+        }
+        let skip = (at - first * CHUNK as u64) as usize;
+        if plain.len() < skip + len as usize {
+            return Err(bad_input(format!(
+                "pack {pack} is shorter than a list says ({} bytes from {at} asked)",
+                len
+            )));
+        }
+        plain.truncate(skip + len as usize);
+        Ok(plain.split_off(skip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ranges of a stored pack read back as they went in: inside one age chunk, across chunk
+    /// boundaries, up to the pack's last byte (which the last-chunk flag authenticates), and
+    /// a byte changed in the pack refused.
+    #[test]
+    fn ranges_of_a_pack_read_back_whole_and_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repo::Dir(dir.path().to_path_buf());
+        let id = age::x25519::Identity::generate();
+        let recipients: Vec<Recipient> = vec![Box::new(id.to_public())];
+        let identities: Vec<Identity> = vec![Box::new(id)];
+        let mut p = Packer::new();
+        let frames: Vec<Vec<u8>> = (0..40u32)
+            .map(|i| {
+                (0..(i * 7919 % 70_000 + 1))
+                    .map(|b| (b * 31 + i) as u8)
+                    .collect()
+            })
+            .collect();
+        for (i, f) in frames.iter().enumerate() {
+            p.add(format!("{i:064x}"), f);
+        }
+        let (chunks, _) = p.store(&repo, &recipients).unwrap();
+        let mut r = Reader::new(&repo, &identities);
+        for ((_, loc), f) in chunks.iter().zip(&frames) {
+            assert_eq!(&r.read(&loc.pack, loc.at, loc.len).unwrap(), f);
+        }
+        let (first, last) = (&chunks[0].1, &chunks[chunks.len() - 1].1);
+        let whole = r.read(&first.pack, 0, last.at + last.len).unwrap();
+        assert_eq!(whole, frames.concat());
+
+        let path = dir.path().join(store::pack_key(&first.pack));
+        let mut sealed = std::fs::read(&path).unwrap();
+        let n = sealed.len();
+        sealed[n - 40] ^= 1;
+        std::fs::write(&path, sealed).unwrap();
+        let mut r = Reader::new(&repo, &identities);
+        let err = r.read(&last.pack, last.at, last.len).unwrap_err();
+        assert!(format!("{err:#}").contains("damaged"), "{err:#}");
+    }
+}
