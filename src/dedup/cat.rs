@@ -1,6 +1,6 @@
 //! `weir-dedup cat REPO NAME[@STAMP]`: a backup's stream, byte for byte, on standard output.
 //!
-//! A planner reads the recipe's lists (a few at once) and turns them into reads: each a run of
+//! A planner reads the recipe's lists (a batch of them at a time) and turns them into reads: each a run of
 //! chunks that lie one after another in one pack, read by range in one request. `jobs` workers
 //! fetch, decrypt and decompress those runs, at most `2 x jobs` ahead of the writer, so memory
 //! stays bounded; the writer puts them out in order. Every chunk is checked against its name
@@ -13,7 +13,7 @@
 
 use super::access::Opener;
 use super::pack;
-use super::store::{self, Entry, Key, List, Recipe};
+use super::store::{self, Batch, Entry, Key, List, Recipe};
 use crate::plumbing::{Output, bad_input};
 use crate::storage::S3Settings;
 use crate::storage::repo::Repo;
@@ -21,7 +21,7 @@ use crate::stream::encrypt::EncryptOptions;
 use anyhow::{Context, Result, anyhow};
 use base64::Engine;
 use crossbeam_channel::{Receiver, Sender};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 pub struct CatOptions {
@@ -77,7 +77,6 @@ pub fn cat(o: &CatOptions) -> Result<()> {
         let (key, recipe) = (&key, &recipe);
         s.spawn(move || {
             let mut p = Planner {
-                o,
                 repo,
                 key,
                 jobs: jobs_tx,
@@ -85,6 +84,7 @@ pub fn cat(o: &CatOptions) -> Result<()> {
                 slots: slots_tx,
                 next: 0,
                 run: None,
+                batches: HashMap::new(),
             };
             if let Err(e) = p.plan(recipe) {
                 let _ = steps_tx.send(Step::Failed(e));
@@ -114,7 +114,6 @@ fn open_recipe(o: &CatOptions) -> Result<(Repo, Opener, Key, Recipe)> {
 
 /// Turns the recipe into the writer's steps and the workers' jobs.
 struct Planner<'a> {
-    o: &'a CatOptions,
     repo: Repo,
     key: &'a Key,
     jobs: Sender<(usize, Job)>,
@@ -124,12 +123,14 @@ struct Planner<'a> {
     next: usize,
     /// The run being gathered.
     run: Option<Job>,
+    /// Batches of lists read, by id.
+    batches: HashMap<String, Batch>,
 }
 
 impl Planner<'_> {
     fn plan(&mut self, recipe: &Recipe) -> Result<()> {
         for window in recipe.pieces.chunks(WINDOW) {
-            let mut lists = self.lists(window)?.into_iter();
+            let mut lists = self.lists(recipe, window)?.into_iter();
             for piece in window {
                 match piece {
                     Entry::Inline { inline } => {
@@ -159,24 +160,30 @@ impl Planner<'_> {
         self.flush()
     }
 
-    /// The lists among `window`'s pieces, in order, read on a few threads at once.
-    fn lists(&self, window: &[Entry]) -> Result<Vec<List>> {
-        let ids: Vec<&str> = window
-            .iter()
-            .filter_map(|p| match p {
-                Entry::List { list, .. } => Some(list.as_str()),
-                _ => None,
-            })
-            .collect();
-        if ids.len() <= 1 || matches!(self.repo, Repo::Dir(_)) {
-            return ids
-                .iter()
-                .map(|id| store::read_list(&self.repo, self.key, id))
-                .collect();
+    /// The lists among `window`'s pieces, in order, each checked against its name; their
+    /// batches read once each (a few kept, since consecutive lists mostly share one).
+    fn lists(&mut self, recipe: &Recipe, window: &[Entry]) -> Result<Vec<List>> {
+        let mut out = Vec::new();
+        for p in window {
+            let Entry::List { list, batch, .. } = p else {
+                continue;
+            };
+            let batch_id = recipe.batches.get(*batch).ok_or_else(|| {
+                bad_input(format!(
+                    "the recipe names batch {batch}, which it does not list"
+                ))
+            })?;
+            if !self.batches.contains_key(batch_id) {
+                if self.batches.len() >= 8 {
+                    self.batches.clear();
+                }
+                let read = store::read_batch(&self.repo, batch_id)?;
+                self.batches.insert(batch_id.clone(), read);
+            }
+            let b = &self.batches[batch_id];
+            out.push(store::list_in(b, self.key, batch_id, list)?);
         }
-        store::on_threads(&self.o.repo, &self.o.s3, 8, &ids, |repo, id| {
-            store::read_list(repo, self.key, id)
-        })
+        Ok(out)
     }
 
     /// Adds a list's chunks to the current run, starting a new run where a chunk is not right
@@ -246,6 +253,13 @@ fn fetch(
         }
     };
     let mut packs = pack::Reader::new(&repo, &identities);
+    let mut z = match zstd::bulk::Decompressor::new() {
+        Ok(z) => z,
+        Err(e) => {
+            let _ = done.send((usize::MAX, Err(e.into())));
+            return;
+        }
+    };
     for (i, job) in jobs {
         let got = match job {
             Job::Object { id, bytes } => repo.read(&store::chunk_key(&id)).and_then(|stored| {
@@ -259,7 +273,7 @@ fn fetch(
                 at,
                 len,
                 chunks,
-            } => run(&mut packs, key, &pack, at, len, &chunks),
+            } => run(&mut packs, &mut z, key, (&pack, at, len), &chunks),
         };
         if done.send((i, got)).is_err() {
             return;
@@ -270,17 +284,19 @@ fn fetch(
 /// A run's chunks, read in one request and each checked.
 fn run(
     packs: &mut pack::Reader,
+    z: &mut zstd::bulk::Decompressor,
     key: &Key,
-    pack: &str,
-    at: u64,
-    len: u64,
+    (pack, at, len): (&str, u64, u64),
     chunks: &[(String, u64, u64, u64)],
 ) -> Result<Vec<u8>> {
-    let frames = packs.read(pack, at, len)?;
-    let mut out = Vec::with_capacity(chunks.iter().map(|c| c.1 as usize).sum());
+    let (frames, skip) = packs.read(pack, at, len)?;
+    let mut out = vec![0u8; chunks.iter().map(|c| c.1 as usize).sum()];
+    let mut to = 0;
     for (id, bytes, off, flen) in chunks {
-        let frame = &frames[*off as usize..(off + flen) as usize];
-        out.extend_from_slice(&pack::decompress(frame, key, id, *bytes)?);
+        let frame = &frames[skip + *off as usize..skip + (off + flen) as usize];
+        let end = to + *bytes as usize;
+        pack::decompress_into(z, frame, key, id, &mut out[to..end])?;
+        to = end;
     }
     Ok(out)
 }

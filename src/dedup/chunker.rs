@@ -27,6 +27,11 @@ pub const MAX: usize = 256 << 10;
 
 const BLOCK: usize = 512;
 
+/// Read ahead: four of the largest chunk, so that what is left after cutting moves to the
+/// front once per megabyte read rather than once per chunk (at 64 KiB chunks, moving it after
+/// each cut had copied the stream three times over).
+const AHEAD: usize = 4 * MAX;
+
 /// What the recipe lists, in stream order.
 #[derive(Debug, PartialEq)]
 pub enum Piece {
@@ -59,7 +64,7 @@ impl<R: Read> Chunker<R> {
         Chunker {
             r,
             state: State::Header,
-            buf: Vec::with_capacity(MAX),
+            buf: Vec::with_capacity(AHEAD),
             ready: VecDeque::new(),
             eof: false,
         }
@@ -111,11 +116,11 @@ impl<R: Read> Chunker<R> {
         }
     }
 
-    /// Fills the buffer to `MAX` from the member's content (`left` bytes of it remain) or,
-    /// raw, from the stream, and cuts what can be cut: the first chunk of a full buffer, or
-    /// all of it when its segment ended.
+    /// Fills the buffer to `AHEAD` from the member's content (`left` bytes of it remain) or,
+    /// raw, from the stream, and cuts what can be cut: every chunk that has `MAX` bytes after
+    /// its start (all FastCDC looks at), or all of it when its segment ended.
     fn content(&mut self, left: Option<u64>) -> Result<()> {
-        let want = (MAX - self.buf.len()) as u64;
+        let want = (AHEAD - self.buf.len()) as u64;
         let want = left.map_or(want, |l| l.min(want)) as usize;
         let start = self.buf.len();
         self.buf.resize(start + want, 0);
@@ -127,11 +132,7 @@ impl<R: Read> Chunker<R> {
         let left = left.map(|l| l - n as u64);
         // The segment ends here: a member's content is all in, or the stream ended.
         let ends = left == Some(0) || self.eof;
-        if ends {
-            self.cut_all();
-        } else {
-            self.cut_first();
-        }
+        self.cut(if ends { 0 } else { MAX });
         self.state = match left {
             Some(_) if self.eof => State::Raw,
             Some(0) => State::Header,
@@ -141,18 +142,17 @@ impl<R: Read> Chunker<R> {
         Ok(())
     }
 
-    fn cut_first(&mut self) {
-        let len = first_cut(&self.buf);
-        let rest = self.buf.split_off(len);
-        let chunk = std::mem::replace(&mut self.buf, rest);
-        self.buf.reserve(MAX - self.buf.len());
-        self.ready.push_back(Piece::Chunk(chunk));
-    }
-
-    fn cut_all(&mut self) {
-        while !self.buf.is_empty() {
-            self.cut_first();
+    /// Cuts chunks from the front while more than `keep` bytes are left, then moves the rest
+    /// to the front, once.
+    fn cut(&mut self, keep: usize) {
+        let mut at = 0;
+        while self.buf.len() - at > keep {
+            let len = first_cut(&self.buf[at..]);
+            self.ready
+                .push_back(Piece::Chunk(self.buf[at..at + len].to_vec()));
+            at += len;
         }
+        self.buf.drain(..at);
     }
 }
 

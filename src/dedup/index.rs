@@ -14,20 +14,21 @@
 //! The cache lives in `$WEIR_CACHE_DIR`, else `$XDG_CACHE_HOME/weir`, else `~/.cache/weir`,
 //! one file per repository id; `WEIR_CACHE_DIR=` (empty) turns it off.
 
-use super::store::{self, Config, List, Loc};
+use super::store::{self, Batch, Config, Loc};
 use crate::storage::repo::Repo;
 use anyhow::{Context, Result};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 pub const GENERATION: &str = "index/generation";
 pub const ENV_CACHE: &str = "WEIR_CACHE_DIR";
 
-/// The chunks the repository holds and where, its lists, and whether the cache said so.
+/// The chunks the repository holds and where, its lists and their batches, and whether the
+/// cache said so.
 #[derive(Default)]
 pub struct Known {
     pub chunks: HashMap<String, Loc>,
-    pub lists: HashSet<String>,
+    pub lists: HashMap<String, String>,
     pub generation: String,
     pub cached: bool,
 }
@@ -73,30 +74,36 @@ pub fn known(repo: &Repo, url: &str, s3: &crate::storage::S3Settings, c: &Config
         generation,
         ..Known::default()
     };
-    for (id, list) in read_lists(repo, url, s3)? {
-        for (c, loc) in list.located() {
-            known.chunks.insert(c.id.clone(), loc);
+    for (batch_id, batch) in read_batches(repo, url, s3)? {
+        // A batch a push cut short by a crash left empty names nothing: written again.
+        let Some(batch) = batch else { continue };
+        for (id, list) in batch {
+            for (c, loc) in list.located() {
+                known.chunks.insert(c.id.clone(), loc);
+            }
+            known.lists.insert(id, batch_id.clone());
         }
-        known.lists.insert(id);
     }
     remember(c, &known);
     Ok(known)
 }
 
-/// Every list in the repository, read by a few threads at once (on S3 each is a request).
-pub fn read_lists(
+/// Every batch of lists in the repository, read by a few threads at once (on S3 each is a
+/// request); `None` for one that does not parse (batches are written before a push syncs
+/// them, so a crash can leave one empty: see push.rs).
+pub fn read_batches(
     repo: &Repo,
     url: &str,
     s3: &crate::storage::S3Settings,
-) -> Result<Vec<(String, List)>> {
+) -> Result<Vec<(String, Option<Batch>)>> {
     let keys = store::stored(repo, "lists/")?;
     store::on_threads(url, s3, 8, &keys, |repo, (id, key, _)| {
         let json = store::read_all(repo, key)?;
-        Ok((id.clone(), List::parse(&json, key)?))
+        Ok((id.clone(), store::parse_batch(&json, key).ok()))
     })
 }
 
-/// A cache's text, if it is of `generation`: `c ID PACK AT LEN` a chunk, `l ID` a list.
+/// A cache's text, if it is of `generation`: `c ID PACK AT LEN` a chunk, `l ID BATCH` a list.
 fn parse(text: &str, generation: &str) -> Option<Known> {
     let mut lines = text.lines();
     if lines.next()? != format!("generation {generation}") {
@@ -119,7 +126,7 @@ fn parse(text: &str, generation: &str) -> Option<Known> {
                 k.chunks.insert(id.to_string(), loc);
             }
             ("l", id) => {
-                k.lists.insert(id.to_string());
+                k.lists.insert(id.to_string(), f.next()?.to_string());
             }
             _ => return None,
         }
@@ -134,8 +141,8 @@ pub fn remember(c: &Config, k: &Known) {
     for (id, l) in &k.chunks {
         text.push_str(&format!("c {id} {} {} {}\n", l.pack, l.at, l.len));
     }
-    for id in &k.lists {
-        text.push_str(&format!("l {id}\n"));
+    for (id, batch) in &k.lists {
+        text.push_str(&format!("l {id} {batch}\n"));
     }
     let written = file
         .parent()

@@ -1,7 +1,7 @@
 //! `weir-dedup ls` and `weir-dedup verify`: what the repository holds, and whether every
 //! backup in it can be read back.
 
-use super::store::{self, Entry, List, Recipe};
+use super::store::{self, Batch, Entry, List, Recipe};
 use crate::plumbing::{bad_input, human_bytes};
 use crate::storage::S3Settings;
 use crate::storage::repo::Repo;
@@ -144,6 +144,7 @@ pub fn verify(o: &VerifyOptions) -> Result<()> {
         objects: ids(&repo, "chunks/")?,
         packs: ids(&repo, "packs/")?,
         verdict: BTreeMap::new(),
+        batches: BTreeMap::new(),
         lists: BTreeMap::new(),
         in_packs: BTreeMap::new(),
     };
@@ -162,7 +163,10 @@ pub fn verify(o: &VerifyOptions) -> Result<()> {
             match p {
                 Entry::Inline { .. } => {}
                 Entry::Chunk { id, bytes } => problems.extend(check.object(id, *bytes)),
-                Entry::List { list, .. } => problems.extend(check.list(list, &mut packs)),
+                Entry::List { list, batch, .. } => match b.recipe.batches.get(*batch) {
+                    Some(in_batch) => problems.extend(check.list(in_batch, list, &mut packs)),
+                    None => problems.push(format!("its recipe names batch {batch}, unlisted")),
+                },
             }
         }
         found.push((problems, packs));
@@ -211,6 +215,8 @@ struct Check<'a> {
     packs: HashSet<String>,
     /// Version 1 chunks: a problem or none.
     verdict: BTreeMap<String, Option<String>>,
+    /// Batches of lists: read, or a problem.
+    batches: BTreeMap<String, std::result::Result<Batch, String>>,
     /// Lists: their chunks, or a problem.
     lists: BTreeMap<String, std::result::Result<List, String>>,
     /// For `deep`: per pack, the chunks in it that some list names (id, bytes, at, len).
@@ -235,17 +241,26 @@ impl Check<'_> {
             .clone()
     }
 
-    /// A list's problems: it is missing or damaged, or names a pack that is gone. The packs it
-    /// names go into `packs`.
-    fn list(&mut self, id: &str, packs: &mut HashSet<String>) -> Vec<String> {
+    /// A list's problems: its batch is missing or damaged, it is not in it or damaged, or it
+    /// names a pack that is gone. The packs it names go into `packs`.
+    fn list(&mut self, batch_id: &str, id: &str, packs: &mut HashSet<String>) -> Vec<String> {
         let (repo, deep) = (self.repo, self.deep);
+        let batch = self
+            .batches
+            .entry(batch_id.to_string())
+            .or_insert_with(|| store::read_batch(repo, batch_id).map_err(|e| format!("{e:#}")));
         let list = self.lists.entry(id.to_string()).or_insert_with(|| {
-            let read = match deep {
-                Some((_, key)) => store::read_list(repo, key, id),
-                None => store::read_all(repo, &store::list_key(id))
-                    .and_then(|j| List::parse(&j, &store::list_key(id))),
-            };
-            read.map_err(|e| format!("{e:#}"))
+            let batch = batch.as_ref().map_err(|e| e.clone())?;
+            match deep {
+                Some((_, key)) => store::list_in(batch, key, batch_id, id),
+                None => batch.get(id).cloned().ok_or_else(|| {
+                    bad_input(format!(
+                        "list {id} is missing from {}",
+                        store::batch_key(batch_id)
+                    ))
+                }),
+            }
+            .map_err(|e| format!("{e:#}"))
         });
         let list = match list {
             Ok(l) => l.clone(),

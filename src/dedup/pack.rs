@@ -13,7 +13,7 @@ use super::store::{self, Key, Loc};
 use super::{Identity, Recipient};
 use crate::plumbing::bad_input;
 use crate::storage::repo::Repo;
-use crate::stream::age_stream::{CHUNK, TAG, open_chunk};
+use crate::stream::age_stream::{CHUNK, TAG, open_chunk_into};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 
@@ -63,13 +63,9 @@ impl Packer {
     }
 
     /// Seals the pack and stores it (durable when this returns); then its chunks, with their
-    /// locations, and the bytes stored. The packer starts a new pack.
-    pub fn store(
-        &mut self,
-        repo: &Repo,
-        recipients: &[Recipient],
-    ) -> Result<(Vec<(String, Loc)>, u64)> {
-        let full = std::mem::take(self);
+    /// locations, and the bytes stored.
+    pub fn store(self, repo: &Repo, recipients: &[Recipient]) -> Result<(Vec<(String, Loc)>, u64)> {
+        let full = self;
         let sealed = crate::stream::encrypt::seal_in_memory(&full.plain, recipients)?;
         let at = store::pack_key(&full.id);
         repo.put(&at, &sealed)
@@ -95,13 +91,34 @@ pub fn compressor() -> Result<zstd::bulk::Compressor<'static>> {
 /// A chunk's frame back to its bytes, checked: its length and its keyed hash must be what the
 /// list names it by.
 pub fn decompress(frame: &[u8], key: &Key, id: &str, bytes: u64) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; bytes as usize];
+    decompress_into(
+        &mut zstd::bulk::Decompressor::new()?,
+        frame,
+        key,
+        id,
+        &mut out,
+    )?;
+    Ok(out)
+}
+
+/// The same into `out` (the chunk's length), with a decompressor kept between chunks:
+/// making one a call cost cat a tenth of its time at 64 KiB chunks.
+pub fn decompress_into(
+    z: &mut zstd::bulk::Decompressor,
+    frame: &[u8],
+    key: &Key,
+    id: &str,
+    out: &mut [u8],
+) -> Result<()> {
     let damaged = |why: String| bad_input(format!("chunk {id} is damaged: {why}"));
-    let data =
-        zstd::bulk::decompress(frame, bytes as usize).map_err(|e| damaged(format!("zstd: {e}")))?;
-    if data.len() as u64 != bytes || key.chunk_id(&data) != id {
+    let n = z
+        .decompress_to_buffer(frame, &mut *out)
+        .map_err(|e| damaged(format!("zstd: {e}")))?;
+    if n != out.len() || key.chunk_id(out) != id {
         return Err(damaged("its bytes do not hash to its name".into()));
     }
-    Ok(data)
+    Ok(())
 }
 
 /// Reads ranges of packs' plaintexts, each pack's header opened once.
@@ -130,13 +147,16 @@ impl<'a> Reader<'a> {
             return Ok(*h);
         }
         let at = store::pack_key(pack);
-        let mut got = self.range(&at, 0, HEAD)?;
-        if !got.windows(5).any(|w| w == b"\n--- ") && got.len() == HEAD {
-            // Many recipients: read the whole header.
-            got = self.range(&at, 0, 1 << 20)?;
-        }
-        let (key, payload) = crate::stream::encrypt::open_head(&got, self.identities)
-            .map_err(|e| e.context(format!("pack {pack}")))?;
+        let got = self.range(&at, 0, HEAD)?;
+        let opened = match crate::stream::encrypt::open_head(&got, self.identities) {
+            // Many recipients: the header and nonce need more than was read.
+            Err(_) if got.len() == HEAD => {
+                let got = self.range(&at, 0, 1 << 20)?;
+                crate::stream::encrypt::open_head(&got, self.identities)
+            }
+            other => other,
+        };
+        let (key, payload) = opened.map_err(|e| e.context(format!("pack {pack}")))?;
         if self.heads.len() >= 256 {
             self.heads.clear();
         }
@@ -151,36 +171,35 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| bad_input(format!("{key} is missing from the repository")))
     }
 
-    /// Bytes `at..at + len` of `pack`'s plaintext. Each age chunk is opened as not the last
-    /// first, then as the last: the flag is authenticated, so only the true one opens it.
-    pub fn read(&mut self, pack: &str, at: u64, len: u64) -> Result<Vec<u8>> {
+    /// Bytes `at..at + len` of `pack`'s plaintext: a buffer, and where in it they start.
+    /// Each age chunk is opened as not the last first, then as the last: the flag is
+    /// authenticated, so only the true one opens it.
+    pub fn read(&mut self, pack: &str, at: u64, len: u64) -> Result<(Vec<u8>, usize)> {
         if len == 0 {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), 0));
         }
         let (key, payload) = self.head(pack)?;
         let (first, last) = (at / CHUNK as u64, (at + len - 1) / CHUNK as u64);
         let want = ((last - first + 1) * SEALED) as usize;
         let sealed = self.range(&store::pack_key(pack), payload + first * SEALED, want)?;
-        let mut plain = Vec::with_capacity(want);
-        for (i, ct) in (first..).zip(sealed.chunks(SEALED as usize)) {
-            let opened = open_chunk(&key, i, false, ct)
-                .or_else(|| open_chunk(&key, i, true, ct))
-                .ok_or_else(|| {
-                    bad_input(format!(
-                        "pack {pack} is damaged or was tampered with (its chunk {i})"
-                    ))
-                })?;
-            plain.extend_from_slice(&opened);
+        let pieces = sealed.chunks(SEALED as usize);
+        let mut plain = vec![0u8; sealed.len() - pieces.len() * TAG];
+        for ((i, ct), dst) in (first..).zip(pieces).zip(plain.chunks_mut(CHUNK)) {
+            let opened =
+                open_chunk_into(&key, i, false, ct, dst) || open_chunk_into(&key, i, true, ct, dst);
+            if !opened {
+                return Err(bad_input(format!(
+                    "pack {pack} is damaged or was tampered with (its chunk {i})"
+                )));
+            }
         }
         let skip = (at - first * CHUNK as u64) as usize;
         if plain.len() < skip + len as usize {
             return Err(bad_input(format!(
-                "pack {pack} is shorter than a list says ({} bytes from {at} asked)",
-                len
+                "pack {pack} is shorter than a list says ({len} bytes from {at} asked)"
             )));
         }
-        plain.truncate(skip + len as usize);
-        Ok(plain.split_off(skip))
+        Ok((plain, skip))
     }
 }
 
@@ -211,11 +230,15 @@ mod tests {
         }
         let (chunks, _) = p.store(&repo, &recipients).unwrap();
         let mut r = Reader::new(&repo, &identities);
+        let mut read = |pack: &str, at: u64, len: u64| {
+            let (b, skip) = r.read(pack, at, len).unwrap();
+            b[skip..skip + len as usize].to_vec()
+        };
         for ((_, loc), f) in chunks.iter().zip(&frames) {
-            assert_eq!(&r.read(&loc.pack, loc.at, loc.len).unwrap(), f);
+            assert_eq!(&read(&loc.pack, loc.at, loc.len), f);
         }
         let (first, last) = (&chunks[0].1, &chunks[chunks.len() - 1].1);
-        let whole = r.read(&first.pack, 0, last.at + last.len).unwrap();
+        let whole = read(&first.pack, 0, last.at + last.len);
         assert_eq!(whole, frames.concat());
 
         let path = dir.path().join(store::pack_key(&first.pack));

@@ -72,10 +72,11 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
             for p in &b.recipe.pieces {
                 match p {
                     Entry::Chunk { id, .. } => named.insert(format!("chunks/{id}")),
-                    Entry::List { list, .. } => named.insert(format!("lists/{list}")),
+                    Entry::List { list, .. } => named.insert(format!("list {list}")),
                     Entry::Inline { .. } => false,
                 };
             }
+            named.extend(b.recipe.batches.iter().map(|b| format!("lists/{b}")));
         }
     }
     out.finish()?;
@@ -126,7 +127,7 @@ struct Unnamed {
 }
 
 impl Unnamed {
-    /// `named` holds `chunks/ID` and `lists/ID` of what the kept recipes name.
+    /// `named` holds `chunks/ID`, `list ID` and `lists/BATCH` of what the kept recipes name.
     fn find(repo: &Repo, url: &str, s3: &S3Settings, named: &HashSet<String>) -> Result<Unnamed> {
         let chunks = store::stored(repo, "chunks/")?;
         if !chunks.is_empty() {
@@ -146,15 +147,26 @@ impl Unnamed {
         let (mut lists, mut freed) = (Vec::new(), 0);
         // Per kept pack, the stored bytes of the chunks that kept lists name (each once).
         let mut used: HashMap<String, HashMap<String, u64>> = HashMap::new();
-        for (id, list) in super::index::read_lists(repo, url, s3)? {
-            if !named.contains(&format!("lists/{id}")) {
-                lists.push(store::list_key(&id));
+        for (id, batch) in super::index::read_batches(repo, url, s3)? {
+            let at = store::batch_key(&id);
+            if !named.contains(&at) {
+                lists.push(at);
                 continue;
             }
-            for (c, loc) in list.located() {
-                used.entry(loc.pack)
-                    .or_default()
-                    .insert(c.id.clone(), loc.len);
+            // Which packs it needs cannot be known: removing any could lose a kept backup.
+            let batch = batch.ok_or_else(|| {
+                bad_input(format!(
+                    "{at}, which a kept backup names, does not parse: run weir-dedup verify"
+                ))
+            })?;
+            for (list_id, list) in &batch {
+                if !named.contains(&format!("list {list_id}")) {
+                    continue;
+                }
+                for (c, loc) in list.located() {
+                    let in_pack = used.entry(loc.pack).or_default();
+                    in_pack.insert(c.id.clone(), loc.len);
+                }
             }
         }
         let packs = store::stored(repo, "packs/")?;

@@ -12,7 +12,7 @@
 use super::chunker::{Chunker, Piece};
 use super::index::Known;
 use super::pack::{self, Packer};
-use super::store::{self, Entry, Key, Loc, Recipe};
+use super::store::{self, Batch, Entry, Key, Loc, Recipe};
 use crate::plumbing::{ExitCode, coded, human_bytes, open_input};
 use crate::storage::S3Settings;
 use crate::storage::repo::{Created, Repo};
@@ -50,6 +50,8 @@ struct Read {
     blake3: String,
     chunks: u64,
     archive: Option<store::ArchiveSummary>,
+    /// The batches of lists its pieces name.
+    batches: Vec<String>,
 }
 
 /// The manifest and trailer of a weir archive, kept as they pass (both small).
@@ -135,6 +137,7 @@ pub fn push(o: &PushOptions) -> Result<()> {
         added_chunks: added.chunks.load(Ordering::Relaxed),
         added_bytes: added.bytes.load(Ordering::Relaxed),
         archive: read.archive,
+        batches: read.batches,
         pieces: read.pieces,
         signature: String::new(),
     };
@@ -162,6 +165,7 @@ pub fn push(o: &PushOptions) -> Result<()> {
         "seconds": started.elapsed().as_secs_f64(),
     });
     let json = recipe.signed(&key)?;
+    repo.sync_all().context("making the lists durable")?;
     lock.still_held()?;
     match repo.create(&at, &json, &crate::physical::object::sha256_hex(&json))? {
         Created::New => {}
@@ -181,16 +185,24 @@ pub fn push(o: &PushOptions) -> Result<()> {
     Ok(())
 }
 
-/// What a push worker is given: a new chunk to pack, or a list to store.
-enum Job {
-    Chunk(String, Vec<u8>),
-    List(String, Vec<u8>),
+/// What an uploader is given: a full pack to seal and store, or a list to store.
+enum Upload {
+    Pack(Packer),
+    Batch(String, Vec<u8>),
 }
 
-/// Packs a worker stored: each chunk with its location.
+/// A new chunk on its way to a pack, numbered in stream order.
+type NewChunk = (u64, String, Vec<u8>);
+
+/// Packs an uploader stored: each chunk with its location.
 type Stored = Vec<(String, Loc)>;
 
-/// Reads standard input into pieces while the workers store the new chunks and lists.
+/// Packs in the hands of uploaders at once (each about 8 MiB of frames, twice over while it is
+/// sealed): enough to keep S3 busy, few enough that memory stays near 60 MiB whatever `-j`.
+const UPLOADERS: usize = 3;
+
+/// Reads standard input into pieces while `jobs` threads compress the new chunks, one packs
+/// their frames in stream order, and uploaders seal and store the packs and the lists.
 fn store_stream(
     o: &PushOptions,
     sealing: &EncryptOptions,
@@ -198,35 +210,112 @@ fn store_stream(
     known: &mut Known,
     added: &Added,
 ) -> Result<Read> {
-    let (tx, rx) = crossbeam_channel::bounded::<Job>(o.jobs * 2);
+    let (chunks_tx, chunks_rx) = crossbeam_channel::bounded::<NewChunk>(o.jobs * 2);
+    let (frames_tx, frames_rx) = crossbeam_channel::bounded::<NewChunk>(o.jobs * 2);
+    let (up_tx, up_rx) = crossbeam_channel::bounded::<Upload>(1);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Stored>();
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..o.jobs)
-            .map(|_| {
-                let (rx, done_tx) = (rx.clone(), done_tx.clone());
-                s.spawn(move || work(o, sealing, rx, done_tx, added))
-            })
-            .collect();
-        drop((rx, done_tx));
-        let mut lists = Lists::new(key, known, tx, &done_rx);
+        let mut threads = Vec::new();
+        for _ in 0..o.jobs {
+            let (rx, tx) = (chunks_rx.clone(), frames_tx.clone());
+            threads.push(s.spawn(move || compress(rx, tx)));
+        }
+        let packs = up_tx.clone();
+        threads.push(s.spawn(move || pack_in_order(frames_rx, packs)));
+        for _ in 0..o.jobs.min(UPLOADERS) {
+            let (rx, done) = (up_rx.clone(), done_tx.clone());
+            threads.push(s.spawn(move || upload(o, sealing, rx, done, added)));
+        }
+        drop((chunks_rx, frames_tx, up_rx, done_tx));
+        let mut lists = Lists::new(key, known, chunks_tx, up_tx, &done_rx);
         let read = read_pieces(key, &mut lists);
-        // The workers store their last packs once no more work can come.
-        lists.jobs = None;
+        // The last pack is stored once no more work can come.
+        lists.work = None;
         let mut failed = None;
-        for w in workers {
-            let r = w.join().map_err(|_| anyhow!("an upload worker panicked"))?;
+        for t in threads {
+            let r = t.join().map_err(|_| anyhow!("a push thread panicked"))?;
             failed = failed.or(r.err());
         }
-        // A worker's error is the cause of the reader's ("the workers stopped").
+        // A thread's error is the cause of the reader's ("the uploads stopped").
         if let Some(e) = failed {
             return Err(e);
         }
         let mut read = read?;
-        // The last packs are stored: the lists still open can be written, here.
+        // Every pack is stored: the lists still open can be written, here.
         let rest = lists.finish(&mut read.pieces)?;
+        read.batches = std::mem::take(&mut lists.batches);
         store_lists(o, &rest, added)?;
         Ok(read)
     })
+}
+
+/// One compressor: each new chunk to its zstd frame.
+fn compress(
+    rx: crossbeam_channel::Receiver<NewChunk>,
+    tx: crossbeam_channel::Sender<NewChunk>,
+) -> Result<()> {
+    let mut z = pack::compressor()?;
+    for (n, id, chunk) in rx {
+        let frame = pack::compress(&mut z, &chunk)?;
+        if tx.send((n, id, frame)).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Appends the frames to one pack in stream order (so that `cat` reads runs of chunks in one
+/// request), handing each full pack to an uploader.
+fn pack_in_order(
+    rx: crossbeam_channel::Receiver<NewChunk>,
+    tx: crossbeam_channel::Sender<Upload>,
+) -> Result<()> {
+    let stopped = || anyhow!("the uploads stopped");
+    let (mut packer, mut next) = (Packer::new(), 0u64);
+    let mut early = std::collections::BTreeMap::new();
+    for (n, id, frame) in rx {
+        early.insert(n, (id, frame));
+        while let Some((id, frame)) = early.remove(&next) {
+            packer.add(id, &frame);
+            next += 1;
+            if packer.is_full() {
+                let full = std::mem::take(&mut packer);
+                tx.send(Upload::Pack(full)).map_err(|_| stopped())?;
+            }
+        }
+    }
+    if !early.is_empty() {
+        bail!("internal: a chunk to pack went missing");
+    }
+    if !packer.is_empty() {
+        tx.send(Upload::Pack(packer)).map_err(|_| stopped())?;
+    }
+    Ok(())
+}
+
+/// One uploader: seals and stores packs, stores lists, until there are no more.
+fn upload(
+    o: &PushOptions,
+    sealing: &EncryptOptions,
+    rx: crossbeam_channel::Receiver<Upload>,
+    done: crossbeam_channel::Sender<Stored>,
+    added: &Added,
+) -> Result<()> {
+    let recipients = encrypt::recipients(sealing)?;
+    let repo = Repo::open(&o.repo, &o.s3)?;
+    for u in rx {
+        match u {
+            Upload::Pack(p) => {
+                let (chunks, bytes) = p.store(&repo, &recipients)?;
+                let n = chunks.len() as u64;
+                added.chunks.fetch_add(n, Ordering::Relaxed);
+                added.bytes.fetch_add(bytes, Ordering::Relaxed);
+                let _ = done.send(chunks);
+            }
+            Upload::Batch(at, json) => put_list(&repo, &at, &json, added)?,
+        }
+    }
+    Ok(())
 }
 
 fn read_pieces(key: &Key, lists: &mut Lists) -> Result<Read> {
@@ -238,6 +327,7 @@ fn read_pieces(key: &Key, lists: &mut Lists) -> Result<Read> {
         blake3: String::new(),
         chunks: 0,
         archive: None,
+        batches: Vec::new(),
     };
     let mut members = Members::default();
     while let Some(p) = chunker.next_piece().context("reading standard input")? {
@@ -270,6 +360,10 @@ fn read_pieces(key: &Key, lists: &mut Lists) -> Result<Read> {
     Ok(r)
 }
 
+/// A batch is written once it holds this many new lists (about 3 MiB of JSON, 2 GiB of stream),
+/// and at the end.
+const BATCH_MOST: usize = 2048;
+
 /// A list ends after a chunk whose id starts with `0` (one in 16, so about 1 MiB of stream),
 /// at a member's end, or at 64 chunks: where it ends depends on the chunks, not on what came
 /// before, so the runs two days share give the same lists.
@@ -284,31 +378,44 @@ fn ends_list(id: &str) -> bool {
 struct Lists<'a> {
     key: &'a Key,
     known: &'a mut Known,
-    /// Where work goes, until the stream ends.
-    jobs: Option<crossbeam_channel::Sender<Job>>,
+    /// Where new chunks and lists go, until the stream ends.
+    work: Option<(
+        crossbeam_channel::Sender<NewChunk>,
+        crossbeam_channel::Sender<Upload>,
+    )>,
+    /// New chunks numbered so far.
+    sent: u64,
     done: &'a crossbeam_channel::Receiver<Stored>,
     current: Vec<(String, u64)>,
     /// Closed lists, oldest first, with the recipe piece each becomes.
     waiting: VecDeque<(usize, Vec<(String, u64)>)>,
     /// Chunks given to a worker and not stored yet.
     packing: HashSet<String>,
+    /// The batch new lists go into: its id, and the lists so far.
+    batch: (String, Batch),
+    /// The batches the recipe names, in the order first named.
+    batches: Vec<String>,
 }
 
 impl<'a> Lists<'a> {
     fn new(
         key: &'a Key,
         known: &'a mut Known,
-        jobs: crossbeam_channel::Sender<Job>,
+        chunks: crossbeam_channel::Sender<NewChunk>,
+        uploads: crossbeam_channel::Sender<Upload>,
         done: &'a crossbeam_channel::Receiver<Stored>,
     ) -> Lists<'a> {
         Lists {
             key,
             known,
-            jobs: Some(jobs),
+            work: Some((chunks, uploads)),
+            sent: 0,
             done,
             current: Vec::new(),
             waiting: VecDeque::new(),
             packing: HashSet::new(),
+            batch: (store::random_hex(32), Batch::new()),
+            batches: Vec::new(),
         }
     }
 
@@ -316,19 +423,19 @@ impl<'a> Lists<'a> {
         let ends = ends_list(&id);
         self.current.push((id.clone(), chunk.len() as u64));
         if !self.known.chunks.contains_key(&id) && self.packing.insert(id.clone()) {
-            self.send(Job::Chunk(id, chunk))?;
+            let sent = match &self.work {
+                Some((chunks, _)) => chunks.send((self.sent, id, chunk)).is_ok(),
+                None => false,
+            };
+            if !sent {
+                bail!("the uploads stopped");
+            }
+            self.sent += 1;
         }
         if ends || self.current.len() >= LIST_MOST {
             self.close(pieces)?;
         }
         Ok(())
-    }
-
-    fn send(&self, job: Job) -> Result<()> {
-        match &self.jobs {
-            Some(jobs) if jobs.send(job).is_ok() => Ok(()),
-            _ => Err(anyhow!("the uploads stopped")),
-        }
     }
 
     /// Ends the current list: its piece takes its place in the recipe, named once written.
@@ -339,18 +446,21 @@ impl<'a> Lists<'a> {
         let chunks = std::mem::take(&mut self.current);
         pieces.push(Entry::List {
             list: String::new(),
+            batch: 0,
             bytes: chunks.iter().map(|(_, b)| b).sum(),
         });
         self.waiting.push_back((pieces.len() - 1, chunks));
-        let jobs = self.jobs.clone();
+        let uploads = self.work.as_ref().map(|(_, u)| u.clone());
         self.settle(pieces, |l| {
-            jobs.as_ref()
-                .is_some_and(|j| j.send(Job::List(l.0, l.1)).is_ok())
+            uploads
+                .as_ref()
+                .is_some_and(|u| u.send(Upload::Batch(l.0, l.1)).is_ok())
         })
     }
 
-    /// Takes in the packs stored since, then writes (through `store`) every waiting list whose
-    /// chunks all have a place, oldest first.
+    /// Takes in the packs stored since, then names every waiting list whose chunks all have a
+    /// place, oldest first; a new one goes into the current batch, written (through `store`)
+    /// once full.
     fn settle(
         &mut self,
         pieces: &mut [Entry],
@@ -362,41 +472,66 @@ impl<'a> Lists<'a> {
                 self.known.chunks.insert(id, loc);
             }
         }
-        while let Some((piece, chunks)) = self.waiting.front() {
+        while let Some((_, chunks)) = self.waiting.front() {
             let located: Option<Vec<(String, u64, Loc)>> = chunks
                 .iter()
                 .map(|(id, b)| Some((id.clone(), *b, self.known.chunks.get(id)?.clone())))
                 .collect();
             let Some(located) = located else { break };
-            let (_, json) = store::List::of(&located);
+            let (piece, _) = self.waiting.pop_front().expect("the front was there");
+            let (list, json) = store::List::of(&located);
             let id = self.key.chunk_id(&json);
-            if self.known.lists.insert(id.clone()) && !store((store::list_key(&id), json)) {
-                bail!("the uploads stopped");
+            let in_batch = match self.known.lists.get(&id) {
+                Some(b) => b.clone(),
+                None => {
+                    let b = self.batch.0.clone();
+                    self.known.lists.insert(id.clone(), b.clone());
+                    self.batch.1.insert(id.clone(), list);
+                    if self.batch.1.len() >= BATCH_MOST && !store(self.take_batch()?) {
+                        bail!("the uploads stopped");
+                    }
+                    b
+                }
+            };
+            let n = match self.batches.iter().position(|b| *b == in_batch) {
+                Some(n) => n,
+                None => {
+                    self.batches.push(in_batch);
+                    self.batches.len() - 1
+                }
+            };
+            if let Entry::List { list, batch, .. } = &mut pieces[piece] {
+                (*list, *batch) = (id, n);
             }
-            if let Entry::List { list, .. } = &mut pieces[*piece] {
-                *list = id;
-            }
-            self.waiting.pop_front();
         }
         Ok(())
     }
 
-    /// Once every worker stored its last pack: names the lists still waiting, and returns
-    /// those to write.
+    /// The current batch's key and JSON; a new batch starts.
+    fn take_batch(&mut self) -> Result<(String, Vec<u8>)> {
+        let (id, lists) = std::mem::replace(&mut self.batch, (store::random_hex(32), Batch::new()));
+        Ok((store::batch_key(&id), serde_json::to_vec(&lists)?))
+    }
+
+    /// Once every pack is stored: names the lists still waiting, and returns the batches left
+    /// to write.
     fn finish(&mut self, pieces: &mut [Entry]) -> Result<Vec<(String, Vec<u8>)>> {
         let mut rest = Vec::new();
-        self.settle(pieces, |l| {
-            rest.push(l);
+        self.settle(pieces, |b| {
+            rest.push(b);
             true
         })?;
         if !self.waiting.is_empty() {
             bail!("internal: a list names a chunk no worker stored");
         }
+        if !self.batch.1.is_empty() {
+            rest.push(self.take_batch()?);
+        }
         Ok(rest)
     }
 }
 
-/// Writes lists on `jobs` threads.
+/// Writes batches of lists on `jobs` threads.
 fn store_lists(o: &PushOptions, lists: &[(String, Vec<u8>)], added: &Added) -> Result<()> {
     store::on_threads(&o.repo, &o.s3, o.jobs, lists, |repo, (at, json)| {
         put_list(repo, at, json, added)
@@ -404,48 +539,13 @@ fn store_lists(o: &PushOptions, lists: &[(String, Vec<u8>)], added: &Added) -> R
     Ok(())
 }
 
+/// A batch of lists is written without waiting for it to be durable; the push syncs them all
+/// before its recipe. Its packs are durable already, so a batch that survives a crash names
+/// packs that are there; one lost or emptied by it is taken for absent (see index.rs) and its
+/// lists written again.
 fn put_list(repo: &Repo, at: &str, json: &[u8], added: &Added) -> Result<()> {
-    repo.put(at, json)
+    repo.put_soon(at, json)
         .with_context(|| format!("storing {at}"))?;
     added.bytes.fetch_add(json.len() as u64, Ordering::Relaxed);
-    Ok(())
-}
-
-/// One worker: compresses chunks into its pack, stores the pack when it is full (and at the
-/// end), and stores lists, until there is no more work.
-fn work(
-    o: &PushOptions,
-    sealing: &EncryptOptions,
-    rx: crossbeam_channel::Receiver<Job>,
-    done: crossbeam_channel::Sender<Stored>,
-    added: &Added,
-) -> Result<()> {
-    let recipients = encrypt::recipients(sealing)?;
-    let repo = Repo::open(&o.repo, &o.s3)?;
-    let mut z = pack::compressor()?;
-    let mut packer = Packer::new();
-    let store = |packer: &mut Packer| -> Result<()> {
-        let (chunks, bytes) = packer.store(&repo, &recipients)?;
-        added
-            .chunks
-            .fetch_add(chunks.len() as u64, Ordering::Relaxed);
-        added.bytes.fetch_add(bytes, Ordering::Relaxed);
-        let _ = done.send(chunks);
-        Ok(())
-    };
-    for job in rx {
-        match job {
-            Job::Chunk(id, chunk) => {
-                packer.add(id, &pack::compress(&mut z, &chunk)?);
-                if packer.is_full() {
-                    store(&mut packer)?;
-                }
-            }
-            Job::List(at, json) => put_list(&repo, &at, &json, added)?,
-        }
-    }
-    if !packer.is_empty() {
-        store(&mut packer)?;
-    }
     Ok(())
 }

@@ -330,6 +330,43 @@ impl Repo {
         }
     }
 
+    /// Writes `data` at `key` as [`Repo::put`] does, but in a directory returns before it is
+    /// durable: [`Repo::sync_all`] later makes a batch durable with one sync of the file
+    /// system instead of two per object (a push's hundreds of lists cost 0.6 s of fsyncs on a
+    /// full push of the bench's 700 MB). For objects whose loss or emptying in a crash before
+    /// that is harmless: readers must take an unreadable one for absent.
+    pub fn put_soon(&self, key: &str, data: &[u8]) -> Result<()> {
+        match self {
+            Repo::Dir(root) => {
+                let path = root.join(key);
+                let dir = parent(&path);
+                // No sync of the new folder's entry either: sync_all covers it.
+                if !dir.is_dir() {
+                    fs::create_dir_all(&dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                let mut t = TempFile::beside(&path)?;
+                t.write_all(data)?;
+                t.persist()
+            }
+            Repo::S3 { .. } => self.put(key, data),
+        }
+    }
+
+    /// Makes everything written with [`Repo::put_soon`] durable: in a directory, one
+    /// `syncfs(2)` of its file system; on S3 a PUT is durable when it returns.
+    pub fn sync_all(&self) -> Result<()> {
+        match self {
+            Repo::Dir(root) => {
+                let dir =
+                    File::open(root).with_context(|| format!("cannot open {}", root.display()))?;
+                rustix::fs::syncfs(&dir)
+                    .with_context(|| format!("syncing the file system of {}", root.display()))
+            }
+            Repo::S3 { .. } => Ok(()),
+        }
+    }
+
     /// Removes `keys` (those already gone are no error).
     pub fn remove(&self, keys: &[String]) -> Result<()> {
         match self {

@@ -58,6 +58,20 @@ pub fn open_chunk(key: &[u8; 32], counter: u64, last: bool, sealed: &[u8]) -> Op
     open(key, &chunk_nonce(counter, last), sealed, &mut plain).then_some(plain)
 }
 
+/// Opens chunk number `counter` of a payload into `dst` (its plaintext length), the last one
+/// when `last`: whether the tag authenticates it. `dst` may hold unchecked bytes when not.
+pub fn open_chunk_into(
+    key: &[u8; 32],
+    counter: u64,
+    last: bool,
+    sealed: &[u8],
+    dst: &mut [u8],
+) -> bool {
+    sealed.len() >= TAG
+        && dst.len() == sealed.len() - TAG
+        && open(key, &chunk_nonce(counter, last), sealed, dst)
+}
+
 /// Decrypts `src` (ciphertext, then tag) into `dst` if the tag authenticates it.
 fn open(key: &[u8; 32], nonce: &[u8; 12], src: &[u8], dst: &mut [u8]) -> bool {
     let (ct, tag) = src.split_at(src.len() - TAG);
