@@ -77,15 +77,15 @@ impl Packer {
 /// zstd level for chunks: zstd's default, as weir-compress's.
 const LEVEL: i32 = 3;
 
-/// A chunk's frame: zstd, with its checksum.
+/// A chunk's frame: zstd.
 pub fn compress(z: &mut zstd::bulk::Compressor, chunk: &[u8]) -> Result<Vec<u8>> {
     Ok(z.compress(chunk)?)
 }
 
+/// zstd without its content checksum: the chunk's keyed hash, which a reader checks anyway,
+/// says more, and the checksum cost cat about 5% of its time at 64 KiB chunks.
 pub fn compressor() -> Result<zstd::bulk::Compressor<'static>> {
-    let mut z = zstd::bulk::Compressor::new(LEVEL)?;
-    z.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
-    Ok(z)
+    Ok(zstd::bulk::Compressor::new(LEVEL)?)
 }
 
 /// A chunk's frame back to its bytes, checked: its length and its keyed hash must be what the
@@ -127,6 +127,9 @@ pub struct Reader<'a> {
     identities: &'a [Identity],
     /// Per pack: its payload key and where its payload starts.
     heads: HashMap<String, ([u8; 32], u64)>,
+    /// The last read, sealed and opened.
+    sealed: Vec<u8>,
+    plain: Vec<u8>,
 }
 
 /// An age header with one X25519 stanza is about 200 bytes; this much holds a dozen.
@@ -139,6 +142,8 @@ impl<'a> Reader<'a> {
             repo,
             identities,
             heads: HashMap::new(),
+            sealed: Vec::new(),
+            plain: Vec::new(),
         }
     }
 
@@ -171,20 +176,29 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| bad_input(format!("{key} is missing from the repository")))
     }
 
-    /// Bytes `at..at + len` of `pack`'s plaintext: a buffer, and where in it they start.
-    /// Each age chunk is opened as not the last first, then as the last: the flag is
-    /// authenticated, so only the true one opens it.
-    pub fn read(&mut self, pack: &str, at: u64, len: u64) -> Result<(Vec<u8>, usize)> {
+    /// Bytes `at..at + len` of `pack`'s plaintext, in a buffer this reader keeps until the
+    /// next read. Each age chunk is opened as not the last first, then as the last: the flag
+    /// is authenticated, so only the true one opens it.
+    pub fn read(&mut self, pack: &str, at: u64, len: u64) -> Result<&[u8]> {
         if len == 0 {
-            return Ok((Vec::new(), 0));
+            return Ok(&[]);
         }
         let (key, payload) = self.head(pack)?;
         let (first, last) = (at / CHUNK as u64, (at + len - 1) / CHUNK as u64);
         let want = ((last - first + 1) * SEALED) as usize;
-        let sealed = self.range(&store::pack_key(pack), payload + first * SEALED, want)?;
-        let pieces = sealed.chunks(SEALED as usize);
-        let mut plain = vec![0u8; sealed.len() - pieces.len() * TAG];
-        for ((i, ct), dst) in (first..).zip(pieces).zip(plain.chunks_mut(CHUNK)) {
+        grow(&mut self.sealed, want);
+        let at_key = store::pack_key(pack);
+        let n = self
+            .repo
+            .read_range_into(&at_key, payload + first * SEALED, &mut self.sealed[..want])?
+            .ok_or_else(|| bad_input(format!("{at_key} is missing from the repository")))?;
+        let pieces = self.sealed[..n].chunks(SEALED as usize);
+        let plain_len = n - pieces.len() * TAG;
+        grow(&mut self.plain, plain_len);
+        for ((i, ct), dst) in (first..)
+            .zip(pieces)
+            .zip(self.plain[..plain_len].chunks_mut(CHUNK))
+        {
             let opened =
                 open_chunk_into(&key, i, false, ct, dst) || open_chunk_into(&key, i, true, ct, dst);
             if !opened {
@@ -194,12 +208,19 @@ impl<'a> Reader<'a> {
             }
         }
         let skip = (at - first * CHUNK as u64) as usize;
-        if plain.len() < skip + len as usize {
+        if plain_len < skip + len as usize {
             return Err(bad_input(format!(
                 "pack {pack} is shorter than a list says ({len} bytes from {at} asked)"
             )));
         }
-        Ok((plain, skip))
+        Ok(&self.plain[skip..skip + len as usize])
+    }
+}
+
+/// Makes `buf` at least `len` long; a buffer kept between reads is zeroed only where it grows.
+fn grow(buf: &mut Vec<u8>, len: usize) {
+    if buf.len() < len {
+        buf.resize(len, 0);
     }
 }
 
@@ -230,10 +251,7 @@ mod tests {
         }
         let (chunks, _) = p.store(&repo, &recipients).unwrap();
         let mut r = Reader::new(&repo, &identities);
-        let mut read = |pack: &str, at: u64, len: u64| {
-            let (b, skip) = r.read(pack, at, len).unwrap();
-            b[skip..skip + len as usize].to_vec()
-        };
+        let mut read = |pack: &str, at: u64, len: u64| r.read(pack, at, len).unwrap().to_vec();
         for ((_, loc), f) in chunks.iter().zip(&frames) {
             assert_eq!(&read(&loc.pack, loc.at, loc.len), f);
         }

@@ -197,6 +197,29 @@ impl Repo {
         }))
     }
 
+    /// Reads bytes from `at` of the object at `key` into `buf`, fewer where the object ends
+    /// before: how many, or `None` when there is no such object. For a reader that keeps its
+    /// buffer from one read to the next.
+    pub fn read_range_into(&self, key: &str, at: u64, buf: &mut [u8]) -> Result<Option<usize>> {
+        match self {
+            Repo::Dir(root) => {
+                let path = root.join(key);
+                let file = match File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+                };
+                let n = crate::plumbing::read_full_at(&file, buf, at)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Ok(Some(n))
+            }
+            Repo::S3 { .. } => Ok(self.read_range(key, at, buf.len())?.map(|got| {
+                buf[..got.len()].copy_from_slice(&got);
+                got.len()
+            })),
+        }
+    }
+
     /// Two objects at once: on S3 both GETs are in flight together (fetch needs the cluster
     /// record and the file, and recovery waits for every file).
     pub fn read_two(&self, a: &str, b: &str) -> Result<(Option<Stored>, Option<Stored>)> {
