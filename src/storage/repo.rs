@@ -149,16 +149,11 @@ impl Repo {
     /// `None` when there is no such object.
     pub fn read_range(&self, key: &str, at: u64, len: usize) -> Result<Option<Vec<u8>>> {
         Ok(Some(match self {
-            Repo::Dir(root) => {
-                let path = root.join(key);
-                let file = match File::open(&path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-                };
+            Repo::Dir(_) => {
                 let mut buf = vec![0; len];
-                let n = crate::plumbing::read_full_at(&file, &mut buf, at)
-                    .with_context(|| format!("reading {}", path.display()))?;
+                let Some(n) = self.read_range_into(key, at, &mut buf)? else {
+                    return Ok(None);
+                };
                 buf.truncate(n);
                 buf
             }
