@@ -219,7 +219,8 @@ struct Check<'a> {
     batches: BTreeMap<String, std::result::Result<Batch, String>>,
     /// Lists: their chunks, or a problem.
     lists: BTreeMap<String, std::result::Result<List, String>>,
-    /// For `deep`: per pack, the chunks in it that some list names (id, bytes, at, len).
+    /// Per pack, the chunks in it that some list names (id, bytes, at, len): counted, and
+    /// with `deep` read back.
     in_packs: BTreeMap<String, BTreeMap<String, (u64, u64, u64)>>,
 }
 
@@ -273,10 +274,8 @@ impl Check<'_> {
                 continue;
             }
             packs.insert(loc.pack.clone());
-            if deep.is_some() {
-                let named = self.in_packs.entry(loc.pack).or_default();
-                named.insert(c.id.clone(), (c.bytes, loc.at, loc.len));
-            }
+            let named = self.in_packs.entry(loc.pack).or_default();
+            named.insert(c.id.clone(), (c.bytes, loc.at, loc.len));
         }
         problems
     }

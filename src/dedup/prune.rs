@@ -178,12 +178,12 @@ impl Unnamed {
                     freed += size;
                 }
                 Some(chunks) => {
-                    let needed: u64 = chunks.values().sum();
-                    // The age header and tags: about 250 bytes and 16 per 64 KiB.
-                    let overhead = 256 + size / (64 << 10) * 16;
-                    if needed + overhead < *size {
+                    let unused = size.saturating_sub(chunks.values().sum());
+                    // Beyond age's header and tags (a few hundred bytes, 16 per 64 KiB): a
+                    // pack counts once over 4 KiB and 1% of it is chunks no kept list names.
+                    if unused > 4096 && unused * 100 > *size {
                         partial.0 += 1;
-                        partial.1 += size - needed - overhead;
+                        partial.1 += unused;
                     }
                 }
             }
