@@ -542,7 +542,7 @@ fn by_hand(r: &Repo, archive: &[u8], backup: &str) {
 }
 
 /// `weir-prune` on a repository: a dry run removes nothing; a push's lock stops it (a stale
-/// one does not); then it keeps the newest backup, removes the others and every chunk only
+/// one does not); then it keeps the newest backup, removes the others and every pack only
 /// they named, and what is kept still reads back whole. A prune's lock stops a push.
 #[test]
 fn prune_keeps_what_the_policy_keeps_and_never_runs_beside_a_push() {
@@ -551,12 +551,31 @@ fn prune_keeps_what_the_policy_keeps_and_never_runs_beside_a_push() {
     let r = Repo::new();
     let url = r.url();
     let mut last = Vec::new();
+    // The middle backup is a stream of its own (noise, not an archive), so its pack and its
+    // batch of lists are wholly unneeded once only the last is kept. Two archives of one
+    // database share small chunks (the end-of-archive blocks of a size that recurs), which
+    // keep a pack they are in, whole: prune does not rewrite packs.
+    let noise: Vec<u8> = {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        (0..3 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
     for day in 0..3 {
         c.psql(
             "dd_prune",
             &format!("UPDATE big SET v = 'day {day}' WHERE id % 50 = {day}"),
         );
-        last = extract("dd_prune", &[]);
+        last = if day == 1 {
+            noise.clone()
+        } else {
+            extract("dd_prune", &[])
+        };
         run_ok(r.push(&url, "app", &last), "push");
     }
     let chunk_files = || stored_objects(&r).len();
@@ -602,7 +621,11 @@ fn prune_keeps_what_the_policy_keeps_and_never_runs_beside_a_push() {
         !locks.join("push-2-bbbbbbbb.json").exists(),
         "a stale lock stayed"
     );
-    assert!(chunk_files() < before, "no chunk was removed");
+    assert!(
+        chunk_files() < before,
+        "no pack was removed: {}",
+        stderr(&done)
+    );
     assert_eq!(r.listed(&url).len(), 1);
     assert!(run_ok(r.cat(&url, "app"), "cat") == last);
     run_ok(
