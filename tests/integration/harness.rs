@@ -350,6 +350,8 @@ pub fn scrub<'a>(cmd: &'a mut Command, env: &[(String, String)]) -> &'a mut Comm
             cmd.env_remove(k);
         }
     }
+    // No weir-dedup chunk cache under the user's ~/.cache: a test that wants one names it.
+    cmd.env("WEIR_CACHE_DIR", "");
     for (k, v) in env {
         cmd.env(k, v);
     }
