@@ -259,8 +259,11 @@ fn fetch(
     done: Sender<Fetched>,
     spare: Receiver<Vec<u8>>,
 ) {
-    let setup = (|| Ok::<_, anyhow::Error>((Repo::open(&o.repo, &o.s3)?, opener.identities()?)))();
-    let (repo, identities) = match setup {
+    let setup = (|| {
+        let repo = Repo::open(&o.repo, &o.s3)?;
+        Ok::<_, anyhow::Error>((repo, opener.identities()?, zstd::bulk::Decompressor::new()?))
+    })();
+    let (repo, identities, mut z) = match setup {
         Ok(s) => s,
         Err(e) => {
             let _ = done.send((usize::MAX, Err(e)));
@@ -268,20 +271,13 @@ fn fetch(
         }
     };
     let mut packs = pack::Reader::new(&repo, &identities);
-    let mut z = match zstd::bulk::Decompressor::new() {
-        Ok(z) => z,
-        Err(e) => {
-            let _ = done.send((usize::MAX, Err(e.into())));
-            return;
-        }
-    };
     for (i, job) in jobs {
         let got = match job {
             Job::Object { id, bytes } => repo.read(&store::chunk_key(&id)).and_then(|stored| {
                 let stored = stored.ok_or_else(|| {
                     bad_input(format!("chunk {id} is missing from the repository"))
                 })?;
-                super::decode(&stored.bytes()?, &identities, key, &id, bytes)
+                super::decode(&mut z, &stored.bytes()?, &identities, (key, &id, bytes))
             }),
             Job::Run {
                 pack,

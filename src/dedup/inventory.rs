@@ -147,6 +147,7 @@ pub fn verify(o: &VerifyOptions) -> Result<()> {
         batches: BTreeMap::new(),
         lists: BTreeMap::new(),
         in_packs: BTreeMap::new(),
+        z: zstd::bulk::Decompressor::new()?,
     };
     // Per backup: its problems, and the packs whose chunks it needs (checked whole below).
     let mut found: Vec<(Vec<String>, HashSet<String>)> = Vec::new();
@@ -222,11 +223,13 @@ struct Check<'a> {
     /// Per pack, the chunks in it that some list names (id, bytes, at, len): counted, and
     /// with `deep` read back.
     in_packs: BTreeMap<String, BTreeMap<String, (u64, u64, u64)>>,
+    /// One zstd context for every chunk read back.
+    z: zstd::bulk::Decompressor<'static>,
 }
 
 impl Check<'_> {
     fn object(&mut self, id: &str, bytes: u64) -> Option<String> {
-        let (repo, deep, objects) = (self.repo, self.deep, &self.objects);
+        let (repo, deep, objects, z) = (self.repo, self.deep, &self.objects, &mut self.z);
         self.verdict
             .entry(id.to_string())
             .or_insert_with(|| {
@@ -235,7 +238,7 @@ impl Check<'_> {
                 }
                 let (identities, key) = deep?;
                 let data = store::read_all(repo, &store::chunk_key(id));
-                data.and_then(|d| super::decode(&d, identities, key, id, bytes))
+                data.and_then(|d| super::decode(z, &d, identities, (key, id, bytes)))
                     .err()
                     .map(|e| format!("{e:#}"))
             })
@@ -282,7 +285,7 @@ impl Check<'_> {
 
     /// With `deep`: each pack read whole once, and each chunk named in it decompressed and
     /// checked. The packs that failed, with why.
-    fn packs_deeply(&self) -> Result<BTreeMap<String, String>> {
+    fn packs_deeply(&mut self) -> Result<BTreeMap<String, String>> {
         let mut bad = BTreeMap::new();
         let Some((identities, key)) = self.deep else {
             return Ok(bad);
@@ -298,7 +301,7 @@ impl Check<'_> {
                         .ok_or_else(|| {
                             bad_input(format!("pack {pack} is shorter than a list says"))
                         })?;
-                    super::pack::decompress(frame, key, id, *bytes)?;
+                    super::pack::decompress(&mut self.z, frame, key, id, *bytes)?;
                 }
                 Ok(())
             });

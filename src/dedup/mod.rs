@@ -34,13 +34,12 @@ fn seal(data: &[u8], recipients: &[Recipient], out: &mut Vec<u8>) -> Result<()> 
 /// A version 1 chunk back from its stored form, `age(zstd(chunk))`, checked: its length and
 /// its keyed hash must be what the recipe names it by.
 fn decode(
+    z: &mut zstd::bulk::Decompressor,
     stored: &[u8],
     identities: &[Identity],
-    key: &store::Key,
-    id: &str,
-    len: u64,
+    (key, id, len): (&store::Key, &str, u64),
 ) -> Result<Vec<u8>> {
     let compressed = crate::stream::encrypt::open_in_memory(stored, identities)
         .map_err(|e| e.context(format!("chunk {id}")))?;
-    pack::decompress(&compressed, key, id, len)
+    pack::decompress(z, &compressed, key, id, len)
 }

@@ -66,7 +66,7 @@ pub struct ChunkerParams {
 }
 
 impl ChunkerParams {
-    pub fn current() -> ChunkerParams {
+    fn current() -> ChunkerParams {
         ChunkerParams {
             kind: "fastcdc-2020, tar members apart".into(),
             min: chunker::MIN,

@@ -141,7 +141,7 @@ impl Repo {
                 client,
                 bucket,
                 prefix,
-            } => rt.block_on(get(client, bucket, &Self::s3_key(prefix, key))),
+            } => rt.block_on(get(client, bucket, &Self::s3_key(prefix, key), None)),
         }
     }
 
@@ -166,26 +166,12 @@ impl Repo {
                 if len == 0 {
                     return Ok(Some(Vec::new()));
                 }
-                let k = Self::s3_key(prefix, key);
-                let asked = client
-                    .get_object()
-                    .bucket(bucket.as_str())
-                    .key(&k)
-                    .range(format!("bytes={at}-{}", at + len as u64 - 1));
-                let got = rt.block_on(async {
-                    let out = match asked.send().await {
-                        Ok(o) => o,
-                        Err(e) if not_found(&e) => return Ok(None),
-                        Err(e) => return Err(failure(&format!("s3://{bucket}/{k}"), e)),
-                    };
-                    let data =
-                        out.body.collect().await.map_err(|e| {
-                            anyhow!("s3://{bucket}/{k}: reading bytes from {at}: {e}")
-                        })?;
-                    Ok(Some(data.into_bytes().to_vec()))
-                })?;
-                match got {
-                    Some(b) => b,
+                let (k, range) = (
+                    Self::s3_key(prefix, key),
+                    format!("bytes={at}-{}", at + len as u64 - 1),
+                );
+                match rt.block_on(get(client, bucket, &k, Some(range)))? {
+                    Some(stored) => stored.bytes()?,
                     None => return Ok(None),
                 }
             }
@@ -227,7 +213,10 @@ impl Repo {
                 prefix,
             } => rt.block_on(async {
                 let (ka, kb) = (Self::s3_key(prefix, a), Self::s3_key(prefix, b));
-                tokio::try_join!(get(client, bucket, &ka), get(client, bucket, &kb))
+                tokio::try_join!(
+                    get(client, bucket, &ka, None),
+                    get(client, bucket, &kb, None)
+                )
             }),
         }
     }
@@ -516,9 +505,16 @@ fn read_in_dir(root: &Path, key: &str) -> Result<Option<Stored>> {
     }))
 }
 
-/// One GET: the object with its recorded digest, or `None` if the bucket has no such key.
-async fn get(client: &Client, bucket: &str, k: &str) -> Result<Option<Stored>> {
-    let out = match client.get_object().bucket(bucket).key(k).send().await {
+/// One GET: the object (or the HTTP `range` of it) with its recorded digest, or `None` if the
+/// bucket has no such key.
+async fn get(
+    client: &Client,
+    bucket: &str,
+    k: &str,
+    range: Option<String>,
+) -> Result<Option<Stored>> {
+    let asked = client.get_object().bucket(bucket).key(k).set_range(range);
+    let out = match asked.send().await {
         Ok(o) => o,
         Err(e) if not_found(&e) => return Ok(None),
         Err(e) => return Err(failure(&format!("s3://{bucket}/{k}"), e)),

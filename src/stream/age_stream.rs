@@ -51,11 +51,8 @@ fn seal(key: &[u8; 32], nonce: &[u8; 12], src: &[u8], dst: &mut [u8]) {
 /// Opens chunk number `counter` (ciphertext, then tag) of a payload, the last one when
 /// `last`: its plaintext if the tag authenticates it. For reading a range of a stored file.
 pub fn open_chunk(key: &[u8; 32], counter: u64, last: bool, sealed: &[u8]) -> Option<Vec<u8>> {
-    if sealed.len() < TAG {
-        return None;
-    }
-    let mut plain = vec![0u8; sealed.len() - TAG];
-    open(key, &chunk_nonce(counter, last), sealed, &mut plain).then_some(plain)
+    let mut plain = vec![0u8; sealed.len().checked_sub(TAG)?];
+    open_chunk_into(key, counter, last, sealed, &mut plain).then_some(plain)
 }
 
 /// Opens chunk number `counter` of a payload into `dst` (its plaintext length), the last one

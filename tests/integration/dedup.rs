@@ -555,17 +555,7 @@ fn prune_keeps_what_the_policy_keeps_and_never_runs_beside_a_push() {
     // batch of lists are wholly unneeded once only the last is kept. Two archives of one
     // database share small chunks (the end-of-archive blocks of a size that recurs), which
     // keep a pack they are in, whole: prune does not rewrite packs.
-    let noise: Vec<u8> = {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        (0..3 << 20)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
+    let noise = crate::storage::noise(3 << 20, 5);
     for day in 0..3 {
         c.psql(
             "dd_prune",
