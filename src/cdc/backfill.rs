@@ -479,8 +479,12 @@ impl Backfill {
     }
 
     /// Waits until every transaction running now has ended: one whose commit record is
-    /// before the low watermark may not be visible yet (its commit is written to WAL before
-    /// it is marked done, PostgreSQL's xact.c), and the chunk must see all of them.
+    /// before the low watermark may not be visible yet, and the chunk must see all of them.
+    /// A commit is written to WAL and to the commit log before the transaction leaves the
+    /// proc array that snapshots are taken from (xact.c, RecordTransactionCommit; a
+    /// synchronous standby is waited for in between). `pg_xact_status` asks the proc array
+    /// before the commit log for that reason (xid8funcs.c), so it says "in progress" until a
+    /// new snapshot would see the commit.
     fn wait_for_running(&mut self) -> Result<()> {
         let q = "SELECT pg_catalog.array_agg(x)::text[] \
                  FROM pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot()) x";

@@ -74,7 +74,7 @@ fn pgoutput_from_the_server_decodes_to_the_changes_made() {
         "TRUNCATE t RESTART IDENTITY",
         // The harness runs with synchronous_commit = off, and decoding stops at the WAL
         // flushed so far: this commit waits for its flush, and with it every one before.
-        "SET synchronous_commit = on; SELECT 1 FROM pg_logical_emit_message(true, 'weir', 'hello')",
+        "SET synchronous_commit = local; SELECT 1 FROM pg_logical_emit_message(true, 'weir', 'hello')",
     ] {
         c.psql("cdc_decode", sql);
     }
@@ -140,7 +140,7 @@ fn a_streamed_change_and_the_flush_position_the_slot_keeps() {
     );
     c.psql(
         "cdc_stream",
-        "SET synchronous_commit = on; INSERT INTO t VALUES (1, 'streamed')",
+        "SET synchronous_commit = local; INSERT INTO t VALUES (1, 'streamed')",
     );
     let env: std::collections::BTreeMap<String, String> = c.env().into_iter().collect();
     let params =
@@ -265,7 +265,7 @@ fn weir_cdc_lines_equal_wal2json_format_version_2() {
         "DELETE FROM full_rows WHERE k = 2",
         "BEGIN; INSERT INTO kinds (id) VALUES (4); SELECT pg_logical_emit_message(true, 'weir', 'in a transaction'); COMMIT",
         "TRUNCATE full_rows",
-        "SET synchronous_commit = on; INSERT INTO kinds (id) VALUES (5)",
+        "SET synchronous_commit = local; INSERT INTO kinds (id) VALUES (5)",
     ] {
         c.psql("cdc_golden", sql);
     }
@@ -275,7 +275,7 @@ fn weir_cdc_lines_equal_wal2json_format_version_2() {
     // it waits for the server's keepalive, wal_sender_timeout / 2).
     c.psql(
         "cdc_golden",
-        "SET synchronous_commit = on; CREATE TABLE past_the_end (x int)",
+        "SET synchronous_commit = local; CREATE TABLE past_the_end (x int)",
     );
     let o = cdc(&["-q", "--publication", "golden", "--stream", "-E", end]);
     assert!(o.status.success(), "weir-cdc: {}", stderr(&o));

@@ -178,9 +178,12 @@ fn start_configured(name: &str, conf: &str) -> Cluster {
         false => " -c full_page_writes=off",
     };
     // Every CDC test keeps a replication origin, and each origin with progress takes one of
-    // max_replication_slots' states (PostgreSQL's origin.c), 10 by default.
+    // max_replication_slots' states (PostgreSQL's origin.c), 10 by default. A synchronous
+    // standby is named that never connects: a session that sets synchronous_commit to `on`
+    // commits, then waits for it until canceled before its end is visible (a test holds a
+    // transaction there); `local` flushes without waiting.
     let opts = format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c ssl=on -c fsync=off -c synchronous_commit=off{fpw} -c max_connections=60 -c max_wal_size=1GB -c max_replication_slots=40",
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c ssl=on -c fsync=off -c synchronous_commit=off{fpw} -c max_connections=60 -c max_wal_size=1GB -c max_replication_slots=40 -c synchronous_standby_names=weir_test_never_connects",
         base.display()
     );
     let out = as_owner(
