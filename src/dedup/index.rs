@@ -9,7 +9,9 @@
 //! anything, and a cache of another generation is thrown away. Pushes and prunes never overlap
 //! (their locks), so a push that read the generation holds for its whole run. A list is stored
 //! only once every pack it names is, so a list in the repository never points at a pack that a
-//! crashed push did not finish.
+//! crashed push did not finish; but a prune leaves the lists of the backups it removed in any
+//! batch a kept backup still names, and may remove their packs. So the index is built from
+//! the packs stored too: a chunk counts only where its pack is, a list only if all of its do.
 //!
 //! The cache lives in `$WEIR_CACHE_DIR`, else `$XDG_CACHE_HOME/weir`, else `~/.cache/weir`,
 //! one file per repository id; `WEIR_CACHE_DIR=` (empty) turns it off.
@@ -17,7 +19,7 @@
 use super::store::{self, Batch, Config, Loc};
 use crate::storage::repo::Repo;
 use anyhow::{Context, Result};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 pub const GENERATION: &str = "index/generation";
@@ -74,14 +76,26 @@ pub fn known(repo: &Repo, url: &str, s3: &crate::storage::S3Settings, c: &Config
         generation,
         ..Known::default()
     };
+    // A batch stays while a kept backup names one of its lists, and with it the lists of
+    // backups a prune removed, whose packs may be gone: only what stored packs hold is known.
+    let packs: HashSet<String> = store::stored(repo, "packs/")?
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
     for (batch_id, batch) in read_batches(repo, url, s3)? {
         // A batch a push cut short by a crash left empty names nothing: written again.
         let Some(batch) = batch else { continue };
         for (id, list) in batch {
+            let mut whole = true;
             for (c, loc) in list.located() {
-                known.chunks.insert(c.id.clone(), loc);
+                match packs.contains(&loc.pack) {
+                    true => drop(known.chunks.insert(c.id.clone(), loc)),
+                    false => whole = false,
+                }
             }
-            known.lists.insert(id, batch_id.clone());
+            if whole {
+                known.lists.insert(id, batch_id.clone());
+            }
         }
     }
     remember(c, &known);

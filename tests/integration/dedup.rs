@@ -801,3 +801,42 @@ fn a_version_1_repository_still_reads_verifies_and_prunes() {
         "verify --deep after prune",
     );
 }
+
+/// A push after a prune names no pack the prune removed. Backups A (S then X) and B (S then
+/// Y) share the lists of S, so A's batch of lists stays for B while the packs holding only X
+/// go with A; A's stream pushed again must store X anew rather than reuse X's lists, which
+/// name those packs.
+#[test]
+fn a_push_after_a_prune_names_no_pack_the_prune_removed() {
+    let r = Repo::new();
+    let url = r.url();
+    // Seeds that differ in more than their lowest bit: noise() sets it.
+    let s = crate::storage::noise(4 << 20, 21);
+    let a = [s.clone(), crate::storage::noise(24 << 20, 41)].concat();
+    let b = [s, crate::storage::noise(24 << 20, 61)].concat();
+    run_ok(r.push(&url, "app", &a), "push A");
+    run_ok(r.push(&url, "app", &b), "push B");
+    let packs = || files_under(&r.path().join("packs")).len();
+    let before = packs();
+    let pruned = stage("weir-prune", &[url.as_str(), "--keep-last", "1"], b"", &[]);
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    assert!(
+        packs() < before,
+        "the prune removed no pack: {}",
+        stderr(&pruned)
+    );
+    run_ok(r.push(&url, "app", &a), "push A again");
+    assert!(
+        run_ok(r.cat(&url, "app"), "cat") == a,
+        "A pushed again came back different"
+    );
+    run_ok(
+        stage(
+            "weir-dedup",
+            &["verify", "--deep", "-i", &r.identity, &url],
+            b"",
+            &[],
+        ),
+        "verify --deep",
+    );
+}
