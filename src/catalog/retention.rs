@@ -130,6 +130,8 @@ pub struct PruneOptions {
     /// The weir-wal repository of the base backups under the catalog: WAL older than the
     /// oldest kept base backup's start is removed from it.
     pub wal_repo: Option<String>,
+    /// A weir-dedup repository's packs that hold chunks no kept backup needs are rewritten.
+    pub repack: Option<crate::dedup::prune::Repack>,
 }
 
 /// `weir-prune`: applies the policy to every database's backups under `url`, and removes the
@@ -209,6 +211,12 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
     }
     if crate::dedup::store::is_repository(url, s3)? {
         return crate::dedup::prune::prune(url, s3, o);
+    }
+    if o.repack.is_some() {
+        return Err(coded(
+            ExitCode::Usage,
+            "--repack is for a weir-dedup repository: a catalog's backups are whole objects",
+        ));
     }
     let now = o.now.unwrap_or_else(Utc::now);
     let cat = load(url, s3)?;

@@ -54,8 +54,57 @@ pub struct PruneCli {
     /// backup nothing is removed).
     #[arg(long = "wal-repo", value_name = "URL")]
     pub wal_repo: Option<String>,
+    /// A weir-dedup repository: also rewrite the packs that hold chunks no kept backup needs,
+    /// so that their space is freed. Reads packs with -i (or -p) and writes them for -r/-R
+    /// (or -p), the recipients the repository is pushed to.
+    #[arg(long = "repack")]
+    pub repack: bool,
+    /// With --repack: rewrite packs, the emptiest first, until what the kept packs hold that no
+    /// backup needs is at most PERCENT of them (0: every pack that holds any).
+    #[arg(long = "max-unused", value_name = "PERCENT", default_value_t = 5.0, value_parser = parse_percent)]
+    pub max_unused: f64,
+    /// With --repack: an identity that decrypts the packs (repeatable); else
+    /// WEIR_AGE_IDENTITY_FILE.
+    #[arg(
+        short = 'i',
+        long = "identity",
+        value_name = "FILE",
+        requires = "repack"
+    )]
+    pub identities: Vec<String>,
+    /// With --repack: encrypt the rewritten packs to RECIPIENT (repeatable).
+    #[arg(
+        short = 'r',
+        long = "recipient",
+        value_name = "RECIPIENT",
+        requires = "repack"
+    )]
+    pub recipients: Vec<String>,
+    /// With --repack: encrypt the rewritten packs to the recipients listed in FILE
+    /// (repeatable).
+    #[arg(
+        short = 'R',
+        long = "recipients-file",
+        value_name = "FILE",
+        requires = "repack"
+    )]
+    pub recipients_files: Vec<String>,
+    /// With --repack, in a passphrase repository: open its identity with a passphrase, from
+    /// --passphrase-file, WEIR_PASSPHRASE or a prompt on the terminal.
+    #[arg(short = 'p', long = "passphrase", requires = "repack")]
+    pub passphrase: bool,
+    /// Read the passphrase from the first line of FILE (implies -p).
+    #[arg(long = "passphrase-file", value_name = "FILE", requires = "repack")]
+    pub passphrase_file: Option<String>,
     #[command(flatten)]
     pub s3: S3Args,
+}
+
+fn parse_percent(s: &str) -> Result<f64, String> {
+    match s.trim_end_matches('%').parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a percentage from 0 to 100")),
+    }
 }
 
 impl PruneCli {
@@ -74,6 +123,17 @@ impl PruneCli {
             now: self.now,
             quiet: self.quiet,
             wal_repo: self.wal_repo.clone(),
+            repack: self.repack.then(|| crate::dedup::prune::Repack {
+                max_unused: self.max_unused,
+                enc: crate::stream::encrypt::EncryptOptions {
+                    identities: self.identities.clone(),
+                    recipients: self.recipients.clone(),
+                    recipients_files: self.recipients_files.clone(),
+                    passphrase: self.passphrase,
+                    passphrase_file: self.passphrase_file.clone(),
+                    ..Default::default()
+                },
+            }),
         }
     }
 }

@@ -175,6 +175,24 @@ impl Opener {
         })
     }
 
+    /// The recipients a repack seals rewritten packs to: those named in `o`, as a push's;
+    /// in a passphrase repository, its own identity's (opened once, by [`Opener::new`]).
+    pub fn recipients(&self, o: &EncryptOptions) -> Result<Vec<super::Recipient>> {
+        if let Some(secret) = &self.repository {
+            let id = age::x25519::Identity::from_str(secret.expose_secret())
+                .map_err(|e| anyhow!("the repository's identity: {e}"))?;
+            return Ok(vec![Box::new(id.to_public())]);
+        }
+        let named = encrypt::recipients(o)?;
+        if named.is_empty() {
+            return Err(coded(
+                ExitCode::Usage,
+                "--repack needs the recipients the repository is pushed to: -r, -R or WEIR_AGE_RECIPIENTS (and -i to read its packs)",
+            ));
+        }
+        Ok(named)
+    }
+
     pub fn identities(&self) -> Result<Vec<super::Identity>> {
         match &self.repository {
             Some(secret) => {

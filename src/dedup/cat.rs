@@ -76,6 +76,7 @@ const WINDOW: usize = 64;
 
 pub fn cat(o: &CatOptions) -> Result<()> {
     let (repo, opener, key, recipe) = open_recipe(o)?;
+    let moves = super::moves::Moves::read(&repo)?;
     let mut out = Output::open(o.output.as_deref(), true)?;
     let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<(usize, Job)>(o.jobs);
     let (done_tx, done_rx) = crossbeam_channel::unbounded::<Fetched>();
@@ -88,6 +89,7 @@ pub fn cat(o: &CatOptions) -> Result<()> {
         let (key, recipe) = (&key, &recipe);
         s.spawn(move || {
             let mut p = Planner {
+                moves,
                 repo,
                 key,
                 jobs: jobs_tx,
@@ -137,6 +139,8 @@ struct Planner<'a> {
     run: Option<Job>,
     /// Batches of lists read, by id.
     batches: HashMap<String, Batch>,
+    /// Where a repack moved chunks.
+    moves: super::moves::Moves,
 }
 
 impl Planner<'_> {
@@ -201,7 +205,8 @@ impl Planner<'_> {
     /// Adds a list's chunks to the current run, starting a new run where a chunk is not right
     /// after the last in the same pack.
     fn add(&mut self, list: &List) -> Result<()> {
-        for (c, loc) in list.located() {
+        for (c, listed) in list.listed() {
+            let loc = self.moves.place(&c.id, listed);
             let follows = match &self.run {
                 Some(Job::Run { pack, at, len, .. }) => {
                     *pack == loc.pack

@@ -82,12 +82,13 @@ pub fn known(repo: &Repo, url: &str, s3: &crate::storage::S3Settings, c: &Config
         .into_iter()
         .map(|(id, _, _)| id)
         .collect();
+    let moves = super::moves::Moves::read(repo)?;
     for (batch_id, batch) in read_batches(repo, url, s3)? {
         // A batch a push cut short by a crash left empty names nothing: written again.
         let Some(batch) = batch else { continue };
         for (id, list) in batch {
             let mut whole = true;
-            for (c, loc) in list.located() {
+            for (c, loc) in list.located(&moves) {
                 match packs.contains(&loc.pack) {
                     true => drop(known.chunks.insert(c.id.clone(), loc)),
                     false => whole = false,

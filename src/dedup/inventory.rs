@@ -147,6 +147,7 @@ pub fn verify(o: &VerifyOptions) -> Result<()> {
         batches: BTreeMap::new(),
         lists: BTreeMap::new(),
         in_packs: BTreeMap::new(),
+        moves: super::moves::Moves::read(&repo)?,
         z: zstd::bulk::Decompressor::new()?,
     };
     // Per backup: its problems, and the packs whose chunks it needs (checked whole below).
@@ -223,6 +224,8 @@ struct Check<'a> {
     /// Per pack, the chunks in it that some list names (id, bytes, at, len): counted, and
     /// with `deep` read back.
     in_packs: BTreeMap<String, BTreeMap<String, (u64, u64, u64)>>,
+    /// Where a repack moved chunks.
+    moves: super::moves::Moves,
     /// One zstd context for every chunk read back.
     z: zstd::bulk::Decompressor<'static>,
 }
@@ -271,7 +274,7 @@ impl Check<'_> {
             Err(e) => return vec![e.clone()],
         };
         let mut problems = Vec::new();
-        for (c, loc) in list.located() {
+        for (c, loc) in list.located(&self.moves) {
             if !self.packs.contains(&loc.pack) {
                 problems.push(format!("pack {} is missing", loc.pack));
                 continue;

@@ -14,6 +14,7 @@ pub mod chunker;
 pub mod index;
 pub mod inventory;
 pub mod lock;
+pub mod moves;
 pub mod pack;
 pub mod prune;
 pub mod push;

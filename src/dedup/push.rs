@@ -111,7 +111,7 @@ pub fn push(o: &PushOptions) -> Result<()> {
         super::access::push_recipients(&repo, store::read_config(&repo)?.as_ref(), &o.enc)?;
     let recipients = encrypt::recipients(&sealing.enc)?;
     let config = store::open_or_create(&repo, &key, &recipients, sealing.passphrase)?;
-    if config.version != store::VERSION {
+    if config.version < 2 {
         return Err(coded(
             ExitCode::Usage,
             format!(
@@ -127,7 +127,7 @@ pub fn push(o: &PushOptions) -> Result<()> {
     let read = store_stream(o, &sealing.enc, &key, &mut known, &added)?;
     let recipe = Recipe {
         format: store::FORMAT.into(),
-        version: store::VERSION,
+        version: store::RECIPE_VERSION,
         repository: config.id.clone(),
         name: o.name.clone(),
         time: crate::plumbing::rfc3339_micros(when),

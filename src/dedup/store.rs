@@ -34,9 +34,15 @@ use std::io::Read;
 pub const CONFIG: &str = "config.json";
 pub const KEY: &str = "keys/id.age";
 pub const FORMAT: &str = "weir-dedup";
-/// The version new repositories get; version 1 repositories are read (cat, ls, verify, prune)
-/// but not pushed to, since their chunks were cut at other sizes.
-pub const VERSION: u32 = 2;
+/// The version new repositories get. Version 3 is version 2 that may hold moves (a repack's,
+/// [`super::moves`]): a weir that knows only version 2 would take a moved chunk's pack for
+/// unneeded and prune it, so it must not read one. Version 2 repositories are pushed to and
+/// become version 3 at their first repack; version 1 repositories are read (cat, ls, verify,
+/// prune) but not pushed to, since their chunks were cut at other sizes.
+pub const VERSION: u32 = 3;
+
+/// The version of the recipes a push writes (the same since repository version 2).
+pub const RECIPE_VERSION: u32 = 2;
 
 /// Environment variable holding the key itself (else `--key-file`).
 pub const ENV_KEY: &str = "WEIR_DEDUP_KEY";
@@ -178,6 +184,20 @@ pub fn open_or_create(
     }
 }
 
+/// Makes a version 2 repository version 3 before its first move: its config is rewritten
+/// (in a directory, without the digest beside it first, so a crash between the two leaves a
+/// config that reads).
+pub fn upgrade(repo: &Repo, c: &mut Config) -> Result<()> {
+    if c.version >= VERSION {
+        return Ok(());
+    }
+    c.version = VERSION;
+    let json = serde_json::to_vec_pretty(c)?;
+    repo.remove(&repo.stored_keys(CONFIG)[1..])?;
+    repo.put(CONFIG, &json)
+        .with_context(|| format!("rewriting {CONFIG} as version {VERSION}"))
+}
+
 /// The config, or `None` when the location holds no repository.
 pub fn read_config(repo: &Repo) -> Result<Option<Config>> {
     let Some(stored) = repo.read(CONFIG)? else {
@@ -191,7 +211,7 @@ pub fn read_config(repo: &Repo) -> Result<Option<Config>> {
             c.format, c.version
         )));
     }
-    if c.version == VERSION && c.chunker != ChunkerParams::current() {
+    if c.version >= 2 && c.chunker != ChunkerParams::current() {
         // Other sizes would still restore; pushing with these would deduplicate badly.
         eprintln!(
             "{}: the repository's chunks were cut with other sizes ({:?})",
@@ -286,7 +306,7 @@ pub struct Listed {
 }
 
 /// Where a chunk of a version 2 repository is.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Loc {
     pub pack: String,
     pub at: u64,
@@ -326,8 +346,8 @@ impl List {
         Ok(())
     }
 
-    /// Each chunk with its location.
-    pub fn located(&self) -> impl Iterator<Item = (&Listed, Loc)> {
+    /// Each chunk with the location the list names.
+    pub fn listed(&self) -> impl Iterator<Item = (&Listed, Loc)> {
         self.chunks.iter().map(|c| {
             let loc = Loc {
                 pack: self.packs[c.pack].clone(),
@@ -336,6 +356,14 @@ impl List {
             };
             (c, loc)
         })
+    }
+
+    /// Each chunk with its location: the one the list names, unless a repack moved it.
+    pub fn located<'a>(
+        &'a self,
+        moves: &'a super::moves::Moves,
+    ) -> impl Iterator<Item = (&'a Listed, Loc)> {
+        self.listed().map(|(c, loc)| (c, moves.place(&c.id, loc)))
     }
 }
 

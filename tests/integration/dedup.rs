@@ -526,6 +526,10 @@ fn by_hand(r: &Repo, archive: &[u8], backup: &str) {
             &format!("\"{}/$pack\"", scratch.display()),
         )
         .replace("key.txt", &r.identity)
+        .replace(
+            "moves.json",
+            &scratch.join("moves.json").display().to_string(),
+        )
         .replace("prod.weir", &out.display().to_string());
     let printed = tool("bash", &["-c", &format!("set -eo pipefail\n{script}")], b"");
     assert!(printed.status.success(), "{script}\n{}", stderr(&printed));
@@ -839,4 +843,113 @@ fn a_push_after_a_prune_names_no_pack_the_prune_removed() {
         ),
         "verify --deep",
     );
+}
+
+/// The sum of the sizes of the repository's packs.
+fn pack_bytes(r: &Repo) -> u64 {
+    files_under(&r.path().join("packs"))
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+/// `weir-prune --repack`: backups A (S then X) and B (S then Y) share S, whose pack also holds
+/// the start of X. Keeping B, a plain prune keeps that pack whole and says so; --repack
+/// without keys is refused before anything changes; with them, the pack is rewritten with
+/// S alone and the bytes of X are freed. B reads back whole (by weir-dedup and by hand), the
+/// repository verifies deeply, is version 3, and A pushed again deduplicates against the
+/// moved chunks. Old packs left behind (a repack cut short after its moves) still read, and
+/// the next prune removes them.
+#[test]
+fn prune_repack_frees_what_partly_used_packs_hold() {
+    let r = Repo::new();
+    let url = r.url();
+    // Seeds that differ in more than their lowest bit: noise() sets it.
+    let s = crate::storage::noise(3 << 20, 21);
+    let a = [s.clone(), crate::storage::noise(12 << 20, 41)].concat();
+    let b = [s, crate::storage::noise(12 << 20, 61)].concat();
+    run_ok(r.push(&url, "app", &a), "push A");
+    run_ok(r.push(&url, "app", &b), "push B");
+    let prune = |args: &[&str]| {
+        let mut all = vec![url.as_str(), "--keep-last", "1"];
+        all.extend_from_slice(args);
+        stage("weir-prune", &all, b"", &[])
+    };
+    let plain = prune(&[]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    assert!(
+        stderr(&plain).contains("(--repack rewrites them)"),
+        "{}",
+        stderr(&plain)
+    );
+    let (before, objects) = (pack_bytes(&r), stored_objects(&r));
+    let keyless = prune(&["--repack"]);
+    assert_eq!(keyless.status.code(), Some(2), "{}", stderr(&keyless));
+    assert_eq!(
+        stored_objects(&r),
+        objects,
+        "a refused repack changed the repository"
+    );
+
+    let kept_packs = r.dir.path().join("packs-before");
+    copy_tree(&r.path().join("packs"), &kept_packs);
+    let done = prune(&[
+        "--repack",
+        "--max-unused",
+        "0",
+        "-i",
+        &r.identity,
+        "-r",
+        &r.recipient,
+    ]);
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(
+        stderr(&done).contains("1 packs rewritten"),
+        "{}",
+        stderr(&done)
+    );
+    let after = pack_bytes(&r);
+    assert!(
+        before - after > 4 << 20,
+        "the repack freed {} of {before} bytes",
+        before - after
+    );
+    let config = std::fs::read_to_string(r.path().join("config.json")).unwrap();
+    assert!(config.contains("\"version\": 3"), "{config}");
+    assert!(run_ok(r.cat(&url, "app"), "cat B") == b);
+    let deep = ["verify", "--deep", "-i", r.identity.as_str(), url.as_str()];
+    run_ok(stage("weir-dedup", &deep, b"", &[]), "verify --deep");
+    let stamp = r.listed(&url)[0]["backup"].as_str().unwrap().to_string();
+    by_hand(&r, &b, &stamp);
+
+    // The old pack put back, as a repack cut short after its moves would leave it.
+    copy_tree(&kept_packs, &r.path().join("packs"));
+    assert!(run_ok(r.cat(&url, "app"), "cat B with the old pack back") == b);
+    let again = prune(&[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("1 of "),
+        "the old pack stayed: {}",
+        stderr(&again)
+    );
+    assert_eq!(pack_bytes(&r), after);
+
+    let pushed = r.push(&url, "app", &a);
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    assert!(run_ok(r.cat(&url, "app"), "cat A") == a);
+    run_ok(
+        stage("weir-dedup", &deep, b"", &[]),
+        "verify --deep after A",
+    );
+}
+
+/// Copies the files under `from` into `to`, keeping their paths (what is there stays).
+fn copy_tree(from: &Path, to: &Path) {
+    for f in files_under(from) {
+        let dst = to.join(f.strip_prefix(from).unwrap());
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        if !dst.exists() {
+            std::fs::copy(&f, &dst).unwrap();
+        }
+    }
 }
