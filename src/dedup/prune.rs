@@ -201,9 +201,12 @@ impl Sealing {
             ));
         }
         let opener = super::access::Opener::new(repo, &config, enc)?;
+        let identities = opener.identities()?;
+        // An identity that is not the repository's is refused here, before anything goes.
+        store::read_key(repo, &config, &identities)?;
         Ok(Sealing {
-            identities: opener.identities()?,
             recipients: opener.recipients(enc)?,
+            identities,
             config,
         })
     }
@@ -382,6 +385,18 @@ fn repack(
     }
     if !packer.is_empty() {
         written += store_pack(repo, packer, &s.recipients, &mut placed)?;
+    }
+    // Packs sealed to recipients the identity cannot open would lose what they hold once the
+    // old packs go: each new one is opened before anything moves.
+    let mut reader = super::pack::Reader::new(repo, &s.identities);
+    let new: HashSet<&String> = placed.values().map(|l| &l.pack).collect();
+    for pack in new {
+        reader.read(pack, 0, 1).map_err(|_| {
+            crate::plumbing::coded(
+                crate::plumbing::ExitCode::Usage,
+                "the identity given (-i) cannot open packs sealed to the recipients given (-r, -R): nothing was moved",
+            )
+        })?;
     }
     let mut now = unnamed.moved.clone();
     now.extend(placed);

@@ -414,6 +414,26 @@ fn a_passphrase_repository_reads_back_with_the_passphrase_alone() {
     std::fs::write(&at, identity).unwrap();
     r.identity = at.display().to_string();
     by_hand(&r, &archive, listed[0]["backup"].as_str().unwrap());
+
+    // --repack opens and seals with the passphrase alone; a wrong one changes nothing.
+    let repack = [
+        url.as_str(),
+        "--keep-last",
+        "1",
+        "--repack",
+        "--max-unused",
+        "0",
+    ];
+    let refused = stage("weir-prune", &[&repack[..], &["-p"]].concat(), b"", &wrong);
+    assert_eq!(code(&refused), Some(1), "{}", stderr(&refused));
+    assert_eq!(r.listed(&url).len(), 2, "a refused repack removed a backup");
+    let pruned = stage("weir-prune", &[&repack[..], &["-p"]].concat(), b"", &env);
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    let back = run_ok(stage("weir-dedup", &cat, b"", &[]), "cat after the repack");
+    assert!(
+        back == archive,
+        "the stream came back different after the repack"
+    );
 }
 
 /// A directory repository on a full disk (a small tmpfs; where mounting is not allowed, a
@@ -855,7 +875,8 @@ fn pack_bytes(r: &Repo) -> u64 {
 
 /// `weir-prune --repack`: backups A (S then X) and B (S then Y) share S, whose pack also holds
 /// the start of X. Keeping B, a plain prune keeps that pack whole and says so; --repack
-/// without keys is refused before anything changes; with them, the pack is rewritten with
+/// without keys is refused before anything changes, and with recipients the identity cannot
+/// open it stops before anything moves; with the right keys, the pack is rewritten with
 /// S alone and the bytes of X are freed. B reads back whole (by weir-dedup and by hand), the
 /// repository verifies deeply, is version 3, and A pushed again deduplicates against the
 /// moved chunks. Old packs left behind (a repack cut short after its moves) still read, and
@@ -891,6 +912,25 @@ fn prune_repack_frees_what_partly_used_packs_hold() {
         "a refused repack changed the repository"
     );
 
+    // Recipients other than the repository's: the new packs are opened with the identity
+    // before anything moves, and the repack stops there.
+    let (_, stranger) = keypair(r.dir.path(), "stranger.txt");
+    let wrong = prune(&[
+        "--repack",
+        "--max-unused",
+        "0",
+        "-i",
+        &r.identity,
+        "-r",
+        &stranger,
+    ]);
+    assert_eq!(wrong.status.code(), Some(2), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("nothing was moved"),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(run_ok(r.cat(&url, "app"), "cat B after a refused repack") == b);
     let kept_packs = r.dir.path().join("packs-before");
     copy_tree(&r.path().join("packs"), &kept_packs);
     let done = prune(&[
@@ -927,8 +967,9 @@ fn prune_repack_frees_what_partly_used_packs_hold() {
     assert!(run_ok(r.cat(&url, "app"), "cat B with the old pack back") == b);
     let again = prune(&[]);
     assert!(again.status.success(), "{}", stderr(&again));
+    // It removes the old pack, and the packs the refused repack had sealed for a stranger.
     assert!(
-        stderr(&again).contains("1 of "),
+        !stderr(&again).contains("; 0 of "),
         "the old pack stayed: {}",
         stderr(&again)
     );
