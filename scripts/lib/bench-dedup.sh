@@ -74,6 +74,23 @@ bench_dedup() {
             "dedup, time per day" "$mean_w" "$mean_r" "$(python3 -c "print(f'{$mean_w/$mean_r:.2f}')")" "${wt[0]}" "${rt[0]}"
     } >> "$work/stages"
 
+    # Keeping the last week: weir-prune alone (whole packs), then with --repack (partly used
+    # packs rewritten), against restic forget --prune (which repacks too).
+    local keep=$((days > 14 ? 7 : (days + 1) / 2)) pruned_w repacked_w pruned_r
+    read -r a _ < <(measure "weir-prune --keep-last $keep" "$bin/weir-prune" -q "$repo" --keep-last "$keep")
+    pruned_w=$(du -sb "$repo" | cut -f1)
+    read -r b _ < <(measure "weir-prune --repack" "$bin/weir-prune" -q "$repo" --keep-last "$keep" \
+        --repack -i "$work/key.txt" -r "$recipient")
+    repacked_w=$(du -sb "$repo" | cut -f1)
+    local -a restic_t
+    read -r -a restic_t < <(measure "restic forget --prune" restic forget -q --repo "$restic_repo" \
+        --keep-last "$keep" --prune)
+    pruned_r=$(du -sb "$restic_repo" | cut -f1)
+    printf '  %-26s weir-prune %s (%s s), with --repack %s (%s s more); restic forget --prune %s (%s s): %sx restic stored, %sx time\n' \
+        "dedup, last $keep kept" "$(mb "$pruned_w")" "$a" "$(mb "$repacked_w")" "$b" "$(mb "$pruned_r")" \
+        "${restic_t[0]}" "$(python3 -c "print(f'{$repacked_w/$pruned_r:.2f}')")" \
+        "$(python3 -c "print(f'{($a+$b)/${restic_t[0]}:.2f}')")" >> "$work/stages"
+
     # A full push and a cat against the plain pipelines, on day 1's archive, in a directory.
     local full=$work/dedup-full plainrepo=$work/plain-objects
     mkdir -p "$plainrepo"
