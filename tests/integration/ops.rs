@@ -566,6 +566,19 @@ fn prune_two_years_of_backups() {
         scrub(&mut cmd, &[]).output().unwrap()
     };
     let before = walk(dir).len();
+    // A catalog's backups are whole objects: --repack is for weir-dedup repositories.
+    let repack = prune(&["--keep-daily", "7", "--repack", "-i", "key.txt"]);
+    assert_eq!(repack.status.code(), Some(2), "{}", stderr(&repack));
+    assert!(
+        stderr(&repack).contains("--repack is for a weir-dedup repository"),
+        "{}",
+        stderr(&repack)
+    );
+    assert_eq!(
+        walk(dir).len(),
+        before,
+        "a refused --repack removed something"
+    );
     let policy = [
         "--keep-daily",
         "7",
