@@ -35,6 +35,7 @@
 
 use super::json::{self, Rel, Txn};
 use super::pgoutput::Value;
+use super::trace;
 use crate::pg::conn::ConnParams;
 use crate::pg::copy_text;
 use crate::pg::lsn::Lsn;
@@ -323,6 +324,7 @@ impl Backfill {
         };
         if fresh {
             b.fresh(target)?;
+            trace(format_args!("start {} run={} fresh", b.name(), b.run));
             return Ok(b);
         }
         match keyless {
@@ -330,6 +332,12 @@ impl Backfill {
             true => b.complete = b.target_has_rows(target)?,
             false => b.bound = b.greatest(target)?,
         }
+        trace(format_args!(
+            "start {} run={} bound={:?}",
+            b.name(),
+            b.run,
+            b.bound
+        ));
         Ok(b)
     }
 
@@ -451,6 +459,12 @@ impl Backfill {
             true => None,
             false => rows.last().map(|r| self.key_of(r)).transpose()?,
         };
+        trace(format_args!(
+            "chunk {} id={id} after={:?} last={last:?} rows={}",
+            self.name(),
+            self.bound,
+            rows.len()
+        ));
         let rows = rows
             .into_iter()
             .map(|r| Ok((self.key_of(&r)?, Some(r))))
@@ -617,6 +631,10 @@ impl Backfill {
         else {
             return Ok(Mark::Nothing);
         };
+        trace(format_args!(
+            "mark {} id={} {} lsn={lsn}",
+            self.rel.table, w.chunk, w.mark
+        ));
         if w.mark == "low" {
             chunk.entered = true;
             return Ok(Mark::Nothing);
@@ -655,6 +673,13 @@ impl Backfill {
             rows += 1;
         }
         json::commit(&mut lines, &txn, at, lsn.0);
+        trace(format_args!(
+            "emit {} id={} rows={rows} at={} bound->{:?}",
+            self.rel.table,
+            chunk.id,
+            Lsn(at),
+            chunk.last
+        ));
         self.copied += rows;
         match chunk.last {
             Some(last) => self.bound = Some(last),
@@ -759,6 +784,13 @@ impl Backfill {
         let in_chunk = |c: Option<Class>| entered && c == Some(Class::Chunk);
         let copied = |c: Option<Class>| c == Some(Class::Copied);
         let same_key = knew == kold;
+        trace(format_args!(
+            "change {} xid={} lsn={} {} new={knew:?} {new:?} old={kold:?} {old:?} entered={entered}",
+            self.rel.table,
+            t.xid,
+            Lsn(h.lsn),
+            h.action
+        ));
         if same_key || h.action != 'U' {
             let (class, key) = if h.action == 'D' {
                 (old, kold)

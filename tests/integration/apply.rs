@@ -3,6 +3,7 @@
 //! cluster's); each test has its own slot, origin and databases.
 
 use crate::harness::*;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 const SCHEMA: &str = "CREATE TABLE acct (id int PRIMARY KEY, name text, balance numeric, big text,
@@ -265,13 +266,29 @@ fn spawn_pipeline(
     quiet: bool,
     apply_args: &[&str],
 ) -> (Child, Child) {
+    spawn_traced(c, cdc_args, target, origin, (quiet, apply_args), None)
+}
+
+/// [`spawn_pipeline`], both stages tracing their decisions into `trace` (WEIR_CDC_TRACE).
+fn spawn_traced(
+    c: &Cluster,
+    cdc_args: &[&str],
+    target: &str,
+    origin: &str,
+    (quiet, apply_args): (bool, &[&str]),
+    trace: Option<&Path>,
+) -> (Child, Child) {
+    let mut env = c.env();
+    if let Some(t) = trace {
+        env.push(("WEIR_CDC_TRACE".into(), t.display().to_string()));
+    }
     let confirm = format!("dbname={target}");
     let q: &[&str] = if quiet { &["-q"] } else { &[] };
     let mut cmd = Command::new(bin("weir-cdc"));
     cmd.args(cdc_args)
         .args(q)
         .args(["-s", "1", "--confirm-from", &confirm, "--origin", origin]);
-    let mut cdc = scrub(&mut cmd, &c.env())
+    let mut cdc = scrub(&mut cmd, &env)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -280,7 +297,7 @@ fn spawn_pipeline(
     cmd.args(q)
         .args(["-d", target, "--origin", origin])
         .args(apply_args);
-    let apply = scrub(&mut cmd, &c.env())
+    let apply = scrub(&mut cmd, &env)
         .stdin(Stdio::from(cdc.stdout.take().unwrap()))
         .stderr(Stdio::piped())
         .spawn()
@@ -298,7 +315,20 @@ fn run_pipeline(
     apply_args: &[&str],
     secs: u64,
 ) -> (Option<i32>, String) {
-    let (mut cdc, mut apply) = spawn_pipeline(c, cdc_args, target, origin, false, apply_args);
+    run_traced(c, cdc_args, (target, origin), apply_args, secs, None)
+}
+
+/// [`run_pipeline`], traced into `trace` when given.
+fn run_traced(
+    c: &Cluster,
+    cdc_args: &[&str],
+    (target, origin): (&str, &str),
+    apply_args: &[&str],
+    secs: u64,
+    trace: Option<&Path>,
+) -> (Option<i32>, String) {
+    let (mut cdc, mut apply) =
+        spawn_traced(c, cdc_args, target, origin, (false, apply_args), trace);
     wait_until("the pipeline to end", secs, || {
         apply.try_wait().unwrap().is_some()
     });
@@ -1286,6 +1316,11 @@ fn an_initial_copy_by_backfill_all_resumes_after_kill_9() {
 #[test]
 fn a_table_added_to_the_publication_is_copied_without_a_restart_and_resumes_after_kill_9() {
     let c = cluster();
+    // Both stages trace their decisions: a failure prints those about the rows that differ.
+    let scratch = tempfile::tempdir().unwrap();
+    let trace = scratch.path().join("trace");
+    let traced =
+        |args: &[&str]| spawn_traced(c, args, "ad_dst", "ad_o", (false, &[]), Some(&trace));
     let big = "CREATE TABLE big (id int PRIMARY KEY, v text);";
     c.create_db(
         "ad_src",
@@ -1353,7 +1388,7 @@ fn a_table_added_to_the_publication_is_copied_without_a_restart_and_resumes_afte
     };
 
     // The stream runs (its first run records the published tables as ready), then big joins.
-    let (mut cdc, mut apply) = pipeline_said(c, &args, "ad_dst", "ad_o");
+    let (mut cdc, mut apply) = traced(&args);
     let said = live_stderr(&mut cdc);
     wait_until("the stream to run", 30, || {
         alive(&mut cdc, &mut apply, &said.lock().unwrap());
@@ -1384,7 +1419,7 @@ fn a_table_added_to_the_publication_is_copied_without_a_restart_and_resumes_afte
     );
 
     // The same plain command goes on after the target's greatest key.
-    let (mut cdc, mut apply) = pipeline_said(c, &args, "ad_dst", "ad_o");
+    let (mut cdc, mut apply) = traced(&args);
     let said = live_stderr(&mut cdc);
     wait_until("big to be ready", 120, || {
         alive(&mut cdc, &mut apply, &said.lock().unwrap());
@@ -1414,7 +1449,7 @@ fn a_table_added_to_the_publication_is_copied_without_a_restart_and_resumes_afte
 
     // Emptied, acct is copied by the next run; weir-apply is killed again while it streams.
     c.psql("ad_dst", "DELETE FROM acct");
-    let (mut cdc, mut apply) = pipeline_said(c, &args, "ad_dst", "ad_o");
+    let (mut cdc, mut apply) = traced(&args);
     let said = live_stderr(&mut cdc);
     wait_until("acct to be ready", 60, || {
         alive(&mut cdc, &mut apply, &said.lock().unwrap());
@@ -1428,22 +1463,17 @@ fn a_table_added_to_the_publication_is_copied_without_a_restart_and_resumes_afte
     let plain = &args[..7];
     let end = current_lsn(c, "ad_src");
     let checked = [plain, &["--verify", "-E", &end]].concat();
-    let (code, third) = run_pipeline(c, &checked, "ad_dst", "ad_o", &[], 120);
+    let (code, third) = run_traced(c, &checked, ("ad_dst", "ad_o"), &[], 120, Some(&trace));
     let equal = code == Some(0) && third.contains("the target equals the source in 3 tables");
     writer.stop();
     if !equal {
         // Where they differ, once both stand still.
         let end = current_lsn(c, "ad_src");
-        let _ = run_pipeline(
-            c,
-            &[plain, &["-E", &end]].concat(),
-            "ad_dst",
-            "ad_o",
-            &[],
-            60,
-        );
-        let diff = row_diff(c, "ad_src", "ad_dst", "big");
-        panic!("{diff}\n{third}\nfirst run: {first}\nsecond run: {second}");
+        let last = [plain, &["-E", &end]].concat();
+        let _ = run_traced(c, &last, ("ad_dst", "ad_o"), &[], 60, Some(&trace));
+        let (diff, keys) = row_diff(c, "ad_src", "ad_dst", "big");
+        let said = traced_about(&trace, &keys);
+        panic!("{diff}\n{third}\nfirst run: {first}\nsecond run: {second}\ntrace:\n{said}");
     }
     let end = current_lsn(c, "ad_src");
     let last = [plain, &["-E", &end]].concat();
@@ -1577,30 +1607,41 @@ fn a_backfill_waits_for_a_commit_that_snapshots_do_not_see_yet() {
     cdc_slot(c, "bh_src", "bh_slot", "--drop-slot");
 }
 
-/// Rows of `table` (`id`, `v`) that one database has and the other lacks, a few of each.
-fn row_diff(c: &Cluster, a: &str, b: &str, table: &str) -> String {
+/// Rows of `table` (`id`, `v`) that one database has and the other lacks, a few of each, and
+/// their keys.
+fn row_diff(c: &Cluster, a: &str, b: &str, table: &str) -> (String, Vec<String>) {
     let rows = |db: &str| -> std::collections::BTreeSet<String> {
-        c.psql(
-            db,
-            &format!("SELECT id || ' ' || coalesce(v, '-') FROM {table}"),
-        )
-        .lines()
-        .map(str::to_string)
-        .collect()
+        let q = format!("SELECT id || ' ' || coalesce(v, '-') FROM {table}");
+        c.psql(db, &q).lines().map(str::to_string).collect()
     };
     let (ra, rb) = (rows(a), rows(b));
     let only = |x: &std::collections::BTreeSet<String>, y: &std::collections::BTreeSet<String>| {
-        x.difference(y)
-            .take(10)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("; ")
+        x.difference(y).take(10).cloned().collect::<Vec<_>>()
     };
-    format!(
+    let (in_a, in_b) = (only(&ra, &rb), only(&rb, &ra));
+    let keys = in_a
+        .iter()
+        .chain(&in_b)
+        .filter_map(|r| r.split(' ').next().map(str::to_string))
+        .collect();
+    let text = format!(
         "only in {a}: [{}]; only in {b}: [{}]",
-        only(&ra, &rb),
-        only(&rb, &ra)
-    )
+        in_a.join("; "),
+        in_b.join("; ")
+    );
+    (text, keys)
+}
+
+/// The lines of a WEIR_CDC_TRACE file that name one of `keys`, with every start, chunk and
+/// watermark line (to see where they fell).
+fn traced_about(trace: &Path, keys: &[String]) -> String {
+    let text = std::fs::read_to_string(trace).unwrap_or_default();
+    let quoted: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
+    let wanted = |l: &&str| {
+        let per_change = l.contains(" change ") || l.contains(" apply xid=");
+        !per_change || quoted.iter().any(|k| l.contains(k.as_str()))
+    };
+    text.lines().filter(wanted).collect::<Vec<_>>().join("\n")
 }
 
 /// A table added to the publication is copied while a writer updates, inserts, deletes and
@@ -1651,9 +1692,13 @@ fn a_backfill_killed_again_and_again_ends_equal() {
         "--backfill-chunk-rows",
         "300",
     ];
+    let scratch = tempfile::tempdir().unwrap();
+    let trace = scratch.path().join("trace");
+    let traced =
+        |args: &[&str]| spawn_traced(c, args, "kc_dst", "kc_o", (false, &[]), Some(&trace));
     let mut said = String::new();
     let mut rand = clock_seeded_rand();
-    let (mut cdc, mut apply) = pipeline_said(c, &args, "kc_dst", "kc_o");
+    let (mut cdc, mut apply) = traced(&args);
     std::thread::sleep(std::time::Duration::from_secs(2));
     c.psql("kc_src", "ALTER PUBLICATION pub ADD TABLE churn");
     for round in 0..8 {
@@ -1665,13 +1710,13 @@ fn a_backfill_killed_again_and_again_ends_equal() {
         let _ = first.kill();
         wait_or_kill(second);
         said += &stderr_of(&mut [&mut cdc, &mut apply]);
-        (cdc, apply) = pipeline_said(c, &args, "kc_dst", "kc_o");
+        (cdc, apply) = traced(&args);
     }
     cdc.kill().unwrap();
     wait_or_kill(&mut apply);
     said += &stderr_of(&mut [&mut cdc, &mut apply]);
     writer.stop();
-    let (mut cdc, mut apply) = pipeline_said(c, &args, "kc_dst", "kc_o");
+    let (mut cdc, mut apply) = traced(&args);
     let state = "SELECT string_agg(name || ' ' || state, ', ' ORDER BY name) FROM weir_cdc.tables";
     let same = "SELECT count(*), md5(string_agg(t::text, ',' ORDER BY id)) FROM churn t";
     let t0 = std::time::Instant::now();
@@ -1682,10 +1727,11 @@ fn a_backfill_killed_again_and_again_ends_equal() {
             let _ = cdc.kill();
             let _ = apply.kill();
             said += &stderr_of(&mut [&mut cdc, &mut apply]);
+            let (diff, keys) = row_diff(c, "kc_src", "kc_dst", "churn");
+            let traced = traced_about(&trace, &keys);
             panic!(
-                "{}: {}\n{said}",
-                c.psql("kc_dst", state).trim(),
-                row_diff(c, "kc_src", "kc_dst", "churn")
+                "{}: {diff}\n{said}\ntrace:\n{traced}",
+                c.psql("kc_dst", state).trim()
             );
         }
         std::thread::sleep(std::time::Duration::from_millis(200));

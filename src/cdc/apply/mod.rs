@@ -228,6 +228,7 @@ impl Applier {
         take_origin(&mut c, origin)?;
         let q = "SELECT pg_catalog.pg_replication_origin_session_progress(false)::text";
         let progress: Option<String> = c.query_one(q, &[]).map_err(|e| pg_error(e, q))?.get(0);
+        super::trace(format_args!("apply origin={origin} progress={progress:?}"));
         Ok(Applier {
             c,
             origin: origin.to_string(),
@@ -315,6 +316,11 @@ impl Applier {
         // The target holds every transaction that ended at or before its progress; this one's
         // commit record starts before its end, so "commit < progress" is "already applied".
         let skip = commit < self.progress;
+        super::trace(format_args!(
+            "apply xid={} commit={commit} progress={} skip={skip}",
+            l.xid.unwrap_or(0),
+            self.progress
+        ));
         if !skip {
             self.c.batch_execute("BEGIN")?;
         }
