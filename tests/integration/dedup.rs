@@ -880,7 +880,8 @@ fn pack_bytes(r: &Repo) -> u64 {
 /// S alone and the bytes of X are freed. B reads back whole (by weir-dedup and by hand), the
 /// repository verifies deeply, is version 3, and A pushed again deduplicates against the
 /// moved chunks. Old packs left behind (a repack cut short after its moves) still read, and
-/// the next prune removes them.
+/// the next prune removes them. A second repack keeps the first one's moves that kept lists
+/// still need, and leaves one moves file.
 #[test]
 fn prune_repack_frees_what_partly_used_packs_hold() {
     let r = Repo::new();
@@ -981,6 +982,46 @@ fn prune_repack_frees_what_partly_used_packs_hold() {
     run_ok(
         stage("weir-dedup", &deep, b"", &[]),
         "verify --deep after A",
+    );
+
+    // A second repack keeps the first one's moves that kept lists still need: B's lists name
+    // S where it was before the first repack. Under another name, F1 (G then H) is dropped
+    // for two backups of G alone, which leaves the pack that holds G's end and H's start
+    // partly needed.
+    let g = crate::storage::noise(6 << 20, 81);
+    let f1 = [g.clone(), crate::storage::noise(6 << 20, 101)].concat();
+    for f in [&f1, &g, &g] {
+        run_ok(r.push(&url, "other", f), "push under another name");
+    }
+    let keep2 = [
+        url.as_str(),
+        "--keep-last",
+        "2",
+        "--repack",
+        "--max-unused",
+        "0",
+        "-i",
+        &r.identity,
+        "-r",
+        &r.recipient,
+    ];
+    let second = stage("weir-prune", &keep2, b"", &[]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("packs rewritten"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(
+        files_under(&r.path().join("moves")).len(),
+        1,
+        "older moves stayed"
+    );
+    assert!(run_ok(r.cat(&url, &format!("app@{}", &stamp[4..])), "cat B") == b);
+    assert!(run_ok(r.cat(&url, "other"), "cat G") == g);
+    run_ok(
+        stage("weir-dedup", &deep, b"", &[]),
+        "verify --deep after the second repack",
     );
 }
 
