@@ -89,6 +89,22 @@ if [ "$dedup" = 1 ]; then
 elif [ "$dedup" != 0 ]; then
     die 2 "DEDUP=$dedup: expected 0 or 1"
 fi
+# DEDUP_REPACK=1: retention also rewrites the packs it leaves partly needed (weir-prune
+# --repack), which reads packs: with the passphrase, or with the identity restores use.
+repack_args=()
+case ${DEDUP_REPACK:-0} in
+    0) ;;
+    1)
+        [ "$dedup" = 1 ] || die 2 "DEDUP_REPACK=1 is for DEDUP=1"
+        if [ "$encryption" = age-passphrase ]; then
+            repack_args=(--repack --passphrase)
+        else
+            [ -n "${AGE_IDENTITY_FILE:-}" ] || die 2 "DEDUP_REPACK=1 needs AGE_IDENTITY_FILE: rewriting packs reads them"
+            repack_args=(--repack -i "$AGE_IDENTITY_FILE" "${encrypt_args[@]}")
+        fi
+        ;;
+    *) die 2 "DEDUP_REPACK=$DEDUP_REPACK: expected 0 or 1" ;;
+esac
 
 mask_args=()
 if [ -n "${MASK_RULES:-}" ]; then
@@ -371,7 +387,7 @@ metrics_write || log "cannot write the metrics to $METRICS_FILE"
 if [ ${#prune_args[@]} -gt 0 ]; then
     prune_url=$WEIR_BASE
     [ "$dedup" = 1 ] && prune_url=$DEDUP_REPO
-    if ! weir-prune -q "${prune_args[@]}" "$prune_url" >"$work/prune.out"; then
+    if ! weir-prune -q "${prune_args[@]}" "${repack_args[@]}" "$prune_url" >"$work/prune.out"; then
         log "pruning failed; the backups themselves are complete"
         failures=$((failures + 1))
     fi

@@ -1117,7 +1117,17 @@ fn dedup_runs_store_what_did_not_change_once_and_restore() {
         ("AGE_RECIPIENTS", recipient.as_str()),
         ("METRICS_FILE", metrics.as_str()),
         ("KEEP_LAST", "1"),
+        ("DEDUP_REPACK", "1"),
     ];
+    // Rewriting packs reads them: without the identity, the run is refused before it starts.
+    let refused = run("backup.sh", c, &env);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("DEDUP_REPACK=1 needs AGE_IDENTITY_FILE"),
+        "{}",
+        stderr(&refused)
+    );
+    let env = [&env[..], &[("AGE_IDENTITY_FILE", key_s.as_str())]].concat();
     for run_no in 0..2 {
         let out = run("backup.sh", c, &env);
         assert!(
@@ -1164,9 +1174,13 @@ fn dedup_runs_store_what_did_not_change_once_and_restore() {
         ("DEDUP", "1"),
         ("DEDUP_KEY", "the repository key of the ops test"),
         ("PASSPHRASE", "the passphrase of the ops test"),
+        ("KEEP_LAST", "1"),
+        ("DEDUP_REPACK", "1"),
     ];
-    let out = run("backup.sh", c, &pass);
-    assert!(out.status.success(), "backup.sh: {}", stderr(&out));
+    for _ in 0..2 {
+        let out = run("backup.sh", c, &pass);
+        assert!(out.status.success(), "backup.sh: {}", stderr(&out));
+    }
     c.psql("postgres", "DROP DATABASE IF EXISTS ops_dedup_pass");
     let mut renv = pass.to_vec();
     renv.extend([
