@@ -207,6 +207,46 @@ fn a_repository_on_s3_round_trips() {
     );
     assert!(back == archive, "the stream came back different");
     run_ok(s3.run("weir-dedup", &["verify", &url], b""), "verify");
+
+    // A repack on S3: a stream sharing only its start with the archive, then only it kept.
+    let other = [
+        &archive[..archive.len() / 4],
+        &crate::storage::noise(6 << 20, 121),
+    ]
+    .concat();
+    run_ok(s3.run("weir-dedup", &push, &other), "push another stream");
+    let repack = [
+        url.as_str(),
+        "--keep-last",
+        "1",
+        "--repack",
+        "--max-unused",
+        "0",
+        "-i",
+        &r.identity,
+        "-r",
+        &r.recipient,
+    ];
+    let pruned = s3.run("weir-prune", &repack, b"");
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    assert!(
+        stderr(&pruned).contains("packs rewritten"),
+        "{}",
+        stderr(&pruned)
+    );
+    let back = run_ok(
+        s3.run("weir-dedup", &["cat", &url, "app", "-i", &r.identity], b""),
+        "cat after the repack",
+    );
+    assert!(
+        back == other,
+        "the stream came back different after the repack"
+    );
+    let deep = ["verify", "--deep", "-i", r.identity.as_str(), url.as_str()];
+    run_ok(
+        s3.run("weir-dedup", &deep, b""),
+        "verify --deep after the repack",
+    );
 }
 
 /// What must be refused: a missing or damaged chunk (exit 3, and weir-load commits nothing),
