@@ -22,7 +22,9 @@
 //! Keys are compared by the source server (one query per source transaction that touches the
 //! table during the backfill), so every key type orders as the chunks' `ORDER BY` does. After
 //! a crash the target's greatest key is the bound: it holds nothing beyond the bound, and
-//! everything at or below it.
+//! everything at or below it, once no transaction writing the table there is still open (a
+//! chunk an earlier weir-apply was committing when it was killed may land after weir-cdc
+//! starts, so the greatest key is read under a SHARE lock, which waits for it).
 //!
 //! A table without a key is read whole, at one snapshot, into a file of its own. Ranges of
 //! ctid cannot be chunks: the stream does not say where a change's row lies (an update may
@@ -329,7 +331,7 @@ impl Backfill {
         }
         match keyless {
             // All or nothing: rows on the target are an earlier run's whole read.
-            true => b.complete = b.target_has_rows(target)?,
+            true => b.complete = b.target_has_rows(target, true)?,
             false => b.bound = b.greatest(target)?,
         }
         trace(format_args!(
@@ -392,11 +394,40 @@ impl Backfill {
             self.qualified(),
             self.key_list("t.", " DESC")
         );
-        let row = target
-            .query_opt(q.as_str(), &[])
-            .map_err(|e| pg_error(e, &q))
-            .with_context(|| format!("reading what the target holds of {}", self.name()))?;
+        let row = self.settled(target, |tx| tx.query_opt(q.as_str(), &[]), &q)?;
         Ok(row.map(|r| (0..self.key_at.len()).map(|i| r.get(i)).collect()))
+    }
+
+    /// `read` on the target once no transaction writing the table is still open there: one
+    /// of an earlier weir-apply killed while it committed a chunk may commit after it, and a
+    /// read before would take the bound from before that chunk (whose rows the next chunk
+    /// would then insert again). A SHARE lock waits for every writer of the table to end and
+    /// keeps new ones out for the read; a lock not had in a minute is an error.
+    fn settled<T>(
+        &self,
+        target: &mut postgres::Client,
+        read: impl FnOnce(&mut postgres::Transaction) -> std::result::Result<T, postgres::Error>,
+        q: &str,
+    ) -> Result<T> {
+        let what = || format!("reading what the target holds of {}", self.name());
+        let mut tx = target.transaction().with_context(what)?;
+        let lock = format!(
+            "SET LOCAL lock_timeout = '60s'; LOCK TABLE {} IN SHARE MODE",
+            self.qualified()
+        );
+        tx.batch_execute(&lock)
+            .map_err(|e| pg_error(e, &lock))
+            .with_context(|| {
+                format!(
+                    "waiting for the transactions writing {} on the target to end",
+                    self.name()
+                )
+            })?;
+        let got = read(&mut tx)
+            .map_err(|e| pg_error(e, q))
+            .with_context(what)?;
+        tx.commit().with_context(what)?;
+        Ok(got)
     }
 
     /// A table new to the publication: the target's copy of it must hold nothing, since
@@ -407,7 +438,7 @@ impl Backfill {
             .query_one(q, &[&self.qualified()])
             .map_err(|e| pg_error(e, q))?
             .get(0);
-        if exists && self.target_has_rows(target)? {
+        if exists && self.target_has_rows(target, false)? {
             return Err(crate::plumbing::coded(
                 crate::plumbing::ExitCode::Failure,
                 format!(
@@ -420,13 +451,17 @@ impl Backfill {
         Ok(())
     }
 
-    /// Whether the target's copy of the table holds a row.
-    fn target_has_rows(&self, target: &mut postgres::Client) -> Result<bool> {
+    /// Whether the target's copy of the table holds a row; after a crash (`resumed`), once no
+    /// earlier writer of it can still commit ([`Backfill::settled`]).
+    fn target_has_rows(&self, target: &mut postgres::Client, resumed: bool) -> Result<bool> {
         let q = format!("SELECT EXISTS (SELECT FROM {})", self.qualified());
-        let row = target
-            .query_one(q.as_str(), &[])
-            .map_err(|e| pg_error(e, &q))
-            .with_context(|| format!("reading what the target holds of {}", self.name()))?;
+        let row = match resumed {
+            true => self.settled(target, |tx| tx.query_one(q.as_str(), &[]), &q)?,
+            false => target
+                .query_one(q.as_str(), &[])
+                .map_err(|e| pg_error(e, &q))
+                .with_context(|| format!("reading what the target holds of {}", self.name()))?,
+        };
         Ok(row.get(0))
     }
 

@@ -1740,3 +1740,76 @@ fn a_backfill_killed_again_and_again_ends_equal() {
     let _ = stderr_of(&mut [&mut cdc, &mut apply]);
     cdc_slot(c, "kc_src", "kc_slot", "--drop-slot");
 }
+
+/// A chunk an earlier weir-apply was committing when it was killed may commit after the next
+/// weir-cdc started: here a session on the target holds rows 401-500 of the source's table,
+/// inserted and not yet committed, while `--backfill` resumes after the 400 the target holds.
+/// weir-cdc waits for that transaction to end before it takes its bound (had it read 400, its
+/// first chunk would insert rows 401-500 again and weir-apply stop on a duplicate key), then
+/// goes on after 500, and the target ends equal to the source.
+#[test]
+fn a_resumed_backfill_waits_for_a_chunk_still_committing_on_the_target() {
+    let c = cluster();
+    let t = "CREATE TABLE late (id int PRIMARY KEY, v text);";
+    c.create_db(
+        "bl_src",
+        &format!(
+            "{t} INSERT INTO late SELECT g, 'v' || g FROM generate_series(1, 1000) g;
+             CREATE PUBLICATION pub FOR TABLE late;"
+        ),
+    );
+    c.create_db(
+        "bl_dst",
+        &format!("{t} INSERT INTO late SELECT g, 'v' || g FROM generate_series(1, 400) g;"),
+    );
+    cdc_slot(c, "bl_src", "bl_slot", "--create-slot");
+    let env = c.env();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (held_tx, held_rx) = std::sync::mpsc::channel::<()>();
+    let late = std::thread::spawn(move || {
+        let mut db = connect_with(&env, "bl_dst");
+        db.batch_execute(
+            "BEGIN; INSERT INTO late SELECT g, 'v' || g FROM generate_series(401, 500) g",
+        )
+        .unwrap();
+        held_tx.send(()).unwrap();
+        rx.recv().unwrap();
+        db.batch_execute("COMMIT").unwrap();
+    });
+    held_rx.recv().unwrap();
+    let args = [
+        "-d",
+        "bl_src",
+        "-S",
+        "bl_slot",
+        "--publication",
+        "pub",
+        "--stream",
+        "--backfill",
+        "late",
+        "--backfill-chunk-rows",
+        "300",
+    ];
+    let (mut cdc, mut apply) = pipeline_said(c, &args, "bl_dst", "bl_o");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    tx.send(()).unwrap();
+    late.join().unwrap();
+    let same = "SELECT count(*), md5(string_agg(l::text, ',' ORDER BY id)) FROM late l";
+    wait_until("the target to equal the source", 60, || {
+        if apply.try_wait().unwrap().is_some() {
+            let _ = cdc.kill();
+            panic!(
+                "weir-apply stopped: {}",
+                stderr_of(&mut [&mut cdc, &mut apply])
+            );
+        }
+        c.psql("bl_dst", same) == c.psql("bl_src", same)
+    });
+    cdc.kill().unwrap();
+    let said = stderr_of(&mut [&mut cdc, &mut apply]);
+    assert!(
+        said.contains("backfilling public.late after key (500)"),
+        "{said}"
+    );
+    cdc_slot(c, "bl_src", "bl_slot", "--drop-slot");
+}
