@@ -360,7 +360,28 @@ fn repack(
     if plan.packs.is_empty() {
         return Ok(0);
     }
+    let (placed, written) = rewrite(repo, plan, unnamed, &s)?;
+    check_opens(repo, &s.identities, &placed)?;
+    let mut now = unnamed.moved.clone();
+    now.extend(placed);
+    store::upgrade(repo, &mut s.config)?;
+    Moves::write(repo, now)?;
+    repo.remove(&moves.files)?;
+    let old: Vec<String> = plan.packs.iter().map(|p| store::pack_key(p)).collect();
+    repo.remove(&old)?;
+    Ok(written)
+}
+
+/// The needed chunks of the planned packs copied into new packs, each once, frames as they
+/// are: where each is now, and the bytes stored.
+fn rewrite(
+    repo: &Repo,
+    plan: &Plan,
+    unnamed: &Unnamed,
+    s: &Sealing,
+) -> Result<(BTreeMap<String, Loc>, u64)> {
     let mut placed: BTreeMap<String, Loc> = BTreeMap::new();
+    let mut taken: HashSet<&String> = HashSet::new();
     let (mut packer, mut written) = (super::pack::Packer::new(), 0);
     for pack in &plan.packs {
         let at = store::pack_key(pack);
@@ -369,10 +390,7 @@ fn repack(
                 .map_err(|e| e.context(format!("pack {pack}")))?;
         let mut chunks: Vec<(&String, &Loc)> = unnamed.used[pack].0.iter().collect();
         chunks.sort_by_key(|(_, l)| l.at);
-        for (id, loc) in chunks {
-            if placed.contains_key(id) {
-                continue;
-            }
+        for (id, loc) in chunks.into_iter().filter(|(id, _)| taken.insert(id)) {
             let frame = plain
                 .get(loc.at as usize..(loc.at + loc.len) as usize)
                 .ok_or_else(|| bad_input(format!("pack {pack} is shorter than a list says")))?;
@@ -386,9 +404,17 @@ fn repack(
     if !packer.is_empty() {
         written += store_pack(repo, packer, &s.recipients, &mut placed)?;
     }
-    // Packs sealed to recipients the identity cannot open would lose what they hold once the
-    // old packs go: each new one is opened before anything moves.
-    let mut reader = super::pack::Reader::new(repo, &s.identities);
+    Ok((placed, written))
+}
+
+/// Packs sealed to recipients the identity cannot open would lose what they hold once the
+/// old packs go: each new one is opened before anything moves.
+fn check_opens(
+    repo: &Repo,
+    identities: &[super::Identity],
+    placed: &BTreeMap<String, Loc>,
+) -> Result<()> {
+    let mut reader = super::pack::Reader::new(repo, identities);
     let new: HashSet<&String> = placed.values().map(|l| &l.pack).collect();
     for pack in new {
         reader.read(pack, 0, 1).map_err(|_| {
@@ -398,14 +424,7 @@ fn repack(
             )
         })?;
     }
-    let mut now = unnamed.moved.clone();
-    now.extend(placed);
-    store::upgrade(repo, &mut s.config)?;
-    Moves::write(repo, now)?;
-    repo.remove(&moves.files)?;
-    let old: Vec<String> = plan.packs.iter().map(|p| store::pack_key(p)).collect();
-    repo.remove(&old)?;
-    Ok(written)
+    Ok(())
 }
 
 /// Stores a pack of the repack; its chunks' new places go into `placed`.

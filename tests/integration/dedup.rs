@@ -55,6 +55,48 @@ impl Repo {
         )
     }
 
+    /// `weir-prune URL --keep-last KEEP --repack --max-unused 0 -i ID -r RECIPIENT`'s
+    /// arguments, sealing for `recipient` (this repository's unless given).
+    fn repack_args<'a>(
+        &'a self,
+        url: &'a str,
+        keep: &'a str,
+        recipient: Option<&'a str>,
+    ) -> Vec<&'a str> {
+        let r = recipient.unwrap_or(&self.recipient);
+        let i = self.identity.as_str();
+        vec![
+            url,
+            "--keep-last",
+            keep,
+            "--repack",
+            "--max-unused",
+            "0",
+            "-i",
+            i,
+            "-r",
+            r,
+        ]
+    }
+
+    /// Pushes, under `app`, A (`shared` then `a`) and B (`shared` then `b`): streams that
+    /// share their start, from noise of these sizes and seeds (seeds differing in more than
+    /// their lowest bit: noise() sets it).
+    fn push_two_sharing(
+        &self,
+        url: &str,
+        shared: (usize, u64),
+        a: (usize, u64),
+        b: (usize, u64),
+    ) -> (Vec<u8>, Vec<u8>) {
+        let s = crate::storage::noise(shared.0, shared.1);
+        let a = [s.clone(), crate::storage::noise(a.0, a.1)].concat();
+        let b = [s, crate::storage::noise(b.0, b.1)].concat();
+        run_ok(self.push(url, "app", &a), "push A");
+        run_ok(self.push(url, "app", &b), "push B");
+        (a, b)
+    }
+
     /// What `ls --json` says of each backup, oldest first.
     fn listed(&self, url: &str) -> Vec<serde_json::Value> {
         let out = run_ok(stage("weir-dedup", &["ls", "--json", url], b"", &[]), "ls");
@@ -215,19 +257,7 @@ fn a_repository_on_s3_round_trips() {
     ]
     .concat();
     run_ok(s3.run("weir-dedup", &push, &other), "push another stream");
-    let repack = [
-        url.as_str(),
-        "--keep-last",
-        "1",
-        "--repack",
-        "--max-unused",
-        "0",
-        "-i",
-        &r.identity,
-        "-r",
-        &r.recipient,
-    ];
-    let pruned = s3.run("weir-prune", &repack, b"");
+    let pruned = s3.run("weir-prune", &r.repack_args(&url, "1", None), b"");
     assert!(pruned.status.success(), "{}", stderr(&pruned));
     assert!(
         stderr(&pruned).contains("packs rewritten"),
@@ -874,12 +904,7 @@ fn a_version_1_repository_still_reads_verifies_and_prunes() {
 fn a_push_after_a_prune_names_no_pack_the_prune_removed() {
     let r = Repo::new();
     let url = r.url();
-    // Seeds that differ in more than their lowest bit: noise() sets it.
-    let s = crate::storage::noise(4 << 20, 21);
-    let a = [s.clone(), crate::storage::noise(24 << 20, 41)].concat();
-    let b = [s, crate::storage::noise(24 << 20, 61)].concat();
-    run_ok(r.push(&url, "app", &a), "push A");
-    run_ok(r.push(&url, "app", &b), "push B");
+    let (a, _) = r.push_two_sharing(&url, (4 << 20, 21), (24 << 20, 41), (24 << 20, 61));
     let packs = || files_under(&r.path().join("packs")).len();
     let before = packs();
     let pruned = stage("weir-prune", &[url.as_str(), "--keep-last", "1"], b"", &[]);
@@ -926,12 +951,7 @@ fn pack_bytes(r: &Repo) -> u64 {
 fn prune_repack_frees_what_partly_used_packs_hold() {
     let r = Repo::new();
     let url = r.url();
-    // Seeds that differ in more than their lowest bit: noise() sets it.
-    let s = crate::storage::noise(3 << 20, 21);
-    let a = [s.clone(), crate::storage::noise(12 << 20, 41)].concat();
-    let b = [s, crate::storage::noise(12 << 20, 61)].concat();
-    run_ok(r.push(&url, "app", &a), "push A");
-    run_ok(r.push(&url, "app", &b), "push B");
+    let (a, b) = r.push_two_sharing(&url, (3 << 20, 21), (12 << 20, 41), (12 << 20, 61));
     let prune = |args: &[&str]| {
         let mut all = vec![url.as_str(), "--keep-last", "1"];
         all.extend_from_slice(args);
@@ -956,15 +976,12 @@ fn prune_repack_frees_what_partly_used_packs_hold() {
     // Recipients other than the repository's: the new packs are opened with the identity
     // before anything moves, and the repack stops there.
     let (_, stranger) = keypair(r.dir.path(), "stranger.txt");
-    let wrong = prune(&[
-        "--repack",
-        "--max-unused",
-        "0",
-        "-i",
-        &r.identity,
-        "-r",
-        &stranger,
-    ]);
+    let wrong = stage(
+        "weir-prune",
+        &r.repack_args(&url, "1", Some(&stranger)),
+        b"",
+        &[],
+    );
     assert_eq!(wrong.status.code(), Some(2), "{}", stderr(&wrong));
     assert!(
         stderr(&wrong).contains("nothing was moved"),
@@ -974,15 +991,7 @@ fn prune_repack_frees_what_partly_used_packs_hold() {
     assert!(run_ok(r.cat(&url, "app"), "cat B after a refused repack") == b);
     let kept_packs = r.dir.path().join("packs-before");
     copy_tree(&r.path().join("packs"), &kept_packs);
-    let done = prune(&[
-        "--repack",
-        "--max-unused",
-        "0",
-        "-i",
-        &r.identity,
-        "-r",
-        &r.recipient,
-    ]);
+    let done = stage("weir-prune", &r.repack_args(&url, "1", None), b"", &[]);
     assert!(done.status.success(), "{}", stderr(&done));
     assert!(
         stderr(&done).contains("1 packs rewritten"),
@@ -1033,19 +1042,7 @@ fn prune_repack_frees_what_partly_used_packs_hold() {
     for f in [&f1, &g, &g] {
         run_ok(r.push(&url, "other", f), "push under another name");
     }
-    let keep2 = [
-        url.as_str(),
-        "--keep-last",
-        "2",
-        "--repack",
-        "--max-unused",
-        "0",
-        "-i",
-        &r.identity,
-        "-r",
-        &r.recipient,
-    ];
-    let second = stage("weir-prune", &keep2, b"", &[]);
+    let second = stage("weir-prune", &r.repack_args(&url, "2", None), b"", &[]);
     assert!(second.status.success(), "{}", stderr(&second));
     assert!(
         stderr(&second).contains("packs rewritten"),
