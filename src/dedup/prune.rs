@@ -38,7 +38,7 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
         ));
     }
     let repo = Repo::open(url, s3)?;
-    store::config(&repo, url)?;
+    let config = store::config(&repo, url)?;
     let _lock = match o.dry_run {
         true => None,
         false => Some(lock::take(url, s3, Kind::Prune)?),
@@ -93,7 +93,7 @@ pub fn prune(url: &str, s3: &S3Settings, o: &PruneOptions) -> Result<()> {
     let plan = o.repack.as_ref().map(|r| unnamed.plan(r.max_unused));
     // Keys are asked for before anything goes, so a wrong one changes nothing.
     let sealing = match (&o.repack, o.dry_run) {
-        (Some(r), false) => Some(Sealing::open(&repo, url, &r.enc)?),
+        (Some(r), false) => Some(Sealing::open(&repo, url, config, &r.enc)?),
         _ => None,
     };
     let mut rewritten = None;
@@ -189,9 +189,9 @@ impl Sealing {
     fn open(
         repo: &Repo,
         url: &str,
+        config: store::Config,
         enc: &crate::stream::encrypt::EncryptOptions,
     ) -> Result<Sealing> {
-        let config = store::config(repo, url)?;
         if config.version < 2 {
             return Err(crate::plumbing::coded(
                 crate::plumbing::ExitCode::Usage,
