@@ -1230,6 +1230,10 @@ fn live_stderr(p: &mut Child) -> std::sync::Arc<std::sync::Mutex<String>> {
 #[test]
 fn an_initial_copy_by_backfill_all_resumes_after_kill_9() {
     let c = cluster();
+    let scratch = tempfile::tempdir().unwrap();
+    let trace = scratch.path().join("trace");
+    let traced =
+        |args: &[&str]| spawn_traced(c, args, "ba_dst", "ba_o", (false, &[]), Some(&trace));
     c.create_db(
         "ba_src",
         &format!("{SCHEMA} CREATE PUBLICATION pub FOR TABLE acct, item, ledger;"),
@@ -1261,7 +1265,7 @@ fn an_initial_copy_by_backfill_all_resumes_after_kill_9() {
             .parse::<i64>()
             .unwrap()
     };
-    let (mut cdc, mut apply) = pipeline_said(c, &args, "ba_dst", "ba_o");
+    let (mut cdc, mut apply) = traced(&args);
     let mut stopped = false;
     wait_until("part of the ledger to be copied", 60, || {
         stopped = apply.try_wait().unwrap().is_some() || cdc.try_wait().unwrap().is_some();
@@ -1283,17 +1287,35 @@ fn an_initial_copy_by_backfill_all_resumes_after_kill_9() {
         "the kill came too late to test a resume"
     );
 
-    let (mut cdc, mut apply) = pipeline_said(c, &args, "ba_dst", "ba_o");
+    let (mut cdc, mut apply) = traced(&args);
     std::thread::sleep(std::time::Duration::from_secs(1));
     writer.stop();
     c.psql("ba_src", "INSERT INTO ledger VALUES (-1)");
     let same = "SELECT (SELECT md5(string_agg(a::text, ',' ORDER BY id)) FROM acct a),
                        (SELECT count(*) || md5(string_agg(i::text, ',' ORDER BY i::text)) FROM item i),
                        (SELECT md5(string_agg(l::text, ',' ORDER BY id)) FROM ledger l)";
-    wait_until("the target to equal the source", 120, || {
-        assert!(apply.try_wait().unwrap().is_none(), "weir-apply stopped");
-        c.psql("ba_dst", same) == c.psql("ba_src", same)
-    });
+    let t0 = std::time::Instant::now();
+    while c.psql("ba_dst", same) != c.psql("ba_src", same) {
+        if t0.elapsed().as_secs() > 120 || apply.try_wait().unwrap().is_some() {
+            let _ = cdc.kill();
+            let _ = apply.kill();
+            let said = stderr_of(&mut [&mut cdc, &mut apply]);
+            let mut diffs = String::new();
+            let mut keys = Vec::new();
+            for q in [
+                "SELECT id || ' ' || a::text FROM acct a",
+                "SELECT acct_id || ':' || n || ' ' || i::text FROM item i",
+                "SELECT id::text FROM ledger",
+            ] {
+                let (diff, k) = rows_diff(c, ("ba_src", "ba_dst"), q);
+                diffs += &format!("{q}: {diff}\n");
+                keys.extend(k);
+            }
+            let traced = traced_about(&trace, &keys);
+            panic!("{diffs}first run: {first}\nsecond run: {said}\ntrace:\n{traced}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     cdc.kill().unwrap();
     let second = stderr_of(&mut [&mut cdc, &mut apply]);
     assert!(
@@ -1607,24 +1629,46 @@ fn a_backfill_waits_for_a_commit_that_snapshots_do_not_see_yet() {
 /// Rows of `table` (`id`, `v`) that one database has and the other lacks, a few of each, and
 /// their keys.
 fn row_diff(c: &Cluster, a: &str, b: &str, table: &str) -> (String, Vec<String>) {
-    let rows = |db: &str| -> std::collections::BTreeSet<String> {
-        let q = format!("SELECT id || ' ' || coalesce(v, '-') FROM {table}");
-        c.psql(db, &q).lines().map(str::to_string).collect()
+    let q = format!("SELECT id || ' ' || coalesce(v, '-') FROM {table}");
+    rows_diff(c, (a, b), &q)
+}
+
+/// The rows `query` gives (one text column, its first word a key) that one database has more
+/// often than the other, a few of each side with how many more, and their keys.
+fn rows_diff(c: &Cluster, (a, b): (&str, &str), query: &str) -> (String, Vec<String>) {
+    type Counts = std::collections::BTreeMap<String, i64>;
+    let rows = |db: &str| -> Counts {
+        let mut n = Counts::new();
+        for r in c.psql(db, query).lines() {
+            *n.entry(r.to_string()).or_default() += 1;
+        }
+        n
     };
     let (ra, rb) = (rows(a), rows(b));
-    let only = |x: &std::collections::BTreeSet<String>, y: &std::collections::BTreeSet<String>| {
-        x.difference(y).take(10).cloned().collect::<Vec<_>>()
+    let more = |x: &Counts, y: &Counts| -> Vec<(String, i64)> {
+        let extra = x
+            .iter()
+            .map(|(r, n)| (r, n - y.get(r).copied().unwrap_or(0)));
+        extra
+            .filter(|(_, d)| *d > 0)
+            .take(10)
+            .map(|(r, d)| (r.clone(), d))
+            .collect()
     };
-    let (in_a, in_b) = (only(&ra, &rb), only(&rb, &ra));
+    let (in_a, in_b) = (more(&ra, &rb), more(&rb, &ra));
     let keys = in_a
         .iter()
         .chain(&in_b)
-        .filter_map(|r| r.split(' ').next().map(str::to_string))
+        .filter_map(|(r, _)| r.split(' ').next().map(str::to_string))
         .collect();
+    let show = |v: &[(String, i64)]| {
+        let each: Vec<String> = v.iter().map(|(r, d)| format!("{r} (x{d})")).collect();
+        each.join("; ")
+    };
     let text = format!(
         "only in {a}: [{}]; only in {b}: [{}]",
-        in_a.join("; "),
-        in_b.join("; ")
+        show(&in_a),
+        show(&in_b)
     );
     (text, keys)
 }
