@@ -3,9 +3,11 @@
 //! Netflix 2020; Debezium's incremental snapshots work the same way).
 //!
 //! For each chunk weir-cdc writes a low watermark into the source's WAL (a non-transactional
-//! logical message), waits for the transactions then in progress to end (one of them may have
-//! its commit record before the watermark and not yet be visible), reads the next `chunk_rows`
-//! rows after the copied bound in key order, and writes a high watermark. The stream carries
+//! logical message), waits for the database's transactions then in progress to end (one of
+//! them may have its commit record before the watermark and not yet be visible), reads the
+//! next `chunk_rows` rows after the copied bound in key order, and writes a high watermark.
+//! A wait that runs out abandons the chunk (its watermarks then match nothing) and the stream
+//! goes on; a new low watermark is tried a few seconds later. The stream carries
 //! every transaction in commit order between the two messages; so, for the table:
 //! - a change whose key is at or below the copied bound passes as usual (the target has that
 //!   row's history);
@@ -53,6 +55,23 @@ pub const PREFIX: &str = "weir.backfill";
 
 /// Rows read per chunk unless asked otherwise.
 pub const CHUNK_ROWS: usize = 20_000;
+
+/// How long a chunk waits for the transactions running at its low watermark, and how long
+/// after a wait that ran out the next is tried: the streaming loop sends no status update
+/// while it waits, and the walsender ends a silent connection after `wal_sender_timeout`.
+const RUNNING_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The source database's transactions that hold an xid now, as the process array has them:
+/// a backend's `backend_xid` is its `PGPROC`'s xid, cleared when the transaction ends for
+/// snapshots (procarray.c, ProcArrayEndTransaction), and a prepared transaction is listed
+/// until its COMMIT PREPARED has left the process array too (twophase.c). Not the snapshot's
+/// `xip`: that omits a running xid at or above its xmax (latestCompletedXid + 1), as a
+/// committing transaction's often is (procarray.c, GetSnapshotData).
+const RUNNING: &str = "SELECT a.backend_xid::text FROM pg_catalog.pg_stat_activity a \
+     WHERE a.datname = pg_catalog.current_database() AND a.backend_xid IS NOT NULL \
+     UNION ALL SELECT p.transaction::text FROM pg_catalog.pg_prepared_xacts p \
+     WHERE p.database = pg_catalog.current_database()";
 
 /// A value as a change or the read carried it.
 #[derive(Clone, Debug, PartialEq)]
@@ -171,6 +190,8 @@ pub struct Backfill {
     run: String,
     chunk: Option<Chunk>,
     chunks: u64,
+    /// A chunk's wait ran out: none is tried before then.
+    retry_at: Option<std::time::Instant>,
     /// Its rows are its partitions' (published through the root).
     partitioned: bool,
     /// The last chunk went out: every change passes.
@@ -319,6 +340,7 @@ impl Backfill {
             run: format!("{}-{}", std::process::id(), super::wire::pg_now()),
             chunk: None,
             chunks: 0,
+            retry_at: None,
             partitioned,
             complete: false,
             keyless,
@@ -467,27 +489,46 @@ impl Backfill {
 
     /// A chunk is to be read: none is under way.
     pub fn wants_chunk(&self) -> bool {
-        self.chunk.is_none() && !self.complete
+        let due = self.retry_at.is_none_or(|t| std::time::Instant::now() >= t);
+        self.chunk.is_none() && !self.complete && due
     }
 
-    /// Reads the next chunk between a low and a high watermark.
-    pub fn read_chunk(&mut self) -> Result<()> {
+    /// Reads the next chunk between a low and a high watermark; or abandons it when
+    /// transactions running at its low watermark go on, returning them the first time in a row.
+    pub fn read_chunk(&mut self) -> Result<Option<Vec<String>>> {
         self.chunks += 1;
         let id = self.chunks;
         self.mark(id, "low")?;
-        self.wait_for_running()?;
-        if self.keyless {
-            let whole = self.read_whole()?;
-            self.mark(id, "high")?;
-            self.chunk = Some(Chunk {
-                id,
-                entered: false,
-                rows: HashMap::new(),
-                last: None,
-                whole: Some(whole),
-            });
-            return Ok(());
+        if let Some(running) = self.wait_for_running()? {
+            trace(format_args!(
+                "abandon {} id={id} running={running:?}",
+                self.name()
+            ));
+            let first = self.retry_at.is_none();
+            self.retry_at = Some(std::time::Instant::now() + RETRY_AFTER);
+            return Ok(first.then_some(running));
         }
+        self.retry_at = None;
+        self.chunk = Some(match self.keyless {
+            true => self.read_whole_chunk(id)?,
+            false => self.read_keyed_chunk(id)?,
+        });
+        Ok(None)
+    }
+
+    fn read_whole_chunk(&mut self, id: u64) -> Result<Chunk> {
+        let whole = self.read_whole()?;
+        self.mark(id, "high")?;
+        Ok(Chunk {
+            id,
+            entered: false,
+            rows: HashMap::new(),
+            last: None,
+            whole: Some(whole),
+        })
+    }
+
+    fn read_keyed_chunk(&mut self, id: u64) -> Result<Chunk> {
         let rows = self.read_rows()?;
         self.mark(id, "high")?;
         let last = match rows.len() < self.chunk_rows {
@@ -504,14 +545,13 @@ impl Backfill {
             .into_iter()
             .map(|r| Ok((self.key_of(&r)?, Some(r))))
             .collect::<Result<_>>()?;
-        self.chunk = Some(Chunk {
+        Ok(Chunk {
             id,
             entered: false,
             rows,
             last,
             whole: None,
-        });
-        Ok(())
+        })
     }
 
     fn mark(&mut self, id: u64, which: &str) -> Result<()> {
@@ -527,31 +567,35 @@ impl Backfill {
         Ok(())
     }
 
-    /// Waits until every transaction running now has ended: one whose commit record is
-    /// before the low watermark may not be visible yet, and the chunk must see all of them.
-    /// A commit is written to WAL and to the commit log before the transaction leaves the
-    /// proc array that snapshots are taken from (xact.c, RecordTransactionCommit; a
-    /// synchronous standby is waited for in between). `pg_xact_status` asks the proc array
-    /// before the commit log for that reason (xid8funcs.c), so it says "in progress" until a
-    /// new snapshot would see the commit.
-    fn wait_for_running(&mut self) -> Result<()> {
-        let q = "SELECT pg_catalog.array_agg(x)::text[] \
-                 FROM pg_catalog.pg_snapshot_xip(pg_catalog.pg_current_snapshot()) x";
-        let xids: Option<Vec<String>> =
-            self.c.query_one(q, &[]).map_err(|e| pg_error(e, q))?.get(0);
-        let Some(xids) = xids else { return Ok(()) };
-        let q = "SELECT count(*) FROM unnest($1::text[]) x \
-                 WHERE pg_catalog.pg_xact_status(x::xid8) = 'in progress'";
+    /// Waits until every transaction of the source database running now has ended ([`RUNNING`]):
+    /// one whose commit record is before the low watermark may not be visible yet, and the
+    /// chunk must see all of them. A commit is written to WAL and to the commit log before
+    /// the transaction leaves the process array that snapshots are taken from (xact.c,
+    /// RecordTransactionCommit; a synchronous standby is waited for in between). Those still
+    /// running after [`RUNNING_WAIT`], if any, are returned.
+    fn wait_for_running(&mut self) -> Result<Option<Vec<String>>> {
+        let q = format!("SELECT pg_catalog.array_agg(x) FROM ({RUNNING}) r(x)");
+        let xids: Option<Vec<String>> = self
+            .c
+            .query_one(q.as_str(), &[])
+            .map_err(|e| pg_error(e, &q))?
+            .get(0);
+        let Some(xids) = xids else { return Ok(None) };
+        let q = format!(
+            "SELECT pg_catalog.array_agg(x) FROM ({RUNNING}) r(x) WHERE x = ANY($1::text[])"
+        );
+        let until = std::time::Instant::now() + RUNNING_WAIT;
         loop {
-            let n: i64 = self
+            let still: Option<Vec<String>> = self
                 .c
-                .query_one(q, &[&xids])
-                .map_err(|e| pg_error(e, q))?
+                .query_one(q.as_str(), &[&xids])
+                .map_err(|e| pg_error(e, &q))?
                 .get(0);
-            if n == 0 {
-                return Ok(());
+            match still {
+                None => return Ok(None),
+                Some(s) if std::time::Instant::now() >= until => return Ok(Some(s)),
+                Some(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
 
@@ -1135,9 +1179,15 @@ impl Backfills {
             done.push((b.oid, b.name()));
             self.tables.remove(0);
         }
-        match self.tables.first_mut() {
-            Some(b) if b.wants_chunk() => b.read_chunk()?,
-            _ => {}
+        let Some(b) = self.tables.first_mut().filter(|b| b.wants_chunk()) else {
+            return Ok(done);
+        };
+        if let Some(running) = b.read_chunk()?.filter(|_| !self.quiet) {
+            eprintln!(
+                "weir-cdc: the backfill of {} waits for transactions {} of the source to end; the stream goes on",
+                b.name(),
+                running.join(", ")
+            );
         }
         Ok(done)
     }

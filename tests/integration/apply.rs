@@ -1556,7 +1556,8 @@ fn a_partitioned_table_is_backfilled_through_its_root() {
 /// connects). One such delete commits before the backfill starts, so its change is in the
 /// stream before the chunk's low watermark and is dropped there; the chunk's read must see it
 /// too, so the backfill waits until it is visible (here, until its wait is canceled) and the
-/// target ends without the deleted row.
+/// target ends without the deleted row. While it waits the stream goes on: a row of another
+/// table inserted meanwhile reaches the target before the wait ends.
 #[test]
 fn a_backfill_waits_for_a_commit_that_snapshots_do_not_see_yet() {
     let c = cluster();
@@ -1565,10 +1566,14 @@ fn a_backfill_waits_for_a_commit_that_snapshots_do_not_see_yet() {
         "bh_src",
         &format!(
             "{t} INSERT INTO held SELECT g, 'v' || g FROM generate_series(1, 1000) g;
-             CREATE PUBLICATION pub FOR TABLE held;"
+             CREATE TABLE other (id int PRIMARY KEY);
+             CREATE PUBLICATION pub FOR TABLE held, other;"
         ),
     );
-    c.create_db("bh_dst", t);
+    c.create_db(
+        "bh_dst",
+        &format!("{t} CREATE TABLE other (id int PRIMARY KEY);"),
+    );
     cdc_slot(c, "bh_src", "bh_slot", "--create-slot");
     let deleting = std::thread::spawn(move || {
         c.psql(
@@ -1598,7 +1603,15 @@ fn a_backfill_waits_for_a_commit_that_snapshots_do_not_see_yet() {
             .trim()
             .to_string()
     };
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    c.psql(
+        "bh_src",
+        "SET synchronous_commit = local; INSERT INTO other VALUES (1)",
+    );
+    wait_until("the stream to go on while the backfill waits", 30, || {
+        assert!(apply.try_wait().unwrap().is_none(), "weir-apply stopped");
+        c.psql("bh_dst", "SELECT count(*) FROM other").trim() == "1"
+    });
     assert_eq!(
         count(),
         "0",
@@ -1618,6 +1631,10 @@ fn a_backfill_waits_for_a_commit_that_snapshots_do_not_see_yet() {
     cdc.kill().unwrap();
     let said = stderr_of(&mut [&mut cdc, &mut apply]);
     assert!(said.contains("backfill of public.held complete"), "{said}");
+    assert!(
+        said.contains("the backfill of public.held waits for transactions"),
+        "{said}"
+    );
     assert_eq!(
         c.psql("bh_dst", "SELECT count(*) FROM held WHERE id = 5")
             .trim(),
