@@ -17,10 +17,18 @@
 # process's peak RSS (/usr/bin/time) and the peak of the whole process tree's RSS summed (a
 # pipeline of four stages against pgBackRest's main and local processes), sampled every 50 ms;
 # the tree's sum goes to $work/tree.
+#
+# With PHYS_COLD set, the page cache is emptied first (as root): how fast a restore writes
+# depends on how much memory the kernel must first reclaim from whatever ran before, so in
+# one 5 GB run the first restore (weir --from) took 12.8 s to write the files and the pipe
+# form right after it 7.5 s; emptied before each, the two take 5.3-6.5 s alike.
 phys_measure() {
     local label=$1; shift
     psql -X -q -d postgres -c CHECKPOINT
     sync
+    if [ -n "${PHYS_COLD:-}" ] && [ -w /proc/sys/vm/drop_caches ]; then
+        echo 3 > /proc/sys/vm/drop_caches
+    fi
     local pm before after secs kb usr sys tick
     pm=$(head -n1 "$SCRATCH_DIR/data/postmaster.pid")
     tick=$(getconf CLK_TCK)
@@ -201,7 +209,7 @@ bench_physical() {
     local rw=() rwk=() rg=() rgk=() rwc=() rgc=() rp=() rpc=()
     for i in $(seq "$runs"); do
         for tool in $( [ $((i % 2)) = 1 ] && echo weir pipe pgbr || echo pgbr pipe weir); do
-            read -r a b c d < <(phys_measure "restore+recover ($tool)" bash "$p/restore-$tool.sh")
+            read -r a b c d < <(PHYS_COLD=1 phys_measure "restore+recover ($tool)" bash "$p/restore-$tool.sh")
             bench_physical_check "$p" "$port"
             case $tool in
                 weir) rw+=("$a"); rwk+=("$b"); rwc+=("$c") ;;

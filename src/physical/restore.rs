@@ -457,7 +457,10 @@ fn restore_command(o: &RestoreOptions) -> Result<String> {
         let abs = std::path::absolute(i)?;
         c.push_str(&format!(" -i {}", shell_quote(&abs.to_string_lossy())));
     }
-    c.push_str(" %f %p");
+    // -N: PostgreSQL syncs a restored segment it keeps itself (durable_rename in
+    // xlogarchive.c, KeepFileRestoredFromArchive) and removes %p before each call, so a sync
+    // here would be a second one, about 10 ms a segment on this disk (docs/BENCHMARKS.md).
+    c.push_str(" -N %f %p");
     Ok(c)
 }
 
@@ -659,6 +662,6 @@ mod tests {
         assert_eq!(shell_quote("s3://b/c"), "s3://b/c");
         assert_eq!(shell_quote("/a b/it's"), "'/a b/it'\\''s'");
         let c = restore_command(&options(Target::Latest)).unwrap();
-        assert!(c.ends_with("fetch --repo s3://b/c %f %p"), "{c}");
+        assert!(c.ends_with("fetch --repo s3://b/c -N %f %p"), "{c}");
     }
 }
