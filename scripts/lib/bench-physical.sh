@@ -188,13 +188,17 @@ bench_physical() {
         read -r a b c d < <(phys_measure "pgbackrest backup" pgbackrest --config="$conf" --stanza=bench --type=full backup)
         g+=("$a"); gk+=("$b"); gc+=("$c"); gs+=("$d"); gt+=("$(cat "$work/tree")")
     }
+    # The two tools' backups last in each run, next to each other: the restores recover from
+    # each tool's newest backup to one target, so every backup taken after one adds its
+    # checkpoint and WAL switch to that one's recovery (the first of the pair still replays
+    # the second's; the order alternates).
     for i in $(seq "$runs"); do
         rm -f "$p/weir"/* && rm -rf "$p/pgbb"/*
-        if [ $((i % 2)) = 1 ]; then backup_weir; backup_pgbr; else backup_pgbr; backup_weir; fi
         read -r a _ c d < <(phys_measure "pg_basebackup -Ft -z" pg_basebackup -Ft -z -X none -c fast -D "$p/pgbb/gz")
         z+=("$a"); zc+=("$(python3 -c "print(round($c + $d, 2))")")
         read -r a _ c d < <(phys_measure "pg_basebackup -Ft | zstd -T2" bash -o pipefail -c "pg_basebackup -Ft -X none -c fast -D - | zstd -q -3 -T2 > '$p/pgbb/base.tar.zst'")
         x+=("$a"); xc+=("$(python3 -c "print(round($c + $d, 2))")")
+        if [ $((i % 2)) = 1 ]; then backup_weir; backup_pgbr; else backup_pgbr; backup_weir; fi
     done
     local weir_bytes pgbr_bytes gz_bytes zst_bytes
     weir_bytes=$(stat -c %s "$p/weir/base-$runs.tar.zst.age")

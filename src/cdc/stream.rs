@@ -236,10 +236,30 @@ pub fn run(o: &CdcOptions) -> Result<()> {
         }
     }
     if o.drop_slot {
-        repl.query(&format!("DROP_REPLICATION_SLOT {}", quote_ident(&o.slot)))
-            .with_context(|| format!("dropping slot {}", o.slot))?;
+        drop_slot(&mut repl, &o.slot).with_context(|| format!("dropping slot {}", o.slot))?;
     }
     Ok(())
+}
+
+/// DROP_REPLICATION_SLOT, waiting up to 10 s while the slot is still active: the walsender of
+/// a consumer that just stopped (this process's own stream at `-E`, or a pipeline killed a
+/// moment ago) releases its slot only when it notices the client is gone and exits
+/// (walsender.c), and a drop in between fails with "is active for PID". Longer than that, the
+/// slot is in use, and the server's error stands.
+fn drop_slot(repl: &mut ReplConn, slot: &str) -> Result<()> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        match repl.query(&format!("DROP_REPLICATION_SLOT {}", quote_ident(slot))) {
+            Ok(_) => return Ok(()),
+            Err(e) if format!("{e:#}").contains("is active for PID") => {
+                if Instant::now() >= until {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// `--verify`: the source's side of the check, at a position the stream has not passed yet
@@ -277,8 +297,7 @@ fn drop_for_resync(repl: &mut ReplConn, slot: &str, quiet: bool) -> Result<()> {
         (get(0), get(1))
     });
     if let Some((status, at)) = &state {
-        repl.query(&format!("DROP_REPLICATION_SLOT {}", quote_ident(slot)))
-            .with_context(|| format!("dropping slot {slot} for --resync"))?;
+        drop_slot(repl, slot).with_context(|| format!("dropping slot {slot} for --resync"))?;
         if !quiet {
             eprintln!(
                 "weir-cdc: resync: dropped slot {slot} (wal_status {status}, confirmed at {at})"
