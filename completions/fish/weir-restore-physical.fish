@@ -17,6 +17,7 @@ promote\t''
 shutdown\t''"
 complete -c weir-restore-physical -l target-timeline -d 'The timeline to recover along: latest (PostgreSQL\'s default), current or an ID' -r
 complete -c weir-restore-physical -s T -l tablespace-mapping -d 'Restore the tablespace at OLD into NEW (repeatable), as pg_basebackup -T' -r
+complete -c weir-restore-physical -l prefetch -d 'The restore_command fetches the next N-1 segments in the background while the server replays one, into pg_wal/weir-prefetch, which recovery_end_command removes (1: one segment per call)' -r
 complete -c weir-restore-physical -l clear -d 'Remove what the data directory (and each tablespace directory) holds first'
 complete -c weir-restore-physical -l delta -d 'Restore over a stopped data directory of the same cluster, writing only what differs from the backup (block by block) and removing what the backup lacks (pgBackRest\'s --delta)'
 complete -c weir-restore-physical -l virtual-hosted -d 'Virtual-hosted-style addressing (bucket.host) even for a custom endpoint'

@@ -51,6 +51,7 @@ fn main() {
         }
         WalCommand::Ls(a) => weir::physical::inventory::ls(&a.options()),
         WalCommand::Verify(a) => weir::physical::inventory::verify(&a.options()?),
+        WalCommand::ClearSpool(a) => wal::clear_spool(&a.spool),
         WalCommand::Fetch(a) if std::env::var_os(wal::PREFETCH_CHILD).is_some() => {
             a.options().and_then(|o| wal::prefetch(&o))
         }

@@ -32,6 +32,16 @@ pub enum WalCommand {
     /// or --range START..STOP; exit 4 naming what is missing. --deep also reads every segment
     /// back (exit 3 if one is damaged).
     Verify(VerifyArgs),
+    /// Remove a --prefetch spool once recovery has ended (recovery_end_command): stops its
+    /// prefetcher, waits for it, and removes the segments recovery did not use.
+    ClearSpool(ClearSpoolArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ClearSpoolArgs {
+    /// The spool fetch --prefetch used.
+    #[arg(value_name = "DIR")]
+    pub spool: std::path::PathBuf,
 }
 
 #[derive(clap::Args, Debug)]
@@ -221,6 +231,10 @@ pub const WAL: Page = Page {
         (
             "restore_command = 'weir-wal fetch --repo s3://backups/cluster1 -i /etc/weir/key.txt %f %p'",
             "Recover (a standby, a restored base backup) from that archive.",
+        ),
+        (
+            "restore_command = 'weir-wal fetch --repo s3://backups/cluster1 -i /etc/weir/key.txt --prefetch 4 --spool pg_wal/weir-prefetch %f %p'\nrecovery_end_command = 'weir-wal clear-spool pg_wal/weir-prefetch'",
+            "The same, fetching the next three segments while the server replays one (as weir-restore-physical writes it); the spool goes when recovery ends.",
         ),
         (
             "archive_command = 'weir-wal push --repo /var/lib/weir/wal %p'",
@@ -421,6 +435,11 @@ pub struct RestorePhysicalCli {
     /// Restore the tablespace at OLD into NEW (repeatable), as pg_basebackup -T.
     #[arg(short = 'T', long = "tablespace-mapping", value_name = "OLD=NEW", value_parser = mapping)]
     pub tablespace_mapping: Vec<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The restore_command fetches the next N-1 segments in the background while the server
+    /// replays one, into pg_wal/weir-prefetch, which recovery_end_command removes (1: one
+    /// segment per call).
+    #[arg(long = "prefetch", value_name = "N", default_value_t = 4, value_parser = super::jobs, conflicts_with = "restore_command")]
+    pub prefetch: usize,
     /// Do not sync what was written before exit (faster; a crash may then lose it).
     #[arg(short = 'N', long = "no-sync")]
     pub no_sync: bool,
@@ -467,6 +486,7 @@ impl RestorePhysicalCli {
             s3: self.s3.settings(),
             identity: self.identity.clone(),
             tablespace_mapping: self.tablespace_mapping.clone(),
+            prefetch: self.prefetch,
             no_sync: self.no_sync,
             quiet: self.quiet,
         }

@@ -54,6 +54,9 @@ pub struct RestoreOptions {
     pub identity: Option<PathBuf>,
     /// `-T OLD=NEW`: restore a tablespace somewhere else than where it was.
     pub tablespace_mapping: Vec<(PathBuf, PathBuf)>,
+    /// `--prefetch N`: the restore_command weir writes fetches the next N-1 segments in the
+    /// background into [`SPOOL`] (1: one segment per call).
+    pub prefetch: usize,
     /// Skip the final sync of everything written (pg_basebackup --no-sync).
     pub no_sync: bool,
     /// Say nothing but errors and warnings.
@@ -434,8 +437,7 @@ fn write_tablespace_map(pgdata: &Path, locations: &BTreeMap<String, PathBuf>) ->
     Ok(())
 }
 
-/// The `restore_command` recovery runs: given, or `weir-wal fetch` from the repository (the
-/// weir-wal beside this binary, so that the server finds it whatever its PATH).
+/// The `restore_command` recovery runs: given, or `weir-wal fetch` from the repository.
 fn restore_command(o: &RestoreOptions) -> Result<String> {
     if let Some(c) = &o.restore_command {
         return Ok(c.clone());
@@ -446,13 +448,7 @@ fn restore_command(o: &RestoreOptions) -> Result<String> {
             "recovery needs the archived WAL: give --repo URL (weir-wal's repository) or --restore-command",
         )
     })?;
-    let wal = std::env::current_exe()
-        .ok()
-        .and_then(|e| e.parent().map(|d| d.join("weir-wal")))
-        .filter(|p| p.exists())
-        .map(|p| p.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "weir-wal".into());
-    let mut c = format!("{} fetch --repo {}", shell_quote(&wal), shell_quote(repo));
+    let mut c = format!("{} fetch --repo {}", weir_wal(), shell_quote(repo));
     if let Some(i) = &o.identity {
         let abs = std::path::absolute(i)?;
         c.push_str(&format!(" -i {}", shell_quote(&abs.to_string_lossy())));
@@ -460,8 +456,35 @@ fn restore_command(o: &RestoreOptions) -> Result<String> {
     // -N: PostgreSQL syncs a restored segment it keeps itself (durable_rename in
     // xlogarchive.c, KeepFileRestoredFromArchive) and removes %p before each call, so a sync
     // here would be a second one, about 10 ms a segment on this disk (docs/BENCHMARKS.md).
-    c.push_str(" -N %f %p");
+    c.push_str(" -N");
+    if o.prefetch > 1 {
+        c.push_str(&format!(" --prefetch {} --spool {SPOOL}", o.prefetch));
+    }
+    c.push_str(" %f %p");
     Ok(c)
+}
+
+/// Where the restore_command weir writes keeps segments fetched ahead, relative to the data
+/// directory (the server's working directory). Inside pg_wal: on the same file system as
+/// `%p`, so taking one is a rename; owned by the server's user; and left out of base backups,
+/// which copy nothing of pg_wal but archive_status (basebackup.c, and weir's --pgdata).
+pub const SPOOL: &str = "pg_wal/weir-prefetch";
+
+/// The recovery_end_command that removes [`SPOOL`] with what recovery did not use.
+fn recovery_end_command(o: &RestoreOptions) -> Option<String> {
+    (o.restore_command.is_none() && o.prefetch > 1)
+        .then(|| format!("{} clear-spool {SPOOL}", weir_wal()))
+}
+
+/// The weir-wal beside this binary, so that the server finds it whatever its PATH.
+fn weir_wal() -> String {
+    let wal = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("weir-wal")))
+        .filter(|p| p.exists())
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "weir-wal".into());
+    shell_quote(&wal)
 }
 
 /// Quotes for the shell that runs restore_command, unless nothing needs it.
@@ -477,6 +500,9 @@ fn shell_quote(s: &str) -> String {
 /// The settings, as lines of postgresql.conf (single quotes doubled inside values).
 pub fn recovery_settings(o: &RestoreOptions, restore_command: &str) -> Vec<(String, String)> {
     let mut s = vec![("restore_command".to_string(), restore_command.to_string())];
+    if let Some(c) = recovery_end_command(o) {
+        s.push(("recovery_end_command".into(), c));
+    }
     let (key, value) = match &o.target {
         Target::Latest => ("", String::new()),
         Target::Immediate => ("recovery_target", "immediate".to_string()),
@@ -618,6 +644,7 @@ mod tests {
             s3: Default::default(),
             identity: None,
             tablespace_mapping: vec![],
+            prefetch: 1,
             no_sync: false,
             quiet: false,
         }
@@ -663,5 +690,34 @@ mod tests {
         assert_eq!(shell_quote("/a b/it's"), "'/a b/it'\\''s'");
         let c = restore_command(&options(Target::Latest)).unwrap();
         assert!(c.ends_with("fetch --repo s3://b/c -N %f %p"), "{c}");
+    }
+
+    #[test]
+    fn a_prefetching_restore_command_clears_its_spool_when_recovery_ends() {
+        let o = RestoreOptions {
+            prefetch: 4,
+            ..options(Target::Latest)
+        };
+        let c = restore_command(&o).unwrap();
+        assert!(
+            c.ends_with(" -N --prefetch 4 --spool pg_wal/weir-prefetch %f %p"),
+            "{c}"
+        );
+        let s = recovery_settings(&o, &c);
+        let end = &s
+            .iter()
+            .find(|(k, _)| k == "recovery_end_command")
+            .unwrap()
+            .1;
+        assert!(
+            end.ends_with("weir-wal clear-spool pg_wal/weir-prefetch"),
+            "{end}"
+        );
+        // A command of the user's own: nothing of weir's to clear.
+        let own = RestoreOptions {
+            restore_command: Some("cp /a/%f %p".into()),
+            ..o
+        };
+        assert!(recovery_end_command(&own).is_none());
     }
 }

@@ -580,7 +580,11 @@ pub fn prefetch(o: &FetchOptions) -> Result<()> {
         .spool
         .as_deref()
         .ok_or_else(|| anyhow!("--prefetch needs --spool"))?;
-    std::fs::create_dir_all(spool)?;
+    // The call that started this made the spool; gone or closed means recovery has ended
+    // (see [`clear_spool`]), and a prefetcher must not make it again.
+    if !spool.is_dir() || closed(spool) {
+        return Ok(());
+    }
     let Some(_one) = lock_file(spool, ".prefetcher", false)? else {
         return Ok(()); // another prefetcher is at work
     };
@@ -610,7 +614,7 @@ pub fn prefetch(o: &FetchOptions) -> Result<()> {
                 let ids = crate::stream::encrypt::identities(&o.decrypt)?;
                 loop {
                     let i = next.fetch_add(1, SeqCst);
-                    if i >= queue.len() || i > end.load(SeqCst) {
+                    if i >= queue.len() || i > end.load(SeqCst) || closed(spool) {
                         return Ok(());
                     }
                     if prefetch_one(o, &repo, &ids, spool, &queue[i], sync)? == Fetched::Absent {
@@ -621,6 +625,26 @@ pub fn prefetch(o: &FetchOptions) -> Result<()> {
         }
     });
     Ok(())
+}
+
+/// Set by [`clear_spool`]: the prefetcher stops after the segment it is fetching.
+const CLOSED: &str = ".closed";
+
+fn closed(spool: &Path) -> bool {
+    spool.join(CLOSED).exists()
+}
+
+/// `weir-wal clear-spool DIR` (weir-restore-physical's recovery_end_command): stops the
+/// prefetcher, waits for it (its lock), and removes the spool with what it fetched ahead
+/// that recovery did not use. PostgreSQL runs the command once, when recovery has ended
+/// (xlog.c, CleanupAfterArchiveRecovery), and only warns if it fails.
+pub fn clear_spool(spool: &Path) -> Result<()> {
+    if !spool.is_dir() {
+        return Ok(());
+    }
+    std::fs::write(spool.join(CLOSED), b"")?;
+    let _held = lock_file(spool, ".prefetcher", true)?;
+    std::fs::remove_dir_all(spool).with_context(|| format!("cannot remove {}", spool.display()))
 }
 
 /// One segment into the spool, unless it is there or the server's call is fetching it.

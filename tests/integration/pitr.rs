@@ -380,6 +380,12 @@ fn a_base_backup_restores_to_every_kind_of_target_and_damage_never_restores() {
     // A restore point, with PostgreSQL's default action: paused there, readable.
     restore_and_start(&p, &stored, "--target-name before_eight", true);
     assert_eq!(sentinels(c), "1,2,3,4,5,6,7");
+    // Fetched ahead into pg_wal/weir-prefetch while recovery runs; removed when it ends.
+    let spool = c.data().join("pg_wal/weir-prefetch");
+    assert!(spool.is_dir(), "no prefetch spool during recovery");
+    q(c, "SELECT pg_wal_replay_resume()");
+    wait_recovered(&p, false);
+    assert!(!spool.exists(), "the spool outlived recovery: {}", log(&p));
     stop(&p);
     // All the WAL there is: the same database as at the end of the load.
     restore_and_start(&p, &stored, "", false);

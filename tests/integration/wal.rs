@@ -389,6 +389,16 @@ fn ahead_of_the_server(a: &Archiving, last: &str) {
         std::fs::read(&dest).unwrap() == want,
         "a torn spool file was taken"
     );
+    // clear-spool (recovery_end_command) waits for the prefetcher and removes the spool; a
+    // second call, with nothing left, succeeds too; a prefetcher still starting finds the
+    // spool gone and does not make it again.
+    for _ in 0..2 {
+        let o = weir("weir-wal", &["clear-spool", &spool], b"");
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(!fspool.exists());
+    }
+    wait_until("the prefetchers to stop", 30, || !running_with_arg(&spool));
+    assert!(!fspool.exists(), "a prefetcher made the spool again");
 }
 
 /// A copy of a segment whose first page says it starts where `name` does (16 MiB segments),
