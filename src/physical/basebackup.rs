@@ -86,6 +86,10 @@ pub struct Trailer {
     /// in streams written before it was added.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub index: String,
+    /// A CRC-32C per piece of each file longer than a piece (see [`super::index::PIECE`]);
+    /// empty in streams written before it was added.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pieces: String,
 }
 
 pub struct BackupOptions {
@@ -251,6 +255,7 @@ pub(super) fn finish(
         files: end.seen.len() as u64,
         bytes: end.seen.values().map(|(n, _)| n).sum(),
         index: out.get_ref().text(),
+        pieces: out.get_ref().pieces_text(),
     };
     append_json(&mut out, TRAILER, &trailer)?;
     out.into_inner()?.into_inner().finish()?;

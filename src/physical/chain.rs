@@ -132,6 +132,13 @@ impl Written {
         self.written.fetch_add(written, Ordering::Relaxed);
     }
 
+    /// A file a delta restore patched: `read` bytes read from the backup, `written` of them
+    /// written, the rest unread.
+    pub(super) fn add_kept(&self, total: u64, read: u64, written: u64) {
+        self.add(total, written);
+        self.unread.fetch_add(total - read, Ordering::Relaxed);
+    }
+
     pub fn describe(&self) -> String {
         let (w, t) = (
             self.written.load(Ordering::Relaxed),
@@ -165,11 +172,10 @@ pub(super) fn apply<R: Read>(
     unchanged: manifest::Seen,
     written: &Written,
 ) -> Result<Trailer> {
-    // Files a delta restore kept unread (see super::delta) stay, and count as seen.
+    // Files a delta restore kept or patched (see super::delta, which counts them in `written`)
+    // stay, and count as seen.
     let mut kept: HashSet<PathBuf> = HashSet::new();
-    for (listed, (size, _)) in &unchanged {
-        written.add(*size, 0);
-        written.unread.fetch_add(*size, Ordering::Relaxed);
+    for listed in unchanged.keys() {
         // The manifest names a tablespace's files pg_tblspc/OID/...; the stream, tablespaces/OID/...
         let member = match listed.strip_prefix("pg_tblspc/") {
             Some(rest) => format!("{TABLESPACES}{rest}"),
@@ -235,7 +241,7 @@ fn rewrite<R: Read>(entry: &mut R, dest: &Path, written: &Written) -> Result<(u6
         .open(dest)
         .with_context(|| format!("cannot open {}", dest.display()))?;
     let mut summed = manifest::Summing::new(entry);
-    let (mut new, mut old) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    let mut new = vec![0u8; 1 << 20];
     let (mut at, mut wrote) = (0u64, 0u64);
     loop {
         let n = crate::plumbing::read_full(&mut summed, &mut new)
@@ -243,20 +249,28 @@ fn rewrite<R: Read>(entry: &mut R, dest: &Path, written: &Written) -> Result<(u6
         if n == 0 {
             break;
         }
-        let have = crate::plumbing::read_full_at(&f, &mut old[..n], at)?;
-        for (k, piece) in new[..n].chunks(BLOCK as usize).enumerate() {
-            let off = k * BLOCK as usize;
-            let same = off + piece.len() <= have && old[off..off + piece.len()] == *piece;
-            if !same {
-                f.write_all_at(piece, at + off as u64)?;
-                wrote += piece.len() as u64;
-            }
-        }
+        wrote += write_differing(&f, at, &new[..n])?;
         at += n as u64;
     }
     f.set_len(at)?;
     written.add(at, wrote);
     Ok(summed.sum())
+}
+
+/// Writes the 8 KiB blocks of `data` that differ from what `f` holds at `at`; returns the
+/// bytes written.
+pub(super) fn write_differing(f: &fs::File, at: u64, data: &[u8]) -> std::io::Result<u64> {
+    let mut old = vec![0u8; data.len()];
+    let have = crate::plumbing::read_full_at(f, &mut old, at)?;
+    let mut wrote = 0;
+    for (k, block) in data.chunks(BLOCK as usize).enumerate() {
+        let off = k * BLOCK as usize;
+        if off + block.len() > have || old[off..off + block.len()] != *block {
+            f.write_all_at(block, at + off as u64)?;
+            wrote += block.len() as u64;
+        }
+    }
+    Ok(wrote)
 }
 
 /// Applies one incremental member (docs/FORMAT.md, section 12) to the parent's copy of its

@@ -2,10 +2,13 @@
 //! by range (see [`crate::stream::ranged`]): first the trailer at its end, whose index says
 //! where each member starts, then the header and the backup manifest; then every file the
 //! directory holds with the manifest's size and CRC-32C is kept as it is, unread in the
-//! backup, and the stream handed to the ordinary delta walk holds only the other members
-//! (the files that differ or are missing, every directory and link, the manifest and the
-//! trailer). The walk counts the files kept as seen, so the manifest check still covers
-//! every file, and removes what the manifest does not list, as before.
+//! backup; a longer file that differs in some 1 MiB pieces (the trailer's `pieces` give each
+//! one's CRC-32C, FORMAT.md section 12) is patched: only those pieces are read, once the
+//! directory was made unstartable; and the stream handed to the ordinary delta walk holds
+//! only the other members (the files that differ throughout or are missing, every directory
+//! and link, the manifest and the trailer). The walk counts the files kept and patched as
+//! seen, so the manifest check still covers every file, and removes what the manifest does
+//! not list, as before.
 //!
 //! The object must be random-accessible: a local file or an S3 object (one ranged GET per run
 //! of members), written by weir-compress (its end mark lists its frames), encrypted or not
@@ -23,12 +26,36 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
-/// What to restore: the members to read, and the files kept as the directory holds them.
+/// What to restore: the members to read, the files kept as the directory holds them, and
+/// the files where only some pieces differ.
 pub struct Plan {
     /// Read on a thread of its own, so a failed ranged read (a lost connection, a replaced
     /// object) is the error reported, with its own exit code, not a damaged archive.
     pub stream: crate::plumbing::pipe::Pipe,
+    pub kept: Kept,
+}
+
+/// The files a delta restore does not read whole from the backup.
+#[derive(Default)]
+pub struct Kept {
+    /// The same as the manifest lists them (size and CRC-32C): left as they are.
     pub unchanged: Seen,
+    /// Differing in some pieces (see [`index::PIECE`]): those are read and written, after
+    /// the directory was made unstartable (see [`Kept::patch`]).
+    patches: Vec<Patch>,
+    content: Option<Arc<dyn Ranged>>,
+}
+
+/// A file to bring to the backup's content piece by piece.
+struct Patch {
+    dest: std::path::PathBuf,
+    listed: String,
+    size: u64,
+    /// Where its data starts in the backup's content, and the CRC-32C of each piece there.
+    data_at: u64,
+    crcs: Vec<u32>,
+    /// The pieces that differ from what the directory holds, in order.
+    changed: Vec<u32>,
 }
 
 /// The plan for `url`, or `None` when it has to be read whole. Nothing is written before a
@@ -87,26 +114,135 @@ fn by_range(o: &RestoreOptions, url: &str) -> Result<Option<Plan>> {
     };
     let sums = manifest::sums(&member(content.as_ref(), span(m), &manifest_name)?)?;
     let locations = tablespace_locations(&header, &o.tablespace_mapping)?;
-    let Some(unchanged) = kept(&entries, &sums, |name| {
+    let pieces = index::parse_pieces(&trailer.pieces).unwrap_or_default();
+    let Some(mut kept) = kept(&entries, &sums, &pieces, |name| {
         destination(name, &o.pgdata, &locations).ok()
     })?
     else {
         return Ok(None);
     };
+    let patched: std::collections::HashSet<&str> =
+        kept.patches.iter().map(|p| p.listed.as_str()).collect();
     let mut wanted = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         let same = e.kind == 'f'
-            && destination(&e.name, &o.pgdata, &locations)
-                .is_ok_and(|(_, listed)| unchanged.contains_key(&listed));
+            && destination(&e.name, &o.pgdata, &locations).is_ok_and(|(_, listed)| {
+                kept.unchanged.contains_key(&listed) || patched.contains(listed.as_str())
+            });
         if !same {
             wanted.push(span(i));
         }
     }
     wanted.push((trailer_at, content.len()));
+    kept.content = Some(content.clone());
     Ok(Some(Plan {
         stream: members(content, wanted),
-        unchanged,
+        kept,
     }))
+}
+
+impl Kept {
+    /// Writes the pieces that differ into each patched file (cut or extended to the backup's
+    /// length first), decoded on every core; each piece read must have the CRC-32C the index
+    /// gives it. Returns the files kept and patched as seen (a patched one with the CRC-32C
+    /// its pieces add up to), for the manifest check; `written` counts what was written and
+    /// what stayed unread.
+    pub fn patch(self, written: &super::chain::Written) -> Result<Seen> {
+        let mut seen = self.unchanged.clone();
+        for (size, _) in self.unchanged.values() {
+            written.add_kept(*size, 0, 0);
+        }
+        let Some(content) = &self.content else {
+            return Ok(seen);
+        };
+        // Runs of neighbouring pieces, up to two frames' worth, read as one.
+        let mut runs = Vec::new();
+        for (k, p) in self.patches.iter().enumerate() {
+            for &i in &p.changed {
+                match runs.last_mut() {
+                    Some((pk, first, n)) if *pk == k && *first + *n == i && *n < 8 => *n += 1,
+                    _ => runs.push((k, i, 1u32)),
+                }
+            }
+        }
+        let mut each = runs.into_iter();
+        let mut open: Option<(usize, std::fs::File)> = None;
+        let mut wrote = vec![0u64; self.patches.len()];
+        crate::plumbing::parallel::ordered(
+            super::object::cores(),
+            || Ok(each.next()),
+            || Ok(()),
+            |_, (k, first, n): (usize, u32, u32)| {
+                let p = &self.patches[k];
+                let at = u64::from(first) * index::PIECE;
+                let len = (u64::from(n) * index::PIECE).min(p.size - at);
+                Ok((k, first, content.read_at(p.data_at + at, len as usize)?))
+            },
+            |(k, first, data)| {
+                let p = &self.patches[k];
+                if open.as_ref().is_none_or(|(ok, _)| *ok != k) {
+                    open = Some((k, resized(&p.dest, p.size)?));
+                }
+                let f = &open.as_ref().expect("opened").1;
+                for (j, piece) in data.chunks(index::PIECE as usize).enumerate() {
+                    let i = first as usize + j;
+                    if crc32c(piece) != p.crcs[i] {
+                        return Err(crate::plumbing::bad_input(format!(
+                            "{}: piece {i} read from the backup does not match its index: the backup is damaged",
+                            p.listed
+                        )));
+                    }
+                }
+                let at = u64::from(first) * index::PIECE;
+                wrote[k] += super::chain::write_differing(f, at, &data)
+                    .with_context(|| format!("cannot write {}", p.dest.display()))?;
+                Ok(())
+            },
+        )?;
+        for (k, p) in self.patches.iter().enumerate() {
+            let mut crc = 0u64;
+            for (i, c) in p.crcs.iter().enumerate() {
+                crc = match i {
+                    0 => u64::from(*c),
+                    _ => {
+                        crc_fast::checksum_combine(CRC32C, crc, u64::from(*c), piece_len(p.size, i))
+                    }
+                };
+            }
+            let read: u64 = p
+                .changed
+                .iter()
+                .map(|&i| piece_len(p.size, i as usize))
+                .sum();
+            written.add_kept(p.size, read, wrote[k]);
+            seen.insert(p.listed.clone(), (p.size, crc as u32));
+        }
+        Ok(seen)
+    }
+}
+
+const CRC32C: crc_fast::CrcAlgorithm = crc_fast::CrcAlgorithm::Crc32Iscsi;
+
+fn crc32c(data: &[u8]) -> u32 {
+    crc_fast::checksum(CRC32C, data) as u32
+}
+
+/// The length of piece `i` of a file of `size` bytes.
+fn piece_len(size: u64, i: usize) -> u64 {
+    (size - i as u64 * index::PIECE).min(index::PIECE)
+}
+
+/// The file at `path`, opened for writing at `size` bytes (cut, or extended with zeros that
+/// the pieces written next replace).
+fn resized(path: &Path, size: u64) -> Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    f.set_len(size)
+        .with_context(|| format!("cannot resize {}", path.display()))?;
+    Ok(f)
 }
 
 /// The spans of `content` in order, read on a thread of their own and decoded (decrypted,
@@ -125,14 +261,16 @@ fn members(content: Arc<dyn Ranged>, wanted: Vec<(u64, u64)>) -> crate::plumbing
     })
 }
 
-/// The files the directory already holds as the manifest lists them (size and CRC-32C),
-/// summed on two threads; `None` when too few of them are the same for reading by range to
-/// pay (see [`worth_it`]).
+/// The files the directory already holds as the manifest lists them (size and CRC-32C), and
+/// those where only some pieces differ from the backup's (when its trailer has their CRCs),
+/// summed on every core; `None` when too little of the backup can stay unread for reading by
+/// range to pay (see [`worth_it`]).
 fn kept(
     entries: &[Entry],
     sums: &std::collections::BTreeMap<String, (u64, Option<String>)>,
+    pieces: &std::collections::HashMap<u64, index::Pieces>,
     place: impl Fn(&str) -> Option<(std::path::PathBuf, String)>,
-) -> Result<Option<Seen>> {
+) -> Result<Option<Kept>> {
     let mut candidates = Vec::new();
     for e in entries.iter().filter(|e| e.kind == 'f') {
         let Some((dest, listed)) = place(&e.name) else {
@@ -144,28 +282,44 @@ fn kept(
             continue;
         }
         if let Some((size, Some(want))) = sums.get(&listed) {
-            let on_disk = std::fs::symlink_metadata(&dest).ok();
-            if on_disk.is_some_and(|m| m.is_file() && m.len() == *size) {
-                candidates.push((dest, listed, *size, want.clone()));
+            let Some(on_disk) = std::fs::symlink_metadata(&dest)
+                .ok()
+                .filter(|m| m.is_file())
+            else {
+                continue;
+            };
+            let split = pieces.get(&e.at);
+            if on_disk.len() == *size || split.is_some() {
+                candidates.push((dest, listed, *size, want.clone(), split));
             }
         }
     }
     let total: u64 = sums.values().map(|(n, _)| n).sum();
-    let (mut unchanged, mut summed, mut same) = (Seen::new(), 0u64, 0u64);
+    let (mut kept, mut summed, mut same) = (Kept::default(), 0u64, 0u64);
     let mut each = candidates.into_iter();
     let r = crate::plumbing::parallel::ordered(
-        2,
+        super::object::cores(),
         || Ok(each.next()),
         || Ok(()),
-        |_, (dest, listed, size, want): (std::path::PathBuf, String, u64, String)| {
-            let crc = crc_of(&dest)?;
-            Ok((listed, size, manifest::same_crc(&want, crc).then_some(crc)))
+        |_, (dest, listed, size, want, split)| {
+            let on_disk = pieces_of(&dest)?;
+            Ok(compare(dest, listed, size, &want, split, &on_disk))
         },
-        |(listed, size, crc)| {
+        |(size, found)| {
             summed += size;
-            if let Some(crc) = crc {
-                same += size;
-                unchanged.insert(listed, (size, crc));
+            match found {
+                Found::Same(listed, crc) => {
+                    same += size;
+                    kept.unchanged.insert(listed, (size, crc));
+                }
+                Found::Pieces(p) => {
+                    same += (0..p.crcs.len())
+                        .filter(|i| p.changed.binary_search(&(*i as u32)).is_err())
+                        .map(|i| piece_len(p.size, i))
+                        .sum::<u64>();
+                    kept.patches.push(p);
+                }
+                Found::Differs => {}
             }
             if !worth_it(total, summed, same) {
                 return Err(NotWorthIt.into());
@@ -176,8 +330,73 @@ fn kept(
     match r {
         Err(e) if e.is::<NotWorthIt>() => Ok(None),
         Err(e) => Err(e),
-        Ok(()) if worth_it(total, total, same) => Ok(Some(unchanged)),
+        Ok(()) if worth_it(total, total, same) => Ok(Some(kept)),
         Ok(()) => Ok(None),
+    }
+}
+
+/// What the directory holds of one file, against the backup.
+enum Found {
+    Same(String, u32),
+    Pieces(Patch),
+    Differs,
+}
+
+/// Compares a file's pieces on disk with the manifest's CRC-32C and the backup's pieces.
+fn compare(
+    dest: std::path::PathBuf,
+    listed: String,
+    size: u64,
+    want: &str,
+    split: Option<&index::Pieces>,
+    on_disk: &[(u32, u64)],
+) -> (u64, Found) {
+    let len: u64 = on_disk.iter().map(|(_, n)| n).sum();
+    let mut crc = 0u64;
+    for (i, (c, n)) in on_disk.iter().enumerate() {
+        crc = match i {
+            0 => u64::from(*c),
+            _ => crc_fast::checksum_combine(CRC32C, crc, u64::from(*c), *n),
+        };
+    }
+    let crc = if on_disk.is_empty() { 0 } else { crc as u32 };
+    if len == size && manifest::same_crc(want, crc) {
+        return (size, Found::Same(listed, crc));
+    }
+    let Some(split) = split.filter(|p| p.crcs.len() as u64 == size.div_ceil(index::PIECE)) else {
+        return (size, Found::Differs);
+    };
+    let changed: Vec<u32> = (0..split.crcs.len())
+        .filter(|&i| on_disk.get(i) != Some(&(split.crcs[i], piece_len(size, i))))
+        .map(|i| i as u32)
+        .collect();
+    if changed.len() == split.crcs.len() {
+        return (size, Found::Differs);
+    }
+    let patch = Patch {
+        dest,
+        listed,
+        size,
+        data_at: split.data_at,
+        crcs: split.crcs.clone(),
+        changed,
+    };
+    (size, Found::Pieces(patch))
+}
+
+/// The CRC-32C and length of each [`index::PIECE`] of the file at `path`.
+fn pieces_of(path: &Path) -> Result<Vec<(u32, u64)>> {
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut buf = vec![0u8; index::PIECE as usize];
+    let mut out = Vec::new();
+    loop {
+        let n = crate::plumbing::read_full(&mut f, &mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.push((crc32c(&buf[..n]), n as u64));
     }
 }
 
@@ -200,14 +419,6 @@ impl std::fmt::Display for NotWorthIt {
 }
 
 impl std::error::Error for NotWorthIt {}
-
-fn crc_of(path: &Path) -> Result<u32> {
-    let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut summed = manifest::Summing::new(std::io::BufReader::with_capacity(1 << 20, f));
-    std::io::copy(&mut summed, &mut std::io::sink())
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(summed.sum().1)
-}
 
 /// The trailer (the stream's last member) and where it starts, found by reading back from the
 /// end of the content in growing windows: a header block at a 512-byte boundary named
@@ -321,6 +532,46 @@ mod tests {
                 )),
             }
         }
+    }
+
+    #[test]
+    fn only_the_pieces_that_differ_or_are_missing_are_read() {
+        let piece = index::PIECE as usize;
+        let backup: Vec<u8> = (0..piece * 5 / 2).map(|i| (i % 251) as u8).collect();
+        let sums = |d: &[u8]| -> Vec<(u32, u64)> {
+            d.chunks(piece)
+                .map(|c| (crc32c(c), c.len() as u64))
+                .collect()
+        };
+        let split = index::Pieces {
+            at: 0,
+            data_at: 512,
+            crcs: sums(&backup).iter().map(|(c, _)| *c).collect(),
+        };
+        let whole = hex::encode(crc32c(&backup).to_le_bytes());
+        let size = backup.len() as u64;
+        let found = |disk: &[u8]| {
+            compare(
+                "f".into(),
+                "f".into(),
+                size,
+                &whole,
+                Some(&split),
+                &sums(disk),
+            )
+            .1
+        };
+        assert!(matches!(found(&backup), Found::Same(_, c) if c == crc32c(&backup)));
+        let mut one = backup.clone();
+        one[piece + 7] ^= 1;
+        assert!(matches!(found(&one), Found::Pieces(p) if p.changed == [1]));
+        // Longer on disk: the last piece differs in length; shorter: the missing ones too.
+        let mut longer = backup.clone();
+        longer.extend_from_slice(&[0; 8192]);
+        assert!(matches!(found(&longer), Found::Pieces(p) if p.changed == [2]));
+        assert!(matches!(found(&backup[..piece]), Found::Pieces(p) if p.changed == [1, 2]));
+        // Every piece differs: read whole, as a file without pieces is.
+        assert!(matches!(found(&vec![9; backup.len()]), Found::Differs));
     }
 
     #[test]

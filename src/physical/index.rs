@@ -10,6 +10,49 @@
 
 use std::io::{self, Write};
 
+/// Regular files longer than this also get a CRC-32C for each piece of this size (the last
+/// may be shorter), in the trailer's `pieces`: a delta restore compares a changed file's
+/// pieces with what the directory holds and reads only those that differ.
+pub const PIECE: u64 = 1 << 20;
+
+/// A file's pieces: where its member starts (as in the index), where its data starts, and
+/// the CRC-32C of each piece.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pieces {
+    pub at: u64,
+    pub data_at: u64,
+    pub crcs: Vec<u32>,
+}
+
+/// The pieces of the file whose data is passing.
+struct Summing {
+    pieces: Pieces,
+    /// Bytes of the file (not of its padding) still to come.
+    content_left: u64,
+    digest: crc_fast::Digest,
+    filled: u64,
+}
+
+impl Summing {
+    fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let n = ((PIECE - self.filled) as usize).min(data.len());
+            self.digest.update(&data[..n]);
+            self.filled += n as u64;
+            data = &data[n..];
+            if self.filled == PIECE {
+                self.close();
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.pieces.crcs.push(self.digest.finalize() as u32);
+        self.digest.reset();
+        self.filled = 0;
+    }
+}
+
 /// One member: where its first header starts in the stream, its kind, its name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -28,6 +71,8 @@ pub struct Indexed<W> {
     state: State,
     long: Option<(u64, Vec<u8>)>,
     entries: Vec<Entry>,
+    summing: Option<Summing>,
+    pieces: Vec<Pieces>,
 }
 
 enum State {
@@ -44,6 +89,8 @@ impl<W: Write> Indexed<W> {
             state: State::Header(Vec::with_capacity(512)),
             long: None,
             entries: Vec::new(),
+            summing: None,
+            pieces: Vec::new(),
         }
     }
 
@@ -61,6 +108,20 @@ impl<W: Write> Indexed<W> {
             .iter()
             .map(|e| format!("{} {} {}\n", e.at, e.kind, e.name))
             .collect()
+    }
+
+    /// The pieces as the trailer holds them: one line per file longer than [`PIECE`],
+    /// `OFFSET DATA_OFFSET CRC...`, each CRC-32C in hexadecimal.
+    pub fn pieces_text(&self) -> String {
+        let mut text = String::new();
+        for p in &self.pieces {
+            text.push_str(&format!("{} {}", p.at, p.data_at));
+            for c in &p.crcs {
+                text.push_str(&format!(" {c:08x}"));
+            }
+            text.push('\n');
+        }
+        text
     }
 
     fn watch(&mut self, mut data: &[u8]) {
@@ -82,6 +143,18 @@ impl<W: Write> Indexed<W> {
                     if *name {
                         if let Some((_, long)) = &mut self.long {
                             long.extend_from_slice(&data[..n]);
+                        }
+                    }
+                    if let Some(s) = &mut self.summing {
+                        let content = (s.content_left.min(n as u64)) as usize;
+                        s.update(&data[..content]);
+                        s.content_left -= content as u64;
+                        if s.content_left == 0 {
+                            if s.filled > 0 {
+                                s.close();
+                            }
+                            let done = self.summing.take().expect("summing");
+                            self.pieces.push(done.pieces);
                         }
                     }
                     *left -= n as u64;
@@ -122,6 +195,18 @@ impl<W: Write> Indexed<W> {
             }
             None => (start, String::from_utf8_lossy(&h.path_bytes()).into_owned()),
         };
+        if kind == tar::EntryType::Regular && size > PIECE {
+            self.summing = Some(Summing {
+                pieces: Pieces {
+                    at: first,
+                    data_at: start + 512,
+                    crcs: Vec::new(),
+                },
+                content_left: size,
+                digest: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi),
+                filled: 0,
+            });
+        }
         let kind = match kind {
             tar::EntryType::Regular => 'f',
             tar::EntryType::Directory => 'd',
@@ -164,6 +249,21 @@ pub fn parse(text: &str) -> Option<Vec<Entry>> {
                 kind: kind.chars().next()?,
                 name: name.to_string(),
             })
+        })
+        .collect()
+}
+
+/// Reads the pieces back from the trailer's text, by where each member starts.
+pub fn parse_pieces(text: &str) -> Option<std::collections::HashMap<u64, Pieces>> {
+    text.lines()
+        .map(|l| {
+            let mut words = l.split(' ');
+            let at = words.next()?.parse().ok()?;
+            let data_at = words.next()?.parse().ok()?;
+            let crcs = words
+                .map(|w| u32::from_str_radix(w, 16).ok())
+                .collect::<Option<Vec<u32>>>()?;
+            Some((at, Pieces { at, data_at, crcs }))
         })
         .collect()
 }
@@ -218,6 +318,43 @@ mod tests {
             let first = a.entries().unwrap().next().unwrap().unwrap();
             let path = first.path().unwrap().to_string_lossy().into_owned();
             assert_eq!(path.trim_end_matches('/'), e.name);
+        }
+    }
+
+    #[test]
+    fn a_file_longer_than_a_piece_has_a_crc_for_each_piece_where_its_data_starts() {
+        let big: Vec<u8> = (0..(5 * PIECE / 2) as usize)
+            .map(|i| (i / 4093) as u8)
+            .collect();
+        let long = format!("data/base/1/{}", "9".repeat(120));
+        let mut b = tar::Builder::new(Indexed::new(Vec::new()));
+        for (name, data) in [
+            ("data/small", &big[..100]),
+            (long.as_str(), &big[..]),
+            ("data/exact", &big[..PIECE as usize * 2]),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(0o600);
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let w = b.into_inner().unwrap();
+        let pieces = parse_pieces(&w.pieces_text()).unwrap();
+        let entries = w.entries().to_vec();
+        let bytes = w.into_inner();
+        assert!(
+            !pieces.contains_key(&entries[0].at),
+            "a small file has no pieces"
+        );
+        for (e, len) in [(&entries[1], big.len()), (&entries[2], 2 * PIECE as usize)] {
+            let p = &pieces[&e.at];
+            let data = &bytes[p.data_at as usize..p.data_at as usize + len];
+            assert!(data == &big[..len], "{}: not where its data starts", e.name);
+            let want: Vec<u32> = data
+                .chunks(PIECE as usize)
+                .map(|c| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, c) as u32)
+                .collect();
+            assert_eq!(p.crcs, want, "{}", e.name);
         }
     }
 }

@@ -92,7 +92,7 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
         }
         if step.delta && chain.len() == 1 {
             if let Some(mut plan) = super::delta::plan(&step, url)? {
-                return restore(&step, &mut plan.stream, Some(plan.unchanged))
+                return restore(&step, &mut plan.stream, Some(plan.kept))
                     .map_err(|e| plan.stream.error().unwrap_or(e))
                     .with_context(|| format!("restoring {url}"));
             }
@@ -107,8 +107,9 @@ pub fn run(o: &RestoreOptions) -> Result<()> {
 }
 
 /// One stream into the data directory; for a delta restore that read only what differs,
-/// `unchanged` are the files it kept as the directory holds them (see [`super::delta`]).
-fn restore(o: &RestoreOptions, input: impl Read, unchanged: Option<Seen>) -> Result<()> {
+/// `kept` are the files it keeps as the directory holds them or patches piece by piece
+/// (see [`super::delta`]).
+fn restore(o: &RestoreOptions, input: impl Read, kept: Option<super::delta::Kept>) -> Result<()> {
     let restore_command = restore_command(o)?;
     let mut archive = tar::Archive::new(input);
     let mut entries = archive.entries()?;
@@ -149,15 +150,17 @@ fn restore(o: &RestoreOptions, input: impl Read, unchanged: Option<Seen>) -> Res
         ),
         true => {
             let w = super::chain::Written::default();
-            let t = super::chain::apply(
-                &mut entries,
-                &o.pgdata,
-                &locations,
-                &header,
-                o.delta,
-                unchanged.unwrap_or_default(),
-                &w,
-            );
+            let t = kept.unwrap_or_default().patch(&w).and_then(|kept| {
+                super::chain::apply(
+                    &mut entries,
+                    &o.pgdata,
+                    &locations,
+                    &header,
+                    o.delta,
+                    kept,
+                    &w,
+                )
+            });
             written = Some(w);
             t
         }

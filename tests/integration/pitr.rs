@@ -1005,6 +1005,9 @@ fn a_backup_read_from_the_data_directory_restores_like_the_servers() {
 
     // --delta over a copy that diverged (rows changed, a table's file gone, a stray file):
     // the same database as a full restore, with a fraction of the bytes written.
+    let accounts = c
+        .data()
+        .join(q(c, "SELECT pg_relation_filepath('pgbench_accounts')"));
     c.psql(
         "postgres",
         "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0; DROP TABLE in_ts",
@@ -1071,6 +1074,19 @@ fn a_backup_read_from_the_data_directory_restores_like_the_servers() {
     assert!(delta(false, false) < 1.0);
     // By range last, so the server below starts on what it left (pg_control included).
     assert!(delta(true, true) < 1.0);
+    // A big file that differs in one place and is longer than the backup's: by range, only
+    // the 1 MiB piece that differs is read (its differing block written), and the file is
+    // cut back to the backup's length.
+    let len = std::fs::metadata(&accounts).unwrap().len();
+    assert!(len > 4 << 20, "{len}");
+    let restored = std::fs::read(&accounts).unwrap();
+    let mut on_disk = restored.clone();
+    on_disk[(3 << 20) + 100] ^= 0xff;
+    on_disk.extend_from_slice(&[0; 8192]);
+    std::fs::write(&accounts, &on_disk).unwrap();
+    // One 8 KiB block written of the piece read (the percentage rounds to 0.0).
+    assert!(delta(true, true) < 0.1);
+    assert!(std::fs::read(&accounts).unwrap() == restored);
     // The same by range from S3 (s3s-fs): one ranged GET per run of members.
     let s3 = crate::objstore::shared();
     let url = format!("s3://{}/local.tar.zst.age", s3.bucket("pitr-delta"));
