@@ -200,22 +200,17 @@ impl Kept {
             },
         )?;
         for (k, p) in self.patches.iter().enumerate() {
-            let mut crc = 0u64;
-            for (i, c) in p.crcs.iter().enumerate() {
-                crc = match i {
-                    0 => u64::from(*c),
-                    _ => {
-                        crc_fast::checksum_combine(CRC32C, crc, u64::from(*c), piece_len(p.size, i))
-                    }
-                };
-            }
+            let pieces: Vec<(u32, u64)> = (p.crcs.iter().enumerate())
+                .map(|(i, c)| (*c, piece_len(p.size, i)))
+                .collect();
+            let crc = combined(&pieces);
             let read: u64 = p
                 .changed
                 .iter()
                 .map(|&i| piece_len(p.size, i as usize))
                 .sum();
             written.add_kept(p.size, read, wrote[k]);
-            seen.insert(p.listed.clone(), (p.size, crc as u32));
+            seen.insert(p.listed.clone(), (p.size, crc));
         }
         Ok(seen)
     }
@@ -300,9 +295,9 @@ fn kept(
     let r = crate::plumbing::parallel::ordered(
         super::object::cores(),
         || Ok(each.next()),
-        || Ok(()),
-        |_, (dest, listed, size, want, split)| {
-            let on_disk = pieces_of(&dest)?;
+        || Ok(vec![0u8; index::PIECE as usize]),
+        |buf, (dest, listed, size, want, split)| {
+            let on_disk = pieces_of(&dest, buf)?;
             Ok(compare(dest, listed, size, &want, split, &on_disk))
         },
         |(size, found)| {
@@ -352,24 +347,31 @@ fn compare(
     on_disk: &[(u32, u64)],
 ) -> (u64, Found) {
     let len: u64 = on_disk.iter().map(|(_, n)| n).sum();
-    let mut crc = 0u64;
-    for (i, (c, n)) in on_disk.iter().enumerate() {
-        crc = match i {
-            0 => u64::from(*c),
-            _ => crc_fast::checksum_combine(CRC32C, crc, u64::from(*c), *n),
+    let split = split.filter(|p| p.crcs.len() as u64 == size.div_ceil(index::PIECE));
+    let Some(split) = split else {
+        // No pieces (a file of one piece, or a backup from before them): the file's
+        // CRC-32C against the manifest's.
+        let crc = combined(on_disk);
+        return match len == size && manifest::same_crc(want, crc) {
+            true => (size, Found::Same(listed, crc)),
+            false => (size, Found::Differs),
         };
-    }
-    let crc = if on_disk.is_empty() { 0 } else { crc as u32 };
-    if len == size && manifest::same_crc(want, crc) {
-        return (size, Found::Same(listed, crc));
-    }
-    let Some(split) = split.filter(|p| p.crcs.len() as u64 == size.div_ceil(index::PIECE)) else {
-        return (size, Found::Differs);
     };
-    let changed: Vec<u32> = (0..split.crcs.len())
+    let mut changed: Vec<u32> = (0..split.crcs.len())
         .filter(|&i| on_disk.get(i) != Some(&(split.crcs[i], piece_len(size, i))))
         .map(|i| i as u32)
         .collect();
+    if changed.is_empty() {
+        // Every piece the backup's, each checked by a CRC-32C of its own (closer than the
+        // file's one): the file is the backup's, its CRC-32C the manifest's. Combining the
+        // pieces' instead took a sixth of a delta's CPU (perf).
+        match (len == size, crc_of_manifest(want)) {
+            (true, Some(crc)) => return (size, Found::Same(listed, crc)),
+            // Longer on disk: the last piece is read again, and the file cut after it.
+            (false, _) => changed.push(split.crcs.len() as u32 - 1),
+            (true, None) => return (size, Found::Differs),
+        }
+    }
     if changed.len() == split.crcs.len() {
         return (size, Found::Differs);
     }
@@ -384,14 +386,33 @@ fn compare(
     (size, Found::Pieces(patch))
 }
 
-/// The CRC-32C and length of each [`index::PIECE`] of the file at `path`.
-fn pieces_of(path: &Path) -> Result<Vec<(u32, u64)>> {
+/// The CRC-32C of a file from its pieces' (0 for an empty one).
+fn combined(pieces: &[(u32, u64)]) -> u32 {
+    let mut crc = 0u64;
+    for (i, (c, n)) in pieces.iter().enumerate() {
+        crc = match i {
+            0 => u64::from(*c),
+            _ => crc_fast::checksum_combine(CRC32C, crc, u64::from(*c), *n),
+        };
+    }
+    crc as u32
+}
+
+/// The CRC-32C a manifest gives, as [`manifest::same_crc`] compares it (the bytes in memory
+/// order of a little-endian server).
+fn crc_of_manifest(want: &str) -> Option<u32> {
+    let bytes: [u8; 4] = hex::decode(want).ok()?.try_into().ok()?;
+    Some(u32::from_le_bytes(bytes))
+}
+
+/// The CRC-32C and length of each [`index::PIECE`] of the file at `path`, read through
+/// `buf` (a piece long: one per worker, since most files are far shorter than a piece).
+fn pieces_of(path: &Path, buf: &mut [u8]) -> Result<Vec<(u32, u64)>> {
     let mut f =
         std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut buf = vec![0u8; index::PIECE as usize];
     let mut out = Vec::new();
     loop {
-        let n = crate::plumbing::read_full(&mut f, &mut buf)
+        let n = crate::plumbing::read_full(&mut f, buf)
             .with_context(|| format!("cannot read {}", path.display()))?;
         if n == 0 {
             return Ok(out);
