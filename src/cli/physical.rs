@@ -383,8 +383,9 @@ pub struct RestorePhysicalCli {
     /// Read the stored backup at URL (s3://, file:// or a path) itself, decrypting it with -i
     /// and decompressing it on several threads, instead of from standard input. Repeat it for
     /// a chain, full backup first; one incremental restores its whole chain, found in the
-    /// catalog beside it, when the directory is empty. With --delta, only the files that
-    /// differ are read from it, by range, where most are the same.
+    /// catalog beside it, when the directory is empty. With --delta, only what differs is
+    /// read from it, by range (the 1 MiB pieces of a file that differ, small files whole),
+    /// where most is the same.
     #[arg(long = "from", value_name = "URL")]
     pub from: Vec<String>,
     /// Remove what the data directory (and each tablespace directory) holds first.
