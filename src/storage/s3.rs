@@ -657,6 +657,11 @@ async fn get_async(
 
     let mut progress = Progress::new(Some(size), t.progress, t.quiet).bytes_only();
     let in_flight = parts_in_flight(t.buffers(), GET_CHUNK, t.jobs).max(1) as usize;
+    // Ranges are queued beyond those running, as far as the buffers go, each starting as
+    // soon as any running one ends: the next one to write may be the slowest, and refilling
+    // only after it arrived left fewer GETs running meanwhile than --jobs.
+    let queued = ((t.buffers() / GET_CHUNK).saturating_sub(1) as usize).max(in_flight);
+    let running = Arc::new(Semaphore::new(in_flight));
     let pool = Pool::default();
     let mut ranges = (0..size.div_ceil(GET_CHUNK)).map(|i| {
         let start = i * GET_CHUNK;
@@ -670,19 +675,21 @@ async fn get_async(
     let mut digest = expect.map(|_| crc_fast::Digest::new(Crc64Nvme));
     let mut n = 0u64;
     loop {
-        while pending.0.len() < in_flight {
+        while pending.0.len() < queued {
             let Some((start, end)) = ranges.next() else {
                 break;
             };
             let buf = pool.take((end - start) as usize);
-            let (client, bucket, key, etag) = (
+            let (client, bucket, key, etag, running) = (
                 client.clone(),
                 bucket.to_string(),
                 key.to_string(),
                 etag.clone(),
+                running.clone(),
             );
             let attempts = s.attempts;
             pending.0.push_back(tokio::spawn(async move {
+                let _turn = running.acquire_owned().await?;
                 let etag = etag.as_deref();
                 fetch_range(&client, &bucket, &key, etag, start, end, attempts, buf).await
             }));
