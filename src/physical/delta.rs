@@ -142,78 +142,83 @@ fn by_range(o: &RestoreOptions, url: &str) -> Result<Option<Plan>> {
 }
 
 impl Kept {
-    /// Writes the pieces that differ into each patched file (cut or extended to the backup's
-    /// length first), decoded on every core; each piece read must have the CRC-32C the index
-    /// gives it. Returns the files kept and patched as seen (a patched one with the CRC-32C
-    /// its pieces add up to), for the manifest check; `written` counts what was written and
-    /// what stayed unread.
+    /// Writes the pieces that differ into each patched file (see [`write_pieces`]). Returns
+    /// the files kept and patched as seen (a patched one with the CRC-32C its pieces add up
+    /// to), for the manifest check; `written` counts what was written and what stayed unread.
     pub fn patch(self, written: &super::chain::Written) -> Result<Seen> {
-        let mut seen = self.unchanged.clone();
-        for (size, _) in self.unchanged.values() {
+        let Kept {
+            unchanged: mut seen,
+            patches,
+            content,
+        } = self;
+        for (size, _) in seen.values() {
             written.add_kept(*size, 0, 0);
         }
-        let Some(content) = &self.content else {
+        let Some(content) = content else {
             return Ok(seen);
         };
-        // Runs of neighbouring pieces, up to two frames' worth, read as one.
-        let mut runs = Vec::new();
-        for (k, p) in self.patches.iter().enumerate() {
-            for &i in &p.changed {
-                match runs.last_mut() {
-                    Some((pk, first, n)) if *pk == k && *first + *n == i && *n < 8 => *n += 1,
-                    _ => runs.push((k, i, 1u32)),
-                }
-            }
-        }
-        let mut each = runs.into_iter();
-        let mut open: Option<(usize, std::fs::File)> = None;
-        let mut wrote = vec![0u64; self.patches.len()];
-        crate::plumbing::parallel::ordered(
-            super::object::cores(),
-            || Ok(each.next()),
-            || Ok(()),
-            |_, (k, first, n): (usize, u32, u32)| {
-                let p = &self.patches[k];
-                let at = u64::from(first) * index::PIECE;
-                let len = (u64::from(n) * index::PIECE).min(p.size - at);
-                Ok((k, first, content.read_at(p.data_at + at, len as usize)?))
-            },
-            |(k, first, data)| {
-                let p = &self.patches[k];
-                if open.as_ref().is_none_or(|(ok, _)| *ok != k) {
-                    open = Some((k, resized(&p.dest, p.size)?));
-                }
-                let f = &open.as_ref().expect("opened").1;
-                for (j, piece) in data.chunks(index::PIECE as usize).enumerate() {
-                    let i = first as usize + j;
-                    if crc32c(piece) != p.crcs[i] {
-                        return Err(crate::plumbing::bad_input(format!(
-                            "{}: piece {i} read from the backup does not match its index: the backup is damaged",
-                            p.listed
-                        )));
-                    }
-                }
-                let at = u64::from(first) * index::PIECE;
-                wrote[k] += super::chain::write_differing(f, at, &data)
-                    .with_context(|| format!("cannot write {}", p.dest.display()))?;
-                Ok(())
-            },
-        )?;
-        for (k, p) in self.patches.iter().enumerate() {
+        let wrote = write_pieces(content.as_ref(), &patches)?;
+        for (p, wrote) in patches.iter().zip(wrote) {
             let pieces: Vec<(u32, u64)> = (p.crcs.iter().enumerate())
                 .map(|(i, c)| (*c, piece_len(p.size, i)))
                 .collect();
-            let crc = combined(&pieces);
-            let read: u64 = p
-                .changed
-                .iter()
-                .map(|&i| piece_len(p.size, i as usize))
-                .sum();
-            written.add_kept(p.size, read, wrote[k]);
-            seen.insert(p.listed.clone(), (p.size, crc));
+            let read = p.changed.iter().map(|&i| piece_len(p.size, i as usize));
+            written.add_kept(p.size, read.sum(), wrote);
+            seen.insert(p.listed.clone(), (p.size, combined(&pieces)));
         }
         Ok(seen)
     }
+}
+
+/// Reads the pieces that differ from `content`, decoded on every core, in runs of up to
+/// eight neighbours (two frames), checks each against its CRC-32C, and writes the blocks
+/// that differ into its file (cut or extended to the backup's length first). Returns the
+/// bytes written to each file.
+fn write_pieces(content: &dyn Ranged, patches: &[Patch]) -> Result<Vec<u64>> {
+    let mut runs: Vec<(usize, u32, u32)> = Vec::new();
+    for (k, p) in patches.iter().enumerate() {
+        for &i in &p.changed {
+            match runs.last_mut() {
+                Some((pk, first, n)) if *pk == k && *first + *n == i && *n < 8 => *n += 1,
+                _ => runs.push((k, i, 1)),
+            }
+        }
+    }
+    let mut each = runs.into_iter();
+    let mut open: Option<(usize, std::fs::File)> = None;
+    let mut wrote = vec![0u64; patches.len()];
+    crate::plumbing::parallel::ordered(
+        super::object::cores(),
+        || Ok(each.next()),
+        || Ok(()),
+        |_, (k, first, n)| {
+            let (p, at) = (&patches[k], u64::from(first) * index::PIECE);
+            let len = (u64::from(n) * index::PIECE).min(p.size - at);
+            Ok((k, first, content.read_at(p.data_at + at, len as usize)?))
+        },
+        |(k, first, data)| {
+            let p = &patches[k];
+            for (j, piece) in data.chunks(index::PIECE as usize).enumerate() {
+                let i = first as usize + j;
+                if crc32c(piece) != p.crcs[i] {
+                    let m = format!(
+                        "{}: piece {i} read from the backup does not match its index: the backup is damaged",
+                        p.listed
+                    );
+                    return Err(crate::plumbing::bad_input(m));
+                }
+            }
+            if open.as_ref().is_none_or(|(ok, _)| *ok != k) {
+                open = Some((k, resized(&p.dest, p.size)?));
+            }
+            let f = &open.as_ref().expect("opened").1;
+            let at = u64::from(first) * index::PIECE;
+            wrote[k] += super::chain::write_differing(f, at, &data)
+                .with_context(|| format!("cannot write {}", p.dest.display()))?;
+            Ok(())
+        },
+    )?;
+    Ok(wrote)
 }
 
 const CRC32C: crc_fast::CrcAlgorithm = crc_fast::CrcAlgorithm::Crc32Iscsi;
