@@ -1087,6 +1087,7 @@ fn a_backup_read_from_the_data_directory_restores_like_the_servers() {
     // One 8 KiB block written of the piece read (the percentage rounds to 0.0).
     assert!(delta(true, true) < 0.1);
     assert!(std::fs::read(&accounts).unwrap() == restored);
+    damaged_pieces(&p, &stored);
     // The same by range from S3 (s3s-fs): one ranged GET per run of members.
     let s3 = crate::objstore::shared();
     let url = format!("s3://{}/local.tar.zst.age", s3.bucket("pitr-delta"));
@@ -1120,6 +1121,57 @@ fn a_backup_read_from_the_data_directory_restores_like_the_servers() {
     }
     amcheck(&p);
     stop(&p);
+}
+
+/// A backup whose trailer gives one piece a CRC-32C its data does not have (the object
+/// otherwise sound: compressed again, frames and checksums whole): over a directory equal to
+/// the backup, a delta by range takes that piece for changed, reads it, finds it does not
+/// match, and exits 3 with no startable server left.
+fn damaged_pieces(p: &Pitr, stored: &Path) {
+    let b = p.bin.display();
+    let (plain, damaged) = (p.c.dir.join("plain.tar"), p.c.dir.join("damaged.tar.zst"));
+    let out = owner_sh(
+        p,
+        &format!(
+            "set -o pipefail; {b}/weir-encrypt -d -i {key} < {stored} | {b}/weir-compress -d > {plain}",
+            key = p.key.display(),
+            stored = stored.display(),
+            plain = plain.display(),
+        ),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut tar = std::fs::read(&plain).unwrap();
+    let key = b"\"pieces\": \"";
+    let at = tar
+        .windows(key.len())
+        .rposition(|w| w == key)
+        .expect("a trailer with pieces")
+        + key.len();
+    // "OFFSET DATA_OFFSET CRC...": the first CRC's first hex digit, changed.
+    let spaces = tar[at..].iter().enumerate().filter(|(_, c)| **c == b' ');
+    let crc = at + spaces.map(|(i, _)| i).nth(1).unwrap() + 1;
+    tar[crc] = if tar[crc] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&plain, &tar).unwrap();
+    let out = owner_sh(
+        p,
+        &format!(
+            "{b}/weir-compress < {plain} > {damaged} && {b}/weir-restore-physical -D {dir} --repo {repo} -i {key} --delta --from {damaged}",
+            plain = plain.display(),
+            damaged = damaged.display(),
+            dir = p.c.data().display(),
+            repo = p.repo.display(),
+            key = p.key.display(),
+        ),
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not match its index"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!p.c.data().join("global/pg_control").exists());
+    let _ = std::fs::remove_file(&plain);
+    let _ = std::fs::remove_file(&damaged);
 }
 
 /// The member names of a tar stream.
