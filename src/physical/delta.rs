@@ -58,6 +58,17 @@ struct Patch {
     changed: Vec<u32>,
 }
 
+impl Patch {
+    /// Bytes read from the backup: the pieces that differ (the rest stays unread).
+    fn read(&self) -> u64 {
+        let lens = self
+            .changed
+            .iter()
+            .map(|&i| piece_len(self.size, i as usize));
+        lens.sum()
+    }
+}
+
 /// The plan for `url`, or `None` when it has to be read whole. Nothing is written before a
 /// plan is made, so any failure making one (an object this cannot read by range, a header
 /// too large for the first read) leaves the whole read to restore it, or to say what is
@@ -162,8 +173,7 @@ impl Kept {
             let pieces: Vec<(u32, u64)> = (p.crcs.iter().enumerate())
                 .map(|(i, c)| (*c, piece_len(p.size, i)))
                 .collect();
-            let read = p.changed.iter().map(|&i| piece_len(p.size, i as usize));
-            written.add_kept(p.size, read.sum(), wrote);
+            written.add_kept(p.size, p.read(), wrote);
             seen.insert(p.listed.clone(), (p.size, combined(&pieces)));
         }
         Ok(seen)
@@ -200,7 +210,7 @@ fn write_pieces(content: &dyn Ranged, patches: &[Patch]) -> Result<Vec<u64>> {
             let p = &patches[k];
             for (j, piece) in data.chunks(index::PIECE as usize).enumerate() {
                 let i = first as usize + j;
-                if crc32c(piece) != p.crcs[i] {
+                if manifest::crc32c(piece) != p.crcs[i] {
                     let m = format!(
                         "{}: piece {i} read from the backup does not match its index: the backup is damaged",
                         p.listed
@@ -219,12 +229,6 @@ fn write_pieces(content: &dyn Ranged, patches: &[Patch]) -> Result<Vec<u64>> {
         },
     )?;
     Ok(wrote)
-}
-
-const CRC32C: crc_fast::CrcAlgorithm = crc_fast::CrcAlgorithm::Crc32Iscsi;
-
-fn crc32c(data: &[u8]) -> u32 {
-    crc_fast::checksum(CRC32C, data) as u32
 }
 
 /// The length of piece `i` of a file of `size` bytes.
@@ -313,10 +317,7 @@ fn kept(
                     kept.unchanged.insert(listed, (size, crc));
                 }
                 Found::Pieces(p) => {
-                    same += (0..p.crcs.len())
-                        .filter(|i| p.changed.binary_search(&(*i as u32)).is_err())
-                        .map(|i| piece_len(p.size, i))
-                        .sum::<u64>();
+                    same += size - p.read();
                     kept.patches.push(p);
                 }
                 Found::Differs => {}
@@ -370,7 +371,7 @@ fn compare(
         // Every piece the backup's, each checked by a CRC-32C of its own (closer than the
         // file's one): the file is the backup's, its CRC-32C the manifest's. Combining the
         // pieces' instead took a sixth of a delta's CPU (perf).
-        match (len == size, crc_of_manifest(want)) {
+        match (len == size, manifest::crc_of_manifest(want)) {
             (true, Some(crc)) => return (size, Found::Same(listed, crc)),
             // Longer on disk: the last piece is read again, and the file cut after it.
             (false, _) => changed.push(split.crcs.len() as u32 - 1),
@@ -397,17 +398,10 @@ fn combined(pieces: &[(u32, u64)]) -> u32 {
     for (i, (c, n)) in pieces.iter().enumerate() {
         crc = match i {
             0 => u64::from(*c),
-            _ => crc_fast::checksum_combine(CRC32C, crc, u64::from(*c), *n),
+            _ => crc_fast::checksum_combine(manifest::CRC32C, crc, u64::from(*c), *n),
         };
     }
     crc as u32
-}
-
-/// The CRC-32C a manifest gives, as [`manifest::same_crc`] compares it (the bytes in memory
-/// order of a little-endian server).
-fn crc_of_manifest(want: &str) -> Option<u32> {
-    let bytes: [u8; 4] = hex::decode(want).ok()?.try_into().ok()?;
-    Some(u32::from_le_bytes(bytes))
 }
 
 /// The CRC-32C and length of each [`index::PIECE`] of the file at `path`, read through
@@ -422,7 +416,7 @@ fn pieces_of(path: &Path, buf: &mut [u8]) -> Result<Vec<(u32, u64)>> {
         if n == 0 {
             return Ok(out);
         }
-        out.push((crc32c(&buf[..n]), n as u64));
+        out.push((manifest::crc32c(&buf[..n]), n as u64));
     }
 }
 
@@ -505,8 +499,9 @@ struct Spans {
     spans: std::collections::VecDeque<(u64, u64)>,
 }
 
-/// Bytes read at once: two of weir-compress's 4 MiB frames (each worker holds a few pieces).
-const PIECE: u64 = 2 * crate::stream::frames::FRAME as u64;
+/// Bytes of members read at once: two of weir-compress's 4 MiB frames (each worker holds a
+/// few such reads).
+const READ: u64 = 2 * crate::stream::frames::FRAME as u64;
 
 impl Spans {
     fn new(spans: Vec<(u64, u64)>) -> Spans {
@@ -524,11 +519,11 @@ impl Spans {
     }
 
     /// Where the next piece of the members wanted starts and how long it is; `None` after
-    /// the last. Pieces end at multiples of [`PIECE`], where frames end, so that no frame is
+    /// the last. Pieces end at multiples of [`READ`], where frames end, so that no frame is
     /// decompressed for two pieces.
     fn next_piece(&mut self) -> Option<(u64, usize)> {
         let (a, b) = self.spans.pop_front()?;
-        let end = b.min((a / PIECE + 1) * PIECE);
+        let end = b.min((a / READ + 1) * READ);
         if end < b {
             self.spans.push_front((end, b));
         }
@@ -566,7 +561,7 @@ mod tests {
         let backup: Vec<u8> = (0..piece * 5 / 2).map(|i| (i % 251) as u8).collect();
         let sums = |d: &[u8]| -> Vec<(u32, u64)> {
             d.chunks(piece)
-                .map(|c| (crc32c(c), c.len() as u64))
+                .map(|c| (manifest::crc32c(c), c.len() as u64))
                 .collect()
         };
         let split = index::Pieces {
@@ -574,7 +569,7 @@ mod tests {
             data_at: 512,
             crcs: sums(&backup).iter().map(|(c, _)| *c).collect(),
         };
-        let whole = hex::encode(crc32c(&backup).to_le_bytes());
+        let whole = hex::encode(manifest::crc32c(&backup).to_le_bytes());
         let size = backup.len() as u64;
         let found = |disk: &[u8]| {
             compare(
@@ -587,7 +582,7 @@ mod tests {
             )
             .1
         };
-        assert!(matches!(found(&backup), Found::Same(_, c) if c == crc32c(&backup)));
+        assert!(matches!(found(&backup), Found::Same(_, c) if c == manifest::crc32c(&backup)));
         let mut one = backup.clone();
         one[piece + 7] ^= 1;
         assert!(matches!(found(&one), Found::Pieces(p) if p.changed == [1]));
@@ -605,7 +600,7 @@ mod tests {
         let mut stream = members(Arc::new(Flaky), vec![(0, 20 << 20), (20 << 20, 40 << 20)]);
         let mut got = Vec::new();
         assert!(std::io::copy(&mut stream, &mut got).is_err());
-        assert_eq!(got.len(), PIECE as usize);
+        assert_eq!(got.len(), READ as usize);
         let e = stream.error().expect("the read's own error");
         assert_eq!(exit_code_of(&e), ExitCode::NotFound, "{e:#}");
     }

@@ -24,8 +24,8 @@ pub struct Pieces {
     pub crcs: Vec<u32>,
 }
 
-/// The pieces of the file whose data is passing.
-struct Summing {
+/// The pieces of the file whose data is passing, summed as they pass.
+struct PieceSums {
     pieces: Pieces,
     /// Bytes of the file (not of its padding) still to come.
     content_left: u64,
@@ -33,7 +33,7 @@ struct Summing {
     filled: u64,
 }
 
-impl Summing {
+impl PieceSums {
     fn update(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             let n = ((PIECE - self.filled) as usize).min(data.len());
@@ -71,7 +71,7 @@ pub struct Indexed<W> {
     state: State,
     long: Option<(u64, Vec<u8>)>,
     entries: Vec<Entry>,
-    summing: Option<Summing>,
+    summing: Option<PieceSums>,
     pieces: Vec<Pieces>,
 }
 
@@ -196,7 +196,7 @@ impl<W: Write> Indexed<W> {
             None => (start, String::from_utf8_lossy(&h.path_bytes()).into_owned()),
         };
         if kind == tar::EntryType::Regular && size > PIECE {
-            self.summing = Some(Summing {
+            self.summing = Some(PieceSums {
                 pieces: Pieces {
                     at: first,
                     data_at: start + 512,

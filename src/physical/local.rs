@@ -175,12 +175,8 @@ fn listing(path: &str, data: &[u8]) -> Listed {
         path: path.into(),
         size: data.len() as u64,
         modified: SystemTime::now(),
-        crc: Some(crc32c(data)),
+        crc: Some(manifest::crc32c(data)),
     }
-}
-
-fn crc32c(data: &[u8]) -> u32 {
-    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32
 }
 
 fn read_parent(f: &Path) -> Result<manifest::Parent> {
@@ -688,7 +684,7 @@ fn delta(
         member.extend_from_slice(&n.to_le_bytes());
     }
     member.extend_from_slice(&pages);
-    let crc = crc32c(&member);
+    let crc = manifest::crc32c(&member);
     member.extend_from_slice(&crc.to_le_bytes());
     Ok(Some((blocks, member)))
 }

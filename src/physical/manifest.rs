@@ -141,6 +141,20 @@ pub fn sums(manifest: &[u8]) -> Result<BTreeMap<String, (u64, Option<String>)>> 
     Ok(files)
 }
 
+/// The checksum PostgreSQL's manifests use.
+pub const CRC32C: crc_fast::CrcAlgorithm = crc_fast::CrcAlgorithm::Crc32Iscsi;
+
+pub fn crc32c(data: &[u8]) -> u32 {
+    crc_fast::checksum(CRC32C, data) as u32
+}
+
+/// The CRC-32C a manifest gives, as [`same_crc`] accepts it (the bytes in the memory order
+/// of a little-endian server).
+pub fn crc_of_manifest(want: &str) -> Option<u32> {
+    let bytes: [u8; 4] = hex::decode(want).ok()?.try_into().ok()?;
+    Some(u32::from_le_bytes(bytes))
+}
+
 /// Whether a manifest's CRC-32C (hex) is `crc`. PostgreSQL writes the four bytes in the
 /// server's memory order (pg_checksum_final in src/common/checksum_helper.c); either order
 /// is accepted, so a backup of a big-endian server checks too.

@@ -660,7 +660,7 @@ async fn get_async(
     // Ranges are queued beyond those running, as far as the buffers go, each starting as
     // soon as any running one ends: the next one to write may be the slowest, and refilling
     // only after it arrived left fewer GETs running meanwhile than --jobs.
-    let queued = ((t.buffers() / GET_CHUNK).saturating_sub(1) as usize).max(in_flight);
+    let queued = parts_in_flight(t.buffers(), GET_CHUNK, u32::MAX) as usize;
     let running = Arc::new(Semaphore::new(in_flight));
     let pool = Pool::default();
     let mut ranges = (0..size.div_ceil(GET_CHUNK)).map(|i| {
