@@ -241,7 +241,7 @@ fn rewrite<R: Read>(entry: &mut R, dest: &Path, written: &Written) -> Result<(u6
         .open(dest)
         .with_context(|| format!("cannot open {}", dest.display()))?;
     let mut summed = manifest::Summing::new(entry);
-    let mut new = vec![0u8; 1 << 20];
+    let (mut new, mut old) = (vec![0u8; 1 << 20], Vec::new());
     let (mut at, mut wrote) = (0u64, 0u64);
     loop {
         let n = crate::plumbing::read_full(&mut summed, &mut new)
@@ -249,7 +249,7 @@ fn rewrite<R: Read>(entry: &mut R, dest: &Path, written: &Written) -> Result<(u6
         if n == 0 {
             break;
         }
-        wrote += write_differing(&f, at, &new[..n])?;
+        wrote += write_differing(&f, at, &new[..n], &mut old)?;
         at += n as u64;
     }
     f.set_len(at)?;
@@ -257,11 +257,17 @@ fn rewrite<R: Read>(entry: &mut R, dest: &Path, written: &Written) -> Result<(u6
     Ok(summed.sum())
 }
 
-/// Writes the 8 KiB blocks of `data` that differ from what `f` holds at `at`; returns the
+/// Writes the 8 KiB blocks of `data` that differ from what `f` holds at `at`, read into
+/// `old` (a buffer kept by the caller, not one allocated and zeroed per call); returns the
 /// bytes written.
-pub(super) fn write_differing(f: &fs::File, at: u64, data: &[u8]) -> std::io::Result<u64> {
-    let mut old = vec![0u8; data.len()];
-    let have = crate::plumbing::read_full_at(f, &mut old, at)?;
+pub(super) fn write_differing(
+    f: &fs::File,
+    at: u64,
+    data: &[u8],
+    old: &mut Vec<u8>,
+) -> std::io::Result<u64> {
+    old.resize(data.len(), 0);
+    let have = crate::plumbing::read_full_at(f, old, at)?;
     let mut wrote = 0;
     for (k, block) in data.chunks(BLOCK as usize).enumerate() {
         let off = k * BLOCK as usize;

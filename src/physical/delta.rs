@@ -197,6 +197,7 @@ fn write_pieces(content: &dyn Ranged, patches: &[Patch]) -> Result<Vec<u64>> {
     let mut each = runs.into_iter();
     let mut open: Option<(usize, std::fs::File)> = None;
     let mut wrote = vec![0u64; patches.len()];
+    let mut old = Vec::new();
     crate::plumbing::parallel::ordered(
         super::object::cores(),
         || Ok(each.next()),
@@ -223,7 +224,7 @@ fn write_pieces(content: &dyn Ranged, patches: &[Patch]) -> Result<Vec<u64>> {
             }
             let f = &open.as_ref().expect("opened").1;
             let at = u64::from(first) * index::PIECE;
-            wrote[k] += super::chain::write_differing(f, at, &data)
+            wrote[k] += super::chain::write_differing(f, at, &data, &mut old)
                 .with_context(|| format!("cannot write {}", p.dest.display()))?;
             Ok(())
         },
