@@ -19,8 +19,9 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 /// Bumped on any change a reader of the previous version could not read correctly: 2 made the
-/// digests BLAKE3 (version 1's are SHA-256; both are read, see [`digest`]).
-pub const FORMAT_VERSION: u32 = 2;
+/// digests BLAKE3 (version 1's are SHA-256; both are read, see [`digest`]); 3 added the entry
+/// that ends each table's rows ([`done_name`]), which weir-load builds the table's indexes on.
+pub const FORMAT_VERSION: u32 = 3;
 pub const FORMAT_NAME: &str = "weir-archive";
 
 pub const MANIFEST: &str = "weir/manifest.json";
@@ -29,6 +30,8 @@ pub const SEQUENCES: &str = "weir/sequences.sql";
 pub const BLOBS_SQL: &str = "weir/blobs.sql";
 pub const TRAILER: &str = "weir/trailer.json";
 pub const SCHEMA_PREFIX: &str = "schema/schema.dump.";
+/// `weir/done/TTTTTT.json`: every row of table `TTTTTT` is in the entries before it (format 3).
+pub const DONE_PREFIX: &str = "weir/done/";
 
 /// Size of one schema part: `pg_dump` output is split so it never has to be held whole.
 pub const SCHEMA_PART: usize = 4 << 20;
@@ -335,6 +338,8 @@ struct TableAcc {
     carried: bool,
     /// Writer: the carried digest, once the input's trailer gave it.
     carried_sum: Option<Sum>,
+    /// Its done entry went by: no chunk of it may follow.
+    done: bool,
 }
 
 impl TableAcc {
@@ -346,6 +351,16 @@ impl TableAcc {
             digests: BTreeMap::new(),
             carried: false,
             carried_sum: None,
+            done: false,
+        }
+    }
+
+    /// What the table's done entry says: its counts so far.
+    fn done(&self) -> Done {
+        Done {
+            chunks: self.digests.len() as u64,
+            rows: self.rows,
+            bytes: self.bytes,
         }
     }
 
@@ -401,6 +416,25 @@ impl BlobAcc {
 
 pub fn chunk_name(table: u32, chunk: u64) -> String {
     format!("data/{table:06}/{chunk:08}.copy")
+}
+
+/// The content of a table's done entry (format 3): how many chunks, rows and bytes came before
+/// it, all of the table's. Not in the trailer's `files`: the trailer's counts for the table
+/// check the same numbers again.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Done {
+    pub chunks: u64,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+pub fn done_name(table: u32) -> String {
+    format!("{DONE_PREFIX}{table:06}.json")
+}
+
+/// Whether archives of `format_version` end every table's rows with a done entry.
+pub fn has_done_entries(format_version: u32) -> bool {
+    format_version >= 3
 }
 
 pub fn blob_name(oid: u32) -> String {

@@ -3,8 +3,9 @@
 //! visitor sees is trustworthy until its `trailer` method is called.
 
 use super::{
-    Algo, BlobAcc, FORMAT_NAME, FORMAT_VERSION, FileSum, HashingReader, MANIFEST, MAX_ENTRY,
-    Manifest, Sum, TRAILER, Table, TableAcc, TableSum, Trailer,
+    Algo, BlobAcc, DONE_PREFIX, Done, FORMAT_NAME, FORMAT_VERSION, FileSum, HashingReader,
+    MANIFEST, MAX_ENTRY, Manifest, Sum, TRAILER, Table, TableAcc, TableSum, Trailer,
+    has_done_entries,
 };
 use crate::pg::copy_text::Chunk;
 use crate::plumbing::bad_input;
@@ -20,6 +21,12 @@ pub trait Visitor {
     /// A non-data entry other than the manifest and trailer (schema part, globals, ...).
     fn file(&mut self, name: &str, data: Vec<u8>) -> Result<()>;
     fn chunk(&mut self, table: &Table, chunk_no: u64, chunk: Chunk) -> Result<()>;
+    /// Every row of `table` came before this (format 3 and later): its chunk numbers are
+    /// complete and its counts so far are those its done entry gives. Its digest is still
+    /// checked only at the trailer.
+    fn table_done(&mut self, _table: &Table) -> Result<()> {
+        Ok(())
+    }
     /// Whether the visitor passes `table`'s chunks on unchanged, under their own numbers, and
     /// carries the table's digest over from the trailer ([`ArchiveWriter::carry_digests`]).
     /// The reader then spares hashing them: their digest is zero, their counts are still
@@ -74,6 +81,8 @@ pub fn read_archive(input: impl Read, v: &mut dyn Visitor) -> Result<(Manifest, 
         seen.count += 1;
         if let Some(rest) = name.strip_prefix("data/") {
             seen.chunk(entry, &name, rest, &by_id, v)?;
+        } else if let Some(rest) = name.strip_prefix(DONE_PREFIX) {
+            seen.done(entry, &name, rest, &by_id, v)?;
         } else if let Some(oid) = name.strip_prefix("blobs/") {
             seen.blob(entry, &name, oid, v)?;
         } else {
@@ -142,6 +151,8 @@ struct Seen {
     blobs: BlobAcc,
     /// Entries before the trailer, the manifest included.
     count: u64,
+    /// The version ends each table's rows with a done entry.
+    ends: bool,
 }
 
 impl Seen {
@@ -162,6 +173,7 @@ impl Seen {
             }],
             blobs: BlobAcc::new(algo),
             count: 1,
+            ends: has_done_entries(m.format_version),
         }
     }
 
@@ -188,6 +200,11 @@ impl Seen {
             )));
         }
         let acc = self.tables.get_mut(&id).expect("same ids as by_id");
+        if acc.done {
+            return Err(bad_input(format!(
+                "data entry {name:?} follows its table's done entry: the stream was altered"
+            )));
+        }
         let chunk = match acc.carried {
             true => Chunk::unhashed(data),
             false => Chunk::new(data, self.algo),
@@ -198,6 +215,47 @@ impl Seen {
         acc.rows += chunk.rows;
         acc.bytes += chunk.data.len() as u64;
         v.chunk(table, no, chunk)
+    }
+
+    /// `weir/done/TABLE.json`: the table's rows are complete, and say so with their counts.
+    fn done<R: Read>(
+        &mut self,
+        entry: tar::Entry<R>,
+        name: &str,
+        rest: &str,
+        by_id: &HashMap<u32, &Table>,
+        v: &mut dyn Visitor,
+    ) -> Result<()> {
+        let id = rest
+            .strip_suffix(".json")
+            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|d| d.parse::<u32>().ok())
+            .ok_or_else(|| bad_input(format!("malformed done entry name {name:?}")))?;
+        let table = by_id.get(&id).filter(|t| t.data && self.ends);
+        let table = table.ok_or_else(|| {
+            bad_input(format!(
+                "done entry {name:?} names no table with data of this archive version"
+            ))
+        })?;
+        let said: Done = serde_json::from_slice(&read_entry(entry, name)?)
+            .map_err(|e| bad_input(format!("unreadable done entry {name:?}: {e}")))?;
+        let acc = self.tables.get_mut(&id).expect("same ids as by_id");
+        let complete = acc.digests.keys().last().map_or(0, |k| k + 1) == said.chunks;
+        if acc.done || said != acc.done() || !complete || said.chunks == 0 {
+            return Err(bad_input(format!(
+                "table {}: done entry {name:?} says {} chunks, {} rows, {} bytes; {} chunks, {} rows, {} bytes came before it{}",
+                table.qualified(),
+                said.chunks,
+                said.rows,
+                said.bytes,
+                acc.digests.len(),
+                acc.rows,
+                acc.bytes,
+                if acc.done { " (and it came twice)" } else { "" }
+            )));
+        }
+        acc.done = true;
+        v.table_done(table)
     }
 
     /// `blobs/OID`: streamed to the visitor and hashed on the way, never held whole.
@@ -246,6 +304,16 @@ impl Seen {
                 ))
             })?;
             verify_table(m, ts, acc)?;
+        }
+        let mut unended = m
+            .tables
+            .iter()
+            .filter(|x| x.data && !self.tables[&x.id].done);
+        if let Some(x) = unended.next().filter(|_| self.ends) {
+            return Err(bad_input(format!(
+                "table {}: its rows were never ended by a done entry",
+                x.qualified()
+            )));
         }
         if t.tables.len() != self.tables.len() {
             return Err(bad_input(

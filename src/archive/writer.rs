@@ -3,11 +3,11 @@
 
 use super::{
     Algo, BlobAcc, FileSum, HashingReader, MANIFEST, Manifest, Sum, TRAILER, TableAcc, Trailer,
-    blob_name, chunk_name,
+    blob_name, chunk_name, done_name, has_done_entries,
 };
 use crate::pg::copy_text::Chunk;
 use anyhow::{Context, Result, anyhow, bail};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 
 /// Writes a weir archive. Entries go out in the order the methods are called; `finish` writes
@@ -21,6 +21,8 @@ pub struct ArchiveWriter<W: Write> {
     entries: u64,
     files: Vec<FileSum>,
     tables: BTreeMap<u32, TableAcc>,
+    /// The tables with data, when the version ends each one's rows with a done entry.
+    to_end: BTreeSet<u32>,
     blobs: BlobAcc,
 }
 
@@ -35,10 +37,19 @@ impl<W: Write> ArchiveWriter<W> {
             entries: 0,
             files: Vec::new(),
             tables: BTreeMap::new(),
+            to_end: BTreeSet::new(),
             blobs: BlobAcc::new(algo),
         };
         for t in &manifest.tables {
             w.tables.insert(t.id, TableAcc::new(algo));
+        }
+        if has_done_entries(manifest.format_version) {
+            w.to_end = manifest
+                .tables
+                .iter()
+                .filter(|t| t.data)
+                .map(|t| t.id)
+                .collect();
         }
         let json = serde_json::to_vec_pretty(manifest)?;
         w.add_file(MANIFEST, &json)?;
@@ -93,6 +104,9 @@ impl<W: Write> ArchiveWriter<W> {
             .tables
             .get_mut(&table)
             .ok_or_else(|| anyhow!("chunk for table {table}, which the manifest does not list"))?;
+        if acc.done {
+            bail!("table {table}: a chunk after its done entry");
+        }
         if acc.carried != carried && !acc.digests.is_empty() {
             bail!("table {table}: chunks both carried and rewritten");
         }
@@ -105,6 +119,28 @@ impl<W: Write> ArchiveWriter<W> {
         acc.bytes += chunk.data.len() as u64;
         let name = chunk_name(table, no);
         self.append(&name, chunk.data.len() as u64, &chunk.data[..])
+    }
+
+    /// Ends the rows of `table` with its done entry, giving it an empty chunk first if it has
+    /// none (a table with data always has one). Nothing for an archive version without done
+    /// entries, or a table without data.
+    pub fn end_table(&mut self, table: u32) -> Result<()> {
+        if !self.to_end.contains(&table) {
+            return Ok(());
+        }
+        if self.chunks_of(table) == 0 {
+            self.add_chunk(table, &Chunk::new(Vec::new(), self.algo))?;
+        }
+        let acc = self
+            .tables
+            .get_mut(&table)
+            .expect("to_end lists manifest tables");
+        if acc.done {
+            bail!("table {table}: its rows ended twice");
+        }
+        acc.done = true;
+        let json = serde_json::to_vec(&acc.done())?;
+        self.append(&done_name(table), json.len() as u64, &json[..])
     }
 
     /// Takes the digests of the tables whose chunks were carried from the input's trailer,
@@ -158,6 +194,11 @@ impl<W: Write> ArchiveWriter<W> {
 
     /// [`finish`](Self::finish), also handing back the trailer that went out (for `--stats`).
     pub fn finish_with_trailer(mut self) -> Result<(W, Trailer)> {
+        for id in self.to_end.clone() {
+            if !self.tables[&id].done {
+                self.end_table(id)?;
+            }
+        }
         if let Some(id) = self
             .tables
             .iter()

@@ -454,6 +454,10 @@ impl Visitor for Masker {
         w.add_chunk(table.id, &masked)
     }
 
+    fn table_done(&mut self, table: &Table) -> Result<()> {
+        self.writer()?.end_table(table.id)
+    }
+
     fn blob(&mut self, oid: u32, size: u64, data: &mut dyn Read) -> Result<()> {
         use rules::LargeObjectAction as A;
         match self.large_objects().map(|l| (l.action, l.with.as_deref())) {

@@ -135,6 +135,33 @@ fn reordered_or_foreign_streams_are_refused() {
 }
 
 #[test]
+fn a_table_s_rows_must_end_with_its_done_entry() {
+    let a = small_archive("done_src");
+    let ea = entries(&a);
+    let block = |e: &(String, usize, usize)| (e.1 - 512, e.1 + e.2.div_ceil(512) * 512);
+    let done = ea
+        .iter()
+        .position(|e| e.0.starts_with("weir/done/"))
+        .unwrap();
+    let id = &ea[done].0["weir/done/".len()..][..6];
+    assert!(ea[done - 1].0.starts_with(&format!("data/{id}/")), "{ea:?}");
+    // The table's last chunk moved after its done entry.
+    let (c0, c1) = block(&ea[done - 1]);
+    let (d0, d1) = block(&ea[done]);
+    let mut moved = a[..c0].to_vec();
+    moved.extend_from_slice(&a[d0..d1]);
+    moved.extend_from_slice(&a[c0..c1]);
+    moved.extend_from_slice(&a[d1..]);
+    assert_load_fails(&moved, "done_dst", 3, "done entry");
+    // The done entry left out: the rows never end.
+    let mut dropped = a[..d0].to_vec();
+    dropped.extend_from_slice(&a[d1..]);
+    assert_load_fails(&dropped, "done_dst", 3, "never ended");
+    let v = weir("weir-inspect", &["--verify"], &dropped);
+    assert_eq!(v.status.code(), Some(3), "{}", stderr(&v));
+}
+
+#[test]
 fn garbage_on_stdin_is_not_an_archive() {
     let garbage: Vec<u8> = (0..100_000u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)

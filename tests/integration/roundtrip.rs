@@ -4,9 +4,10 @@ use crate::harness::*;
 
 const HARD: &str = include_str!("../fixtures/hard_cases.sql");
 
-/// An archive of format version 1 (SHA-256 digests), written by weir-extract before version 2,
-/// and the database it was made from.
+/// Archives of format version 1 (SHA-256 digests) and 2 (BLAKE3, no done entries), written by
+/// weir-extract before the next version, and the database both were made from.
 const V1_ARCHIVE: &[u8] = include_bytes!("../fixtures/format-v1.weir");
+const V2_ARCHIVE: &[u8] = include_bytes!("../fixtures/format-v2.weir");
 const V1_SOURCE: &str = include_str!("../fixtures/format-v1.sql");
 
 const TRIGGER_FN: &str = "CREATE FUNCTION refuse_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'trigger fired'; END $$;";
@@ -320,24 +321,36 @@ fn progress_lines_and_the_closing_summary() {
     );
 }
 
-/// Archives of format version 1 (SHA-256 digests) stay readable: the one kept in
-/// tests/fixtures verifies, loads into a database equal to the one it was made from, and
-/// passes through weir-mask into an archive that loads the same; flipping a byte of its rows is
-/// still caught by its own digests.
+/// Archives of the formats before this one stay readable: version 1 (SHA-256 digests) and
+/// version 2 (BLAKE3, no done entries), both kept in tests/fixtures, made from the same
+/// database. Each verifies, loads into a database equal to the source (with one connection and
+/// with two), and passes through weir-mask into an archive that loads the same; flipping a
+/// byte of its rows is still caught by its own digests.
 #[test]
-fn a_format_1_archive_still_verifies_and_loads() {
+fn archives_of_formats_1_and_2_still_verify_and_load() {
     let c = cluster();
-    c.create_db("fv1_src", V1_SOURCE);
-    let out = ok(weir("weir-inspect", &["--verify"], V1_ARCHIVE));
-    assert!(String::from_utf8(out).unwrap().starts_with("OK: "));
-    let _ = c.psql("postgres", "DROP DATABASE IF EXISTS fv1_dst");
-    ok(weir(
-        "weir-load",
-        &["-q", "--create", "fv1_dst"],
-        V1_ARCHIVE,
-    ));
-    assert_eq!(c.schema_dump("fv1_src"), c.schema_dump("fv1_dst"));
-    assert_eq!(c.content("fv1_src"), c.content("fv1_dst"));
+    c.create_db("fv_src", V1_SOURCE);
+    for (version, archive) in [(1, V1_ARCHIVE), (2, V2_ARCHIVE)] {
+        old_format_loads(version, archive);
+    }
+}
+
+fn old_format_loads(version: u32, archive: &[u8]) {
+    let c = cluster();
+    let out = ok(weir("weir-inspect", &["--json"], archive));
+    let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(json["manifest"]["format_version"], version);
+    for jobs in ["1", "2"] {
+        let dst = format!("fv{version}_dst{jobs}");
+        let _ = c.psql("postgres", &format!("DROP DATABASE IF EXISTS {dst}"));
+        ok(weir(
+            "weir-load",
+            &["-q", "-j", jobs, "--create", &dst],
+            archive,
+        ));
+        assert_eq!(c.schema_dump("fv_src"), c.schema_dump(&dst));
+        assert_eq!(c.content("fv_src"), c.content(&dst));
+    }
 
     let rules = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
@@ -348,21 +361,18 @@ fn a_format_1_archive_still_verifies_and_loads() {
     let masked = ok(weir(
         "weir-mask",
         &["-c", rules.path().to_str().unwrap()],
-        V1_ARCHIVE,
+        archive,
     ));
-    let _ = c.psql("postgres", "DROP DATABASE IF EXISTS fv1_masked");
-    ok(weir(
-        "weir-load",
-        &["-q", "--create", "fv1_masked"],
-        &masked,
-    ));
+    let dst = format!("fv{version}_masked");
+    let _ = c.psql("postgres", &format!("DROP DATABASE IF EXISTS {dst}"));
+    ok(weir("weir-load", &["-q", "--create", &dst], &masked));
     let count = "SELECT count(*), sum(id), count(name) FROM people";
-    assert_eq!(c.psql("fv1_masked", count), c.psql("fv1_src", count));
+    assert_eq!(c.psql(&dst, count), c.psql("fv_src", count));
     let names = "SELECT count(*) FROM people WHERE name LIKE 'person %'";
-    assert_eq!(c.psql("fv1_masked", names).trim(), "0");
+    assert_eq!(c.psql(&dst, names).trim(), "0");
 
     // A row changed inside the archive (same length) fails its chunk's digest.
-    let mut bad = V1_ARCHIVE.to_vec();
+    let mut bad = archive.to_vec();
     let at = bad
         .windows(10)
         .position(|w| w == b"person 250")

@@ -18,6 +18,7 @@ use crate::pg::tools;
 use crate::plumbing::{Output, Progress, human_bytes};
 use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 
 /// What to extract and how; the binary fills it from its command line.
@@ -154,11 +155,14 @@ fn write_data<W: Write>(
     let src = &*src;
     let jobs = opts.jobs.max(1);
     let (work_tx, work_rx) = crossbeam_channel::unbounded::<plan::WorkItem>();
+    // The COPYs of each table still to end: its rows are done after the last.
+    let mut copies_left: HashMap<u32, usize> = HashMap::new();
     for item in work {
+        *copies_left.entry(item.table).or_default() += 1;
         work_tx.send(item).expect("receiver alive");
     }
     drop(work_tx);
-    let (chunk_tx, chunk_rx) = crossbeam_channel::bounded::<Result<(u32, Chunk)>>(jobs * 2);
+    let (chunk_tx, chunk_rx) = crossbeam_channel::bounded::<Result<Piece>>(jobs * 2);
     let chunk_size = if opts.chunk_size == 0 {
         4 << 20
     } else {
@@ -188,6 +192,14 @@ fn write_data<W: Write>(
             w.add_file(archive::SEQUENCES, sequences_sql.as_bytes())?;
             for msg in chunk_rx.iter() {
                 let (table, chunk) = msg?;
+                let Some(chunk) = chunk else {
+                    let left = copies_left.get_mut(&table).expect("counted above");
+                    *left -= 1;
+                    if *left == 0 {
+                        w.end_table(table)?;
+                    }
+                    continue;
+                };
                 rows += chunk.rows;
                 bytes += chunk.data.len() as u64;
                 w.add_chunk(table, &chunk)?;
@@ -235,11 +247,15 @@ fn open_source(params: ConnParams) -> Result<Source> {
     })
 }
 
+/// What a worker sends the writer: a chunk of a table's rows, or `None` when one of its COPYs
+/// ended (the channel keeps each worker's order, so after that COPY's chunks).
+type Piece = (u32, Option<Chunk>);
+
 fn worker(
     params: &ConnParams,
     snapshot: &str,
     work: &crossbeam_channel::Receiver<plan::WorkItem>,
-    out: &crossbeam_channel::Sender<Result<(u32, Chunk)>>,
+    out: &crossbeam_channel::Sender<Result<Piece>>,
     chunk_size: usize,
     pool: crossbeam_channel::Receiver<Vec<u8>>,
 ) -> Result<()> {
@@ -273,16 +289,15 @@ fn worker(
                 let bytes = bytes.map_err(|e| pg_error(e, &item.query))?;
                 if let Some(data) = chunker.push(&bytes) {
                     let chunk = Chunk::new(data, Algo::CURRENT);
-                    if out.send(Ok((item.table, chunk))).is_err() {
+                    if out.send(Ok((item.table, Some(chunk)))).is_err() {
                         return Ok(());
                     }
                 }
             }
-            if let Some(data) = chunker.finish()? {
-                let chunk = Chunk::new(data, Algo::CURRENT);
-                if out.send(Ok((item.table, chunk))).is_err() {
-                    return Ok(());
-                }
+            let last = chunker.finish()?.map(|d| Chunk::new(d, Algo::CURRENT));
+            let gone = |piece| out.send(Ok((item.table, piece))).is_err();
+            if last.is_some_and(|c| gone(Some(c))) || gone(None) {
+                return Ok(());
             }
         }
         c.batch_execute("COMMIT").await?;
