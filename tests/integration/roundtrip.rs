@@ -381,3 +381,52 @@ fn old_format_loads(version: u32, archive: &[u8]) {
     let out = weir("weir-inspect", &["--verify"], &bad);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
 }
+
+/// With a format 3 archive and two connections, each table loads on one connection, which
+/// builds its primary key and indexes in the transaction that loaded it as soon as the table's
+/// done entry arrives; the foreign key waits for the commit. The result equals the source, and
+/// a stream cut before its trailer leaves neither rows nor the indexes built on them.
+#[test]
+fn indexes_built_while_loading_commit_with_the_rows_or_not_at_all() {
+    let c = cluster();
+    c.create_db(
+        "placed_src",
+        "CREATE TABLE a (id int PRIMARY KEY, v text); \
+         INSERT INTO a SELECT g, repeat('a', 40) || g FROM generate_series(1, 3000) g; \
+         CREATE TABLE b (id int PRIMARY KEY, a_id int REFERENCES a, w text); \
+         INSERT INTO b SELECT g, g, repeat('b', 30) || g FROM generate_series(1, 3000) g; \
+         CREATE INDEX b_w ON b (w); \
+         CREATE TABLE c (id int, v text); \
+         INSERT INTO c SELECT g, repeat('c', 40) || g FROM generate_series(1, 3000) g;",
+    );
+    let archive = extract("placed_src", &["-j", "2", "--chunk-size", "8192"]);
+    let _ = c.psql("postgres", "DROP DATABASE IF EXISTS placed_dst");
+    let out = weir(
+        "weir-load",
+        &["-v", "-j", "2", "--create", "placed_dst"],
+        &archive,
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("3 index and constraint entries to build while loading"),
+        "{err}"
+    );
+    assert_eq!(c.schema_dump("placed_src"), c.schema_dump("placed_dst"));
+    assert_eq!(c.content("placed_src"), c.content("placed_dst"));
+
+    let trailer = archive
+        .windows(17)
+        .position(|w| w == b"weir/trailer.json")
+        .unwrap();
+    c.create_db("placed_cut", "");
+    let o = weir(
+        "weir-load",
+        &["-q", "-j", "2", "placed_cut"],
+        &archive[..trailer],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let left = "SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b), \
+                (SELECT count(*) FROM pg_indexes WHERE schemaname = 'public')";
+    assert_eq!(c.psql("placed_cut", left).trim(), "0|0");
+}

@@ -4,7 +4,10 @@
 //! `pg_restore`, then the rows through COPY on `-j N` connections, then the post-data section
 //! (indexes, constraints, triggers) through `pg_restore -j N`, then sequences and materialized
 //! views. Triggers and foreign keys are created after the rows, so they neither fire nor check
-//! during the load.
+//! during the load. With a format 3 archive and several connections, a table no bigger than
+//! an even share is loaded by one connection, which builds its indexes, primary key and
+//! unique constraints in its own transaction once the table's done entry arrives, while the
+//! others still load ([`placement`]); the post-data run after the commit leaves those out.
 //!
 //! Nothing is committed before the archive proved complete: every worker keeps its COPYs in
 //! one open transaction, and all of them commit only after the trailer arrived and every count
@@ -12,16 +15,19 @@
 //! `--create` made for this load is dropped again.
 //!
 //! The pieces: [`selection`] (what `-t`/`-n` choose), [`schema`] (the spooled schema and the
-//! pg_restore runs over it), [`pool`] (the load workers and their transactions), [`created`]
+//! pg_restore runs over it), [`placement`] (which worker loads which table and builds what),
+//! [`pool`] (the load workers and their transactions), [`created`]
 //! (the guard that drops a database made for a failed load). This file is the order of it.
 
 mod created;
 mod locks;
+mod placement;
 mod pool;
 mod schema;
 mod selection;
 
-pub use pool::{Job, Pool};
+use placement::Placement;
+use pool::{Job, Pool, Work};
 
 use crate::archive::{self, Manifest, Table, Trailer, Visitor};
 use crate::pg::conn::ConnParams;
@@ -100,6 +106,10 @@ struct Loader<'o> {
     data_begun: bool,
     /// The load workers; none with --schema-only.
     pool: Option<Pool>,
+    /// Which worker loads which table and builds its indexes (format 3; empty otherwise).
+    placement: Placement,
+    /// The locks the load may hold at once ([`locks::LockTable::budget`]).
+    lock_budget: u64,
     blobs: Blobs,
     progress: Progress,
     rows: u64,
@@ -125,6 +135,8 @@ impl<'o> Loader<'o> {
             schema: SchemaFile::default(),
             data_begun: false,
             pool: None,
+            placement: Placement::default(),
+            lock_budget: 0,
             blobs: Blobs::default(),
             progress: Progress::new(None, opts.progress, opts.quiet),
             rows: 0,
@@ -176,7 +188,43 @@ impl<'o> Loader<'o> {
             let (jobs, off) = (self.opts.jobs, self.opts.disable_triggers);
             let pool = Pool::start(&self.params, jobs, off, tx.tables_per_worker)?;
             self.pool = Some(pool);
+            self.place(m, tx)?;
         }
+        Ok(())
+    }
+
+    /// With done entries (format 3) and several workers, gives each table with few enough
+    /// rows to one worker, which builds its indexes in its own transaction once the table's
+    /// done entry arrives, while the others still load (see [`placement`]). Not when the
+    /// workers commit in batches, nor when the placed builds' locks would not fit.
+    fn place(&mut self, m: &Manifest, tx: locks::Transactions) -> Result<()> {
+        let o = self.opts;
+        if !archive::has_done_entries(m.format_version)
+            || o.jobs < 2
+            || o.data_only
+            || tx.tables_per_worker.is_some()
+        {
+            return Ok(());
+        }
+        let tables: Vec<&Table> = m
+            .tables
+            .iter()
+            .filter(|t| t.data && t.relkind == "r" && self.selection.contains(t.id))
+            .collect();
+        let entries = self.schema.post_data_entries(o, &self.params)?;
+        let placement = Placement::plan(&tables, &entries, o.jobs);
+        let locks = placement.locks(&tables, locks::per_table, o.jobs);
+        if locks > self.lock_budget {
+            self.note(&format!(
+                "indexes built after the commit: building them while loading takes {locks} locks"
+            ));
+            return Ok(());
+        }
+        self.placement = placement;
+        let built = self.placement.built.len();
+        self.note(&format!(
+            "{built} index and constraint entries to build while loading"
+        ));
         Ok(())
     }
 
@@ -193,6 +241,7 @@ impl<'o> Loader<'o> {
         let mut need = locks::need(m, |id| self.selection.contains(id), jobs, views);
         need.pre_data *= pre;
         let table = locks::LockTable::read(self.main())?;
+        self.lock_budget = table.budget();
         let owned = self.created.is_some();
         let tx = locks::plan(
             need,
@@ -281,6 +330,10 @@ impl<'o> Loader<'o> {
             self.set_sequences(m)?;
         }
         if !self.opts.data_only {
+            if !self.placement.built.is_empty() {
+                let built = std::mem::take(&mut self.placement.built);
+                self.schema.leave_out(&built, &self.params)?;
+            }
             let jobs = [format!("--jobs={}", self.opts.jobs.max(1))];
             let what = "restoring indexes, constraints and triggers (post-data)";
             self.schema
@@ -489,15 +542,14 @@ impl Visitor for Loader<'_> {
         self.rows += chunk.rows;
         self.bytes += chunk.data.len() as u64;
         self.progress.update(self.bytes, self.rows);
+        let placed = self.placement.worker_of(table.id);
         let job = Job {
-            // With one connection, every table is loaded by the transaction that TRUNCATEs
-            // it, so COPY FREEZE is valid (PostgreSQL docs, COPY: only for a table created or
-            // truncated in the same transaction). With several, chunks of a table go to
-            // whichever connection is free: measured faster than one table per connection,
-            // because the archive's interleaving of tables rarely matches the speeds at which
-            // they load, and an idle connection then waits for its table's next chunk. The
-            // TRUNCATE's exclusive lock would make FREEZE and sharing exclusive.
-            freeze: self.opts.jobs <= 1 && !self.opts.data_only,
+            // A table loaded by one connection alone (all of them with -j 1, the placed ones
+            // with more) is loaded by the transaction that TRUNCATEs it, so COPY FREEZE is
+            // valid (PostgreSQL docs, COPY: only for a table created or truncated in the same
+            // transaction). A table shared by several connections cannot be: the TRUNCATE's
+            // exclusive lock would keep the others out.
+            freeze: (self.opts.jobs <= 1 || placed.is_some()) && !self.opts.data_only,
             table: table.id,
             copy: if table.columns.is_empty() {
                 table.qualified()
@@ -507,7 +559,23 @@ impl Visitor for Loader<'_> {
             target: table.qualified(),
             chunk,
         };
-        self.pool.as_mut().expect("open until complete").send(job)
+        let pool = self.pool.as_mut().expect("open until complete");
+        match placed {
+            Some(w) => pool.send_to(w, Work::Rows(job)),
+            None => pool.send(job),
+        }
+    }
+
+    fn table_done(&mut self, table: &Table) -> Result<()> {
+        let Some(w) = self.placement.worker_of(table.id) else {
+            return Ok(());
+        };
+        let Some(sql) = self.placement.take_build(table.id) else {
+            return Ok(());
+        };
+        let what = format!("building the indexes of {}", table.qualified());
+        let pool = self.pool.as_mut().expect("open until complete");
+        pool.send_to(w, Work::Run { what, sql })
     }
 
     fn blob(&mut self, oid: u32, _size: u64, data: &mut dyn Read) -> Result<()> {

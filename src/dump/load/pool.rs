@@ -11,6 +11,21 @@ use anyhow::{Context, Result, anyhow, bail};
 use async_channel::{Receiver, Sender};
 use std::collections::HashSet;
 
+/// What a worker is given: rows, or statements to run in its transaction.
+pub enum Work {
+    Rows(Job),
+    /// A placed table's indexes, once its rows are in (see `placement`).
+    Run {
+        /// What the statements do, for an error message.
+        what: String,
+        sql: String,
+    },
+}
+
+/// Chunks a worker's own queue holds: a placed table's chunks wait there while the worker is
+/// busy, and the reader goes on to other workers' until it is full.
+const OWN_QUEUE: usize = 8;
+
 /// One chunk of COPY data for a worker.
 pub struct Job {
     pub table: u32,
@@ -35,7 +50,9 @@ struct Worker {
 pub struct Pool {
     workers: Vec<Worker>,
     /// Chunks, taken by whichever worker is free; `None` once closed.
-    queue: Option<Sender<Job>>,
+    queue: Option<Sender<Work>>,
+    /// Each worker's own queue, which it takes from first; empty once closed.
+    own: Vec<Sender<Work>>,
 }
 
 impl Pool {
@@ -55,36 +72,52 @@ impl Pool {
         tables_per_txn: Option<usize>,
     ) -> Result<Pool> {
         // Bounded: the reader waits when the workers fall behind, which bounds memory.
-        let (tx, rx) = async_channel::bounded::<Job>(2 * jobs.max(1));
+        let (tx, rx) = async_channel::bounded::<Work>(2 * jobs.max(1));
         let mut pool = Pool {
             workers: Vec::new(),
             queue: Some(tx),
+            own: Vec::new(),
         };
         for _ in 0..jobs.max(1) {
             let setup = Setup {
                 disable_triggers,
                 tables_per_txn,
             };
-            let w = spawn_worker(params.clone(), rx.clone(), setup)?;
+            let (own_tx, own_rx) = async_channel::bounded::<Work>(OWN_QUEUE);
+            let queues = Queues {
+                own: own_rx,
+                shared: rx.clone(),
+            };
+            let w = spawn_worker(params.clone(), queues, setup)?;
             pool.workers.push(w);
+            pool.own.push(own_tx);
         }
         Ok(pool)
     }
 
-    /// Queues one chunk, waiting while every worker is busy. A worker that failed stops
-    /// taking chunks; its error is returned, and every worker rolled back.
+    /// Queues one chunk for whichever worker is free, waiting while every worker is busy. A
+    /// worker that failed stops taking chunks; its error is returned, and every worker rolled
+    /// back.
     pub fn send(&mut self, job: Job) -> Result<()> {
         let tx = self.queue.as_ref().expect("open until commit or roll back");
-        if tx.send_blocking(job).is_err() {
+        if tx.send_blocking(Work::Rows(job)).is_err() {
             return Err(self.worker_error());
         }
         Ok(())
     }
 
-    /// Closes the queue, waits until every worker loaded all it took, and only if all did,
+    /// Queues work for worker `n` alone, waiting while its queue is full.
+    pub fn send_to(&mut self, n: usize, work: Work) -> Result<()> {
+        if self.own[n].send_blocking(work).is_err() {
+            return Err(self.worker_error());
+        }
+        Ok(())
+    }
+
+    /// Closes the queues, waits until every worker did all it took, and only if all did,
     /// commits every worker's transaction. On any failure all of them roll back.
     pub fn commit(&mut self) -> Result<()> {
-        self.queue.take();
+        self.close();
         let mut failed = None;
         for w in &mut self.workers {
             match w.ready.recv() {
@@ -114,9 +147,14 @@ impl Pool {
         Ok(())
     }
 
+    fn close(&mut self) {
+        self.queue.take();
+        self.own.clear();
+    }
+
     /// Tells every worker to roll back, and waits for them.
     pub fn roll_back(&mut self) {
-        self.queue.take();
+        self.close();
         for w in &mut self.workers {
             if let Some(d) = w.decide.take() {
                 let _ = d.send(false);
@@ -131,7 +169,7 @@ impl Pool {
 
     fn worker_error(&mut self) -> anyhow::Error {
         // A worker failed and dropped its queue: collect what it said, roll everyone back.
-        self.queue.take();
+        self.close();
         let mut err = None;
         for w in &mut self.workers {
             if let Ok(Err(e)) = w.ready.recv() {
@@ -157,7 +195,26 @@ struct Setup {
     tables_per_txn: Option<usize>,
 }
 
-fn spawn_worker(params: ConnParams, queue: Receiver<Job>, setup: Setup) -> Result<Worker> {
+/// A worker's two queues: its own, which it takes from first, and the shared one.
+struct Queues {
+    own: Receiver<Work>,
+    shared: Receiver<Work>,
+}
+
+impl Queues {
+    /// The next work, from the worker's own queue if it has any; `None` once both are closed
+    /// and empty. (async-channel's receive is cancel-safe: the unchosen one loses nothing.)
+    async fn next(&self) -> Option<Work> {
+        tokio::select! {
+            biased;
+            Ok(w) = self.own.recv() => Some(w),
+            Ok(w) = self.shared.recv() => Some(w),
+            else => None,
+        }
+    }
+}
+
+fn spawn_worker(params: ConnParams, queue: Queues, setup: Setup) -> Result<Worker> {
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let (decide, decide_rx) = std::sync::mpsc::channel::<bool>();
     // Connect before returning, so a refused connection is reported at once.
@@ -265,15 +322,22 @@ impl Touched {
 
 /// One load connection: runs COPY for each run of chunks of one table, all in one transaction
 /// that the leader commits only after the archive verified.
-async fn load_worker(
-    client: &tokio_postgres::Client,
-    queue: &Receiver<Job>,
-    setup: Setup,
-) -> Result<()> {
+async fn load_worker(client: &tokio_postgres::Client, queue: &Queues, setup: Setup) -> Result<()> {
     use futures_util::SinkExt;
     let mut touched = Touched::default();
-    let mut pending = queue.recv().await.ok();
-    while let Some(job) = pending.take() {
+    let mut pending = queue.next().await;
+    while let Some(work) = pending.take() {
+        let job = match work {
+            Work::Rows(job) => job,
+            Work::Run { what, sql } => {
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(|e| pg_error(e, &what))?;
+                pending = queue.next().await;
+                continue;
+            }
+        };
         touched.make_room(client, job.table, setup).await?;
         // The table is new and empty, so TRUNCATE costs nothing, and the rows land frozen:
         // no later hint-bit rewrite or anti-wraparound vacuum of them.
@@ -295,15 +359,14 @@ async fn load_worker(
         // The chunk's buffer becomes the message as it is: no copy.
         let mut sent = sink.send(bytes::Bytes::from(job.chunk.data)).await;
         while sent.is_ok() {
-            match queue.recv().await.ok() {
-                Some(next) if next.table == job.table => {
+            match queue.next().await {
+                Some(Work::Rows(next)) if next.table == job.table => {
                     sent = sink.send(bytes::Bytes::from(next.chunk.data)).await;
                 }
-                Some(next) => {
-                    pending = Some(next);
+                other => {
+                    pending = other;
                     break;
                 }
-                None => break,
             }
         }
         sent.map_err(|e| pg_error(e, &sql))?;

@@ -3,6 +3,7 @@
 //! of contents) and seeks in it for `-j`; and the `pg_restore` runs over it.
 
 use super::LoadOptions;
+use super::placement::{PostDataEntry, parse_post_data};
 use crate::pg::conn::ConnParams;
 use crate::pg::tools;
 use anyhow::{Context, Result, anyhow};
@@ -89,6 +90,44 @@ impl SchemaFile {
         list.write_all(super::selection::use_list(&toc, wanted).as_bytes())?;
         list.flush()?;
         self.use_list = Some(list);
+        Ok(())
+    }
+
+    /// The post-data section's entries as pg_restore writes them, with this load's filters:
+    /// what a worker may build in its own transaction (see `placement`).
+    pub fn post_data_entries(
+        &self,
+        opts: &LoadOptions,
+        params: &ConnParams,
+    ) -> Result<Vec<PostDataEntry>> {
+        let mut args = vec!["--file=-".to_string(), "--verbose".into()];
+        args.extend(self.section_args(opts, "post-data"));
+        let script = self.pg_restore_output(args, params, "reading the post-data section")?;
+        Ok(parse_post_data(&script))
+    }
+
+    /// Leaves the entries `done` out of every later section (they were run already).
+    pub fn leave_out(&mut self, done: &HashSet<u32>, params: &ConnParams) -> Result<()> {
+        let toc = match &self.use_list {
+            Some(l) => std::fs::read_to_string(l.path())?,
+            None => self.pg_restore_output(vec!["--list".into()], params, "listing the schema")?,
+        };
+        let mut list = String::new();
+        for line in toc.lines() {
+            let id = line
+                .split_once(';')
+                .and_then(|(id, _)| id.parse::<u32>().ok());
+            if id.is_some_and(|id| done.contains(&id)) {
+                list.push(';');
+            }
+            list.push_str(line);
+            list.push('\n');
+        }
+        let (mut file, id) = temp_file("weir-list-")?;
+        self.cleanup.push(id);
+        file.write_all(list.as_bytes())?;
+        file.flush()?;
+        self.use_list = Some(file);
         Ok(())
     }
 
