@@ -180,52 +180,63 @@ impl<'o> Loader<'o> {
                 .restrict_to(&self.selection.wanted_oids(m), &self.params)?;
         }
         let tx = self.transactions(m)?;
-        if !self.opts.data_only {
+        let o = self.opts;
+        // With done entries (format 3) and several workers, tables are placed (see
+        // [`placement`]); not when the workers commit in batches.
+        let placing = archive::has_done_entries(m.format_version)
+            && o.jobs >= 2
+            && !o.data_only
+            && !o.schema_only
+            && tx.tables_per_worker.is_none();
+        let entries = match placing {
+            true => Some(self.schema.post_data_entries(o, &self.params)?),
+            false => None,
+        };
+        if !o.data_only {
             self.restore_pre_data(m, tx.single_pre_data)?;
         }
         self.main().batch_execute("BEGIN")?;
-        if !self.opts.schema_only {
-            let (jobs, off) = (self.opts.jobs, self.opts.disable_triggers);
-            let pool = Pool::start(&self.params, jobs, off, tx.tables_per_worker)?;
+        if !o.schema_only {
+            let pool = Pool::start(
+                &self.params,
+                o.jobs,
+                o.disable_triggers,
+                tx.tables_per_worker,
+            )?;
             self.pool = Some(pool);
-            self.place(m, tx)?;
+        }
+        if let Some(entries) = entries {
+            let entries = entries
+                .join()
+                .map_err(|_| anyhow!("reading the post-data section failed"))??;
+            self.place(m, &entries);
         }
         Ok(())
     }
 
-    /// With done entries (format 3) and several workers, gives each table with few enough
-    /// rows to one worker, which builds its indexes in its own transaction once the table's
-    /// done entry arrives, while the others still load (see [`placement`]). Not when the
-    /// workers commit in batches, nor when the placed builds' locks would not fit.
-    fn place(&mut self, m: &Manifest, tx: locks::Transactions) -> Result<()> {
+    /// Gives each table with few enough rows to one worker, which builds its indexes in its
+    /// own transaction once the table's done entry arrives, while the others still load;
+    /// unless the placed builds' locks would not fit.
+    fn place(&mut self, m: &Manifest, entries: &[placement::PostDataEntry]) {
         let o = self.opts;
-        if !archive::has_done_entries(m.format_version)
-            || o.jobs < 2
-            || o.data_only
-            || tx.tables_per_worker.is_some()
-        {
-            return Ok(());
-        }
         let tables: Vec<&Table> = m
             .tables
             .iter()
             .filter(|t| t.data && t.relkind == "r" && self.selection.contains(t.id))
             .collect();
-        let entries = self.schema.post_data_entries(o, &self.params)?;
-        let placement = Placement::plan(&tables, &entries, o.jobs);
+        let placement = Placement::plan(&tables, entries, o.jobs);
         let locks = placement.locks(&tables, locks::per_table, o.jobs);
         if locks > self.lock_budget {
             self.note(&format!(
                 "indexes built after the commit: building them while loading takes {locks} locks"
             ));
-            return Ok(());
+            return;
         }
         self.placement = placement;
         let built = self.placement.built.len();
         self.note(&format!(
             "{built} index and constraint entries to build while loading"
         ));
-        Ok(())
     }
 
     /// One transaction per phase where the server's lock table has room for it, batches

@@ -94,16 +94,21 @@ impl SchemaFile {
     }
 
     /// The post-data section's entries as pg_restore writes them, with this load's filters:
-    /// what a worker may build in its own transaction (see `placement`).
+    /// what a worker may build in its own transaction (see `placement`). Read on a thread of
+    /// its own, so that the pre-data restore need not wait for it.
     pub fn post_data_entries(
         &self,
         opts: &LoadOptions,
         params: &ConnParams,
-    ) -> Result<Vec<PostDataEntry>> {
+    ) -> Result<std::thread::JoinHandle<Result<Vec<PostDataEntry>>>> {
         let mut args = vec!["--file=-".to_string(), "--verbose".into()];
         args.extend(self.section_args(opts, "post-data"));
-        let script = self.pg_restore_output(args, params, "reading the post-data section")?;
-        Ok(parse_post_data(&script))
+        args.push(self.path()?);
+        let params = params.clone();
+        Ok(std::thread::spawn(move || {
+            let what = "reading the post-data section";
+            Ok(parse_post_data(&pg_restore_output(&args, &params, what)?))
+        }))
     }
 
     /// Leaves the entries `done` out of every later section (they were run already).
@@ -193,10 +198,15 @@ impl SchemaFile {
         what: &str,
     ) -> Result<String> {
         args.push(self.path()?);
-        let mut p = tools::spawn("pg_restore", &args, params, Stdio::null(), true)?;
-        let mut out = String::new();
-        p.stdout().expect("piped").read_to_string(&mut out)?;
-        p.wait().context(what.to_string())?;
-        Ok(out)
+        pg_restore_output(&args, params, what)
     }
+}
+
+/// What `pg_restore args` writes to standard output.
+fn pg_restore_output(args: &[String], params: &ConnParams, what: &str) -> Result<String> {
+    let mut p = tools::spawn("pg_restore", args, params, Stdio::null(), true)?;
+    let mut out = String::new();
+    p.stdout().expect("piped").read_to_string(&mut out)?;
+    p.wait().context(what.to_string())?;
+    Ok(out)
 }
