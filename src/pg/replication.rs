@@ -1,5 +1,6 @@
-//! A replication connection through libpq, for what the `postgres` crate cannot speak: the
-//! replication protocol's commands (`IDENTIFY_SYSTEM`, `BASE_BACKUP`) and their COPY streams.
+//! A connection through libpq, for what the `postgres` crate cannot speak: the replication
+//! protocol's commands (`IDENTIFY_SYSTEM`, `BASE_BACKUP`) and their COPY streams; and for
+//! what it does slower: reading a COPY OUT stream row by row (weir-extract's workers).
 //! libpq is what `pg_basebackup` and `pg_recvlogical` use, so authentication, TLS and the
 //! password file behave exactly as they do there.
 //!
@@ -54,6 +55,11 @@ impl ReplConn {
     /// which takes SQL too.
     pub fn connect_logical(params: &ConnParams) -> Result<ReplConn> {
         Self::open(params, "database")
+    }
+
+    /// Opens an ordinary connection (`replication=false`): SQL and COPY only.
+    pub fn connect_plain(params: &ConnParams) -> Result<ReplConn> {
+        Self::open(params, "false")
     }
 
     fn open(params: &ConnParams, replication: &str) -> Result<ReplConn> {

@@ -27,6 +27,14 @@ pub fn pg_error(e: postgres::Error, what: &str) -> anyhow::Error {
     }
 }
 
+/// An error of a statement run through libpq ([`crate::pg::replication::ReplConn`]), naming
+/// the statement as [`pg_error`] does.
+pub fn in_statement(e: anyhow::Error, what: &str) -> anyhow::Error {
+    let m = e.to_string();
+    let m = m.strip_prefix("ERROR:  ").unwrap_or(&m);
+    anyhow!("{m} [in: {}]", shorten(what))
+}
+
 fn shorten(s: &str) -> String {
     if s.len() > 200 {
         let mut end = 200;
