@@ -313,6 +313,14 @@ fn weir_cdc_lines_equal_wal2json_format_version_2() {
             v
         })
         .collect();
+    let mut theirs = theirs;
+    // pg_recvlogical stops at the first message past the end position, which can be the
+    // commit of the transaction past the end when its begin sits exactly at that position
+    // (its first record starts where pg_current_wal_lsn() pointed): that transaction's lone
+    // "B" is not part of the comparison (seen once in CI-sized runs, 2026-12-05).
+    if theirs.last().is_some_and(|v| v["action"] == "B") {
+        theirs.pop();
+    }
     let ours: Vec<serde_json::Value> = ours.lines().map(as_wal2json_2_5).collect();
     assert!(ours.len() > 20, "{ours:#?}");
     for (i, (a, b)) in ours.iter().zip(theirs.iter()).enumerate() {
