@@ -203,7 +203,7 @@ impl<W: Write> Indexed<W> {
                     crcs: Vec::new(),
                 },
                 content_left: size,
-                digest: crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc32Iscsi),
+                digest: crc_fast::Digest::new(super::manifest::CRC32C),
                 filled: 0,
             });
         }
@@ -352,7 +352,7 @@ mod tests {
             assert!(data == &big[..len], "{}: not where its data starts", e.name);
             let want: Vec<u32> = data
                 .chunks(PIECE as usize)
-                .map(|c| crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, c) as u32)
+                .map(crate::physical::manifest::crc32c)
                 .collect();
             assert_eq!(p.crcs, want, "{}", e.name);
         }

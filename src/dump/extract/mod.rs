@@ -16,7 +16,7 @@ use crate::pg::copy_text::{Chunk, Chunker};
 use crate::pg::sql::{in_statement, quote_ident, quote_literal};
 use crate::pg::tools;
 use crate::plumbing::{Output, Progress, human_bytes};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 
@@ -95,13 +95,6 @@ pub fn run(opts: &ExtractOptions) -> Result<()> {
         &manifest.sequences_sql(),
         &mut progress,
     )?;
-    // Every table with data has at least one chunk, so a reader (or `cat data/N/*`) finds it.
-    let empty = Chunk::new(Vec::new(), w.algo());
-    for t in with_data() {
-        if w.chunks_of(t.id) == 0 {
-            w.add_chunk(t.id, &empty)?;
-        }
-    }
     if manifest.blobs {
         write_blobs(&mut w, &mut src.client, &blob_oids)?;
     }
@@ -274,13 +267,14 @@ fn worker(
     c.query(&begin)?;
     for (n, item) in work.iter().enumerate() {
         if n > 0 && n % plan::WORKER_TABLES == 0 {
+            // Lets this transaction's table locks go (the leader holds every table).
             c.query("COMMIT")?;
             c.query(&begin)?;
         }
         let failed = |e| in_statement(e, &item.query);
         c.send(&item.query).map_err(failed)?;
         if !matches!(c.next_result().map_err(failed)?, Some(Reply::CopyOut)) {
-            bail!("the server sent no COPY stream [in: {}]", item.query);
+            return Err(failed(anyhow!("the server sent no COPY stream")));
         }
         let mut chunker = Chunker::with_pool(chunk_size, pool.clone());
         while let Some(row) = c.copy_data().map_err(failed)? {

@@ -85,11 +85,16 @@ impl SchemaFile {
     pub fn restrict_to(&mut self, wanted: &HashSet<u32>, params: &ConnParams) -> Result<()> {
         let toc =
             self.pg_restore_output(vec!["--list".to_string()], params, "listing the schema")?;
-        let (mut list, id) = temp_file("weir-list-")?;
+        self.set_use_list(&super::selection::use_list(&toc, wanted))
+    }
+
+    /// Every later section restores the entries of `list` (`--use-list`) only.
+    fn set_use_list(&mut self, list: &str) -> Result<()> {
+        let (mut file, id) = temp_file("weir-list-")?;
         self.cleanup.push(id);
-        list.write_all(super::selection::use_list(&toc, wanted).as_bytes())?;
-        list.flush()?;
-        self.use_list = Some(list);
+        file.write_all(list.as_bytes())?;
+        file.flush()?;
+        self.use_list = Some(file);
         Ok(())
     }
 
@@ -128,12 +133,7 @@ impl SchemaFile {
             list.push_str(line);
             list.push('\n');
         }
-        let (mut file, id) = temp_file("weir-list-")?;
-        self.cleanup.push(id);
-        file.write_all(list.as_bytes())?;
-        file.flush()?;
-        self.use_list = Some(file);
-        Ok(())
+        self.set_use_list(&list)
     }
 
     /// pg_restore options shared by every section.
