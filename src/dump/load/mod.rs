@@ -192,18 +192,23 @@ impl<'o> Loader<'o> {
             true => Some(self.schema.post_data_entries(o, &self.params)?),
             false => None,
         };
-        if !o.data_only {
-            self.restore_pre_data(m, tx.single_pre_data)?;
-        }
-        self.main().batch_execute("BEGIN")?;
+        // The workers connect while the schema is restored; their transactions see its
+        // tables from their first statement on (read committed).
         if !o.schema_only {
             let pool = Pool::start(
                 &self.params,
                 o.jobs,
                 o.disable_triggers,
                 tx.tables_per_worker,
-            )?;
+            );
             self.pool = Some(pool);
+        }
+        if !o.data_only {
+            self.restore_pre_data(m, tx.single_pre_data)?;
+        }
+        self.main().batch_execute("BEGIN")?;
+        if let Some(pool) = self.pool.as_mut() {
+            pool.connected()?;
         }
         if let Some(entries) = entries {
             let entries = entries
@@ -340,7 +345,7 @@ impl<'o> Loader<'o> {
         if !self.opts.schema_only {
             self.set_sequences(m)?;
         }
-        if !self.opts.data_only {
+        if !self.opts.data_only && !self.placement.all_built {
             if !self.placement.built.is_empty() {
                 let built = std::mem::take(&mut self.placement.built);
                 self.schema.leave_out(&built, &self.params)?;

@@ -42,6 +42,8 @@ pub struct Job {
 /// on `ready` whether everything it was given went in, then waits on `decide`: `true` commits,
 /// `false` (or the sender going away) rolls back.
 struct Worker {
+    /// Whether it connected; taken by [`Pool::connected`].
+    started: Option<std::sync::mpsc::Receiver<Result<()>>>,
     ready: std::sync::mpsc::Receiver<Result<()>>,
     decide: Option<std::sync::mpsc::Sender<bool>>,
     handle: Option<std::thread::JoinHandle<Result<()>>>,
@@ -56,9 +58,9 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Connects `jobs` workers, each in an open transaction (with triggers and foreign-key
-    /// checks off for the session when `disable_triggers`). A refused connection is an error
-    /// here, before any chunk is queued.
+    /// Starts `jobs` workers, each connecting and opening a transaction (with triggers and
+    /// foreign-key checks off for the session when `disable_triggers`); [`Pool::connected`]
+    /// waits for them.
     ///
     /// With `tables_per_txn`, a worker commits its transaction before it copies into one
     /// more table than that, and goes on in a new one (issue 30: a transaction holds a lock on
@@ -70,7 +72,7 @@ impl Pool {
         jobs: usize,
         disable_triggers: bool,
         tables_per_txn: Option<usize>,
-    ) -> Result<Pool> {
+    ) -> Pool {
         // Bounded: the reader waits when the workers fall behind, which bounds memory.
         let (tx, rx) = async_channel::bounded::<Work>(2 * jobs.max(1));
         let mut pool = Pool {
@@ -88,11 +90,24 @@ impl Pool {
                 own: own_rx,
                 shared: rx.clone(),
             };
-            let w = spawn_worker(params.clone(), queues, setup)?;
-            pool.workers.push(w);
+            pool.workers
+                .push(spawn_worker(params.clone(), queues, setup));
             pool.own.push(own_tx);
         }
-        Ok(pool)
+        pool
+    }
+
+    /// Waits until every worker connected (they connect at once, while the caller restores
+    /// the schema); a refused connection is an error here, before any chunk is queued.
+    pub fn connected(&mut self) -> Result<()> {
+        for w in &mut self.workers {
+            if let Some(started) = w.started.take() {
+                started
+                    .recv()
+                    .map_err(|_| anyhow!("a load worker failed to start"))??;
+            }
+        }
+        Ok(())
     }
 
     /// Queues one chunk for whichever worker is free, waiting while every worker is busy. A
@@ -214,10 +229,9 @@ impl Queues {
     }
 }
 
-fn spawn_worker(params: ConnParams, queue: Queues, setup: Setup) -> Result<Worker> {
+fn spawn_worker(params: ConnParams, queue: Queues, setup: Setup) -> Worker {
     let (ready_tx, ready) = std::sync::mpsc::channel();
     let (decide, decide_rx) = std::sync::mpsc::channel::<bool>();
-    // Connect before returning, so a refused connection is reported at once.
     let (started_tx, started) = std::sync::mpsc::channel::<Result<()>>();
     let handle = std::thread::spawn(move || -> Result<()> {
         // The connection's I/O is driven by this runtime whenever the worker awaits, also
@@ -244,14 +258,12 @@ fn spawn_worker(params: ConnParams, queue: Queues, setup: Setup) -> Result<Worke
         }
         Ok(())
     });
-    started
-        .recv()
-        .map_err(|_| anyhow!("a load worker failed to start"))??;
-    Ok(Worker {
+    Worker {
+        started: Some(started),
         ready,
         decide: Some(decide),
         handle: Some(handle),
-    })
+    }
 }
 
 /// A worker's connection, in its transaction, with an empty search path (every name the
