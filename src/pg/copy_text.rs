@@ -247,12 +247,13 @@ pub fn decode_field_into(f: &[u8], out: &mut Vec<u8>) -> Result<bool> {
     out.reserve(f.len());
     let mut i = 0;
     while i < f.len() {
-        let c = f[i];
-        if c != b'\\' {
-            out.push(c);
-            i += 1;
-            continue;
-        }
+        // The bytes up to the next backslash as they are, in one copy.
+        let Some(at) = memchr::memchr(b'\\', &f[i..]) else {
+            out.extend_from_slice(&f[i..]);
+            break;
+        };
+        out.extend_from_slice(&f[i..i + at]);
+        i += at;
         let Some(&n) = f.get(i + 1) else {
             bail!("COPY field ends with a lone backslash");
         };

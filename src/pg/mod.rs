@@ -5,6 +5,7 @@
 //! ([`page_ranges`]), and replication connections through libpq ([`replication`]). The jobs in `dump` (and later the physical and CDC halves) build on these.
 
 pub mod conn;
+pub mod copy_binary;
 pub mod copy_text;
 pub mod dump_toc;
 pub mod lock_table;

@@ -26,8 +26,12 @@ mod pool;
 mod schema;
 mod selection;
 
+use crate::pg::copy_binary::Converter;
 use placement::Placement;
 use pool::{Job, Pool, Work};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 
 use crate::archive::{self, Manifest, Table, Trailer, Visitor};
 use crate::pg::conn::ConnParams;
@@ -110,6 +114,8 @@ struct Loader<'o> {
     placement: Placement,
     /// The locks the load may hold at once ([`locks::LockTable::budget`]).
     lock_budget: u64,
+    /// Per table, how its rows become COPY binary; `None` where they go as text.
+    converters: HashMap<u32, Option<Arc<Converter>>>,
     blobs: Blobs,
     progress: Progress,
     rows: u64,
@@ -137,6 +143,7 @@ impl<'o> Loader<'o> {
             pool: None,
             placement: Placement::default(),
             lock_budget: 0,
+            converters: HashMap::new(),
             blobs: Blobs::default(),
             progress: Progress::new(None, opts.progress, opts.quiet),
             rows: 0,
@@ -316,6 +323,9 @@ impl<'o> Loader<'o> {
         // Commit only now: the trailer matched, every row of every table is accounted for.
         if let Some(pool) = self.pool.as_mut() {
             pool.commit()?;
+            let sent = pool.sent.clone();
+            let (b, t) = (sent.binary.load(Relaxed), sent.text.load(Relaxed));
+            self.note(&format!("{b} chunks sent as COPY binary, {t} as text"));
         }
         self.main()
             .batch_execute("COMMIT")
@@ -381,6 +391,27 @@ impl<'o> Loader<'o> {
             secs,
             human_bytes((self.bytes as f64 / secs.max(0.001)) as u64)
         );
+    }
+
+    /// Rows go as COPY binary when every column's type has a codec, and the tables are the
+    /// ones this load created from the archive's own schema (with --data-only they may have
+    /// other types, which binary input would refuse where text input converts).
+    fn converter(&mut self, table: &Table) -> Option<Arc<Converter>> {
+        if self.opts.data_only {
+            return None;
+        }
+        let types = |t: &Table| {
+            let enums = t.columns.iter().any(|c| !c.labels.is_empty());
+            let names = t
+                .columns
+                .iter()
+                .map(|c| c.base.as_deref().unwrap_or(&c.type_name));
+            (!enums).then(|| Converter::for_types(names)).flatten()
+        };
+        self.converters
+            .entry(table.id)
+            .or_insert_with(|| types(table).map(Arc::new))
+            .clone()
     }
 
     fn note(&mut self, what: &str) {
@@ -574,6 +605,7 @@ impl Visitor for Loader<'_> {
             },
             target: table.qualified(),
             chunk,
+            binary: self.converter(table),
         };
         let pool = self.pool.as_mut().expect("open until complete");
         match placed {

@@ -5,11 +5,14 @@
 //! for change streams.
 
 use crate::pg::conn::ConnParams;
+use crate::pg::copy_binary::{self, Converter};
 use crate::pg::copy_text::Chunk;
 use crate::pg::sql::pg_error;
 use anyhow::{Context, Result, anyhow, bail};
 use async_channel::{Receiver, Sender};
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What a worker is given: rows, or statements to run in its transaction.
 pub enum Work {
@@ -36,6 +39,15 @@ pub struct Job {
     /// `schema.table` for TRUNCATE.
     pub target: String,
     pub chunk: Chunk,
+    /// Sends the rows as COPY binary, when every value converts (see `pg::copy_binary`).
+    pub binary: Option<Arc<Converter>>,
+}
+
+/// Chunks sent as COPY binary and as text, over every worker.
+#[derive(Default)]
+pub struct Sent {
+    pub binary: AtomicU64,
+    pub text: AtomicU64,
 }
 
 /// A load connection on its own thread and runtime. It loads until the queue closes, reports
@@ -55,6 +67,7 @@ pub struct Pool {
     queue: Option<Sender<Work>>,
     /// Each worker's own queue, which it takes from first; empty once closed.
     own: Vec<Sender<Work>>,
+    pub sent: Arc<Sent>,
 }
 
 impl Pool {
@@ -79,6 +92,7 @@ impl Pool {
             workers: Vec::new(),
             queue: Some(tx),
             own: Vec::new(),
+            sent: Arc::default(),
         };
         for _ in 0..jobs.max(1) {
             let setup = Setup {
@@ -89,6 +103,7 @@ impl Pool {
             let queues = Queues {
                 own: own_rx,
                 shared: rx.clone(),
+                sent: pool.sent.clone(),
             };
             pool.workers
                 .push(spawn_worker(params.clone(), queues, setup));
@@ -214,18 +229,58 @@ struct Setup {
 struct Queues {
     own: Receiver<Work>,
     shared: Receiver<Work>,
+    sent: Arc<Sent>,
+}
+
+/// Work as a worker sends it: rows in the format they were made ready in.
+enum Ready {
+    Rows { job: Job, binary: bool },
+    Run { what: String, sql: String },
 }
 
 impl Queues {
     /// The next work, from the worker's own queue if it has any; `None` once both are closed
     /// and empty. (async-channel's receive is cancel-safe: the unchosen one loses nothing.)
-    async fn next(&self) -> Option<Work> {
-        tokio::select! {
+    async fn next(&self) -> Option<Ready> {
+        let work = tokio::select! {
             biased;
-            Ok(w) = self.own.recv() => Some(w),
-            Ok(w) = self.shared.recv() => Some(w),
-            else => None,
-        }
+            Ok(w) = self.own.recv() => w,
+            Ok(w) = self.shared.recv() => w,
+            else => return None,
+        };
+        Some(match work {
+            Work::Rows(job) => self.ready(job).await,
+            Work::Run { what, sql } => Ready::Run { what, sql },
+        })
+    }
+
+    /// Converts a chunk's rows to COPY binary where its table allows, on a blocking thread:
+    /// meanwhile this runtime goes on sending the chunk before to the server.
+    async fn ready(&self, mut job: Job) -> Ready {
+        let Some(conv) = job.binary.clone() else {
+            self.sent.text.fetch_add(1, Ordering::Relaxed);
+            return Ready::Rows { job, binary: false };
+        };
+        let text = std::mem::take(&mut job.chunk.data);
+        let convert = move || {
+            let mut out = Vec::with_capacity(text.len() + text.len() / 4);
+            match conv.convert(&text, &mut out) {
+                true => (out, true),
+                false => (text, false),
+            }
+        };
+        let (data, binary) = match tokio::task::spawn_blocking(convert).await {
+            Ok(done) => done,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        };
+        job.chunk.data = data;
+        let count = if binary {
+            &self.sent.binary
+        } else {
+            &self.sent.text
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        Ready::Rows { job, binary }
     }
 }
 
@@ -339,9 +394,9 @@ async fn load_worker(client: &tokio_postgres::Client, queue: &Queues, setup: Set
     let mut touched = Touched::default();
     let mut pending = queue.next().await;
     while let Some(work) = pending.take() {
-        let job = match work {
-            Work::Rows(job) => job,
-            Work::Run { what, sql } => {
+        let (job, binary) = match work {
+            Ready::Rows { job, binary } => (job, binary),
+            Ready::Run { what, sql } => {
                 client
                     .batch_execute(&sql)
                     .await
@@ -361,25 +416,49 @@ async fn load_worker(client: &tokio_postgres::Client, queue: &Queues, setup: Set
                 .await
                 .map_err(|e| pg_error(e, &sql))?;
         }
-        let with = if freeze { " (FREEZE)" } else { "" };
+        let with = match (freeze, binary) {
+            (true, true) => " (FREEZE, FORMAT binary)",
+            (true, false) => " (FREEZE)",
+            (false, true) => " (FORMAT binary)",
+            (false, false) => "",
+        };
         let sql = format!("COPY {} FROM STDIN{with}", job.copy);
         let sink = client
             .copy_in::<_, bytes::Bytes>(sql.as_str())
             .await
             .map_err(|e| pg_error(e, &sql))?;
         let mut sink = std::pin::pin!(sink);
+        let mut sent = match binary {
+            true => {
+                sink.send(bytes::Bytes::from_static(copy_binary::HEADER))
+                    .await
+            }
+            false => Ok(()),
+        };
         // The chunk's buffer becomes the message as it is: no copy.
-        let mut sent = sink.send(bytes::Bytes::from(job.chunk.data)).await;
+        let mut data = Some(job.chunk.data);
         while sent.is_ok() {
+            if let Some(d) = data.take() {
+                sent = sink.send(bytes::Bytes::from(d)).await;
+                continue;
+            }
             match queue.next().await {
-                Some(Work::Rows(next)) if next.table == job.table => {
-                    sent = sink.send(bytes::Bytes::from(next.chunk.data)).await;
+                Some(Ready::Rows {
+                    job: next,
+                    binary: b,
+                }) if next.table == job.table && b == binary => {
+                    data = Some(next.chunk.data);
                 }
                 other => {
                     pending = other;
                     break;
                 }
             }
+        }
+        if binary && sent.is_ok() {
+            sent = sink
+                .send(bytes::Bytes::from_static(copy_binary::TRAILER))
+                .await;
         }
         sent.map_err(|e| pg_error(e, &sql))?;
         sink.as_mut()
