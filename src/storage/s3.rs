@@ -79,6 +79,28 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// path-style addressing (what MinIO, Ceph and most S3-compatible services expect) and a
 /// default region, since such services rarely care but SigV4 needs one.
 pub async fn client(s: &S3Settings) -> Result<Client> {
+    client_with(s, Connections::Kept).await
+}
+
+/// Whether a client keeps its connections open between requests.
+#[derive(PartialEq, Clone, Copy)]
+enum Connections {
+    Kept,
+    /// A new connection for every request, to a plain-HTTP endpoint: on a kept connection a
+    /// server that writes a response's head and body separately without TCP_NODELAY (s3s-fs
+    /// does) holds the body until our delayed acknowledgement of the head, 40 ms (strace,
+    /// 2026-12-05: a 1-byte object took 50 ms to fetch after its HEAD, 10 ms this way). A
+    /// plain connection costs one round trip; over TLS a handshake costs more, so those stay.
+    FreshForReads,
+}
+
+/// A client for ranged and parallel reads (weir-get, a delta restore's `--from`, a
+/// repository's objects).
+async fn reading_client(s: &S3Settings) -> Result<Client> {
+    client_with(s, Connections::FreshForReads).await
+}
+
+async fn client_with(s: &S3Settings, fresh: Connections) -> Result<Client> {
     VERBOSE.store(s.verbose, std::sync::atomic::Ordering::Relaxed);
     use aws_config::retry::RetryConfig;
     use aws_config::timeout::TimeoutConfig;
@@ -111,6 +133,20 @@ pub async fn client(s: &S3Settings) -> Result<Client> {
     }
     if conf.endpoint_url().is_some() && !s.virtual_hosted {
         b = b.force_path_style(true);
+    }
+    let plain_http = conf
+        .endpoint_url()
+        .is_some_and(|e| e.starts_with("http://"));
+    if fresh == Connections::FreshForReads && plain_http {
+        use aws_smithy_http_client::{Builder, tls};
+        // An idle timeout of zero: every request gets a connection of its own.
+        let tls = tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc);
+        b = b.http_client(
+            Builder::new()
+                .pool_idle_timeout(Duration::ZERO)
+                .tls_provider(tls)
+                .build_https(),
+        );
     }
     Ok(Client::from_conf(b.build()))
 }
@@ -644,7 +680,7 @@ async fn get_async(
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<u64> {
     let url = format!("s3://{bucket}/{key}");
-    let client = client(s).await?;
+    let client = reading_client(s).await?;
     let head = head(&client, bucket, key, &url).await?;
     let size = head.content_length().unwrap_or(0).max(0) as u64;
     let etag = head.e_tag().map(str::to_string);
@@ -759,7 +795,7 @@ impl RangedObject {
         let rt = runtime()?;
         let url = format!("s3://{bucket}/{key}");
         let (client, h) = rt.block_on(async {
-            let c = client(s).await?;
+            let c = reading_client(s).await?;
             let h = head(&c, bucket, key, &url).await?;
             Ok::<_, anyhow::Error>((c, h))
         })?;
@@ -1023,7 +1059,7 @@ pub fn read_many(
 ) -> Result<Vec<Result<Vec<u8>>>> {
     use futures_util::StreamExt;
     runtime()?.block_on(async {
-        let client = client(s).await?;
+        let client = reading_client(s).await?;
         let reads = keys.iter().map(|key| {
             let client = &client;
             async move {
