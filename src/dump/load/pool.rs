@@ -43,6 +43,55 @@ pub struct Job {
     pub binary: Option<Arc<Converter>>,
 }
 
+/// Buffers for converted chunks, each back here once its connection sent it: a worker fills
+/// the same few again instead of a new 5 MiB allocation per chunk, which malloc kept around
+/// (peak RSS 230-240 MiB against 140 sending text, 2026-12-05).
+#[derive(Default, Clone)]
+struct Buffers(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+/// The most buffers kept for reuse: one being filled, one being sent, one spare.
+const KEPT_BUFFERS: usize = 3;
+
+impl Buffers {
+    fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .expect("never poisoned")
+            .pop()
+            .unwrap_or_default()
+    }
+
+    /// `buf` as a message that returns it here when dropped.
+    fn lend(&self, buf: Vec<u8>) -> bytes::Bytes {
+        bytes::Bytes::from_owner(Lent {
+            buf,
+            home: self.clone(),
+        })
+    }
+}
+
+struct Lent {
+    buf: Vec<u8>,
+    home: Buffers,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        let mut kept = self.home.0.lock().expect("never poisoned");
+        if kept.len() < KEPT_BUFFERS {
+            kept.push(buf);
+        }
+    }
+}
+
 /// Chunks sent as COPY binary and as text, over every worker.
 #[derive(Default)]
 pub struct Sent {
@@ -104,6 +153,7 @@ impl Pool {
                 own: own_rx,
                 shared: rx.clone(),
                 sent: pool.sent.clone(),
+                buffers: Buffers::default(),
             };
             pool.workers
                 .push(spawn_worker(params.clone(), queues, setup));
@@ -230,12 +280,21 @@ struct Queues {
     own: Receiver<Work>,
     shared: Receiver<Work>,
     sent: Arc<Sent>,
+    buffers: Buffers,
 }
 
 /// Work as a worker sends it: rows in the format they were made ready in.
 enum Ready {
-    Rows { job: Job, binary: bool },
-    Run { what: String, sql: String },
+    /// A chunk's job, its rows taken out into `data`, in COPY binary when `binary`.
+    Rows {
+        job: Job,
+        data: bytes::Bytes,
+        binary: bool,
+    },
+    Run {
+        what: String,
+        sql: String,
+    },
 }
 
 impl Queues {
@@ -257,30 +316,35 @@ impl Queues {
     /// Converts a chunk's rows to COPY binary where its table allows, on a blocking thread:
     /// meanwhile this runtime goes on sending the chunk before to the server.
     async fn ready(&self, mut job: Job) -> Ready {
+        let text = std::mem::take(&mut job.chunk.data);
         let Some(conv) = job.binary.clone() else {
             self.sent.text.fetch_add(1, Ordering::Relaxed);
-            return Ready::Rows { job, binary: false };
+            let data = bytes::Bytes::from(text);
+            return Ready::Rows {
+                job,
+                data,
+                binary: false,
+            };
         };
-        let text = std::mem::take(&mut job.chunk.data);
+        let mut out = self.buffers.take();
         let convert = move || {
-            let mut out = Vec::with_capacity(text.len() + text.len() / 4);
+            out.clear();
+            out.reserve(text.len() + text.len() / 4);
             match conv.convert(&text, &mut out) {
-                true => (out, true),
-                false => (text, false),
+                true => Ok(out),
+                false => Err(text),
             }
         };
-        let (data, binary) = match tokio::task::spawn_blocking(convert).await {
+        let converted = match tokio::task::spawn_blocking(convert).await {
             Ok(done) => done,
             Err(e) => std::panic::resume_unwind(e.into_panic()),
         };
-        job.chunk.data = data;
-        let count = if binary {
-            &self.sent.binary
-        } else {
-            &self.sent.text
+        let (data, binary, count) = match converted {
+            Ok(out) => (self.buffers.lend(out), true, &self.sent.binary),
+            Err(text) => (bytes::Bytes::from(text), false, &self.sent.text),
         };
         count.fetch_add(1, Ordering::Relaxed);
-        Ready::Rows { job, binary }
+        Ready::Rows { job, data, binary }
     }
 }
 
@@ -394,8 +458,8 @@ async fn load_worker(client: &tokio_postgres::Client, queue: &Queues, setup: Set
     let mut touched = Touched::default();
     let mut pending = queue.next().await;
     while let Some(work) = pending.take() {
-        let (job, binary) = match work {
-            Ready::Rows { job, binary } => (job, binary),
+        let (job, first, binary) = match work {
+            Ready::Rows { job, data, binary } => (job, data, binary),
             Ready::Run { what, sql } => {
                 client
                     .batch_execute(&sql)
@@ -436,18 +500,19 @@ async fn load_worker(client: &tokio_postgres::Client, queue: &Queues, setup: Set
             false => Ok(()),
         };
         // The chunk's buffer becomes the message as it is: no copy.
-        let mut data = Some(job.chunk.data);
+        let mut data = Some(first);
         while sent.is_ok() {
             if let Some(d) = data.take() {
-                sent = sink.send(bytes::Bytes::from(d)).await;
+                sent = sink.send(d).await;
                 continue;
             }
             match queue.next().await {
                 Some(Ready::Rows {
                     job: next,
+                    data: d,
                     binary: b,
                 }) if next.table == job.table && b == binary => {
-                    data = Some(next.chunk.data);
+                    data = Some(d);
                 }
                 other => {
                     pending = other;
