@@ -5,11 +5,10 @@
 //! 4.30-4.38 s as text, 3.30-3.49 s as binary).
 //!
 //! The archive keeps COPY text (psql and pg_restore read it by hand, weir-mask rewrites it);
-//! this is only how weir-load sends it. A value is converted only when its text is in the one
-//! form PostgreSQL's output function writes (DateStyle ISO, `extra_float_digits = 3`, hex
-//! bytea, as weir-extract sets them) and it stands for exactly the value the input function
-//! would make of it; anything else makes [`Converter::convert`] give up on the chunk, which
-//! then goes as text. The binary layouts are the types' send/receive functions
+//! this is only how weir-load sends it. Each codec reads the form the type's output function
+//! writes (DateStyle ISO, `extra_float_digits = 3`, hex bytea, as weir-extract sets them) and
+//! makes of it exactly the value the input function would; any text outside what it reads
+//! makes [`Converter::convert`] give up on the chunk, which then goes as text. The binary layouts are the types' send/receive functions
 //! (src/backend/utils/adt: int.c, float.c, numeric.c, date.c, timestamp.c, uuid.c, network.c,
 //! jsonb.c, arrayfuncs.c) and the stream's header and trailer are the COPY documentation's
 //! "Binary Format".
