@@ -454,7 +454,6 @@ impl Touched {
 /// One load connection: runs COPY for each run of chunks of one table, all in one transaction
 /// that the leader commits only after the archive verified.
 async fn load_worker(client: &tokio_postgres::Client, queue: &Queues, setup: Setup) -> Result<()> {
-    use futures_util::SinkExt;
     let mut touched = Touched::default();
     let mut pending = queue.next().await;
     while let Some(work) = pending.take() {
@@ -487,49 +486,58 @@ async fn load_worker(client: &tokio_postgres::Client, queue: &Queues, setup: Set
             (false, false) => "",
         };
         let sql = format!("COPY {} FROM STDIN{with}", job.copy);
-        let sink = client
-            .copy_in::<_, bytes::Bytes>(sql.as_str())
-            .await
-            .map_err(|e| pg_error(e, &sql))?;
-        let mut sink = std::pin::pin!(sink);
-        let mut sent = match binary {
-            true => {
-                sink.send(bytes::Bytes::from_static(copy_binary::HEADER))
-                    .await
-            }
-            false => Ok(()),
-        };
-        // The chunk's buffer becomes the message as it is: no copy.
-        let mut data = Some(first);
-        while sent.is_ok() {
-            if let Some(d) = data.take() {
-                sent = sink.send(d).await;
-                continue;
-            }
-            match queue.next().await {
-                Some(Ready::Rows {
-                    job: next,
-                    data: d,
-                    binary: b,
-                }) if next.table == job.table && b == binary => {
-                    data = Some(d);
-                }
-                other => {
-                    pending = other;
-                    break;
-                }
-            }
-        }
-        if binary && sent.is_ok() {
-            sent = sink
-                .send(bytes::Bytes::from_static(copy_binary::TRAILER))
-                .await;
-        }
-        sent.map_err(|e| pg_error(e, &sql))?;
-        sink.as_mut()
-            .finish()
-            .await
-            .map_err(|e| pg_error(e, &sql))?;
+        pending = copy_run(client, queue, &sql, job.table, first, binary).await?;
     }
     Ok(())
+}
+
+/// One COPY statement: `first`, then the chunks that follow it in the queue while they are
+/// of the same table and format. Returns the work that ended the run.
+async fn copy_run(
+    client: &tokio_postgres::Client,
+    queue: &Queues,
+    sql: &str,
+    table: u32,
+    first: bytes::Bytes,
+    binary: bool,
+) -> Result<Option<Ready>> {
+    use futures_util::SinkExt;
+    let sink = client
+        .copy_in::<_, bytes::Bytes>(sql)
+        .await
+        .map_err(|e| pg_error(e, sql))?;
+    let mut sink = std::pin::pin!(sink);
+    let header = bytes::Bytes::from_static(copy_binary::HEADER);
+    let mut sent = if binary {
+        sink.send(header).await
+    } else {
+        Ok(())
+    };
+    // The chunk's buffer becomes the message as it is: no copy.
+    let mut data = Some(first);
+    let mut pending = None;
+    while sent.is_ok() {
+        if let Some(d) = data.take() {
+            sent = sink.send(d).await;
+            continue;
+        }
+        match queue.next().await {
+            Some(Ready::Rows {
+                job,
+                data: d,
+                binary: b,
+            }) if job.table == table && b == binary => data = Some(d),
+            other => {
+                pending = other;
+                break;
+            }
+        }
+    }
+    if binary && sent.is_ok() {
+        let trailer = bytes::Bytes::from_static(copy_binary::TRAILER);
+        sent = sink.send(trailer).await;
+    }
+    sent.map_err(|e| pg_error(e, sql))?;
+    sink.as_mut().finish().await.map_err(|e| pg_error(e, sql))?;
+    Ok(pending)
 }
