@@ -174,6 +174,13 @@ pub struct Column {
     pub not_null: bool,
 }
 
+impl Column {
+    /// The type its values have: the one underneath a domain, else its own.
+    pub fn underlying_type(&self) -> &str {
+        self.base.as_deref().unwrap_or(&self.type_name)
+    }
+}
+
 /// A CHECK constraint of a table: a rule that changes a column it reads may break it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Check {

@@ -228,8 +228,7 @@ impl Seen {
     ) -> Result<()> {
         let id = rest
             .strip_suffix(".json")
-            .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|d| d.parse::<u32>().ok())
+            .and_then(decimal::<u32>)
             .ok_or_else(|| bad_input(format!("malformed done entry name {name:?}")))?;
         let table = by_id.get(&id).filter(|t| t.data && self.ends);
         let table = table.ok_or_else(|| {
@@ -395,14 +394,13 @@ fn verify_table(m: &Manifest, ts: &TableSum, acc: &TableAcc) -> Result<()> {
 
 fn parse_chunk_name(rest: &str) -> Option<(u32, u64)> {
     let (t, c) = rest.split_once('/')?;
-    let c = c.strip_suffix(".copy")?;
-    if t.is_empty() || c.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if !c.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((t.parse().ok()?, c.parse().ok()?))
+    Some((decimal(t)?, decimal(c.strip_suffix(".copy")?)?))
+}
+
+/// A number in an entry's name: decimal digits only (no sign, which `parse` would take).
+fn decimal<T: std::str::FromStr>(s: &str) -> Option<T> {
+    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| s.parse().ok()).flatten()
 }
 
 fn entry_name<R: Read>(e: &tar::Entry<R>) -> Result<String> {

@@ -40,7 +40,7 @@ pub enum Ty {
 impl Ty {
     /// A column's type: through its domains to the base type, an enum with its labels.
     pub fn of(c: &crate::archive::Column) -> Ty {
-        let t = c.base.as_deref().unwrap_or(&c.type_name);
+        let t = c.underlying_type();
         let ty = Ty::parse(t);
         if c.labels.is_empty() {
             return ty;

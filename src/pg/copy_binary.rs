@@ -197,33 +197,33 @@ impl Converter {
     }
 }
 
+/// A NULL field or array element: length -1, no value.
+const NULL: [u8; 4] = (-1i32).to_be_bytes();
+
 /// One field: its length and binary value, or -1 for NULL.
 fn put_field(codec: &Codec, raw: &[u8], scratch: &mut Vec<u8>, out: &mut Vec<u8>) -> bool {
+    if raw == b"\\N" {
+        out.extend_from_slice(&NULL);
+        return true;
+    }
     // Numbers, dates, uuids and addresses are never written with an escape: a backslash in
-    // one is either `\N` or makes its codec refuse the value.
+    // one makes its codec refuse the value.
     let text_like = matches!(
         codec,
         Codec::Bytes | Codec::Jsonb | Codec::Bytea | Codec::Array(..)
     );
-    if raw == b"\\N" {
-        out.extend_from_slice(&(-1i32).to_be_bytes());
-        return true;
+    if !(text_like && raw.contains(&b'\\')) {
+        return put_value(codec, raw, out);
     }
-    let value = if text_like && raw.contains(&b'\\') {
-        match decode_field_into(raw, scratch) {
-            Ok(true) => scratch.as_slice(),
-            Ok(false) => {
-                out.extend_from_slice(&(-1i32).to_be_bytes());
-                return true;
-            }
-            Err(_) => return false,
-        }
-    } else {
-        raw
-    };
+    // Not `\N` (above), so always a value.
+    decode_field_into(raw, scratch).is_ok() && put_value(codec, scratch, out)
+}
+
+/// `v`'s length and binary value; false when its codec refuses it.
+fn put_value(codec: &Codec, v: &[u8], out: &mut Vec<u8>) -> bool {
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
-    if !codec.encode(value, out) {
+    if !codec.encode(v, out) {
         return false;
     }
     let Ok(len) = i32::try_from(out.len() - at - 4) else {
@@ -592,16 +592,10 @@ fn array(v: &[u8], elem: &Codec, oid: u32, out: &mut Vec<u8>) -> bool {
             return false;
         };
         if !quoted && item.eq_ignore_ascii_case(b"NULL") {
-            out.extend_from_slice(&(-1i32).to_be_bytes());
+            out.extend_from_slice(&NULL);
             nulls = true;
-        } else {
-            let at = out.len();
-            out.extend_from_slice(&[0; 4]);
-            if !elem.encode(&item, out) {
-                return false;
-            }
-            let len = (out.len() - at - 4) as i32;
-            out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+        } else if !put_value(elem, &item, out) {
+            return false;
         }
         count += 1;
         match body.get(next) {

@@ -46,7 +46,7 @@ const FIXED: [&str; 16] = [
 /// Locks per table: itself, and its TOAST table and index when a column can be toasted.
 pub fn per_table(t: &crate::archive::Table) -> u64 {
     let toast = t.columns.iter().any(|c| {
-        let ty = c.base.as_deref().unwrap_or(&c.type_name);
+        let ty = c.underlying_type();
         !FIXED.contains(&ty.split('(').next().unwrap_or(ty).trim())
     });
     if toast { 3 } else { 1 }

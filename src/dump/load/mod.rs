@@ -112,8 +112,6 @@ struct Loader<'o> {
     pool: Option<Pool>,
     /// Which worker loads which table and builds its indexes (format 3; empty otherwise).
     placement: Placement,
-    /// The locks the load may hold at once ([`locks::LockTable::budget`]).
-    lock_budget: u64,
     /// Per table, how its rows become COPY binary; `None` where they go as text.
     converters: HashMap<u32, Option<Arc<Converter>>>,
     blobs: Blobs,
@@ -142,7 +140,6 @@ impl<'o> Loader<'o> {
             data_begun: false,
             pool: None,
             placement: Placement::default(),
-            lock_budget: 0,
             converters: HashMap::new(),
             blobs: Blobs::default(),
             progress: Progress::new(None, opts.progress, opts.quiet),
@@ -186,7 +183,7 @@ impl<'o> Loader<'o> {
             self.schema
                 .restrict_to(&self.selection.wanted_oids(m), &self.params)?;
         }
-        let tx = self.transactions(m)?;
+        let (tx, lock_budget) = self.transactions(m)?;
         let o = self.opts;
         // With done entries (format 3) and several workers, tables are placed (see
         // [`placement`]); not when the workers commit in batches.
@@ -221,7 +218,7 @@ impl<'o> Loader<'o> {
             let entries = entries
                 .join()
                 .map_err(|_| anyhow!("reading the post-data section failed"))??;
-            self.place(m, &entries);
+            self.place(m, &entries, lock_budget);
         }
         Ok(())
     }
@@ -229,7 +226,7 @@ impl<'o> Loader<'o> {
     /// Gives each table with few enough rows to one worker, which builds its indexes in its
     /// own transaction once the table's done entry arrives, while the others still load;
     /// unless the placed builds' locks would not fit.
-    fn place(&mut self, m: &Manifest, entries: &[placement::PostDataEntry]) {
+    fn place(&mut self, m: &Manifest, entries: &[placement::PostDataEntry], lock_budget: u64) {
         let o = self.opts;
         let tables: Vec<&Table> = m
             .tables
@@ -238,7 +235,7 @@ impl<'o> Loader<'o> {
             .collect();
         let placement = Placement::plan(&tables, entries, o.jobs);
         let locks = placement.locks(&tables, locks::per_table, o.jobs);
-        if locks > self.lock_budget {
+        if locks > lock_budget {
             self.note(&format!(
                 "indexes built after the commit: building them while loading takes {locks} locks"
             ));
@@ -252,8 +249,9 @@ impl<'o> Loader<'o> {
     }
 
     /// One transaction per phase where the server's lock table has room for it, batches
-    /// where it has not and the database is ours or the user said so (see [`locks`]).
-    fn transactions(&mut self, m: &Manifest) -> Result<locks::Transactions> {
+    /// where it has not and the database is ours or the user said so (see [`locks`]); with
+    /// the locks the load may hold at once ([`locks::LockTable::budget`]).
+    fn transactions(&mut self, m: &Manifest) -> Result<(locks::Transactions, u64)> {
         let jobs = if self.opts.schema_only {
             0
         } else {
@@ -264,7 +262,6 @@ impl<'o> Loader<'o> {
         let mut need = locks::need(m, |id| self.selection.contains(id), jobs, views);
         need.pre_data *= pre;
         let table = locks::LockTable::read(self.main())?;
-        self.lock_budget = table.budget();
         let owned = self.created.is_some();
         let tx = locks::plan(
             need,
@@ -286,7 +283,7 @@ impl<'o> Loader<'o> {
                 tx.tables_per_worker.map_or("all".into(), |n| n.to_string())
             ));
         }
-        Ok(tx)
+        Ok((tx, table.budget()))
     }
 
     /// The schemas of a partial restore, `--clean`'s DROPs, then pre-data, in one transaction
@@ -323,8 +320,7 @@ impl<'o> Loader<'o> {
         // Commit only now: the trailer matched, every row of every table is accounted for.
         if let Some(pool) = self.pool.as_mut() {
             pool.commit()?;
-            let sent = pool.sent.clone();
-            let (b, t) = (sent.binary.load(Relaxed), sent.text.load(Relaxed));
+            let (b, t) = (pool.sent.binary.load(Relaxed), pool.sent.text.load(Relaxed));
             self.note(&format!("{b} chunks sent as COPY binary, {t} as text"));
         }
         self.main()
@@ -402,10 +398,7 @@ impl<'o> Loader<'o> {
         }
         let types = |t: &Table| {
             let enums = t.columns.iter().any(|c| !c.labels.is_empty());
-            let names = t
-                .columns
-                .iter()
-                .map(|c| c.base.as_deref().unwrap_or(&c.type_name));
+            let names = t.columns.iter().map(|c| c.underlying_type());
             (!enums).then(|| Converter::for_types(names)).flatten()
         };
         self.converters

@@ -328,7 +328,7 @@ impl Queues {
         };
         let mut out = self.buffers.take();
         let convert = move || {
-            out.clear();
+            // Empty: a buffer comes back cleared.
             out.reserve(text.len() + text.len() / 4);
             match conv.convert(&text, &mut out) {
                 true => Ok(out),
